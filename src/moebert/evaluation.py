@@ -1,0 +1,54 @@
+"""Evaluation on a task's dev split(s): predictions, GLUE metrics and the metrics.json record."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import data as task_data
+from .metrics import compute_metrics
+from .modeling import parameter_counts
+from .tasks import GlueTask, load_split
+
+
+@torch.no_grad()
+def predict(model, dataset, collator, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a tokenised dataset, in dataset order."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, labels = [], []
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collator), desc="evaluate",
+                      disable=not progress):
+        labels.append(batch.pop("labels").numpy())
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        logits.append(out.logits.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def evaluate(model, tokenizer, task: GlueTask, data: str, max_length: int, max_eval_samples: int | None = None,
+             seed: int = 0, batch_size: int = 64) -> tuple[dict, dict]:
+    """Metrics (percent) and example counts for every eval split of the task, keyed like the paper's tables."""
+    results, counts = {}, {}
+    collate = task_data.collator(tokenizer)
+    for split, key in task.eval_splits.items():
+        raw = load_split(task, data, split, max_rows=max_eval_samples, seed=seed)
+        dataset = task_data.tokenize(raw, tokenizer, task, max_length)
+        logits, labels = predict(model, dataset, collate, batch_size)
+        results[key] = compute_metrics(task, logits, labels)
+        counts[key] = len(dataset)
+    return results, counts
+
+
+def metrics_record(task: GlueTask, model, model_path: str, results: dict, counts: dict, method: str | None,
+                   seed: int) -> dict:
+    return {
+        "task": task.name,
+        "model": str(model_path),
+        "method": method,
+        "seed": seed,
+        "results": results,
+        "num_examples": counts,
+        "params": parameter_counts(model),
+    }

@@ -1,0 +1,104 @@
+"""Expert adaptation (MoEBERT §3): split each fine-tuned FFN into experts that share its most important
+neurons and deal the rest round-robin by importance rank."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import MoebertError
+from .modeling import MoEBertConfig, MoEBertForSequenceClassification
+from .routing import HASH_ROUTERS, hash_balance_table, hash_random_table
+
+
+def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_dim: int) -> None:
+    """Fail loudly where the reference silently builds narrower experts."""
+    if num_experts < 1 or expert_dim < 1 or shared_dim < 0:
+        raise MoebertError(
+            f"need num_experts >= 1, expert_dim >= 1, shared_dim >= 0 "
+            f"(got {num_experts}, {expert_dim}, {shared_dim})"
+        )
+    if expert_dim > ffn_dim:
+        raise MoebertError(f"expert_dim={expert_dim} exceeds the FFN width {ffn_dim}; use expert_dim <= {ffn_dim}")
+    if shared_dim > expert_dim:
+        raise MoebertError(f"shared_dim={shared_dim} exceeds expert_dim={expert_dim}; use shared_dim <= {expert_dim}")
+    available = shared_dim + (ffn_dim - shared_dim) // num_experts
+    if available < expert_dim:
+        # s + (d - s) // N >= E  <=>  s >= (N E - d) / (N - 1), up to rounding.
+        min_shared = next(s for s in range(shared_dim, expert_dim + 1) if s + (ffn_dim - s) // num_experts >= expert_dim)
+        raise MoebertError(
+            f"cannot build {num_experts} experts of width {expert_dim} from an FFN of width {ffn_dim} sharing "
+            f"{shared_dim} neurons: each expert gets only {shared_dim} shared + {(ffn_dim - shared_dim) // num_experts}"
+            f" private = {available} neurons. Use expert_dim <= {available}, or shared_dim >= {min_shared}, "
+            f"or fewer experts"
+        )
+
+
+def expert_indices(order: torch.Tensor, num_experts: int, expert_dim: int, shared_dim: int) -> list[torch.Tensor]:
+    """Neuron indices of each expert: the `shared_dim` most important, then rest[e::N] by rank."""
+    shared, rest = order[:shared_dim], order[shared_dim:]
+    return [torch.cat([shared, rest[e::num_experts]])[:expert_dim] for e in range(num_experts)]
+
+
+def adapt(
+    teacher: nn.Module,
+    orders: list[torch.Tensor],
+    num_experts: int,
+    expert_dim: int,
+    shared_dim: int,
+    router: str = "hash-random",
+    seed: int = 0,
+    token_counts: torch.Tensor | None = None,
+    expert_dropout: float = 0.1,
+) -> tuple[MoEBertForSequenceClassification, list[list[list[int]]]]:
+    """Build the MoE student from a fine-tuned dense BertForSequenceClassification.
+
+    Returns the model and the chosen neuron indices [layer][expert][neuron]."""
+    base = teacher.config
+    check_expert_shape(base.intermediate_size, num_experts, expert_dim, shared_dim)
+    if len(orders) != base.num_hidden_layers:
+        raise MoebertError(f"importance has {len(orders)} layers but the model has {base.num_hidden_layers}")
+    if router == "hash-balance" and token_counts is None:
+        raise MoebertError("router 'hash-balance' needs training-split token counts (give --task and --data)")
+    config = MoEBertConfig(
+        num_experts=num_experts,
+        expert_dim=expert_dim,
+        shared_dim=shared_dim,
+        router=router,
+        expert_dropout=expert_dropout,
+        **base.to_diff_dict(),
+    )
+    config.architectures = [MoEBertForSequenceClassification.__name__]
+    student = MoEBertForSequenceClassification(config)
+    # Everything but the expert weights (embeddings, attention, FFN LayerNorms, pooler, head) comes from the
+    # teacher as is: BertOutput.LayerNorm and MoEFFN.LayerNorm share their state-dict keys.
+    missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert all(".output." in k or k == "hash_table" for k in missing), missing
+    indices = []
+    with torch.no_grad():
+        for layer_s, layer_t, order in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, orders):
+            w1, b1 = layer_t.intermediate.dense.weight, layer_t.intermediate.dense.bias
+            w2, b2 = layer_t.output.dense.weight, layer_t.output.dense.bias
+            ffn = layer_s.output
+            chosen = expert_indices(order, num_experts, expert_dim, shared_dim)
+            for e, idx in enumerate(chosen):
+                ffn.w1[e].copy_(w1[idx])
+                ffn.b1[e].copy_(b1[idx])
+                ffn.w2[e].copy_(w2[:, idx])
+                ffn.b2[e].copy_(b2)
+            indices.append([idx.tolist() for idx in chosen])
+        if router in HASH_ROUTERS:
+            layers, vocab = config.num_hidden_layers, config.vocab_size
+            table = (
+                hash_random_table(layers, vocab, num_experts, seed)
+                if router == "hash-random"
+                else hash_balance_table(token_counts, layers, num_experts, seed)
+            )
+            student.hash_table.copy_(table)
+    return student, indices
+
+
+def token_counts(input_ids: list[list[int]], vocab_size: int) -> torch.Tensor:
+    """How often each token id occurs in a tokenised split (for hash-balance)."""
+    flat = torch.tensor([t for ids in input_ids for t in ids], dtype=torch.long)
+    return torch.bincount(flat, minlength=vocab_size)

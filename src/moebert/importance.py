@@ -1,0 +1,97 @@
+"""Neuron importance scores (MoEBERT Eq. 4, METHOD §2).
+
+For neuron j of a layer's FFN, with w1_j its row of the intermediate weight and w2_j its column of the
+output weight,
+
+    I_j = sum over examples (x, y) of | w1_j . grad_{w1_j} L(x, y) + w2_j . grad_{w2_j} L(x, y) |.
+
+Both dot products follow from activations and their gradients: with z = W1 a + b1 and h = act(z),
+w1_j . grad_{w1_j} L = sum_t dL/dz_tj (z_tj - b1_j) and w2_j . grad_{w2_j} L = sum_t h_tj dL/dh_tj.
+Examples are independent in eval mode, so one backward pass of the summed per-example loss gives every
+example's terms at once (`importance_scores`), instead of one autograd call per example per matrix as in
+the reference (`importance_scores_autograd`, kept as the slow ground truth for tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Task loss of every example on gold labels: CE for classification, squared error for regression."""
+    if logits.shape[-1] == 1:
+        return (logits.squeeze(-1) - labels.to(logits.dtype)) ** 2
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def _ffn_weights(model: nn.Module):
+    for layer in model.bert.encoder.layer:
+        yield layer.intermediate.dense, layer.output.dense
+
+
+def _forward_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return per_example_loss(model(**inputs).logits, batch["labels"])
+
+
+def importance_scores(model: nn.Module, batches: Iterable[dict], progress: bool = True) -> list[torch.Tensor]:
+    """Eq. 4 with one backward pass per batch; returns one score vector per layer (float64)."""
+    model.eval()
+    device = next(model.parameters()).device
+    captured: dict[int, dict[str, torch.Tensor]] = {}
+    handles = []
+    for i, (fc1, _) in enumerate(_ffn_weights(model)):
+        captured[i] = {}
+
+        def keep(name, i=i):
+            def hook(module, args, output):
+                output.retain_grad()
+                captured[i][name] = output
+
+            return hook
+
+        handles.append(fc1.register_forward_hook(keep("z")))
+        handles.append(model.bert.encoder.layer[i].intermediate.register_forward_hook(keep("h")))
+    scores = [torch.zeros(fc1.out_features, dtype=torch.float64, device=device) for fc1, _ in _ffn_weights(model)]
+    try:
+        for batch in tqdm(batches, desc="importance", disable=not progress):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            model.zero_grad(set_to_none=True)
+            _forward_loss(model, batch).sum().backward()
+            with torch.no_grad():
+                for i, (fc1, _) in enumerate(_ffn_weights(model)):
+                    z, h = captured[i]["z"], captured[i]["h"]
+                    per_example = (z.grad * (z - fc1.bias) + h * h.grad).sum(dim=1)  # [batch, ffn]
+                    scores[i] += per_example.abs().sum(0).double()
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.zero_grad(set_to_none=True)
+    return [s.cpu() for s in scores]
+
+
+def importance_scores_autograd(model: nn.Module, batches: Iterable[dict]) -> list[torch.Tensor]:
+    """The reference's literal formulation: for every example, one autograd call per weight matrix."""
+    model.eval()
+    device = next(model.parameters()).device
+    weights = [(fc1.weight, fc2.weight) for fc1, fc2 in _ffn_weights(model)]
+    scores = [torch.zeros(w1.shape[0], dtype=torch.float64, device=device) for w1, _ in weights]
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        for b in range(batch["labels"].shape[0]):
+            loss = _forward_loss(model, {k: v[b : b + 1] for k, v in batch.items()}).sum()
+            for i, (w1, w2) in enumerate(weights):
+                (g1,) = torch.autograd.grad(loss, w1, retain_graph=True)
+                (g2,) = torch.autograd.grad(loss, w2, retain_graph=True)
+                scores[i] += ((w1 * g1).sum(1) + (w2 * g2).sum(0)).abs().double()
+    return [s.cpu() for s in scores]
+
+
+def orders(scores: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Neurons of every layer by importance, most important first (ties keep index order)."""
+    return [torch.argsort(s, descending=True, stable=True) for s in scores]

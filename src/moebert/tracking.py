@@ -1,0 +1,261 @@
+"""Optional MLflow tracking for the CLI jobs (finetune, distill, evaluate, ...).
+
+Tracking is a view on the pipeline, not part of it: the files under results/ are the source of truth.
+So every MLflow call is retried on transient store errors (sqlite "database is locked" when several
+jobs write at once), and when a call still fails the run is abandoned with a loud warning while the
+job itself carries on: a tracking outage must never kill a long training or corrupt its outputs.
+
+Runs talk to MLflow through MlflowClient with explicit run ids (no fluent global active run), so each
+call can be retried on its own and several runs can never get mixed up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import math
+import numbers
+import os
+import random
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RETRY_ATTEMPTS = 8
+RETRY_BASE_DELAY_S = 0.5
+RETRY_MAX_DELAY_S = 30.0
+# Substrings of errors that go away when retried: sqlite lock contention. MLflow wraps sqlalchemy's
+# OperationalError as MlflowException(TEMPORARILY_UNAVAILABLE). HTTP errors are retried by MLflow's
+# own REST client already.
+TRANSIENT_MARKERS = ("database is locked", "database is busy", "OperationalError", "TEMPORARILY_UNAVAILABLE")
+PARENT_TAG = "moebert.parent_run"
+MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tracking (MLflow)")
+    group.add_argument("--tracking-uri", default=None,
+                       help="MLflow tracking URI, e.g. sqlite:///results/mlflow/mlflow.db or http://host:5000 "
+                            "(default: $MLFLOW_TRACKING_URI; if neither is set, or 'off', tracking is off)")
+    group.add_argument("--experiment", default="moebert", help="MLflow experiment name (default: moebert)")
+    group.add_argument("--parent-run", default=None,
+                       help="name of the parent run to nest this run under; created if missing")
+    group.add_argument("--run-name", default=None,
+                       help="run name (default: built from the rule/task/method/seed tags)")
+    group.add_argument("--tag", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+                       help="run tag, also logged as a param (repeatable), e.g. task=mrpc seed=0 rule=distill")
+    group.add_argument("--log-artifact", action="append", default=[], metavar="PATH",
+                       help="file uploaded when the run ends, e.g. the job's log (repeatable; missing is skipped)")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _is_transient(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # chains can loop
+        seen.add(id(exc))
+        text = f"{type(exc).__name__} {getattr(exc, 'error_code', '')} {exc}"
+        if any(marker in text for marker in TRANSIENT_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def retry(fn, *args, attempts: int = RETRY_ATTEMPTS, base_delay: float = RETRY_BASE_DELAY_S,
+          sleep=time.sleep, **kwargs):
+    """Call fn(*args, **kwargs), retrying transient store errors with exponential backoff and jitter."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not _is_transient(exc):
+                raise
+            delay = min(RETRY_MAX_DELAY_S, base_delay * 2 ** attempt)
+            # Jitter: jobs that collided once would otherwise retry in lockstep and collide again.
+            sleep(random.uniform(delay / 2, delay))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """{"MRPC": {"f1": 89.0}} -> {"MRPC/f1": 89.0}, so nested results log as one metric each."""
+    flat = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+class TrackedRun:
+    """Handle of one MLflow run. After a call fails for good, the handle goes quiet (no more calls), so
+    a dead tracking server costs the job one round of retries, not one per logging step."""
+
+    def __init__(self, client, run_id: str, end_artifacts=()):
+        self.client = client
+        self.run_id = run_id
+        self.end_artifacts = list(end_artifacts)
+        self.failed = False
+
+    def _call(self, what: str, fn, *args, **kwargs) -> None:
+        if self.failed:
+            return
+        try:
+            retry(fn, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
+            self.failed = True
+            log.warning("MLFLOW TRACKING FAILED (%s) for run %s: %s: %s -- tracking is off for the rest of "
+                        "this job; its outputs under results/ are unaffected.",
+                        what, self.run_id, type(exc).__name__, exc)
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)) for k, v in _flatten(params).items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self._call("log params", self.client.log_batch, self.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """Log the numeric values of a (possibly nested) dict; anything else (e.g. strings) is skipped."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in _flatten(metrics).items()
+                 if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)]
+        if items:
+            self._call("log metrics", self.client.log_batch, self.run_id, metrics=items)
+
+    def log_artifact(self, path: str | os.PathLike) -> None:
+        self._call(f"log artifact {path}", self.client.log_artifact, self.run_id, str(path))
+
+    def trainer_callback(self):
+        """A transformers TrainerCallback that logs every Trainer log event (loss, learning_rate, ...)
+        at its global step."""
+        from transformers import TrainerCallback
+
+        run = self
+
+        class MlflowStepLogger(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                run.log_metrics(logs or {}, step=state.global_step)
+
+        return MlflowStepLogger()
+
+    def end(self, status: str) -> None:
+        for path in self.end_artifacts:
+            if Path(path).is_file():
+                self.log_artifact(path)
+        self._call("end run", self.client.set_terminated, self.run_id, status)
+
+
+@contextlib.contextmanager
+def tracked_run(args: argparse.Namespace, params: dict):
+    """Yield a TrackedRun for this job, or None when tracking is off or could not start.
+
+    The run ends FINISHED, FAILED (exception) or KILLED (Ctrl-C); the exception is re-raised.
+    """
+    uri = args.tracking_uri if args.tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.lower() in ("", "off"):
+        yield None
+        return
+    run = _start_run(uri, args, params)
+    if run is None:
+        yield None
+        return
+    try:
+        yield run
+    except BaseException as exc:
+        run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    run.end("FINISHED")
+
+
+def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun | None:
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    tags = dict(args.tag)
+    name = args.run_name or "-".join(tags[k] for k in ("rule", "task", "method", "seed") if k in tags) or None
+    try:
+        with _setup_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            experiment_id = _experiment_id(client, args.experiment, uri)
+            if args.parent_run:
+                tags[MLFLOW_PARENT_RUN_ID] = _parent_run_id(client, experiment_id, args.parent_run)
+        run_id = retry(client.create_run, experiment_id, run_name=name, tags=tags).info.run_id
+    except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
+        log.warning("MLFLOW TRACKING FAILED to start a run at %s: %s: %s -- this job runs untracked; its "
+                    "outputs under results/ are unaffected.", uri, type(exc).__name__, exc)
+        return None
+    run = TrackedRun(client, run_id, args.log_artifact)
+    # Tags are params too, so the UI's run comparison shows e.g. the config hash and git commit.
+    run.log_params({**params, **dict(args.tag)})
+    return run
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+        return None
+    return Path(uri[len(prefix):].split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def _setup_lock(uri: str):
+    """Serialise store creation and parent find-or-create between jobs sharing one sqlite file: a fresh
+    database is initialised by its first user (concurrent schema migrations clash) and concurrent
+    find-or-create would make one parent per job. Remote stores rely on _parent_run_id converging."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _experiment_id(client, name: str, uri: str) -> str:
+    experiment = retry(client.get_experiment_by_name, name)
+    if experiment is not None:
+        return experiment.experiment_id
+    db = _sqlite_path(uri)
+    # Without an explicit location MLflow writes sqlite-store artifacts into ./mlruns of whatever
+    # directory the job runs in; keep them beside the database instead.
+    location = (db.parent / "artifacts").resolve().as_uri() if db else None
+    try:
+        return retry(client.create_experiment, name, artifact_location=location)
+    except Exception:
+        # Another job (on a remote store) created it between our lookup and our create.
+        experiment = retry(client.get_experiment_by_name, name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _parent_run_id(client, experiment_id: str, name: str) -> str:
+    """Find or create the parent run called `name`. Concurrent creators converge: each one re-searches
+    after creating, all settle on the oldest candidate, and the others delete their own."""
+
+    def oldest() -> str | None:
+        runs = retry(client.search_runs, [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'")
+        runs = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+        return runs[0].info.run_id if runs else None
+
+    found = oldest()
+    if found:
+        return found
+    mine = retry(client.create_run, experiment_id, run_name=name, tags={PARENT_TAG: name}).info.run_id
+    retry(client.set_terminated, mine)  # a parent only groups its children; it never runs itself
+    winner = oldest()
+    if winner != mine:
+        retry(client.delete_run, mine)
+    return winner

@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenceClassification:
+    """A random BERT small enough for exact gradient checks (2 layers, FFN 64)."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=32, num_labels=num_labels,
+        problem_type="regression" if num_labels == 1 else "single_label_classification", **overrides,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def random_batch(batch: int = 4, seq: int = 10, vocab: int = 50, num_labels: int = 3, seed: int = 1) -> dict:
+    """Token ids with ragged lengths (right padding) and labels."""
+    gen = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(1, vocab, (batch, seq), generator=gen)
+    lengths = torch.randint(seq // 2, seq + 1, (batch,), generator=gen)
+    lengths[0] = seq
+    mask = (torch.arange(seq)[None] < lengths[:, None]).long()
+    input_ids = input_ids * mask
+    labels = torch.rand(batch, generator=gen) * 5 if num_labels == 1 else torch.randint(num_labels, (batch,), generator=gen)
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(input_ids),
+            "labels": labels}
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The shared classic-GLUE copy (never inside the repo); MOEBERT_SHARED_DATA overrides its parent."""
+    shared = Path(os.environ.get("MOEBERT_SHARED_DATA") or REPO.parent / "shared" / "data")
+    glue = shared / "glue"
+    if not glue.is_dir():
+        pytest.skip(f"shared GLUE data not found at {glue}; set MOEBERT_SHARED_DATA to the dir holding glue/")
+    return glue

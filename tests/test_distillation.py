@@ -1,0 +1,48 @@
+"""Distillation losses: zero for identical models, the symmetric KL against a direct computation."""
+
+import torch
+from conftest import random_batch, tiny_bert
+
+from moebert.distillation import hidden_mse, prediction_loss, symmetric_kl
+
+
+def test_losses_are_zero_when_student_equals_teacher():
+    model = tiny_bert()
+    batch = random_batch()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    assert len(out.hidden_states) == 3  # embedding output + 2 layers
+    assert hidden_mse(out.hidden_states, out.hidden_states, batch["attention_mask"]) == 0
+    assert hidden_mse(out.hidden_states, out.hidden_states, None) == 0
+    assert symmetric_kl(out.logits, out.logits).abs() < 1e-7
+    assert prediction_loss(out.logits[:, :1], out.logits[:, :1]) == 0
+
+
+def test_symmetric_kl_equals_a_direct_computation():
+    gen = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
+    p, q = t.softmax(-1), s.softmax(-1)
+    kl_pq = (p * (p / q).log()).sum(-1).mean()
+    kl_qp = (q * (q / p).log()).sum(-1).mean()
+    torch.testing.assert_close(symmetric_kl(s, t), 0.5 * (kl_pq + kl_qp))
+
+
+def test_symmetric_kl_stays_finite_on_extreme_logits():
+    s = torch.tensor([[1000.0, -1000.0]])
+    t = torch.tensor([[-1000.0, 1000.0]])
+    assert torch.isfinite(symmetric_kl(s, t))
+
+
+def test_hidden_mse_mask_leaves_padding_out():
+    s = torch.zeros(1, 3, 2)
+    t = torch.zeros(1, 3, 2)
+    t[0, 2] = 10.0  # only the padding position differs
+    mask = torch.tensor([[1, 1, 0]])
+    assert hidden_mse((s,), (t,), mask) == 0
+    torch.testing.assert_close(hidden_mse((s,), (t,), None), torch.tensor(100.0 * 2 / 6))
+
+
+def test_regression_prediction_loss_is_logit_mse():
+    torch.testing.assert_close(prediction_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [1.0]])),
+                               torch.tensor(2.5))

@@ -1,0 +1,143 @@
+import argparse
+import hashlib
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from moebert import report
+from moebert.errors import MoebertError
+
+# method -> result key -> metric -> one value per seed (0, 1)
+SCORES = {
+    "teacher": {"RTE": {"accuracy": [60.0, 64.0]}, "MRPC": {"accuracy": [83.0, 85.0], "f1": [87.0, 89.0]}},
+    "moebert": {"RTE": {"accuracy": [70.0, 76.0]}, "MRPC": {"accuracy": [88.0, 90.0], "f1": [92.0, 94.0]}},
+}
+EFFECTIVE = {"teacher": 22_000_000, "moebert": 15_000_000, "dense-narrow": 9_000_000}
+
+
+def write_metrics(path, method, task, seed, results):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "task": task, "model": f"results/{method}", "method": method, "seed": seed, "results": results,
+        "num_examples": {key: 100 for key in results},
+        "params": {"total": 2 * EFFECTIVE[method], "effective": EFFECTIVE[method], "head": 1000},
+    }))
+    return str(path)
+
+
+def fake_metrics(tmp_path):
+    files = []
+    for method, tasks in SCORES.items():
+        for key, metrics in tasks.items():
+            for seed in (0, 1):
+                results = {key: {metric: values[seed] for metric, values in metrics.items()}}
+                path = tmp_path / "metrics" / key.lower() / method / f"seed{seed}.json"
+                files.append(write_metrics(path, method, key.lower(), seed, results))
+    # A method the paper does not have, on one task and one seed: no paper rows, no average.
+    files.append(write_metrics(tmp_path / "metrics/rte/dense-narrow/seed0.json", "dense-narrow", "rte", 0,
+                               {"RTE": {"accuracy": 58.0}}))
+    return files
+
+
+def run_report(tmp_path, files, *extra):
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    args = parser.parse_args(["--metrics", *files, "--tables-dir", str(tmp_path / "tables"),
+                              "--plots-dir", str(tmp_path / "plots"), "--manifest", str(tmp_path / "manifest.json"),
+                              *extra])
+    report.run(args)
+
+
+@pytest.fixture
+def built(tmp_path):
+    data = tmp_path / "glue" / "RTE"
+    data.mkdir(parents=True)
+    (data / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("seeds: [0, 1]\n")
+    run_report(tmp_path, fake_metrics(tmp_path), "--data-files", str(tmp_path / "glue"),
+               "--config-file", str(config))
+    return tmp_path
+
+
+def test_csv_has_exact_means_stds_and_paper_differences(built):
+    csv = pd.read_csv(built / "tables" / "glue.csv")
+    cell = csv.set_index(["method", "task", "metric"])
+    expected = {  # (method, task, metric): mean, std, paper, diff
+        ("teacher", "RTE", "accuracy"): (62.0, math.sqrt(8), 63.5, -1.5),
+        ("teacher", "MRPC", "f1"): (88.0, math.sqrt(2), 89.0, -1.0),
+        ("teacher", "MRPC", "accuracy"): (84.0, math.sqrt(2), 84.1, -0.1),
+        ("moebert", "RTE", "accuracy"): (73.0, math.sqrt(18), 74.0, -1.0),
+        ("moebert", "MRPC", "f1"): (93.0, math.sqrt(2), 92.6, 0.4),
+        ("moebert", "MRPC", "accuracy"): (89.0, math.sqrt(2), 89.5, -0.5),
+        # averages of the main metric (RTE accuracy, MRPC f1) over both tasks
+        ("teacher", "avg", "main"): (75.0, None, 76.25, -1.25),
+        ("moebert", "avg", "main"): (83.0, None, 83.3, -0.3),
+    }
+    for key, (mean, std, paper, diff) in expected.items():
+        row = cell.loc[key]
+        assert row["mean"] == pytest.approx(mean) and row.paper == pytest.approx(paper)
+        assert row["diff"] == pytest.approx(diff)
+        assert pd.isna(row["std"]) if std is None else row["std"] == pytest.approx(std)
+    assert cell.loc[("teacher", "MRPC", "f1"), "paper_model"] == "BERT-base"
+    assert cell.loc[("moebert", "RTE", "accuracy"), "n"] == 2
+    narrow = cell.loc[("dense-narrow", "RTE", "accuracy")]
+    assert narrow["mean"] == 58.0 and narrow.n == 1 and pd.isna(narrow["std"]) and pd.isna(narrow.paper)
+    # only what exists: no average for a method missing a task, no methods without files
+    assert ("dense-narrow", "avg", "main") not in cell.index
+    assert list(dict.fromkeys(csv.method)) == ["teacher", "moebert", "dense-narrow"]
+
+
+def test_markdown_and_latex_tables(built):
+    md = (built / "tables" / "glue.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| method"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "method", "row", "n", "RTE accuracy", "MRPC f1", "MRPC accuracy", "avg"]
+    for text in ("88.0 ± 1.4", "93.0 ± 1.4", "paper: BERT-base", "paper: MoEBERT", "76.2", "+0.4", "-1.2",
+                 "| 58.0 "):
+        assert text in md
+    assert "DistilBERT" not in md and "distilbert" not in md
+    assert md.count("paper:") == 2  # dense-narrow has no paper row
+    tex = (built / "tables" / "glue.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\end{tabular}" in tex
+    assert r"88.0 $\pm$ 1.4" in tex
+
+
+def test_plots_exist(built):
+    for suffix in ("png", "svg"):
+        path = built / "plots" / f"{report.PLOT_NAME}.{suffix}"
+        assert path.stat().st_size > 1000
+    assert "moebert" in (built / "plots" / f"{report.PLOT_NAME}.svg").read_text()
+
+
+def test_manifest_records_versions_seeds_and_hashes(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert {"torch", "transformers", "datasets", "mlflow", "moebert"} <= set(manifest["packages"])
+    assert manifest["seeds"] == [0, 1]
+    train = built / "glue" / "RTE" / "train.tsv"
+    assert manifest["data_files"] == {str(train): hashlib.sha256(train.read_bytes()).hexdigest()}
+    assert manifest["config_file"]["sha256"] == hashlib.sha256(b"seeds: [0, 1]\n").hexdigest()
+    assert len(manifest["runs"]) == 9 and all(len(r["sha256"]) == 64 for r in manifest["runs"])
+    assert manifest["git_commit"] and manifest["hardware"]["cores"] >= 1 and manifest["python"]
+
+
+def test_rerun_regenerates_identical_tables(built):
+    before = (built / "tables" / "glue.md").read_text()
+    run_report(built, sorted(str(p) for p in (built / "metrics").rglob("*.json")))
+    assert (built / "tables" / "glue.md").read_text() == before
+
+
+def test_bad_metrics_files_are_named(tmp_path):
+    files = fake_metrics(tmp_path)
+    copy = tmp_path / "copy.json"
+    copy.write_text((tmp_path / "metrics/rte/teacher/seed0.json").read_text())
+    with pytest.raises(MoebertError, match="more than one metrics file.*copy.json"):
+        run_report(tmp_path, [*files, str(copy)])
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"task": "rte", "seed": 0, "results": {}}))
+    with pytest.raises(MoebertError, match="broken.json: key 'method'"):
+        run_report(tmp_path, [str(broken)])
+    with pytest.raises(MoebertError, match="not found: .*missing.json"):
+        run_report(tmp_path, [str(tmp_path / "missing.json")])

@@ -1,0 +1,121 @@
+import argparse
+import logging
+import multiprocessing as mp
+
+import pytest
+
+from moebert import tracking
+
+STEPS = 5
+JOBS = 4
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    tracking.add_tracking_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def tracked_job(uri, seed, artifact, barrier):
+    """One 'training job': waits for the others so that all four hit the fresh sqlite store at once."""
+    from transformers import TrainerState
+
+    args = parse(["--tracking-uri", uri, "--experiment", "tiny", "--parent-run", "grid",
+                  "--tag", "task=mrpc", "--tag", "method=moebert", "--tag", f"seed={seed}", "--tag", "rule=distill"])
+    barrier.wait()
+    with tracking.tracked_run(args, {"lr": 3e-5, "epochs": 1}) as run:
+        callback = run.trainer_callback()
+        for step in range(1, STEPS + 1):
+            logs = {"loss": 1.0 / step, "learning_rate": 3e-5 * (1 - step / STEPS), "epoch": step / STEPS}
+            callback.on_log(None, TrainerState(global_step=step), None, logs=logs)
+        run.log_metrics({"MRPC": {"accuracy": 80.0 + seed, "f1": 85.0 + seed}})
+        run.log_artifact(artifact)
+
+
+def test_concurrent_jobs_share_one_sqlite_store(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # any stray ./mlruns would show up here
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    artifact = tmp_path / "metrics.json"
+    artifact.write_text("{}")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(JOBS)
+    jobs = [ctx.Process(target=tracked_job, args=(uri, seed, str(artifact), barrier)) for seed in range(JOBS)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=300)
+    assert [job.exitcode for job in jobs] == [0] * JOBS
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.artifact_location == (tmp_path / "mlflow" / "artifacts").as_uri()
+    assert not (tmp_path / "mlruns").exists()
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get(tracking.PARENT_TAG) == "grid"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(int(r.data.tags["seed"]) for r in children) == list(range(JOBS))
+    for run in children:
+        seed = int(run.data.tags["seed"])
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name == f"distill-mrpc-moebert-{seed}"
+        assert run.data.params["lr"] == "3e-05" and run.data.params["seed"] == str(seed)
+        assert run.data.tags["task"] == "mrpc" and run.data.tags["rule"] == "distill"
+        assert run.data.metrics["MRPC/accuracy"] == 80.0 + seed
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, STEPS + 1)]
+        assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == STEPS
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
+
+
+def test_retry_survives_a_locked_database():
+    calls, sleeps = [], []
+
+    def flaky(x):
+        calls.append(x)
+        if len(calls) <= 2:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return x * 2
+
+    assert tracking.retry(flaky, 21, sleep=sleeps.append, base_delay=1.0) == 42
+    assert len(calls) == 3
+    assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0  # exponential, jittered
+
+
+def test_retry_gives_up_on_permanent_errors_at_once():
+    sleeps = []
+
+    def broken():
+        raise ValueError("invalid param name")
+
+    with pytest.raises(ValueError):
+        tracking.retry(broken, sleep=sleeps.append)
+    assert sleeps == []
+
+
+def test_failed_tracking_warns_and_spares_the_job(caplog):
+    class DeadClient:
+        def log_batch(self, *args, **kwargs):
+            raise ConnectionError("tracking server gone")
+
+    run = tracking.TrackedRun(DeadClient(), "run123")
+    with caplog.at_level(logging.WARNING):
+        run.log_metrics({"loss": 1.0}, step=1)
+        run.log_metrics({"loss": 0.5}, step=2)  # quiet now: no second round of retries
+    assert run.failed
+    assert len(caplog.records) == 1 and "MLFLOW TRACKING FAILED" in caplog.text
+
+
+@pytest.mark.parametrize("uri", [None, "off"])
+def test_tracking_off_without_uri(monkeypatch, uri):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = parse([] if uri is None else ["--tracking-uri", uri])
+    with tracking.tracked_run(args, {"lr": 1e-5}) as run:
+        assert run is None
+
+
+def test_bad_tag_is_rejected():
+    with pytest.raises(SystemExit):
+        parse(["--tag", "no-equals-sign"])

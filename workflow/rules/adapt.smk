@@ -1,0 +1,25 @@
+# Each method's untrained MoE model: the teacher's FFNs split into experts by importance (METHOD §3).
+
+
+rule adapt:
+    input:
+        data="resources/glue/{task}",
+        teacher="results/teacher/{task}/seed{seed}",
+        importance="results/importance/{task}/seed{seed}.safetensors",
+    output:
+        directory("results/moe/{task}/{method}/seed{seed}"),
+    params:
+        moe=adapt_args,
+        tracking=tracking("adapt"),
+    log:
+        "logs/adapt/{task}/{method}/seed{seed}.log",
+    threads: config["resources"]["threads"]
+    resources:
+        # Slicing weights needs no GPU.
+        **model_resources("adapt", gpu=False),
+    conda:
+        CONDA_ENV
+    shell:
+        "moebert adapt --model {input.teacher:q} --importance {input.importance:q}"
+        " --output {output:q} --seed {wildcards.seed} {params.moe}"
+        " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -1,0 +1,259 @@
+# Helpers shared by the rules: config validation, result paths, CLI arguments, MLflow tracking.
+
+import difflib
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import jsonschema
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# The repository's conda environment: `snakemake --sdm conda` builds it, a plain run uses the
+# current Python (where `pip install -e .` put the moebert CLI).
+CONDA_ENV = "../../envs/moebert.yaml"
+DEFAULT_TRACKING_URI = "sqlite:///results/mlflow/mlflow.db"
+TEACHER = "teacher"  # method name of the fine-tuned dense model in metrics and tables
+
+
+def _config_key(path) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def _explain(error) -> str:
+    """One line for a jsonschema error: jsonschema's own text dumps the whole sub-schema."""
+    if error.validator == "additionalProperties" and "properties" in error.schema:
+        allowed = sorted(error.schema["properties"])
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"unknown key {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "enum":
+        allowed = [str(value) for value in error.validator_value]
+        what = "unknown key" if "propertyNames" in error.relative_schema_path else "value"
+        close = difflib.get_close_matches(str(error.instance), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{what} {error.instance!r} is not allowed{hint} (allowed: {', '.join(allowed)})"
+    return error.message
+
+
+def _validate_schema(config) -> None:
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError as err:
+        # validate() raises from inside its `except ValidationError`, which is kept as the context.
+        error = err.__context__
+        if not isinstance(error, jsonschema.ValidationError):
+            raise
+        raise WorkflowError(
+            f"invalid config: key {_config_key(error.absolute_path)}: {_explain(error)}"
+        ) from None
+
+
+def validate_config(config) -> None:
+    """Check the config against the schema (filling in defaults) before any job starts; raise a
+    one-line error naming the bad key and what is allowed."""
+    _validate_schema(config)
+    # A listed task without an entry under task_settings runs with the defaults: add an empty entry
+    # and validate once more, which fills it in.
+    for task in config["tasks"]:
+        config["task_settings"].setdefault(task, {})
+    _validate_schema(config)
+    for name, method in config["methods"].items():
+        if method["shared_dim"] > method["expert_dim"]:
+            raise WorkflowError(
+                f"invalid config: key methods.{name}.shared_dim: {method['shared_dim']} is larger than "
+                f"expert_dim {method['expert_dim']} (the shared neurons are part of every expert)"
+            )
+    for key in ("teacher", "distill"):
+        for task in config["tasks"]:
+            batch = hyper_parameters(config, key, task)["batch_size"]
+            if batch % config["training"]["grad_accum"]:
+                raise WorkflowError(
+                    f"invalid config: key training.grad_accum: {config['training']['grad_accum']} does not "
+                    f"divide the {key} batch size {batch} of task {task}"
+                )
+    if config["data"] != "hub" and not Path(config["data"]).is_dir():
+        raise WorkflowError(
+            f"invalid config: key data: directory {config['data']!r} does not exist (relative to "
+            f"{os.getcwd()}); give a directory in the classic GLUE layout or 'hub'"
+        )
+
+
+def hyper_parameters(config, stage: str, task: str) -> dict:
+    """Hyper-parameters of `stage` (teacher or distill) on `task`: per-task values, for the teacher
+    falling back to the top-level teacher block."""
+    own = config["task_settings"][task][stage]
+    if stage == "distill":
+        return own
+    return {**config["teacher"], **{key: value for key, value in own.items() if value is not None}}
+
+
+def config_hash(config) -> str:
+    """Short hash of the validated config (defaults included): which config produced a run."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def git_commit() -> str:
+    """HEAD of the repository, with -dirty when tracked files have uncommitted changes."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", workflow.basedir, *args], capture_output=True, text=True
+        )
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head.returncode:
+        return "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths. Every (task, seed) has one teacher; every (task, method, seed) one student.
+
+def data_source(wildcards):
+    """Input of prepare_data: the configured GLUE directory (none for the hub)."""
+    return [] if config["data"] == "hub" else config["data"]
+
+
+def data_dir(wildcards):
+    return f"resources/glue/{wildcards.task}"
+
+
+def model_dir(wildcards):
+    """The model that `evaluate` scores: the teacher itself or a distilled student."""
+    if wildcards.method == TEACHER:
+        return f"results/teacher/{wildcards.task}/seed{wildcards.seed}"
+    return f"results/student/{wildcards.task}/{wildcards.method}/seed{wildcards.seed}"
+
+
+def all_metrics():
+    return expand(
+        "results/metrics/{task}/{method}/seed{seed}.json",
+        task=config["tasks"],
+        method=[TEACHER, *config["methods"]],
+        seed=config["seeds"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI arguments. Hyper-parameters are params computed from wildcards only, so Snakemake reruns a job
+# whose hyper-parameters changed.
+
+def _options(**options) -> str:
+    """--key value for every option that is set (None = leave the CLI default)."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
+        for key, value in options.items()
+        if value is not None
+    )
+
+
+def length_args(wildcards) -> str:
+    return _options(max_length=config["task_settings"][wildcards.task]["max_length"])
+
+
+def eval_args(wildcards) -> str:
+    settings = config["task_settings"][wildcards.task]
+    return _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"])
+
+
+def training_args(stage: str):
+    """Params function: the training options of `stage` (teacher or distill) for a job's task."""
+
+    def args(wildcards) -> str:
+        settings = config["task_settings"][wildcards.task]
+        hyper = hyper_parameters(config, stage, wildcards.task)
+        training = config["training"]
+        precision = {"fp32": "", "fp16": " --fp16", "bf16": " --bf16"}[training["precision"]]
+        return _options(
+            epochs=hyper["epochs"],
+            lr=hyper["lr"],
+            batch_size=hyper["batch_size"] // training["grad_accum"],
+            grad_accum=training["grad_accum"],
+            weight_decay=hyper["weight_decay"],
+            save_steps=training["save_steps"],
+            max_length=settings["max_length"],
+            max_train_samples=settings["max_train_samples"],
+            max_eval_samples=settings["max_eval_samples"],
+        ) + precision
+
+    return args
+
+
+def distill_args(wildcards) -> str:
+    method = config["methods"][wildcards.method]
+    return training_args("distill")(wildcards) + " " + _options(
+        distill_weight=hyper_parameters(config, "distill", wildcards.task)["distill_weight"],
+        load_balance=method["load_balance"],
+        hidden_mse=method["hidden_mse"],
+    )
+
+
+def adapt_args(wildcards) -> str:
+    method = config["methods"][wildcards.method]
+    args = _options(
+        num_experts=method["num_experts"],
+        expert_dim=method["expert_dim"],
+        shared_dim=method["shared_dim"],
+        router=method["router"],
+        expert_dropout=method["expert_dropout"],
+    )
+    if method["router"] == "hash-balance":  # it assigns tokens by their frequency in the train split
+        settings = config["task_settings"][wildcards.task]
+        args += f" --task {wildcards.task} --data {data_dir(wildcards)} " + _options(
+            max_length=settings["max_length"], max_train_samples=settings["max_train_samples"]
+        )
+    return args
+
+
+def importance_args(wildcards) -> str:
+    importance = config["importance"]
+    return _options(
+        split=importance["split"],
+        max_samples=importance["max_samples"],
+        batch_size=importance["batch_size"],
+        max_length=config["task_settings"][wildcards.task]["max_length"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow. The config hash and git commit are computed once per Snakemake process.
+
+def tracking(rule: str, method: str | None = None):
+    """Params function: the MLflow options of one job.
+
+    It takes `output` only so that Snakemake treats the value as derived and leaves it out of its
+    rerun check: a new commit or an edit elsewhere in the config must not retrain finished jobs.
+    """
+
+    def args(wildcards, output) -> str:
+        job_method = method or wildcards.method
+        tags = {"task": wildcards.task, "method": job_method, "seed": wildcards.seed, "rule": rule,
+                "config_hash": CONFIG_HASH, "git_commit": GIT_COMMIT}
+        return " ".join(
+            [
+                f"--tracking-uri {shlex.quote(TRACKING_URI)}",
+                f"--experiment {config['experiment']}",
+                f"--parent-run {config['experiment']}-{CONFIG_HASH}",
+                f"--run-name {rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}",
+                *(f"--tag {shlex.quote(f'{key}={value}')}" for key, value in tags.items()),
+            ]
+        )
+
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources of the model jobs. `gpu` becomes sbatch --gpus on SLURM; partition and account come
+# from the profile (slurm/config.yaml).
+
+def model_resources(rule: str, gpu: bool = True) -> dict:
+    res = config["resources"]
+    return {"gpu": res["gpus"] if gpu else 0, "mem_mb": res["mem_mb"], "runtime": res["runtime"][rule]}

@@ -1,0 +1,26 @@
+# The MoE student trained with the task loss plus layer-wise distillation from the teacher (METHOD §5).
+
+
+rule distill:
+    input:
+        data="resources/glue/{task}",
+        teacher="results/teacher/{task}/seed{seed}",
+        student="results/moe/{task}/{method}/seed{seed}",
+    output:
+        # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume.
+        directory("results/student/{task}/{method}/seed{seed}"),
+    params:
+        training=distill_args,
+        tracking=tracking("distill"),
+    log:
+        "logs/distill/{task}/{method}/seed{seed}.log",
+    threads: config["resources"]["threads"]
+    resources:
+        **model_resources("distill"),
+    conda:
+        CONDA_ENV
+    shell:
+        "moebert distill --task {wildcards.task} --data {input.data:q} --teacher {input.teacher:q}"
+        " --student {input.student:q} --output {output:q} --seed {wildcards.seed}"
+        " --method {wildcards.method} {params.training}"
+        " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -1,0 +1,23 @@
+# GLUE metrics and parameter counts of every model the tables report: the teacher and each method.
+
+
+rule evaluate:
+    input:
+        data="resources/glue/{task}",
+        model=model_dir,
+    output:
+        "results/metrics/{task}/{method}/seed{seed}.json",
+    params:
+        evaluation=eval_args,
+        tracking=tracking("evaluate"),
+    log:
+        "logs/evaluate/{task}/{method}/seed{seed}.log",
+    threads: config["resources"]["threads"]
+    resources:
+        **model_resources("evaluate"),
+    conda:
+        CONDA_ENV
+    shell:
+        "moebert evaluate --task {wildcards.task} --data {input.data:q} --model {input.model:q}"
+        " --output {output:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"
+        " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

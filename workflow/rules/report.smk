@@ -1,0 +1,52 @@
+# Tables, plots and the run manifest from every metrics file; no model is loaded, so the report
+# regenerates from results/ without retraining.
+
+# Cheap, and on a cluster the login node's network and file system are enough for them.
+localrules:
+    resolved_config,
+    report,
+
+
+rule resolved_config:
+    output:
+        "results/config.yaml",
+    params:
+        # The whole validated config: any change rewrites it and so refreshes the manifest.
+        config=config,
+    log:
+        "logs/resolved_config.log",
+    run:
+        import yaml
+
+        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
+
+
+rule report:
+    input:
+        metrics=all_metrics(),
+        config="results/config.yaml",
+    output:
+        md="results/tables/glue.md",
+        csv=report(
+            "results/tables/glue.csv",
+            caption="../report/table.rst",
+            category="Results",
+            labels={"figure": "GLUE table"},
+        ),
+        tex="results/tables/glue.tex",
+        plots=report(
+            directory("results/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="Results",
+            labels={"figure": "{name}"},
+        ),
+        manifest="results/manifest.json",
+    log:
+        "logs/report.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
+        " --tables-dir $(dirname {output.md:q}) --plots-dir {output.plots:q}"
+        " --manifest {output.manifest:q} > {log:q} 2>&1"
