@@ -40,3 +40,21 @@ def glue_dir() -> Path:
     if not glue.is_dir():
         pytest.skip(f"shared GLUE data not found at {glue}; set MOEBERT_SHARED_DATA to the dir holding glue/")
     return glue
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved random BERT (hidden 32, FFN 64, 2 layers) with the packaged MiniLM tokenizer: a model
+    directory the CLI can fine-tune in seconds."""
+    from transformers import AutoTokenizer
+
+    from moebert.modeling import PACKAGED_MINILM, resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(PACKAGED_MINILM))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

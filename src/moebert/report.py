@@ -186,9 +186,9 @@ def write_tables(stats: pd.DataFrame, tables_dir: Path) -> None:
             f"paper's numbers for the corresponding model; '{AVERAGE}': mean over the task columns of each task's "
             "first (main) metric, only for rows that have all of them.")
     with atomic_file(tables_dir / "glue.csv") as tmp:
-        stats.to_csv(tmp, index=False)
+        stats.round(6).to_csv(tmp, index=False)  # 6 decimals: exact enough, and no float noise like 0.0999999
     with atomic_file(tables_dir / "glue.md") as tmp:
-        tmp.write_text(f"# GLUE dev results\n\n{note}\n\n{table.to_markdown(index=False)}\n")
+        tmp.write_text(f"# GLUE dev results\n\n{note}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n")
     latex = table.to_latex(index=False, escape=True, column_format="ll" + "r" * (table.shape[1] - 2))
     with atomic_file(tables_dir / "glue.tex") as tmp:
         tmp.write_text(f"% {note}\n" + latex.replace("±", r"$\pm$"))
@@ -228,7 +228,7 @@ def write_plot(stats: pd.DataFrame, runs: list[dict], plots_dir: Path) -> None:
     fig.tight_layout()
     for path in paths:
         with atomic_file(path) as tmp:
-            fig.savefig(tmp, format=path.suffix[1:], dpi=150)
+            fig.savefig(tmp, format=path.suffix[1:], dpi=150, bbox_inches="tight")  # keep edge labels
     plt.close(fig)
 
 

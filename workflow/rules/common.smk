@@ -24,22 +24,30 @@ def _config_key(path) -> str:
     key = ""
     for part in path:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "(top level)"
+    return key
 
 
-def _explain(error) -> str:
-    """One line for a jsonschema error: jsonschema's own text dumps the whole sub-schema."""
+def _did_you_mean(word, allowed) -> str:
+    close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _explain(error) -> tuple[list, str]:
+    """The offending key and one line for a jsonschema error (its own text dumps the sub-schema)."""
+    path = list(error.absolute_path)
     if error.validator == "additionalProperties" and "properties" in error.schema:
         allowed = sorted(error.schema["properties"])
-        unknown = sorted(set(error.instance) - set(allowed))
-        return f"unknown key {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
+        unknown = sorted(set(error.instance) - set(allowed))[0]
+        return path + [unknown], f"unknown key; {_did_you_mean(unknown, allowed)}allowed: {', '.join(allowed)}"
     if error.validator == "enum":
         allowed = [str(value) for value in error.validator_value]
-        what = "unknown key" if "propertyNames" in error.relative_schema_path else "value"
-        close = difflib.get_close_matches(str(error.instance), allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{what} {error.instance!r} is not allowed{hint} (allowed: {', '.join(allowed)})"
-    return error.message
+        choices = f"{_did_you_mean(error.instance, allowed)}allowed: {', '.join(allowed)}"
+        if "propertyNames" in error.relative_schema_path:
+            return path + [error.instance], f"unknown key; {choices}"
+        return path, f"{error.instance!r} is not allowed; {choices}"
+    if error.validator == "not" and "const" in error.validator_value:
+        return path + [error.instance], "reserved name (the teacher row is always reported); choose another"
+    return path, error.message
 
 
 def _validate_schema(config) -> None:
@@ -50,9 +58,8 @@ def _validate_schema(config) -> None:
         error = err.__context__
         if not isinstance(error, jsonschema.ValidationError):
             raise
-        raise WorkflowError(
-            f"invalid config: key {_config_key(error.absolute_path)}: {_explain(error)}"
-        ) from None
+        path, message = _explain(error)
+        raise WorkflowError(f"invalid config: key {_config_key(path) or '(top level)'}: {message}") from None
 
 
 def validate_config(config) -> None:

@@ -25,6 +25,8 @@ rule report:
     input:
         metrics=all_metrics(),
         config="results/config.yaml",
+        # Hashed into the manifest: the exact data the numbers came from.
+        data=expand("resources/glue/{task}", task=config["tasks"]),
     output:
         md="results/tables/glue.md",
         csv=report(
@@ -48,5 +50,6 @@ rule report:
         CONDA_ENV
     shell:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
+        " --data-files {input.data:q}"
         " --tables-dir $(dirname {output.md:q}) --plots-dir {output.plots:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"

@@ -1,0 +1,94 @@
+"""The CLI end to end on a tiny model and real MRPC rows, resume after a crash, and bad-input errors."""
+
+import json
+
+import pytest
+from safetensors import safe_open
+from transformers import TrainerCallback
+
+from moebert.cli import main
+
+ROWS = ["--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "64", "--batch-size", "8"]
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_pipeline_stage_by_stage(tiny_model_dir, glue_dir, tmp_path):
+    data = ["--task", "mrpc", "--data", glue_dir]
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
+    assert run("importance", *data, "--model", teacher, "--output", tmp_path / "imp.safetensors",
+               "--max-samples", 16, "--max-length", 64) == 0
+    assert run("adapt", "--model", teacher, "--importance", tmp_path / "imp.safetensors", "--output", tmp_path / "moe",
+               "--num-experts", 4, "--expert-dim", 24, "--shared-dim", 16) == 0
+    assert run("distill", *data, "--teacher", teacher, "--student", tmp_path / "moe", "--output", student,
+               "--epochs", 1, *ROWS) == 0
+    assert run("evaluate", *data, "--model", student, "--output", tmp_path / "eval.json",
+               "--max-eval-samples", 16, "--method", "moebert") == 0
+
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["task"] == "mrpc" and record["method"] == "moebert"
+    assert set(record["results"]["MRPC"]) == {"accuracy", "f1"} and record["num_examples"] == {"MRPC": 16}
+    assert record["params"]["effective"] < record["params"]["total"]
+    assert json.loads((student / "metrics.json").read_text())["results"] == record["results"]
+    experts = json.loads((tmp_path / "moe" / "experts.json").read_text())
+    assert len(experts["indices"]) == 2 and all(len(e) == 24 for e in experts["indices"][0])
+    with safe_open(student / "model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert "hash_table" in keys and not any("teacher" in k for k in keys)
+    assert not (tmp_path / "student.checkpoints").exists()  # removed after success
+
+
+class Crash(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt("killed")
+
+
+def test_killed_training_resumes_from_its_checkpoint(tiny_model_dir, glue_dir, tmp_path, monkeypatch, capsys):
+    from moebert import training
+
+    out = tmp_path / "teacher"
+    args = ["finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
+            "--epochs", 2, "--save-steps", 2, *ROWS]
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Crash()], **k))
+    with pytest.raises(KeyboardInterrupt):
+        run(*args)
+    assert not out.exists()  # nothing half-written
+    assert (tmp_path / "teacher.checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(training, "train", real_train)
+    assert run(*args) == 0
+    assert "resuming from checkpoint" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "mrcp"], "unknown task 'mrcp'; did you mean 'mrpc'?"),
+        (["--data", "{tmp}/nowhere"], "data directory {tmp}/nowhere not found"),
+        (["--model", "{tmp}/no-model"], "model path '{tmp}/no-model' does not exist"),
+    ],
+)
+def test_bad_input_names_the_thing_and_writes_nothing(args, message, tiny_model_dir, glue_dir, tmp_path, capsys):
+    defaults = {"--task": "mrpc", "--data": str(glue_dir), "--model": str(tiny_model_dir)}
+    defaults.update(dict(zip(args[::2], [a.format(tmp=tmp_path) for a in args[1::2]])))
+    out = tmp_path / "out"
+    argv = ["finetune", *[x for kv in defaults.items() for x in kv], "--output", out, *ROWS]
+    assert run(*argv) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "out.checkpoints").exists()
+
+
+def test_adapt_rejects_impossible_experts_before_writing(tiny_model_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({f"order.{i}": torch.arange(64) for i in range(2)}, tmp_path / "imp.safetensors")
+    code = run("adapt", "--model", tiny_model_dir, "--importance", tmp_path / "imp.safetensors",
+               "--output", tmp_path / "moe", "--num-experts", 4, "--expert-dim", 48, "--shared-dim", 16)
+    assert code == 2 and "Use expert_dim <= 28, or shared_dim >= 43" in capsys.readouterr().err
+    assert not (tmp_path / "moe").exists()
