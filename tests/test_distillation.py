@@ -46,3 +46,22 @@ def test_hidden_mse_mask_leaves_padding_out():
 def test_regression_prediction_loss_is_logit_mse():
     torch.testing.assert_close(prediction_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [1.0]])),
                                torch.tensor(2.5))
+
+
+def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
+    from transformers import TrainingArguments
+
+    from moebert.distillation import DistillationTrainer
+    from moebert.experts import adapt
+    from moebert.importance import importance_scores, orders
+
+    teacher = tiny_bert()
+    student, _ = adapt(teacher, orders(importance_scores(teacher, [random_batch()], progress=False)), 1, 64, 0)
+    trainer = DistillationTrainer(model=student.eval(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                  report_to="none"), teacher=teacher, distill_weight=5.0)
+    assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
+    batch = random_batch()
+    loss = trainer.compute_loss(student, batch)
+    torch.testing.assert_close(loss, student(**batch).loss, atol=1e-5, rtol=1e-5)
+    trainer.model.train()  # the Trainer switches the student to train mode; the teacher stays in eval mode
+    assert not trainer.teacher.training

