@@ -75,6 +75,7 @@ def test_concurrent_parent_creators_converge_on_the_oldest(tmp_path):
     on re-search, keeps the older one and deletes its own."""
     import time
 
+    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -94,7 +95,7 @@ def test_concurrent_parent_creators_converge_on_the_oldest(tmp_path):
 
     assert tracking._parent_run_id(StaleFirstSearch(), experiment_id, "grid") == theirs
     assert tracking._parent_run_id(client, experiment_id, "grid") == theirs
-    runs = client.search_runs([experiment_id], run_view_type=3)  # ALL, deleted included
+    runs = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
     assert sorted(r.info.lifecycle_stage for r in runs) == ["active", "deleted"]
 
 

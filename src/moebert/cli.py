@@ -78,7 +78,9 @@ def _finish_training(args, task, model, tokenizer, run, method: str, extra_files
 
 
 def _params(args) -> dict:
-    return {k: v for k, v in vars(args).items() if k != "func"}
+    """The command's own options as run parameters; tracking options travel as tags instead."""
+    skip = {"func", *tracking.OPTION_DESTS}
+    return {k: v for k, v in vars(args).items() if k not in skip}
 
 
 def _log_results(run, record: dict, path: Path) -> None:

@@ -35,6 +35,10 @@ PARENT_TAG = "moebert.parent_run"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 
 
+# argparse destinations of the options below: they configure tracking and are not run parameters.
+OPTION_DESTS = ("tracking_uri", "experiment", "parent_run", "run_name", "tag", "log_artifact")
+
+
 def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tracking (MLflow)")
     group.add_argument("--tracking-uri", default=None,
