@@ -5,6 +5,8 @@
 #   snakemake --cores all --configfile config/paper.yaml       the paper's setup
 #   snakemake --cores all --profile slurm                      on a SLURM cluster (profile: slurm/)
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,9 +14,10 @@ min_version("9.0")
 
 # A config given with --configfile replaces the laptop default instead of being deep-merged into it,
 # so laptop-only settings (row caps, small experts) never leak into e.g. the paper run.
+# Found beside this Snakefile, also when --directory runs the workflow elsewhere.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

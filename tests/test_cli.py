@@ -92,3 +92,15 @@ def test_adapt_rejects_impossible_experts_before_writing(tiny_model_dir, tmp_pat
                "--output", tmp_path / "moe", "--num-experts", 4, "--expert-dim", 48, "--shared-dim", 16)
     assert code == 2 and "Use expert_dim <= 28, or shared_dim >= 43" in capsys.readouterr().err
     assert not (tmp_path / "moe").exists()
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):
+    from moebert.training import last_complete_checkpoint
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    assert last_complete_checkpoint(tmp_path / "missing") is None

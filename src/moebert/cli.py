@@ -235,7 +235,7 @@ def cmd_evaluate(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import report
+    from . import report, speed
 
     parser = argparse.ArgumentParser(prog="moebert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="method label recorded in metrics.json")
     p.add_argument("--max-eval-samples", type=int)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("speed", help="latency and throughput of dense, MoE and dense-narrow models")
+    speed.add_arguments(p)
+    p.set_defaults(func=speed.run)
 
     p = sub.add_parser("report", help="tables, plots and manifest from the results")
     report.add_arguments(p)

@@ -50,21 +50,50 @@ def hash_balance_table(
 
 @dataclass
 class Dispatch:
-    """Where each token goes: `order` lists token positions grouped by expert, `counts` the group sizes
-    (host ints, so the expert loop slices without further syncs), `scale` an optional per-token
-    multiplier (the gate probability)."""
+    """Where the tokens of one layer go, in the two layouts the MoE layer runs its experts in.
+
+    Grouped: `order` lists token positions grouped by expert, `counts` the group sizes (host ints, so
+    slicing needs no further sync). Padded: every group padded to the largest (`capacity` rows) for one
+    batched matmul over all experts; `source` is the token each padded row reads (padding rows read
+    token 0: any real row keeps them finite) and `slot` the padded row of each token. `scale` is an
+    optional per-token multiplier (the gate probability)."""
 
     order: torch.Tensor
     counts: list[int]
+    source: torch.Tensor
+    slot: torch.Tensor
     scale: torch.Tensor | None = None
+
+    @property
+    def capacity(self) -> int:
+        return max(self.counts)
+
+    def spans(self) -> list[tuple[int, slice]]:
+        """(expert, its block of `order`) for every expert that has tokens."""
+        spans, start = [], 0
+        for expert, count in enumerate(self.counts):
+            if count:
+                spans.append((expert, slice(start, start + count)))
+            start += count
+        return spans
 
 
 def dispatch_all(expert_ids: torch.Tensor, num_experts: int) -> list[Dispatch]:
-    """Group tokens by expert for every layer at once: one sort and one host sync per forward."""
-    order = torch.sort(expert_ids, dim=-1, stable=True).indices
-    counts = torch.zeros(expert_ids.shape[0], num_experts, dtype=torch.long, device=expert_ids.device)
+    """Both layouts for every layer at once from expert_ids [layers, tokens]: a few whole-tensor ops
+    and one host sync per forward, none per layer."""
+    layers, tokens = expert_ids.shape
+    sorted_ids, order = torch.sort(expert_ids, dim=-1, stable=True)
+    counts = torch.zeros(layers, num_experts, dtype=torch.long, device=expert_ids.device)
     counts.scatter_add_(1, expert_ids, torch.ones_like(expert_ids))
-    return [Dispatch(o, c) for o, c in zip(order, counts.tolist())]
+    capacity = counts.max(dim=1, keepdim=True).values
+    starts = counts.cumsum(1) - counts
+    rank = torch.arange(tokens, device=expert_ids.device) - starts.gather(1, sorted_ids)  # place in its group
+    padded = sorted_ids * capacity + rank  # padded row of each token, in grouped order
+    slot = torch.empty_like(order).scatter_(1, order, padded)
+    host_counts = counts.tolist()  # the sync
+    rows = [num_experts * max(c) for c in host_counts]
+    source = order.new_zeros(layers, max(rows)).scatter_(1, padded, order)
+    return [Dispatch(o, c, src[:n], s) for o, c, src, s, n in zip(order, host_counts, source, slot, rows)]
 
 
 class GateRouter(nn.Module):

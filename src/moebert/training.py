@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,13 @@ class TrainConfig:
     seed: int = 0
     fp16: bool = False
     bf16: bool = False
+
+
+def last_complete_checkpoint(ckpt: Path) -> Path | None:
+    """The newest checkpoint the Trainer finished writing. A kill during a save leaves a newer directory
+    without trainer_state.json (written last); resuming from it would fail on every rerun."""
+    done = [d for d in ckpt.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (d / "trainer_state.json").is_file()]
+    return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)
 
 
 def checkpoint_dir(output: str | Path) -> Path:
@@ -75,11 +82,11 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, t
         callbacks=list(callbacks),
         **trainer_kwargs,
     )
-    last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
+    last = last_complete_checkpoint(ckpt)
     if last:
         log.warning("resuming from checkpoint %s", last)
         print(f"resuming from checkpoint {last}", flush=True)
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     return trainer
 
 

@@ -162,10 +162,6 @@ def _options(**options) -> str:
     )
 
 
-def length_args(wildcards) -> str:
-    return _options(max_length=config["task_settings"][wildcards.task]["max_length"])
-
-
 def eval_args(wildcards) -> str:
     settings = config["task_settings"][wildcards.task]
     return _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"])

@@ -1,6 +1,10 @@
 # Fetched inputs: each task's GLUE files, validated and rewritten in the classic layout under
 # resources/, from the configured directory or (data: hub) the Hugging Face hub.
 
+# On a cluster the submit host runs it: compute nodes often cannot reach the hub.
+localrules:
+    prepare_data,
+
 
 rule prepare_data:
     input:

@@ -1,7 +1,7 @@
 # Tables, plots and the run manifest from every metrics file; no model is loaded, so the report
 # regenerates from results/ without retraining.
 
-# Cheap, and on a cluster the login node's network and file system are enough for them.
+# Cheap: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:
     resolved_config,
     report,
@@ -9,22 +9,20 @@ localrules:
 
 rule resolved_config:
     output:
-        "results/config.yaml",
+        "results/config.json",
     params:
         # The whole validated config: any change rewrites it and so refreshes the manifest.
         config=config,
     log:
         "logs/resolved_config.log",
     run:
-        import yaml
-
-        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
+        Path(output[0]).write_text(json.dumps(params.config, indent=2) + "\n")
 
 
 rule report:
     input:
         metrics=all_metrics(),
-        config="results/config.yaml",
+        config="results/config.json",
         # Hashed into the manifest: the exact data the numbers came from.
         data=expand("resources/glue/{task}", task=config["tasks"]),
     output:

@@ -1,0 +1,229 @@
+"""The fast MoE forward against a per-token computation and the reference-style forward; `moebert speed`
+and its plots on tiny models. No timing is asserted: timings belong to benchmarks/moe_speed.py."""
+
+import argparse
+import contextlib
+import json
+
+import pandas as pd
+import pytest
+import torch
+from conftest import random_batch, tiny_bert
+
+from moebert import moe_layer, speed
+from moebert.errors import MoebertError
+from moebert.files import write_json
+from moebert.modeling import MoEBertConfig, MoEBertForSequenceClassification
+from moebert.routing import ROUTERS, dispatch_all, hash_balance_table
+
+TINY = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 32}
+EXPERTS = 4
+
+
+def tiny_moe(router: str, seed: int = 0) -> MoEBertForSequenceClassification:
+    """A tiny MoEBERT with weights large enough that every expert and the gate scale matter."""
+    torch.manual_seed(seed)
+    model = MoEBertForSequenceClassification(MoEBertConfig(**TINY, num_labels=3, num_experts=EXPERTS,
+                                                           expert_dim=8, shared_dim=0, router=router))
+    with torch.no_grad():
+        for layer in model.moe_layers():
+            for p in layer.parameters():  # experts, gate and LayerNorm
+                p.normal_(0, 0.5)
+        if router == "hash-balance":
+            counts = torch.arange(TINY["vocab_size"]).flip(0)
+            model.hash_table.copy_(hash_balance_table(counts, TINY["num_hidden_layers"], EXPERTS, seed=3))
+    return model.eval()
+
+
+def _gate_routes(layer, hidden_states):
+    """Top-1 of the gate's softmax, per token or per sentence (masked mean), straight from the definition."""
+    mask = layer.attention_mask.to(hidden_states.dtype)
+    if layer.router.per_sentence:
+        pooled = (hidden_states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        prob, expert = layer.router.gate(pooled).softmax(-1).max(-1)
+        seq = hidden_states.shape[1]
+        return expert.repeat_interleave(seq), prob.repeat_interleave(seq)
+    prob, expert = layer.router.gate(hidden_states).softmax(-1).max(-1)
+    return expert.reshape(-1), prob.reshape(-1)
+
+
+@contextlib.contextmanager
+def per_token(model):
+    """Every MoE layer computes token by token: route the token, run its expert on that one row."""
+    ids = {}
+    hook = model.register_forward_pre_hook(lambda m, a, kw: ids.update(flat=kw["input_ids"].reshape(-1)),
+                                           with_kwargs=True)
+
+    def forward(layer, index, hidden_states, input_tensor):
+        if layer.router is None:
+            experts, scale = model.hash_table[index][ids["flat"]], torch.ones(ids["flat"].shape)
+        else:
+            experts, scale = _gate_routes(layer, hidden_states)
+        rows = []
+        for x, e, s in zip(hidden_states.reshape(-1, hidden_states.shape[-1]), experts.tolist(), scale):
+            hidden = layer.act(layer.w1[e] @ x + layer.b1[e])
+            rows.append(s * (layer.w2[e] @ hidden + layer.b2[e]))
+        return layer.LayerNorm(torch.stack(rows).view_as(hidden_states) + input_tensor)
+
+    layers = model.moe_layers()
+    for i, layer in enumerate(layers):
+        layer.forward = lambda h, r, layer=layer, i=i: forward(layer, i, h, r)
+    try:
+        yield model
+    finally:
+        hook.remove()
+        for layer in layers:
+            del layer.forward
+
+
+def starve_experts(model, batch: dict) -> None:
+    """Make experts 2 and 3 get no token in the first layer: hash ids that route elsewhere, or a gate
+    whose logits for 2 and 3 (zero) never beat max(x.v, -x.v) >= 0 of experts 0 and 1."""
+    if model.config.router.startswith("hash"):
+        allowed = torch.nonzero(model.hash_table[0] < 2).flatten()
+        ids = batch["input_ids"]
+        batch["input_ids"] = torch.where(ids > 0, allowed[ids % len(allowed)], ids)
+        return
+    gate = model.moe_layers()[0].router.gate.weight
+    with torch.no_grad():
+        v = torch.randn(gate.shape[1])
+        gate.copy_(torch.stack([v, -v, torch.zeros_like(v), torch.zeros_like(v)]))
+
+
+def outputs(model, batch):
+    out = model(**batch, output_hidden_states=True)
+    return [out.logits, *out.hidden_states]
+
+
+@pytest.fixture(params=["padded", "grouped"])
+def layout(request, monkeypatch):
+    """Force one of the two expert layouts of MoEFFN.forward."""
+    monkeypatch.setattr(moe_layer, "MAX_PADDING", float("inf") if request.param == "padded" else -1.0)
+    return request.param
+
+
+@pytest.mark.parametrize("starved", [False, True], ids=["all-experts", "empty-expert"])
+@pytest.mark.parametrize("router", ROUTERS)
+def test_fast_forward_equals_per_token_and_reference_style(router, starved, layout):
+    model = tiny_moe(router)
+    batch = {k: v for k, v in random_batch(batch=4, seq=10).items() if k != "labels"}  # ragged, padded
+    if starved:
+        starve_experts(model, batch)
+    counts = []
+    for layer in model.moe_layers():  # record the dispatch each layer ran with
+        layer.register_forward_pre_hook(lambda m, a: counts.append(list(m.dispatch.counts)) if m.dispatch else None)
+        if layer.router is not None:
+            layer.router.register_forward_hook(lambda m, a, out: counts.append(list(out[0].counts)))
+    with torch.no_grad():
+        fast = outputs(model, batch)
+        with per_token(model):
+            plain = outputs(model, batch)
+        with speed.reference_style(model):
+            reference = outputs(model, batch)
+    assert not starved or min(counts[0]) == 0
+    for f, p, r in zip(fast, plain, reference, strict=True):
+        torch.testing.assert_close(f, p, atol=1e-5, rtol=1e-5)  # every position, padding included
+        torch.testing.assert_close(f, r, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("router", ["hash-random", "gate-token", "gate-sentence"])
+def test_fast_forward_gradients_equal_per_token(router, layout):
+    model = tiny_moe(router)
+    batch = random_batch(batch=3, seq=8)
+    grads = []
+    for context in (contextlib.nullcontext(model), per_token(model)):
+        model.zero_grad()
+        with context:
+            model(**batch).loss.backward()
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("w1" in name for name in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_padded_layout_round_trips_every_token():
+    gen = torch.Generator().manual_seed(0)
+    expert_ids = torch.randint(EXPERTS, (3, 50), generator=gen)
+    expert_ids[2] = expert_ids[2].clamp(max=1)  # a layer with empty experts
+    for ids, d in zip(expert_ids, dispatch_all(expert_ids, EXPERTS)):
+        assert d.counts == torch.bincount(ids, minlength=EXPERTS).tolist()
+        assert len(d.source) == EXPERTS * d.capacity
+        assert torch.equal(d.source[d.slot], torch.arange(50))  # each token's slot reads the token back
+        assert torch.equal(d.slot // d.capacity, ids)  # ... and lies in its expert's group
+        assert torch.equal(ids[d.order], ids[d.order].sort().values)  # grouped order
+
+
+def test_reference_style_is_undone_after_the_block():
+    model = tiny_moe("hash-random")
+    with speed.reference_style(model):
+        assert "forward" in vars(model) and all("forward" in vars(layer) for layer in model.moe_layers())
+    assert "forward" not in vars(model) and not any("forward" in vars(layer) for layer in model.moe_layers())
+
+
+# ---------------------------------------------------------------------------------------------
+# The command and its plots
+
+def run_speed(*argv):
+    parser = argparse.ArgumentParser()
+    speed.add_arguments(parser)
+    speed.run(parser.parse_args([str(a) for a in argv]))
+
+
+@pytest.fixture(scope="module")
+def trained_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    tiny_bert().save_pretrained(root / "teacher")
+    tiny_moe("hash-random").save_pretrained(root / "moebert")
+    for method, accuracy in (("teacher", 80.0), ("moebert", 78.0)):
+        write_json(root / f"{method}.json", {"task": "rte", "method": method, "seed": 0,
+                                            "results": {"RTE": {"accuracy": accuracy}},
+                                            "params": {"total": 1, "effective": 1, "head": 1}})
+    return root
+
+
+def test_speed_command_writes_results_and_plots(trained_dirs, tmp_path):
+    out = tmp_path / "speed" / "cpu.csv"
+    run_speed("--model", f"teacher={trained_dirs / 'teacher'}", "--model", f"moebert={trained_dirs / 'moebert'}",
+              "--random", trained_dirs / "teacher", "--random-models", "dense-narrow", "--reference",
+              "--batch-sizes", 1, 2, "--seq-lengths", 8, 16, "--repeats", 2, "--threads", 1, "--device", "cpu",
+              "--output", out, "--plots-dir", tmp_path / "plots",
+              "--metrics", trained_dirs / "teacher.json", trained_dirs / "moebert.json")
+    table = pd.read_csv(out)
+    assert list(table.columns) == speed.COLUMNS
+    assert sorted(table.model.unique()) == ["dense-narrow", "moebert", "moebert-reference", "teacher"]
+    assert len(table) == 4 * 2 * 2 and (table.repeats == 2).all() and (table.threads == 1).all()
+    assert (table.latency_ms_p90 >= table.latency_ms_median).all() and (table.examples_per_s > 0).all()
+    narrow = table[table.model == "dense-narrow"].iloc[0]
+    assert narrow.weights == "random" and narrow.params_total < table[table.model == "teacher"].params_total.iloc[0]
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert {"cpu", "threads", "torch", "device"} <= set(record["hardware"]) and record["hardware"]["threads"] == 1
+    assert len(record["timings"]) == len(table) * 2
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert plots == [f"{name}.{fmt}" for name in ("accuracy_vs_latency", "speed_latency", "speed_speedup")
+                     for fmt in ("png", "svg")]
+
+
+def test_speed_plots_skip_what_has_no_data(trained_dirs, tmp_path):
+    out = tmp_path / "random.csv"
+    run_speed("--random", trained_dirs / "teacher", "--random-models", "moebert", "--batch-sizes", 1,
+              "--seq-lengths", 8, "--repeats", 1, "--warmup", 0, "--output", out)
+    stale = tmp_path / "plots" / "speed_speedup.png"
+    stale.parent.mkdir()
+    stale.write_text("old")
+    written = speed.write_speed_plots([out], [trained_dirs / "teacher.json"], tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["speed_latency.png", "speed_latency.svg"]  # no teacher, no trained
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-sizes", 1, "--seq-lengths", 64], "sequence length 64 exceeds model 'teacher'"),
+    (["--model", "teacher"], "expected LABEL=DIR"),
+    (["--random-models", "teacher", "--model", "teacher={teacher}"], "label 'teacher' is both"),
+    (["--batch-sizes", 0], "must be positive"),
+])
+def test_speed_command_errors_name_the_problem(trained_dirs, tmp_path, argv, message):
+    teacher = trained_dirs / "teacher"
+    argv = [str(a).format(teacher=teacher) for a in argv]
+    with pytest.raises(MoebertError, match=message):
+        run_speed("--random", teacher, "--seq-lengths", 8, "--repeats", 1, *argv, "--output", tmp_path / "x.csv")

@@ -1,0 +1,247 @@
+"""The Snakemake workflow: dry runs of the shipped configs, lint, config validation, and (slow) the tiny
+config through the whole DAG, an idle rerun, and a killed training job that resumes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def snakemake(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
+    """Run config/tiny.yaml in its own working directory, so tests never touch the repo's results/."""
+    return ["-s", REPO / "Snakefile", "--directory", workdir, "--configfile", REPO / "config" / "tiny.yaml",
+            "--config", f"data={glue}", *extra]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast: dry runs, lint, schema
+
+
+@pytest.mark.parametrize(
+    "configfile, tasks, seeds",
+    [(None, 5, 1), ("config/paper.yaml", 8, 3)],
+    ids=["laptop-default", "paper"],
+)
+def test_dry_run_of_shipped_configs(configfile, tasks, seeds, glue_dir):
+    # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
+    args = ["-n", "-F", "--nolock"] + (["--configfile", configfile] if configfile else ["--config", f"data={glue_dir}"])
+    proc = snakemake(*args)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    counts = job_counts(proc.stdout)
+    runs = tasks * seeds
+    assert counts["prepare_data"] == tasks
+    for rule in ("finetune", "importance", "adapt", "distill"):
+        assert counts[rule] == runs, rule
+    assert counts["evaluate"] == 2 * runs  # teacher and moebert
+    assert counts["report"] == 1
+
+
+def test_laptop_default_reads_the_shared_data_beside_the_repo():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert config["data"] == "../shared/data/glue"  # relative to the repository root, where users run
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def _schema_properties(schema, path="config"):
+    """(path, property schema) for every key the schema defines, nested ones included."""
+    for name, prop in schema.get("properties", {}).items():
+        yield f"{path}.{name}", prop
+        yield from _schema_properties(prop, f"{path}.{name}")
+    for name, sub in schema.get("$defs", {}).items():
+        yield from _schema_properties(sub, f"$defs.{name}")
+
+
+def test_every_schema_key_has_a_description_and_a_default():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    keys = list(_schema_properties(schema))
+    assert len(keys) > 40
+    for path, prop in keys:
+        assert prop.get("description"), f"{path} has no description"
+        assert "default" in prop, f"{path} has no default"
+
+
+def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    proc = snakemake("-n", "--nolock", "--directory", tmp_path, "--configfile", empty)
+    assert proc.returncode == 0, proc.stderr
+    assert job_counts(proc.stdout)["distill"] == 7 * 3  # the paper's seven tasks, three seeds
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"seeds": ["zero"]}, "key seeds[0]: 'zero' is not of type 'integer'"),
+        ({"tasks": ["rte", "mrcp"]}, "key tasks[1]: 'mrcp' is not allowed; did you mean 'mrpc'?"),
+        ({"teacher": {"lrr": 1e-5}}, "key teacher.lrr: unknown key; did you mean 'lr'?"),
+        ({"task_settings": {"rte": {"distill": {"lr": -1e-5}}}},
+         "key task_settings.rte.distill.lr: -1e-05 is less than or equal to the minimum of 0"),
+        ({"methods": {"moebert": {"router": "hash-randm"}}},
+         ("key methods.moebert.router: 'hash-randm' is not allowed; did you mean 'hash-random'? allowed: "
+          "hash-random, hash-balance, gate-token, gate-sentence")),
+        ({"task_settings": {"sts-b": {}}}, "key task_settings.sts-b: unknown key; did you mean 'stsb'?"),
+        ({"methods": {"teacher": {}}}, "key methods.teacher: reserved name"),
+        ({"methods": {"moebert": {"expert_dim": 256, "shared_dim": 512}}},
+         "key methods.moebert.shared_dim: 512 is larger than expert_dim 256"),
+        ({"training": {"grad_accum": 3}}, "key training.grad_accum: 3 does not divide the teacher batch size 32"),
+        ({"data": "no/such/dir"}, "key data: directory 'no/such/dir' does not exist"),
+        ({"resources": {"gpus": -1}}, "key resources.gpus: -1 is less than the minimum of 0"),
+    ],
+    ids=["wrong-type", "unknown-task", "unknown-key", "negative-lr", "bad-router", "unknown-task-settings",
+         "reserved-method", "shared-wider-than-expert", "grad-accum", "missing-data", "negative-gpus"],
+)
+def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--nolock", "--directory", tmp_path, "--configfile", bad)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "invalid config: " + message in output, output
+    assert "Building DAG" not in output
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow: real runs of config/tiny.yaml
+
+
+@pytest.mark.slow
+def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
+    start = time.monotonic()
+    proc = snakemake(*tiny_run_args(tmp_path, glue_dir, "--cores", 2), timeout=1800)
+    wall = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    print(f"tiny end-to-end run: {wall:.0f} s")
+
+    results = tmp_path / "results"
+    table = (results / "tables" / "glue.md").read_text()
+    for expected in ("teacher", "moebert", "RTE", "STS-B"):
+        assert expected in table
+    assert (results / "tables" / "glue.csv").is_file() and (results / "tables" / "glue.tex").is_file()
+    assert {p.suffix for p in (results / "plots").glob("[!.]*")} == {".png", ".svg"}
+    manifest = json.loads((results / "manifest.json").read_text())
+    assert manifest
+    metrics = json.loads((results / "metrics" / "rte" / "moebert" / "seed0.json").read_text())
+    assert metrics["method"] == "moebert" and metrics["task"] == "rte"
+    assert metrics["params"]["effective"] < metrics["params"]["total"]
+    # Checkpoints are dropped once a training job has saved its model.
+    assert not list(results.glob("**/*.checkpoints"))
+
+    _check_mlflow_runs(results / "mlflow" / "mlflow.db")
+
+    again = snakemake(*tiny_run_args(tmp_path, glue_dir, "-n"))
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Snakemake's own HTML report carries the registered table and plot with their captions.
+    html = tmp_path / "report.html"
+    proc = snakemake(*tiny_run_args(tmp_path, glue_dir, "--report", html))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    page = html.read_text()
+    assert "glue.csv" in page and "accuracy_vs_params.png" in page
+
+
+def _check_mlflow_runs(db: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("moebert-tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    # Per task: finetune, importance, adapt, distill, evaluate x2 (teacher, moebert).
+    assert len(children) == 2 * 6
+    assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+    for run in children:
+        for tag in ("task", "method", "seed", "rule", "config_hash", "git_commit"):
+            assert tag in run.data.tags, (tag, run.info.run_name)
+    distill = next(r for r in children if r.data.tags["rule"] == "distill" and r.data.tags["task"] == "rte")
+    assert "train_loss" in distill.data.metrics and "RTE/accuracy" in distill.data.metrics
+
+
+def _kill_job(snakemake_pid: int, command: str) -> None:
+    """SIGKILL the job running `command` under our Snakemake, as the OOM killer or a scheduler's time
+    limit would: its shell and the Python process below it (killing the shell alone orphans Python)."""
+    job = []
+    for child in psutil.Process(snakemake_pid).children(recursive=True):
+        try:
+            if command in " ".join(child.cmdline()):
+                job.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    assert job, f"no running '{command}'"
+    for process in reversed(job):  # children() lists parents first: kill Python before its shell
+        process.send_signal(signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_dir):
+    # Enough steps to kill the teacher between checkpoints: 96 rows / batch 8 = 12 steps, a checkpoint
+    # every 3.
+    override = tmp_path / "resume.yaml"
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["tasks"] = ["rte"]
+    config["task_settings"]["rte"]["max_train_samples"] = 96
+    config["training"]["save_steps"] = 3
+    override.write_text(yaml.safe_dump(config))
+    target = "results/teacher/rte/seed0"
+    args = ["-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", override,
+            "--config", f"data={glue_dir}", "--cores", 1, target]
+    checkpoints = tmp_path / (target + ".checkpoints")
+
+    first = subprocess.Popen([sys.executable, "-m", "snakemake", *map(str, args)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert first.poll() is None, "the run ended before it wrote a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.1)
+        # Kill at once: the Trainer writes trainer_state.json last, so checkpoint-3 is complete and the
+        # next save is three steps away.
+        _kill_job(first.pid, "moebert finetune")
+        assert first.wait(timeout=120) != 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not (tmp_path / target).exists()
+    saved = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert saved and saved[-1] >= 3
+
+    rerun = snakemake(*args)
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    log = (tmp_path / "logs" / "finetune" / "rte" / "seed0.log").read_text()
+    assert f"resuming from checkpoint {target}.checkpoints/checkpoint-{saved[-1]}" in log
+    # The Trainer's progress bar continues from the checkpoint's global step instead of counting from 1.
+    steps = [int(step) for step in re.findall(r"\| *(\d+)/12 \[", log)]
+    assert steps and min(s for s in steps if s > 0) > saved[-1], steps
+    assert (tmp_path / target / "metrics.json").is_file()
+    assert not checkpoints.exists()
