@@ -2,8 +2,10 @@
 forward, as the ratios the targets are stated in (BERT-base dims, 4 experts of 768, hash routing, length 128).
 
 The four models run in turn within every round, so each ratio is also taken round by round between
-neighbouring runs; the table gives the ratio of the medians and the median and quartiles of those paired
-ratios (their spread says how far to trust the ratio on a shared machine). Writes CSV and JSON.
+neighbouring runs; the table gives the ratio of the medians, the median and quartiles of those paired
+ratios (their spread says how far to trust the ratio on a shared machine) and the ratio of the fastest
+runs (what the machine gives without other load). The load average before and after is printed, since
+other processes skew every timing. Writes CSV and JSON.
 
     python benchmarks/moe_speed.py --threads 2
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 
 import pandas as pd
 import torch
@@ -54,6 +57,7 @@ def ratios(timings: pd.DataFrame, batch_sizes) -> pd.DataFrame:
             rows.append({"ratio": f"{name} ({num} / {den})", "batch": batch, "target": target,
                          "ratio_of_medians": value, "paired_median": paired.median(),
                          "paired_q1": paired.quantile(0.25), "paired_q3": paired.quantile(0.75),
+                         "ratio_of_mins": runs[num].min() / runs[den].min(),
                          "rounds": len(runs), "met": value >= bound if target.startswith(">=") else value <= bound})
     return pd.DataFrame(rows)
 
@@ -68,6 +72,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmarks/moe_speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
 
     models = random_models(dimensions(args.dims)[1], num_experts=4, router="hash-random")
     timings = []
@@ -83,9 +88,11 @@ def main() -> None:
     latency = latency.merge(quartiles.quantile(0.75).rename("latency_ms_q3").reset_index(), on=["model", "batch_size"])
     table = ratios(timings, args.batch_sizes)
     hw = hardware(torch.device("cpu"))
+    hw["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
 
     pd.set_option("display.width", 160)
-    print(f"{args.dims} dims, 4 experts, hash-random, length {args.seq_len}, {hw['threads']} threads, {hw['cpu']}")
+    print(f"{args.dims} dims, 4 experts, hash-random, length {args.seq_len}, {hw['threads']} threads, {hw['cpu']}; "
+          f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(latency[["model", "batch_size", "repeats", "latency_ms_median", "latency_ms_q1", "latency_ms_q3",
                    "latency_ms_min"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     print()

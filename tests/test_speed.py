@@ -99,7 +99,9 @@ def outputs(model, batch):
 @pytest.fixture(params=["padded", "grouped"])
 def layout(request, monkeypatch):
     """Force one of the two expert layouts of MoEFFN.forward."""
-    monkeypatch.setattr(moe_layer, "MAX_PADDING", float("inf") if request.param == "padded" else -1.0)
+    padded = request.param == "padded"
+    monkeypatch.setattr(moe_layer, "PADDED_MAX_ROWS", 10**9 if padded else 0)
+    monkeypatch.setattr(moe_layer, "PADDED_MAX_GROWTH", float("inf") if padded else 0.0)
     return request.param
 
 

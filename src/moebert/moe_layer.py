@@ -4,11 +4,15 @@ It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keep
 `forward(hidden_states, input_tensor)`, with dropout, residual and LayerNorm after the expert. Expert
 weights are stacked tensors [experts, ...] so the whole layer saves as a few safetensors entries.
 
-The forward runs all experts as two batched matmuls (baddbmm) over the token groups padded to the
-largest: one gather in, one gather back, the same number of matmul calls as a dense FFN. Separate calls
-per expert cost more on CPU than the padding: with 2 threads a 32-row matmul uses the cores poorly, and
-every call is a fork/join that a busy machine stretches. When loads are too uneven for padding (all
-padding tokens of a batch share an expert), each expert runs once on its contiguous block instead.
+Tokens are grouped by expert once per layer and each result lands straight on its token's row: no
+stacking into a new tensor, no second sort, and the residual add is fused into the write-back. Two
+layouts, by group size:
+- per expert (the usual case): one matmul per expert on its contiguous block of the gathered tokens,
+  each result added onto its tokens' rows of the residual (index_add_);
+- padded (small groups, e.g. batch 1): all experts as two batched matmuls (baddbmm) over the groups
+  padded to the largest. On 2 CPU threads a separate 32-row matmul per expert splits poorly across the
+  threads and is a fork/join that other load stretches; the batched call hands each thread whole experts.
+  BERT-base at batch 1, latency over the dense-narrow control: padded +12%, per expert +25%.
 The reference-style forward it is benchmarked against is `moebert.speed.reference_style`.
 """
 
@@ -20,11 +24,13 @@ from transformers.activations import ACT2FN
 
 from .routing import GATE_ROUTERS, Dispatch, GateRouter
 
-# Padded experts while padding adds at most this share of rows. At batch 1 on 2 CPU threads (about 32
-# tokens per expert, padded by a sixth on average and by up to ~40% in some layers) the padded forward
-# beat one call per expert in every layer; uneven loads, such as all padding tokens of a batch in one
-# expert, go per expert.
-MAX_PADDING = 0.5
+# Experts run padded while no group has more tokens than this (about batch 1-3 at length 128 with 4
+# experts). With larger groups per-expert matmuls are as efficient as one dense matmul and waste nothing
+# on padding, and the padded path's extra full-size buffers cost page faults (benchmarks/moe_speed.py).
+PADDED_MAX_ROWS = 128
+# ... and while padding at most doubles the rows: a small batch routed mostly to one expert goes per
+# expert, which reads only the busy experts' weights.
+PADDED_MAX_GROWTH = 2.0
 
 
 class MoEFFN(nn.Module):
@@ -65,7 +71,8 @@ class MoEFFN(nn.Module):
             dispatch = self.dispatch
         width = hidden_states.shape[-1]
         x, residual = hidden_states.reshape(-1, width), input_tensor.reshape(-1, width)
-        if self.num_experts * dispatch.capacity <= (1 + MAX_PADDING) * len(x):
+        padded_rows = self.num_experts * dispatch.capacity
+        if dispatch.capacity <= PADDED_MAX_ROWS and padded_rows <= PADDED_MAX_GROWTH * len(x):
             out = self.dropout(self.padded_experts(x, dispatch))
             out += residual  # in place: a fresh tensor of this layer's, and one allocation fewer
         else:
