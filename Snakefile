@@ -44,6 +44,7 @@ include: "workflow/rules/importance.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/speed.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -168,6 +168,7 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     assert proc.returncode == 0, proc.stderr[-5000:]
     page = html.read_text()
     assert "glue.csv" in page and "accuracy_vs_params.png" in page
+    assert "speed_latency.png" in page and "accuracy_vs_latency.png" in page
 
 
 def _check_mlflow_runs(db: Path) -> None:
@@ -177,8 +178,8 @@ def _check_mlflow_runs(db: Path) -> None:
     experiment = client.get_experiment_by_name("moebert-tiny")
     runs = client.search_runs([experiment.experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    # Per task: finetune, importance, adapt, distill, evaluate x2 (teacher, moebert).
-    assert len(children) == 2 * 6
+    # Per task: finetune, importance, adapt, distill, evaluate x2 (teacher, moebert); one speed job.
+    assert len(children) == 2 * 6 + 1
     assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
     for run in children:
         for tag in ("task", "method", "seed", "rule", "config_hash", "git_commit"):

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables-dir", default="results/tables")
     parser.add_argument("--plots-dir", default="results/plots")
     parser.add_argument("--manifest", default="results/manifest.json")
+    parser.add_argument("--speed", nargs="*", default=[], metavar="CSV",
+                        help="outputs of `moebert speed`: adds the latency, speed-up and accuracy-vs-latency plots")
     parser.add_argument("--config-file", default=None, help="config the results came from (hashed into the manifest)")
     parser.add_argument("--data-files", nargs="*", default=[], metavar="PATH",
                         help="data files (or directories, walked) the results used; hashed into the manifest")
@@ -55,6 +57,10 @@ def run(args: argparse.Namespace) -> None:
     stats = summarise(scores, load_paper(args.paper))
     write_tables(stats, Path(args.tables_dir))
     write_plot(stats, runs, Path(args.plots_dir))
+    if args.speed:
+        from .speed import write_speed_plots
+
+        write_speed_plots(args.speed, args.metrics, Path(args.plots_dir))
     write_json(args.manifest, manifest(runs, args))
     print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
 

@@ -260,3 +260,28 @@ def tracking(rule: str, method: str | None = None):
 def model_resources(rule: str, gpu: bool = True) -> dict:
     res = config["resources"]
     return {"gpu": res["gpus"] if gpu else 0, "mem_mb": res["mem_mb"], "runtime": res["runtime"][rule]}
+
+
+# Speed (workflow/rules/speed.smk)
+
+def speed_grid(wildcards) -> str:
+    speed = config["speed"]
+    return _options(repeats=speed["repeats"], threads=speed["threads"], device=speed["device"]) + "".join(
+        f" --{key.replace('_', '-')} " + " ".join(map(str, speed[key])) for key in ("batch_sizes", "seq_lengths")
+    )
+
+
+def speed_models(wildcards) -> dict:
+    """The trained models of one task and seed: the teacher and every method's student, by method name."""
+    models = {TEACHER: f"results/teacher/{wildcards.task}/seed{wildcards.seed}"}
+    for method in config["methods"]:
+        models[method] = f"results/student/{wildcards.task}/{method}/seed{wildcards.seed}"
+    return models
+
+
+def speed_results() -> list[str]:
+    """What the report plots: random-weight runs, and the trained models of the first task and seed
+    (speed does not depend on the task)."""
+    return [f"results/speed/random-{dims}.csv" for dims in config["speed"]["random"]] + [
+        f"results/speed/trained/{config['tasks'][0]}/seed{config['seeds'][0]}.csv"
+    ]

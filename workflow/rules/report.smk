@@ -25,6 +25,7 @@ rule report:
         config="results/config.json",
         # Hashed into the manifest: the exact data the numbers came from.
         data=expand("resources/glue/{task}", task=config["tasks"]),
+        speed=speed_results(),
     output:
         md="results/tables/glue.md",
         csv=report(
@@ -48,6 +49,6 @@ rule report:
         CONDA_ENV
     shell:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
-        " --data-files {input.data:q}"
+        " --data-files {input.data:q} --speed {input.speed:q}"
         " --tables-dir $(dirname {output.md:q}) --plots-dir {output.plots:q}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"
