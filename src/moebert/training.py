@@ -7,7 +7,6 @@ leaves them in place and its rerun resumes; they are removed once the final mode
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,6 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,7 +81,6 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, t
     )
     last = last_complete_checkpoint(ckpt)
     if last:
-        log.warning("resuming from checkpoint %s", last)
         print(f"resuming from checkpoint {last}", flush=True)
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     return trainer

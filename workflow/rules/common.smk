@@ -133,11 +133,16 @@ def data_dir(wildcards):
     return f"resources/glue/{wildcards.task}"
 
 
+def model_path(task, method, seed) -> str:
+    """The teacher itself or a distilled student."""
+    if method == TEACHER:
+        return f"results/teacher/{task}/seed{seed}"
+    return f"results/student/{task}/{method}/seed{seed}"
+
+
 def model_dir(wildcards):
-    """The model that `evaluate` scores: the teacher itself or a distilled student."""
-    if wildcards.method == TEACHER:
-        return f"results/teacher/{wildcards.task}/seed{wildcards.seed}"
-    return f"results/student/{wildcards.task}/{wildcards.method}/seed{wildcards.seed}"
+    """The model that `evaluate` scores."""
+    return model_path(wildcards.task, wildcards.method, wildcards.seed)
 
 
 def all_metrics():
@@ -273,10 +278,7 @@ def speed_grid(wildcards) -> str:
 
 def speed_models(wildcards) -> dict:
     """The trained models of one task and seed: the teacher and every method's student, by method name."""
-    models = {TEACHER: f"results/teacher/{wildcards.task}/seed{wildcards.seed}"}
-    for method in config["methods"]:
-        models[method] = f"results/student/{wildcards.task}/{method}/seed{wildcards.seed}"
-    return models
+    return {method: model_path(wildcards.task, method, wildcards.seed) for method in [TEACHER, *config["methods"]]}
 
 
 def speed_results() -> list[str]:
