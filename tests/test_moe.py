@@ -44,10 +44,10 @@ def test_expert_weights_are_the_dense_rows_and_columns(teacher, teacher_orders):
         ffn, fc1, fc2 = layer_s.output, layer_t.intermediate.dense, layer_t.output.dense
         for e, idx in enumerate(layer_idx):
             assert len(idx) == 32 and len(set(idx)) == 32
-            torch.testing.assert_close(ffn.w1[e], fc1.weight[idx], rtol=0, atol=0)
-            torch.testing.assert_close(ffn.b1[e], fc1.bias[idx], rtol=0, atol=0)
-            torch.testing.assert_close(ffn.w2[e], fc2.weight[:, idx], rtol=0, atol=0)
-            torch.testing.assert_close(ffn.b2[e], fc2.bias, rtol=0, atol=0)
+            torch.testing.assert_close(ffn.w_in[e], fc1.weight[idx].T, rtol=0, atol=0)
+            torch.testing.assert_close(ffn.b_in[e], fc1.bias[idx], rtol=0, atol=0)
+            torch.testing.assert_close(ffn.w_out[e], fc2.weight[:, idx].T, rtol=0, atol=0)
+            torch.testing.assert_close(ffn.b_out[e], fc2.bias, rtol=0, atol=0)
         torch.testing.assert_close(ffn.LayerNorm.weight, layer_t.output.LayerNorm.weight, rtol=0, atol=0)
 
 
@@ -89,6 +89,20 @@ def test_outputs_identical_after_save_and_load(teacher, teacher_orders, router, 
     batch = inputs(random_batch())
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)
+
+
+def test_moe_model_with_missing_weights_fails_to_load(teacher, teacher_orders, tmp_path):
+    """An expert tensor under another name (an older layout) must not load as random weights."""
+    from safetensors.torch import load_file, save_file
+
+    student, _ = adapt(teacher, teacher_orders, 4, 32, 24)
+    student.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    renamed = {k.replace(".w_in", ".w1"): v for k, v in weights.items()}
+    save_file(renamed, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(MoebertError, match=r"lacks 2 weight\(s\), e.g. 'bert.encoder.layer.0.output.w_in'.*"
+                                           r"saved by another moebert version"):
+        load_classifier(str(tmp_path))
 
 
 @pytest.mark.parametrize("router", ["gate-token", "gate-sentence"])

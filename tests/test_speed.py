@@ -62,8 +62,8 @@ def per_token(model):
             experts, scale = _gate_routes(layer, hidden_states)
         rows = []
         for x, e, s in zip(hidden_states.reshape(-1, hidden_states.shape[-1]), experts.tolist(), scale):
-            hidden = layer.act(layer.w1[e] @ x + layer.b1[e])
-            rows.append(s * (layer.w2[e] @ hidden + layer.b2[e]))
+            hidden = layer.act(x @ layer.w_in[e] + layer.b_in[e])
+            rows.append(s * (hidden @ layer.w_out[e] + layer.b_out[e]))
         return layer.LayerNorm(torch.stack(rows).view_as(hidden_states) + input_tensor)
 
     layers = model.moe_layers()
@@ -139,9 +139,32 @@ def test_fast_forward_gradients_equal_per_token(router, layout):
         with context:
             model(**batch).loss.backward()
         grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys() and any("w1" in name for name in grads[0])
+    assert grads[0].keys() == grads[1].keys() and any("w_in" in name for name in grads[0])
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "autograd"])
+@pytest.mark.parametrize("own_residual", [False, True], ids=["residual-is-input", "separate-residual"])
+def test_moe_layer_equals_per_token_and_leaves_its_inputs_alone(own_residual, grad, layout):
+    """BertOutput's contract LayerNorm(dropout(ffn(h)) + r), with r the input itself (as BertLayer calls it,
+    which the in-place path relies on) or another tensor; neither input may change."""
+    layer = tiny_moe("hash-random").moe_layers()[0]
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(3, 7, TINY["hidden_size"], generator=gen)
+    residual = torch.randn(hidden.shape, generator=gen) if own_residual else hidden
+    ids = torch.randint(EXPERTS, (1, 21), generator=gen)
+    ids[0, :5] = 2  # uneven groups
+    layer.dispatch = dispatch_all(ids, EXPERTS)[0]
+    before = hidden.clone(), residual.clone()
+    with torch.set_grad_enabled(grad):
+        out = layer(hidden, residual)
+    rows = [x @ layer.w_in[e] + layer.b_in[e] for x, e in zip(before[0].reshape(-1, TINY["hidden_size"]), ids[0])]
+    expected = [layer.act(h) @ layer.w_out[e] + layer.b_out[e] for h, e in zip(rows, ids[0])]
+    expected = layer.LayerNorm(torch.stack(expected).view_as(hidden) + before[1])
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert out.requires_grad == grad
+    assert torch.equal(hidden, before[0]) and torch.equal(residual, before[1])
 
 
 def test_padded_layout_round_trips_every_token():

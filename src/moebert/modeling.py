@@ -136,9 +136,17 @@ def load_classifier(name_or_path: str, **kwargs) -> nn.Module:
     """A sequence classifier (dense BERT or MoEBERT, by the saved config) from a dir or hub id."""
     source = resolve_model(name_or_path)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(source, output_loading_info=True, **kwargs)
     except OSError as err:
         raise MoebertError(f"could not load model '{name_or_path}': {err}") from err
+    # transformers only warns and initialises missing weights at random; a dense model may lack its new
+    # task head, but a MoEBERT is always complete unless an older layout saved it.
+    missing = sorted(info["missing_keys"])
+    if isinstance(model, MoEBertForSequenceClassification) and missing:
+        raise MoebertError(f"MoE model '{name_or_path}' lacks {len(missing)} weight(s), e.g. {missing[0]!r} (unexpected: "
+                           f"{sorted(info['unexpected_keys'])[:1] or 'none'}); it was saved by another moebert "
+                           f"version: rebuild it with `moebert adapt`")
+    return model
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -149,7 +157,7 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     for layer in model.bert.encoder.layer:
         ffn = layer.output
         if isinstance(ffn, MoEFFN):
-            per_expert = sum(p[0].numel() for p in (ffn.w1, ffn.b1, ffn.w2, ffn.b2))
+            per_expert = sum(p[0].numel() for p in (ffn.w_in, ffn.b_in, ffn.w_out, ffn.b_out))
             inactive += (ffn.num_experts - 1) * per_expert
     head = sum(p.numel() for p in model.parameters()) - encoder
     return {"total": encoder, "effective": encoder - inactive, "head": head}

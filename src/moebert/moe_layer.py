@@ -2,18 +2,21 @@
 
 It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keeps BertOutput's contract,
 `forward(hidden_states, input_tensor)`, with dropout, residual and LayerNorm after the expert. Expert
-weights are stacked tensors [experts, ...] so the whole layer saves as a few safetensors entries.
+weights are stacked tensors [experts, in, out] so the whole layer saves as a few safetensors entries and
+a token's expert is `x @ w`: a batched matmul reads the weights as stored, where a transposed view
+would cost it a copy of every expert's weights on each call (CPU).
 
-Tokens are grouped by expert once per layer and each result lands straight on its token's row: no
-stacking into a new tensor, no second sort, and the residual add is fused into the write-back. Two
-layouts, by group size:
-- per expert (the usual case): one matmul per expert on its contiguous block of the gathered tokens,
-  each result added onto its tokens' rows of the residual (index_add_);
-- padded (small groups, e.g. batch 1): all experts as two batched matmuls (baddbmm) over the groups
-  padded to the largest. On 2 CPU threads a separate 32-row matmul per expert splits poorly across the
-  threads and is a fork/join that other load stretches; the batched call hands each thread whole experts.
-  BERT-base at batch 1, latency over the dense-narrow control: padded +12%, per expert +25%.
-The reference-style forward it is benchmarked against is `moebert.speed.reference_style`.
+The forward groups the tokens by expert once and keeps them grouped through the residual add and the
+LayerNorm, which work row by row, so the only data movement is one gather in and one scatter out. The
+reference instead stacks the expert outputs into a new tensor, gathers them back into token order and
+only then adds the residual (`moebert.speed.reference_style`, the peer benchmarks/moe_speed.py
+measures). Two layouts, by group size:
+- per expert (the usual case): one matmul pair per expert on its contiguous block of grouped tokens.
+  Outside autograd its output is added in place onto the block, which already holds the residual,
+  since the residual of BertOutput is its own input;
+- padded (small groups, e.g. batch 1): all experts as one batched matmul pair over the groups padded
+  to the largest. On 2 CPU threads a 32-row matmul split across both threads is mostly overhead;
+  the batched call hands each thread whole experts.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from transformers.activations import ACT2FN
 from .routing import GATE_ROUTERS, Dispatch, GateRouter
 
 # Experts run padded while no group has more tokens than this (about batch 1-3 at length 128 with 4
-# experts). With larger groups per-expert matmuls are as efficient as one dense matmul and waste nothing
-# on padding, and the padded path's extra full-size buffers cost page faults (benchmarks/moe_speed.py).
+# experts). Larger groups run per expert as efficiently as one dense matmul and waste nothing on padding.
 PADDED_MAX_ROWS = 128
 # ... and while padding at most doubles the rows: a small batch routed mostly to one expert goes per
 # expert, which reads only the busy experts' weights.
@@ -38,11 +40,11 @@ class MoEFFN(nn.Module):
         super().__init__()
         n, d, h = config.num_experts, config.expert_dim, config.hidden_size
         self.num_experts = n
-        self.w1 = nn.Parameter(torch.empty(n, d, h))  # rows of BertIntermediate.dense.weight
-        self.b1 = nn.Parameter(torch.zeros(n, d))
-        self.w2 = nn.Parameter(torch.empty(n, h, d))  # columns of BertOutput.dense.weight
-        self.b2 = nn.Parameter(torch.zeros(n, h))  # every expert starts from the full dense bias
-        for w in (self.w1, self.w2):
+        self.w_in = nn.Parameter(torch.empty(n, h, d))  # rows of BertIntermediate.dense.weight, transposed
+        self.b_in = nn.Parameter(torch.zeros(n, d))
+        self.w_out = nn.Parameter(torch.empty(n, d, h))  # columns of BertOutput.dense.weight, transposed
+        self.b_out = nn.Parameter(torch.zeros(n, h))  # every expert starts from the full dense bias
+        for w in (self.w_in, self.w_out):
             nn.init.normal_(w, std=config.initializer_range)
         self.act = ACT2FN[config.hidden_act]
         self.expert_dropout = nn.Dropout(config.expert_dropout)
@@ -56,11 +58,11 @@ class MoEFFN(nn.Module):
         self.attention_mask: torch.Tensor | None = None
         self.balance_loss: torch.Tensor | None = None
 
-    def experts(self, x: torch.Tensor, which: slice = slice(None)) -> torch.Tensor:
-        """Experts `which` (all by default), each on its own rows: x [experts, rows, hidden]."""
-        w1, b1, w2, b2 = (p[which] for p in (self.w1, self.b1, self.w2, self.b2))
-        hidden = self.expert_dropout(self.act(torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2))))
-        return torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))
+    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Expert `e` on the rows x [rows, hidden], without residual: the FFN of a BERT whose intermediate
+        width is the expert's."""
+        hidden = self.expert_dropout(self.act(torch.addmm(self.b_in[e], x, self.w_in[e])))
+        return torch.addmm(self.b_out[e], hidden, self.w_out[e])
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         if self.router is not None:
@@ -71,29 +73,40 @@ class MoEFFN(nn.Module):
             dispatch = self.dispatch
         width = hidden_states.shape[-1]
         x, residual = hidden_states.reshape(-1, width), input_tensor.reshape(-1, width)
-        padded_rows = self.num_experts * dispatch.capacity
-        if dispatch.capacity <= PADDED_MAX_ROWS and padded_rows <= PADDED_MAX_GROWTH * len(x):
-            out = self.dropout(self.padded_experts(x, dispatch))
-            out += residual  # in place: a fresh tensor of this layer's, and one allocation fewer
+        if dispatch.capacity <= PADDED_MAX_ROWS and self.num_experts * dispatch.capacity <= PADDED_MAX_GROWTH * len(x):
+            out = self.padded_experts(x, dispatch)
+            out += residual  # in place: a fresh tensor that backward does not need
+            out = self.LayerNorm(out)
         else:
-            out = self.grouped_experts(x, dispatch, residual)
-        return self.LayerNorm(out.view_as(input_tensor))
+            grouped = self.grouped_experts(x, residual if input_tensor is not hidden_states else None, dispatch)
+            out = torch.empty_like(grouped).index_copy_(0, dispatch.order, self.LayerNorm(grouped))
+        return out.view_as(input_tensor)
 
     def padded_experts(self, x: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        """Every token through its expert, all experts in one batched matmul per weight; token order."""
+        """Dropout(every token through its expert, scaled), all experts in one batched matmul per weight;
+        token order."""
         padded = x.index_select(0, dispatch.source).view(self.num_experts, dispatch.capacity, -1)
-        y = self.experts(padded).view(-1, x.shape[-1]).index_select(0, dispatch.slot)
-        return y if dispatch.scale is None else y * dispatch.scale.unsqueeze(-1)
+        hidden = self.expert_dropout(self.act(torch.baddbmm(self.b_in.unsqueeze(1), padded, self.w_in)))
+        y = torch.baddbmm(self.b_out.unsqueeze(1), hidden, self.w_out).view(-1, x.shape[-1])
+        y = y.index_select(0, dispatch.slot)
+        return self.dropout(y if dispatch.scale is None else y * dispatch.scale.unsqueeze(-1))
 
-    def grouped_experts(self, x: torch.Tensor, dispatch: Dispatch, residual: torch.Tensor) -> torch.Tensor:
-        """Residual + every token through its expert, one matmul per expert on its contiguous block; each
-        result is added straight onto its tokens' rows (no stacking, no second sort)."""
+    def grouped_experts(self, x: torch.Tensor, residual: torch.Tensor | None, dispatch: Dispatch) -> torch.Tensor:
+        """Residual + dropout(every token through its expert, scaled), in grouped order. `residual` None
+        means x itself (BertOutput's residual is its input), whose grouped rows then serve as both."""
         grouped = x.index_select(0, dispatch.order)
+        base = grouped if residual is None else residual.index_select(0, dispatch.order)
+        # Outside autograd the sums land in place on the fresh grouped rows; under it every row they
+        # overwrite is still needed for backward, so they go to a new tensor.
+        out = base if not torch.is_grad_enabled() else torch.empty_like(base)
         scale = None if dispatch.scale is None else dispatch.scale.index_select(0, dispatch.order).unsqueeze(-1)
-        out = residual.clone()  # not in place: under autograd the attention output may be saved (a gate reads it)
         for e, rows in dispatch.spans():
-            y = self.experts(grouped[rows].unsqueeze(0), slice(e, e + 1))[0]
+            y = self.expert(e, grouped[rows])
             if scale is not None:
                 y = y * scale[rows]
-            out.index_add_(0, dispatch.order[rows], self.dropout(y))
+            y = self.dropout(y)
+            if out is base:
+                out[rows] += y
+            else:
+                out[rows] = base[rows] + y
         return out

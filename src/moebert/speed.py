@@ -71,13 +71,14 @@ def _reference_ffn_forward(layer: MoEFFN, routes, hidden_states: torch.Tensor,
     """The reference implementation's grouped forward, from its description: in every layer look the
     routes up, argsort them, gather the tokens in expert order, split them (a host sync for the sizes),
     run each expert, stack the results into a new tensor and gather them back with a second argsort.
-    The experts' own arithmetic is MoEFFN.experts, so only the grouping differs from the fast forward."""
+    Each expert is MoEFFN.expert, the per-expert arithmetic of the fast forward's usual layout, so
+    only the grouping and the data movement differ."""
     expert_ids, scale = routes(hidden_states)
     x = hidden_states.reshape(-1, hidden_states.shape[-1])
     order = expert_ids.argsort()
     sizes = torch.bincount(expert_ids, minlength=layer.num_experts).tolist()
     groups = x[order].split(sizes)
-    y = torch.vstack([layer.experts(tokens.unsqueeze(0), slice(e, e + 1))[0] for e, tokens in enumerate(groups)])
+    y = torch.vstack([layer.expert(e, tokens) for e, tokens in enumerate(groups)])
     y = y[order.argsort()]
     if scale is not None:
         y = y * scale.unsqueeze(-1)
