@@ -44,9 +44,9 @@ def main() -> None:
             group = tokens // EXPERTS
             x, grouped = torch.randn(tokens, HIDDEN), torch.randn(EXPERTS, group, HIDDEN)
             kinds = {
-                "dense-narrow FFN": lambda i: x @ dense[i][0] @ dense[i][1],
-                "experts, one batched matmul": lambda i: torch.bmm(torch.bmm(grouped, experts[i][0]), experts[i][1]),
-                "experts, one matmul each": lambda i: [grouped[e] @ experts[i][0][e] @ experts[i][1][e]
+                "dense-narrow FFN": lambda i, x=x: x @ dense[i][0] @ dense[i][1],
+                "experts, one batched matmul": lambda i, g=grouped: torch.bmm(torch.bmm(g, experts[i][0]), experts[i][1]),
+                "experts, one matmul each": lambda i, g=grouped: [g[e] @ experts[i][0][e] @ experts[i][1][e]
                                                        for e in range(EXPERTS)],
             }
             for r in range(args.rounds):

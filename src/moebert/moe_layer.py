@@ -15,8 +15,9 @@ measures). Two layouts, by group size:
   Outside autograd its output is added in place onto the block, which already holds the residual,
   since the residual of BertOutput is its own input;
 - padded (small groups, e.g. batch 1): all experts as one batched matmul pair over the groups padded
-  to the largest. On 2 CPU threads a 32-row matmul split across both threads is mostly overhead;
-  the batched call hands each thread whole experts.
+  to the largest. A 32-row matmul split across CPU threads is mostly overhead; the batched call hands
+  each thread whole experts (benchmarks/expert_matmul.py, 128 tokens on 2 threads: one matmul per
+  expert takes 1.9x the dense-narrow FFN's time, the batched pair 1.45x).
 """
 
 from __future__ import annotations
