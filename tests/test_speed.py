@@ -241,6 +241,24 @@ def test_speed_plots_skip_what_has_no_data(trained_dirs, tmp_path):
     assert not stale.exists()
 
 
+def test_each_results_file_is_one_panel_row_with_its_random_controls_marked(tmp_path):
+    def results(name, rows):
+        frame = pd.DataFrame([dict.fromkeys(speed.COLUMNS, 1.0) | dict(zip(("model", "weights", "source"), row),
+                                                                          device="cpu", threads=2) for row in rows])
+        frame.to_csv(tmp_path / name, index=False)
+        return tmp_path / name
+
+    trained = [("teacher", "trained", "results/teacher"), ("moebert", "trained", "results/moe"),
+               ("dense-narrow", "random", "results/teacher")]
+    files = [results("a.csv", trained), results("b.csv", trained),
+             results("c.csv", [("teacher", "random", "bert-base"), ("dense-narrow", "random", "bert-base")])]
+    table = speed.load_speed(files)
+    assert table.groupby("run").setting.unique().map(list).tolist() == [
+        ["trained models · cpu · 2 threads"], ["trained models · cpu · 2 threads"], ["random bert-base · cpu · 2 threads"]]
+    assert table.label.tolist() == ["teacher", "moebert", "dense-narrow (random weights)"] * 2 + ["teacher",
+                                                                                                   "dense-narrow"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--batch-sizes", 1, "--seq-lengths", 64], "sequence length 64 exceeds model 'teacher'"),
     (["--model", "teacher"], "expected LABEL=DIR"),

@@ -43,11 +43,11 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
 
 
 @pytest.mark.parametrize(
-    "configfile, tasks, seeds",
-    [(None, 5, 1), ("config/paper.yaml", 8, 3)],
+    "configfile, tasks, seeds, speed_gpus",
+    [(None, 5, 1, {"cpu": "0"}), ("config/paper.yaml", 8, 3, {"cpu": "0", "cuda": "1"})],
     ids=["laptop-default", "paper"],
 )
-def test_dry_run_of_shipped_configs(configfile, tasks, seeds, glue_dir):
+def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, glue_dir):
     # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
     args = ["-n", "-F", "--nolock"] + (["--configfile", configfile] if configfile else ["--config", f"data={glue_dir}"])
     proc = snakemake(*args)
@@ -59,6 +59,11 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, glue_dir):
         assert counts[rule] == runs, rule
     assert counts["evaluate"] == 2 * runs  # teacher and moebert
     assert counts["report"] == 1
+    # One speed job per device for the random BERT-base and one for the trained models; GPU only for cuda.
+    assert counts["speed_random"] == counts["speed_trained"] == len(speed_gpus)
+    job = r"^rule (speed_\w+):.*?device=(\w+).*?resources: [^\n]*gpu=(\d+)"
+    jobs = re.findall(job, proc.stdout, re.DOTALL | re.MULTILINE)
+    assert {(device, gpus) for _, device, gpus in jobs} == set(speed_gpus.items())
 
 
 def test_laptop_default_reads_the_shared_data_beside_the_repo():

@@ -398,7 +398,7 @@ def write_speed_plots(speed_csvs, metrics_paths, plots_dir) -> list[Path]:
 
 def load_speed(paths) -> pd.DataFrame:
     frames = []
-    for path in map(Path, paths):
+    for run, path in enumerate(map(Path, paths)):
         try:
             frame = pd.read_csv(path)
         except FileNotFoundError:
@@ -406,23 +406,30 @@ def load_speed(paths) -> pd.DataFrame:
         missing = set(COLUMNS) - set(frame.columns)
         if missing:
             raise MoebertError(f"speed results file {path}: missing column(s) {', '.join(sorted(missing))}")
-        frames.append(frame)
-    speed = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-    # One panel row per setting: the same models and hardware under the same conditions.
-    speed["setting"] = [f"{w} {s if w == 'random' else 'models'} · {d} · {t} thread{'s' * (t != 1)}"
-                        for w, s, d, t in zip(speed.weights, speed.source, speed.device, speed.threads)]
-    return speed
+        frames.append(_label_run(frame).assign(run=run))
+    return (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=[*COLUMNS, "setting", "label", "run"]))
+
+
+def _label_run(frame: pd.DataFrame) -> pd.DataFrame:
+    """The panel title of one results file (only the models of one run were timed under the same
+    conditions) and each model's legend label, which marks random-weight controls beside trained models."""
+    trained = (frame.weights == "trained").any()
+    what = "trained models" if trained else "random " + ", ".join(dict.fromkeys(frame.source.astype(str)))
+    hw = " · ".join(f"{d} · {t} thread{'s' * (t != 1)}" for d, t in dict.fromkeys(zip(frame.device, frame.threads)))
+    random_beside_trained = trained & (frame.weights == "random")
+    return frame.assign(setting=f"{what} · {hw}",
+                        label=frame.model.where(~random_beside_trained, frame.model + " (random weights)"))
 
 
 def _panels(speed: pd.DataFrame, ylabel: str):
-    """A figure with one panel per (setting, sequence length) and, for each, its axes and rows."""
+    """A figure with one panel per (results file, sequence length) and, for each, its axes and rows."""
     import matplotlib.pyplot as plt
 
-    settings, lengths = list(dict.fromkeys(speed.setting)), sorted(speed.seq_len.unique())
-    fig, axes = plt.subplots(len(settings), len(lengths), figsize=(3.6 * len(lengths), 3 * len(settings)),
-                             squeeze=False)
+    runs, lengths = list(dict.fromkeys(zip(speed.run, speed.setting))), sorted(speed.seq_len.unique())
+    fig, axes = plt.subplots(len(runs), len(lengths), figsize=(3.6 * len(lengths), 3 * len(runs)), squeeze=False)
     panels = []
-    for i, setting in enumerate(settings):
+    for i, (run, setting) in enumerate(runs):
         for j, seq in enumerate(lengths):
             ax = axes[i, j]
             ax.set_title(f"{setting}\nlength {seq}", fontsize=8)
@@ -431,8 +438,13 @@ def _panels(speed: pd.DataFrame, ylabel: str):
             ax.grid(alpha=0.3)
             ax.set_xlabel("batch size")
             ax.set_ylabel(ylabel if j == 0 else "")
-            panels.append((ax, speed[(speed.setting == setting) & (speed.seq_len == seq)]))
+            panels.append((ax, speed[(speed.run == run) & (speed.seq_len == seq)]))
     return fig, panels
+
+
+def _color(speed: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """One colour per model across all panels."""
+    return f"C{list(dict.fromkeys(speed.model)).index(rows.model.iloc[0]) % 10}"
 
 
 def _draw_latency(speed: pd.DataFrame):
@@ -440,10 +452,10 @@ def _draw_latency(speed: pd.DataFrame):
 
     fig, panels = _panels(speed, "ms per batch (median; bar: p90)")
     for ax, data in panels:
-        for model, rows in data.sort_values("batch_size").groupby("model", sort=False):
+        for label, rows in data.sort_values("batch_size").groupby("label", sort=False):
             ax.errorbar(rows.batch_size, rows.latency_ms_median,
                         yerr=[np.zeros(len(rows)), rows.latency_ms_p90 - rows.latency_ms_median],
-                        marker="o", ms=3, capsize=2, label=model)
+                        marker="o", ms=3, capsize=2, label=label, color=_color(speed, rows))
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 20, 50, 100 rather than 2x10^1
@@ -460,10 +472,10 @@ def _draw_speedup(speed: pd.DataFrame):
     fig, panels = _panels(speed, f"speed-up over the {TEACHER} (x)")
     for ax, data in panels:
         base = data[data.model == TEACHER].set_index("batch_size").latency_ms_median
-        for model, rows in data[data.model != TEACHER].sort_values("batch_size").groupby("model", sort=False):
+        for label, rows in data[data.model != TEACHER].sort_values("batch_size").groupby("label", sort=False):
             rows = rows[rows.batch_size.isin(base.index)]
             ax.plot(rows.batch_size, base[rows.batch_size].to_numpy() / rows.latency_ms_median, marker="o", ms=3,
-                    label=model)
+                    label=label, color=_color(speed, rows))
         ax.axhline(1, color="grey", lw=0.8)
         ax.legend(fontsize=7)
     fig.tight_layout()

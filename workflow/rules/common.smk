@@ -243,14 +243,16 @@ def tracking(rule: str, method: str | None = None):
 
     def args(wildcards, output) -> str:
         job_method = method or wildcards.method
-        tags = {"task": wildcards.task, "method": job_method, "seed": wildcards.seed, "rule": rule,
+        # Speed jobs differ only by device.
+        job_rule = "-".join(filter(None, [rule, getattr(wildcards, "device", None)]))
+        tags = {"task": wildcards.task, "method": job_method, "seed": wildcards.seed, "rule": job_rule,
                 "config_hash": CONFIG_HASH, "git_commit": GIT_COMMIT}
         return " ".join(
             [
                 f"--tracking-uri {shlex.quote(TRACKING_URI)}",
                 f"--experiment {config['experiment']}",
                 f"--parent-run {config['experiment']}-{CONFIG_HASH}",
-                f"--run-name {rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}",
+                f"--run-name {job_rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}",
                 *(f"--tag {shlex.quote(f'{key}={value}')}" for key, value in tags.items()),
             ]
         )
@@ -271,9 +273,13 @@ def model_resources(rule: str, gpu: bool = True) -> dict:
 
 def speed_grid(wildcards) -> str:
     speed = config["speed"]
-    return _options(repeats=speed["repeats"], threads=speed["threads"], device=speed["device"]) + "".join(
+    return _options(repeats=speed["repeats"], threads=speed["threads"], device=wildcards.device) + "".join(
         f" --{key.replace('_', '-')} " + " ".join(map(str, speed[key])) for key in ("batch_sizes", "seq_lengths")
     )
+
+
+def speed_gpus(wildcards) -> int:
+    return max(config["resources"]["gpus"], 1) if wildcards.device == "cuda" else 0
 
 
 def speed_models(wildcards) -> dict:
@@ -284,6 +290,10 @@ def speed_models(wildcards) -> dict:
 def speed_results() -> list[str]:
     """What the report plots: random-weight runs, and the trained models of the first task and seed
     (speed does not depend on the task)."""
-    return [f"results/speed/random-{dims}.csv" for dims in config["speed"]["random"]] + [
-        f"results/speed/trained/{config['tasks'][0]}/seed{config['seeds'][0]}.csv"
+    speed = config["speed"]
+    return [
+        path
+        for device in speed["devices"]
+        for path in [f"results/speed/{device}/random-{dims}.csv" for dims in speed["random"]]
+        + [f"results/speed/{device}/trained/{config['tasks'][0]}/seed{config['seeds'][0]}.csv"]
     ]

@@ -1,17 +1,24 @@
 # Inference speed (METHOD §7-8): latency and throughput of the teacher, MoEBERT and the dense-narrow
-# control. Timings want the cores to themselves, so a speed job claims `speed.threads` cores and runs
-# with that many torch threads; the grid is kept small enough for a laptop.
+# control, one job per device of `speed.devices`. Timings want the cores to themselves, so a speed job
+# claims `speed.threads` cores and runs with that many torch threads; the grid is kept small enough
+# for a laptop.
+
+
+wildcard_constraints:
+    device="cpu|cuda",
+
 
 rule speed_random:
     output:
-        csv="results/speed/random-{dims}.csv",
-        json="results/speed/random-{dims}.json",
+        csv="results/speed/{device}/random-{dims}.csv",
+        json="results/speed/{device}/random-{dims}.json",
     params:
         grid=speed_grid,
     log:
-        "logs/speed/random-{dims}.log",
+        "logs/speed/{device}/random-{dims}.log",
     threads: config["speed"]["threads"]
     resources:
+        gpu=speed_gpus,
         runtime=60,
     conda:
         CONDA_ENV
@@ -24,8 +31,8 @@ rule speed_trained:
     input:
         unpack(speed_models),
     output:
-        csv="results/speed/trained/{task}/seed{seed}.csv",
-        json="results/speed/trained/{task}/seed{seed}.json",
+        csv="results/speed/{device}/trained/{task}/seed{seed}.csv",
+        json="results/speed/{device}/trained/{task}/seed{seed}.json",
     params:
         models=lambda wildcards, input: " ".join(
             f"--model {shlex.quote(f'{label}={path}')}" for label, path in input.items()
@@ -35,9 +42,10 @@ rule speed_trained:
         width=lambda wildcards: _options(expert_dim=next(iter(config["methods"].values()))["expert_dim"]),
         tracking=tracking("speed", "all"),
     log:
-        "logs/speed/trained/{task}/seed{seed}.log",
+        "logs/speed/{device}/trained/{task}/seed{seed}.log",
     threads: config["speed"]["threads"]
     resources:
+        gpu=speed_gpus,
         runtime=60,
     conda:
         CONDA_ENV
