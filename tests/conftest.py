@@ -8,28 +8,43 @@ from transformers import BertConfig, BertForSequenceClassification
 REPO = Path(__file__).resolve().parents[1]
 
 
+def randomize_biases(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-zero random biases and LayerNorm parameters (a fresh BERT has zero biases and unit LayerNorms),
+    so that every bias term of a formula is exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
+            elif "LayerNorm.weight" in name:
+                param.copy_(1 + torch.randn(param.shape, generator=gen) * 0.1)
+    return model
+
+
 def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenceClassification:
-    """A random BERT small enough for exact gradient checks (2 layers, FFN 64)."""
+    """A random BERT small enough for exact gradient checks (2 layers, FFN 64), with random biases."""
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=32, num_labels=num_labels,
         problem_type="regression" if num_labels == 1 else "single_label_classification", **overrides,
     )
-    return BertForSequenceClassification(config).eval()
+    return randomize_biases(BertForSequenceClassification(config), seed).eval()
 
 
 def random_batch(batch: int = 4, seq: int = 10, vocab: int = 50, num_labels: int = 3, seed: int = 1) -> dict:
-    """Token ids with ragged lengths (right padding) and labels."""
+    """Sentence pairs: token ids with ragged lengths (right padding), segment ids 0 then 1 (a random split
+    point per row), and labels."""
     gen = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(1, vocab, (batch, seq), generator=gen)
-    lengths = torch.randint(seq // 2, seq + 1, (batch,), generator=gen)
+    lengths = torch.randint(seq // 2, seq, (batch,), generator=gen)  # every row but the first is padded
     lengths[0] = seq
     mask = (torch.arange(seq)[None] < lengths[:, None]).long()
     input_ids = input_ids * mask
+    second = (torch.rand(batch, 1, generator=gen) * lengths[:, None] * 0.5 + 1).long()  # first token of segment 2
+    token_type_ids = ((torch.arange(seq)[None] >= second) & mask.bool()).long()
     labels = torch.rand(batch, generator=gen) * 5 if num_labels == 1 else torch.randint(num_labels, (batch,), generator=gen)
-    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(input_ids),
-            "labels": labels}
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": token_type_ids, "labels": labels}
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +70,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
     path = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(path)
+    randomize_biases(BertForSequenceClassification(config)).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -8,7 +8,7 @@ from transformers import TrainerCallback
 
 from moebert.cli import main
 
-ROWS = ["--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "64", "--batch-size", "8"]
+ROWS = ["--max-train-samples", "32", "--max-length", "64", "--batch-size", "8"]
 
 
 def run(*args):
@@ -32,7 +32,7 @@ def test_pipeline_stage_by_stage(tiny_model_dir, glue_dir, tmp_path):
     assert record["task"] == "mrpc" and record["method"] == "moebert"
     assert set(record["results"]["MRPC"]) == {"accuracy", "f1"} and record["num_examples"] == {"MRPC": 16}
     assert record["params"]["effective"] < record["params"]["total"]
-    assert json.loads((student / "metrics.json").read_text())["results"] == record["results"]
+    assert not (student / "metrics.json").exists()  # evaluated once, by `moebert evaluate`
     experts = json.loads((tmp_path / "moe" / "experts.json").read_text())
     assert len(experts["indices"]) == 2 and all(len(e) == 24 for e in experts["indices"][0])
     with safe_open(student / "model.safetensors", "pt") as f:

@@ -45,9 +45,9 @@ def test_expert_weights_are_the_dense_rows_and_columns(teacher, teacher_orders):
         for e, idx in enumerate(layer_idx):
             assert len(idx) == 32 and len(set(idx)) == 32
             torch.testing.assert_close(ffn.w_in[e], fc1.weight[idx].T, rtol=0, atol=0)
-            torch.testing.assert_close(ffn.b_in[e], fc1.bias[idx], rtol=0, atol=0)
+            torch.testing.assert_close(ffn.bias_in[e], fc1.bias[idx], rtol=0, atol=0)
             torch.testing.assert_close(ffn.w_out[e], fc2.weight[:, idx].T, rtol=0, atol=0)
-            torch.testing.assert_close(ffn.b_out[e], fc2.bias, rtol=0, atol=0)
+            torch.testing.assert_close(ffn.bias_out[e], fc2.bias, rtol=0, atol=0)
         torch.testing.assert_close(ffn.LayerNorm.weight, layer_t.output.LayerNorm.weight, rtol=0, atol=0)
 
 

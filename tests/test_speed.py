@@ -62,8 +62,8 @@ def per_token(model):
             experts, scale = _gate_routes(layer, hidden_states)
         rows = []
         for x, e, s in zip(hidden_states.reshape(-1, hidden_states.shape[-1]), experts.tolist(), scale):
-            hidden = layer.act(x @ layer.w_in[e] + layer.b_in[e])
-            rows.append(s * (hidden @ layer.w_out[e] + layer.b_out[e]))
+            hidden = layer.act(x @ layer.w_in[e] + layer.bias_in[e])
+            rows.append(s * (hidden @ layer.w_out[e] + layer.bias_out[e]))
         return layer.LayerNorm(torch.stack(rows).view_as(hidden_states) + input_tensor)
 
     layers = model.moe_layers()
@@ -159,8 +159,8 @@ def test_moe_layer_equals_per_token_and_leaves_its_inputs_alone(own_residual, gr
     before = hidden.clone(), residual.clone()
     with torch.set_grad_enabled(grad):
         out = layer(hidden, residual)
-    rows = [x @ layer.w_in[e] + layer.b_in[e] for x, e in zip(before[0].reshape(-1, TINY["hidden_size"]), ids[0])]
-    expected = [layer.act(h) @ layer.w_out[e] + layer.b_out[e] for h, e in zip(rows, ids[0])]
+    rows = [x @ layer.w_in[e] + layer.bias_in[e] for x, e in zip(before[0].reshape(-1, TINY["hidden_size"]), ids[0])]
+    expected = [layer.act(h) @ layer.w_out[e] + layer.bias_out[e] for h, e in zip(rows, ids[0])]
     expected = layer.LayerNorm(torch.stack(expected).view_as(hidden) + before[1])
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert out.requires_grad == grad

@@ -249,5 +249,5 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
     # The Trainer's progress bar continues from the checkpoint's global step instead of counting from 1.
     steps = [int(step) for step in re.findall(r"\| *(\d+)/12 \[", log)]
     assert steps and min(s for s in steps if s > 0) > saved[-1], steps
-    assert (tmp_path / target / "metrics.json").is_file()
+    assert (tmp_path / target / "model.safetensors").is_file()
     assert not checkpoints.exists()

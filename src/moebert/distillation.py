@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer
+
+from .training import TaskTrainer
 
 
 def hidden_mse(student: tuple, teacher: tuple, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -42,8 +43,9 @@ def prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
     return symmetric_kl(student_logits, teacher_logits)
 
 
-class DistillationTrainer(Trainer):
-    """A Trainer whose loss adds layer-wise distillation from a frozen teacher.
+class DistillationTrainer(TaskTrainer):
+    """A Trainer whose loss adds layer-wise distillation from a frozen teacher (Eq. 7): the terms `hidden`
+    (L_trm) and `prediction` (L_pred), each weighted by lambda, beside the task (and balance) terms.
 
     The teacher is an attribute of the trainer, never of the student, so it is not saved in checkpoints,
     and it stays in eval mode (no dropout) whatever mode the student is in."""
@@ -54,13 +56,11 @@ class DistillationTrainer(Trainer):
         self.distill_weight = distill_weight
         self.mask_padding = mask_padding
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        student = model(**inputs, output_hidden_states=True)
+    def loss_terms(self, model, inputs):
+        student, terms = super().loss_terms(model, {**inputs, "output_hidden_states": True})
         with torch.no_grad():
             teacher = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True)
         mask = inputs.get("attention_mask") if self.mask_padding else None
-        l_trm = hidden_mse(student.hidden_states, teacher.hidden_states, mask)
-        l_pred = prediction_loss(student.logits, teacher.logits)
-        # student.loss already holds CE (+ the weighted balance loss for gate routers).
-        loss = student.loss + self.distill_weight * (l_trm + l_pred)
-        return (loss, student) if return_outputs else loss
+        terms["hidden"] = (self.distill_weight, hidden_mse(student.hidden_states, teacher.hidden_states, mask))
+        terms["prediction"] = (self.distill_weight, prediction_loss(student.logits, teacher.logits))
+        return student, terms

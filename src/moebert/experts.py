@@ -83,9 +83,9 @@ def adapt(
             chosen = expert_indices(order, num_experts, expert_dim, shared_dim)
             for e, idx in enumerate(chosen):
                 ffn.w_in[e].copy_(w1[idx].T)
-                ffn.b_in[e].copy_(b1[idx])
+                ffn.bias_in[e].copy_(b1[idx])
                 ffn.w_out[e].copy_(w2[:, idx].T)
-                ffn.b_out[e].copy_(b2)
+                ffn.bias_out[e].copy_(b2)
             indices.append([idx.tolist() for idx in chosen])
         if router in HASH_ROUTERS:
             layers, vocab = config.num_hidden_layers, config.vocab_size

@@ -53,3 +53,13 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
+
+
+def identity(source: str | os.PathLike) -> str | list:
+    """What a run read from `source`: for a file or directory the name, size and modification time of each
+    file (cheap, and new whenever a rule rebuilt it); otherwise the name itself (a hub id)."""
+    path = Path(source)
+    if not path.exists():
+        return str(source)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [[str(p.relative_to(path) if p != path else p.name), p.stat().st_size, p.stat().st_mtime_ns] for p in files]

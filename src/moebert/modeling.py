@@ -84,7 +84,11 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
     def moe_layers(self) -> list[MoEFFN]:
         return [layer.output for layer in self.bert.encoder.layer]
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=None, output_attentions=None):
+        """BERT's classifier forward with the routes set first. Every input is named, with no **kwargs: the
+        Trainer keeps only the batch columns a forward names (token_type_ids of sentence pairs must reach
+        the model), and takes **kwargs to mean the model scales its loss for gradient accumulation itself."""
         layers = self.moe_layers()
         if self.config.router in HASH_ROUTERS:
             # Routes of all layers follow from the input ids: computed once, before the encoder runs.
@@ -94,16 +98,18 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
         else:
             for layer in layers:
                 layer.attention_mask = attention_mask
+        options = {k: v for k, v in (("output_hidden_states", output_hidden_states),
+                                     ("output_attentions", output_attentions)) if v is not None}
         try:
-            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                  position_ids=position_ids, labels=labels, **options)
         finally:
             for layer in layers:
                 layer.dispatch = layer.attention_mask = None
+        # The balance loss is returned, not added to `loss`: the trainer weighs every loss term (training.py).
         balance = None
         if self.config.router not in HASH_ROUTERS:
             balance = torch.stack([layer.balance_loss for layer in layers]).sum()
-            if out.loss is not None and self.config.load_balance:
-                out.loss = out.loss + self.config.load_balance * balance
         return MoESequenceClassifierOutput(**out, balance_loss=balance)
 
 
@@ -157,7 +163,7 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     for layer in model.bert.encoder.layer:
         ffn = layer.output
         if isinstance(ffn, MoEFFN):
-            per_expert = sum(p[0].numel() for p in (ffn.w_in, ffn.b_in, ffn.w_out, ffn.b_out))
+            per_expert = sum(p[0].numel() for p in (ffn.w_in, ffn.bias_in, ffn.w_out, ffn.bias_out))
             inactive += (ffn.num_experts - 1) * per_expert
     head = sum(p.numel() for p in model.parameters()) - encoder
     return {"total": encoder, "effective": encoder - inactive, "head": head}

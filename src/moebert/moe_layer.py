@@ -42,9 +42,10 @@ class MoEFFN(nn.Module):
         n, d, h = config.num_experts, config.expert_dim, config.hidden_size
         self.num_experts = n
         self.w_in = nn.Parameter(torch.empty(n, h, d))  # rows of BertIntermediate.dense.weight, transposed
-        self.b_in = nn.Parameter(torch.zeros(n, d))
+        # Named "bias*" so the Trainer exempts them from weight decay, as it does the dense model's biases.
+        self.bias_in = nn.Parameter(torch.zeros(n, d))
         self.w_out = nn.Parameter(torch.empty(n, d, h))  # columns of BertOutput.dense.weight, transposed
-        self.b_out = nn.Parameter(torch.zeros(n, h))  # every expert starts from the full dense bias
+        self.bias_out = nn.Parameter(torch.zeros(n, h))  # every expert starts from the full dense bias
         for w in (self.w_in, self.w_out):
             nn.init.normal_(w, std=config.initializer_range)
         self.act = ACT2FN[config.hidden_act]
@@ -62,8 +63,8 @@ class MoEFFN(nn.Module):
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert `e` on the rows x [rows, hidden], without residual: the FFN of a BERT whose intermediate
         width is the expert's."""
-        hidden = self.expert_dropout(self.act(torch.addmm(self.b_in[e], x, self.w_in[e])))
-        return torch.addmm(self.b_out[e], hidden, self.w_out[e])
+        hidden = self.expert_dropout(self.act(torch.addmm(self.bias_in[e], x, self.w_in[e])))
+        return torch.addmm(self.bias_out[e], hidden, self.w_out[e])
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         if self.router is not None:
@@ -87,8 +88,8 @@ class MoEFFN(nn.Module):
         """Dropout(every token through its expert, scaled), all experts in one batched matmul per weight;
         token order."""
         padded = x.index_select(0, dispatch.source).view(self.num_experts, dispatch.capacity, -1)
-        hidden = self.expert_dropout(self.act(torch.baddbmm(self.b_in.unsqueeze(1), padded, self.w_in)))
-        y = torch.baddbmm(self.b_out.unsqueeze(1), hidden, self.w_out).view(-1, x.shape[-1])
+        hidden = self.expert_dropout(self.act(torch.baddbmm(self.bias_in.unsqueeze(1), padded, self.w_in)))
+        y = torch.baddbmm(self.bias_out.unsqueeze(1), hidden, self.w_out).view(-1, x.shape[-1])
         y = y.index_select(0, dispatch.slot)
         return self.dropout(y if dispatch.scale is None else y * dispatch.scale.unsqueeze(-1))
 

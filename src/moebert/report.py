@@ -39,7 +39,7 @@ PLOT_NAME = "accuracy_vs_params"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", nargs="+", required=True, metavar="FILE",
-                        help="metrics.json files (from finetune/distill/evaluate), one per task, method and seed")
+                        help="metrics.json files (from moebert evaluate), one per task, method and seed")
     parser.add_argument("--paper", default=str(PAPER_CSV),
                         help="CSV of the paper's numbers: model,task,metric,value (default: the packaged copy)")
     parser.add_argument("--tables-dir", default="results/tables")

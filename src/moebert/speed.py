@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
 from . import tracking
+from .device import DEVICE_HELP, resolve_device
 from .errors import MoebertError
 from .files import atomic_file, write_json
 from .modeling import (
@@ -266,7 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--repeats", type=int, default=5, help="timed forwards per model and grid point")
     grid.add_argument("--warmup", type=int, default=1, help="untimed forwards per model and grid point first")
     hw = parser.add_argument_group("hardware")
-    hw.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    hw.add_argument("--device", default="auto", help=DEVICE_HELP + " (or cuda:N)")
     hw.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     hw.add_argument("--threads", type=int, help="CPU threads (default: torch's default, all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and token ids")
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace) -> None:
         raise MoebertError("nothing to time: give --model LABEL=DIR and/or --random DIMS")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     models, sources = _build_models(args)
     for model in models.values():
         model.to(device=device, dtype=getattr(torch, args.dtype))
@@ -310,18 +311,6 @@ def run(args: argparse.Namespace) -> None:
     if args.plots_dir:
         for path in write_speed_plots([args.output], args.metrics, args.plots_dir):
             print(f"plot: {path}")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise MoebertError(f"--device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MoebertError(f"--device {name}: no CUDA device is available")
-    return device
 
 
 def _build_models(args) -> tuple[dict[str, nn.Module], dict[str, tuple[str, str]]]:

@@ -1,19 +1,31 @@
 """Training through transformers' Trainer, shared by teacher fine-tuning and distillation.
 
-The Trainer brings gradient accumulation, mixed precision, checkpointing and resume. Checkpoints live
-beside the final output (`<output>.checkpoints/`), outside what the workflow declares, so a killed job
-leaves them in place and its rerun resumes; they are removed once the final model is saved.
+The Trainer brings gradient accumulation, mixed precision, checkpointing and resume; `TaskTrainer` adds
+the rules every run of this project follows: the loss is a weighted sum of named terms, each logged on
+its own and checked to be finite; losses are batch means, averaged over the accumulation steps; biases
+and LayerNorms get no weight decay.
+
+Checkpoints live beside the final output (`<output>.checkpoints/`), outside what the workflow declares,
+so a killed job leaves them in place and its rerun resumes; they are removed once the final model is
+saved. A fingerprint of the run's settings is kept with them: a rerun with other settings starts afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .errors import MoebertError
+
+FINGERPRINT = "fingerprint.json"
 
 
 @dataclass
@@ -30,6 +42,57 @@ class TrainConfig:
     bf16: bool = False
 
 
+class TaskTrainer(Trainer):
+    """A Trainer whose loss is `sum(weight * term)` over the named terms of `loss_terms`."""
+
+    # Every term is a mean over its micro-batch, so the Trainer must divide by the accumulation steps. Left
+    # to itself it skips that for any model whose forward takes **kwargs (BertForSequenceClassification's
+    # does), assuming the model normalises by `num_items_in_batch`, which no loss here does.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._term_sums: dict[str, torch.Tensor] = {}
+        self._term_batches = 0
+
+    def loss_terms(self, model, inputs) -> tuple[object, dict[str, tuple[float, torch.Tensor]]]:
+        """The model's outputs and {name: (weight, value)}: the task loss, and the gate load-balancing
+        loss of a MoE with a learned router (logged also where its weight is 0)."""
+        outputs = model(**inputs)
+        terms = {"task": (1.0, outputs.loss)}
+        balance = getattr(outputs, "balance_loss", None)
+        if balance is not None:
+            terms["balance"] = (model.config.load_balance, balance)
+        return outputs, terms
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs, terms = self.loss_terms(model, inputs)
+        values = torch.stack([value.detach().float() for _, value in terms.values()])
+        # One host sync per micro-batch: a diverged run must stop before it saves NaN weights.
+        if not bool(torch.isfinite(values).all()):
+            bad = [name for name, v in zip(terms, values.tolist(), strict=True) if not math.isfinite(v)]
+            raise MoebertError(
+                f"training diverged: loss term {', '.join(repr(b) for b in bad)} is "
+                f"{values[list(terms).index(bad[0])].item()} at optimiser step {self.state.global_step + 1} "
+                f"(epoch {self.state.epoch or 0:.2f}); nothing was saved. Lower the learning rate, or use fp32/bf16 "
+                f"instead of fp16"
+            )
+        if model.training:
+            for name, value in zip(terms, values, strict=True):
+                self._term_sums[name] = self._term_sums.get(name, 0) + value
+            self._term_batches += 1
+        loss = sum(weight * value for weight, value in terms.values() if weight)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of every loss term since the last log (`loss/<term>`) to the Trainer's log line,
+        which reaches the job log and MLflow."""
+        if self._term_batches and "loss" in logs:
+            logs.update({f"loss/{name}": (total / self._term_batches).item() for name, total in self._term_sums.items()})
+            self._term_sums, self._term_batches = {}, 0
+        super().log(logs, start_time)
+
+
 def last_complete_checkpoint(ckpt: Path) -> Path | None:
     """The newest checkpoint the Trainer finished writing. A kill during a save leaves a newer directory
     without trainer_state.json (written last); resuming from it would fail on every rerun."""
@@ -42,12 +105,34 @@ def checkpoint_dir(output: str | Path) -> Path:
     return output.with_name(output.name + ".checkpoints")
 
 
-def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, trainer_cls=Trainer, callbacks=(),
-          **trainer_kwargs) -> Trainer:
-    """Train `model` in place (resuming from `<output>.checkpoints` if a checkpoint is there)."""
+def prepare_checkpoints(output, settings: dict) -> Path | None:
+    """The checkpoint to resume, if the checkpoints beside `output` were made with the same settings;
+    checkpoints of other settings (or of unknown ones) are discarded, with a message in the log."""
     ckpt = checkpoint_dir(output)
+    stamp = ckpt / FINGERPRINT
+    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))  # as it reads back from disk
+    wanted = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    if ckpt.exists():
+        old = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        if old.get("fingerprint") != wanted:
+            before = old.get("settings", {})
+            changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k)) if before else []
+            print(f"discarding checkpoints in {ckpt}: made with other settings "
+                  f"({', '.join(changed) + ' changed' if changed else 'no fingerprint'}); training from scratch",
+                  flush=True)
+            shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"fingerprint": wanted, "settings": settings}, sort_keys=True, indent=2) + "\n")
+    return last_complete_checkpoint(ckpt)
+
+
+def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, device: torch.device,
+          settings: dict, trainer_cls=TaskTrainer, callbacks=(), **trainer_kwargs) -> Trainer:
+    """Train `model` in place on `device`, resuming from `<output>.checkpoints` if a checkpoint of the same
+    `settings` (everything that decides the result) is there."""
+    last = prepare_checkpoints(output, {**settings, "train_config": asdict(cfg)})
     args = TrainingArguments(
-        output_dir=str(ckpt),
+        output_dir=str(checkpoint_dir(output)),
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size,
@@ -66,7 +151,7 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, t
         seed=cfg.seed,
         fp16=cfg.fp16,
         bf16=cfg.bf16,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device.type == "cpu",
         report_to="none",
         dataloader_num_workers=0,
     )
@@ -79,7 +164,6 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, t
         callbacks=list(callbacks),
         **trainer_kwargs,
     )
-    last = last_complete_checkpoint(ckpt)
     if last:
         print(f"resuming from checkpoint {last}", flush=True)
     trainer.train(resume_from_checkpoint=str(last) if last else None)

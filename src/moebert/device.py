@@ -1,0 +1,23 @@
+"""Which device a stage runs on: one rule for every command (training, importance, evaluation, speed)."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import MoebertError
+
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu or cuda"
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` takes CUDA when present; asking for CUDA where there is none is an error, not a silent CPU run
+    (a cluster job holding a GPU it does not use)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise MoebertError(f"--device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MoebertError(f"--device {name}: no CUDA device is available on this machine")
+    return device
