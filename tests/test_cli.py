@@ -104,3 +104,79 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):
             (d / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_a_rerun_with_other_settings_discards_the_checkpoint(tiny_model_dir, glue_dir, tmp_path, monkeypatch,
+                                                             capsys):
+    from moebert import training
+
+    out = tmp_path / "teacher"
+    args = ["finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
+            "--epochs", 2, "--save-steps", 2, *ROWS]
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Crash()], **k))
+    with pytest.raises(KeyboardInterrupt):
+        run(*args, "--lr", "1e-4")
+    assert (tmp_path / "teacher.checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(training, "train", real_train)
+    capsys.readouterr()
+    assert run(*args, "--lr", "3e-4") == 0
+    log = capsys.readouterr().out
+    assert "made with other settings (lr changed); training from scratch" in log, log
+    assert "resuming" not in log, log
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("stage", ["finetune", "importance", "distill", "evaluate"])
+def test_device_cuda_without_a_gpu_fails_clearly(stage, tiny_model_dir, glue_dir, tmp_path, capsys):
+    data = ["--task", "mrpc", "--data", glue_dir]
+    model = {"distill": ["--teacher", tiny_model_dir, "--student", tiny_model_dir]}.get(stage, ["--model", tiny_model_dir])
+    out = tmp_path / "out"
+    assert run(stage, *data, *model, "--output", out, "--device", "cuda") == 2
+    assert "error: --device cuda: no CUDA device is available on this machine" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "out.checkpoints").exists()
+
+
+def test_every_stage_runs_its_model_on_the_resolved_device(tiny_model_dir, glue_dir, tmp_path, monkeypatch):
+    """importance and evaluate move the model to the device; training hands it to the Trainer."""
+    import torch
+
+    from moebert import cli, evaluation, importance, training
+
+    meta = torch.device("meta")  # a device no stage would pick by itself
+    monkeypatch.setattr(cli, "resolve_device", lambda name: meta)
+    seen = {}
+
+    def record(stage, value):
+        seen[stage] = value
+
+    monkeypatch.setattr(importance, "importance_scores",
+                        lambda model, loader: record("importance", next(model.parameters()).device) or [])
+    monkeypatch.setattr(evaluation, "evaluate",
+                        lambda model, *a, **k: record("evaluate", next(model.parameters()).device) or ({}, {}))
+    monkeypatch.setattr(training, "train", lambda model, output, ds, coll, tok, cfg, device, *a, **k:
+                        record("finetune", device))
+    data = ["--task", "mrpc", "--data", glue_dir]
+    run("importance", *data, "--model", tiny_model_dir, "--output", tmp_path / "imp.safetensors", "--max-samples", 4)
+    run("evaluate", *data, "--model", tiny_model_dir, "--output", tmp_path / "m.json", "--max-eval-samples", 4)
+    run("finetune", *data, "--model", tiny_model_dir, "--output", tmp_path / "t", *ROWS)
+    assert seen == {"importance": meta, "evaluate": meta, "finetune": meta}
+
+
+class Diverge(TrainerCallback):
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 2:
+            with __import__("torch").no_grad():
+                model.classifier.bias.fill_(float("inf"))
+
+
+def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, monkeypatch, capsys):
+    from moebert import training
+
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Diverge()], **k))
+    out = tmp_path / "teacher"
+    assert run("finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
+               *ROWS) == 2
+    assert "error: training diverged: loss term 'task' is nan at optimiser step 3 of 12" in capsys.readouterr().err
+    assert not out.exists()

@@ -43,13 +43,14 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
 
 
 @pytest.mark.parametrize(
-    "configfile, tasks, seeds, speed_gpus",
-    [(None, 5, 1, {"cpu": "0"}), ("config/paper.yaml", 8, 3, {"cpu": "0", "cuda": "1"})],
+    "configfile, tasks, seeds, speed_gpus, device",
+    [(None, 5, 1, {"cpu": "0"}, "auto"), ("config/paper.yaml", 8, 3, {"cpu": "0", "cuda": "1"}, "cuda")],
     ids=["laptop-default", "paper"],
 )
-def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, glue_dir):
+def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, device, glue_dir):
     # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
-    args = ["-n", "-F", "--nolock"] + (["--configfile", configfile] if configfile else ["--config", f"data={glue_dir}"])
+    args = ["-n", "-p", "-F", "--nolock"] + (["--configfile", configfile] if configfile
+                                             else ["--config", f"data={glue_dir}"])
     proc = snakemake(*args)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     counts = job_counts(proc.stdout)
@@ -64,6 +65,10 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, glue_d
     job = r"^rule (speed_\w+):.*?device=(\w+).*?resources: [^\n]*gpu=(\d+)"
     jobs = re.findall(job, proc.stdout, re.DOTALL | re.MULTILINE)
     assert {(device, gpus) for _, device, gpus in jobs} == set(speed_gpus.items())
+    # Jobs that requested a GPU must run on it (and fail if they got none); the others take CUDA if present.
+    for stage in ("finetune", "importance", "distill", "evaluate"):
+        commands = re.findall(rf"^Shell command: moebert {stage} .*$", proc.stdout, re.MULTILINE)
+        assert commands and all(f"--device {device} " in c for c in commands), stage
 
 
 def test_laptop_default_reads_the_shared_data_beside_the_repo():
@@ -190,7 +195,11 @@ def _check_mlflow_runs(db: Path) -> None:
         for tag in ("task", "method", "seed", "rule", "config_hash", "git_commit"):
             assert tag in run.data.tags, (tag, run.info.run_name)
     distill = next(r for r in children if r.data.tags["rule"] == "distill" and r.data.tags["task"] == "rte")
-    assert "train_loss" in distill.data.metrics and "RTE/accuracy" in distill.data.metrics
+    assert {"train_loss", "loss/task", "loss/hidden", "loss/prediction"} <= set(distill.data.metrics)
+    assert "RTE/accuracy" not in distill.data.metrics  # metrics come from the evaluate job alone
+    evaluate = next(r for r in children if r.data.tags["rule"] == "evaluate" and r.data.tags["method"] == "moebert"
+                    and r.data.tags["task"] == "rte")
+    assert "RTE/accuracy" in evaluate.data.metrics
 
 
 def _kill_job(snakemake_pid: int, command: str) -> None:

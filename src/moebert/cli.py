@@ -15,8 +15,6 @@ from .errors import MoebertError
 from .files import atomic_dir, atomic_file, identity, write_json
 from .routing import ROUTERS
 
-# Options that may change between a killed run and its resumption without making its checkpoint stale.
-RESUMABLE_ACROSS = {"device", "save_steps"}
 DATA_HELP = "a directory in the classic GLUE layout (<dir>/<TASK>/train.tsv ...) or 'hub' for nyu-mll/glue"
 
 
@@ -69,8 +67,7 @@ def _train(args, model, train_ds, tokenizer, run, inputs: list[str], **trainer) 
     from . import data as task_data
     from .training import train
 
-    settings = {k: v for k, v in _params(args).items() if k not in RESUMABLE_ACROSS}
-    settings["inputs"] = {name: identity(getattr(args, name)) for name in inputs}
+    settings = {**_params(args), "inputs": {name: identity(getattr(args, name)) for name in inputs}}
     train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
           resolve_device(args.device), settings, callbacks=[run.trainer_callback()] if run else [], **trainer)
 

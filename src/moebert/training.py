@@ -26,6 +26,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .errors import MoebertError
 
 FINGERPRINT = "fingerprint.json"
+# Settings that may change between a killed run and its resumption without making its checkpoint stale.
+RESUMABLE_ACROSS = {"device", "save_steps", "logging_steps"}
 
 
 @dataclass
@@ -73,8 +75,8 @@ class TaskTrainer(Trainer):
             bad = [name for name, v in zip(terms, values.tolist(), strict=True) if not math.isfinite(v)]
             raise MoebertError(
                 f"training diverged: loss term {', '.join(repr(b) for b in bad)} is "
-                f"{values[list(terms).index(bad[0])].item()} at optimiser step {self.state.global_step + 1} "
-                f"(epoch {self.state.epoch or 0:.2f}); nothing was saved. Lower the learning rate, or use fp32/bf16 "
+                f"{values[list(terms).index(bad[0])].item()} at optimiser step {self.state.global_step + 1} of "
+                f"{self.state.max_steps}; nothing was saved. Lower the learning rate, or use fp32/bf16 "
                 f"instead of fp16"
             )
         if model.training:
@@ -110,6 +112,7 @@ def prepare_checkpoints(output, settings: dict) -> Path | None:
     checkpoints of other settings (or of unknown ones) are discarded, with a message in the log."""
     ckpt = checkpoint_dir(output)
     stamp = ckpt / FINGERPRINT
+    settings = {k: v for k, v in settings.items() if k not in RESUMABLE_ACROSS}
     settings = json.loads(json.dumps(settings, sort_keys=True, default=str))  # as it reads back from disk
     wanted = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     if ckpt.exists():
@@ -130,7 +133,7 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
           settings: dict, trainer_cls=TaskTrainer, callbacks=(), **trainer_kwargs) -> Trainer:
     """Train `model` in place on `device`, resuming from `<output>.checkpoints` if a checkpoint of the same
     `settings` (everything that decides the result) is there."""
-    last = prepare_checkpoints(output, {**settings, "train_config": asdict(cfg)})
+    last = prepare_checkpoints(output, {**asdict(cfg), **settings})
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(output)),
         num_train_epochs=cfg.epochs,

@@ -1,0 +1,271 @@
+"""Routing (METHOD §4): hash tables, the token dispatch of the MoE layer, and the learned gates with their
+load-balancing loss, each against a computation written out here or numbers worked out by hand."""
+
+import math
+
+import pytest
+import torch
+
+from moebert.routing import Dispatch, GateRouter, dispatch_all, hash_balance_table, hash_random_table
+
+# --- hash-random -------------------------------------------------------------------------------------------
+
+
+def test_hash_random_table_is_seeded_and_drawn_per_layer():
+    table = hash_random_table(num_layers=3, vocab_size=200, num_experts=4, seed=5)
+    assert table.shape == (3, 200) and table.dtype == torch.long
+    assert table.min() == 0 and table.max() == 3
+    # Reproducible from the seed alone (the table is an artifact of the adapted model) ...
+    assert torch.equal(table, hash_random_table(3, 200, 4, seed=5))
+    expected = torch.randint(4, (3, 200), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(table, expected)
+    # ... another seed gives another table, and every layer has its own row (not one table shared by all).
+    assert not torch.equal(table, hash_random_table(3, 200, 4, seed=6))
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert (table[a] != table[b]).float().mean() > 0.5
+
+
+# --- hash-balance ------------------------------------------------------------------------------------------
+
+
+def reference_hash_balance(counts: list[int], num_layers: int, num_experts: int, seed: int) -> torch.Tensor:
+    """METHOD §4 written out: unseen tokens keep the seeded random table; seen tokens, most frequent first
+    (ties by token id), go to the least-loaded expert (lowest index on ties); each layer then relabels the
+    experts by its own permutation drawn from a generator seeded with seed + 1."""
+    table = torch.randint(num_experts, (num_layers, len(counts)), generator=torch.Generator().manual_seed(seed))
+    seen = sorted((t for t, c in enumerate(counts) if c > 0), key=lambda t: (-counts[t], t))
+    load, assigned = [0] * num_experts, {}
+    for t in seen:
+        expert = min(range(num_experts), key=lambda e: (load[e], e))
+        load[expert] += counts[t]
+        assigned[t] = expert
+    gen = torch.Generator().manual_seed(seed + 1)
+    for layer in range(num_layers):
+        relabel = torch.randperm(num_experts, generator=gen).tolist()
+        for t, e in assigned.items():
+            table[layer, t] = relabel[e]
+    return table
+
+
+def test_hash_balance_greedy_assignment_worked_by_hand():
+    # Tokens 1..6 with counts 6, 5, 4, 1, 1, 1; token 0 and 7..29 never occur. Three experts, greedy:
+    # 1 -> e0 (6,0,0); 2 -> e1 (6,5,0); 3 -> e2 (6,5,4); 4 -> e2 (6,5,5); 5 -> e1 (6,6,5); 6 -> e2 (6,6,6).
+    counts = torch.zeros(30, dtype=torch.long)
+    counts[1:7] = torch.tensor([6, 5, 4, 1, 1, 1])
+    table = hash_balance_table(counts, num_layers=4, num_experts=3, seed=2)
+    groups = [[1], [2, 5], [3, 4, 6]]
+    for layer in table:
+        labels = [{int(layer[t]) for t in group} for group in groups]
+        assert all(len(s) == 1 for s in labels), labels  # every group shares one expert
+        assert len(set.union(*labels)) == 3  # and the three groups use three different experts
+    assert torch.equal(table, reference_hash_balance(counts.tolist(), 4, 3, seed=2))
+    # Unseen tokens keep the seeded random experts: spread over all experts, not piled onto one.
+    unseen = torch.tensor([0] + list(range(7, 30)))
+    random = torch.randint(3, (4, 30), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(table[:, unseen], random[:, unseen])
+    assert all(len(set(row.tolist())) == 3 for row in table[:, unseen])
+
+
+def test_hash_balance_matches_reference_with_many_ties():
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.randint(0, 4, (300,), generator=gen)  # many equal counts, a quarter unseen
+    table = hash_balance_table(counts, num_layers=3, num_experts=4, seed=9)
+    assert torch.equal(table, reference_hash_balance(counts.tolist(), 3, 4, seed=9))
+    assert torch.equal(table, hash_balance_table(counts, num_layers=3, num_experts=4, seed=9))  # reproducible
+
+
+# --- dispatch ----------------------------------------------------------------------------------------------
+
+
+def test_spans_skip_empty_experts():
+    d = Dispatch(order=torch.arange(6), counts=[2, 0, 3, 1], source=torch.zeros(12), slot=torch.arange(6))
+    assert d.spans() == [(0, slice(0, 2)), (2, slice(2, 5)), (3, slice(5, 6))]
+    assert Dispatch(torch.arange(3), [0, 3], torch.zeros(6), torch.arange(3)).spans() == [(1, slice(0, 3))]
+    assert d.capacity == 3
+
+
+def test_dispatch_worked_by_hand():
+    ids = torch.tensor([[1, 0, 1, 0, 2, 1], [3, 3, 0, 0, 0, 0]])
+    first, second = dispatch_all(ids, num_experts=4)
+    # Layer 0: expert 0 gets tokens 1, 3; expert 1 tokens 0, 2, 5; expert 2 token 4. Capacity 3, 4 x 3 rows.
+    assert first.order.tolist() == [1, 3, 0, 2, 5, 4]
+    assert first.counts == [2, 3, 1, 0] and first.capacity == 3
+    assert first.slot.tolist() == [3, 0, 4, 1, 6, 5]
+    assert first.source.tolist() == [1, 3, 0, 0, 2, 5, 4, 0, 0, 0, 0, 0]
+    assert first.scale is None
+    # Layer 1: expert 0 gets tokens 2..5, expert 3 tokens 0, 1. Capacity 4, 16 rows.
+    assert second.order.tolist() == [2, 3, 4, 5, 0, 1]
+    assert second.counts == [4, 0, 0, 2] and second.capacity == 4
+    assert second.slot.tolist() == [12, 13, 0, 1, 2, 3]
+    assert second.source.tolist() == [2, 3, 4, 5] + [0] * 8 + [0, 1, 0, 0]
+    assert first.spans() == [(0, slice(0, 2)), (1, slice(2, 5)), (2, slice(5, 6))]
+
+
+def test_dispatch_of_many_tokens_keeps_token_order_within_each_expert():
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(4, (2, 3000), generator=gen)
+    for layer, d in zip(ids.tolist(), dispatch_all(ids, 4), strict=True):
+        assert d.order.tolist() == sorted(range(3000), key=lambda t: (layer[t], t))  # stable grouping
+        assert d.counts == [layer.count(e) for e in range(4)]
+        cap = max(d.counts)
+        for token, e in enumerate(layer):
+            rank = sum(1 for u in range(token) if layer[u] == e) if token < 50 else None
+            if rank is not None:
+                assert d.slot[token] == e * cap + rank
+            assert d.source[d.slot[token]] == token
+
+
+# --- gates -------------------------------------------------------------------------------------------------
+
+
+def test_gate_has_no_bias():
+    router = GateRouter(hidden_size=8, num_experts=3, per_sentence=False)
+    assert [(name, tuple(p.shape)) for name, p in router.named_parameters()] == [("gate.weight", (3, 8))]
+
+
+def balance(probs: list[list[float]], experts: list[int]) -> float:
+    """N * sum_i P_i f_i over the routed items, by loops."""
+    n, items = len(probs[0]), len(probs)
+    mean = [sum(p[i] for p in probs) / items for i in range(n)]
+    share = [experts.count(i) / items for i in range(n)]
+    return n * sum(m * s for m, s in zip(mean, share))
+
+
+def reference_gate(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, per_sentence: bool):
+    """Expert and probability of every token, and the balance loss, token by token."""
+    batch, seq, _ = x.shape
+    experts, probs, routed_probs, routed = [], [], [], []
+    for b in range(batch):
+        real = [t for t in range(seq) if mask[b, t]]
+        if per_sentence:
+            pooled = sum(x[b, t] for t in real) / len(real)
+            p = torch.softmax(weight @ pooled, 0)
+            e = int(p.argmax())
+            experts += [e] * seq
+            probs += [float(p[e])] * seq
+            routed_probs.append(p.tolist())
+            routed.append(e)
+        else:
+            for t in range(seq):
+                p = torch.softmax(weight @ x[b, t], 0)
+                e = int(p.argmax())
+                experts.append(e)
+                probs.append(float(p[e]))
+                if t in real:
+                    routed_probs.append(p.tolist())
+                    routed.append(e)
+    return experts, probs, balance(routed_probs, routed)
+
+
+def check_gate(router, x, mask):
+    dispatch, loss = router(x, mask)
+    experts, probs, expected_loss = reference_gate(
+        x.double(), torch.ones(x.shape[:2]) if mask is None else mask, router.gate.weight.detach().double(), router.per_sentence
+    )
+    grouped = sorted(range(len(experts)), key=lambda t: (experts[t], t))
+    assert dispatch.order.tolist() == grouped
+    assert dispatch.counts == [experts.count(e) for e in range(router.num_experts)]
+    torch.testing.assert_close(dispatch.scale.double(), torch.tensor(probs, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+    assert loss.item() == pytest.approx(expected_loss, rel=1e-5)
+    return dispatch, loss
+
+
+def gate_inputs(batch=3, seq=5, hidden=8, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, seq, hidden, generator=gen, dtype=dtype) * 2
+    lengths = torch.tensor([seq, 1, 3, 4, 2, 5][:batch])  # a row of one token, the rest ragged
+    mask = (torch.arange(seq)[None] < lengths[:, None]).long()
+    return x, mask
+
+
+@pytest.mark.parametrize("per_sentence", [False, True], ids=["gate-token", "gate-sentence"])
+def test_gate_routes_and_scales_like_the_reference(per_sentence):
+    torch.manual_seed(0)
+    router = GateRouter(8, 4, per_sentence=per_sentence)
+    with torch.no_grad():
+        router.gate.weight.mul_(8)  # confident, varied gates
+    x, mask = gate_inputs()
+    check_gate(router, x, mask)
+
+
+@pytest.mark.parametrize("per_sentence", [False, True], ids=["gate-token", "gate-sentence"])
+def test_padding_changes_neither_routes_of_real_tokens_nor_balance_loss(per_sentence):
+    torch.manual_seed(1)
+    router = GateRouter(8, 4, per_sentence=per_sentence)
+    x, mask = gate_inputs(seed=1)
+    noisy = x + 100 * torch.randn(x.shape) * (1 - mask).unsqueeze(-1)  # garbage at padding only
+    a, loss_a = router(x, mask)
+    b, loss_b = router(noisy, mask)
+    real = mask.reshape(-1).bool()
+    slot_expert = lambda d: torch.tensor([e for e, c in enumerate(d.counts) for _ in range(c)])[  # noqa: E731
+        torch.argsort(d.order)
+    ]
+    assert torch.equal(slot_expert(a)[real], slot_expert(b)[real])
+    torch.testing.assert_close(a.scale[real], b.scale[real])
+    torch.testing.assert_close(loss_a, loss_b)
+    # Whereas counting padding (no mask) changes the loss.
+    _, loss_unmasked = router(noisy, None)
+    assert abs(loss_unmasked.item() - loss_a.item()) > 1e-4
+
+
+@pytest.mark.parametrize("per_sentence", [False, True], ids=["gate-token", "gate-sentence"])
+def test_no_attention_mask_means_every_token_is_real(per_sentence):
+    torch.manual_seed(2)
+    router = GateRouter(8, 3, per_sentence=per_sentence)
+    x, _ = gate_inputs(seed=2)
+    d_none, loss_none = check_gate(router, x, None)
+    d_ones, loss_ones = router(x, torch.ones(x.shape[:2], dtype=torch.long))
+    assert torch.equal(d_none.order, d_ones.order) and torch.equal(d_none.scale, d_ones.scale)
+    assert loss_none.item() == loss_ones.item()
+
+
+def test_gate_sentence_scales_at_batch_size_one():
+    """The reference skips the probability scaling at batch size 1; every token must carry it here."""
+    torch.manual_seed(3)
+    router = GateRouter(8, 4, per_sentence=True)
+    x, mask = gate_inputs(batch=1, seed=3)
+    dispatch, _ = check_gate(router, x, mask)
+    assert dispatch.counts.count(5) == 1  # one expert for the whole sentence
+    assert (dispatch.scale < 1).all() and torch.unique(dispatch.scale).numel() == 1
+
+
+def test_gate_in_double_precision():
+    torch.manual_seed(4)
+    for per_sentence in (False, True):
+        router = GateRouter(8, 4, per_sentence=per_sentence).double()
+        x, mask = gate_inputs(seed=4, dtype=torch.float64)
+        _, loss = check_gate(router, x, mask)
+        assert loss.dtype == torch.float64
+
+
+# --- load-balancing loss -----------------------------------------------------------------------------------
+
+
+def test_balance_loss_worked_by_hand():
+    router = GateRouter(4, 2, per_sentence=False)
+    probs = torch.tensor([[0.7, 0.3], [0.4, 0.6], [0.9, 0.1]])
+    chosen = torch.tensor([0, 1, 0])
+    # P = (2/3, 1/3), f = (2/3, 1/3): 2 * (4/9 + 1/9) = 10/9.
+    assert router.balance_loss(probs, chosen, torch.ones(3)).item() == pytest.approx(10 / 9)
+    # Middle item masked: P = (0.8, 0.2), f = (1, 0): 2 * 0.8.
+    assert router.balance_loss(probs, chosen, torch.tensor([1.0, 0.0, 1.0])).item() == pytest.approx(1.6)
+    # A single item: P = (0.25, 0.75), f = (0, 1): 2 * 0.75.
+    one = router.balance_loss(torch.tensor([[0.25, 0.75]]), torch.tensor([1]), torch.ones(1))
+    assert one.item() == pytest.approx(1.5)
+    # Nothing routed (all padding): zero, not NaN.
+    assert router.balance_loss(probs, chosen, torch.zeros(3)).item() == 0.0
+    # Perfectly uniform gates give 1 whatever the routing.
+    uniform = torch.full((4, 2), 0.5)
+    assert router.balance_loss(uniform, torch.tensor([0, 0, 0, 1]), torch.ones(4)).item() == pytest.approx(1.0)
+
+
+def test_balance_loss_three_experts_float64():
+    router = GateRouter(4, 3, per_sentence=False)
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2], [0.6, 0.2, 0.2]], dtype=torch.float64)
+    chosen = torch.tensor([0, 2, 1, 0])
+    loss = router.balance_loss(probs, chosen, torch.ones(4, dtype=torch.float64))
+    # P = (1.4, 1.2, 1.4) / 4, f = (2, 1, 1) / 4: 3 * (2.8 + 1.2 + 1.4) / 16.
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(3 * 5.4 / 16, rel=1e-12)
+    assert math.isclose(loss.item(), balance(probs.tolist(), chosen.tolist()), rel_tol=1e-12)

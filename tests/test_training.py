@@ -1,0 +1,250 @@
+"""The training loop as the Trainer runs it: what reaches the models, gradient accumulation, loss terms,
+divergence, weight decay, devices and which checkpoints may be resumed."""
+
+import json
+
+import pytest
+import torch
+from conftest import randomize_biases
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, TrainerCallback
+
+from moebert import data as task_data
+from moebert.distillation import DistillationTrainer
+from moebert.errors import MoebertError
+from moebert.experts import adapt
+from moebert.modeling import PACKAGED_MINILM, resolve_model
+from moebert.tasks import get_task, load_split
+from moebert.training import TaskTrainer, TrainConfig, checkpoint_dir, prepare_checkpoints, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_model(PACKAGED_MINILM))
+
+
+@pytest.fixture(scope="module")
+def mrpc_rows(tokenizer, glue_dir):
+    """16 real MRPC sentence pairs, tokenised as every stage tokenises them (segment ids 0 and 1)."""
+    raw = load_split(get_task("mrpc"), str(glue_dir), "train", max_rows=16, seed=0)
+    ds = task_data.tokenize(raw, tokenizer, get_task("mrpc"), 48)
+    assert any(1 in row for row in ds["token_type_ids"])
+    return ds
+
+
+def small_bert(vocab_size: int, dropout: float = 0.0, seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64, num_labels=2,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return randomize_biases(BertForSequenceClassification(config), seed)
+
+
+def moe_student(teacher, expert_dropout: float = 0.0, router: str = "hash-random"):
+    orders = [torch.randperm(32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    student, _ = adapt(teacher, orders, num_experts=2, expert_dim=16, shared_dim=0, router=router,
+                       expert_dropout=expert_dropout)
+    return student
+
+
+def run_training(model, tmp_path, ds, tokenizer, trainer_cls=TaskTrainer, settings=None, callbacks=(), **kw):
+    cfg_keys = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{"epochs": 1, "batch_size": 8, "logging_steps": 1, "save_steps": 1000, **cfg_keys})
+    return train(model, tmp_path / "out", ds, task_data.collator(tokenizer), tokenizer, cfg, CPU, settings or {},
+                 trainer_cls=trainer_cls, callbacks=callbacks, **kw)
+
+
+class Inputs:
+    """Records the keyword inputs of every forward of `module`."""
+
+    def __init__(self, module):
+        self.seen = []
+        module.register_forward_pre_hook(lambda m, args, kwargs: self.seen.append(dict(kwargs)), with_kwargs=True)
+
+
+def by_tokens(ds) -> dict:
+    return {tuple(row["input_ids"]): row for row in ds}
+
+
+def assert_rows_reached(batches: list[dict], ds, keys=("token_type_ids", "attention_mask")):
+    """Every row of every recorded batch, padding stripped, is a row of the tokenised dataset, whole."""
+    expected = by_tokens(ds)
+    rows = 0
+    for batch in batches:
+        for i in range(len(batch["input_ids"])):
+            n = int(batch["attention_mask"][i].sum())
+            row = expected[tuple(batch["input_ids"][i, :n].tolist())]
+            for key in keys:
+                assert batch[key][i, :n].tolist() == row[key], key
+            assert not batch["attention_mask"][i, n:].any()
+            rows += 1
+    assert rows == len(ds)
+
+
+def test_finetuning_feeds_the_dense_model_every_column(mrpc_rows, tokenizer, tmp_path):
+    model = small_bert(tokenizer.vocab_size)
+    seen = Inputs(model)
+    run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=8)
+    assert len(seen.seen) == 2 and set(seen.seen[0]) >= {"input_ids", "attention_mask", "token_type_ids", "labels"}
+    assert_rows_reached(seen.seen, mrpc_rows)
+
+
+def test_distillation_feeds_student_and_teacher_the_real_segment_ids(mrpc_rows, tokenizer, tmp_path):
+    teacher = small_bert(tokenizer.vocab_size)
+    student = moe_student(teacher)
+    to_student, to_teacher = Inputs(student), Inputs(teacher)
+    run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
+                 distill_weight=1.0)
+    assert len(to_student.seen) == len(to_teacher.seen) == 2
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        for s, t in zip(to_student.seen, to_teacher.seen):
+            assert torch.equal(s[key], t[key])
+    assert_rows_reached(to_student.seen, mrpc_rows)
+    assert "labels" not in to_teacher.seen[0]
+
+
+def one_step(kind, tokenizer, ds, tmp_path, batch_size, grad_accum):
+    """Weights and logged grad norm after one optimiser step."""
+    teacher = small_bert(tokenizer.vocab_size)
+    if kind == "teacher":
+        model, extra = teacher, {}
+    else:
+        model, extra = moe_student(teacher), {"trainer_cls": DistillationTrainer, "teacher": small_bert(
+            tokenizer.vocab_size, seed=1), "distill_weight": 2.0}
+    trainer = run_training(model, tmp_path, ds, tokenizer, batch_size=batch_size, grad_accum=grad_accum, lr=1e-3,
+                           weight_decay=0.01, **extra)
+    assert trainer.state.global_step == 1
+    grad_norm = next(log["grad_norm"] for log in trainer.state.log_history if "grad_norm" in log)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, grad_norm
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_two_accumulation_steps_equal_one_step_of_twice_the_batch(kind, tokenizer, tmp_path):
+    # Rows of one length: per-batch means then average exactly (no padding in the hidden-state MSE).
+    ds = task_data.tokenize(_fixed_length_pairs(), tokenizer, get_task("mrpc"), 32)
+    assert len({len(ids) for ids in ds["input_ids"]}) == 1
+    whole, norm_whole = one_step(kind, tokenizer, ds, tmp_path / "a", batch_size=8, grad_accum=1)
+    accumulated, norm_acc = one_step(kind, tokenizer, ds, tmp_path / "b", batch_size=4, grad_accum=2)
+    assert norm_acc == pytest.approx(norm_whole, rel=1e-4)
+    for key in whole:
+        torch.testing.assert_close(accumulated[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def _fixed_length_pairs():
+    import datasets
+
+    words = ["good", "bad", "fine", "dull", "great", "poor", "nice", "grim"]
+    return datasets.Dataset.from_dict({
+        "text_a": [" ".join(words[(i + j) % 8] for j in range(6)) for i in range(8)],
+        "text_b": [" ".join(words[(3 * i + j) % 8] for j in range(4)) for i in range(8)],
+        "label": [i % 2 for i in range(8)],
+    })
+
+
+def test_every_loss_term_is_logged_and_the_loss_is_their_weighted_sum(mrpc_rows, tokenizer, tmp_path):
+    teacher = small_bert(tokenizer.vocab_size)
+    student = moe_student(small_bert(tokenizer.vocab_size, seed=2), router="gate-token")
+    student.config.load_balance = 0.5
+    trainer = run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
+                           distill_weight=3.0)
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert len(logs) == 2
+    for log in logs:
+        terms = {k: log[f"loss/{k}"] for k in ("task", "hidden", "prediction", "balance")}
+        assert all(v > 0 for v in terms.values()), terms
+        expected = terms["task"] + 3.0 * (terms["hidden"] + terms["prediction"]) + 0.5 * terms["balance"]
+        assert log["loss"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer):
+    """compute_loss against an independent computation of Eq. 7 on one batch, student != teacher."""
+    import torch.nn.functional as F
+    from transformers import TrainingArguments
+
+    from conftest import random_batch
+
+    teacher = small_bert(50)
+    student = moe_student(small_bert(50, seed=3), router="gate-sentence").eval()
+    student.config.load_balance = 0.25
+    trainer = DistillationTrainer(model=student, args=TrainingArguments(output_dir="unused", use_cpu=True,
+                                  report_to="none"), teacher=teacher, distill_weight=2.0)
+    batch = random_batch(num_labels=2)
+    loss = trainer.compute_loss(student, batch)
+    s = student(**batch, output_hidden_states=True)
+    t = teacher(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True)
+    mask = batch["attention_mask"].bool()
+    hidden = sum(((a - b)[mask] ** 2).mean() for a, b in zip(s.hidden_states, t.hidden_states))
+    p, q = t.logits.softmax(-1), s.logits.softmax(-1)
+    kl = 0.5 * ((p * (p / q).log()).sum(-1) + (q * (q / p).log()).sum(-1)).mean()
+    task = F.cross_entropy(s.logits, batch["labels"])
+    assert hidden > 0 and kl > 0 and s.balance_loss > 0
+    torch.testing.assert_close(loss, task + 2.0 * (hidden + kl) + 0.25 * s.balance_loss, rtol=1e-5, atol=1e-6)
+
+
+class PoisonAt(TrainerCallback):
+    """Sets one parameter of `module` to NaN when optimiser step `step` begins."""
+
+    def __init__(self, module, step):
+        self.module, self.step = module, step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == self.step:
+            with torch.no_grad():
+                next(self.module.parameters()).fill_(float("nan"))
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step_and_term(mrpc_rows, tokenizer, tmp_path):
+    model = small_bert(tokenizer.vocab_size)
+    with pytest.raises(MoebertError, match=r"loss term 'task' is nan at optimiser step 2 of 4; nothing was saved"):
+        run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, callbacks=[PoisonAt(model, 2)])
+
+
+def test_a_diverged_teacher_term_is_named(mrpc_rows, tokenizer, tmp_path):
+    teacher = small_bert(tokenizer.vocab_size)
+    student = moe_student(small_bert(tokenizer.vocab_size))
+    with pytest.raises(MoebertError, match=r"loss term 'hidden', 'prediction' is nan at optimiser step 1 "):
+        run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
+                     distill_weight=1.0, callbacks=[PoisonAt(teacher.bert.embeddings, 1)])
+
+
+def test_biases_and_layernorms_get_no_weight_decay_in_dense_and_moe_models(tokenizer, tmp_path):
+    from transformers import TrainingArguments
+
+    teacher = small_bert(50)
+    student = moe_student(teacher)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    for model in (teacher, student):
+        decayed = set(TaskTrainer(model=model, args=args).get_decay_parameter_names(model))
+        modules = dict(model.named_modules())
+        expected = {name for name, _ in model.named_parameters()
+                    if not isinstance(modules[name.rsplit(".", 1)[0]], torch.nn.LayerNorm)
+                    and name.rsplit(".", 1)[1] not in ("bias", "bias_in", "bias_out")}
+        assert decayed == expected
+    assert {"bert.encoder.layer.0.output.w_in", "bert.encoder.layer.0.output.w_out"} <= decayed
+    assert not {"bert.encoder.layer.0.output.bias_in", "bert.encoder.layer.0.output.bias_out"} & decayed
+
+
+def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys):
+    out = tmp_path / "model"
+    ckpt = checkpoint_dir(out)
+    settings = {"lr": 1e-5, "inputs": {"teacher": [["model.safetensors", 10, 1]]}}
+    assert prepare_checkpoints(out, settings) is None
+    (ckpt / "checkpoint-4").mkdir()
+    (ckpt / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    assert prepare_checkpoints(out, dict(settings)) == ckpt / "checkpoint-4"
+    assert "discarding" not in capsys.readouterr().out
+    assert prepare_checkpoints(out, {**settings, "lr": 2e-5}) is None
+    log = capsys.readouterr().out
+    assert f"discarding checkpoints in {ckpt}: made with other settings (lr changed)" in log
+    assert not (ckpt / "checkpoint-4").exists()
+    (ckpt / "checkpoint-5").mkdir()
+    (ckpt / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    assert prepare_checkpoints(out, {**settings, "lr": 2e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]}}) \
+        is None
+    assert "(inputs changed)" in capsys.readouterr().out
+    assert json.loads((ckpt / "fingerprint.json").read_text())["settings"]["inputs"]["teacher"][0][2] == 2
+    (ckpt / "fingerprint.json").unlink()
+    (ckpt / "checkpoint-6").mkdir()
+    assert prepare_checkpoints(out, settings) is None
+    assert "(no fingerprint)" in capsys.readouterr().out
