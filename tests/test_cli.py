@@ -47,67 +47,12 @@ class Crash(TrainerCallback):
             raise KeyboardInterrupt("killed")
 
 
-def test_killed_training_resumes_from_its_checkpoint(tiny_model_dir, glue_dir, tmp_path, monkeypatch, capsys):
-    from moebert import training
-
-    out = tmp_path / "teacher"
-    args = ["finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
-            "--epochs", 2, "--save-steps", 2, *ROWS]
-    real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Crash()], **k))
-    with pytest.raises(KeyboardInterrupt):
-        run(*args)
-    assert not out.exists()  # nothing half-written
-    assert (tmp_path / "teacher.checkpoints" / "checkpoint-2").is_dir()
-    monkeypatch.setattr(training, "train", real_train)
-    assert run(*args) == 0
-    assert "resuming from checkpoint" in capsys.readouterr().out
-    assert (out / "model.safetensors").is_file()
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--task", "mrcp"], "unknown task 'mrcp'; did you mean 'mrpc'?"),
-        (["--data", "{tmp}/nowhere"], "data directory {tmp}/nowhere not found"),
-        (["--model", "{tmp}/no-model"], "model path '{tmp}/no-model' does not exist"),
-    ],
-)
-def test_bad_input_names_the_thing_and_writes_nothing(args, message, tiny_model_dir, glue_dir, tmp_path, capsys):
-    defaults = {"--task": "mrpc", "--data": str(glue_dir), "--model": str(tiny_model_dir)}
-    defaults.update(dict(zip(args[::2], [a.format(tmp=tmp_path) for a in args[1::2]])))
-    out = tmp_path / "out"
-    argv = ["finetune", *[x for kv in defaults.items() for x in kv], "--output", out, *ROWS]
-    assert run(*argv) == 2
-    assert message.format(tmp=tmp_path) in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "out.checkpoints").exists()
-
-
-def test_adapt_rejects_impossible_experts_before_writing(tiny_model_dir, tmp_path, capsys):
-    import torch
-    from safetensors.torch import save_file
-
-    save_file({f"order.{i}": torch.arange(64) for i in range(2)}, tmp_path / "imp.safetensors")
-    code = run("adapt", "--model", tiny_model_dir, "--importance", tmp_path / "imp.safetensors",
-               "--output", tmp_path / "moe", "--num-experts", 4, "--expert-dim", 48, "--shared-dim", 16)
-    assert code == 2 and "Use expert_dim <= 28, or shared_dim >= 43" in capsys.readouterr().err
-    assert not (tmp_path / "moe").exists()
-
-
-def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):
-    from moebert.training import last_complete_checkpoint
-
-    for step, complete in ((2, True), (4, True), (6, False)):
-        d = tmp_path / f"checkpoint-{step}"
-        d.mkdir()
-        if complete:
-            (d / "trainer_state.json").write_text("{}")
-    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
-    assert last_complete_checkpoint(tmp_path / "missing") is None
-
-
-def test_a_rerun_with_other_settings_discards_the_checkpoint(tiny_model_dir, glue_dir, tmp_path, monkeypatch,
-                                                             capsys):
+@pytest.mark.parametrize("rerun_lr, expected", [
+    ("1e-4", "resuming from checkpoint"),
+    ("3e-4", "made with other settings (lr changed); training from scratch"),
+], ids=["same-settings-resume", "other-settings-start-afresh"])
+def test_killed_training_resumes_only_with_the_same_settings(rerun_lr, expected, tiny_model_dir, glue_dir, tmp_path,
+                                                             monkeypatch, capsys):
     from moebert import training
 
     out = tmp_path / "teacher"
@@ -117,13 +62,15 @@ def test_a_rerun_with_other_settings_discards_the_checkpoint(tiny_model_dir, glu
     monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Crash()], **k))
     with pytest.raises(KeyboardInterrupt):
         run(*args, "--lr", "1e-4")
+    assert not out.exists()  # nothing half-written
     assert (tmp_path / "teacher.checkpoints" / "checkpoint-2").is_dir()
     monkeypatch.setattr(training, "train", real_train)
     capsys.readouterr()
-    assert run(*args, "--lr", "3e-4") == 0
+    assert run(*args, "--lr", rerun_lr) == 0
     log = capsys.readouterr().out
-    assert "made with other settings (lr changed); training from scratch" in log, log
-    assert "resuming" not in log, log
+    assert expected in log, log
+    assert ("resuming" in log) == (rerun_lr == "1e-4")
+    assert (out / "model.safetensors").is_file()
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

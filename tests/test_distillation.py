@@ -65,3 +65,10 @@ def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
     torch.testing.assert_close(loss, student(**batch).loss, atol=1e-5, rtol=1e-5)
     trainer.model.train()  # the Trainer switches the student to train mode; the teacher stays in eval mode
     assert not trainer.teacher.training
+
+
+def test_hidden_mse_refuses_hidden_states_of_other_depths():
+    import pytest
+
+    with pytest.raises(ValueError):
+        hidden_mse((torch.zeros(1, 2, 2),) * 2, (torch.zeros(1, 2, 2),) * 3, None)

@@ -50,7 +50,8 @@ def moe_student(teacher, expert_dropout: float = 0.0, router: str = "hash-random
 
 def run_training(model, tmp_path, ds, tokenizer, trainer_cls=TaskTrainer, settings=None, callbacks=(), **kw):
     cfg_keys = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{"epochs": 1, "batch_size": 8, "logging_steps": 1, "save_steps": 1000, **cfg_keys})
+    cfg = TrainConfig(**{"epochs": 1, "lr": 2e-5, "batch_size": 8, "grad_accum": 1, "weight_decay": 0.0,
+                         "save_steps": 1000, "seed": 0, "fp16": False, "bf16": False, "logging_steps": 1, **cfg_keys})
     return train(model, tmp_path / "out", ds, task_data.collator(tokenizer), tokenizer, cfg, CPU, settings or {},
                  trainer_cls=trainer_cls, callbacks=callbacks, **kw)
 
@@ -146,8 +147,9 @@ def test_every_loss_term_is_logged_and_the_loss_is_their_weighted_sum(mrpc_rows,
     teacher = small_bert(tokenizer.vocab_size)
     student = moe_student(small_bert(tokenizer.vocab_size, seed=2), router="gate-token")
     student.config.load_balance = 0.5
+    # Two micro-batches per optimiser step: each logged term is their mean, as the logged loss is.
     trainer = run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
-                           distill_weight=3.0)
+                           distill_weight=3.0, batch_size=4, grad_accum=2)
     logs = [log for log in trainer.state.log_history if "loss" in log]
     assert len(logs) == 2
     for log in logs:
@@ -160,9 +162,8 @@ def test_every_loss_term_is_logged_and_the_loss_is_their_weighted_sum(mrpc_rows,
 def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer):
     """compute_loss against an independent computation of Eq. 7 on one batch, student != teacher."""
     import torch.nn.functional as F
-    from transformers import TrainingArguments
-
     from conftest import random_batch
+    from transformers import TrainingArguments
 
     teacher = small_bert(50)
     student = moe_student(small_bert(50, seed=3), router="gate-sentence").eval()
@@ -244,7 +245,34 @@ def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys)
         is None
     assert "(inputs changed)" in capsys.readouterr().out
     assert json.loads((ckpt / "fingerprint.json").read_text())["settings"]["inputs"]["teacher"][0][2] == 2
+    # Where and how often it saves does not change what a run computes.
+    (ckpt / "checkpoint-5").mkdir()
+    (ckpt / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    assert prepare_checkpoints(out, {**settings, "lr": 2e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]},
+                                     "device": "cuda", "save_steps": 7, "logging_steps": 3}) == ckpt / "checkpoint-5"
     (ckpt / "fingerprint.json").unlink()
     (ckpt / "checkpoint-6").mkdir()
     assert prepare_checkpoints(out, settings) is None
     assert "(no fingerprint)" in capsys.readouterr().out
+
+
+def test_terms_of_steps_after_the_last_log_stay_out_of_the_run_summary(mrpc_rows, tokenizer, tmp_path):
+    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, logging_steps=3)
+    assert trainer.state.global_step == 2 and not any("loss" in log for log in trainer.state.log_history)
+    summary = trainer.state.log_history[-1]
+    assert "train_loss" in summary and not any(key.startswith("loss/") for key in summary)
+
+
+def test_the_trainer_follows_the_paper_recipe(mrpc_rows, tokenizer, tmp_path):
+    """METHOD §6: AdamW (0.9, 0.999), clipping at 1.0, no warm-up, linear decay to 0; one checkpoint kept."""
+    model = small_bert(tokenizer.vocab_size)
+    trainer = run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, lr=1e-3, weight_decay=0.05,
+                           save_steps=1)
+    args = trainer.args
+    assert (args.adam_beta1, args.adam_beta2, args.max_grad_norm, args.warmup_steps) == (0.9, 0.999, 1.0, 0)
+    assert args.use_cpu and args.dataloader_num_workers == 0 and args.report_to in ("none", [])
+    lrs = [log["learning_rate"] for log in trainer.state.log_history if "learning_rate" in log]
+    assert lrs == pytest.approx([1e-3 * (1 - step / 4) for step in range(4)])  # logged before each step's decay
+    groups = trainer.optimizer.param_groups
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05] and all(g["betas"] == (0.9, 0.999) for g in groups)
+    assert [p.name for p in checkpoint_dir(tmp_path / "out").glob("checkpoint-*")] == ["checkpoint-4"]

@@ -32,16 +32,18 @@ RESUMABLE_ACROSS = {"device", "save_steps", "logging_steps"}
 
 @dataclass
 class TrainConfig:
-    epochs: float = 3.0
-    lr: float = 2e-5
-    batch_size: int = 32
-    grad_accum: int = 1
-    weight_decay: float = 0.0
-    save_steps: int = 200
+    """What the CLI's training options set (their defaults live there)."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    grad_accum: int
+    weight_decay: float
+    save_steps: int
+    seed: int
+    fp16: bool
+    bf16: bool
     logging_steps: int = 10
-    seed: int = 0
-    fp16: bool = False
-    bf16: bool = False
 
 
 class TaskTrainer(Trainer):
