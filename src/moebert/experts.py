@@ -60,20 +60,9 @@ def adapt(
         raise MoebertError(f"importance has {len(orders)} layers but the model has {base.num_hidden_layers}")
     if router == "hash-balance" and token_counts is None:
         raise MoebertError("router 'hash-balance' needs training-split token counts (give --task and --data)")
-    config = MoEBertConfig(
-        num_experts=num_experts,
-        expert_dim=expert_dim,
-        shared_dim=shared_dim,
-        router=router,
-        expert_dropout=expert_dropout,
-        **base.to_diff_dict(),
-    )
-    config.architectures = [MoEBertForSequenceClassification.__name__]
-    student = MoEBertForSequenceClassification(config)
-    # Everything but the expert weights (embeddings, attention, FFN LayerNorms, pooler, head) comes from the
-    # teacher as is: BertOutput.LayerNorm and MoEFFN.LayerNorm share their state-dict keys.
-    missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
-    assert all(".output." in k or k == "hash_table" for k in missing), missing
+    student = _student(teacher, num_experts=num_experts, expert_dim=expert_dim, shared_dim=shared_dim, router=router,
+                       expert_dropout=expert_dropout)
+    config = student.config
     indices = []
     with torch.no_grad():
         for layer_s, layer_t, order in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, orders):
@@ -96,6 +85,29 @@ def adapt(
             )
             student.hash_table.copy_(table)
     return student, indices
+
+
+def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = "rebuild",
+              in_factors: list[int] | None = None, out_factors: list[int] | None = None
+              ) -> MoEBertForSequenceClassification:
+    """Build the MPOE student (METHOD §9): every FFN matrix of the teacher as an MPO whose central tensor
+    all N experts share, each expert starting as the dense FFN; a Switch-style token gate routes."""
+    student = _student(teacher, ffn="mpoe", num_experts=num_experts, router="gate-token", mpo_max_bond=max_bond,
+                       mpo_forward=forward, mpo_in_factors=in_factors, mpo_out_factors=out_factors)
+    for layer_s, layer_t in zip(student.bert.encoder.layer, teacher.bert.encoder.layer):
+        layer_s.output.load_dense(layer_t.intermediate.dense, layer_t.output.dense, layer_t.output.LayerNorm)
+    return student
+
+
+def _student(teacher: nn.Module, **moe) -> MoEBertForSequenceClassification:
+    """A MoE model with the teacher's config plus `moe`, holding every teacher weight outside the FFNs
+    (embeddings, attention, pooler, head; the FFN LayerNorms, which the MoE layers name alike)."""
+    config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
+    config.architectures = [MoEBertForSequenceClassification.__name__]
+    student = MoEBertForSequenceClassification(config)
+    missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert all(".output." in k or k == "hash_table" for k in missing), missing
+    return student
 
 
 def token_counts(input_ids: list[list[int]], vocab_size: int) -> torch.Tensor:

