@@ -127,3 +127,55 @@ def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, mon
                *ROWS) == 2
     assert "error: training diverged: loss term 'task' is nan at optimiser step 3 of 12" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _central(model_dir):
+    from moebert.modeling import load_classifier
+
+    return [p.detach().clone() for p in load_classifier(str(model_dir)).central_parameters()]
+
+
+@pytest.mark.parametrize("p_b", [1.0, 0.0])
+def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir, tmp_path, capsys):
+    """adapt --ffn mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
+    import torch
+
+    data = ["--task", "mrpc", "--data", glue_dir]
+    teacher = tmp_path / "teacher"
+    assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
+    mpoe, student = tmp_path / "mpoe", tmp_path / "student"
+    assert run("adapt", "--model", teacher, "--output", mpoe, "--ffn", "mpoe", "--num-experts", 2,
+               "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
+    experts = json.loads((mpoe / "experts.json").read_text())
+    assert experts["ffn"] == "mpoe" and experts["matrices"]["intermediate"]["in_factors"] == [2, 4, 4]
+    assert run("distill", *data, "--teacher", teacher, "--student", mpoe, "--output", student, "--epochs", 1,
+               "--gradient-mask", p_b, "--lr", "1e-3", *ROWS) == 0
+    assert f"central tensors held at {4 if p_b else 0} optimiser steps" in capsys.readouterr().out
+    before, after = _central(mpoe), _central(student)
+    assert len(before) == 4 and all(torch.equal(a, b) == bool(p_b) for a, b in zip(after, before))
+    assert run("evaluate", *data, "--model", student, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
+    params = json.loads((tmp_path / "m.json").read_text())["params"]
+    assert params["effective"] == params["total"] - params["per_expert"] > 0
+
+    switch = tmp_path / "switch"
+    assert run("adapt", "--model", teacher, "--importance", _importance(teacher, data, tmp_path), "--output", switch,
+               "--num-experts", 2, "--expert-dim", 64, "--shared-dim", 64, "--router", "gate-token",
+               "--expert-dropout", 0) == 0
+    assert run("evaluate", *data, "--model", switch, "--output", tmp_path / "s.json", "--max-eval-samples", 8) == 0
+    switch_params = json.loads((tmp_path / "s.json").read_text())["params"]
+    assert switch_params["per_expert"] > params["per_expert"]  # a whole FFN per expert, against auxiliaries
+
+
+def _importance(teacher, data, tmp_path):
+    out = tmp_path / "imp.safetensors"
+    assert run("importance", *data, "--model", teacher, "--output", out, "--max-samples", 8, "--max-length", 32) == 0
+    return out
+
+
+def test_mpoe_adapt_refuses_a_hash_router_and_moe_needs_its_settings(tiny_model_dir, tmp_path, capsys):
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--ffn", "mpoe",
+               "--router", "hash-random", "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 2
+    assert "use --router gate-token, not hash-random" in capsys.readouterr().err
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16) == 2
+    assert "--ffn moe needs --importance, --shared-dim" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -10,6 +10,7 @@ from conftest import random_batch, tiny_bert
 from moebert.errors import MoebertError
 from moebert.experts import adapt, check_expert_shape, expert_indices, token_counts
 from moebert.modeling import MoEBertForSequenceClassification
+from moebert.routing import hash_balance_table
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +46,16 @@ def test_settings_at_the_boundary_are_accepted(ffn, n, width, shared):
     "ffn, n, width, shared, message",
     [
         # d = 10, N = 3, s = 1: 1 + 9 // 3 = 4 < 5. s = 2 gives 2 + 8 // 3 = 4, s = 3 gives 3 + 7 // 3 = 5.
-        (10, 3, 5, 1, "from an FFN of width 10 sharing 1 neurons: each expert gets only 1 shared + 3 private = 4 "
-                      "neurons. Use expert_dim <= 4, or shared_dim >= 3, or fewer experts"),
+        (10, 3, 5, 1, ("from an FFN of width 10 sharing 1 neurons: each expert gets only 1 shared + 3 private = 4 "
+                       "neurons. Use expert_dim <= 4, or shared_dim >= 3, or fewer experts")),
         # s = 0..4 give 3, 4, 4, 5, 6.
-        (10, 3, 6, 0, "each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, "
-                      "or shared_dim >= 4"),
+        (10, 3, 6, 0, ("each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, "
+                       "or shared_dim >= 4")),
         # 4 experts of width 5 from 11: s = 2 gives 2 + 9 // 4 = 4, s = 3 gives 3 + 8 // 4 = 5.
-        (11, 4, 5, 2, "cannot build 4 experts of width 5 from an FFN of width 11 sharing 2 neurons: each expert "
-                      "gets only 2 shared + 2 private = 4 neurons. Use expert_dim <= 4, or shared_dim >= 3"),
+        (11, 4, 5, 2, ("cannot build 4 experts of width 5 from an FFN of width 11 sharing 2 neurons: each expert "
+                       "gets only 2 shared + 2 private = 4 neurons. Use expert_dim <= 4, or shared_dim >= 3")),
+        # Only sharing everything fits: s = 8 gives 8 + 2 // 3 = 8 < 9.
+        (10, 3, 9, 0, "each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, or shared_dim >= 9"),
         (10, 1, 11, 0, "expert_dim=11 exceeds the FFN width 10; use expert_dim <= 10"),
         (10, 3, 4, 5, "shared_dim=5 exceeds expert_dim=4; use shared_dim <= 4"),
         (10, 0, 4, 1, "need num_experts >= 1, expert_dim >= 1, shared_dim >= 0 (got 0, 4, 1)"),
@@ -94,6 +97,8 @@ def test_expert_indices_when_the_rest_does_not_divide():
 
 def test_token_counts():
     assert token_counts([[1, 2, 2], [0, 4], []], vocab_size=6).tolist() == [1, 1, 2, 0, 1, 0]
+    empty = token_counts([[], []], vocab_size=3)
+    assert empty.dtype == torch.long and empty.tolist() == [0, 0, 0]
 
 
 # --- adaptation --------------------------------------------------------------------------------------------
@@ -130,6 +135,8 @@ def test_student_equals_teacher_restricted_to_each_tokens_expert(teacher, router
     table = student.hash_table
     if router == "hash-random":
         assert torch.equal(table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(4)))
+    else:
+        assert torch.equal(table, hash_balance_table(counts, num_layers=2, num_experts=3, seed=4))
     assert not torch.equal(table[0], table[1])
     batch = {k: v for k, v in random_batch(batch=5, seq=12, seed=2).items() if k != "labels"}
     expected = restricted_teacher_forward(teacher, batch, table, indices)
@@ -167,9 +174,10 @@ def test_adapt_records_its_settings_and_indices(teacher):
 
 
 def test_adapt_refuses_inconsistent_inputs(teacher):
-    with pytest.raises(MoebertError, match="importance has 1 layers but the model has 2"):
+    with pytest.raises(MoebertError, match="^importance has 1 layers but the model has 2$"):
         adapt(teacher, random_orders(layers=1), 4, 16, 0)
-    with pytest.raises(MoebertError, match=re.escape("router 'hash-balance' needs training-split token counts")):
+    message = "router 'hash-balance' needs training-split token counts (give --task and --data)"
+    with pytest.raises(MoebertError, match=f"^{re.escape(message)}$"):
         adapt(teacher, random_orders(), 4, 16, 0, router="hash-balance")
     with pytest.raises(MoebertError, match="expert_dim=80 exceeds the FFN width 64"):
         adapt(teacher, random_orders(), 4, 80, 0)
@@ -182,3 +190,9 @@ def test_adapt_leaves_the_teacher_alone(teacher):
         for p in student.parameters():
             p.add_(1.0)
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_default_seed_is_zero(teacher):
+    student, _ = adapt(teacher, random_orders(), num_experts=3, expert_dim=24, shared_dim=8)
+    assert torch.equal(student.hash_table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(0)))
+    assert student.config.expert_dropout == 0.1  # the paper's expert dropout

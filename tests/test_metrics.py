@@ -69,3 +69,8 @@ def test_every_task_reports_its_metrics_in_percent(name):
     result = compute_metrics(task, predictions, labels)
     assert list(result) == list(task.metrics)
     assert all(value == pytest.approx(100.0) and isinstance(value, float) for value in result.values())
+
+
+def test_labels_must_be_a_flat_vector():
+    with pytest.raises(ValueError, match=r"^MRPC labels have shape \(4, 1\); expected \(N,\)$"):
+        compute_metrics("mrpc", logits_for([0, 1, 0, 1]), np.zeros((4, 1), dtype=int))

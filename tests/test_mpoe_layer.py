@@ -215,3 +215,23 @@ def test_clear_errors_for_bad_factorisations_and_modes():
         MPOEFFN(config(mpo_out_factors=None))
     with pytest.raises(MoebertError, match="unknown mpo_forward 'fast'"):
         MPOEFFN(config(mpo_forward="fast"))
+
+
+def test_inference_reuses_rebuilt_matrices_until_a_tensor_changes(dense, monkeypatch):
+    layer = from_dense(dense)
+    calls = []
+    real = mpo.reconstruct
+    monkeypatch.setattr(mpo, "reconstruct", lambda tensors: calls.append(1) or real(tensors))
+    x = torch.randn(5, 24)
+    with torch.no_grad():
+        first = layer.w_in(1, x, "rebuild")
+        assert len(calls) == 1
+        torch.testing.assert_close(layer.w_in(1, x, "rebuild"), first, rtol=0, atol=0)
+        assert len(calls) == 1  # kept
+        layer.w_in.auxiliary[0].mul_(2)  # a changed auxiliary: the matrix is rebuilt
+        assert not torch.equal(layer.w_in(1, x, "rebuild"), first) and len(calls) == 2
+    layer.w_in(1, x, "rebuild")  # under autograd: rebuilt every call, with gradients
+    layer.train()
+    with torch.no_grad():
+        layer.w_in(1, x, "rebuild")
+    assert len(calls) == 4

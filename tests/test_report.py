@@ -141,3 +141,21 @@ def test_bad_metrics_files_are_named(tmp_path):
         run_report(tmp_path, [str(broken)])
     with pytest.raises(MoebertError, match="not found: .*missing.json"):
         run_report(tmp_path, [str(tmp_path / "missing.json")])
+
+
+def test_parameter_table_and_the_switch_mpoe_ratio(tmp_path):
+    files = fake_metrics(tmp_path)
+    for method, total, effective, per_expert in (("switch", 44e6, 20e6, 8e6), ("mpoe", 22e6, 19e6, 1e6)):
+        path = tmp_path / "metrics" / "rte" / method / "seed0.json"
+        files.append(write_metrics(path, "dense-narrow", "rte", 0, {"RTE": {"accuracy": 60.0}}))
+        record = json.loads(path.read_text())
+        record.update(method=method, params={"total": total, "effective": effective, "per_expert": per_expert})
+        path.write_text(json.dumps(record))
+    run_report(tmp_path, files)
+    csv = pd.read_csv(tmp_path / "tables" / "params.csv", index_col="method")
+    assert list(csv.index) == ["teacher", "moebert", "dense-narrow", "mpoe", "switch"]
+    assert csv.loc["switch"].tolist() == [44_000_000, 20_000_000, 8_000_000]
+    assert csv.loc["teacher", "effective"] == 22_000_000 and pd.isna(csv.loc["teacher", "per expert"])
+    md = (tmp_path / "tables" / "params.md").read_text()
+    assert "Total parameters switch / mpoe: 2.0x (MPOE paper" in md and "27.2x" in md
+    assert "parameters per added expert: 8.0x" in md

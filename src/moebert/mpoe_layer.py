@@ -32,8 +32,7 @@ from . import mpo
 from .errors import MoebertError
 from .routing import Dispatch, GateRouter
 
-FORWARD_MODES = ("rebuild", "contract")
-DEFAULT_FORWARD = "rebuild"
+DEFAULT_FORWARD = mpo.FORWARD_MODES[0]
 
 
 class MPOExperts(nn.Module):
@@ -60,6 +59,7 @@ class MPOExperts(nn.Module):
         )
         self.bias = nn.Parameter(torch.zeros(num_experts, math.prod(out_factors)))
         self.reset_parameters(std)
+        self._rebuilt: tuple[tuple, dict[int, torch.Tensor]] | None = None
 
     def reset_parameters(self, std: float) -> None:
         """Random experts in the canonical form a teacher's chain has: orthonormal auxiliaries (left of the
@@ -93,8 +93,24 @@ class MPOExperts(nn.Module):
     def forward(self, e: int, x: torch.Tensor, mode: str) -> torch.Tensor:
         """x [rows, in] through expert e: x @ W_e + b_e."""
         if mode == "rebuild":
-            return torch.addmm(self.bias[e], x, mpo.reconstruct(self.tensors(e)))
+            return torch.addmm(self.bias[e], x, self.matrix(e))
         return mpo.contract(x, self.tensors(e)) + self.bias[e]
+
+    def matrix(self, e: int) -> torch.Tensor:
+        """Expert e's dense matrix. In inference (eval mode, no autograd) it is rebuilt once and kept until a
+        tensor of the chain changes, so evaluation and serving pay no rebuild per forward (at the memory
+        of N dense matrices, a Switch layer's); in training it is rebuilt each time, through autograd."""
+        if self.training or torch.is_grad_enabled():
+            self._rebuilt = None
+            return mpo.reconstruct(self.tensors(e))
+        # In-place updates bump _version, and .to() gives new storage: either one invalidates the cache.
+        key = tuple((p.data_ptr(), p._version) for p in (self.central, *self.auxiliary))
+        if self._rebuilt is None or self._rebuilt[0] != key:
+            self._rebuilt = (key, {})
+        matrices = self._rebuilt[1]
+        if e not in matrices:
+            matrices[e] = mpo.reconstruct(self.tensors(e))
+        return matrices[e]
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds: its auxiliaries and bias."""
@@ -114,8 +130,8 @@ class MPOEFFN(nn.Module):
         in_factors, out_factors = mpo_factors(config)
         max_bond = getattr(config, "mpo_max_bond", None)
         self.forward_mode = getattr(config, "mpo_forward", DEFAULT_FORWARD)
-        if self.forward_mode not in FORWARD_MODES:
-            raise MoebertError(f"unknown mpo_forward '{self.forward_mode}'; choose one of {', '.join(FORWARD_MODES)}")
+        if self.forward_mode not in mpo.FORWARD_MODES:
+            raise MoebertError(f"unknown mpo_forward '{self.forward_mode}'; choose one of {', '.join(mpo.FORWARD_MODES)}")
         self.num_experts = n
         self.w_in = MPOExperts(n, in_factors, out_factors, max_bond, config.initializer_range)  # hidden -> ffn
         self.w_out = MPOExperts(n, out_factors, in_factors, max_bond, config.initializer_range)  # ffn -> hidden

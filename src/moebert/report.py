@@ -5,6 +5,8 @@ It shows only what exists: a method or task appears when some metrics file has i
 placeholder. Outputs:
   <tables-dir>/glue.csv  tidy, full precision: method, task, metric, n, mean, std, paper_model, paper, diff
   <tables-dir>/glue.md, glue.tex  rows = methods (with their paper row and ours - paper), columns = task metrics
+  <tables-dir>/params.csv, params.md  per method: total, effective (active per token) and per-expert
+      parameters, and the MPOE paper's comparison, total parameters switch / mpoe, where both ran
   <plots-dir>/accuracy_vs_params.{png,svg}
   <manifest>  package versions, seeds, sha256 of metrics/data/config files, git commit, hardware
 """
@@ -35,6 +37,9 @@ METHOD_ORDER = ("teacher", "moebert")  # first in the tables; other methods foll
 PACKAGES = ("torch", "transformers", "datasets", "snakemake", "mlflow", "moebert")
 AVERAGE = "avg"
 PLOT_NAME = "accuracy_vs_params"
+# MPOE (COLING 2022) reports this reduction of total parameters against Switch Transformers (T5, GPT-2);
+# the report sets our measured ratio beside it.
+MPOE_PAPER_REDUCTION = 27.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> None:
     runs, scores = load_metrics(args.metrics)
     stats = summarise(scores, load_paper(args.paper))
     write_tables(stats, Path(args.tables_dir))
+    print(write_params_table(runs, Path(args.tables_dir)))
     write_plot(stats, runs, Path(args.plots_dir))
     if args.speed:
         from .speed import write_speed_plots
@@ -82,9 +88,10 @@ def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
         for key in ("task", "method", "seed", "results"):
             if metrics.get(key) is None:
                 raise MoebertError(f"metrics file {path}: key {key!r} is missing or null")
-        effective = (metrics.get("params") or {}).get("effective")
+        params = metrics.get("params") or {}
         runs.append({"file": path, "task": metrics["task"], "method": metrics["method"], "seed": metrics["seed"],
-                     "model": metrics.get("model"), "effective_params": effective})
+                     "model": metrics.get("model"), "effective_params": params.get("effective"),
+                     "total_params": params.get("total"), "per_expert_params": params.get("per_expert")})
         for task, values in metrics["results"].items():
             rows += [{"method": metrics["method"], "task": task, "metric": metric, "seed": metrics["seed"],
                       "value": float(value), "file": path} for metric, value in values.items()]
@@ -198,6 +205,38 @@ def write_tables(stats: pd.DataFrame, tables_dir: Path) -> None:
     latex = table.to_latex(index=False, escape=True, column_format="ll" + "r" * (table.shape[1] - 2))
     with atomic_file(tables_dir / "glue.tex") as tmp:
         tmp.write_text(f"% {note}\n" + latex.replace("±", r"$\pm$"))
+
+
+def parameter_table(runs: list[dict]) -> pd.DataFrame:
+    """Per method (rows in table order) its parameters in millions: the mean over its runs, which differ
+    only by task head, left out of the counts."""
+    columns = {"total_params": "total", "effective_params": "effective", "per_expert_params": "per expert"}
+    frame = pd.DataFrame(runs)[["method", *columns]].astype({c: float for c in columns})
+    table = frame.groupby("method")[list(columns)].mean().rename(columns=columns) / 1e6
+    return table.loc[method_order(table.index)]
+
+
+def switch_mpoe_ratio(table: pd.DataFrame) -> str | None:
+    if not {"switch", "mpoe"} <= set(table.index):
+        return None
+    total = table.loc["switch", "total"] / table.loc["mpoe", "total"]
+    experts = table.loc["switch", "per expert"] / table.loc["mpoe", "per expert"]
+    return (f"Total parameters switch / mpoe: {total:.1f}x (MPOE paper, against Switch Transformers on T5 and "
+            f"GPT-2: {MPOE_PAPER_REDUCTION}x); parameters per added expert: {experts:.1f}x.")
+
+
+def write_params_table(runs: list[dict], tables_dir: Path) -> str:
+    """params.csv and params.md; returns the markdown."""
+    table = parameter_table(runs)
+    ratio = switch_mpoe_ratio(table)
+    with atomic_file(tables_dir / "params.csv") as tmp:
+        table.mul(1e6).round().astype("Int64").rename_axis("method").to_csv(tmp)
+    text = ("# Parameters (millions)\n\nEncoder with embeddings and pooler, no task head (the paper's count); "
+            "effective = active per token (one expert per layer); per expert = what one more expert in every "
+            "layer adds.\n\n" + table.to_markdown(floatfmt=".2f") + "\n" + (f"\n{ratio}\n" if ratio else ""))
+    with atomic_file(tables_dir / "params.md") as tmp:
+        tmp.write_text(text)
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

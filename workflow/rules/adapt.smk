@@ -1,11 +1,12 @@
-# Each method's untrained MoE model: the teacher's FFNs split into experts by importance (METHOD §3).
+# Each method's untrained MoE model: the teacher's FFNs split into experts by importance (METHOD §3)
+# or decomposed into MPO experts that share a central tensor (METHOD §9).
 
 
 rule adapt:
     input:
         data="resources/glue/{task}",
         teacher="results/teacher/{task}/seed{seed}",
-        importance="results/importance/{task}/seed{seed}.safetensors",
+        importance=adapt_importance,
     output:
         directory("results/moe/{task}/{method}/seed{seed}"),
     params:
@@ -15,11 +16,11 @@ rule adapt:
         "logs/adapt/{task}/{method}/seed{seed}.log",
     threads: config["resources"]["threads"]
     resources:
-        # Slicing weights needs no GPU.
+        # Slicing or decomposing weights needs no GPU.
         **model_resources("adapt", gpu=False),
     conda:
         CONDA_ENV
     shell:
-        "moebert adapt --model {input.teacher:q} --importance {input.importance:q}"
+        "moebert adapt --model {input.teacher:q}"
         " --output {output:q} --seed {wildcards.seed} {params.moe}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

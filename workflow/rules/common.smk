@@ -72,6 +72,18 @@ def validate_config(config) -> None:
         config["task_settings"].setdefault(task, {})
     _validate_schema(config)
     for name, method in config["methods"].items():
+        if method["ffn"] == "mpoe":
+            if method["router"] != "gate-token":
+                raise WorkflowError(
+                    f"invalid config: key methods.{name}.router: ffn mpoe is routed by a learned token gate; "
+                    f"set router: gate-token (not {method['router']})"
+                )
+            continue
+        if method["gradient_mask"] is not None:
+            raise WorkflowError(
+                f"invalid config: key methods.{name}.gradient_mask: only MPO experts have central tensors "
+                f"to mask; set ffn: mpoe or drop the key"
+            )
         if method["shared_dim"] > method["expert_dim"]:
             raise WorkflowError(
                 f"invalid config: key methods.{name}.shared_dim: {method['shared_dim']} is larger than "
@@ -208,12 +220,18 @@ def distill_args(wildcards) -> str:
         distill_weight=hyper_parameters(config, "distill", wildcards.task)["distill_weight"],
         load_balance=method["load_balance"],
         hidden_mse=method["hidden_mse"],
+        gradient_mask=method["gradient_mask"],
     )
 
 
 def adapt_args(wildcards) -> str:
     method = config["methods"][wildcards.method]
+    if method["ffn"] == "mpoe":
+        return _options(ffn="mpoe", num_experts=method["num_experts"], router=method["router"],
+                        mpo_max_bond=method["mpo_max_bond"], mpo_forward=method["mpo_forward"])
     args = _options(
+        ffn="moe",
+        importance=importance_path(wildcards),
         num_experts=method["num_experts"],
         expert_dim=method["expert_dim"],
         shared_dim=method["shared_dim"],
@@ -226,6 +244,15 @@ def adapt_args(wildcards) -> str:
             max_length=settings["max_length"], max_train_samples=settings["max_train_samples"]
         )
     return args
+
+
+def importance_path(wildcards) -> str:
+    return f"results/importance/{wildcards.task}/seed{wildcards.seed}.safetensors"
+
+
+def adapt_importance(wildcards) -> list[str]:
+    """Input of adapt: the importance scores, which MPO experts do not use."""
+    return [] if config["methods"][wildcards.method]["ffn"] == "mpoe" else [importance_path(wildcards)]
 
 
 def importance_args(wildcards) -> str:

@@ -35,6 +35,8 @@ rule report:
             labels={"figure": "GLUE table"},
         ),
         tex="results/tables/glue.tex",
+        params="results/tables/params.md",
+        params_csv="results/tables/params.csv",
         plots=report(
             directory("results/plots"),
             patterns=["{name}.png"],
