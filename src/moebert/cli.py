@@ -173,8 +173,8 @@ def cmd_adapt(args) -> None:
     tokenizer = load_tokenizer(args.model)
     teacher = load_classifier(args.model)
     build = _adapt_mpo if args.ffn == "mpoe" else _adapt_sliced
+    student, experts = build(args, teacher, tokenizer)  # checks its settings before any run is logged
     with tracking.tracked_run(args, _params(args)) as run:
-        student, experts = build(args, teacher, tokenizer)
         with atomic_dir(args.output) as tmp:
             student.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -74,10 +74,10 @@ class TaskTrainer(Trainer):
         values = torch.stack([value.detach().float() for _, value in terms.values()])
         # One host sync per micro-batch: a diverged run must stop before it saves NaN weights.
         if not bool(torch.isfinite(values).all()):
-            bad = [name for name, v in zip(terms, values.tolist(), strict=True) if not math.isfinite(v)]
+            bad = {name: v for name, v in zip(terms, values.tolist(), strict=True) if not math.isfinite(v)}
             raise MoebertError(
-                f"training diverged: loss term {', '.join(repr(b) for b in bad)} is "
-                f"{values[list(terms).index(bad[0])].item()} at optimiser step {self.state.global_step + 1} of "
+                f"training diverged: loss term {', '.join(map(repr, bad))} is {next(iter(bad.values()))} "
+                f"at optimiser step {self.state.global_step + 1} of "
                 f"{self.state.max_steps}; nothing was saved. Lower the learning rate, or use fp32/bf16 "
                 f"instead of fp16"
             )
