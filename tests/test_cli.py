@@ -150,7 +150,7 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     assert experts["ffn"] == "mpoe" and experts["matrices"]["intermediate"]["in_factors"] == [2, 4, 4]
     assert run("distill", *data, "--teacher", teacher, "--student", mpoe, "--output", student, "--epochs", 1,
                "--gradient-mask", p_b, "--lr", "1e-3", *ROWS) == 0
-    assert f"central tensors held at {4 if p_b else 0} optimiser steps" in capsys.readouterr().out
+    assert f"central tensors held at {4 if p_b else 0} of the run's optimiser steps" in capsys.readouterr().out
     before, after = _central(mpoe), _central(student)
     assert len(before) == 4 and all(torch.equal(a, b) == bool(p_b) for a, b in zip(after, before))
     assert run("evaluate", *data, "--model", student, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
@@ -179,3 +179,17 @@ def test_mpoe_adapt_refuses_a_hash_router_and_moe_needs_its_settings(tiny_model_
     assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16) == 2
     assert "--ffn moe needs --importance, --shared-dim" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
+    """Experts that start identical (MPO chains, Switch copies) differ only by where the router sends tokens."""
+    import torch
+
+    from moebert.modeling import load_classifier
+
+    def router(seed, name):
+        assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / name, "--ffn", "mpoe", "--seed", seed,
+                   "--num-experts", 2, "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
+        return load_classifier(str(tmp_path / name)).moe_layers()[0].router.gate.weight
+
+    assert torch.equal(router(0, "a"), router(0, "b")) and not torch.equal(router(0, "a"), router(1, "c"))

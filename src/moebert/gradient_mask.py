@@ -27,11 +27,13 @@ class CentralGradientMask(TrainerCallback):
         if not central:
             raise MoebertError("a gradient mask needs a model with central tensors (an MPOE student)")
         self.central, self.p_b, self.seed = central, p_b, seed
-        self.masked_steps = 0
+        self.masked_steps = 0  # of the whole run, resumed parts included (set at its end)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         # After clipping: the clip norm is that of the whole gradient, as in an unmasked step.
         if masked_step(self.seed, state.global_step, self.p_b):
             for param in self.central:
                 param.grad = None  # AdamW skips a parameter without a gradient: no step, no moment, no decay
-            self.masked_steps += 1
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.masked_steps = sum(masked_step(self.seed, step, self.p_b) for step in range(state.global_step))

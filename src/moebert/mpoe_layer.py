@@ -103,7 +103,8 @@ class MPOExperts(nn.Module):
         if self.training or torch.is_grad_enabled():
             self._rebuilt = None
             return mpo.reconstruct(self.tensors(e))
-        # In-place updates bump _version, and .to() gives new storage: either one invalidates the cache.
+        # In-place updates (optimiser steps, load_state_dict) bump _version and .to() gives new storage:
+        # either invalidates the cache. Edits through .data bump nothing and are not seen.
         key = tuple((p.data_ptr(), p._version) for p in (self.central, *self.auxiliary))
         if self._rebuilt is None or self._rebuilt[0] != key:
             self._rebuilt = (key, {})

@@ -24,10 +24,11 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .errors import MoebertError
+from .files import write_json
 
 FINGERPRINT = "fingerprint.json"
 # Settings that may change between a killed run and its resumption without making its checkpoint stale.
-RESUMABLE_ACROSS = {"device", "save_steps", "logging_steps"}
+RESUMABLE_ACROSS = {"device", "save_steps", "logging_steps", "method"}
 
 
 @dataclass
@@ -78,8 +79,9 @@ class TaskTrainer(Trainer):
             raise MoebertError(
                 f"training diverged: loss term {', '.join(map(repr, bad))} is {next(iter(bad.values()))} "
                 f"at optimiser step {self.state.global_step + 1} of "
-                f"{self.state.max_steps}; nothing was saved. Lower the learning rate, or use fp32/bf16 "
-                f"instead of fp16"
+                f"{self.state.max_steps}; no model was saved (a rerun with the same settings resumes from the "
+                f"checkpoints in {self.args.output_dir} and diverges again). Lower the learning rate, or use "
+                f"fp32/bf16 instead of fp16"
             )
         if model.training:
             for name, value in zip(terms, values, strict=True):
@@ -118,7 +120,10 @@ def prepare_checkpoints(output, settings: dict) -> Path | None:
     settings = json.loads(json.dumps(settings, sort_keys=True, default=str))  # as it reads back from disk
     wanted = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     if ckpt.exists():
-        old = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        try:
+            old = json.loads(stamp.read_text())
+        except (OSError, ValueError):  # none, or unreadable: the checkpoints' settings are unknown
+            old = {}
         if old.get("fingerprint") != wanted:
             before = old.get("settings", {})
             changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k)) if before else []
@@ -127,7 +132,7 @@ def prepare_checkpoints(output, settings: dict) -> Path | None:
                   flush=True)
             shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": wanted, "settings": settings}, sort_keys=True, indent=2) + "\n")
+    write_json(stamp, {"fingerprint": wanted, "settings": settings})
     return last_complete_checkpoint(ckpt)
 
 
@@ -160,6 +165,11 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
         report_to="none",
         dataloader_num_workers=0,
     )
+    if args.n_gpu > 1:
+        # The Trainer would fall back to DataParallel, whose gathered per-GPU losses the loss terms do not
+        # average, and whose batch silently grows with the GPU count.
+        raise MoebertError(f"training sees {args.n_gpu} GPUs: one per job is supported; set CUDA_VISIBLE_DEVICES "
+                           f"to a single device")
     trainer = trainer_cls(
         model=model,
         args=args,

@@ -179,16 +179,16 @@ def _options(**options) -> str:
     )
 
 
-def model_device() -> str:
-    """--device of the model jobs: a job that requested GPUs must run on one (and fails clearly if it
-    got none); otherwise the CLI's default, CUDA when present."""
-    return "cuda" if config["resources"]["gpus"] > 0 else "auto"
+def model_device(wildcards, output) -> str:
+    """Params function: --device of a model job. A job that requested GPUs must run on one (and fails
+    clearly if it got none); otherwise the CLI's default, CUDA when present. It takes `output` so that
+    Snakemake leaves it out of its rerun check: where a model was computed does not make it stale."""
+    return "--device " + ("cuda" if config["resources"]["gpus"] > 0 else "auto")
 
 
 def eval_args(wildcards) -> str:
     settings = config["task_settings"][wildcards.task]
-    return _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"],
-                    device=model_device())
+    return _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"])
 
 
 def training_args(stage: str):
@@ -208,7 +208,6 @@ def training_args(stage: str):
             save_steps=training["save_steps"],
             max_length=settings["max_length"],
             max_train_samples=settings["max_train_samples"],
-            device=model_device(),
         ) + precision
 
     return args
@@ -262,7 +261,6 @@ def importance_args(wildcards) -> str:
         max_samples=importance["max_samples"],
         batch_size=importance["batch_size"],
         max_length=config["task_settings"][wildcards.task]["max_length"],
-        device=model_device(),
     )
 
 

@@ -11,6 +11,7 @@ rule distill:
         directory("results/student/{task}/{method}/seed{seed}"),
     params:
         training=distill_args,
+        device=model_device,
         tracking=tracking("distill"),
     log:
         "logs/distill/{task}/{method}/seed{seed}.log",
@@ -22,5 +23,5 @@ rule distill:
     shell:
         "moebert distill --task {wildcards.task} --data {input.data:q} --teacher {input.teacher:q}"
         " --student {input.student:q} --output {output:q} --seed {wildcards.seed}"
-        " --method {wildcards.method} {params.training}"
+        " --method {wildcards.method} {params.training} {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -9,6 +9,7 @@ rule evaluate:
         "results/metrics/{task}/{method}/seed{seed}.json",
     params:
         evaluation=eval_args,
+        device=model_device,
         tracking=tracking("evaluate"),
     log:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
@@ -20,4 +21,5 @@ rule evaluate:
     shell:
         "moebert evaluate --task {wildcards.task} --data {input.data:q} --model {input.model:q}"
         " --output {output:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"
+        " {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -9,6 +9,7 @@ rule importance:
         "results/importance/{task}/seed{seed}.safetensors",
     params:
         importance=importance_args,
+        device=model_device,
         tracking=tracking("importance", TEACHER),
     log:
         "logs/importance/{task}/seed{seed}.log",
@@ -19,5 +20,5 @@ rule importance:
         CONDA_ENV
     shell:
         "moebert importance --task {wildcards.task} --data {input.data:q} --model {input.teacher:q}"
-        " --output {output:q} --seed {wildcards.seed} {params.importance}"
+        " --output {output:q} --seed {wildcards.seed} {params.importance} {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -11,6 +11,7 @@ rule finetune:
     params:
         model=config["teacher"]["model"],
         training=training_args("teacher"),
+        device=model_device,
         tracking=tracking("finetune", TEACHER),
     log:
         "logs/finetune/{task}/seed{seed}.log",
@@ -21,5 +22,5 @@ rule finetune:
         CONDA_ENV
     shell:
         "moebert finetune --task {wildcards.task} --data {input.data:q} --model {params.model:q}"
-        " --output {output:q} --seed {wildcards.seed} --method teacher {params.training}"
+        " --output {output:q} --seed {wildcards.seed} --method teacher {params.training} {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"
