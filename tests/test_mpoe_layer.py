@@ -235,3 +235,19 @@ def test_inference_reuses_rebuilt_matrices_until_a_tensor_changes(dense, monkeyp
     with torch.no_grad():
         layer.w_in(1, x, "rebuild")
     assert len(calls) == 4
+
+
+def test_the_mpoe_config_is_checked_and_carries_its_settings():
+    from moebert.experts import adapt_mpo
+    from moebert.modeling import MoEBertConfig
+
+    with pytest.raises(MoebertError, match="unknown ffn 'dense'; choose one of moe, mpoe"):
+        MoEBertConfig(ffn="dense")
+    with pytest.raises(MoebertError, match="use router 'gate-token', not 'hash-random'"):
+        MoEBertConfig(ffn="mpoe", router="hash-random")
+    student = adapt_mpo(tiny_bert(), 3, max_bond=2, forward="contract", in_factors=[2, 4, 2], out_factors=[4, 4, 4])
+    config = student.config
+    assert (config.num_experts, config.mpo_max_bond, config.mpo_forward) == (3, 2, "contract")
+    layer = student.moe_layers()[0]
+    assert layer.num_experts == 3 and layer.forward_mode == "contract"
+    assert max(t.shape[-1] for t in layer.w_in.tensors(0)) == 2

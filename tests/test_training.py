@@ -181,6 +181,15 @@ def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer):
     task = F.cross_entropy(s.logits, batch["labels"])
     assert hidden > 0 and kl > 0 and s.balance_loss > 0
     torch.testing.assert_close(loss, task + 2.0 * (hidden + kl) + 0.25 * s.balance_loss, rtol=1e-5, atol=1e-6)
+    loss_too, outputs = trainer.compute_loss(student, batch, return_outputs=True)
+    torch.testing.assert_close(loss_too, loss)
+    torch.testing.assert_close(outputs.logits, s.logits)
+    # The reference's hidden-state MSE averages over padding too.
+    trainer.mask_padding = False
+    unmasked = sum(F.mse_loss(a, b) for a, b in zip(s.hidden_states, t.hidden_states))
+    assert not torch.isclose(unmasked, hidden)
+    torch.testing.assert_close(trainer.compute_loss(student, batch),
+                               task + 2.0 * (unmasked + kl) + 0.25 * s.balance_loss, rtol=1e-5, atol=1e-6)
 
 
 class PoisonAt(TrainerCallback):
@@ -229,11 +238,11 @@ def test_biases_and_layernorms_get_no_weight_decay_in_dense_and_moe_models(token
 def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys):
     out = tmp_path / "model"
     ckpt = checkpoint_dir(out)
-    settings = {"lr": 1e-5, "inputs": {"teacher": [["model.safetensors", 10, 1]]}}
+    settings = {"lr": 1e-5, "inputs": {"teacher": [["model.safetensors", 10, 1]]}, "data": tmp_path / "data"}
     assert prepare_checkpoints(out, settings) is None
     (ckpt / "checkpoint-4").mkdir()
     (ckpt / "checkpoint-4" / "trainer_state.json").write_text("{}")
-    assert prepare_checkpoints(out, dict(settings)) == ckpt / "checkpoint-4"
+    assert prepare_checkpoints(out, dict(reversed(settings.items()))) == ckpt / "checkpoint-4"  # any key order
     assert "discarding" not in capsys.readouterr().out
     assert prepare_checkpoints(out, {**settings, "lr": 2e-5}) is None
     log = capsys.readouterr().out
@@ -241,14 +250,14 @@ def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys)
     assert not (ckpt / "checkpoint-4").exists()
     (ckpt / "checkpoint-5").mkdir()
     (ckpt / "checkpoint-5" / "trainer_state.json").write_text("{}")
-    assert prepare_checkpoints(out, {**settings, "lr": 2e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]}}) \
+    assert prepare_checkpoints(out, {**settings, "lr": 3e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]}}) \
         is None
-    assert "(inputs changed)" in capsys.readouterr().out
+    assert "(inputs, lr changed)" in capsys.readouterr().out
     assert json.loads((ckpt / "fingerprint.json").read_text())["settings"]["inputs"]["teacher"][0][2] == 2
     # Where and how often it saves does not change what a run computes.
     (ckpt / "checkpoint-5").mkdir()
     (ckpt / "checkpoint-5" / "trainer_state.json").write_text("{}")
-    assert prepare_checkpoints(out, {**settings, "lr": 2e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]},
+    assert prepare_checkpoints(out, {**settings, "lr": 3e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]},
                                      "device": "cuda", "save_steps": 7, "logging_steps": 3}) == ckpt / "checkpoint-5"
     (ckpt / "fingerprint.json").unlink()
     (ckpt / "checkpoint-6").mkdir()
@@ -267,8 +276,9 @@ def test_the_trainer_follows_the_paper_recipe(mrpc_rows, tokenizer, tmp_path):
     """METHOD §6: AdamW (0.9, 0.999), clipping at 1.0, no warm-up, linear decay to 0; one checkpoint kept."""
     model = small_bert(tokenizer.vocab_size)
     trainer = run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, lr=1e-3, weight_decay=0.05,
-                           save_steps=1)
+                           save_steps=1, seed=3)
     args = trainer.args
+    assert (args.seed, args.save_steps, args.per_device_train_batch_size, args.num_train_epochs) == (3, 1, 4, 1)
     assert (args.adam_beta1, args.adam_beta2, args.max_grad_norm, args.warmup_steps) == (0.9, 0.999, 1.0, 0)
     assert args.use_cpu and args.dataloader_num_workers == 0 and args.report_to in ("none", [])
     lrs = [log["learning_rate"] for log in trainer.state.log_history if "learning_rate" in log]
