@@ -307,3 +307,30 @@ def test_input_identity_is_each_files_size_and_time_without_snakemake_stamps(tmp
     assert identity(tmp_path) == [["model.safetensors", 4, 7]]
     assert identity(tmp_path / "model.safetensors") == [["model.safetensors", 4, 7]]
     assert identity("bert-base-uncased") == "bert-base-uncased"  # a hub id
+
+
+class KillAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt("killed")
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp_path, capsys):
+    from moebert.training import discard_checkpoints
+
+    ckpt = checkpoint_dir(tmp_path / "out")
+    assert ckpt == tmp_path / "out.checkpoints"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4, save_steps=2,
+                     callbacks=[KillAt()])
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2"]
+    capsys.readouterr()
+    steps = []
+    count = type("Count", (TrainerCallback,), {"on_step_end": lambda self, a, state, c, **k: steps.append(
+        state.global_step)})
+    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4,
+                           save_steps=2, callbacks=[count()])
+    assert f"resuming from checkpoint {ckpt / 'checkpoint-2'}\n" in capsys.readouterr().out
+    assert steps == [3, 4] and trainer.state.global_step == 4  # steps 1-2 came from the checkpoint
+    discard_checkpoints(tmp_path / "out")
+    assert not ckpt.exists()
