@@ -140,6 +140,8 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     """adapt --ffn mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
     import torch
 
+    from moebert.modeling import load_classifier
+
     data = ["--task", "mrpc", "--data", glue_dir]
     teacher = tmp_path / "teacher"
     assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
@@ -153,6 +155,8 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     assert f"central tensors held at {4 if p_b else 0} of the run's optimiser steps" in capsys.readouterr().out
     before, after = _central(mpoe), _central(student)
     assert len(before) == 4 and all(torch.equal(a, b) == bool(p_b) for a, b in zip(after, before))
+    aux = [load_classifier(str(m)).moe_layers()[0].w_in.auxiliary[0].detach() for m in (mpoe, student)]
+    assert not torch.equal(*aux)  # the auxiliaries learn either way
     assert run("evaluate", *data, "--model", student, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
     params = json.loads((tmp_path / "m.json").read_text())["params"]
     assert params["effective"] == params["total"] - params["per_expert"] > 0
