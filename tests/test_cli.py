@@ -73,6 +73,35 @@ def test_killed_training_resumes_only_with_the_same_settings(rerun_lr, expected,
     assert (out / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "mrcp"], "unknown task 'mrcp'; did you mean 'mrpc'?"),
+        (["--data", "{tmp}/nowhere"], "data directory {tmp}/nowhere not found"),
+        (["--model", "{tmp}/no-model"], "model path '{tmp}/no-model' does not exist"),
+    ],
+)
+def test_bad_input_names_the_thing_and_writes_nothing(args, message, tiny_model_dir, glue_dir, tmp_path, capsys):
+    defaults = {"--task": "mrpc", "--data": str(glue_dir), "--model": str(tiny_model_dir)}
+    defaults.update(dict(zip(args[::2], [a.format(tmp=tmp_path) for a in args[1::2]])))
+    out = tmp_path / "out"
+    argv = ["finetune", *[x for kv in defaults.items() for x in kv], "--output", out, *ROWS]
+    assert run(*argv) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "out.checkpoints").exists()
+
+
+def test_adapt_rejects_impossible_experts_before_writing(tiny_model_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({f"order.{i}": torch.arange(64) for i in range(2)}, tmp_path / "imp.safetensors")
+    code = run("adapt", "--model", tiny_model_dir, "--importance", tmp_path / "imp.safetensors",
+               "--output", tmp_path / "moe", "--num-experts", 4, "--expert-dim", 48, "--shared-dim", 16)
+    assert code == 2 and "Use expert_dim <= 28, or shared_dim >= 43" in capsys.readouterr().err
+    assert not (tmp_path / "moe").exists()
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("stage", ["finetune", "importance", "distill", "evaluate"])
 def test_device_cuda_without_a_gpu_fails_clearly(stage, tiny_model_dir, glue_dir, tmp_path, capsys):

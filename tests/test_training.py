@@ -334,3 +334,34 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp
     assert steps == [3, 4] and trainer.state.global_step == 4  # steps 1-2 came from the checkpoint
     discard_checkpoints(tmp_path / "out")
     assert not ckpt.exists()
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):
+    from moebert.training import discard_checkpoints, last_complete_checkpoint
+
+    for step, complete in ((2, True), (10, True), (4, True), (12, False)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # by step, not by name
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    discard_checkpoints(tmp_path / "missing")  # nothing to discard is no error
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_training_refuses_more_than_one_gpu_per_job(gpus, mrpc_rows, tokenizer, tmp_path, monkeypatch):
+    from transformers import Trainer, TrainingArguments
+
+    monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: gpus))
+    monkeypatch.setattr(Trainer, "train", lambda self, **kwargs: None)  # nothing to run on GPUs that are not there
+    if gpus == 1:
+        run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer)
+        return
+    with pytest.raises(MoebertError, match="training sees 2 GPUs: one per job is supported; set CUDA_VISIBLE_DEVICES"):
+        run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer)
+
+
+def test_mixed_precision_flags_reach_the_trainer(mrpc_rows, tokenizer, tmp_path):
+    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, bf16=True)
+    assert trainer.args.bf16 is True and trainer.args.fp16 is False
