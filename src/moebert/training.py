@@ -158,6 +158,7 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
         save_steps=cfg.save_steps,
         save_total_limit=1,
         logging_steps=cfg.logging_steps,
+        logging_first_step=True,  # every run, however short, shows its loss terms once
         seed=cfg.seed,
         fp16=cfg.fp16,
         bf16=cfg.bf16,
