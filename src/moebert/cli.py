@@ -13,7 +13,7 @@ from . import tracking
 from .device import DEVICE_HELP, resolve_device
 from .errors import MoebertError
 from .files import atomic_dir, atomic_file, identity, write_json
-from .mpo import FORWARD_MODES
+from .mpo import DEFAULT_FORWARD, FORWARD_MODES
 from .routing import ROUTERS
 
 DATA_HELP = "a directory in the classic GLUE layout (<dir>/<TASK>/train.tsv ...) or 'hub' for nyu-mll/glue"
@@ -187,6 +187,12 @@ def cmd_adapt(args) -> None:
     print(f"MoE model ({args.ffn}) with {args.num_experts} experts -> {args.output}")
 
 
+def _moe_options(args, given: bool) -> list[str]:
+    """The settings only sliced experts take, as flags: those given, or those missing."""
+    names = ("importance", "expert_dim", "shared_dim")
+    return [f"--{name.replace('_', '-')}" for name in names if (getattr(args, name) is not None) == given]
+
+
 def _adapt_sliced(args, teacher, tokenizer):
     """Experts that share the most important neurons (MoEBERT); with every neuron shared, N copies of the
     dense FFN (the Switch-style baseline)."""
@@ -195,8 +201,7 @@ def _adapt_sliced(args, teacher, tokenizer):
     from .experts import adapt, token_counts
     from .tasks import get_task
 
-    missing = [f"--{name.replace('_', '-')}" for name in ("importance", "expert_dim", "shared_dim")
-               if getattr(args, name) is None]
+    missing = _moe_options(args, given=False)
     if missing:
         raise MoebertError(f"--ffn moe needs {', '.join(missing)}")
     if not Path(args.importance).is_file():
@@ -221,8 +226,7 @@ def _adapt_mpo(args, teacher, tokenizer):
 
     if args.router not in (None, "gate-token"):
         raise MoebertError(f"--ffn mpoe is routed by a learned token gate: use --router gate-token, not {args.router}")
-    given = [f"--{name.replace('_', '-')}" for name in ("importance", "expert_dim", "shared_dim")
-             if getattr(args, name) is not None]
+    given = _moe_options(args, given=True)
     if given:
         raise MoebertError(f"{', '.join(given)}: settings of --ffn moe; MPO experts keep every neuron")
     student = adapt_mpo(teacher, args.num_experts, max_bond=args.mpo_max_bond, forward=args.mpo_forward,
@@ -340,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="factors of the hidden size for the MPO (default: set for BERT-base and MiniLM shapes)")
     g.add_argument("--mpo-out-factors", type=int, nargs="+", metavar="J", help="factors of the FFN width, as many")
     g.add_argument("--mpo-max-bond", type=int, help="truncate every bond to this dimension (default: full, exact)")
-    g.add_argument("--mpo-forward", choices=FORWARD_MODES, default=FORWARD_MODES[0],
+    g.add_argument("--mpo-forward", choices=FORWARD_MODES, default=DEFAULT_FORWARD,
                    help="rebuild each expert's matrix (default: faster) or contract the tokens through the tensors")
     p.set_defaults(func=cmd_adapt)
 

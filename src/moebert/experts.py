@@ -8,6 +8,7 @@ from torch import nn
 
 from .errors import MoebertError
 from .modeling import MoEBertConfig, MoEBertForSequenceClassification
+from .mpo import DEFAULT_FORWARD
 from .routing import HASH_ROUTERS, hash_balance_table, hash_random_table
 
 
@@ -87,7 +88,7 @@ def adapt(
     return student, indices
 
 
-def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = "rebuild",
+def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = DEFAULT_FORWARD,
               in_factors: list[int] | None = None, out_factors: list[int] | None = None
               ) -> MoEBertForSequenceClassification:
     """Build the MPOE student (METHOD §9): every FFN matrix of the teacher as an MPO whose central tensor

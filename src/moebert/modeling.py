@@ -26,7 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import MoebertError
 from .moe_layer import MoEFFN
-from .mpo import FORWARD_MODES
+from .mpo import DEFAULT_FORWARD
 from .mpoe_layer import MPOEFFN
 from .routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
 
@@ -51,7 +51,7 @@ class MoEBertConfig(BertConfig):
         mpo_in_factors: list[int] | None = None,
         mpo_out_factors: list[int] | None = None,
         mpo_max_bond: int | None = None,
-        mpo_forward: str = FORWARD_MODES[0],
+        mpo_forward: str = DEFAULT_FORWARD,
         **kwargs,
     ):
         super().__init__(**kwargs)

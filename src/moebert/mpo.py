@@ -23,6 +23,7 @@ from .errors import MoebertError
 # How a token meets an MPO matrix: the matrix rebuilt from its chain, then one matmul (the faster at full
 # bond, measured in moebert.mpoe_layer), or the token contracted through the chain.
 FORWARD_MODES = ("rebuild", "contract")
+DEFAULT_FORWARD = FORWARD_MODES[0]
 
 # (in, out) matrix -> (in_factors, out_factors). BERT-base as published (METHOD §9). MiniLM halves the
 # last factor of both, which keeps the auxiliaries at the same share of the matrix as BERT-base (7.8%).

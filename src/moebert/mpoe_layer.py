@@ -32,8 +32,6 @@ from . import mpo
 from .errors import MoebertError
 from .routing import Dispatch, GateRouter
 
-DEFAULT_FORWARD = mpo.FORWARD_MODES[0]
-
 
 class MPOExperts(nn.Module):
     """One (in, out) matrix with its bias as N experts: a shared central tensor, per-expert auxiliaries.
@@ -130,7 +128,7 @@ class MPOEFFN(nn.Module):
         h, n = config.hidden_size, config.num_experts
         in_factors, out_factors = mpo_factors(config)
         max_bond = getattr(config, "mpo_max_bond", None)
-        self.forward_mode = getattr(config, "mpo_forward", DEFAULT_FORWARD)
+        self.forward_mode = getattr(config, "mpo_forward", mpo.DEFAULT_FORWARD)
         if self.forward_mode not in mpo.FORWARD_MODES:
             raise MoebertError(f"unknown mpo_forward '{self.forward_mode}'; choose one of {', '.join(mpo.FORWARD_MODES)}")
         self.num_experts = n

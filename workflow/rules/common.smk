@@ -223,14 +223,14 @@ def distill_args(wildcards) -> str:
     )
 
 
-def adapt_args(wildcards) -> str:
+def adapt_args(wildcards, input) -> str:
     method = config["methods"][wildcards.method]
     if method["ffn"] == "mpoe":
         return _options(ffn="mpoe", num_experts=method["num_experts"], router=method["router"],
                         mpo_max_bond=method["mpo_max_bond"], mpo_forward=method["mpo_forward"])
     args = _options(
         ffn="moe",
-        importance=importance_path(wildcards),
+        importance=input.importance,
         num_experts=method["num_experts"],
         expert_dim=method["expert_dim"],
         shared_dim=method["shared_dim"],
@@ -245,13 +245,11 @@ def adapt_args(wildcards) -> str:
     return args
 
 
-def importance_path(wildcards) -> str:
-    return f"results/importance/{wildcards.task}/seed{wildcards.seed}.safetensors"
-
-
 def adapt_importance(wildcards) -> list[str]:
     """Input of adapt: the importance scores, which MPO experts do not use."""
-    return [] if config["methods"][wildcards.method]["ffn"] == "mpoe" else [importance_path(wildcards)]
+    if config["methods"][wildcards.method]["ffn"] == "mpoe":
+        return []
+    return [f"results/importance/{wildcards.task}/seed{wildcards.seed}.safetensors"]
 
 
 def importance_args(wildcards) -> str:
