@@ -24,11 +24,10 @@ def randomize_biases(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenceClassification:
     """A random BERT small enough for exact gradient checks (2 layers, FFN 64), with random biases."""
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=32, num_labels=num_labels,
-        problem_type="regression" if num_labels == 1 else "single_label_classification", **overrides,
-    )
+    settings = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 64, "max_position_embeddings": 32, "num_labels": num_labels,
+                "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
+    config = BertConfig(**{**settings, **overrides})
     return randomize_biases(BertForSequenceClassification(config), seed).eval()
 
 

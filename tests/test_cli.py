@@ -166,7 +166,7 @@ def _central(model_dir):
 
 @pytest.mark.parametrize("p_b", [1.0, 0.0])
 def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir, tmp_path, capsys):
-    """adapt --ffn mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
+    """adapt --student mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
     import torch
 
     from moebert.modeling import load_classifier
@@ -175,10 +175,10 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     teacher = tmp_path / "teacher"
     assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
     mpoe, student = tmp_path / "mpoe", tmp_path / "student"
-    assert run("adapt", "--model", teacher, "--output", mpoe, "--ffn", "mpoe", "--num-experts", 2,
+    assert run("adapt", "--model", teacher, "--output", mpoe, "--student", "mpoe", "--num-experts", 2,
                "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
     experts = json.loads((mpoe / "experts.json").read_text())
-    assert experts["ffn"] == "mpoe" and experts["matrices"]["intermediate"]["in_factors"] == [2, 4, 4]
+    assert experts["student"] == "mpoe" and experts["matrices"]["intermediate"]["in_factors"] == [2, 4, 4]
     assert run("distill", *data, "--teacher", teacher, "--student", mpoe, "--output", student, "--epochs", 1,
                "--gradient-mask", p_b, "--lr", "1e-3", *ROWS) == 0
     assert f"central tensors held at {4 if p_b else 0} of the run's optimiser steps" in capsys.readouterr().out
@@ -206,11 +206,11 @@ def _importance(teacher, data, tmp_path):
 
 
 def test_mpoe_adapt_refuses_a_hash_router_and_moe_needs_its_settings(tiny_model_dir, tmp_path, capsys):
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--ffn", "mpoe",
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--student", "mpoe",
                "--router", "hash-random", "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 2
     assert "use --router gate-token, not hash-random" in capsys.readouterr().err
     assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16) == 2
-    assert "--ffn moe needs --importance, --shared-dim" in capsys.readouterr().err
+    assert "--student moe needs --importance, --shared-dim" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -221,8 +221,60 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
     from moebert.modeling import load_classifier
 
     def router(seed, name):
-        assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / name, "--ffn", "mpoe", "--seed", seed,
+        assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / name, "--student", "mpoe", "--seed", seed,
                    "--num-experts", 2, "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
         return load_classifier(str(tmp_path / name)).moe_layers()[0].router.gate.weight
 
     assert torch.equal(router(0, "a"), router(0, "b")) and not torch.equal(router(0, "a"), router(1, "c"))
+
+
+def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, glue_dir, tmp_path, capsys):
+    """adapt --student dense-narrow / distil-half -> distill (layer-wise, or the task loss alone) -> evaluate;
+    and evaluate --majority against the train labels counted by hand."""
+    import csv
+
+    data = ["--task", "mrpc", "--data", glue_dir]
+    teacher = tmp_path / "teacher"
+    assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
+    importance = _importance(teacher, data, tmp_path)
+    narrow, half = tmp_path / "narrow", tmp_path / "half"
+    assert run("adapt", "--model", teacher, "--output", narrow, "--student", "dense-narrow",
+               "--importance", importance, "--expert-dim", 16) == 0
+    assert json.loads((narrow / "experts.json").read_text())["student"] == "dense-narrow"
+    assert run("adapt", "--model", teacher, "--output", half, "--student", "distil-half") == 0
+    assert json.loads((half / "experts.json").read_text()) == {"student": "distil-half", "teacher_layers": [1]}
+    for student, scope in ((narrow, "all"), (half, "all"), (half, "none")):
+        out = tmp_path / f"{student.name}-{scope}"
+        assert run("distill", *data, "--teacher", teacher, "--student", student, "--output", out, "--epochs", 1,
+                   "--distill-scope", scope, *ROWS) == 0
+        log = capsys.readouterr().out
+        assert ("loss/hidden" in log) == (scope != "none") and "loss/task" in log
+        assert run("evaluate", *data, "--model", out, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
+        params = json.loads((tmp_path / "m.json").read_text())["params"]
+        assert params["per_expert"] == 0 and params["effective"] == params["total"]
+
+    assert run("evaluate", *data, "--majority", "--output", tmp_path / "majority.json", "--method", "majority") == 0
+    record = json.loads((tmp_path / "majority.json").read_text())
+    with open(glue_dir / "MRPC" / "train.tsv", newline="") as f:
+        train = [row["Quality"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    with open(glue_dir / "MRPC" / "dev.tsv", newline="", encoding="utf-8-sig") as f:  # this file has a BOM
+        dev = [row["Quality"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    majority = max(set(train), key=train.count)
+    accuracy = 100 * dev.count(majority) / len(dev)
+    assert record["prediction"] == int(majority) and record["params"]["total"] == 0
+    assert record["results"]["MRPC"]["accuracy"] == pytest.approx(accuracy)
+
+
+def test_adapt_refuses_settings_of_other_students(tiny_model_dir, tmp_path, capsys):
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--student", "distil-half",
+               "--expert-dim", 16) == 2
+    assert "--expert-dim: not a setting of --student distil-half; leave it out" in capsys.readouterr().err
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--student", "dense-narrow",
+               "--expert-dim", 16) == 2
+    assert "--student dense-narrow needs --importance" in capsys.readouterr().err
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "c", "--student", "distil-half",
+               "--construction", "random") == 2
+    assert "--construction random: only --student moe cuts experts" in capsys.readouterr().err
+    assert run("evaluate", "--task", "mrpc", "--data", "x", "--output", tmp_path / "m.json") == 2
+    assert "give either --model or --majority" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "m.json"))

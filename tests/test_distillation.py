@@ -70,5 +70,51 @@ def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
 def test_hidden_mse_refuses_hidden_states_of_other_depths():
     import pytest
 
-    with pytest.raises(ValueError):
+    from moebert.errors import MoebertError
+
+    with pytest.raises(MoebertError, match="student has 2 hidden states, teacher 3: give a layer map"):
         hidden_mse((torch.zeros(1, 2, 2),) * 2, (torch.zeros(1, 2, 2),) * 3, None)
+
+
+def test_layer_maps_of_every_scope_and_depth():
+    from moebert.distillation import layer_map
+
+    assert layer_map(6, 6) == [(j, j) for j in range(7)]
+    assert layer_map(3, 6) == [(0, 0), (1, 2), (2, 4), (3, 6)]  # half depth: student layer i -> teacher 2i
+    assert layer_map(6, 6, "every-other") == [(0, 0), (2, 2), (4, 4), (6, 6)]
+    assert layer_map(6, 6, "last") == [(6, 6)]
+    assert layer_map(3, 6, "last") == [(3, 6)]
+    import pytest
+
+    from moebert.errors import MoebertError
+
+    with pytest.raises(MoebertError, match="4 layers cannot be matched layer-wise to a teacher of 6"):
+        layer_map(4, 6)
+    with pytest.raises(MoebertError, match="unknown distillation scope 'first'"):
+        layer_map(6, 6, "first")
+
+
+def test_half_depth_distillation_compares_student_layer_i_with_teacher_layer_2i(tmp_path):
+    """The trainer's hidden term for a half-depth student, against the MSE computed by hand."""
+    from transformers import TrainingArguments
+
+    from moebert.baselines import distil_half
+    from moebert.distillation import DistillationTrainer
+
+    teacher = tiny_bert(num_hidden_layers=4, seed=3)
+    student, _ = distil_half(teacher)
+    with torch.no_grad():  # make the student differ from its initialisation
+        for p in student.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    batch = random_batch(seed=6)
+    for scope, pairs in (("all", [(0, 0), (1, 2), (2, 4)]), ("last", [(2, 4)]), ("every-other", [(0, 0), (2, 4)])):
+        trainer = DistillationTrainer(model=student.eval(), args=TrainingArguments(
+            output_dir=str(tmp_path), use_cpu=True, report_to="none"), teacher=teacher, distill_weight=1.0,
+            scope=scope)
+        _, terms = trainer.loss_terms(student, batch)
+        with torch.no_grad():
+            s = student(**batch, output_hidden_states=True).hidden_states
+            t = teacher(**batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        expected = sum(((s[i] - t[j]) ** 2 * mask).sum() / (mask.sum() * s[i].shape[-1]) for i, j in pairs)
+        torch.testing.assert_close(terms["hidden"][1], expected, msg=scope)

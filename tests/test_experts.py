@@ -8,7 +8,15 @@ import torch
 from conftest import random_batch, tiny_bert
 
 from moebert.errors import MoebertError
-from moebert.experts import adapt, check_expert_shape, expert_indices, token_counts
+from moebert.experts import (
+    CONSTRUCTIONS,
+    adapt,
+    balanced_kmeans,
+    check_expert_shape,
+    construct,
+    expert_indices,
+    token_counts,
+)
 from moebert.modeling import MoEBertForSequenceClassification
 from moebert.routing import hash_balance_table
 
@@ -196,3 +204,74 @@ def test_default_seed_is_zero(teacher):
     student, _ = adapt(teacher, random_orders(), num_experts=3, expert_dim=24, shared_dim=8)
     assert torch.equal(student.hash_table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(0)))
     assert student.config.expert_dropout == 0.1  # the paper's expert dropout
+
+
+# --- constructions (the ablations of how to cut an FFN into experts) ---------------------------------------
+
+
+def test_importance_construction_shares_the_most_important_and_inverse_the_least():
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(5))
+    w_in = torch.randn(64, 16)
+    importance = construct("importance", order, w_in, 4, 20, 8, seed=0)
+    inverse = construct("inverse", order, w_in, 4, 20, 8, seed=0)
+    least = order.flip(0)
+    for e in range(4):
+        assert importance[e][:8].tolist() == order[:8].tolist()
+        assert inverse[e].tolist() == least[:8].tolist() + least[8:][e::4][:12].tolist()
+    assert set(inverse[0][:8].tolist()).isdisjoint(order[:56].tolist())  # the 8 least important of all
+
+
+def test_random_construction_is_a_seeded_permutation_with_the_requested_sizes():
+    order = torch.arange(64)  # importance would share 0..7: the random split must not
+    w_in = torch.randn(64, 16)
+    experts = construct("random", order, w_in, 4, 20, 8, seed=3)
+    again = construct("random", order, w_in, 4, 20, 8, seed=3)
+    other = construct("random", order, w_in, 4, 20, 8, seed=4)
+    permutation = torch.randperm(64, generator=torch.Generator().manual_seed(3))
+    assert [e.tolist() for e in experts] == [e.tolist() for e in again] != [e.tolist() for e in other]
+    assert [len(e) for e in experts] == [20] * 4
+    shared = experts[0][:8].tolist()
+    assert shared == permutation[:8].tolist() and all(e[:8].tolist() == shared for e in experts)
+    private = [set(e[8:].tolist()) for e in experts]
+    assert all(a.isdisjoint(b) for i, a in enumerate(private) for b in private[i + 1:])
+    assert shared != list(range(8))
+
+
+def test_kmeans_groups_are_balanced_cover_every_neuron_and_follow_the_clusters():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=gen) * 10
+    truth = torch.randperm(64, generator=gen) % 4
+    w_in = centres[truth] + torch.randn(64, 16, generator=gen) * 0.1  # four clear clusters of 16
+    order = torch.randperm(64, generator=gen)
+    experts = construct("kmeans", order, w_in, 4, 16, 0, seed=1)
+    assert sorted(torch.cat(experts).tolist()) == list(range(64))
+    assert sorted(len(e) for e in experts) == [16] * 4
+    assert sorted(sorted(truth[e].unique().tolist()) for e in experts) == [[0], [1], [2], [3]]
+    # Narrower experts keep the most important neurons of their cluster.
+    narrow = construct("kmeans", order, w_in, 4, 5, 0, seed=1)
+    rank = {n: r for r, n in enumerate(order.tolist())}
+    for full, kept in zip(experts, narrow, strict=True):
+        assert kept.tolist() == sorted(full.tolist(), key=rank.get)[:5]
+
+
+def test_balanced_kmeans_balances_even_skewed_data():
+    points = torch.cat([torch.zeros(60, 2), torch.ones(4, 2)]) + torch.randn(64, 2) * 0.01
+    assert torch.bincount(balanced_kmeans(points, 4, seed=0)).tolist() == [16] * 4
+    with pytest.raises(MoebertError, match="FFN width 63 to be a multiple of num_experts=4"):
+        balanced_kmeans(torch.randn(63, 2), 4, seed=0)
+
+
+def test_constructions_refuse_what_they_cannot_build(teacher):
+    with pytest.raises(MoebertError, match="construction 'kmeans' shares no neurons: use shared_dim 0, not 8"):
+        adapt(teacher, random_orders(), 4, 16, 8, construction="kmeans")
+    with pytest.raises(MoebertError, match="unknown construction 'louvain'"):
+        adapt(teacher, random_orders(), 4, 16, 0, construction="louvain")
+
+
+@pytest.mark.parametrize("construction", CONSTRUCTIONS)
+def test_every_construction_builds_the_experts_it_reports(teacher, construction):
+    student, indices = adapt(teacher, random_orders(), 4, 16, 0, construction=construction, seed=2)
+    for layer_s, layer_t, layer_idx in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, indices):
+        for e, idx in enumerate(layer_idx):
+            assert torch.equal(layer_s.output.w_in[e], layer_t.intermediate.dense.weight[idx].T)
+            assert torch.equal(layer_s.output.w_out[e], layer_t.output.dense.weight[:, idx].T)

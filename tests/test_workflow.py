@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+LAPTOP_TASKS = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["tasks"])
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -43,12 +44,15 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
 
 
 @pytest.mark.parametrize(
-    "configfile, tasks, seeds, methods, speed_gpus, device",
-    [(None, 5, 1, 1, {"cpu": "0"}, "auto"), ("config/paper.yaml", 8, 3, 3, {"cpu": "0", "cuda": "1"}, "cuda"),
-     ("config/claims.yaml", 3, 2, 3, {"cpu": "0"}, "auto")],
-    ids=["laptop-default", "paper", "claims"],
+    "configfile, tasks, seeds, trained, majority, speed_gpus, device",
+    [(None, LAPTOP_TASKS, 1, 2, 1, {"cpu": "0"}, "auto"),
+     ("config/paper.yaml", 8, 3, 6, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
+     ("config/claims.yaml", 3, 2, 11, 1, {"cpu": "0"}, "auto"),
+     ("config/sweeps.yaml", 3, 1, 13, 0, {"cpu": "0"}, "auto"),
+     ("config/mpoe.yaml", 3, 2, 3, 0, {"cpu": "0"}, "auto")],
+    ids=["laptop-default", "paper", "claims", "sweeps", "mpoe"],
 )
-def test_dry_run_of_shipped_configs(configfile, tasks, seeds, methods, speed_gpus, device, glue_dir):
+def test_dry_run_of_shipped_configs(configfile, tasks, seeds, trained, majority, speed_gpus, device, glue_dir):
     # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
     args = ["-n", "-p", "-F", "--nolock"] + (["--configfile", configfile] if configfile
                                              else ["--config", f"data={glue_dir}"])
@@ -59,8 +63,8 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, methods, speed_gpu
     assert counts["prepare_data"] == tasks
     for rule in ("finetune", "importance"):  # one teacher and one importance run per task and seed
         assert counts[rule] == runs, rule
-    assert counts["adapt"] == counts["distill"] == methods * runs
-    assert counts["evaluate"] == (1 + methods) * runs  # the teacher and every method
+    assert counts["adapt"] == counts["distill"] == trained * runs
+    assert counts["evaluate"] == (1 + trained + majority) * runs  # the teacher and every method
     assert counts["report"] == 1
     # One speed job per device for the random BERT-base and one for the trained models; GPU only for cuda.
     assert counts["speed_random"] == counts["speed_trained"] == len(speed_gpus)
@@ -71,12 +75,16 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, methods, speed_gpu
     for stage in ("finetune", "importance", "distill", "evaluate"):
         commands = re.findall(rf"^Shell command: moebert {stage} .*$", proc.stdout, re.MULTILINE)
         assert commands and all(f"--device {device} " in c for c in commands), stage
-    if methods > 1:  # MPO experts need no importance scores; the Switch copies are MoE experts sharing all
+    evaluates = re.findall(r"^Shell command: moebert evaluate .*$", proc.stdout, re.MULTILINE)
+    assert sum("--majority" in c for c in evaluates) == majority * runs  # the trivial row needs no model
+    assert all(("--majority" in c) != ("--model" in c) for c in evaluates)
+    if "mpoe" in str(configfile) or "paper" in str(configfile):
+        # MPO experts need no importance scores; the Switch copies are MoE experts sharing all
         adapts = re.findall(r"^Shell command: moebert adapt .*$", proc.stdout, re.MULTILINE)
-        mpoe = [c for c in adapts if "--ffn mpoe" in c]
+        mpoe = [c for c in adapts if "--student mpoe" in c]
         assert len(mpoe) == runs and not any("--importance" in c for c in mpoe)
         assert all("--router gate-token" in c for c in mpoe)
-        assert sum("--ffn moe" in c and "--router gate-token" in c for c in adapts) == runs  # switch
+        assert sum("--student moe" in c and "--router gate-token" in c for c in adapts) == runs  # switch
         masks = re.findall(r"^Shell command: moebert distill .*--gradient-mask 0\.5 .*$", proc.stdout, re.MULTILINE)
         assert len(masks) == runs
 
@@ -136,15 +144,28 @@ def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
         ({"training": {"grad_accum": 3}}, "key training.grad_accum: 3 does not divide the teacher batch size 32"),
         ({"data": "no/such/dir"}, "key data: directory 'no/such/dir' does not exist"),
         ({"resources": {"gpus": -1}}, "key resources.gpus: -1 is less than the minimum of 0"),
-        ({"methods": {"mpoe": {"ffn": "mpoe"}}},
-         "key methods.mpoe.router: ffn mpoe is routed by a learned token gate; set router: gate-token"),
+        ({"methods": {"mpoe": {"student": "mpoe"}}},
+         "key methods.mpoe.router: student mpoe is routed by a learned token gate; set router: gate-token"),
         ({"methods": {"moebert": {"gradient_mask": 0.5}}}, "key methods.moebert.gradient_mask: only MPO experts"),
-        ({"methods": {"mpoe": {"ffn": "mpoe", "router": "gate-token", "gradient_mask": 1.5}}},
+        ({"methods": {"mpoe": {"student": "mpoe", "router": "gate-token", "gradient_mask": 1.5}}},
          "key methods.mpoe.gradient_mask: 1.5 is greater than the maximum of 1"),
+        ({"methods": {"km": {"construction": "kmeans", "shared_dim": 256}}},
+         "key methods.km.shared_dim: construction kmeans shares no neurons; set shared_dim: 0 (not 256)"),
+        ({"methods": {"narrow": {"student": "dense-narrow", "construction": "random"}}},
+         "key methods.narrow.construction: only student moe cuts experts (this one is dense-narrow)"),
+        ({"methods": {"moebert": {}}, "sweeps": {"router": {"method": "moebrt", "key": "router", "values": ["gate-token"]}}},
+         "key sweeps.router.method: 'moebrt' is not a method; did you mean 'moebert'?"),
+        ({"sweeps": {"router": {"method": "moebert", "key": "router", "values": ["gate-tokn"]}}},
+         "key methods.router-gate-tokn.router: 'gate-tokn' is not allowed; did you mean 'gate-token'?"),
+        ({"claims": [{"claim": "x", "method": "moebert", "vs": "distil-half", "at_least": 0}]},
+         "key claims[0]: 'distil-half' is not a method"),
+        ({"claims": [{"claim": "x", "method": "moebert", "methods": ["a", "b"], "at_least": 0}]},
+         "key claims[0]: "),
     ],
     ids=["wrong-type", "unknown-task", "unknown-key", "negative-lr", "bad-router", "unknown-task-settings",
          "reserved-method", "shared-wider-than-expert", "grad-accum", "missing-data", "negative-gpus",
-         "mpoe-hash-router", "mask-without-mpo", "mask-above-one"],
+         "mpoe-hash-router", "mask-without-mpo", "mask-above-one", "kmeans-shared", "construction-dense",
+         "sweep-unknown-method", "sweep-bad-value", "claim-unknown-method", "claim-two-forms"],
 )
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     bad = tmp_path / "bad.yaml"
@@ -170,8 +191,12 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
 
     results = tmp_path / "results"
     table = (results / "tables" / "glue.md").read_text()
-    for expected in ("teacher", "moebert", "RTE", "STS-B"):
+    for expected in ("teacher", "moebert", "distil-half", "majority", "construction-random", "RTE", "STS-B"):
         assert expected in table
+    assert "MoEBERT is within 1 point of its teacher" in (results / "tables" / "claims.md").read_text()
+    ablations = (results / "tables" / "ablations.md").read_text()
+    assert "construction-random" in ablations and "importance" in ablations
+    assert (results / "plots" / "ablation_construction.png").is_file()
     assert (results / "tables" / "glue.csv").is_file() and (results / "tables" / "glue.tex").is_file()
     assert {p.suffix for p in (results / "plots").glob("[!.]*")} == {".png", ".svg"}
     manifest = json.loads((results / "manifest.json").read_text())
@@ -204,8 +229,9 @@ def _check_mlflow_runs(db: Path) -> None:
     experiment = client.get_experiment_by_name("moebert-tiny")
     runs = client.search_runs([experiment.experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    # Per task: finetune, importance, adapt, distill, evaluate x2 (teacher, moebert); one speed job.
-    assert len(children) == 2 * 6 + 1
+    # Per task: finetune, importance, adapt and distill x3 (moebert, distil-half, construction-random),
+    # evaluate x5 (those, the teacher and majority); one speed job.
+    assert len(children) == 2 * 13 + 1
     assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
     for run in children:
         for tag in ("task", "method", "seed", "rule", "config_hash", "git_commit"):

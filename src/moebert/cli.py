@@ -11,7 +11,9 @@ from pathlib import Path
 
 from . import tracking
 from .device import DEVICE_HELP, resolve_device
+from .distillation import SCOPES
 from .errors import MoebertError
+from .experts import CONSTRUCTIONS
 from .files import atomic_dir, atomic_file, identity, write_json
 from .mpo import DEFAULT_FORWARD, FORWARD_MODES
 from .routing import ROUTERS
@@ -175,39 +177,55 @@ def cmd_adapt(args) -> None:
     set_seed(args.seed)  # a learned router's init: with identical experts, the one thing that tells them apart
     tokenizer = load_tokenizer(args.model)
     teacher = load_classifier(args.model)
-    build = _adapt_mpo if args.ffn == "mpoe" else _adapt_sliced
-    student, experts = build(args, teacher, tokenizer)  # checks its settings before any run is logged
+    _check_student_options(args)
+    build = {"moe": _adapt_sliced, "mpoe": _adapt_mpo, "dense-narrow": _adapt_dense_narrow,
+             "distil-half": _adapt_half}[args.student]
+    student, built = build(args, teacher, tokenizer)  # checks its settings before any run is logged
     with tracking.tracked_run(args, _params(args)) as run:
         with atomic_dir(args.output) as tmp:
             student.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            write_json(tmp / "experts.json", experts)
+            write_json(tmp / "experts.json", {"student": args.student, **built})
         if run:
             run.log_artifact(Path(args.output) / "experts.json")
-    print(f"MoE model ({args.ffn}) with {args.num_experts} experts -> {args.output}")
+    print(f"student ({args.student}) -> {args.output}")
 
 
-def _moe_options(args, given: bool) -> list[str]:
-    """The settings only sliced experts take, as flags: those given, or those missing."""
-    names = ("importance", "expert_dim", "shared_dim")
-    return [f"--{name.replace('_', '-')}" for name in names if (getattr(args, name) is not None) == given]
+# The options of `adapt` that only some students take: what each needs (the others it refuses).
+STUDENT_OPTIONS = ("importance", "expert_dim", "shared_dim")
+STUDENT_NEEDS = {"moe": STUDENT_OPTIONS, "mpoe": (), "dense-narrow": ("importance", "expert_dim"), "distil-half": ()}
 
 
-def _adapt_sliced(args, teacher, tokenizer):
-    """Experts that share the most important neurons (MoEBERT); with every neuron shared, N copies of the
-    dense FFN (the Switch-style baseline)."""
+def _check_student_options(args) -> None:
+    needs = STUDENT_NEEDS[args.student]
+    flag = lambda name: f"--{name.replace('_', '-')}"
+    missing = [flag(name) for name in needs if getattr(args, name) is None]
+    if missing:
+        raise MoebertError(f"--student {args.student} needs {', '.join(missing)}")
+    extra = [flag(name) for name in STUDENT_OPTIONS if name not in needs and getattr(args, name) is not None]
+    if extra:
+        raise MoebertError(f"{', '.join(extra)}: not a setting of --student {args.student}; leave it out")
+    if args.student != "moe" and args.construction != "importance":
+        raise MoebertError(f"--construction {args.construction}: only --student moe cuts experts; leave it out")
+    if args.student not in ("moe", "mpoe") and args.router is not None:
+        raise MoebertError(f"--router: a --student {args.student} is dense and routes nothing; leave it out")
+
+
+def _orders(args, teacher):
     from safetensors.torch import load_file
 
-    from .experts import adapt, token_counts
-    from .tasks import get_task
-
-    missing = _moe_options(args, given=False)
-    if missing:
-        raise MoebertError(f"--ffn moe needs {', '.join(missing)}")
     if not Path(args.importance).is_file():
         raise MoebertError(f"importance file '{args.importance}' does not exist (run `moebert importance` first)")
     scores = load_file(args.importance)
-    orders = [scores[f"order.{i}"] for i in range(teacher.config.num_hidden_layers) if f"order.{i}" in scores]
+    return [scores[f"order.{i}"] for i in range(teacher.config.num_hidden_layers) if f"order.{i}" in scores]
+
+
+def _adapt_sliced(args, teacher, tokenizer):
+    """Experts cut from each FFN by a construction: MoEBERT's shares the most important neurons; with every
+    neuron shared, N copies of the dense FFN (the Switch-style baseline)."""
+    from .experts import adapt, token_counts
+    from .tasks import get_task
+
     router = args.router or "hash-random"
     counts = None
     if router == "hash-balance":
@@ -215,27 +233,40 @@ def _adapt_sliced(args, teacher, tokenizer):
             raise MoebertError("router 'hash-balance' needs --task and --data (token counts of the train split)")
         train_ds = _train_split(args, get_task(args.task), tokenizer)
         counts = token_counts(train_ds["input_ids"], teacher.config.vocab_size)
-    student, indices = adapt(teacher, orders, args.num_experts, args.expert_dim, args.shared_dim, router,
-                             seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout)
-    return student, {"ffn": "moe", "num_experts": args.num_experts, "expert_dim": args.expert_dim,
-                     "shared_dim": args.shared_dim, "indices": indices}
+    student, indices = adapt(teacher, _orders(args, teacher), args.num_experts, args.expert_dim, args.shared_dim,
+                             router, seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout,
+                             construction=args.construction)
+    return student, {"num_experts": args.num_experts, "expert_dim": args.expert_dim, "shared_dim": args.shared_dim,
+                     "construction": args.construction, "indices": indices}
 
 
 def _adapt_mpo(args, teacher, tokenizer):
     from .experts import adapt_mpo
 
     if args.router not in (None, "gate-token"):
-        raise MoebertError(f"--ffn mpoe is routed by a learned token gate: use --router gate-token, not {args.router}")
-    given = _moe_options(args, given=True)
-    if given:
-        raise MoebertError(f"{', '.join(given)}: settings of --ffn moe; MPO experts keep every neuron")
+        raise MoebertError(f"--student mpoe is routed by a learned token gate: use --router gate-token, "
+                           f"not {args.router}")
     student = adapt_mpo(teacher, args.num_experts, max_bond=args.mpo_max_bond, forward=args.mpo_forward,
                         in_factors=args.mpo_in_factors, out_factors=args.mpo_out_factors)
     layer = student.moe_layers()[0]
-    return student, {"ffn": "mpoe", "num_experts": args.num_experts, "max_bond": args.mpo_max_bond,
+    return student, {"num_experts": args.num_experts, "max_bond": args.mpo_max_bond,
                      "matrices": {name: {"in_factors": m.in_factors, "out_factors": m.out_factors,
                                          "shapes": [list(t.shape) for t in m.tensors(0)]}
                                   for name, m in (("intermediate", layer.w_in), ("output", layer.w_out))}}
+
+
+def _adapt_dense_narrow(args, teacher, tokenizer):
+    from .baselines import dense_narrow
+
+    student, kept = dense_narrow(teacher, _orders(args, teacher), args.expert_dim)
+    return student, {"expert_dim": args.expert_dim, "indices": kept}
+
+
+def _adapt_half(args, teacher, tokenizer):
+    from .baselines import distil_half
+
+    student, layers = distil_half(teacher)
+    return student, {"teacher_layers": layers}
 
 
 def cmd_distill(args) -> None:
@@ -250,7 +281,6 @@ def cmd_distill(args) -> None:
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
     train_ds = _train_split(args, task, tokenizer)
-    teacher = load_classifier(args.teacher)
     student = load_classifier(args.student)
     student.config.load_balance = args.load_balance
     callbacks = []
@@ -259,11 +289,14 @@ def cmd_distill(args) -> None:
 
         central = getattr(student, "central_parameters", list)()  # a dense student has none
         callbacks.append(CentralGradientMask(central, args.gradient_mask, args.seed))
+    # Scope none: the task loss alone (the no-distillation ablation), trained by the same code.
+    distill = {} if args.distill_scope == "none" else {
+        "trainer_cls": DistillationTrainer, "teacher": load_classifier(args.teacher),
+        "distill_weight": args.distill_weight, "mask_padding": args.hidden_mse == "masked",
+        "scope": args.distill_scope}
     with tracking.tracked_run(args, _params(args)) as run:
         _train(args, device, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"],
-               callbacks=callbacks,
-               trainer_cls=DistillationTrainer, teacher=teacher, distill_weight=args.distill_weight,
-               mask_padding=args.hidden_mse == "masked")
+               callbacks=callbacks, **distill)
         if callbacks:
             print(f"gradient mask: central tensors held at {callbacks[0].masked_steps} of the run's optimiser steps")
         _save_trained(args, student, tokenizer)
@@ -275,6 +308,15 @@ def cmd_evaluate(args) -> None:
     from .tasks import get_task
 
     task = get_task(args.task)
+    if (args.model is None) == (not args.majority):
+        raise MoebertError("give either --model or --majority")
+    if args.majority:
+        with tracking.tracked_run(args, _params(args)) as run:
+            record = _evaluate_majority(args, task)
+            write_json(args.output, record)
+            _log_results(run, record, Path(args.output))
+        print(_summary(record))
+        return
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
     model = load_classifier(args.model).to(device)
@@ -285,6 +327,24 @@ def cmd_evaluate(args) -> None:
         write_json(args.output, record)
         _log_results(run, record, Path(args.output))
     print(_summary(record))
+
+
+def _evaluate_majority(args, task) -> dict:
+    """The trivial row: every eval example gets the prediction the train rows (as capped for training) favour."""
+    from .baselines import majority_logits, majority_prediction
+    from .metrics import compute_metrics
+    from .tasks import load_split
+
+    train = load_split(task, args.data, "train", max_rows=args.max_train_samples, seed=args.seed)
+    prediction = majority_prediction(train["label"], task.is_regression)
+    results, counts = {}, {}
+    for split, key in task.eval_splits.items():
+        labels = load_split(task, args.data, split, max_rows=args.max_eval_samples, seed=args.seed)["label"]
+        results[key] = compute_metrics(task, majority_logits(prediction, len(labels), task.num_labels), labels)
+        counts[key] = len(labels)
+    return {"task": task.name, "model": None, "method": args.method, "seed": args.seed, "results": results,
+            "num_examples": counts, "prediction": prediction,
+            "params": {"total": 0, "effective": 0, "head": 0, "per_expert": 0}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,9 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-samples", type=int, help="seeded subsample for hash-balance token counts")
     p.add_argument("--model", required=True, help="the fine-tuned teacher")
     p.add_argument("--output", required=True, help="directory for the MoE model and experts.json")
-    p.add_argument("--ffn", choices=("moe", "mpoe"), default="moe",
-                   help="moe: experts share the most important neurons (MoEBERT; all shared = Switch copies); "
-                        "mpoe: MPO experts sharing a central tensor (MPOE)")
+    p.add_argument("--student", choices=tuple(STUDENT_NEEDS), default="moe",
+                   help="moe: experts cut from each FFN (MoEBERT; all neurons shared = Switch copies); "
+                        "mpoe: MPO experts sharing a central tensor (MPOE); dense-narrow: one dense FFN of the "
+                        "--expert-dim most important neurons; distil-half: every other teacher layer, dense")
     p.add_argument("--num-experts", type=int, default=4)
     p.add_argument("--router", choices=ROUTERS, help="default: hash-random (moe), gate-token (mpoe, the only one)")
     g = p.add_argument_group("moe")
@@ -339,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--expert-dim", type=int, help="width of each expert (768 for BERT-base)")
     g.add_argument("--shared-dim", type=int, help="neurons shared by all experts (512 for BERT-base)")
     g.add_argument("--expert-dropout", type=float, default=0.1)
+    g.add_argument("--construction", choices=CONSTRUCTIONS, default="importance",
+                   help="how neurons become experts: importance (MoEBERT), inverse (least important shared), "
+                        "random (seeded permutation), kmeans (balanced clusters of W1 rows, shared-dim 0)")
     g = p.add_argument_group("mpoe")
     g.add_argument("--mpo-in-factors", type=int, nargs="+", metavar="I",
                    help="factors of the hidden size for the MPO (default: set for BERT-base and MiniLM shapes)")
@@ -360,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient-mask", type=float, metavar="P_B",
                    help="MPOE students: drop the central tensors' gradient at each step with this probability "
                         "(1 freezes them, 0 trains them; default: no mask)")
+    p.add_argument("--distill-scope", choices=(*SCOPES, "none"), default="all",
+                   help="hidden states distilled: all, every-other, last; none trains on the task loss alone")
     p.add_argument("--hidden-mse", choices=("masked", "reference"), default="masked",
                    help="masked: leave padding out of the hidden-state MSE; reference: average over it too")
     _training(p, lr=5e-5, batch_size=32, epochs=3)
@@ -367,7 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="GLUE metrics and parameter counts of a model")
     _common(p)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="the model to score")
+    p.add_argument("--majority", action="store_true",
+                   help="score the trivial predictor instead: the most frequent train label (regression: the mean)")
+    p.add_argument("--max-train-samples", type=int, help="--majority: the seeded train rows it counts")
     p.add_argument("--output", required=True, help="metrics.json")
     p.add_argument("--method", help="method label recorded in metrics.json")
     p.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")

@@ -3,6 +3,10 @@
 loss = task loss + lambda * (L_trm + L_pred) [+ load_balance * L_balance], with
 L_trm the MSE of every hidden state (embedding output and each layer) against the frozen teacher and
 L_pred the symmetric KL of the predictions (MSE of the logits for regression).
+
+A student shallower than its teacher (the half-depth baseline) matches its hidden state j against the
+teacher's j * depth ratio; the distillation scope (an ablation) keeps all hidden states, every other one, or
+the last one only.
 """
 
 from __future__ import annotations
@@ -11,14 +15,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import MoebertError
 from .training import TaskTrainer
 
+SCOPES = ("all", "every-other", "last")
 
-def hidden_mse(student: tuple, teacher: tuple, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Sum over hidden states of their mean squared error. With a mask, padding positions are left out
-    (the reference averages over them too: pass attention_mask=None for that)."""
+
+def layer_map(student_layers: int, teacher_layers: int, scope: str = "all") -> list[tuple[int, int]]:
+    """(student, teacher) hidden-state indices that L_trm compares; index 0 is the embedding output.
+
+    all          every student hidden state j against the teacher's j * ratio (ratio = teacher / student depth)
+    every-other  only the even j (the embeddings, layers 2, 4, ...)
+    last         only the last layer's
+    """
+    if teacher_layers % student_layers:
+        raise MoebertError(f"a student of {student_layers} layers cannot be matched layer-wise to a teacher of "
+                           f"{teacher_layers}: the depth ratio must be a whole number")
+    ratio = teacher_layers // student_layers
+    kept = {"all": range(student_layers + 1), "every-other": range(0, student_layers + 1, 2),
+            "last": [student_layers]}
+    if scope not in kept:
+        raise MoebertError(f"unknown distillation scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    return [(j, j * ratio) for j in kept[scope]]
+
+
+def hidden_mse(student: tuple, teacher: tuple, attention_mask: torch.Tensor | None,
+               pairs: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """Sum over the (student, teacher) hidden-state `pairs` (default: all, one to one) of their mean squared
+    error. With a mask, padding positions are left out (the reference averages over them too: pass
+    attention_mask=None for that)."""
+    if pairs is None:
+        if len(student) != len(teacher):
+            raise MoebertError(f"student has {len(student)} hidden states, teacher {len(teacher)}: give a layer map")
+        pairs = [(j, j) for j in range(len(student))]
     total = student[0].new_zeros(())
-    for s, t in zip(student, teacher, strict=True):
+    for s, t in ((student[i], teacher[j]) for i, j in pairs):
         if attention_mask is None:
             total = total + F.mse_loss(s, t)
         else:
@@ -50,17 +81,20 @@ class DistillationTrainer(TaskTrainer):
     The teacher is an attribute of the trainer, never of the student, so it is not saved in checkpoints,
     and it stays in eval mode (no dropout) whatever mode the student is in."""
 
-    def __init__(self, *args, teacher: nn.Module, distill_weight: float, mask_padding: bool = True, **kwargs):
+    def __init__(self, *args, teacher: nn.Module, distill_weight: float, mask_padding: bool = True,
+                 scope: str = "all", **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.eval().requires_grad_(False).to(self.args.device)
         self.distill_weight = distill_weight
         self.mask_padding = mask_padding
+        self.pairs = layer_map(self.model.config.num_hidden_layers, teacher.config.num_hidden_layers, scope)
 
     def loss_terms(self, model, inputs):
         student, terms = super().loss_terms(model, {**inputs, "output_hidden_states": True})
         with torch.no_grad():
             teacher = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True)
         mask = inputs.get("attention_mask") if self.mask_padding else None
-        terms["hidden"] = (self.distill_weight, hidden_mse(student.hidden_states, teacher.hidden_states, mask))
+        terms["hidden"] = (self.distill_weight, hidden_mse(student.hidden_states, teacher.hidden_states, mask,
+                                                                self.pairs))
         terms["prediction"] = (self.distill_weight, prediction_loss(student.logits, teacher.logits))
         return student, terms

@@ -36,9 +36,68 @@ def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_d
 
 
 def expert_indices(order: torch.Tensor, num_experts: int, expert_dim: int, shared_dim: int) -> list[torch.Tensor]:
-    """Neuron indices of each expert: the `shared_dim` most important, then rest[e::N] by rank."""
+    """Neuron indices of each expert: the first `shared_dim` of `order`, then rest[e::N] by rank."""
     shared, rest = order[:shared_dim], order[shared_dim:]
     return [torch.cat([shared, rest[e::num_experts]])[:expert_dim] for e in range(num_experts)]
+
+
+def balanced_kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 25) -> torch.Tensor:
+    """Cluster id of each row of `points`, k clusters of equal size (MoEfication's construction).
+
+    Written here because sklearn's KMeans has no size constraint. The assignment step is greedy: pairs
+    (point, centroid) are taken closest first while the centroid has room, so every cluster ends with
+    exactly len(points) / k members; the centroids are then the means, until the assignment settles."""
+    n = len(points)
+    if n % k:
+        raise MoebertError(f"balanced k-means needs the FFN width {n} to be a multiple of num_experts={k}")
+    capacity = n // k
+    points = points.double()
+    generator = torch.Generator().manual_seed(seed)
+    centroids = points[torch.randperm(n, generator=generator)[:k]]
+    assignment = None
+    for _ in range(iterations):
+        distances = torch.cdist(points, centroids)
+        new, room = [-1] * n, [capacity] * k
+        for flat in torch.argsort(distances.reshape(-1)).tolist():
+            point, cluster = divmod(flat, k)
+            if new[point] < 0 and room[cluster]:
+                new[point] = cluster
+                room[cluster] -= 1
+        if new == assignment:
+            break
+        assignment = new
+        labels = torch.tensor(assignment)
+        centroids = torch.stack([points[labels == c].mean(0) for c in range(k)])
+    return torch.tensor(assignment)
+
+
+def construct(construction: str, order: torch.Tensor, w_in: torch.Tensor, num_experts: int, expert_dim: int,
+              shared_dim: int, seed: int) -> list[torch.Tensor]:
+    """Neuron indices of each expert of one layer under a construction (the ablations of issue 11):
+
+    importance  the `shared_dim` most important neurons shared, the rest dealt by rank (MoEBERT, §3)
+    inverse     the same with the ranking reversed: the least important shared (the paper's Figure 2)
+    random      the same on a seeded permutation: no importance at all
+    kmeans      balanced k-means of the W1 rows, one cluster per expert, nothing shared (MoEfication);
+                an expert narrower than its cluster keeps the cluster's most important neurons
+    """
+    if construction == "importance":
+        return expert_indices(order, num_experts, expert_dim, shared_dim)
+    if construction == "inverse":
+        return expert_indices(order.flip(0), num_experts, expert_dim, shared_dim)
+    if construction == "random":
+        permutation = torch.randperm(len(order), generator=torch.Generator().manual_seed(seed))
+        return expert_indices(permutation, num_experts, expert_dim, shared_dim)
+    if construction == "kmeans":
+        if shared_dim:
+            raise MoebertError(f"construction 'kmeans' shares no neurons: use shared_dim 0, not {shared_dim}")
+        clusters = balanced_kmeans(w_in, num_experts, seed)
+        ranked = clusters[order]  # cluster of each neuron, most important first
+        return [order[ranked == e][:expert_dim] for e in range(num_experts)]
+    raise MoebertError(f"unknown construction {construction!r}; choose one of {', '.join(CONSTRUCTIONS)}")
+
+
+CONSTRUCTIONS = ("importance", "inverse", "random", "kmeans")
 
 
 def adapt(
@@ -51,8 +110,10 @@ def adapt(
     seed: int = 0,
     token_counts: torch.Tensor | None = None,
     expert_dropout: float = 0.1,
+    construction: str = "importance",
 ) -> tuple[MoEBertForSequenceClassification, list[list[list[int]]]]:
-    """Build the MoE student from a fine-tuned dense BertForSequenceClassification.
+    """Build the MoE student from a fine-tuned dense BertForSequenceClassification, its experts cut from each
+    FFN by `construction` (see `construct`).
 
     Returns the model and the chosen neuron indices [layer][expert][neuron]."""
     base = teacher.config
@@ -70,7 +131,7 @@ def adapt(
             w1, b1 = layer_t.intermediate.dense.weight, layer_t.intermediate.dense.bias
             w2, b2 = layer_t.output.dense.weight, layer_t.output.dense.bias
             ffn = layer_s.output
-            chosen = expert_indices(order, num_experts, expert_dim, shared_dim)
+            chosen = construct(construction, order, w1, num_experts, expert_dim, shared_dim, seed)
             for e, idx in enumerate(chosen):
                 ffn.w_in[e].copy_(w1[idx].T)
                 ffn.bias_in[e].copy_(b1[idx])

@@ -13,9 +13,17 @@ METRICS = {
     "accuracy": accuracy_score,
     "f1": lambda labels, predicted: f1_score(labels, predicted, pos_label=1, average="binary"),
     "mcc": matthews_corrcoef,
-    "pearson": lambda labels, scores: pearsonr(scores, labels)[0],
-    "spearman": lambda labels, scores: spearmanr(scores, labels)[0],
+    "pearson": lambda labels, scores: _correlation(pearsonr, scores, labels),
+    "spearman": lambda labels, scores: _correlation(spearmanr, scores, labels),
 }
+
+
+def _correlation(correlate, scores, labels) -> float:
+    """A correlation, 0 for constant scores (the majority baseline predicts the train mean): undefined there
+    (scipy gives NaN), and 0, no relation at all, keeps the row in the task averages."""
+    if np.ptp(scores) == 0:
+        return 0.0
+    return correlate(scores, labels)[0]
 
 
 def _predicted(task: GlueTask, predictions: np.ndarray, count: int) -> np.ndarray:

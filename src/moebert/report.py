@@ -8,6 +8,7 @@ placeholder. Outputs:
   <tables-dir>/params.csv, params.md  per method: total, effective (active per token) and per-expert
       parameters, and the MPOE paper's comparison, total parameters switch / mpoe, where both ran
   <plots-dir>/accuracy_vs_params.{png,svg}
+  ablations (sweeps) and claims: see ablations.py and claims.py
   <manifest>  package versions, seeds, sha256 of metrics/data/config files, git commit, hardware
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from moebert.ablations import write_ablations
+from moebert.claims import write_claims
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, read_json, write_json
 
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 
 PAPER_CSV = Path(__file__).parent / "data" / "paper_results.csv"
 # The paper row each of our methods is compared with (MoEBERT paper, Tables 1-3).
-PAPER_MODEL = {"teacher": "BERT-base", "moebert": "MoEBERT", "distilbert": "DistilBERT"}
+PAPER_MODEL = {"teacher": "BERT-base", "moebert": "MoEBERT", "distil-half": "DistilBERT"}
 METHOD_ORDER = ("teacher", "moebert")  # first in the tables; other methods follow alphabetically
 PACKAGES = ("torch", "transformers", "datasets", "snakemake", "mlflow", "moebert")
 AVERAGE = "avg"
@@ -55,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-file", default=None, help="config the results came from (hashed into the manifest)")
     parser.add_argument("--data-files", nargs="*", default=[], metavar="PATH",
                         help="data files (or directories, walked) the results used; hashed into the manifest")
+    parser.add_argument("--sweeps", type=json.loads, default={}, metavar="JSON",
+                        help='ablation sweeps, {sweep: {value: method}}: adds the ablation table and plots')
+    parser.add_argument("--claims", type=json.loads, default=[], metavar="JSON",
+                        help="claims to check (a config's `claims:` list): adds claims.{md,csv}")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -63,6 +71,10 @@ def run(args: argparse.Namespace) -> None:
     write_tables(stats, Path(args.tables_dir))
     print(write_params_table(runs, Path(args.tables_dir)))
     write_plot(stats, runs, Path(args.plots_dir))
+    write_ablations(stats, args.sweeps, Path(args.tables_dir), Path(args.plots_dir))
+    claims = write_claims(stats, args.claims, Path(args.tables_dir))
+    if claims is not None:
+        print((Path(args.tables_dir) / "claims.md").read_text())
     if args.speed:
         from .speed import write_speed_plots
 

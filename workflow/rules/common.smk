@@ -71,24 +71,12 @@ def validate_config(config) -> None:
     for task in config["tasks"]:
         config["task_settings"].setdefault(task, {})
     _validate_schema(config)
+    points = expand_sweeps(config)
+    _validate_schema(config)  # fills in the defaults of the methods the sweeps added
+    config["sweep_points"] = points  # derived, after the schema (which would call it an unknown key)
     for name, method in config["methods"].items():
-        if method["ffn"] == "mpoe":
-            if method["router"] != "gate-token":
-                raise WorkflowError(
-                    f"invalid config: key methods.{name}.router: ffn mpoe is routed by a learned token gate; "
-                    f"set router: gate-token (not {method['router']})"
-                )
-            continue
-        if method["gradient_mask"] is not None:
-            raise WorkflowError(
-                f"invalid config: key methods.{name}.gradient_mask: only MPO experts have central tensors "
-                f"to mask; set ffn: mpoe or drop the key"
-            )
-        if method["shared_dim"] > method["expert_dim"]:
-            raise WorkflowError(
-                f"invalid config: key methods.{name}.shared_dim: {method['shared_dim']} is larger than "
-                f"expert_dim {method['expert_dim']} (the shared neurons are part of every expert)"
-            )
+        _check_method(name, method)
+    _check_claims(config)
     for key in ("teacher", "distill"):
         for task in config["tasks"]:
             batch = hyper_parameters(config, key, task)["batch_size"]
@@ -102,6 +90,66 @@ def validate_config(config) -> None:
             f"invalid config: key data: directory {config['data']!r} does not exist (relative to "
             f"{os.getcwd()}); give a directory in the classic GLUE layout or 'hub'"
         )
+
+
+def _method_error(name, key, message):
+    return WorkflowError(f"invalid config: key methods.{name}.{key}: {message}")
+
+
+def _check_method(name, method) -> None:
+    """What the schema cannot say: combinations of a method's keys."""
+    student = method["student"]
+    if student == "mpoe" and method["router"] != "gate-token":
+        raise _method_error(name, "router", f"student mpoe is routed by a learned token gate; set router: "
+                                            f"gate-token (not {method['router']})")
+    if student != "mpoe" and method["gradient_mask"] is not None:
+        raise _method_error(name, "gradient_mask", "only MPO experts have central tensors to mask; set "
+                                                   "student: mpoe or drop the key")
+    if student != "moe" and method["construction"] != "importance":
+        raise _method_error(name, "construction", f"only student moe cuts experts (this one is {student}); "
+                                                  f"drop the key")
+    if student == "moe" and method["shared_dim"] > method["expert_dim"]:
+        raise _method_error(name, "shared_dim", f"{method['shared_dim']} is larger than expert_dim "
+                                                f"{method['expert_dim']} (the shared neurons are part of every expert)")
+    if student == "moe" and method["construction"] == "kmeans" and method["shared_dim"]:
+        raise _method_error(name, "shared_dim", f"construction kmeans shares no neurons; set shared_dim: 0 "
+                                                f"(not {method['shared_dim']})")
+
+
+def expand_sweeps(config) -> dict:
+    """Add a method per sweep point (see the schema's `sweeps`); returns each sweep's points,
+    {sweep: {value: method}}, for the report."""
+    points = {}
+    for sweep, spec in config["sweeps"].items():
+        if spec["method"] not in config["methods"]:
+            raise WorkflowError(f"invalid config: key sweeps.{sweep}.method: {spec['method']!r} is not a method; "
+                                f"{_did_you_mean(spec['method'], config['methods'])}methods: "
+                                f"{', '.join(config['methods'])}")
+        base = config["methods"][spec["method"]]
+        points[sweep] = {}
+        for value in spec["values"]:
+            name = spec["method"] if base.get(spec["key"]) == value else f"{sweep}-{value}"
+            if name != spec["method"]:
+                if name in config["methods"] and config["methods"][name] != {**base, spec["key"]: value}:
+                    raise WorkflowError(f"invalid config: key sweeps.{sweep}: point {name!r} clashes with the "
+                                        f"method of that name; rename the sweep or the method")
+                config["methods"][name] = {**base, spec["key"]: value}
+            points[sweep][str(value)] = name
+    return points
+
+
+def _check_claims(config) -> None:
+    known = [TEACHER, *config["methods"]]
+    for i, claim in enumerate(config["claims"]):
+        for method in [claim.get("method"), claim.get("vs"), *claim.get("methods", [])]:
+            if method is not None and method not in known:
+                raise WorkflowError(f"invalid config: key claims[{i}]: {method!r} is not a method; "
+                                    f"{_did_you_mean(method, known)}methods: {', '.join(known)}")
+
+
+def student(method: str) -> str:
+    """The student kind of a method (see the schema)."""
+    return config["methods"][method]["student"]
 
 
 def hyper_parameters(config, stage: str, task: str) -> dict:
@@ -153,8 +201,15 @@ def model_path(task, method, seed) -> str:
 
 
 def model_dir(wildcards):
-    """The model that `evaluate` scores."""
+    """The model that `evaluate` scores (none for the majority baseline)."""
+    if wildcards.method != TEACHER and student(wildcards.method) == "majority":
+        return []
     return model_path(wildcards.task, wildcards.method, wildcards.seed)
+
+
+def trained_methods() -> list[str]:
+    """The methods that train a student (all but the majority baseline)."""
+    return [m for m in config["methods"] if student(m) != "majority"]
 
 
 def all_metrics():
@@ -187,8 +242,12 @@ def model_device(wildcards, output) -> str:
 
 
 def eval_args(wildcards) -> str:
+    """What `evaluate` scores: the model, or the majority of the train rows that training uses."""
     settings = config["task_settings"][wildcards.task]
-    return _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"])
+    model = model_dir(wildcards)
+    scored = _options(model=model) if model else f"--majority {_options(max_train_samples=settings['max_train_samples'])}"
+    limits = _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"])
+    return f"{scored} {limits}"
 
 
 def training_args(stage: str):
@@ -218,6 +277,7 @@ def distill_args(wildcards) -> str:
     return training_args("distill")(wildcards) + " " + _options(
         distill_weight=hyper_parameters(config, "distill", wildcards.task)["distill_weight"],
         load_balance=method["load_balance"],
+        distill_scope=method["distill_scope"],
         hidden_mse=method["hidden_mse"],
         gradient_mask=method["gradient_mask"],
     )
@@ -225,15 +285,21 @@ def distill_args(wildcards) -> str:
 
 def adapt_args(wildcards, input) -> str:
     method = config["methods"][wildcards.method]
-    if method["ffn"] == "mpoe":
-        return _options(ffn="mpoe", num_experts=method["num_experts"], router=method["router"],
+    kind = method["student"]
+    if kind == "distil-half":
+        return _options(student=kind)
+    if kind == "dense-narrow":
+        return _options(student=kind, importance=input.importance, expert_dim=method["expert_dim"])
+    if kind == "mpoe":
+        return _options(student=kind, num_experts=method["num_experts"], router=method["router"],
                         mpo_max_bond=method["mpo_max_bond"], mpo_forward=method["mpo_forward"])
     args = _options(
-        ffn="moe",
+        student=kind,
         importance=input.importance,
         num_experts=method["num_experts"],
         expert_dim=method["expert_dim"],
         shared_dim=method["shared_dim"],
+        construction=method["construction"],
         router=method["router"],
         expert_dropout=method["expert_dropout"],
     )
@@ -246,8 +312,8 @@ def adapt_args(wildcards, input) -> str:
 
 
 def adapt_importance(wildcards) -> list[str]:
-    """Input of adapt: the importance scores, which MPO experts do not use."""
-    if config["methods"][wildcards.method]["ffn"] == "mpoe":
+    """Input of adapt: the importance scores, for the students that keep the most important neurons."""
+    if student(wildcards.method) not in ("moe", "dense-narrow"):
         return []
     return [f"results/importance/{wildcards.task}/seed{wildcards.seed}.safetensors"]
 
@@ -315,7 +381,7 @@ def speed_gpus(wildcards) -> int:
 
 def speed_models(wildcards) -> dict:
     """The trained models of one task and seed: the teacher and every method's student, by method name."""
-    return {method: model_path(wildcards.task, method, wildcards.seed) for method in [TEACHER, *config["methods"]]}
+    return {method: model_path(wildcards.task, method, wildcards.seed) for method in [TEACHER, *trained_methods()]}
 
 
 def speed_results() -> list[str]:

@@ -1,4 +1,5 @@
-# GLUE metrics and parameter counts of every model the tables report: the teacher and each method.
+# GLUE metrics and parameter counts of every row the tables report: the teacher, each method's student,
+# and the majority baseline (no model: its input is the data alone).
 
 
 rule evaluate:
@@ -19,7 +20,7 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "moebert evaluate --task {wildcards.task} --data {input.data:q} --model {input.model:q}"
+        "moebert evaluate --task {wildcards.task} --data {input.data:q}"
         " --output {output:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"
         " {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

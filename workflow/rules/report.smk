@@ -45,6 +45,14 @@ rule report:
             labels={"figure": "{name}"},
         ),
         manifest="results/manifest.json",
+        # Only what the config asks for: sweeps make the ablation table, claims their statements.
+        **({f"ablations_{ext}": f"results/tables/ablations.{ext}" for ext in ("md", "csv", "tex")}
+           if config["sweep_points"] else {}),
+        **({"claims": "results/tables/claims.md", "claims_csv": "results/tables/claims.csv"}
+           if config["claims"] else {}),
+    params:
+        sweeps=json.dumps(config["sweep_points"]),
+        claims=json.dumps(config["claims"]),
     log:
         "logs/report.log",
     conda:
@@ -53,4 +61,4 @@ rule report:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
         " --data-files {input.data:q} --speed {input.speed:q}"
         " --tables-dir $(dirname {output.md:q}) --plots-dir {output.plots:q}"
-        " --manifest {output.manifest:q} > {log:q} 2>&1"
+        " --manifest {output.manifest:q} --sweeps {params.sweeps:q} --claims {params.claims:q} > {log:q} 2>&1"

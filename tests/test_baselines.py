@@ -1,0 +1,86 @@
+"""The controls beside MoEBERT: the half-depth student, the dense-narrow student and the majority row."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_batch, tiny_bert
+
+from moebert.baselines import (
+    dense_narrow,
+    distil_half,
+    half_depth_layers,
+    majority_logits,
+    majority_prediction,
+)
+from moebert.errors import MoebertError
+from moebert.metrics import compute_metrics
+
+
+def teacher(layers=4):
+    return tiny_bert(seed=3, num_hidden_layers=layers, initializer_range=0.3)
+
+
+def test_half_depth_student_copies_every_other_teacher_layer_exactly():
+    big = teacher(layers=4)
+    student, layers = distil_half(big)
+    assert layers == [1, 3] and student.config.num_hidden_layers == 2
+    assert student.config.intermediate_size == big.config.intermediate_size
+    for s, t in zip(student.bert.encoder.layer, [big.bert.encoder.layer[1], big.bert.encoder.layer[3]], strict=True):
+        for (name, a), (_, b) in zip(s.state_dict().items(), t.state_dict().items(), strict=True):
+            assert torch.equal(a, b), name
+    others = {k: v for k, v in big.state_dict().items() if ".layer." not in k}
+    assert all(torch.equal(student.state_dict()[k], v) for k, v in others.items())
+
+
+def test_half_depth_needs_an_even_depth():
+    assert half_depth_layers(6) == [1, 3, 5] and half_depth_layers(12) == [1, 3, 5, 7, 9, 11]
+    with pytest.raises(MoebertError, match="even number of teacher layers \\(got 3\\)"):
+        distil_half(teacher(layers=3))
+
+
+def _orders(model, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randperm(model.config.intermediate_size, generator=gen) for _ in model.bert.encoder.layer]
+
+
+def test_dense_narrow_with_every_neuron_equals_the_teacher():
+    big = teacher(layers=2)
+    student, kept = dense_narrow(big, _orders(big), width=64)
+    assert kept == [list(range(64))] * 2
+    batch = random_batch(seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(student.eval()(**batch).logits, big(**batch).logits)
+
+
+def test_dense_narrow_keeps_the_most_important_neurons():
+    big = teacher(layers=2)
+    orders = _orders(big, seed=1)
+    student, kept = dense_narrow(big, orders, width=10)
+    assert student.config.intermediate_size == 10
+    for layer_s, layer_t, order, idx in zip(student.bert.encoder.layer, big.bert.encoder.layer, orders, kept):
+        assert idx == sorted(order[:10].tolist())
+        assert torch.equal(layer_s.intermediate.dense.weight, layer_t.intermediate.dense.weight[idx])
+        assert torch.equal(layer_s.intermediate.dense.bias, layer_t.intermediate.dense.bias[idx])
+        assert torch.equal(layer_s.output.dense.weight, layer_t.output.dense.weight[:, idx])
+        assert torch.equal(layer_s.output.dense.bias, layer_t.output.dense.bias)
+        assert torch.equal(layer_s.attention.self.query.weight, layer_t.attention.self.query.weight)
+    # Dropping neurons changes the function: a narrow student is not the teacher.
+    batch = random_batch(seed=5)
+    with torch.no_grad():
+        assert (student.eval()(**batch).logits - big(**batch).logits).abs().max() > 1e-3
+    with pytest.raises(MoebertError, match="width 65 must be between 1 and the FFN width 64"):
+        dense_narrow(big, orders, width=65)
+
+
+def test_majority_row_equals_a_hand_computed_value():
+    train = [1, 0, 1, 1, 2]
+    assert majority_prediction(train, regression=False) == 1
+    assert majority_prediction([0, 1, 1, 0], regression=False) == 0  # a tie: the lowest class
+    assert majority_prediction([1.0, 2.0, 4.5], regression=True) == pytest.approx(2.5)
+    dev = np.array([1, 0, 1, 0, 0])  # MRPC-like: 2 of 5 are class 1
+    result = compute_metrics("mrpc", majority_logits(1, 5, 2), dev)
+    # accuracy 2/5; F1 of always "1": precision 2/5, recall 1 -> 2 * 0.4 / 1.4
+    assert result == pytest.approx({"accuracy": 40.0, "f1": 100 * 0.8 / 1.4})
+    stsb = compute_metrics("stsb", majority_logits(2.5, 3, 1), np.array([1.0, 2.0, 5.0]))
+    assert stsb == {"pearson": 0.0, "spearman": 0.0}  # a constant has no correlation
+    assert compute_metrics("cola", majority_logits(1, 4, 2), np.array([1, 1, 0, 1])) == {"mcc": 0.0}
