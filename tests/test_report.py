@@ -159,3 +159,41 @@ def test_parameter_table_and_the_switch_mpoe_ratio(tmp_path):
     md = (tmp_path / "tables" / "params.md").read_text()
     assert "Total parameters switch / mpoe: 2.0x (MPOE paper" in md and "27.2x" in md
     assert "parameters per added expert: 8.0x" in md
+
+
+def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
+    # Average main metric (RTE accuracy, MRPC F1): teacher (62 + 88) / 2 = 75, moebert (73 + 93) / 2 = 83.
+    claims = [
+        {"claim": "moebert at least 8 ahead", "method": "moebert", "vs": "teacher", "at_least": 8.0},
+        {"claim": "moebert at least 8.5 ahead", "method": "moebert", "vs": "teacher", "at_least": 8.5},
+        {"claim": "about equal", "methods": ["teacher", "moebert"], "spread_at_most": 7.5},
+        {"claim": "about equal, loosely", "methods": ["moebert", "teacher"], "spread_at_most": 8.0},
+        {"claim": "narrow ahead", "method": "dense-narrow", "vs": "teacher", "at_least": 0.0},
+    ]
+    run_report(tmp_path, fake_metrics(tmp_path), "--claims", json.dumps(claims))
+    table = pd.read_csv(tmp_path / "tables" / "claims.csv", dtype=str, keep_default_na=False)
+    assert table.holds.tolist() == ["True", "False", "False", "True", ""]
+    assert table.measured[0] == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task MRPC +5.0, RTE +11.0"
+    assert table.measured[2] == "teacher 75.0, moebert 83.0: spread 8.0 (holds at <= 7.5)"
+    assert table.measured[4] == "not measured: no average for dense-narrow"
+    text = (tmp_path / "tables" / "claims.md").read_text()
+    assert text.count("| does not hold") == 2 and "| not measured" in text
+
+
+def test_no_claims_and_no_sweeps_write_no_tables(tmp_path):
+    run_report(tmp_path, fake_metrics(tmp_path))
+    assert not list((tmp_path / "tables").glob("claims.*")) and not list((tmp_path / "tables").glob("ablations.*"))
+
+
+def test_ablation_table_has_each_points_main_metrics_and_a_plot_per_sweep(tmp_path):
+    sweeps = {"router": {"hash-random": "moebert", "gate-token": "dense-narrow", "hash-balance": "never-ran"},
+              "teach": {"1": "teacher"}}
+    run_report(tmp_path, fake_metrics(tmp_path), "--sweeps", json.dumps(sweeps))
+    table = pd.read_csv(tmp_path / "tables" / "ablations.csv")
+    assert table[["sweep", "value", "method"]].values.tolist() == [
+        ["router", "hash-random", "moebert"], ["router", "gate-token", "dense-narrow"], ["teach", "1", "teacher"]]
+    assert table.columns.tolist() == ["sweep", "value", "method", "RTE", "MRPC", "avg"]
+    assert table.iloc[0][["RTE", "MRPC", "avg"]].tolist() == [73.0, 93.0, 83.0]  # MRPC's main metric is F1
+    assert table.iloc[1].RTE == 58.0 and math.isnan(table.iloc[1].avg)
+    assert {p.name for p in (tmp_path / "plots").glob("ablation_*")} == {
+        "ablation_router.png", "ablation_router.svg", "ablation_teach.png", "ablation_teach.svg"}
