@@ -275,6 +275,9 @@ def test_adapt_refuses_settings_of_other_students(tiny_model_dir, tmp_path, caps
     assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "c", "--student", "distil-half",
                "--construction", "random") == 2
     assert "--construction random: only --student moe cuts experts" in capsys.readouterr().err
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "d", "--student", "distil-half",
+               "--router", "gate-token") == 2
+    assert "--router: a --student distil-half is dense and routes nothing" in capsys.readouterr().err
     assert run("evaluate", "--task", "mrpc", "--data", "x", "--output", tmp_path / "m.json") == 2
     assert "give either --model or --majority" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "m.json"))
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "d", "m.json"))

@@ -84,6 +84,7 @@ def test_layer_maps_of_every_scope_and_depth():
     assert layer_map(6, 6, "every-other") == [(0, 0), (2, 2), (4, 4), (6, 6)]
     assert layer_map(6, 6, "last") == [(6, 6)]
     assert layer_map(3, 6, "last") == [(3, 6)]
+    assert layer_map(3, 6, "every-other") == [(0, 0), (2, 4), (3, 6)]  # the last layer always
     import pytest
 
     from moebert.errors import MoebertError

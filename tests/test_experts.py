@@ -270,7 +270,13 @@ def test_constructions_refuse_what_they_cannot_build(teacher):
 
 @pytest.mark.parametrize("construction", CONSTRUCTIONS)
 def test_every_construction_builds_the_experts_it_reports(teacher, construction):
-    student, indices = adapt(teacher, random_orders(), 4, 16, 0, construction=construction, seed=2)
+    orders = random_orders()
+    student, indices = adapt(teacher, orders, 4, 16, 0, construction=construction, seed=2)
+    for layer, order, layer_t in zip(indices, orders, teacher.bert.encoder.layer, strict=True):
+        expected = construct(construction, order, layer_t.intermediate.dense.weight, 4, 16, 0, seed=2)
+        assert layer == [e.tolist() for e in expected]  # this construction, on this layer's W1 rows
+    if construction != "importance":
+        assert indices != adapt(teacher, orders, 4, 16, 0, seed=2)[1]
     for layer_s, layer_t, layer_idx in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, indices):
         for e, idx in enumerate(layer_idx):
             assert torch.equal(layer_s.output.w_in[e], layer_t.intermediate.dense.weight[idx].T)

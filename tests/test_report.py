@@ -169,18 +169,24 @@ def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
         {"claim": "about equal", "methods": ["teacher", "moebert"], "spread_at_most": 7.5},
         {"claim": "about equal, loosely", "methods": ["moebert", "teacher"], "spread_at_most": 8.0},
         {"claim": "narrow ahead", "method": "dense-narrow", "vs": "teacher", "at_least": 0.0},
+        {"claim": "5 ahead on every task", "method": "moebert", "vs": "teacher", "at_least": 5.0, "every_task": True},
+        {"claim": "6 ahead on every task", "method": "moebert", "vs": "teacher", "at_least": 6.0, "every_task": True},
     ]
     run_report(tmp_path, fake_metrics(tmp_path), "--claims", json.dumps(claims))
     table = pd.read_csv(tmp_path / "tables" / "claims.csv", dtype=str, keep_default_na=False)
-    assert table.holds.tolist() == ["True", "False", "False", "True", ""]
-    assert table.measured[0] == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task MRPC +5.0, RTE +11.0"
+    assert table.holds.tolist() == ["True", "False", "False", "True", "", "True", "False"]
+    assert table.measured[0] == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task RTE +11.0, MRPC +5.0"
     assert table.measured[2] == "teacher 75.0, moebert 83.0: spread 8.0 (holds at <= 7.5)"
     assert table.measured[4] == "not measured: no average for dense-narrow"
+    assert table.measured[6] == ("moebert - teacher per task RTE +11.0, MRPC +5.0: smallest +5.0 (holds at >= +6.0 "
+                                 "on every task)")
     text = (tmp_path / "tables" / "claims.md").read_text()
-    assert text.count("| does not hold") == 2 and "| not measured" in text
+    assert text.count("| does not hold") == 3 and "| not measured" in text
 
 
 def test_no_claims_and_no_sweeps_write_no_tables(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "claims.md").write_text("stale")  # from an earlier config that had claims
     run_report(tmp_path, fake_metrics(tmp_path))
     assert not list((tmp_path / "tables").glob("claims.*")) and not list((tmp_path / "tables").glob("ablations.*"))
 

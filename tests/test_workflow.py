@@ -78,6 +78,14 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, trained, majority,
     evaluates = re.findall(r"^Shell command: moebert evaluate .*$", proc.stdout, re.MULTILINE)
     assert sum("--majority" in c for c in evaluates) == majority * runs  # the trivial row needs no model
     assert all(("--majority" in c) != ("--model" in c) for c in evaluates)
+    # It counts the train rows the teacher trains on, and never waits for a GPU.
+    shipped = yaml.safe_load((REPO / (configfile or "config/config.yaml")).read_text())
+    cap = shipped.get("task_settings", {}).get("stsb", {}).get("max_train_samples")
+    for command in (c for c in evaluates if "--majority" in c and "--task stsb" in c):
+        assert (f"--max-train-samples {cap} " in command) if cap else ("--max-train-samples" not in command)
+    majority_jobs = re.findall(r"^rule evaluate:\n(?:.*\n)*?\s+wildcards: task=\w+, method=majority.*\n"
+                               r"\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE)
+    assert len(majority_jobs) == majority * runs and set(majority_jobs) <= {"0"}
     if "mpoe" in str(configfile) or "paper" in str(configfile):
         # MPO experts need no importance scores; the Switch copies are MoE experts sharing all
         adapts = re.findall(r"^Shell command: moebert adapt .*$", proc.stdout, re.MULTILINE)
@@ -155,17 +163,24 @@ def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
          "key methods.narrow.construction: only student moe cuts experts (this one is dense-narrow)"),
         ({"methods": {"moebert": {}}, "sweeps": {"router": {"method": "moebrt", "key": "router", "values": ["gate-token"]}}},
          "key sweeps.router.method: 'moebrt' is not a method; did you mean 'moebert'?"),
-        ({"sweeps": {"router": {"method": "moebert", "key": "router", "values": ["gate-tokn"]}}},
-         "key methods.router-gate-tokn.router: 'gate-tokn' is not allowed; did you mean 'gate-token'?"),
+        ({"sweeps": {"router": {"method": "moebert", "key": "router", "values": ["gate-token", "gate-tokn"]}}},
+         "key sweeps.router.values[1]: 'gate-tokn' is not allowed; did you mean 'gate-token'?"),
+        ({"methods": {"half": {"student": "distil-half"}},
+          "sweeps": {"experts": {"method": "half", "key": "num_experts", "values": [2, 8]}}},
+         "key sweeps.experts.key: a distil-half student does not use num_experts"),
+        ({"methods": {"moebert": {}, "experts-8": {"num_experts": 2}},
+          "sweeps": {"experts": {"method": "moebert", "key": "num_experts", "values": [8]}}},
+         "key sweeps.experts: point 'experts-8' clashes with the method of that name"),
         ({"claims": [{"claim": "x", "method": "moebert", "vs": "distil-half", "at_least": 0}]},
          "key claims[0]: 'distil-half' is not a method"),
         ({"claims": [{"claim": "x", "method": "moebert", "methods": ["a", "b"], "at_least": 0}]},
-         "key claims[0]: "),
+         "key claims[0]: give either method, vs and at_least (with every_task optional), or methods and spread_at_most"),
     ],
     ids=["wrong-type", "unknown-task", "unknown-key", "negative-lr", "bad-router", "unknown-task-settings",
          "reserved-method", "shared-wider-than-expert", "grad-accum", "missing-data", "negative-gpus",
          "mpoe-hash-router", "mask-without-mpo", "mask-above-one", "kmeans-shared", "construction-dense",
-         "sweep-unknown-method", "sweep-bad-value", "claim-unknown-method", "claim-two-forms"],
+         "sweep-unknown-method", "sweep-bad-value", "sweep-unused-key", "sweep-clash", "claim-unknown-method",
+         "claim-two-forms"],
 )
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     bad = tmp_path / "bad.yaml"
@@ -212,6 +227,16 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     again = snakemake(*tiny_run_args(tmp_path, glue_dir, "-n"))
     assert again.returncode == 0, again.stderr
     assert "Nothing to be done" in again.stdout + again.stderr
+    # A changed student setting rebuilds that student (and what follows), nothing else.
+    changed = tmp_path / "changed.yaml"
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["methods"]["moebert"]["shared_dim"] = 128
+    config["data"] = str(glue_dir)
+    changed.write_text(yaml.safe_dump(config))
+    rerun = snakemake("-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", changed, "-n")
+    assert rerun.returncode == 0, rerun.stderr
+    counts = job_counts(rerun.stdout)
+    assert counts["adapt"] == 4 and "finetune" not in counts  # moebert and its sweep point, 2 tasks and "importance" not in counts, counts
 
     # Snakemake's own HTML report carries the registered table and plot with their captions.
     html = tmp_path / "report.html"

@@ -12,22 +12,16 @@ import pandas as pd
 
 from moebert.files import atomic_file
 
-AVERAGE = "avg"
+
+def ablation_table(main: pd.DataFrame, sweeps: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """sweep, value, method, then the columns of the report's main-metric table `main` (each task's main
+    metric and their average); points whose method has no results are left out."""
+    rows = [{"sweep": sweep, "value": value, "method": method, **main.loc[method].to_dict()}
+            for sweep, points in sweeps.items() for value, method in points.items() if method in main.index]
+    return pd.DataFrame(rows, columns=["sweep", "value", "method", *main.columns])
 
 
-def ablation_table(stats: pd.DataFrame, sweeps: dict[str, dict[str, str]]) -> pd.DataFrame:
-    """sweep, value, method, then the mean main metric of each task and the average; points whose method
-    has no results are left out."""
-    main = stats.drop_duplicates(["method", "task"])  # a task's first metric is its main one; avg last
-    wide = main.pivot(index="method", columns="task", values="mean")
-    tasks = [t for t in dict.fromkeys(main.task) if t != AVERAGE]
-    wide = wide.reindex(columns=[*tasks, *([AVERAGE] if AVERAGE in wide.columns else [])])
-    rows = [{"sweep": sweep, "value": value, "method": method, **wide.loc[method].to_dict()}
-            for sweep, points in sweeps.items() for value, method in points.items() if method in wide.index]
-    return pd.DataFrame(rows, columns=["sweep", "value", "method", *wide.columns])
-
-
-def _plot(rows: pd.DataFrame, sweep: str, plots_dir: Path) -> None:
+def _plot(rows: pd.DataFrame, sweep: str, average: str, plots_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +30,7 @@ def _plot(rows: pd.DataFrame, sweep: str, plots_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     positions = range(len(rows))
     for column in rows.columns[3:]:
-        style = {"linewidth": 2.5, "color": "black"} if column == AVERAGE else {"alpha": 0.7}
+        style = {"linewidth": 2.5, "color": "black"} if column == average else {"alpha": 0.7}
         ax.plot(positions, rows[column], marker="o", label=column, **style)
     ax.set_xticks(list(positions), [f"{v}\n({m})" if m != f"{sweep}-{v}" else str(v)
                                     for v, m in zip(rows.value, rows.method)], fontsize=8)
@@ -51,21 +45,24 @@ def _plot(rows: pd.DataFrame, sweep: str, plots_dir: Path) -> None:
     plt.close(fig)
 
 
-def write_ablations(stats: pd.DataFrame, sweeps: dict[str, dict[str, str]], tables_dir: Path,
+def write_ablations(main: pd.DataFrame, average: str, sweeps: dict[str, dict[str, str]], tables_dir: Path,
                     plots_dir: Path) -> pd.DataFrame | None:
+    """The ablation table and plots; none without sweeps (and stale ones are removed)."""
     if not sweeps:
+        for path in [*tables_dir.glob("ablations.*"), *plots_dir.glob("ablation_*")]:
+            path.unlink()
         return None
-    table = ablation_table(stats, sweeps)
+    table = ablation_table(main, sweeps)
     with atomic_file(tables_dir / "ablations.csv") as tmp:
         table.round(6).to_csv(tmp, index=False)
     shown = table.round(1)
     note = ("Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
-            f"brackets in the plots); columns: each task's main metric and their average ({AVERAGE}), mean over seeds.")
+            f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over seeds.")
     with atomic_file(tables_dir / "ablations.md") as tmp:
         tmp.write_text(f"# Ablations\n\n{note}\n\n{shown.to_markdown(index=False, floatfmt='.1f')}\n")
     with atomic_file(tables_dir / "ablations.tex") as tmp:
         tmp.write_text(f"% {note}\n" + shown.to_latex(index=False, float_format="%.1f", escape=True))
     plots_dir.mkdir(parents=True, exist_ok=True)
     for sweep, rows in table.groupby("sweep", sort=False):
-        _plot(rows.reset_index(drop=True), sweep, plots_dir)
+        _plot(rows.reset_index(drop=True), sweep, average, plots_dir)
     return table

@@ -3,8 +3,11 @@ is stated with the measured averages and whether it holds. A reproduction report
 hold as not holding.
 
 Two forms, on the average main metric (mean over seeds, then over tasks; the report's `avg` column):
-  method/vs/at_least      holds when avg(method) - avg(vs) >= at_least points
+  method/vs/at_least      holds when avg(method) - avg(vs) >= at_least points; with every_task, when the
+                          difference is that large on every task
   methods/spread_at_most  holds when the best and the worst of the methods are at most that far apart
+
+`main` is the report's main-metric table: one row per method, one column per task and `avg`.
 """
 
 from __future__ import annotations
@@ -15,20 +18,13 @@ import pandas as pd
 
 from moebert.files import atomic_file
 
-AVERAGE = "avg"
 
-
-def _main_scores(stats: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
-    """Average main metric per method, and the main metric per (method, task)."""
-    average = stats[stats.task == AVERAGE].set_index("method")["mean"]
-    per_task = stats[stats.task != AVERAGE].drop_duplicates(["method", "task"])  # first metric = main
-    return average, per_task.pivot(index="method", columns="task", values="mean")
-
-
-def check(claim: dict, average: pd.Series, per_task: pd.DataFrame) -> dict:
+def check(claim: dict, main: pd.DataFrame, average: str) -> dict:
     """{claim, measured, holds}; holds is None when a method it names has no average (not run, or a task
     missing)."""
     names = [claim["method"], claim["vs"]] if "method" in claim else list(claim["methods"])
+    per_task = main.drop(columns=average)
+    average = main[average].dropna()
     absent = [m for m in names if m not in average.index]
     if absent:
         return {"claim": claim["claim"], "measured": f"not measured: no average for {', '.join(absent)}",
@@ -37,6 +33,10 @@ def check(claim: dict, average: pd.Series, per_task: pd.DataFrame) -> dict:
         a, b = average[claim["method"]], average[claim["vs"]]
         diff = per_task.loc[claim["method"]] - per_task.loc[claim["vs"]]
         tasks = ", ".join(f"{task} {value:+.1f}" for task, value in diff.dropna().items())
+        if claim.get("every_task"):
+            measured = (f"{claim['method']} - {claim['vs']} per task {tasks}: smallest {diff.min():+.1f} (holds at "
+                        f">= {claim['at_least']:+.1f} on every task)")
+            return {"claim": claim["claim"], "measured": measured, "holds": bool(diff.min() >= claim["at_least"])}
         measured = (f"{claim['method']} {a:.1f} vs {claim['vs']} {b:.1f}: {a - b:+.1f} (holds at >= "
                     f"{claim['at_least']:+.1f}); per task {tasks}")
         return {"claim": claim["claim"], "measured": measured, "holds": bool(a - b >= claim["at_least"])}
@@ -47,12 +47,14 @@ def check(claim: dict, average: pd.Series, per_task: pd.DataFrame) -> dict:
     return {"claim": claim["claim"], "measured": measured, "holds": bool(spread <= claim["spread_at_most"])}
 
 
-def write_claims(stats: pd.DataFrame, claims: list[dict], tables_dir: Path) -> pd.DataFrame | None:
-    """claims.csv and claims.md; nothing when the config states no claims."""
+def write_claims(main: pd.DataFrame, average: str, claims: list[dict], tables_dir: Path) -> pd.DataFrame | None:
+    """claims.csv and claims.md; none when the config states no claims (and a stale pair is removed)."""
+    paths = [tables_dir / f"claims.{ext}" for ext in ("csv", "md")]
     if not claims:
+        for path in paths:
+            path.unlink(missing_ok=True)
         return None
-    average, per_task = _main_scores(stats)
-    table = pd.DataFrame([check(claim, average, per_task) for claim in claims])
+    table = pd.DataFrame([check(claim, main, average) for claim in claims])
     with atomic_file(tables_dir / "claims.csv") as tmp:
         table.to_csv(tmp, index=False)
     verdict = table.holds.map({True: "holds", False: "does not hold", None: "not measured"})

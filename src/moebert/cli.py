@@ -174,10 +174,10 @@ def cmd_adapt(args) -> None:
 
     from .modeling import load_classifier, load_tokenizer
 
+    _check_student_options(args)
     set_seed(args.seed)  # a learned router's init: with identical experts, the one thing that tells them apart
     tokenizer = load_tokenizer(args.model)
     teacher = load_classifier(args.model)
-    _check_student_options(args)
     build = {"moe": _adapt_sliced, "mpoe": _adapt_mpo, "dense-narrow": _adapt_dense_narrow,
              "distil-half": _adapt_half}[args.student]
     student, built = build(args, teacher, tokenizer)  # checks its settings before any run is logged
@@ -382,13 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     _device_argument(p)
     p.set_defaults(func=cmd_importance)
 
-    p = sub.add_parser("adapt", help="turn every FFN into experts: sliced by importance (moe) or MPO (mpoe)")
+    p = sub.add_parser("adapt", help="build a student from the teacher: experts (moe, mpoe) or a dense control")
     _common(p, task=False, data=False)
     p.add_argument("--task", help="task (for hash-balance token counts)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--max-train-samples", type=int, help="seeded subsample for hash-balance token counts")
     p.add_argument("--model", required=True, help="the fine-tuned teacher")
-    p.add_argument("--output", required=True, help="directory for the MoE model and experts.json")
+    p.add_argument("--output", required=True, help="directory for the student and experts.json (how it was built)")
     p.add_argument("--student", choices=tuple(STUDENT_NEEDS), default="moe",
                    help="moe: experts cut from each FFN (MoEBERT; all neurons shared = Switch copies); "
                         "mpoe: MPO experts sharing a central tensor (MPOE); dense-narrow: one dense FFN of the "
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild each expert's matrix (default: faster) or contract the tokens through the tensors")
     p.set_defaults(func=cmd_adapt)
 
-    p = sub.add_parser("distill", help="train the MoE student with layer-wise distillation")
+    p = sub.add_parser("distill", help="train a student with layer-wise distillation from the teacher")
     _common(p)
     p.add_argument("--teacher", required=True)
     p.add_argument("--student", required=True, help="output of `moebert adapt`")

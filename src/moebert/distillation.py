@@ -25,14 +25,14 @@ def layer_map(student_layers: int, teacher_layers: int, scope: str = "all") -> l
     """(student, teacher) hidden-state indices that L_trm compares; index 0 is the embedding output.
 
     all          every student hidden state j against the teacher's j * ratio (ratio = teacher / student depth)
-    every-other  only the even j (the embeddings, layers 2, 4, ...)
+    every-other  the even j (the embeddings, layers 2, 4, ...) and always the last layer
     last         only the last layer's
     """
     if teacher_layers % student_layers:
         raise MoebertError(f"a student of {student_layers} layers cannot be matched layer-wise to a teacher of "
                            f"{teacher_layers}: the depth ratio must be a whole number")
     ratio = teacher_layers // student_layers
-    kept = {"all": range(student_layers + 1), "every-other": range(0, student_layers + 1, 2),
+    kept = {"all": range(student_layers + 1), "every-other": sorted({*range(0, student_layers + 1, 2), student_layers}),
             "last": [student_layers]}
     if scope not in kept:
         raise MoebertError(f"unknown distillation scope {scope!r}; choose one of {', '.join(SCOPES)}")

@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> None:
     write_tables(stats, Path(args.tables_dir))
     print(write_params_table(runs, Path(args.tables_dir)))
     write_plot(stats, runs, Path(args.plots_dir))
-    write_ablations(stats, args.sweeps, Path(args.tables_dir), Path(args.plots_dir))
-    claims = write_claims(stats, args.claims, Path(args.tables_dir))
+    main = main_metrics(stats)
+    write_ablations(main, AVERAGE, args.sweeps, Path(args.tables_dir), Path(args.plots_dir))
+    claims = write_claims(main, AVERAGE, args.claims, Path(args.tables_dir))
     if claims is not None:
         print((Path(args.tables_dir) / "claims.md").read_text())
     if args.speed:
@@ -177,6 +178,14 @@ def summarise(scores: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     methods = {m: i for i, m in enumerate(method_order(stats.method.unique()))}
     stats["_order"] = [(methods[m], order[(t, k)]) for m, t, k in zip(stats.method, stats.task, stats.metric)]
     return stats.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def main_metrics(stats: pd.DataFrame) -> pd.DataFrame:
+    """Mean main metric per method (rows) and task (columns, in table order), and their average."""
+    main = stats.drop_duplicates(["method", "task"])  # summarise orders a task's main metric first
+    wide = main.pivot(index="method", columns="task", values="mean")
+    tasks = [task for task in dict.fromkeys(main.task) if task != AVERAGE]
+    return wide.reindex(index=list(dict.fromkeys(main.method)), columns=[*tasks, AVERAGE])
 
 
 def _number(value, fmt: str = ".1f") -> str:

@@ -1,5 +1,6 @@
-# Each method's untrained MoE model: the teacher's FFNs split into experts by importance (METHOD §3)
-# or decomposed into MPO experts that share a central tensor (METHOD §9).
+# Each method's untrained student, built from the teacher: FFNs cut into experts (METHOD §3, and the
+# construction ablations), MPO experts sharing a central tensor (METHOD §9), or a dense control
+# (dense-narrow, distil-half).
 
 
 rule adapt:

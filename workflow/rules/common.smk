@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import jsonschema
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -45,6 +46,8 @@ def _explain(error) -> tuple[list, str]:
         if "propertyNames" in error.relative_schema_path:
             return path + [error.instance], f"unknown key; {choices}"
         return path, f"{error.instance!r} is not allowed; {choices}"
+    if error.validator == "oneOf":  # the text would dump every form: name them instead
+        return path, f"give {error.schema['description']}"
     if error.validator == "not" and "const" in error.validator_value:
         return path + [error.instance], "reserved name (the teacher row is always reported); choose another"
     return path, error.message
@@ -98,22 +101,42 @@ def _method_error(name, key, message):
 
 def _check_method(name, method) -> None:
     """What the schema cannot say: combinations of a method's keys."""
-    student = method["student"]
-    if student == "mpoe" and method["router"] != "gate-token":
+    kind = method["student"]
+    if kind == "mpoe" and method["router"] != "gate-token":
         raise _method_error(name, "router", f"student mpoe is routed by a learned token gate; set router: "
                                             f"gate-token (not {method['router']})")
-    if student != "mpoe" and method["gradient_mask"] is not None:
+    if kind != "mpoe" and method["gradient_mask"] is not None:
         raise _method_error(name, "gradient_mask", "only MPO experts have central tensors to mask; set "
                                                    "student: mpoe or drop the key")
-    if student != "moe" and method["construction"] != "importance":
-        raise _method_error(name, "construction", f"only student moe cuts experts (this one is {student}); "
+    if kind != "moe" and method["construction"] != "importance":
+        raise _method_error(name, "construction", f"only student moe cuts experts (this one is {kind}); "
                                                   f"drop the key")
-    if student == "moe" and method["shared_dim"] > method["expert_dim"]:
+    if kind == "moe" and method["shared_dim"] > method["expert_dim"]:
         raise _method_error(name, "shared_dim", f"{method['shared_dim']} is larger than expert_dim "
                                                 f"{method['expert_dim']} (the shared neurons are part of every expert)")
-    if student == "moe" and method["construction"] == "kmeans" and method["shared_dim"]:
+    if kind == "moe" and method["construction"] == "kmeans" and method["shared_dim"]:
         raise _method_error(name, "shared_dim", f"construction kmeans shares no neurons; set shared_dim: 0 "
                                                 f"(not {method['shared_dim']})")
+
+
+# The students that use each key a sweep may vary: a sweep over a key its method ignores would train
+# identical models under different names.
+SWEEP_KEY_STUDENTS = {"router": ("moe",), "num_experts": ("moe", "mpoe"), "expert_dim": ("moe", "dense-narrow"),
+                      "shared_dim": ("moe",), "construction": ("moe",),
+                      "distill_scope": ("moe", "mpoe", "dense-narrow", "distil-half")}
+
+
+def _check_sweep_values(sweep, spec, kind) -> None:
+    key = spec["key"]
+    if kind not in SWEEP_KEY_STUDENTS[key]:
+        raise WorkflowError(f"invalid config: key sweeps.{sweep}.key: a {kind} student does not use {key}; "
+                            f"sweep one of its keys or another method")
+    key_schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["method"]["properties"][key]
+    for i, value in enumerate(spec["values"]):
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(key_schema).iter_errors(value))
+        if error is not None:
+            path, message = _explain(error)
+            raise WorkflowError(f"invalid config: key sweeps.{sweep}.values[{i}]: {message}")
 
 
 def expand_sweeps(config) -> dict:
@@ -126,6 +149,7 @@ def expand_sweeps(config) -> dict:
                                 f"{_did_you_mean(spec['method'], config['methods'])}methods: "
                                 f"{', '.join(config['methods'])}")
         base = config["methods"][spec["method"]]
+        _check_sweep_values(sweep, spec, base["student"])
         points[sweep] = {}
         for value in spec["values"]:
             name = spec["method"] if base.get(spec["key"]) == value else f"{sweep}-{value}"
@@ -283,19 +307,24 @@ def distill_args(wildcards) -> str:
     )
 
 
-def adapt_args(wildcards, input) -> str:
+def importance_path(wildcards) -> str:
+    return f"results/importance/{wildcards.task}/seed{wildcards.seed}.safetensors"
+
+
+def adapt_args(wildcards) -> str:
+    """Params function of adapt: every setting of the method's student (a change reruns the job)."""
     method = config["methods"][wildcards.method]
     kind = method["student"]
     if kind == "distil-half":
         return _options(student=kind)
     if kind == "dense-narrow":
-        return _options(student=kind, importance=input.importance, expert_dim=method["expert_dim"])
+        return _options(student=kind, importance=importance_path(wildcards), expert_dim=method["expert_dim"])
     if kind == "mpoe":
         return _options(student=kind, num_experts=method["num_experts"], router=method["router"],
                         mpo_max_bond=method["mpo_max_bond"], mpo_forward=method["mpo_forward"])
     args = _options(
         student=kind,
-        importance=input.importance,
+        importance=importance_path(wildcards),
         num_experts=method["num_experts"],
         expert_dim=method["expert_dim"],
         shared_dim=method["shared_dim"],
@@ -305,9 +334,8 @@ def adapt_args(wildcards, input) -> str:
     )
     if method["router"] == "hash-balance":  # it assigns tokens by their frequency in the train split
         settings = config["task_settings"][wildcards.task]
-        args += f" --task {wildcards.task} --data {data_dir(wildcards)} " + _options(
-            max_length=settings["max_length"], max_train_samples=settings["max_train_samples"]
-        )
+        rows = _options(max_length=settings["max_length"], max_train_samples=settings["max_train_samples"])
+        args = f"{args} --task {wildcards.task} --data {data_dir(wildcards)} {rows}"
     return args
 
 
@@ -315,7 +343,7 @@ def adapt_importance(wildcards) -> list[str]:
     """Input of adapt: the importance scores, for the students that keep the most important neurons."""
     if student(wildcards.method) not in ("moe", "dense-narrow"):
         return []
-    return [f"results/importance/{wildcards.task}/seed{wildcards.seed}.safetensors"]
+    return [importance_path(wildcards)]
 
 
 def importance_args(wildcards) -> str:
@@ -366,6 +394,11 @@ def model_resources(rule: str, gpu: bool = True) -> dict:
     return {"gpu": res["gpus"] if gpu else 0, "mem_mb": res["mem_mb"], "runtime": res["runtime"][rule]}
 
 
+def evaluate_gpus(wildcards) -> int:
+    """The majority row loads no model: it never waits for a GPU."""
+    return 0 if model_dir(wildcards) == [] else config["resources"]["gpus"]
+
+
 # Speed (workflow/rules/speed.smk)
 
 def speed_grid(wildcards) -> str:
@@ -373,6 +406,17 @@ def speed_grid(wildcards) -> str:
     return _options(repeats=speed["repeats"], threads=speed["threads"], device=wildcards.device) + "".join(
         f" --{key.replace('_', '-')} " + " ".join(map(str, speed[key])) for key in ("batch_sizes", "seq_lengths")
     )
+
+
+def speed_control(wildcards, input) -> str:
+    """The random-weight dense-narrow control beside the trained models (teacher dimensions, the expert width
+    of the first moe method), unless a trained dense-narrow is timed already."""
+    kinds = [method["student"] for method in config["methods"].values()]
+    moe = [method for method in config["methods"].values() if method["student"] == "moe"]
+    if "dense-narrow" in kinds or not moe:
+        return ""
+    width = _options(expert_dim=moe[0]["expert_dim"])
+    return f"--random {shlex.quote(input.teacher)} --random-models dense-narrow {width}"
 
 
 def speed_gpus(wildcards) -> int:

@@ -1,4 +1,5 @@
-# The MoE student trained with the task loss plus layer-wise distillation from the teacher (METHOD §5).
+# Each method's student trained with the task loss plus layer-wise distillation from the teacher (METHOD §5;
+# with distill_scope none, the task loss alone).
 
 
 rule distill:

@@ -16,7 +16,7 @@ rule evaluate:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
     threads: config["resources"]["threads"]
     resources:
-        **model_resources("evaluate"),
+        **{**model_resources("evaluate"), "gpu": evaluate_gpus},
     conda:
         CONDA_ENV
     shell:

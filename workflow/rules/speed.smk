@@ -1,5 +1,5 @@
-# Inference speed (METHOD §7-8): latency and throughput of the teacher, MoEBERT and the dense-narrow
-# control, one job per device of `speed.devices`. Timings want the cores to themselves, so a speed job
+# Inference speed (METHOD §7-8): latency and throughput of the teacher and every trained student (with a
+# random-weight dense-narrow control where no trained one exists), one job per device of `speed.devices`. Timings want the cores to themselves, so a speed job
 # claims `speed.threads` cores and runs with that many torch threads; the grid is kept small enough
 # for a laptop.
 
@@ -38,8 +38,7 @@ rule speed_trained:
             f"--model {shlex.quote(f'{label}={path}')}" for label, path in input.items()
         ),
         grid=speed_grid,
-        # The control's FFN has the expert width of the first method.
-        width=lambda wildcards: _options(expert_dim=next(iter(config["methods"].values()))["expert_dim"]),
+        control=speed_control,
         tracking=tracking("speed", "all"),
     log:
         "logs/speed/{device}/trained/{task}/seed{seed}.log",
@@ -50,6 +49,5 @@ rule speed_trained:
     conda:
         CONDA_ENV
     shell:
-        # The dense-narrow control has the teacher's dimensions and the expert width, random weights.
-        "moebert speed {params.models} --random {input.teacher:q} --random-models dense-narrow {params.width}"
+        "moebert speed {params.models} {params.control}"
         " {params.grid} --output {output.csv:q} {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"
