@@ -1,6 +1,7 @@
 """The training loop as the Trainer runs it: what reaches the models, gradient accumulation, loss terms,
 divergence, weight decay, devices and which checkpoints may be resumed."""
 
+import itertools
 import json
 
 import pytest
@@ -366,3 +367,36 @@ def test_training_refuses_more_than_one_gpu_per_job(gpus, mrpc_rows, tokenizer, 
 def test_mixed_precision_flags_reach_the_trainer(mrpc_rows, tokenizer, tmp_path):
     trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, bf16=True)
     assert trainer.args.bf16 is True and trainer.args.fp16 is False
+
+
+def test_batches_are_grouped_by_length_and_shuffled():
+    """The same batches as transformers' length grouping (each within one sorted mega-batch), but in random
+    order instead of longest to shortest within every mega-batch."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from moebert.training import ShuffledLengthGroupedSampler
+
+    def batches(order):
+        return [tuple(order[i:i + 8]) for i in range(0, len(order), 8)]
+
+    lengths = torch.randint(5, 120, (400,), generator=torch.Generator().manual_seed(0)).tolist()
+    torch.manual_seed(1)
+    grouped = get_length_grouped_indices(lengths, 8)
+    torch.manual_seed(1)
+    ours = list(ShuffledLengthGroupedSampler(8, lengths=lengths))
+    assert sorted(ours) == list(range(400))
+    assert sorted(batches(ours)) == sorted(batches(grouped)) and batches(ours) != batches(grouped)
+    longest = [max(lengths[i] for i in batch) for batch in batches(ours)]
+    sweeps = sum(a >= b for a, b in itertools.pairwise(longest))  # transformers' order: almost all steps go down
+    assert sweeps < 0.75 * (len(longest) - 1)
+    padded = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches(ours))
+    random_batches = batches(torch.randperm(400, generator=torch.Generator().manual_seed(2)).tolist())
+    assert padded < 0.7 * sum(len(b) * max(lengths[i] for i in b) for b in random_batches)
+
+
+def test_training_batches_come_from_the_shuffled_length_sampler(mrpc_rows, tokenizer, tmp_path):
+    from moebert.training import ShuffledLengthGroupedSampler
+
+    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, ShuffledLengthGroupedSampler) and sampler.batch_size == 4
