@@ -34,6 +34,10 @@ def test_half_depth_student_copies_every_other_teacher_layer_exactly():
 
 def test_half_depth_needs_an_even_depth():
     assert half_depth_layers(6) == [1, 3, 5] and half_depth_layers(12) == [1, 3, 5, 7, 9, 11]
+    assert half_depth_layers(2) == [1]
+    for odd in (0, 1):
+        with pytest.raises(MoebertError, match=f"\\(got {odd}\\)"):
+            half_depth_layers(odd)
     with pytest.raises(MoebertError, match="even number of teacher layers \\(got 3\\)"):
         distil_half(teacher(layers=3))
 
@@ -70,6 +74,10 @@ def test_dense_narrow_keeps_the_most_important_neurons():
         assert (student.eval()(**batch).logits - big(**batch).logits).abs().max() > 1e-3
     with pytest.raises(MoebertError, match="width 65 must be between 1 and the FFN width 64"):
         dense_narrow(big, orders, width=65)
+    one, kept = dense_narrow(big, orders, width=1)
+    assert one.config.intermediate_size == 1 and kept == [[order[0].item()] for order in orders]
+    with pytest.raises(MoebertError, match="^importance has 1 layers but the model has 2$"):
+        dense_narrow(big, orders[:1], width=8)
 
 
 def test_majority_row_equals_a_hand_computed_value():
@@ -77,6 +85,9 @@ def test_majority_row_equals_a_hand_computed_value():
     assert majority_prediction(train, regression=False) == 1
     assert majority_prediction([0, 1, 1, 0], regression=False) == 0  # a tie: the lowest class
     assert majority_prediction([1.0, 2.0, 4.5], regression=True) == pytest.approx(2.5)
+    assert majority_prediction([2], regression=False) == 2
+    with pytest.raises(MoebertError, match="^the majority baseline needs a non-empty train split$"):
+        majority_prediction([], regression=False)
     dev = np.array([1, 0, 1, 0, 0])  # MRPC-like: 2 of 5 are class 1
     result = compute_metrics("mrpc", majority_logits(1, 5, 2), dev)
     # accuracy 2/5; F1 of always "1": precision 2/5, recall 1 -> 2 * 0.4 / 1.4

@@ -91,7 +91,7 @@ def test_layer_maps_of_every_scope_and_depth():
 
     with pytest.raises(MoebertError, match="4 layers cannot be matched layer-wise to a teacher of 6"):
         layer_map(4, 6)
-    with pytest.raises(MoebertError, match="unknown distillation scope 'first'"):
+    with pytest.raises(MoebertError, match="unknown distillation scope 'first'; choose one of all, every-other, last$"):
         layer_map(6, 6, "first")
 
 

@@ -264,7 +264,7 @@ def test_balanced_kmeans_balances_even_skewed_data():
 def test_constructions_refuse_what_they_cannot_build(teacher):
     with pytest.raises(MoebertError, match="construction 'kmeans' shares no neurons: use shared_dim 0, not 8"):
         adapt(teacher, random_orders(), 4, 16, 8, construction="kmeans")
-    with pytest.raises(MoebertError, match="unknown construction 'louvain'"):
+    with pytest.raises(MoebertError, match="unknown construction 'louvain'; choose one of importance, inverse, random, kmeans$"):
         adapt(teacher, random_orders(), 4, 16, 0, construction="louvain")
 
 

@@ -175,6 +175,7 @@ def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
     run_report(tmp_path, fake_metrics(tmp_path), "--claims", json.dumps(claims))
     table = pd.read_csv(tmp_path / "tables" / "claims.csv", dtype=str, keep_default_na=False)
     assert table.holds.tolist() == ["True", "False", "False", "True", "", "True", "False"]
+    assert table.claim.tolist() == [claim["claim"] for claim in claims]
     assert table.measured[0] == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task RTE +11.0, MRPC +5.0"
     assert table.measured[2] == "teacher 75.0, moebert 83.0: spread 8.0 (holds at <= 7.5)"
     assert table.measured[4] == "not measured: no average for dense-narrow"
