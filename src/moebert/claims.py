@@ -24,13 +24,13 @@ def check(claim: dict, main: pd.DataFrame, average: str) -> dict:
     missing)."""
     names = [claim["method"], claim["vs"]] if "method" in claim else list(claim["methods"])
     per_task = main.drop(columns=average)
-    average = main[average].dropna()
-    absent = [m for m in names if m not in average.index]
+    averages = main[average].dropna()
+    absent = [m for m in names if m not in averages.index]
     if absent:
         return {"claim": claim["claim"], "measured": f"not measured: no average for {', '.join(absent)}",
                 "holds": None}
     if "method" in claim:
-        a, b = average[claim["method"]], average[claim["vs"]]
+        a, b = averages[claim["method"]], averages[claim["vs"]]
         diff = per_task.loc[claim["method"]] - per_task.loc[claim["vs"]]
         tasks = ", ".join(f"{task} {value:+.1f}" for task, value in diff.dropna().items())
         if claim.get("every_task"):
@@ -40,7 +40,7 @@ def check(claim: dict, main: pd.DataFrame, average: str) -> dict:
         measured = (f"{claim['method']} {a:.1f} vs {claim['vs']} {b:.1f}: {a - b:+.1f} (holds at >= "
                     f"{claim['at_least']:+.1f}); per task {tasks}")
         return {"claim": claim["claim"], "measured": measured, "holds": bool(a - b >= claim["at_least"])}
-    values = average[names]
+    values = averages[names]
     spread = values.max() - values.min()
     listed = ", ".join(f"{m} {v:.1f}" for m, v in values.items())
     measured = f"{listed}: spread {spread:.1f} (holds at <= {claim['spread_at_most']:.1f})"

@@ -303,48 +303,31 @@ def cmd_distill(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation import evaluate, metrics_record
-    from .modeling import load_classifier, load_tokenizer
+    from .evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
+    from .modeling import load_classifier, load_tokenizer, parameter_counts
     from .tasks import get_task
 
     task = get_task(args.task)
     if (args.model is None) == (not args.majority):
         raise MoebertError("give either --model or --majority")
-    if args.majority:
-        with tracking.tracked_run(args, _params(args)) as run:
-            record = _evaluate_majority(args, task)
-            write_json(args.output, record)
-            _log_results(run, record, Path(args.output))
-        print(_summary(record))
-        return
-    device = resolve_device(args.device)
-    tokenizer = load_tokenizer(args.model)
-    model = load_classifier(args.model).to(device)
+    if not args.majority:
+        device = resolve_device(args.device)
+        tokenizer = load_tokenizer(args.model)
+        model = load_classifier(args.model).to(device)
     with tracking.tracked_run(args, _params(args)) as run:
-        results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
-                                   args.max_eval_samples, args.seed)
-        record = metrics_record(task, model, args.model, results, counts, args.method, args.seed)
+        if args.majority:
+            results, counts, prediction = evaluate_majority(task, args.data, args.max_train_samples,
+                                                            args.max_eval_samples, args.seed)
+            record = metrics_record(task, NO_PARAMS, None, results, counts, args.method, args.seed,
+                                    prediction=prediction)
+        else:
+            results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
+                                       args.max_eval_samples, args.seed)
+            record = metrics_record(task, parameter_counts(model), args.model, results, counts, args.method,
+                                    args.seed)
         write_json(args.output, record)
         _log_results(run, record, Path(args.output))
     print(_summary(record))
-
-
-def _evaluate_majority(args, task) -> dict:
-    """The trivial row: every eval example gets the prediction the train rows (as capped for training) favour."""
-    from .baselines import majority_logits, majority_prediction
-    from .metrics import compute_metrics
-    from .tasks import load_split
-
-    train = load_split(task, args.data, "train", max_rows=args.max_train_samples, seed=args.seed)
-    prediction = majority_prediction(train["label"], task.is_regression)
-    results, counts = {}, {}
-    for split, key in task.eval_splits.items():
-        labels = load_split(task, args.data, split, max_rows=args.max_eval_samples, seed=args.seed)["label"]
-        results[key] = compute_metrics(task, majority_logits(prediction, len(labels), task.num_labels), labels)
-        counts[key] = len(labels)
-    return {"task": task.name, "model": None, "method": args.method, "seed": args.seed, "results": results,
-            "num_examples": counts, "prediction": prediction,
-            "params": {"total": 0, "effective": 0, "head": 0, "per_expert": 0}}
 
 
 def build_parser() -> argparse.ArgumentParser:

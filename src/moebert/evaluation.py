@@ -8,8 +8,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data as task_data
+from .baselines import majority_logits, majority_prediction
 from .metrics import compute_metrics
-from .modeling import parameter_counts
 from .tasks import GlueTask, load_split
 
 
@@ -41,14 +41,33 @@ def evaluate(model, tokenizer, task: GlueTask, data: str, max_length: int, max_e
     return results, counts
 
 
-def metrics_record(task: GlueTask, model, model_path: str, results: dict, counts: dict, method: str | None,
-                   seed: int) -> dict:
+def evaluate_majority(task: GlueTask, data: str, max_train_samples: int | None = None,
+                      max_eval_samples: int | None = None, seed: int = 0) -> tuple[dict, dict, float | int]:
+    """Like `evaluate`, for the trivial predictor: every eval example gets what the train rows (capped as for
+    training) favour. Also returns that prediction."""
+    train = load_split(task, data, "train", max_rows=max_train_samples, seed=seed)
+    prediction = majority_prediction(train["label"], task.is_regression)
+    results, counts = {}, {}
+    for split, key in task.eval_splits.items():
+        labels = load_split(task, data, split, max_rows=max_eval_samples, seed=seed)["label"]
+        results[key] = compute_metrics(task, majority_logits(prediction, len(labels), task.num_labels), labels)
+        counts[key] = len(labels)
+    return results, counts, prediction
+
+
+def metrics_record(task: GlueTask, params: dict, model_path: str | None, results: dict, counts: dict,
+                   method: str | None, seed: int, **extra) -> dict:
+    """The metrics.json record; `params` as `modeling.parameter_counts` gives them (`NO_PARAMS`: no model)."""
     return {
         "task": task.name,
-        "model": str(model_path),
+        "model": None if model_path is None else str(model_path),
         "method": method,
         "seed": seed,
         "results": results,
         "num_examples": counts,
-        "params": parameter_counts(model),
+        "params": params,
+        **extra,
     }
+
+
+NO_PARAMS = {"total": 0, "effective": 0, "head": 0, "per_expert": 0}

@@ -126,12 +126,12 @@ SWEEP_KEY_STUDENTS = {"router": ("moe",), "num_experts": ("moe", "mpoe"), "exper
                       "distill_scope": ("moe", "mpoe", "dense-narrow", "distil-half")}
 
 
-def _check_sweep_values(sweep, spec, kind) -> None:
+def _check_sweep_values(sweep, spec, kind, method_schema) -> None:
     key = spec["key"]
     if kind not in SWEEP_KEY_STUDENTS[key]:
         raise WorkflowError(f"invalid config: key sweeps.{sweep}.key: a {kind} student does not use {key}; "
                             f"sweep one of its keys or another method")
-    key_schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["method"]["properties"][key]
+    key_schema = method_schema["properties"][key]
     for i, value in enumerate(spec["values"]):
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(key_schema).iter_errors(value))
         if error is not None:
@@ -143,13 +143,14 @@ def expand_sweeps(config) -> dict:
     """Add a method per sweep point (see the schema's `sweeps`); returns each sweep's points,
     {sweep: {value: method}}, for the report."""
     points = {}
+    method_schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["method"] if config["sweeps"] else None
     for sweep, spec in config["sweeps"].items():
         if spec["method"] not in config["methods"]:
             raise WorkflowError(f"invalid config: key sweeps.{sweep}.method: {spec['method']!r} is not a method; "
                                 f"{_did_you_mean(spec['method'], config['methods'])}methods: "
                                 f"{', '.join(config['methods'])}")
         base = config["methods"][spec["method"]]
-        _check_sweep_values(sweep, spec, base["student"])
+        _check_sweep_values(sweep, spec, base["student"], method_schema)
         points[sweep] = {}
         for value in spec["values"]:
             name = spec["method"] if base.get(spec["key"]) == value else f"{sweep}-{value}"
