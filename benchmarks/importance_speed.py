@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from moebert import data as task_data
 from moebert.importance import importance_scores, importance_scores_autograd
-from moebert.modeling import PACKAGED_MINILM, load_classifier, load_tokenizer
+from moebert.modeling import PACKAGED_MINILM, load_model, load_tokenizer
 from moebert.tasks import get_task, load_split
 
 
@@ -38,7 +38,7 @@ def main() -> None:
 
     task = get_task("mrpc")
     tokenizer = load_tokenizer(args.model)
-    model = load_classifier(args.model, num_labels=task.num_labels)
+    model = load_model(args.model, num_labels=task.num_labels)
     raw = load_split(task, args.data, "train", max_rows=args.batch_size * args.batches, seed=0)
     dataset = task_data.tokenize(raw, tokenizer, task, args.max_length)
     batches = list(DataLoader(dataset, batch_size=args.batch_size, collate_fn=task_data.collator(tokenizer)))

@@ -159,9 +159,9 @@ def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, mon
 
 
 def _central(model_dir):
-    from moebert.modeling import load_classifier
+    from moebert.modeling import load_model
 
-    return [p.detach().clone() for p in load_classifier(str(model_dir)).central_parameters()]
+    return [p.detach().clone() for p in load_model(str(model_dir)).central_parameters()]
 
 
 @pytest.mark.parametrize("p_b", [1.0, 0.0])
@@ -169,7 +169,7 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     """adapt --student mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
     import torch
 
-    from moebert.modeling import load_classifier
+    from moebert.modeling import load_model
 
     data = ["--task", "mrpc", "--data", glue_dir]
     teacher = tmp_path / "teacher"
@@ -184,7 +184,7 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     assert f"central tensors held at {4 if p_b else 0} of the run's optimiser steps" in capsys.readouterr().out
     before, after = _central(mpoe), _central(student)
     assert len(before) == 4 and all(torch.equal(a, b) == bool(p_b) for a, b in zip(after, before))
-    aux = [load_classifier(str(m)).moe_layers()[0].w_in.auxiliary[0].detach() for m in (mpoe, student)]
+    aux = [load_model(str(m)).moe_layers()[0].w_in.auxiliary[0].detach() for m in (mpoe, student)]
     assert not torch.equal(*aux)  # the auxiliaries learn either way
     assert run("evaluate", *data, "--model", student, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
     params = json.loads((tmp_path / "m.json").read_text())["params"]
@@ -218,12 +218,12 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
     """Experts that start identical (MPO chains, Switch copies) differ only by where the router sends tokens."""
     import torch
 
-    from moebert.modeling import load_classifier
+    from moebert.modeling import load_model
 
     def router(seed, name):
         assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / name, "--student", "mpoe", "--seed", seed,
                    "--num-experts", 2, "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
-        return load_classifier(str(tmp_path / name)).moe_layers()[0].router.gate.weight
+        return load_model(str(tmp_path / name)).moe_layers()[0].router.gate.weight
 
     assert torch.equal(router(0, "a"), router(0, "b")) and not torch.equal(router(0, "a"), router(1, "c"))
 

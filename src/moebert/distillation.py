@@ -2,7 +2,8 @@
 
 loss = task loss + lambda * (L_trm + L_pred) [+ load_balance * L_balance], with
 L_trm the MSE of every hidden state (embedding output and each layer) against the frozen teacher and
-L_pred the symmetric KL of the predictions (MSE of the logits for regression).
+L_pred the symmetric KL of the predictions (MSE of the logits for regression; for extractive QA the mean of
+the start and the end distributions' symmetric KLs).
 
 A student shallower than its teacher (the half-depth baseline) matches its hidden state j against the
 teacher's j * depth ratio; the distillation scope (an ablation) keeps all hidden states, every other one, or
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MoebertError
+from .importance import TARGETS
 from .training import TaskTrainer
 
 SCOPES = ("all", "every-other", "last")
@@ -74,6 +76,19 @@ def prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
     return symmetric_kl(student_logits, teacher_logits)
 
 
+def span_prediction_loss(student, teacher, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Extractive QA: the mean of the symmetric KLs of the start and of the end distributions over a window's
+    positions; padding positions (attention_mask 0) are no position of the window and are left out."""
+    def masked(logits):
+        if attention_mask is None:
+            return logits
+        return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)
+
+    start = symmetric_kl(masked(student.start_logits), masked(teacher.start_logits))
+    end = symmetric_kl(masked(student.end_logits), masked(teacher.end_logits))
+    return (start + end) / 2
+
+
 class DistillationTrainer(TaskTrainer):
     """A Trainer whose loss adds layer-wise distillation from a frozen teacher (Eq. 7): the terms `hidden`
     (L_trm) and `prediction` (L_pred), each weighted by lambda, beside the task (and balance) terms.
@@ -92,9 +107,13 @@ class DistillationTrainer(TaskTrainer):
     def loss_terms(self, model, inputs):
         student, terms = super().loss_terms(model, {**inputs, "output_hidden_states": True})
         with torch.no_grad():
-            teacher = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True)
+            teacher = self.teacher(**{k: v for k, v in inputs.items() if k not in TARGETS}, output_hidden_states=True)
         mask = inputs.get("attention_mask") if self.mask_padding else None
         terms["hidden"] = (self.distill_weight, hidden_mse(student.hidden_states, teacher.hidden_states, mask,
                                                                 self.pairs))
-        terms["prediction"] = (self.distill_weight, prediction_loss(student.logits, teacher.logits))
+        if hasattr(student, "start_logits"):
+            prediction = span_prediction_loss(student, teacher, inputs.get("attention_mask"))
+        else:
+            prediction = prediction_loss(student.logits, teacher.logits)
+        terms["prediction"] = (self.distill_weight, prediction)
         return student, terms

@@ -1,4 +1,5 @@
-"""Evaluation on a task's dev split(s): predictions, GLUE metrics and the metrics.json record."""
+"""Evaluation on a task's dev split(s): predictions, the task's metrics (GLUE, or SQuAD EM/F1 from the best
+answer spans) and the metrics.json record."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from tqdm.auto import tqdm
 from . import data as task_data
 from .baselines import majority_logits, majority_prediction
 from .metrics import compute_metrics
-from .tasks import GlueTask, load_split
+from .qa import QaSettings, best_answers, eval_features
+from .tasks import GlueTask, QaTask, Task, load_split
+from .tasks import squad as squad_data
+from .tasks.squad_metrics import squad_v1, squad_v2
 
 
 @torch.no_grad()
@@ -27,9 +31,13 @@ def predict(model, dataset, collator, batch_size: int = 64, progress: bool = Tru
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def evaluate(model, tokenizer, task: GlueTask, data: str, max_length: int, max_eval_samples: int | None = None,
-             seed: int = 0, batch_size: int = 64) -> tuple[dict, dict]:
-    """Metrics (percent) and example counts for every eval split of the task, keyed like the paper's tables."""
+def evaluate(model, tokenizer, task: Task, data: str, max_length: int, max_eval_samples: int | None = None,
+             seed: int = 0, batch_size: int = 64, qa: QaSettings | None = None) -> tuple[dict, dict, dict]:
+    """Metrics (percent) and example counts for every eval split of the task, keyed like the paper's tables,
+    and what else the record keeps (QA: the predicted answers, and how the data departs from the standard)."""
+    if isinstance(task, QaTask):
+        return evaluate_qa(model, tokenizer, task, data, max_length, qa or QaSettings(task.doc_stride),
+                           max_eval_samples, seed, batch_size)
     results, counts = {}, {}
     collate = task_data.collator(tokenizer)
     for split, key in task.eval_splits.items():
@@ -38,7 +46,46 @@ def evaluate(model, tokenizer, task: GlueTask, data: str, max_length: int, max_e
         logits, labels = predict(model, dataset, collate, batch_size)
         results[key] = compute_metrics(task, logits, labels)
         counts[key] = len(dataset)
-    return results, counts
+    return results, counts, {}
+
+
+@torch.no_grad()
+def predict_spans(model, dataset, collator, batch_size: int = 64, progress: bool = True
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Start and end logits of every window of a tokenised dataset over its own tokens, in dataset order."""
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = iter([len(ids) for ids in dataset["input_ids"]])
+    starts, ends = [], []
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collator), desc="evaluate",
+                      disable=not progress):
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        for start, end in zip(out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()):
+            length = next(lengths)
+            starts.append(start[:length])
+            ends.append(end[:length])
+    return starts, ends
+
+
+def evaluate_qa(model, tokenizer, task: QaTask, data: str, max_length: int, qa: QaSettings,
+                max_eval_samples: int | None = None, seed: int = 0, batch_size: int = 64) -> tuple[dict, dict, dict]:
+    """EM and F1 as the official SQuAD scripts define them (v2.0: also HasAns/NoAns and the best threshold)."""
+    results, counts, predictions = {}, {}, {}
+    for split, key in task.eval_splits.items():
+        examples = squad_data.load_split(task, data, split, max_rows=max_eval_samples, seed=seed)
+        windows = eval_features(examples, tokenizer, max_length, qa.doc_stride)
+        starts, ends = predict_spans(model, windows.inputs, task_data.collator(tokenizer), batch_size)
+        answers, null_scores = best_answers(examples, windows, starts, ends, task.has_unanswerable, qa.n_best,
+                                            qa.max_answer_length, qa.null_threshold)
+        gold = dict(zip(examples["id"], (a["text"] for a in examples["answers"])))
+        scores = squad_v2(answers, gold, null_scores) if task.has_unanswerable else squad_v1(answers, gold)
+        # Question counts are not scores: they go with the example counts.
+        results[key] = {name: value for name, value in scores.items() if not name.endswith("_total")}
+        counts[key] = len(examples)
+        predictions[key] = answers
+    extra = {"predictions": predictions, "qa_settings": vars(qa)}
+    note = squad_data.split_note(task, data)
+    return results, counts, {**extra, **({"data_note": note} if note else {})}
 
 
 def evaluate_majority(task: GlueTask, data: str, max_train_samples: int | None = None,
@@ -55,7 +102,7 @@ def evaluate_majority(task: GlueTask, data: str, max_train_samples: int | None =
     return results, counts, prediction
 
 
-def metrics_record(task: GlueTask, params: dict, model_path: str | None, results: dict, counts: dict,
+def metrics_record(task: Task, params: dict, model_path: str | None, results: dict, counts: dict,
                    method: str | None, seed: int, **extra) -> dict:
     """The metrics.json record; `params` as `modeling.parameter_counts` gives them (`NO_PARAMS`: no model)."""
     return {

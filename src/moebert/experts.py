@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .errors import MoebertError
-from .modeling import MoEBertConfig, MoEBertForSequenceClassification
+from .modeling import MOE_HEADS, MoEBertConfig, MoEBertMixin
 from .mpo import DEFAULT_FORWARD
 from .routing import HASH_ROUTERS, hash_balance_table, hash_random_table
 
@@ -111,8 +111,8 @@ def adapt(
     token_counts: torch.Tensor | None = None,
     expert_dropout: float = 0.1,
     construction: str = "importance",
-) -> tuple[MoEBertForSequenceClassification, list[list[list[int]]]]:
-    """Build the MoE student from a fine-tuned dense BertForSequenceClassification, its experts cut from each
+) -> tuple[MoEBertMixin, list[list[list[int]]]]:
+    """Build the MoE student from a fine-tuned dense BERT task model (classifier or QA), its experts cut from each
     FFN by `construction` (see `construct`).
 
     Returns the model and the chosen neuron indices [layer][expert][neuron]."""
@@ -151,7 +151,7 @@ def adapt(
 
 def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = DEFAULT_FORWARD,
               in_factors: list[int] | None = None, out_factors: list[int] | None = None
-              ) -> MoEBertForSequenceClassification:
+              ) -> MoEBertMixin:
     """Build the MPOE student (METHOD §9): every FFN matrix of the teacher as an MPO whose central tensor
     all N experts share, each expert starting as the dense FFN; a Switch-style token gate routes."""
     student = _student(teacher, ffn="mpoe", num_experts=num_experts, router="gate-token", mpo_max_bond=max_bond,
@@ -161,12 +161,16 @@ def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None,
     return student
 
 
-def _student(teacher: nn.Module, **moe) -> MoEBertForSequenceClassification:
-    """A MoE model with the teacher's config plus `moe`, holding every teacher weight outside the FFNs
+def _student(teacher: nn.Module, **moe) -> MoEBertMixin:
+    """A MoE model with the teacher's head and config plus `moe`, holding every teacher weight outside the FFNs
     (embeddings, attention, pooler, head; the FFN LayerNorms, which the MoE layers name alike)."""
+    if type(teacher) not in MOE_HEADS:
+        raise MoebertError(f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
+                           f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}")
+    moe_class = MOE_HEADS[type(teacher)]
     config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
-    config.architectures = [MoEBertForSequenceClassification.__name__]
-    student = MoEBertForSequenceClassification(config)
+    config.architectures = [moe_class.__name__]
+    student = moe_class(config)
     missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
     assert all(".output." in k or k == "hash_table" for k in missing), missing
     return student

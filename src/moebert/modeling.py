@@ -17,12 +17,14 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
 )
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput
 
 from .errors import MoebertError
 from .moe_layer import MoEFFN
@@ -87,11 +89,18 @@ class MoESequenceClassifierOutput(SequenceClassifierOutput):
     balance_loss: torch.Tensor | None = None
 
 
-class MoEBertForSequenceClassification(BertForSequenceClassification):
+@dataclass
+class MoEQuestionAnsweringOutput(QuestionAnsweringModelOutput):
+    balance_loss: torch.Tensor | None = None
+
+
+class MoEBertMixin:
+    """What makes a BERT task model a MoEBERT, whatever its head: the FFNs replaced by experts, the routes
+    set before the encoder runs, and the balance loss returned beside the head's outputs."""
+
     config_class = MoEBertConfig
 
-    def __init__(self, config: MoEBertConfig):
-        super().__init__(config)
+    def _install_experts(self, config: MoEBertConfig) -> None:
         install_ffn(self, lambda i: FFN_TYPES[config.ffn](config))
         if config.router in HASH_ROUTERS:
             # A buffer, not a plain attribute: the routing table is part of the trained model.
@@ -99,7 +108,6 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
                 "hash_table",
                 hash_random_table(config.num_hidden_layers, config.vocab_size, config.num_experts, seed=0),
             )
-        self.post_init()
 
     def moe_layers(self) -> list[MoEFFN | MPOEFFN]:
         return [layer.output for layer in self.bert.encoder.layer]
@@ -108,11 +116,8 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
         """The MPO central tensors shared by the experts of each layer (none for sliced experts)."""
         return [p for layer in self.moe_layers() if isinstance(layer, MPOEFFN) for p in layer.central_parameters()]
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=None, output_attentions=None):
-        """BERT's classifier forward with the routes set first. Every input is named, with no **kwargs: the
-        Trainer keeps only the batch columns a forward names (token_type_ids of sentence pairs must reach
-        the model), and takes **kwargs to mean the model scales its loss for gradient accumulation itself."""
+    def _routed_forward(self, head_forward, output_class, input_ids, attention_mask, output_hidden_states,
+                        output_attentions, **inputs):
         layers = self.moe_layers()
         if self.config.router in HASH_ROUTERS:
             # Routes of all layers follow from the input ids: computed once, before the encoder runs.
@@ -125,8 +130,7 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
         options = {k: v for k, v in (("output_hidden_states", output_hidden_states),
                                      ("output_attentions", output_attentions)) if v is not None}
         try:
-            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                  position_ids=position_ids, labels=labels, **options)
+            out = head_forward(input_ids=input_ids, attention_mask=attention_mask, **inputs, **options)
         finally:
             for layer in layers:
                 layer.dispatch = layer.attention_mask = None
@@ -134,11 +138,50 @@ class MoEBertForSequenceClassification(BertForSequenceClassification):
         balance = None
         if self.config.router not in HASH_ROUTERS:
             balance = torch.stack([layer.balance_loss for layer in layers]).sum()
-        return MoESequenceClassifierOutput(**out, balance_loss=balance)
+        return output_class(**out, balance_loss=balance)
+
+
+# Every input of the heads' forwards below is named, with no **kwargs: the Trainer keeps only the batch columns
+# a forward names (token_type_ids of sentence pairs must reach the model), and takes **kwargs to mean the model
+# scales its loss for gradient accumulation itself.
+
+class MoEBertForSequenceClassification(MoEBertMixin, BertForSequenceClassification):
+    def __init__(self, config: MoEBertConfig):
+        super().__init__(config)
+        self._install_experts(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=None, output_attentions=None):
+        return self._routed_forward(super().forward, MoESequenceClassifierOutput, input_ids, attention_mask,
+                                    output_hidden_states, output_attentions, token_type_ids=token_type_ids,
+                                    position_ids=position_ids, labels=labels)
+
+
+class MoEBertForQuestionAnswering(MoEBertMixin, BertForQuestionAnswering):
+    def __init__(self, config: MoEBertConfig):
+        super().__init__(config)
+        self._install_experts(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=None, output_attentions=None):
+        return self._routed_forward(super().forward, MoEQuestionAnsweringOutput, input_ids, attention_mask,
+                                    output_hidden_states, output_attentions, token_type_ids=token_type_ids,
+                                    position_ids=position_ids, start_positions=start_positions,
+                                    end_positions=end_positions)
+
+
+# The MoE model of each dense head, and the Auto class that loads each head (task.head).
+MOE_HEADS = {BertForSequenceClassification: MoEBertForSequenceClassification,
+             BertForQuestionAnswering: MoEBertForQuestionAnswering}
+AUTO_HEADS = {"classification": AutoModelForSequenceClassification,
+              "question-answering": AutoModelForQuestionAnswering}
 
 
 AutoConfig.register("moebert", MoEBertConfig)
 AutoModelForSequenceClassification.register(MoEBertConfig, MoEBertForSequenceClassification)
+AutoModelForQuestionAnswering.register(MoEBertConfig, MoEBertForQuestionAnswering)
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -162,17 +205,25 @@ def load_tokenizer(name_or_path: str):
     return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
 
 
-def load_classifier(name_or_path: str, **kwargs) -> nn.Module:
-    """A sequence classifier (dense BERT or MoEBERT, by the saved config) from a dir or hub id."""
+def saved_head(source: str) -> str:
+    """The head a saved task model has (by its config's architectures); a bare encoder counts as classification."""
+    architectures = AutoConfig.from_pretrained(source).architectures or []
+    return "question-answering" if any(a.endswith("ForQuestionAnswering") for a in architectures) else "classification"
+
+
+def load_model(name_or_path: str, head: str | None = None, **kwargs) -> nn.Module:
+    """A task model (dense BERT or MoEBERT, by the saved config) from a dir or hub id, with the `head` a task
+    trains (see tasks.Task.head; default: the head it was saved with)."""
     source = resolve_model(name_or_path)
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(source, output_loading_info=True, **kwargs)
+        auto = AUTO_HEADS[head or saved_head(source)]
+        model, info = auto.from_pretrained(source, output_loading_info=True, **kwargs)
     except OSError as err:
         raise MoebertError(f"could not load model '{name_or_path}': {err}") from err
     # transformers only warns and initialises missing weights at random; a dense model may lack its new
     # task head, but a MoEBERT is always complete unless an older layout saved it.
     missing = sorted(info["missing_keys"])
-    if isinstance(model, MoEBertForSequenceClassification) and missing:
+    if isinstance(model, MoEBertMixin) and missing:
         raise MoebertError(f"MoE model '{name_or_path}' lacks {len(missing)} weight(s), e.g. {missing[0]!r} (unexpected: "
                            f"{sorted(info['unexpected_keys'])[:1] or 'none'}); it was saved by another moebert "
                            f"version: rebuild it with `moebert adapt`")

@@ -39,7 +39,7 @@ from .files import atomic_file, write_json
 from .modeling import (
     MoEBertConfig,
     MoEBertForSequenceClassification,
-    load_classifier,
+    load_model,
     parameter_counts,
     resolve_model,
 )
@@ -320,7 +320,7 @@ def _build_models(args) -> tuple[dict[str, nn.Module], dict[str, tuple[str, str]
         label, path = parse_model_spec(spec)
         if label in models:
             raise MoebertError(f"--model label {label!r} is given twice")
-        models[label], sources[label] = load_classifier(path).eval(), ("trained", path)
+        models[label], sources[label] = load_model(path).eval(), ("trained", path)
     if args.random:
         name, dims = dimensions(args.random)
         built = random_models(dims, args.random_models, args.num_experts, args.expert_dim, args.router, args.seed)

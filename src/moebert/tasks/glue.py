@@ -1,4 +1,4 @@
-"""Task registry: every supported task is declared here once, and loaders, metrics and the CLI read it.
+"""GLUE tasks: classification and regression on one sentence or a pair.
 
 GLUE labels are kept as the strings of the classic tsv files, in the class-index order of the Hugging Face
 `nyu-mll/glue` ClassLabel, so a hub integer and a tsv string of the same example map to the same index.
@@ -15,7 +15,6 @@ downstream knows where the data came from; prepare() writes a validated copy in 
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 import os
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir
+from moebert.tasks.base import HUB, Task
 
 # Classic split file stem -> split name on the hub.
 HUB_SPLITS = {
@@ -35,25 +35,9 @@ HUB_SPLITS = {
     "dev_mismatched": "validation_mismatched",
 }
 HUB_DATASET = "nyu-mll/glue"
-HUB = "hub"  # the `data` argument that selects the hub instead of a directory
 TEXT_NAMES = ("text_a", "text_b")  # text columns of a loaded split
 # The classic files have no quoting: a field runs to the next tab, so these cannot appear inside one.
 _TSV_BREAKERS = ("\t", "\n", "\r")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Task:
-    """What every task kind shares; a question-answering task subclasses this next to GlueTask."""
-
-    name: str  # canonical lower-case id
-    display: str  # name in result tables and directory name in the data layout
-    metrics: tuple[str, ...]
-    max_length: int
-    eval_splits: dict[str, str]  # split file stem -> result key in metrics.json
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        return ("train", *self.eval_splits)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +74,23 @@ class GlueTask(Task):
     def is_pair(self) -> bool:
         return len(self.text_columns) == 2
 
+    def label_text(self) -> str:
+        if self.is_regression:
+            return "score (regression)"
+        return ", ".join(
+            label if label == name else f"{label}={name}" for label, name in zip(self.labels, self.hub_label_names)
+        )
+
+    def prepare(self, source: str | os.PathLike, output: str | os.PathLike) -> Path:
+        return prepare(self, source, output)
+
+    def features(self, tokenizer, data: str | os.PathLike, split: str, max_length: int | None = None,
+                 max_rows: int | None = None, seed: int = 0) -> datasets.Dataset:
+        """Model inputs and "labels" of a split (a seeded subset of `max_rows`), padding left to the collator."""
+        from moebert.data import tokenize
+
+        return tokenize(load_split(self, data, split, max_rows, seed), tokenizer, self, max_length or self.max_length)
+
 
 def _glue(display: str, **fields) -> GlueTask:
     name = display.lower().replace("-", "")
@@ -97,6 +98,8 @@ def _glue(display: str, **fields) -> GlueTask:
         name=name,
         display=display,
         hub_config=name,
+        family="glue",
+        head="classification",
         eval_splits=fields.pop("eval_splits", {"dev": display}),
         max_length=fields.pop("max_length", 512),
         **fields,
@@ -106,7 +109,7 @@ def _glue(display: str, **fields) -> GlueTask:
 _BINARY = ("0", "1")
 _NLI = ("entailment", "not_entailment")
 
-TASKS: dict[str, Task] = {
+GLUE_TASKS: dict[str, GlueTask] = {
     task.name: task
     for task in (
         _glue(
@@ -229,41 +232,10 @@ TASKS: dict[str, Task] = {
 }
 
 
-def _normalise(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "").replace(" ", "")
+def _resolve(task: str | GlueTask) -> GlueTask:
+    from moebert.tasks import get_task  # the registry imports this module
 
-
-def get_task(name: str | Task) -> Task:
-    """Look a task up by any common spelling ("MRPC", "sst-2", "STS_B"); a Task passes through."""
-    if isinstance(name, Task):
-        return name
-    key = _normalise(str(name))
-    if key in TASKS:
-        return TASKS[key]
-    known = ", ".join(TASKS)
-    guess = difflib.get_close_matches(key, TASKS, n=1)
-    hint = f"; did you mean '{guess[0]}'?" if guess else ";"
-    raise MoebertError(f"unknown task '{name}'{hint} known: {known}")
-
-
-def _label_text(task: GlueTask) -> str:
-    if task.is_regression:
-        return "score (regression)"
-    return ", ".join(
-        label if label == name else f"{label}={name}" for label, name in zip(task.labels, task.hub_label_names)
-    )
-
-
-def format_task_table() -> str:
-    """The table printed by `moebert tasks`."""
-    rows = [("task", "id", "metrics", "labels", "eval splits (result key)", "max len")]
-    for task in TASKS.values():
-        splits = ", ".join(f"{stem} ({key})" for stem, key in task.eval_splits.items())
-        rows.append(
-            (task.display, task.name, ", ".join(task.metrics), _label_text(task), splits, str(task.max_length))
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return get_task(task)
 
 
 def features(task: GlueTask) -> datasets.Features:
@@ -278,13 +250,6 @@ def features(task: GlueTask) -> datasets.Features:
 def tsv_path(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
     """Where the classic layout keeps a split (e.g. for workflow rule inputs)."""
     return Path(data) / task.display / f"{split}.tsv"
-
-
-def _check_split(task: GlueTask, split: str) -> None:
-    if split not in task.splits:
-        raise MoebertError(
-            f"unknown split '{split}' for {task.display}; expected one of: {', '.join(task.splits)}"
-        )
 
 
 def _existing_tsv(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
@@ -409,8 +374,8 @@ def load_split(
 
     `split` is "train" or one of the task's eval split stems ("dev", "dev_matched", "dev_mismatched").
     With `max_rows`, a seeded random subset in the original order."""
-    task = get_task(task)
-    _check_split(task, split)
+    task = _resolve(task)
+    task.check_split(split)
     if os.fspath(data) == HUB:
         columns = hub_columns(task, _load_hub(task, split))
     else:
@@ -447,7 +412,7 @@ def prepare(task: str | GlueTask, source: str | os.PathLike, output: str | os.Pa
 
     Every split is loaded and rendered before anything is written, so bad input leaves no output. Classic
     columns the pipeline does not read (ids, parses, genre, annotator labels) are written empty."""
-    task = get_task(task)
+    task = _resolve(task)
     files = {split: _tsv_lines(task, load_split(task, source, split), split) for split in task.splits}
     target = Path(output) / task.display
     with atomic_dir(target) as tmp:

@@ -1,0 +1,33 @@
+"""What every task shares, whatever its family (GLUE classification/regression, extractive QA)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moebert.errors import MoebertError
+
+HUB = "hub"  # the `data` argument that selects the Hugging Face hub instead of a directory
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A task of the registry. Each family (glue.GlueTask, squad.QaTask) adds its columns and implements
+    `prepare` (validate a source, write the prepared copy) and `features` (model inputs with labels)."""
+
+    name: str  # canonical lower-case id
+    display: str  # name in result tables and directory name in the data layout
+    metrics: tuple[str, ...]
+    max_length: int
+    eval_splits: dict[str, str]  # split stem -> result key in metrics.json (and the paper's task name)
+    family: str  # "glue" or "qa": which result table the task's columns go to
+    head: str  # "classification" or "question-answering": which model class the task trains
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", *self.eval_splits)
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise MoebertError(
+                f"unknown split '{split}' for {self.display}; expected one of: {', '.join(self.splits)}"
+            )
