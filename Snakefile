@@ -1,4 +1,4 @@
-# MoEBERT reproduction: GLUE data -> fine-tuned teacher -> importance -> experts -> distilled MoE
+# MoEBERT reproduction: GLUE and SQuAD data -> fine-tuned teacher -> importance -> experts -> distilled MoE
 # student -> evaluation -> tables and plots. Rules are thin calls of the `moebert` CLI.
 #
 #   snakemake --cores all                                      laptop default (config/config.yaml)
@@ -33,7 +33,7 @@ TRACKING_URI = (
 
 
 wildcard_constraints:
-    task="[a-z0-9]+",
+    task="[a-z0-9_]+",
     method="[a-z][a-z0-9-]*",
     seed=r"\d+",
 
@@ -50,9 +50,7 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        "results/tables/glue.md",
-        "results/tables/glue.csv",
-        "results/tables/glue.tex",
+        result_tables(),
         "results/plots",
         "results/manifest.json",
     default_target: True

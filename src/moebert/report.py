@@ -1,10 +1,11 @@
-"""`moebert report`: GLUE tables, an accuracy-vs-parameters plot and a run manifest, built from the
+"""`moebert report`: GLUE and SQuAD tables, an accuracy-vs-parameters plot and a run manifest, built from the
 metrics.json files alone, so the report regenerates from results/ without retraining.
 
 It shows only what exists: a method or task appears when some metrics file has it, never as a
-placeholder. Outputs:
-  <tables-dir>/glue.csv  tidy, full precision: method, task, metric, n, mean, std, paper_model, paper, diff
-  <tables-dir>/glue.md, glue.tex  rows = methods (with their paper row and ours - paper), columns = task metrics
+placeholder. Outputs, one table per task family that has results (glue: GLUE, squad: SQuAD):
+  <tables-dir>/<family>.csv  tidy, full precision: method, task, metric, n, mean, std, paper_model, paper, diff
+  <tables-dir>/<family>.md, .tex  rows = methods (with their paper row and ours - paper), columns = task metrics;
+      a task whose data departs from the standard splits (the offline SQuAD article split) is marked and noted
   <tables-dir>/params.csv, params.md  per method: total, effective (active per token) and per-expert
       parameters, and the MPOE paper's comparison, total parameters switch / mpoe, where both ran
   <plots-dir>/accuracy_vs_params.{png,svg}
@@ -31,6 +32,7 @@ from moebert.ablations import write_ablations
 from moebert.claims import write_claims
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, read_json, write_json
+from moebert.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ PLOT_NAME = "accuracy_vs_params"
 # MPOE (COLING 2022) reports this reduction of total parameters against Switch Transformers (T5, GPT-2);
 # the report sets our measured ratio beside it.
 MPOE_PAPER_REDUCTION = 27.2
+# The table of each task family, and the family of each result key ("MRPC", "SQuAD-v1.1", ...).
+TABLES = {"glue": ("glue", "GLUE dev results"), "qa": ("squad", "SQuAD dev results")}
+FAMILY = {key: task.family for task in TASKS.values() for key in task.eval_splits.values()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     runs, scores = load_metrics(args.metrics)
-    stats = summarise(scores, load_paper(args.paper))
-    write_tables(stats, Path(args.tables_dir))
+    paper = load_paper(args.paper)
+    # The claims, ablations and the plot average over every task; each family's table over its own.
+    stats = summarise(scores, paper)
+    notes = {r["task_key"]: r["data_note"] for r in runs if r["data_note"]}
+    for family, (name, title) in TABLES.items():
+        part = scores[scores.task.map(lambda key: FAMILY.get(key, "glue")) == family]
+        if len(part):
+            write_tables(summarise(part, paper), Path(args.tables_dir), name, title, notes)
     print(write_params_table(runs, Path(args.tables_dir)))
     write_plot(stats, runs, Path(args.plots_dir))
     main = main_metrics(stats)
@@ -104,7 +115,8 @@ def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
         params = metrics.get("params") or {}
         runs.append({"file": path, "task": metrics["task"], "method": metrics["method"], "seed": metrics["seed"],
                      "model": metrics.get("model"), "effective_params": params.get("effective"),
-                     "total_params": params.get("total"), "per_expert_params": params.get("per_expert")})
+                     "total_params": params.get("total"), "per_expert_params": params.get("per_expert"),
+                     "task_key": next(iter(metrics["results"]), None), "data_note": metrics.get("data_note")})
         for task, values in metrics["results"].items():
             rows += [{"method": metrics["method"], "task": task, "metric": metric, "seed": metrics["seed"],
                       "value": float(value), "file": path} for metric, value in values.items()]
@@ -214,17 +226,24 @@ def display_table(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=["method", "row", "n", *columns]).fillna("")
 
 
-def write_tables(stats: pd.DataFrame, tables_dir: Path) -> None:
-    table = display_table(stats)
+def write_tables(stats: pd.DataFrame, tables_dir: Path, name: str = "glue", title: str = "GLUE dev results",
+                 data_notes: dict[str, str] | None = None) -> None:
+    """<name>.csv, .md and .tex; a task of `data_notes` (result key -> how its data is not the standard
+    split) gets a * on its columns and the note below the table."""
+    notes = {key: text for key, text in (data_notes or {}).items() if key in set(stats.task)}
+    marked = stats.assign(task=[f"{t}*" if t in notes else t for t in stats.task])
+    table = display_table(marked)
     note = ("Mean ± sample std over n seeds (std only when n > 1), in percent. 'paper' rows: the MoEBERT "
             f"paper's numbers for the corresponding model; '{AVERAGE}': mean over the task columns of each task's "
             "first (main) metric, only for rows that have all of them.")
-    with atomic_file(tables_dir / "glue.csv") as tmp:
-        stats.round(6).to_csv(tmp, index=False)  # 6 decimals: exact enough, and no float noise like 0.0999999
-    with atomic_file(tables_dir / "glue.md") as tmp:
-        tmp.write_text(f"# GLUE dev results\n\n{note}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n")
+    note += "".join(f" *{key}: {text}; not comparable with the paper's numbers." for key, text in notes.items())
+    with atomic_file(tables_dir / f"{name}.csv") as tmp:
+        # 6 decimals: exact enough, and no float noise like 0.0999999
+        stats.assign(data_note=stats.task.map(notes)).round(6).to_csv(tmp, index=False)
+    with atomic_file(tables_dir / f"{name}.md") as tmp:
+        tmp.write_text(f"# {title}\n\n{note}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n")
     latex = table.to_latex(index=False, escape=True, column_format="ll" + "r" * (table.shape[1] - 2))
-    with atomic_file(tables_dir / "glue.tex") as tmp:
+    with atomic_file(tables_dir / f"{name}.tex") as tmp:
         tmp.write_text(f"% {note}\n" + latex.replace("±", r"$\pm$"))
 
 

@@ -5,7 +5,7 @@
 
 rule adapt:
     input:
-        data="resources/glue/{task}",
+        data="resources/data/{task}",
         teacher="results/teacher/{task}/seed{seed}",
         importance=adapt_importance,
     output:

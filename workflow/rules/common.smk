@@ -13,6 +13,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from moebert.tasks import QaTask, get_task
+
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 # The repository's conda environment: `snakemake --sdm conda` builds it, a plain run uses the
 # current Python (where `pip install -e .` put the moebert CLI).
@@ -88,11 +90,36 @@ def validate_config(config) -> None:
                     f"invalid config: key training.grad_accum: {config['training']['grad_accum']} does not "
                     f"divide the {key} batch size {batch} of task {task}"
                 )
-    if config["data"] != "hub" and not Path(config["data"]).is_dir():
-        raise WorkflowError(
-            f"invalid config: key data: directory {config['data']!r} does not exist (relative to "
-            f"{os.getcwd()}); give a directory in the classic GLUE layout or 'hub'"
-        )
+    _check_qa_settings(config)
+    for key, family, layout in (("data", "glue", "in the classic GLUE layout"),
+                                ("squad_data", "qa", "holding the official SQuAD JSON files")):
+        used = any(get_task(task).family == family for task in config["tasks"])
+        if used and config[key] != "hub" and not Path(config[key]).is_dir():
+            raise WorkflowError(
+                f"invalid config: key {key}: directory {config[key]!r} does not exist (relative to "
+                f"{os.getcwd()}); give a directory {layout} or 'hub'"
+            )
+
+
+QA_SETTINGS = ("doc_stride", "eval_articles", "n_best", "max_answer_length", "null_threshold")
+
+
+def is_qa(task) -> bool:
+    return isinstance(get_task(task), QaTask)
+
+
+def _check_qa_settings(config) -> None:
+    """Settings of question answering only where a QA task can use them."""
+    for task in config["tasks"]:
+        settings = config["task_settings"][task]
+        if not is_qa(task):
+            given = [key for key in QA_SETTINGS if settings[key] is not None]
+            if given:
+                raise WorkflowError(f"invalid config: key task_settings.{task}.{given[0]}: only question-answering "
+                                    f"tasks (squad, squad_v2) take it; drop the key")
+        elif settings["eval_articles"] is not None and config["squad_data"] == "hub":
+            raise WorkflowError(f"invalid config: key task_settings.{task}.eval_articles: an article split is made "
+                                f"from a dev file on disk; set squad_data to a directory or drop the key")
 
 
 def _method_error(name, key, message):
@@ -209,13 +236,27 @@ def git_commit() -> str:
 # ---------------------------------------------------------------------------------------------
 # Paths. Every (task, seed) has one teacher; every (task, method, seed) one student.
 
+def data_setting(task) -> str:
+    """The configured source of a task's data: `squad_data` for QA tasks, `data` for GLUE."""
+    return config["squad_data" if is_qa(task) else "data"]
+
+
 def data_source(wildcards):
-    """Input of prepare_data: the configured GLUE directory (none for the hub)."""
-    return [] if config["data"] == "hub" else config["data"]
+    """Input of prepare_data: the configured directory of the task's family (none for the hub)."""
+    source = data_setting(wildcards.task)
+    return [] if source == "hub" else source
 
 
 def data_dir(wildcards):
-    return f"resources/glue/{wildcards.task}"
+    return f"resources/data/{wildcards.task}"
+
+
+def prepare_args(wildcards) -> str:
+    settings = config["task_settings"][wildcards.task]
+    args = f"--source {shlex.quote(data_setting(wildcards.task))}"
+    if settings["eval_articles"] is not None:
+        args = f"{args} {_options(eval_articles=settings['eval_articles'], split_seed=settings['split_seed'])}"
+    return args
 
 
 def model_path(task, method, seed) -> str:
@@ -237,13 +278,25 @@ def trained_methods() -> list[str]:
     return [m for m in config["methods"] if student(m) != "majority"]
 
 
+def task_methods(task) -> list[str]:
+    """The rows of a task: the teacher and every method, but no majority row for QA (no label to count)."""
+    return [TEACHER, *(m for m in config["methods"] if not (is_qa(task) and student(m) == "majority"))]
+
+
 def all_metrics():
-    return expand(
-        "results/metrics/{task}/{method}/seed{seed}.json",
-        task=config["tasks"],
-        method=[TEACHER, *config["methods"]],
-        seed=config["seeds"],
-    )
+    return [
+        f"results/metrics/{task}/{method}/seed{seed}.json"
+        for task in config["tasks"]
+        for method in task_methods(task)
+        for seed in config["seeds"]
+    ]
+
+
+def result_tables() -> list[str]:
+    """The tables of the task families the config runs: glue.* and (with a QA task) squad.*."""
+    names = [name for name, family in (("glue", "glue"), ("squad", "qa"))
+             if any(get_task(task).family == family for task in config["tasks"])]
+    return [f"results/tables/{name}.{ext}" for name in names for ext in ("md", "csv", "tex")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +324,8 @@ def eval_args(wildcards) -> str:
     settings = config["task_settings"][wildcards.task]
     model = model_dir(wildcards)
     scored = _options(model=model) if model else f"--majority {_options(max_train_samples=settings['max_train_samples'])}"
-    limits = _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"])
+    limits = _options(max_length=settings["max_length"], max_eval_samples=settings["max_eval_samples"],
+                      **{key: settings[key] for key in QA_SETTINGS if key != "eval_articles"})
     return f"{scored} {limits}"
 
 
@@ -292,6 +346,7 @@ def training_args(stage: str):
             save_steps=training["save_steps"],
             max_length=settings["max_length"],
             max_train_samples=settings["max_train_samples"],
+            doc_stride=settings["doc_stride"],
         ) + precision
 
     return args
@@ -335,7 +390,8 @@ def adapt_args(wildcards) -> str:
     )
     if method["router"] == "hash-balance":  # it assigns tokens by their frequency in the train split
         settings = config["task_settings"][wildcards.task]
-        rows = _options(max_length=settings["max_length"], max_train_samples=settings["max_train_samples"])
+        rows = _options(max_length=settings["max_length"], max_train_samples=settings["max_train_samples"],
+                        doc_stride=settings["doc_stride"])
         args = f"{args} --task {wildcards.task} --data {data_dir(wildcards)} {rows}"
     return args
 
@@ -354,6 +410,7 @@ def importance_args(wildcards) -> str:
         max_samples=importance["max_samples"],
         batch_size=importance["batch_size"],
         max_length=config["task_settings"][wildcards.task]["max_length"],
+        doc_stride=config["task_settings"][wildcards.task]["doc_stride"],
     )
 
 

@@ -1,5 +1,6 @@
-# Fetched inputs: each task's GLUE files, validated and rewritten in the classic layout under
-# resources/, from the configured directory or (data: hub) the Hugging Face hub.
+# Fetched inputs: each task's files, validated and rewritten under resources/ (GLUE in the classic tsv
+# layout, SQuAD in the official JSON format, offline optionally split by article), from the configured
+# directory (`data`, `squad_data`) or the Hugging Face hub.
 
 # On a cluster the submit host runs it: compute nodes often cannot reach the hub.
 localrules:
@@ -10,13 +11,13 @@ rule prepare_data:
     input:
         data_source,
     output:
-        directory("resources/glue/{task}"),
+        directory("resources/data/{task}"),
     params:
-        source=config["data"],
+        source=prepare_args,
     log:
         "logs/prepare_data/{task}.log",
     conda:
         CONDA_ENV
     shell:
-        "moebert prepare-data --task {wildcards.task} --source {params.source:q} --output {output:q}"
+        "moebert prepare-data --task {wildcards.task} {params.source} --output {output:q}"
         " > {log:q} 2>&1"

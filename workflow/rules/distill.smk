@@ -4,7 +4,7 @@
 
 rule distill:
     input:
-        data="resources/glue/{task}",
+        data="resources/data/{task}",
         teacher="results/teacher/{task}/seed{seed}",
         student="results/moe/{task}/{method}/seed{seed}",
     output:

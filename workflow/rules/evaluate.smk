@@ -4,7 +4,7 @@
 
 rule evaluate:
     input:
-        data="resources/glue/{task}",
+        data="resources/data/{task}",
         model=model_dir,
     output:
         "results/metrics/{task}/{method}/seed{seed}.json",

@@ -3,7 +3,7 @@
 
 rule importance:
     input:
-        data="resources/glue/{task}",
+        data="resources/data/{task}",
         teacher="results/teacher/{task}/seed{seed}",
     output:
         "results/importance/{task}/seed{seed}.safetensors",

@@ -24,17 +24,15 @@ rule report:
         metrics=all_metrics(),
         config="results/config.json",
         # Hashed into the manifest: the exact data the numbers came from.
-        data=expand("resources/glue/{task}", task=config["tasks"]),
+        data=expand("resources/data/{task}", task=config["tasks"]),
         speed=speed_results(),
     output:
-        md="results/tables/glue.md",
-        csv=report(
-            "results/tables/glue.csv",
-            caption="../report/table.rst",
-            category="Results",
-            labels={"figure": "GLUE table"},
-        ),
-        tex="results/tables/glue.tex",
+        tables=[
+            report(path, caption="../report/table.rst", category="Results",
+                   labels={"figure": f"{Path(path).stem} table"})
+            if path.endswith(".csv") else path
+            for path in result_tables()
+        ],
         params="results/tables/params.md",
         params_csv="results/tables/params.csv",
         plots=report(
@@ -60,5 +58,5 @@ rule report:
     shell:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
         " --data-files {input.data:q} --speed {input.speed:q}"
-        " --tables-dir $(dirname {output.md:q}) --plots-dir {output.plots:q}"
+        " --tables-dir $(dirname {output.params:q}) --plots-dir {output.plots:q}"
         " --manifest {output.manifest:q} --sweeps {params.sweeps:q} --claims {params.claims:q} > {log:q} 2>&1"

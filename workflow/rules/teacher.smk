@@ -3,7 +3,7 @@
 
 rule finetune:
     input:
-        data="resources/glue/{task}",
+        data="resources/data/{task}",
     output:
         # Trainer checkpoints go to the undeclared sibling <output>.checkpoints/, which survives a
         # killed job (Snakemake deletes only declared outputs), so the rerun resumes from it.
