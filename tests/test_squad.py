@@ -367,3 +367,55 @@ def test_dense_baselines_keep_the_qa_head():
     batch = {k: v for k, v in qa_batch().items() if "positions" not in k}
     torch.testing.assert_close(narrow(**batch).start_logits, teacher(**batch).start_logits, rtol=1e-5, atol=1e-5)
     assert half.config.num_hidden_layers == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the CLI
+
+
+def _cli(*args):
+    from moebert.cli import main
+
+    return main([str(a) for a in args])
+
+
+def test_qa_pipeline_stage_by_stage(tiny_model_dir, tmp_path):
+    _write(tmp_path, _document(articles=6))
+    data = tmp_path / "prepared"
+    assert _cli("prepare-data", "--task", "squad", "--source", tmp_path, "--output", data, "--eval-articles", 2) == 0
+    task = ["--task", "squad", "--data", data, "--max-length", 48, "--doc-stride", 16]
+    rows = ["--max-train-samples", 8, "--batch-size", 4, "--epochs", 1]
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    assert _cli("finetune", *task, "--model", tiny_model_dir, "--output", teacher, *rows) == 0
+    assert isinstance(load_model(str(teacher)), BertForQuestionAnswering)
+    assert _cli("importance", *task, "--model", teacher, "--output", tmp_path / "imp.safetensors",
+                "--max-samples", 8) == 0
+    assert _cli("adapt", "--model", teacher, "--importance", tmp_path / "imp.safetensors", "--output",
+                tmp_path / "moe", "--num-experts", 4, "--expert-dim", 24, "--shared-dim", 16) == 0
+    assert _cli("distill", *task, "--teacher", teacher, "--student", tmp_path / "moe", "--output", student, *rows) == 0
+    assert isinstance(load_model(str(student)), MoEBertForQuestionAnswering)
+    assert _cli("evaluate", *task, "--model", student, "--output", tmp_path / "eval.json", "--method", "moebert",
+                "--n-best", 5) == 0
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert set(record["results"]["SQuAD-v1.1"]) == {"exact_match", "f1"}
+    assert record["num_examples"] == {"SQuAD-v1.1": 4}
+    dev = squad_data.load_split(V1, data, "dev")
+    assert sorted(record["predictions"]["SQuAD-v1.1"]) == sorted(dev["id"])
+    assert record["qa_settings"] == {"doc_stride": 16, "n_best": 5, "max_answer_length": 30, "null_threshold": 0.0}
+    assert record["data_note"].startswith("non-standard split")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--task", "squad", "--majority"], "--majority: squad has no label to count"),
+    (["finetune", "--task", "mrpc", "--doc-stride", "16"], "--doc-stride: only question-answering tasks take it"),
+    (["evaluate", "--task", "rte", "--null-threshold", "1"], "--null-threshold: only question-answering tasks"),
+    (["prepare-data", "--task", "sst2", "--eval-articles", "3"], "--eval-articles: only question-answering tasks"),
+])
+def test_qa_options_where_they_do_not_apply_are_refused(args, message, tiny_model_dir, tmp_path, capsys):
+    command, *rest = args
+    paths = {"evaluate": ["--data", tmp_path, "--output", tmp_path / "m.json"],
+             "finetune": ["--data", tmp_path, "--model", tiny_model_dir, "--output", tmp_path / "t"],
+             "prepare-data": ["--source", tmp_path, "--output", tmp_path / "d"]}[command]
+    assert _cli(command, *rest, *paths) == 2
+    assert message in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("m.json", "t", "d"))

@@ -44,15 +44,18 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
 
 
 @pytest.mark.parametrize(
-    "configfile, tasks, seeds, trained, majority, speed_gpus, device",
-    [(None, LAPTOP_TASKS, 1, 2, 1, {"cpu": "0"}, "auto"),
-     ("config/paper.yaml", 8, 3, 6, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
-     ("config/claims.yaml", 3, 2, 11, 1, {"cpu": "0"}, "auto"),
-     ("config/sweeps.yaml", 3, 1, 13, 0, {"cpu": "0"}, "auto"),
-     ("config/mpoe.yaml", 3, 2, 3, 0, {"cpu": "0"}, "auto")],
-    ids=["laptop-default", "paper", "claims", "sweeps", "mpoe"],
+    "configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device",
+    [(None, LAPTOP_TASKS, 0, 1, 2, 1, {"cpu": "0"}, "auto"),
+     ("config/paper.yaml", 10, 2, 3, 6, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
+     ("config/claims.yaml", 3, 0, 2, 11, 1, {"cpu": "0"}, "auto"),
+     ("config/sweeps.yaml", 3, 0, 1, 13, 0, {"cpu": "0"}, "auto"),
+     ("config/mpoe.yaml", 3, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
+     ("config/laptop-qa.yaml", 1, 1, 1, 2, 0, {"cpu": "0"}, "auto"),
+     ("config/tiny-qa.yaml", 1, 1, 1, 2, 1, {"cpu": "0"}, "auto")],
+    ids=["laptop-default", "paper", "claims", "sweeps", "mpoe", "laptop-qa", "tiny-qa"],
 )
-def test_dry_run_of_shipped_configs(configfile, tasks, seeds, trained, majority, speed_gpus, device, glue_dir):
+def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device,
+                                    glue_dir):
     # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
     args = ["-n", "-p", "-F", "--nolock"] + (["--configfile", configfile] if configfile
                                              else ["--config", f"data={glue_dir}"])
@@ -64,7 +67,8 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, trained, majority,
     for rule in ("finetune", "importance"):  # one teacher and one importance run per task and seed
         assert counts[rule] == runs, rule
     assert counts["adapt"] == counts["distill"] == trained * runs
-    assert counts["evaluate"] == (1 + trained + majority) * runs  # the teacher and every method
+    glue_runs = (tasks - qa_tasks) * seeds  # QA tasks have no majority row
+    assert counts["evaluate"] == (1 + trained) * runs + majority * glue_runs  # the teacher and every method
     assert counts["report"] == 1
     # One speed job per device for the random BERT-base and one for the trained models; GPU only for cuda.
     assert counts["speed_random"] == counts["speed_trained"] == len(speed_gpus)
@@ -76,7 +80,7 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, trained, majority,
         commands = re.findall(rf"^Shell command: moebert {stage} .*$", proc.stdout, re.MULTILINE)
         assert commands and all(f"--device {device} " in c for c in commands), stage
     evaluates = re.findall(r"^Shell command: moebert evaluate .*$", proc.stdout, re.MULTILINE)
-    assert sum("--majority" in c for c in evaluates) == majority * runs  # the trivial row needs no model
+    assert sum("--majority" in c for c in evaluates) == majority * glue_runs  # the trivial row needs no model
     assert all(("--majority" in c) != ("--model" in c) for c in evaluates)
     # It counts the train rows the teacher trains on, and never waits for a GPU.
     shipped = yaml.safe_load((REPO / (configfile or "config/config.yaml")).read_text())
@@ -85,7 +89,15 @@ def test_dry_run_of_shipped_configs(configfile, tasks, seeds, trained, majority,
         assert (f"--max-train-samples {cap} " in command) if cap else ("--max-train-samples" not in command)
     majority_jobs = re.findall(r"^rule evaluate:\n(?:.*\n)*?\s+wildcards: task=\w+, method=majority.*\n"
                                r"\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE)
-    assert len(majority_jobs) == majority * runs and set(majority_jobs) <= {"0"}
+    assert len(majority_jobs) == majority * glue_runs and set(majority_jobs) <= {"0"}
+    # QA jobs cut windows with the task's stride; an article split is made by prepare_data alone.
+    prepares = re.findall(r"^Shell command: moebert prepare-data .*$", proc.stdout, re.MULTILINE)
+    split = shipped.get("task_settings", {}).get("squad", {}).get("eval_articles")
+    assert sum("--eval-articles" in c for c in prepares) == (1 if split else 0)
+    if qa_tasks:
+        squad_jobs = re.findall(r"^Shell command: moebert (\w+) --task squad\b.*$", proc.stdout, re.MULTILINE)
+        assert {"finetune", "importance", "distill", "evaluate"} <= set(squad_jobs)
+        assert "results/tables/squad.md" in proc.stdout
     if "mpoe" in str(configfile) or "paper" in str(configfile):
         # MPO experts need no importance scores; the Switch copies are MoE experts sharing all
         adapts = re.findall(r"^Shell command: moebert adapt .*$", proc.stdout, re.MULTILINE)
@@ -175,12 +187,17 @@ def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
          "key claims[0]: 'distil-half' is not a method"),
         ({"claims": [{"claim": "x", "method": "moebert", "methods": ["a", "b"], "at_least": 0}]},
          "key claims[0]: give either method, vs and at_least (with every_task optional), or methods and spread_at_most"),
+        ({"tasks": ["mrpc"], "task_settings": {"mrpc": {"doc_stride": 64}}},
+         "key task_settings.mrpc.doc_stride: only question-answering tasks (squad, squad_v2) take it"),
+        ({"tasks": ["squad"], "squad_data": "hub", "task_settings": {"squad": {"eval_articles": 12}}},
+         "key task_settings.squad.eval_articles: an article split is made from a dev file on disk"),
+        ({"tasks": ["squad"], "squad_data": "no/such/squad"}, "key squad_data: directory 'no/such/squad' does not exist"),
     ],
     ids=["wrong-type", "unknown-task", "unknown-key", "negative-lr", "bad-router", "unknown-task-settings",
          "reserved-method", "shared-wider-than-expert", "grad-accum", "missing-data", "negative-gpus",
          "mpoe-hash-router", "mask-without-mpo", "mask-above-one", "kmeans-shared", "construction-dense",
          "sweep-unknown-method", "sweep-bad-value", "sweep-unused-key", "sweep-clash", "claim-unknown-method",
-         "claim-two-forms"],
+         "claim-two-forms", "qa-setting-on-glue", "article-split-from-hub", "missing-squad-data"],
 )
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     bad = tmp_path / "bad.yaml"
@@ -245,6 +262,25 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     page = html.read_text()
     assert "glue.csv" in page and "accuracy_vs_params.png" in page
     assert "speed_latency.png" in page and "accuracy_vs_latency.png" in page
+
+
+@pytest.mark.slow
+def test_tiny_qa_config_runs_end_to_end(tmp_path):
+    squad = REPO.parent / "shared" / "data" / "squad"
+    if not (squad / "dev-v1.1.json").is_file():
+        pytest.skip(f"shared SQuAD dev file not found in {squad}")
+    proc = snakemake("-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", REPO / "config" / "tiny-qa.yaml",
+                     "--config", f"squad_data={squad}", "--cores", 2, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    tables = tmp_path / "results" / "tables"
+    table = (tables / "squad.md").read_text()
+    for expected in ("teacher", "moebert", "distil-half", "SQuAD-v1.1* exact_match", "SQuAD-v1.1* f1",
+                     "non-standard split: train and dev are article-disjoint parts of dev-v1.1.json"):
+        assert expected in table
+    assert "majority" not in table and not (tables / "glue.md").exists()
+    metrics = json.loads((tmp_path / "results" / "metrics" / "squad" / "moebert" / "seed0.json").read_text())
+    assert len(metrics["predictions"]["SQuAD-v1.1"]) == metrics["num_examples"]["SQuAD-v1.1"] == 24
+    assert metrics["params"]["effective"] < metrics["params"]["total"]
 
 
 def _check_mlflow_runs(db: Path) -> None:
