@@ -7,6 +7,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import random_batch, randomize_biases
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
 from moebert.distillation import span_prediction_loss
@@ -17,8 +18,6 @@ from moebert.modeling import PACKAGED_MINILM, MoEBertForQuestionAnswering, load_
 from moebert.qa import EvalWindows, answer_positions, best_answers, eval_features, train_features
 from moebert.tasks import get_task
 from moebert.tasks import squad as squad_data
-
-from conftest import random_batch, randomize_biases
 
 V1, V2 = get_task("squad"), get_task("squad_v2")
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
@@ -419,3 +418,29 @@ def test_qa_options_where_they_do_not_apply_are_refused(args, message, tiny_mode
     assert _cli(command, *rest, *paths) == 2
     assert message in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("m.json", "t", "d"))
+
+
+def test_a_classifier_is_refused_where_a_qa_model_is_needed(tiny_model_dir, tmp_path, capsys):
+    _write(tmp_path, _document(articles=3))
+    assert _cli("evaluate", "--task", "squad", "--data", tmp_path, "--model", tiny_model_dir,
+                "--output", tmp_path / "m.json") == 2
+    assert "has a classification head, but task squad needs question-answering" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_hub_rows_pass_the_same_checks_as_a_file(tmp_path, monkeypatch):
+    _write(tmp_path, _document("2.0"), "dev-v2.0.json")
+    from_file = squad_data.load_split(V2, tmp_path, "dev")
+    calls = []
+
+    def fake_hub(name, split):  # the hub's rajpurkar/squad_v2 has these columns, one row per question
+        calls.append((name, split))
+        return from_file
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    assert squad_data.load_split(V2, "hub", "dev").to_dict() == from_file.to_dict()
+    assert calls == [("rajpurkar/squad_v2", "validation")]
+    broken = from_file.to_dict()
+    broken["answers"][0] = {"text": ["nowhere"], "answer_start": [0]}
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: datasets.Dataset.from_dict(broken))
+    with pytest.raises(MoebertError, match="rajpurkar/squad_v2/validation: question q0-0: answer 'nowhere' does not"):
+        squad_data.load_split(V2, "hub", "dev")

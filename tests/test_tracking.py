@@ -148,3 +148,38 @@ def test_tracking_off_without_uri(monkeypatch, uri):
 def test_bad_tag_is_rejected():
     with pytest.raises(SystemExit):
         parse(["--tag", "no-equals-sign"])
+
+
+def test_a_sigterm_ed_job_leaves_its_run_killed(tmp_path):
+    """SLURM ends a job at its time limit with SIGTERM: the run must say KILLED, not RUNNING forever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    started = tmp_path / "started"
+    job = f"""
+import argparse, pathlib, time
+from moebert import tracking
+parser = argparse.ArgumentParser()
+tracking.add_tracking_arguments(parser)
+args = parser.parse_args(["--tracking-uri", {uri!r}, "--experiment", "term", "--parent-run", "grid"])
+with tracking.tracked_run(args, {{"lr": 1}}) as run:
+    pathlib.Path({str(started)!r}).touch()
+    time.sleep(120)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", job], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert started.exists(), proc.stderr.read() if proc.poll() is not None else "job did not start"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    assert "Terminated: terminated by signal 15" in proc.stderr.read()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("term").experiment_id])
+    child = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [r.info.status for r in child] == ["KILLED"]

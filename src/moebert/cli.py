@@ -170,12 +170,12 @@ def cmd_importance(args) -> None:
 
     from . import data as task_data
     from .importance import importance_scores, orders
-    from .modeling import load_model, load_tokenizer
+    from .modeling import load_tokenizer, load_trained
 
     task = _task(args)
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model).to(device)
+    model = load_trained(args.model, task).to(device)
     split = "train" if args.split == "train" else next(iter(task.eval_splits))
     # QA: windows with answer positions, so the loss of Eq. 4 is defined on them.
     dataset = _features(args, task, tokenizer, split, max_rows=args.max_samples)
@@ -294,14 +294,14 @@ def cmd_distill(args) -> None:
     from transformers import set_seed
 
     from .distillation import DistillationTrainer
-    from .modeling import load_model, load_tokenizer
+    from .modeling import load_tokenizer, load_trained
 
     task = _task(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
     train_ds = _features(args, task, tokenizer)
-    student = load_model(args.student)
+    student = load_trained(args.student, task)
     student.config.load_balance = args.load_balance
     callbacks = []
     if args.gradient_mask is not None:
@@ -311,7 +311,7 @@ def cmd_distill(args) -> None:
         callbacks.append(CentralGradientMask(central, args.gradient_mask, args.seed))
     # Scope none: the task loss alone (the no-distillation ablation), trained by the same code.
     distill = {} if args.distill_scope == "none" else {
-        "trainer_cls": DistillationTrainer, "teacher": load_model(args.teacher),
+        "trainer_cls": DistillationTrainer, "teacher": load_trained(args.teacher, task),
         "distill_weight": args.distill_weight, "mask_padding": args.hidden_mse == "masked",
         "scope": args.distill_scope}
     with tracking.tracked_run(args, _params(args)) as run:
@@ -324,7 +324,7 @@ def cmd_distill(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
-    from .modeling import load_model, load_tokenizer, parameter_counts
+    from .modeling import load_tokenizer, load_trained, parameter_counts
     from .qa import QaSettings
     from .tasks import QaTask
 
@@ -337,7 +337,7 @@ def cmd_evaluate(args) -> None:
     if not args.majority:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(args.model)
-        model = load_model(args.model).to(device)
+        model = load_trained(args.model, task).to(device)
     with tracking.tracked_run(args, _params(args)) as run:
         if args.majority:
             results, counts, prediction = evaluate_majority(task, args.data, args.max_train_samples,

@@ -230,6 +230,17 @@ def load_model(name_or_path: str, head: str | None = None, **kwargs) -> nn.Modul
     return model
 
 
+def load_trained(name_or_path: str, task) -> nn.Module:
+    """A model trained for `task` (a teacher or student): its saved head must be the one the task trains, since
+    loading another would silently put a random head on it."""
+    source = resolve_model(name_or_path)
+    head = saved_head(source)
+    if head != task.head:
+        raise MoebertError(f"model '{name_or_path}' has a {head} head, but task {task.name} needs {task.head}: "
+                           f"give a model fine-tuned on {task.name}")
+    return load_model(source)
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Parameters as the paper counts them (METHOD §7): the encoder with embeddings and pooler, without the
     task head. `effective` counts one expert per MoE layer, the parameters a token actually uses;

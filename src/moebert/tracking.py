@@ -19,6 +19,8 @@ import math
 import numbers
 import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -160,11 +162,33 @@ class TrackedRun:
         self._call("end run", self.client.set_terminated, self.run_id, status)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: what SLURM sends at a job's time limit or on scancel, some seconds before SIGKILL."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into an exception for the block, so the run is closed before the process dies (left to
+    Python's default, a SIGTERM-ed job would leave its run RUNNING forever)."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def tracked_run(args: argparse.Namespace, params: dict):
     """Yield a TrackedRun for this job, or None when tracking is off or could not start.
 
-    The run ends FINISHED, FAILED (exception) or KILLED (Ctrl-C); the exception is re-raised.
+    The run ends FINISHED, FAILED (exception) or KILLED (Ctrl-C, SIGTERM); the exception is re-raised.
     """
     uri = args.tracking_uri if args.tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri.lower() in ("", "off"):
@@ -175,7 +199,8 @@ def tracked_run(args: argparse.Namespace, params: dict):
         yield None
         return
     try:
-        yield run
+        with _sigterm_raises():
+            yield run
     except BaseException as exc:
         run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from moebert.errors import MoebertError
 
 HUB = "hub"  # the `data` argument that selects the Hugging Face hub instead of a directory
@@ -31,3 +33,15 @@ class Task:
             raise MoebertError(
                 f"unknown split '{split}' for {self.display}; expected one of: {', '.join(self.splits)}"
             )
+
+
+def subsample(columns: dict[str, list], max_rows: int | None, seed: int) -> dict[str, list]:
+    """A seeded random subset of `max_rows` rows of equal-length columns, in the original order."""
+    if max_rows is not None and max_rows < 1:
+        raise MoebertError(f"max_rows must be a positive number of rows, got {max_rows}")
+    total = len(next(iter(columns.values())))
+    if max_rows is None or max_rows >= total:
+        return columns
+    # Sorted so the subsample keeps the file order.
+    keep = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+    return {name: [values[i] for i in keep] for name, values in columns.items()}

@@ -25,7 +25,7 @@ import numpy as np
 
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir
-from moebert.tasks.base import HUB, Task
+from moebert.tasks.base import HUB, Task, subsample
 
 # Classic split file stem -> split name on the hub.
 HUB_SPLITS = {
@@ -352,17 +352,6 @@ def hub_columns(task: GlueTask, hub: datasets.Dataset) -> dict[str, list]:
     return columns
 
 
-def _subsample(columns: dict[str, list], max_rows: int | None, seed: int) -> dict[str, list]:
-    if max_rows is not None and max_rows < 1:
-        raise MoebertError(f"max_rows must be a positive number of rows, got {max_rows}")
-    total = len(columns["label"])
-    if max_rows is None or max_rows >= total:
-        return columns
-    # Sorted so the subsample keeps the file order.
-    keep = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
-    return {name: [values[i] for i in keep] for name, values in columns.items()}
-
-
 def load_split(
     task: str | GlueTask,
     data: str | os.PathLike,
@@ -380,7 +369,7 @@ def load_split(
         columns = hub_columns(task, _load_hub(task, split))
     else:
         columns = _read_tsv(task, _existing_tsv(task, data, split))
-    return datasets.Dataset.from_dict(_subsample(columns, max_rows, seed), features=features(task))
+    return datasets.Dataset.from_dict(subsample(columns, max_rows, seed), features=features(task))
 
 
 def _tsv_text(text: str, where: str) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir
-from moebert.tasks.base import HUB, Task
+from moebert.tasks.base import HUB, Task, subsample
 
 SPLIT_FILE = "split.json"  # written beside an article split's parts: what they were made of
 
@@ -221,21 +221,11 @@ def _read_split(task: QaTask, data, split: str) -> dict[str, list]:
     return rows_from_document(task, _read_json(path), str(path))
 
 
-def _subsample(rows: dict[str, list], max_rows: int | None, seed: int) -> dict[str, list]:
-    if max_rows is not None and max_rows < 1:
-        raise MoebertError(f"max_rows must be a positive number of questions, got {max_rows}")
-    total = len(rows["id"])
-    if max_rows is None or max_rows >= total:
-        return rows
-    keep = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))  # file order kept
-    return {name: [values[i] for i in keep] for name, values in rows.items()}
-
-
 def load_split(task: QaTask, data: str | os.PathLike, split: str, max_rows: int | None = None,
                seed: int = 0) -> datasets.Dataset:
     """Validated questions of one split ("train" or "dev"); with `max_rows`, a seeded subset in file order."""
     task.check_split(split)
-    rows = _subsample(_read_split(task, data, split), max_rows, seed)
+    rows = subsample(_read_split(task, data, split), max_rows, seed)
     return datasets.Dataset.from_dict(rows, features=_rows_features())
 
 
