@@ -236,8 +236,10 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     metrics = json.loads((results / "metrics" / "rte" / "moebert" / "seed0.json").read_text())
     assert metrics["method"] == "moebert" and metrics["task"] == "rte"
     assert metrics["params"]["effective"] < metrics["params"]["total"]
-    # Checkpoints are dropped once a training job has saved its model.
+    # Checkpoints are dropped once a training job has saved its model; adapted students before distillation
+    # are temporary.
     assert not list(results.glob("**/*.checkpoints"))
+    assert not list(results.glob("moe/**/*.safetensors"))
 
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
 

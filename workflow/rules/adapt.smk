@@ -9,7 +9,9 @@ rule adapt:
         teacher="results/teacher/{task}/seed{seed}",
         importance=adapt_importance,
     output:
-        directory("results/moe/{task}/{method}/seed{seed}"),
+        # Temporary: distill's input only, removed once its student is trained (~440 MB per BERT-base MoE;
+        # rebuilt in seconds if a later change retrains the student).
+        temp(directory("results/moe/{task}/{method}/seed{seed}")),
     params:
         moe=adapt_args,
         tracking=tracking("adapt"),
