@@ -143,6 +143,7 @@ def test_tracking_off_without_uri(monkeypatch, uri):
     args = parse([] if uri is None else ["--tracking-uri", uri])
     with tracking.tracked_run(args, {"lr": 1e-5}) as run:
         assert run is None
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_tag_is_rejected():
@@ -183,3 +184,11 @@ with tracking.tracked_run(args, {{"lr": 1}}) as run:
     runs = client.search_runs([client.get_experiment_by_name("term").experiment_id])
     child = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert [r.info.status for r in child] == ["KILLED"]
+
+
+def test_only_the_first_process_of_a_launch_tracks(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    with tracking.tracked_run(parse(["--tracking-uri", "sqlite:///never.db"]), {}) as run:
+        assert run is None
+    assert not list(tmp_path.iterdir())

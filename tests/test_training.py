@@ -400,3 +400,21 @@ def test_training_batches_come_from_the_shuffled_length_sampler(mrpc_rows, token
     trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, ShuffledLengthGroupedSampler) and sampler.batch_size == 4
+
+
+@pytest.mark.parametrize("world, total, accum, expected", [("1", 32, 1, 32), ("2", 32, 1, 16), ("2", 32, 4, 4),
+                                                           ("4", 32, 2, 4)])
+def test_the_total_batch_is_shared_by_processes_and_accumulation(world, total, accum, expected, monkeypatch):
+    from moebert.training import per_device_batch
+
+    monkeypatch.setenv("WORLD_SIZE", world)
+    assert per_device_batch(total, accum) == expected
+
+
+def test_a_total_batch_that_does_not_divide_is_refused(monkeypatch):
+    from moebert.training import per_device_batch
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(MoebertError, match="--batch-size 16 does not divide into 3 process\\(es\\) x --grad-accum 2; "
+                                           "choose a total batch that is a multiple of 6"):
+        per_device_batch(16, 2)

@@ -71,7 +71,10 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
     assert counts["evaluate"] == (1 + trained) * runs + majority * glue_runs  # the teacher and every method
     assert counts["report"] == 1
     # One speed job per device for the random BERT-base and one for the trained models; GPU only for cuda.
-    assert counts["speed_random"] == counts["speed_trained"] == len(speed_gpus)
+    shipped = yaml.safe_load((REPO / (configfile or "config/config.yaml")).read_text())
+    random = shipped.get("speed", {}).get("random", ["bert-base"])  # the schema's default
+    assert counts.get("speed_random", 0) == (len(speed_gpus) if random else 0)
+    assert counts["speed_trained"] == len(speed_gpus)
     job = r"^rule (speed_\w+):.*?device=(\w+).*?resources: [^\n]*gpu=(\d+)"
     jobs = re.findall(job, proc.stdout, re.DOTALL | re.MULTILINE)
     assert {(device, gpus) for _, device, gpus in jobs} == set(speed_gpus.items())
@@ -83,7 +86,6 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
     assert sum("--majority" in c for c in evaluates) == majority * glue_runs  # the trivial row needs no model
     assert all(("--majority" in c) != ("--model" in c) for c in evaluates)
     # It counts the train rows the teacher trains on, and never waits for a GPU.
-    shipped = yaml.safe_load((REPO / (configfile or "config/config.yaml")).read_text())
     cap = shipped.get("task_settings", {}).get("stsb", {}).get("max_train_samples")
     for command in (c for c in evaluates if "--majority" in c and "--task stsb" in c):
         assert (f"--max-train-samples {cap} " in command) if cap else ("--max-train-samples" not in command)
@@ -365,3 +367,29 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
     assert steps and min(s for s in steps if s > 0) > saved[-1], steps
     assert (tmp_path / target / "model.safetensors").is_file()
     assert not checkpoints.exists()
+
+
+def test_several_gpus_launch_training_through_accelerate_with_the_total_batch(tmp_path, glue_dir):
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["data"] = str(glue_dir)
+    config["resources"]["gpus"] = 2
+    path = tmp_path / "two-gpus.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "-p", "-F", "--nolock", "--directory", tmp_path, "--configfile", path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    launch = "accelerate launch --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no -m moebert.cli"
+    for stage in ("finetune", "distill"):
+        commands = re.findall(rf"^Shell command: .* {stage} --task .*$", proc.stdout, re.MULTILINE)
+        assert commands and all(c.startswith(f"Shell command: {launch} {stage} ") for c in commands), stage
+        assert all("--batch-size 8 --grad-accum 1 " in c for c in commands)  # the total: the CLI divides it
+    for stage in ("importance", "evaluate"):
+        assert re.findall(rf"^Shell command: moebert {stage} ", proc.stdout, re.MULTILINE), stage
+    gpus = dict(re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE))
+    assert gpus["finetune"] == gpus["distill"] == "2" and gpus["importance"] == "1"
+
+    config["resources"]["gpus"] = 3
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--nolock", "--directory", tmp_path, "--configfile", path)
+    assert proc.returncode != 0
+    assert ("invalid config: key training.grad_accum: 1 x 3 GPU(s) (resources.gpus) does not divide the teacher "
+            "batch size 8 of task rte") in proc.stderr + proc.stdout

@@ -42,7 +42,9 @@ def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epoch
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=float, default=epochs)
     g.add_argument("--lr", type=float, default=lr)
-    g.add_argument("--batch-size", type=int, default=batch_size, help="per-device batch size")
+    g.add_argument("--batch-size", type=int, default=batch_size,
+                   help="total batch per optimiser step, over all processes (accelerate launch) and accumulation "
+                        "steps; each device takes batch / (processes x --grad-accum)")
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
@@ -52,10 +54,11 @@ def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epoch
 
 
 def _train_config(args):
-    from .training import TrainConfig
+    from .training import TrainConfig, per_device_batch
 
     return TrainConfig(
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        epochs=args.epochs, lr=args.lr, batch_size=per_device_batch(args.batch_size, args.grad_accum),
+        grad_accum=args.grad_accum,
         weight_decay=args.weight_decay, save_steps=args.save_steps, seed=args.seed, fp16=args.fp16, bf16=args.bf16,
     )
 
@@ -98,8 +101,10 @@ def _train(args, device, model, train_ds, tokenizer, run, inputs: list[str], cal
 def _save_trained(args, model, tokenizer) -> None:
     """Save the trained model atomically and drop its checkpoints. It is evaluated by `moebert evaluate`
     alone, so the workflow has one place where metrics come from."""
-    from .training import discard_checkpoints
+    from .training import discard_checkpoints, is_main_process
 
+    if not is_main_process():  # under accelerate launch every process holds the same model: one saves it
+        return
     with atomic_dir(args.output) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -191,7 +191,8 @@ def tracked_run(args: argparse.Namespace, params: dict):
     The run ends FINISHED, FAILED (exception) or KILLED (Ctrl-C, SIGTERM); the exception is re-raised.
     """
     uri = args.tracking_uri if args.tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri.lower() in ("", "off"):
+    # Under accelerate launch every process runs the job: the first one records it.
+    if uri.lower() in ("", "off") or int(os.environ.get("RANK", "0")) != 0:
         yield None
         return
     run = _start_run(uri, args, params)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ class TrainConfig:
 
     epochs: float
     lr: float
-    batch_size: int
+    batch_size: int  # per device and micro-step
     grad_accum: int
     weight_decay: float
     save_steps: int
@@ -46,6 +47,24 @@ class TrainConfig:
     fp16: bool
     bf16: bool
     logging_steps: int = 10
+
+
+def world_size() -> int:
+    """Processes training together: set by `accelerate launch` (or torchrun), 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_device_batch(total: int, grad_accum: int) -> int:
+    """The batch of each device and micro-step that makes `total` examples per optimiser step."""
+    processes = world_size()
+    if grad_accum < 1 or total % (processes * grad_accum):
+        raise MoebertError(f"--batch-size {total} does not divide into {processes} process(es) x --grad-accum "
+                           f"{grad_accum}; choose a total batch that is a multiple of {processes * grad_accum}")
+    return total // (processes * grad_accum)
 
 
 class ShuffledLengthGroupedSampler(LengthGroupedSampler):
@@ -163,7 +182,11 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
           settings: dict, trainer_cls=TaskTrainer, callbacks=(), **trainer_kwargs) -> Trainer:
     """Train `model` in place on `device`, resuming from `<output>.checkpoints` if a checkpoint of the same
     `settings` (everything that decides the result) is there."""
-    last = prepare_checkpoints(output, {**asdict(cfg), **settings})
+    from accelerate import PartialState
+
+    # Under accelerate launch the first process discards stale checkpoints before the others look for one.
+    with PartialState().main_process_first():
+        last = prepare_checkpoints(output, {**asdict(cfg), **settings})
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(output)),
         num_train_epochs=cfg.epochs,
@@ -192,8 +215,9 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
     if args.n_gpu > 1:
         # The Trainer would fall back to DataParallel, whose gathered per-GPU losses the loss terms do not
         # average, and whose batch silently grows with the GPU count.
-        raise MoebertError(f"training sees {args.n_gpu} GPUs: one per job is supported; set CUDA_VISIBLE_DEVICES "
-                           f"to a single device")
+        raise MoebertError(f"training sees {args.n_gpu} GPUs in one process: start one process per GPU with "
+                           f"`accelerate launch --num_processes {args.n_gpu} -m moebert.cli ...` (the workflow does "
+                           f"so for resources.gpus > 1), or set CUDA_VISIBLE_DEVICES to a single device")
     trainer = trainer_cls(
         model=model,
         args=args,

@@ -82,13 +82,14 @@ def validate_config(config) -> None:
     for name, method in config["methods"].items():
         _check_method(name, method)
     _check_claims(config)
+    accum, processes = config["training"]["grad_accum"], training_processes()
     for key in ("teacher", "distill"):
         for task in config["tasks"]:
             batch = hyper_parameters(config, key, task)["batch_size"]
-            if batch % config["training"]["grad_accum"]:
+            if batch % (accum * processes):
                 raise WorkflowError(
-                    f"invalid config: key training.grad_accum: {config['training']['grad_accum']} does not "
-                    f"divide the {key} batch size {batch} of task {task}"
+                    f"invalid config: key training.grad_accum: {accum} x {processes} GPU(s) (resources.gpus) does "
+                    f"not divide the {key} batch size {batch} of task {task} (batch sizes are totals per step)"
                 )
     _check_qa_settings(config)
     for key, family, layout in (("data", "glue", "in the classic GLUE layout"),
@@ -329,6 +330,23 @@ def eval_args(wildcards) -> str:
     return f"{scored} {limits}"
 
 
+def training_processes() -> int:
+    """Processes of a training job: one per GPU (resources.gpus), one on CPU."""
+    return max(config["resources"]["gpus"], 1)
+
+
+def launcher(wildcards, output) -> str:
+    """Params function: how a training job starts the CLI. With several GPUs, one process each through
+    `accelerate launch`, which shares the config's total batch among them (the CLI divides it). It takes
+    `output` so that Snakemake leaves it out of its rerun check: how many GPUs trained a model does not make
+    it stale."""
+    processes = training_processes()
+    if processes == 1:
+        return "moebert"
+    return (f"accelerate launch --num_processes {processes} --num_machines 1 --mixed_precision no "
+            f"--dynamo_backend no -m moebert.cli")
+
+
 def training_args(stage: str):
     """Params function: the training options of `stage` (teacher or distill) for a job's task."""
 
@@ -340,7 +358,7 @@ def training_args(stage: str):
         return _options(
             epochs=hyper["epochs"],
             lr=hyper["lr"],
-            batch_size=hyper["batch_size"] // training["grad_accum"],
+            batch_size=hyper["batch_size"],
             grad_accum=training["grad_accum"],
             weight_decay=hyper["weight_decay"],
             save_steps=training["save_steps"],
@@ -447,14 +465,19 @@ def tracking(rule: str, method: str | None = None):
 # Resources of the model jobs. `gpu` becomes sbatch --gpus on SLURM; partition and account come
 # from the profile (slurm/config.yaml).
 
+TRAINING_RULES = ("finetune", "distill")
+
+
 def model_resources(rule: str, gpu: bool = True) -> dict:
+    """Training jobs take every GPU of `resources.gpus`; the others (importance, evaluate) use one."""
     res = config["resources"]
-    return {"gpu": res["gpus"] if gpu else 0, "mem_mb": res["mem_mb"], "runtime": res["runtime"][rule]}
+    gpus = res["gpus"] if rule in TRAINING_RULES else min(res["gpus"], 1)
+    return {"gpu": gpus if gpu else 0, "mem_mb": res["mem_mb"], "runtime": res["runtime"][rule]}
 
 
 def evaluate_gpus(wildcards) -> int:
     """The majority row loads no model: it never waits for a GPU."""
-    return 0 if model_dir(wildcards) == [] else config["resources"]["gpus"]
+    return 0 if model_dir(wildcards) == [] else min(config["resources"]["gpus"], 1)
 
 
 # Speed (workflow/rules/speed.smk)
@@ -478,7 +501,7 @@ def speed_control(wildcards, input) -> str:
 
 
 def speed_gpus(wildcards) -> int:
-    return max(config["resources"]["gpus"], 1) if wildcards.device == "cuda" else 0
+    return 1 if wildcards.device == "cuda" else 0
 
 
 def speed_models(wildcards) -> dict:

@@ -13,6 +13,7 @@ rule distill:
     params:
         training=distill_args,
         device=model_device,
+        launcher=launcher,
         tracking=tracking("distill"),
     log:
         "logs/distill/{task}/{method}/seed{seed}.log",
@@ -22,7 +23,7 @@ rule distill:
     conda:
         CONDA_ENV
     shell:
-        "moebert distill --task {wildcards.task} --data {input.data:q} --teacher {input.teacher:q}"
+        "{params.launcher} distill --task {wildcards.task} --data {input.data:q} --teacher {input.teacher:q}"
         " --student {input.student:q} --output {output:q} --seed {wildcards.seed}"
         " --method {wildcards.method} {params.training} {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

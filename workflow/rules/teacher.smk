@@ -12,6 +12,7 @@ rule finetune:
         model=config["teacher"]["model"],
         training=training_args("teacher"),
         device=model_device,
+        launcher=launcher,
         tracking=tracking("finetune", TEACHER),
     log:
         "logs/finetune/{task}/seed{seed}.log",
@@ -21,6 +22,6 @@ rule finetune:
     conda:
         CONDA_ENV
     shell:
-        "moebert finetune --task {wildcards.task} --data {input.data:q} --model {params.model:q}"
+        "{params.launcher} finetune --task {wildcards.task} --data {input.data:q} --model {params.model:q}"
         " --output {output:q} --seed {wildcards.seed} --method teacher {params.training} {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"
