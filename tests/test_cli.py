@@ -129,7 +129,7 @@ def test_every_stage_runs_its_model_on_the_resolved_device(tiny_model_dir, glue_
     monkeypatch.setattr(importance, "importance_scores",
                         lambda model, loader: record("importance", next(model.parameters()).device) or [])
     monkeypatch.setattr(evaluation, "evaluate",
-                        lambda model, *a, **k: record("evaluate", next(model.parameters()).device) or ({}, {}))
+                        lambda model, *a, **k: record("evaluate", next(model.parameters()).device) or ({}, {}, {}))
     monkeypatch.setattr(training, "train", lambda model, output, ds, coll, tok, cfg, device, *a, **k:
                         record("finetune", device))
     data = ["--task", "mrpc", "--data", glue_dir]

@@ -185,6 +185,19 @@ def test_answer_positions_by_hand():
     assert answer_positions(offsets, (3, 5), 12, 20) == (0, 0)  # runs past the window
 
 
+def test_eval_windows_give_offsets_to_context_tokens_only(tokenizer):
+    rows = _rows("Who built it?", LONG, "Gustave Eiffel")
+    windows = eval_features(rows, tokenizer, max_length=32, doc_stride=8)
+    encoded = tokenizer(["Who built it?"], [LONG], truncation="only_second", max_length=32, stride=8,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
+    assert len(windows.offsets) == len(encoded["input_ids"]) > 2 and set(windows.example) == {0}
+    for w, offsets in enumerate(windows.offsets):
+        sequence = encoded.sequence_ids(w)
+        assert [span is not None for span in offsets] == [s == 1 for s in sequence]  # no [CLS], question, [SEP]
+        assert [span for span in offsets if span] == [tuple(o) for o, s in zip(encoded["offset_mapping"][w], sequence)
+                                                      if s == 1]
+
+
 def test_windows_refuse_a_stride_as_long_as_the_window(tokenizer):
     with pytest.raises(MoebertError, match="doc_stride 32 must be smaller than max_length 32"):
         train_features(_rows("Who?", LONG), tokenizer, max_length=32, doc_stride=32)
