@@ -163,7 +163,7 @@ def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
         ({"methods": {"teacher": {}}}, "key methods.teacher: reserved name"),
         ({"methods": {"moebert": {"expert_dim": 256, "shared_dim": 512}}},
          "key methods.moebert.shared_dim: 512 is larger than expert_dim 256"),
-        ({"training": {"grad_accum": 3}}, "key training.grad_accum: 3 does not divide the teacher batch size 32"),
+        ({"training": {"grad_accum": 3}}, "key training.grad_accum: 3 x 1 GPU(s) (resources.gpus) does not divide the teacher batch size 32"),
         ({"data": "no/such/dir"}, "key data: directory 'no/such/dir' does not exist"),
         ({"resources": {"gpus": -1}}, "key resources.gpus: -1 is less than the minimum of 0"),
         ({"methods": {"mpoe": {"student": "mpoe"}}},

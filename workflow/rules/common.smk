@@ -24,10 +24,8 @@ TEACHER = "teacher"  # method name of the fine-tuned dense model in metrics and 
 
 
 def _config_key(path) -> str:
-    key = ""
-    for part in path:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key
+    """tasks[1], teacher.lr: the dotted name of a key's path in the config."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 def _did_you_mean(word, allowed) -> str:
