@@ -370,13 +370,14 @@ def training_args(stage: str):
 
 def distill_args(wildcards) -> str:
     method = config["methods"][wildcards.method]
-    return training_args("distill")(wildcards) + " " + _options(
+    distill = _options(
         distill_weight=hyper_parameters(config, "distill", wildcards.task)["distill_weight"],
         load_balance=method["load_balance"],
         distill_scope=method["distill_scope"],
         hidden_mse=method["hidden_mse"],
         gradient_mask=method["gradient_mask"],
     )
+    return f"{training_args('distill')(wildcards)} {distill}"
 
 
 def importance_path(wildcards) -> str:
