@@ -61,7 +61,7 @@ def test_wrong_prediction_shapes_are_refused():
         compute_metrics("rte", np.zeros((3, 2)), np.zeros(4, dtype=int))
 
 
-@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("name", [name for name, task in TASKS.items() if task.family == "glue"])
 def test_every_task_reports_its_metrics_in_percent(name):
     task = TASKS[name]
     labels = np.array([0, 1, 0, 1])

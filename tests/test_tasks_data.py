@@ -38,12 +38,17 @@ def test_get_task_accepts_common_spellings(spelling, name):
 def test_unknown_task_suggests_the_closest():
     with pytest.raises(MoebertError, match=r"unknown task 'mrcp'; did you mean 'mrpc'\? known: cola, sst2"):
         get_task("mrcp")
-    with pytest.raises(MoebertError, match=r"unknown task 'squad2'; known: cola"):
+    with pytest.raises(MoebertError, match=r"unknown task 'squad2'; did you mean 'squad'\? known: .*, squad, squad_v2$"):
         get_task("squad2")
+    with pytest.raises(MoebertError, match=r"unknown task 'imdb'; known: cola"):
+        get_task("imdb")
 
 
 def test_registry_facts():
-    assert list(TASKS) == ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+    assert list(TASKS) == ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "squad", "squad_v2"]
+    assert {name for name, task in TASKS.items() if task.family == "qa"} == {"squad", "squad_v2"}
+    assert TASKS["squad"].head == "question-answering" and TASKS["mrpc"].head == "classification"
+    assert TASKS["squad_v2"].eval_splits == {"dev": "SQuAD-v2.0"} and TASKS["squad"].max_length == 384
     mnli = TASKS["mnli"]
     assert mnli.labels == ("entailment", "neutral", "contradiction") and mnli.num_labels == 3
     assert mnli.eval_splits == {"dev_matched": "MNLI-m", "dev_mismatched": "MNLI-mm"}
@@ -53,7 +58,7 @@ def test_registry_facts():
     assert stsb.is_regression and stsb.num_labels == 1 and stsb.metrics == ("pearson", "spearman")
     assert TASKS["cola"].metrics == ("mcc",) and TASKS["mrpc"].metrics == ("accuracy", "f1")
     assert TASKS["rte"].eval_splits == {"dev": "RTE"} and not TASKS["sst2"].is_pair and TASKS["qnli"].is_pair
-    for task in TASKS.values():
+    for task in (task for task in TASKS.values() if task.family == "glue"):
         assert task.tsv.label_field in task.tsv.columns
         assert set(task.tsv.text_fields) <= set(task.tsv.columns)
         assert len(task.tsv.text_fields) == len(task.text_columns)
