@@ -17,16 +17,23 @@ from .tasks import squad as squad_data
 from .tasks.squad_metrics import squad_v1, squad_v2
 
 
-@torch.no_grad()
-def predict(model, dataset, collator, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a tokenised dataset, in dataset order."""
+def _outputs(model, dataset, collator, batch_size: int, progress: bool):
+    """(batch, model outputs) for every batch of a tokenised dataset, in order, without gradients; the targets
+    stay in the batch and out of the model."""
     model.eval()
     device = next(model.parameters()).device
-    logits, labels = [], []
     for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collator), desc="evaluate",
                       disable=not progress):
-        labels.append(batch.pop("labels").numpy())
-        out = model(**{k: v.to(device) for k, v in batch.items()})
+        with torch.no_grad():
+            out = model(**{k: v.to(device) for k, v in batch.items() if k != "labels"})
+        yield batch, out
+
+
+def predict(model, dataset, collator, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a tokenised dataset, in dataset order."""
+    logits, labels = [], []
+    for batch, out in _outputs(model, dataset, collator, batch_size, progress):
+        labels.append(batch["labels"].numpy())
         logits.append(out.logits.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(labels)
 
@@ -49,17 +56,12 @@ def evaluate(model, tokenizer, task: Task, data: str, max_length: int, max_eval_
     return results, counts, {}
 
 
-@torch.no_grad()
 def predict_spans(model, dataset, collator, batch_size: int = 64, progress: bool = True
                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits of every window of a tokenised dataset over its own tokens, in dataset order."""
-    model.eval()
-    device = next(model.parameters()).device
     lengths = iter([len(ids) for ids in dataset["input_ids"]])
     starts, ends = [], []
-    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collator), desc="evaluate",
-                      disable=not progress):
-        out = model(**{k: v.to(device) for k, v in batch.items()})
+    for _, out in _outputs(model, dataset, collator, batch_size, progress):
         for start, end in zip(out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()):
             length = next(lengths)
             starts.append(start[:length])
