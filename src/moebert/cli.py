@@ -352,9 +352,8 @@ def cmd_evaluate(args) -> None:
         else:
             qa = None
             if isinstance(task, QaTask):
-                defaults = QaSettings(task.doc_stride)
-                qa = QaSettings(**{name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
-                                   for name in vars(defaults)})
+                given = {name: getattr(args, name) for name in vars(QaSettings()) if getattr(args, name) is not None}
+                qa = QaSettings(**{"doc_stride": task.doc_stride, **given})
             results, counts, extra = evaluate(model, tokenizer, task, args.data, args.max_length or task.max_length,
                                               args.max_eval_samples, args.seed, qa=qa)
             record = metrics_record(task, parameter_counts(model), args.model, results, counts, args.method,
