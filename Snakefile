@@ -20,11 +20,17 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
+# Every job reads what the fetching rules (prepare_data, fetch_model) put under resources/, so none needs
+# the hub: compute nodes are often offline, and a silent download there would bypass resources/.
+shell.prefix("set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; ")
+
+
 include: "workflow/rules/common.smk"
 
 
 # Validate (and fill in defaults) before the DAG is built, so a bad config stops before any job.
 validate_config(config)
+write_plan_config(config)
 CONFIG_HASH = config_hash(config)
 GIT_COMMIT = git_commit()
 TRACKING_URI = (

@@ -204,3 +204,33 @@ def test_ablation_table_has_each_points_main_metrics_and_a_plot_per_sweep(tmp_pa
     assert table.iloc[1].RTE == 58.0 and math.isnan(table.iloc[1].avg)
     assert {p.name for p in (tmp_path / "plots").glob("ablation_*")} == {
         "ablation_router.png", "ablation_router.svg", "ablation_teach.png", "ablation_teach.svg"}
+
+
+def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
+    """With tracking on, the report's outputs become artifacts of the parent run its jobs are nested under."""
+    from mlflow.tracking import MlflowClient
+
+    from moebert import tracking
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    options = ["--tracking-uri", uri, "--experiment", "tiny", "--parent-run", "grid"]
+    job_parser = argparse.ArgumentParser()
+    tracking.add_tracking_arguments(job_parser)
+    with tracking.tracked_run(job_parser.parse_args([*options, "--tag", "rule=evaluate"]), {}) as job:
+        pass
+    log = tmp_path / "report.log"
+    log.write_text("report log\n")
+    run_report(tmp_path, fake_metrics(tmp_path), *options, "--log-artifact", str(log))
+
+    client = MlflowClient(tracking_uri=uri)
+    parent_id = client.get_run(job.run_id).data.tags["mlflow.parentRunId"]
+    experiment_id = client.get_experiment_by_name("tiny").experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment_id], f"tags.`{tracking.PARENT_TAG}` = 'grid'")] \
+        == [parent_id]
+    assert {a.path for a in client.list_artifacts(parent_id)} == {"tables", "plots", "manifest.json", "report.log"}
+    tables = {a.path for a in client.list_artifacts(parent_id, "tables")}
+    assert tables == {f"tables/{f.name}" for f in (tmp_path / "tables").iterdir()}
+    assert {"tables/glue.csv", "tables/glue.md", "tables/params.csv"} <= tables
+    assert "plots/accuracy_vs_params.png" in {a.path for a in client.list_artifacts(parent_id, "plots")}
+    assert client.list_artifacts(job.run_id) == []  # the job's own run is untouched

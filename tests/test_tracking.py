@@ -191,3 +191,100 @@ def test_only_the_first_process_of_a_launch_tracks(monkeypatch, tmp_path):
     with tracking.tracked_run(parse(["--tracking-uri", "sqlite:///never.db"]), {}) as run:
         assert run is None
     assert not list(tmp_path.iterdir())
+
+
+def test_system_metrics_are_logged_for_every_tracked_run(tmp_path, monkeypatch):
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with tracking.tracked_run(parse(["--tracking-uri", uri, "--experiment", "sys"]), {"lr": 1}) as run:
+        time.sleep(2.0)  # a few sampling intervals
+    metrics = MlflowClient(tracking_uri=uri).get_run(run.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics
+    assert "system/system_memory_usage_percentage" in metrics
+    assert run.monitor is None  # stopped when the run ended
+
+
+def test_system_metrics_can_be_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    with tracking.tracked_run(parse(["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]), {}) as run:
+        assert run.monitor is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow  # the server takes 15-30 s to start on 2 busy cores
+def test_jobs_log_to_the_cluster_server_script(tmp_path, monkeypatch):
+    """scripts/mlflow-server.sh for real: a job logs to the URI it prints, over HTTP, never through the sqlite
+    lock; the store and artifacts land in MOEBERT_MLFLOW_DIR."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    script = Path(__file__).parents[1] / "scripts" / "mlflow-server.sh"
+    store = tmp_path / "server"
+    env = {**os.environ, "MOEBERT_MLFLOW_DIR": str(store), "MOEBERT_MLFLOW_PORT": str(_free_port())}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = tmp_path / "server.log"
+    with open(out, "w") as log_file:
+        server = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, stdout=log_file,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        uri = None
+        while time.monotonic() < deadline and server.poll() is None:
+            exports = [line for line in out.read_text().splitlines() if line.startswith("export ")]
+            uri = uri or (exports[0].removeprefix("export MLFLOW_TRACKING_URI=") if exports else None)
+            try:
+                if uri and urllib.request.urlopen(f"{uri}/health", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"server did not come up:\n{out.read_text()}")
+        fqdn = subprocess.check_output(["hostname", "-f"], text=True).strip()
+        assert uri == f"http://{fqdn}:{env['MOEBERT_MLFLOW_PORT']}"
+
+        def no_flock(*args):
+            raise AssertionError("an http store must not take the sqlite setup lock")
+
+        monkeypatch.setattr(tracking.fcntl, "flock", no_flock)
+        artifact = tmp_path / "metrics.json"
+        artifact.write_text("{}")
+        args = parse(["--tracking-uri", uri, "--experiment", "cluster", "--parent-run", "grid",
+                      "--tag", "rule=distill", "--tag", "task=mrpc", "--log-artifact", str(artifact)])
+        with tracking.tracked_run(args, {"lr": 3e-5}) as run:
+            assert run is not None
+            run.log_metrics({"loss": 0.5}, step=1)
+        assert not run.failed, out.read_text()
+
+        client = MlflowClient(tracking_uri=uri)
+        finished = client.get_run(run.run_id)
+        assert finished.info.status == "FINISHED"
+        assert finished.data.metrics["loss"] == 0.5 and finished.data.params["lr"] == "3e-05"
+        parent = client.get_run(finished.data.tags["mlflow.parentRunId"])
+        assert parent.data.tags[tracking.PARENT_TAG] == "grid"
+        assert [a.path for a in client.list_artifacts(run.run_id)] == ["metrics.json"]
+        assert (store / "mlflow.db").is_file() and list((store / "artifacts").rglob("metrics.json"))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -92,6 +92,11 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
     majority_jobs = re.findall(r"^rule evaluate:\n(?:.*\n)*?\s+wildcards: task=\w+, method=majority.*\n"
                                r"\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE)
     assert len(majority_jobs) == majority * glue_runs and set(majority_jobs) <= {"0"}
+    # A hub teacher is fetched once, on the submit host, and every teacher fine-tunes the fetched copy.
+    hub_teacher = configfile == "config/paper.yaml"
+    assert counts.get("fetch_model", 0) == (1 if hub_teacher else 0)
+    finetunes = re.findall(r"^Shell command: moebert finetune .*$", proc.stdout, re.MULTILINE)
+    assert all(("--model resources/models/bert-base-uncased " in c) == hub_teacher for c in finetunes)
     # QA jobs cut windows with the task's stride; an article split is made by prepare_data alone.
     prepares = re.findall(r"^Shell command: moebert prepare-data .*$", proc.stdout, re.MULTILINE)
     split = shipped.get("task_settings", {}).get("squad", {}).get("eval_articles")
@@ -242,6 +247,9 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     # are temporary.
     assert not list(results.glob("**/*.checkpoints"))
     assert not list(results.glob("moe/**/*.safetensors"))
+    # Trained teachers and students are write-protected.
+    trained = [*results.glob("teacher/*/seed0/*.safetensors"), *results.glob("student/*/*/seed0/*.safetensors")]
+    assert len(trained) > 2 and not any(path.stat().st_mode & 0o222 for path in trained)
 
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
 

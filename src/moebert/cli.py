@@ -6,6 +6,7 @@ Every stage reads and validates its inputs before it writes anything, and writes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .device import DEVICE_HELP, resolve_device
 from .distillation import SCOPES
 from .errors import MoebertError
 from .experts import CONSTRUCTIONS
-from .files import atomic_dir, atomic_file, identity, write_json
+from .files import atomic_dir, atomic_file, identity, read_json, write_json
 from .mpo import DEFAULT_FORWARD, FORWARD_MODES
 from .routing import ROUTERS
 
@@ -135,6 +136,38 @@ def cmd_tasks(args) -> None:
     from .tasks import format_task_table
 
     print(format_task_table())
+
+
+def cmd_plan(args) -> None:
+    import tempfile
+
+    import pandas as pd
+
+    from . import plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config_out = Path(tmp) / "config.json"
+        extra = args.snakemake[1:] if args.snakemake[:1] == ["--"] else args.snakemake
+        text = plan.snakemake_dry_run(args.configfile, ["--forceall"] * args.all + extra, config_out)
+        config = read_json(config_out)
+    speeds = plan.load_speeds(args.throughput)
+    estimates = plan.estimate_jobs(config, plan.dry_run_jobs(text), speeds)
+    if not estimates:
+        print("nothing to run (--all estimates every job of the config)")
+        return
+    print(plan.plan_table(estimates, list(speeds), args.cores))
+    if args.output:
+        rows = [{"rule": e.rule, **e.wildcards, "gpus": e.gpus, "threads": e.threads, "requested_min": e.requested_min,
+                 **{f"{kind}_s": round(s, 1) for kind, s in e.seconds.items()}} for e in estimates]
+        with atomic_file(args.output) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+        print(f"every job: {args.output}")
+
+
+def cmd_fetch_model(args) -> None:
+    from .hub import fetch_model
+
+    print(f"fetched {args.model} -> {fetch_model(args.model, args.output, args.revision)}")
 
 
 def cmd_prepare_data(args) -> None:
@@ -371,6 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list the GLUE and SQuAD tasks with their metrics")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("plan", help="estimate every job of a config (device-hours per device kind) before it runs")
+    p.add_argument("--configfile", help="workflow config (default: the laptop default, config/config.yaml)")
+    p.add_argument("--all", action="store_true", help="every job of the config, also those whose outputs exist")
+    p.add_argument("--throughput", default="config/throughput.yaml", help="device speeds of the cost model")
+    p.add_argument("--cores", type=int, default=os.cpu_count(), help="cores of a local run, for its wall time")
+    p.add_argument("--output", help="CSV with every job's estimate")
+    p.add_argument("snakemake", nargs=argparse.REMAINDER, help="after --: further snakemake options")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("fetch-model", help="download a hub model (config, safetensors, tokenizer) into a directory")
+    p.add_argument("--model", required=True, help="hub id, e.g. bert-base-uncased (read from MOEBERT_HUB_MIRROR if set)")
+    p.add_argument("--output", required=True, help="model directory to write")
+    p.add_argument("--revision", help="branch, tag or commit of the hub repository")
+    p.set_defaults(func=cmd_fetch_model)
 
     p = sub.add_parser("prepare-data", help="validate a task's data and write a prepared copy (GLUE tsv, SQuAD json)")
     p.add_argument("--task", required=True)

@@ -11,6 +11,8 @@ placeholder. Outputs, one table per task family that has results (glue: GLUE, sq
   <plots-dir>/accuracy_vs_params.{png,svg}
   ablations (sweeps) and claims: see ablations.py and claims.py
   <manifest>  package versions, seeds, sha256 of metrics/data/config files, git commit, hardware
+With tracking on and --parent-run given, the tables and plots directories, the manifest and the --log-artifact
+files become artifacts of that parent run (tables/, plots/), beside the jobs' runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from moebert import tracking
 from moebert.ablations import write_ablations
 from moebert.claims import write_claims
 from moebert.errors import MoebertError
@@ -68,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='ablation sweeps, {sweep: {value: method}}: adds the ablation table and plots')
     parser.add_argument("--claims", type=json.loads, default=[], metavar="JSON",
                         help="claims to check (a config's `claims:` list): adds claims.{md,csv}")
+    tracking.add_tracking_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> None:
         write_speed_plots(args.speed, args.metrics, Path(args.plots_dir))
     write_json(args.manifest, manifest(runs, args))
     print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
+    tracking.log_to_parent(args, [args.tables_dir, args.plots_dir, args.manifest, *args.log_artifact])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import numbers
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,11 @@ RETRY_MAX_DELAY_S = 30.0
 TRANSIENT_MARKERS = ("database is locked", "database is busy", "OperationalError", "TEMPORARILY_UNAVAILABLE")
 PARENT_TAG = "moebert.parent_run"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
+# Seconds between samples of a run's system metrics (system/cpu_utilization_percentage, memory, disk,
+# network; GPU with nvidia-ml-py): several points even for jobs of a minute or two. The environment's
+# MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it; MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false
+# turns them off.
+SYSTEM_METRICS_INTERVAL_S = 10.0
 
 
 # argparse destinations of the options below: they configure tracking and are not run parameters.
@@ -105,10 +111,11 @@ class TrackedRun:
     """Handle of one MLflow run. After a call fails for good, the handle goes quiet (no more calls), so
     a dead tracking server costs the job one round of retries, not one per logging step."""
 
-    def __init__(self, client, run_id: str, end_artifacts=()):
+    def __init__(self, client, run_id: str, end_artifacts=(), monitor=None):
         self.client = client
         self.run_id = run_id
         self.end_artifacts = list(end_artifacts)
+        self.monitor = monitor  # mlflow's SystemMetricsMonitor of the run, or None
         self.failed = False
 
     def _call(self, what: str, fn, *args, **kwargs) -> None:
@@ -156,6 +163,9 @@ class TrackedRun:
         return MlflowStepLogger()
 
     def end(self, status: str) -> None:
+        if self.monitor is not None:  # before the run ends: it flushes its last samples
+            self.monitor.finish()
+            self.monitor = None
         for path in self.end_artifacts:
             if Path(path).is_file():
                 self.log_artifact(path)
@@ -190,9 +200,8 @@ def tracked_run(args: argparse.Namespace, params: dict):
 
     The run ends FINISHED, FAILED (exception) or KILLED (Ctrl-C, SIGTERM); the exception is re-raised.
     """
-    uri = args.tracking_uri if args.tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
-    # Under accelerate launch every process runs the job: the first one records it.
-    if uri.lower() in ("", "off") or int(os.environ.get("RANK", "0")) != 0:
+    uri = _tracking_uri(args)
+    if uri is None:
         yield None
         return
     run = _start_run(uri, args, params)
@@ -206,6 +215,60 @@ def tracked_run(args: argparse.Namespace, params: dict):
         run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     run.end("FINISHED")
+
+
+def _tracking_uri(args: argparse.Namespace) -> str | None:
+    """The store this process logs to, or None when tracking is off."""
+    uri = args.tracking_uri if args.tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI", "")
+    # Under accelerate launch every process runs the job: the first one records it.
+    if uri.lower() in ("", "off") or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return uri
+
+
+def log_to_parent(args: argparse.Namespace, paths) -> None:
+    """Upload files and directories (each as a folder of its name) to the run named `--parent-run`, found or
+    created as the jobs do, so the UI shows e.g. the report's tables beside the child runs. Nothing happens
+    when tracking is off or no parent is named; missing paths are skipped; a tracking failure only warns."""
+    uri = _tracking_uri(args)
+    if uri is None or not args.parent_run:
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with _setup_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            run_id = _parent_run_id(client, _experiment_id(client, args.experiment, uri), args.parent_run)
+    except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
+        log.warning("MLFLOW TRACKING FAILED to find the parent run %r at %s: %s: %s -- nothing logged; the "
+                    "outputs under results/ are unaffected.", args.parent_run, uri, type(exc).__name__, exc)
+        return
+    sys.stdout.flush()  # the job's log may be among the paths
+    sys.stderr.flush()
+    run = TrackedRun(client, run_id)
+    for path in map(Path, paths):
+        if path.is_dir():
+            run._call(f"log artifacts {path}", client.log_artifacts, run_id, str(path), path.name)
+        elif path.is_file():
+            run.log_artifact(path)
+
+
+def _system_metrics(uri: str, run_id: str):
+    """Start mlflow's system metrics monitor on a run (a thread sampling every SYSTEM_METRICS_INTERVAL_S);
+    None when turned off or unavailable (it needs psutil)."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as ENABLED
+
+    if ENABLED.defined and not ENABLED.get():
+        return None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
+        monitor.start()
+    except Exception as exc:  # noqa: BLE001 -- a run without system metrics is still a run
+        log.warning("MLflow system metrics are off for run %s: %s: %s", run_id, type(exc).__name__, exc)
+        return None
+    return monitor
 
 
 def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun | None:
@@ -225,7 +288,7 @@ def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun |
         log.warning("MLFLOW TRACKING FAILED to start a run at %s: %s: %s -- this job runs untracked; its "
                     "outputs under results/ are unaffected.", uri, type(exc).__name__, exc)
         return None
-    run = TrackedRun(client, run_id, args.log_artifact)
+    run = TrackedRun(client, run_id, args.log_artifact, _system_metrics(uri, run_id))
     # Tags are params too, so the UI's run comparison shows e.g. the config hash and git commit.
     run.log_params({**params, **dict(args.tag)})
     return run

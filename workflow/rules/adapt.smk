@@ -20,7 +20,7 @@ rule adapt:
     threads: config["resources"]["threads"]
     resources:
         # Slicing or decomposing weights needs no GPU.
-        **model_resources("adapt", gpu=False),
+        **job_resources("adapt"),
     conda:
         CONDA_ENV
     shell:

@@ -13,6 +13,9 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from moebert.hub import model_slug
+from moebert.modeling import PACKAGED_MINILM
+from moebert.plan import hyper_parameters, job_work, load_speeds, memory_mb, runtime_minutes
 from moebert.tasks import QaTask, get_task
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -20,6 +23,10 @@ SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 # current Python (where `pip install -e .` put the moebert CLI).
 CONDA_ENV = "../../envs/moebert.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow/mlflow.db"
+# The fetching rules turn the hub back on for their command (the Snakefile turns it off for all others).
+HUB_ON = "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0"
+# Device speeds of the cost model that sizes every job (benchmarks/throughput.py measures a device kind).
+THROUGHPUT = Path(workflow.basedir) / "config" / "throughput.yaml"
 TEACHER = "teacher"  # method name of the fine-tuned dense model in metrics and tables
 
 
@@ -90,6 +97,13 @@ def validate_config(config) -> None:
                     f"not divide the {key} batch size {batch} of task {task} (batch sizes are totals per step)"
                 )
     _check_qa_settings(config)
+    kind = config["resources"]["device_kind"]
+    if kind not in SPEEDS or "cpu" not in SPEEDS:
+        missing = kind if "cpu" in SPEEDS else "cpu"
+        raise WorkflowError(
+            f"invalid config: key resources.device_kind: {missing!r} is not a device kind of {THROUGHPUT} "
+            f"(it has {', '.join(SPEEDS)}); measure one with benchmarks/throughput.py --kind {missing} --update"
+        )
     for key, family, layout in (("data", "glue", "in the classic GLUE layout"),
                                 ("squad_data", "qa", "holding the official SQuAD JSON files")):
         used = any(get_task(task).family == family for task in config["tasks"])
@@ -203,13 +217,10 @@ def student(method: str) -> str:
     return config["methods"][method]["student"]
 
 
-def hyper_parameters(config, stage: str, task: str) -> dict:
-    """Hyper-parameters of `stage` (teacher or distill) on `task`: per-task values, for the teacher
-    falling back to the top-level teacher block."""
-    own = config["task_settings"][task][stage]
-    if stage == "distill":
-        return own
-    return {**config["teacher"], **{key: value for key, value in own.items() if value is not None}}
+def write_plan_config(config) -> None:
+    """For `moebert plan`: the validated config its dry run estimates, where MOEBERT_PLAN_CONFIG says."""
+    if path := os.environ.get("MOEBERT_PLAN_CONFIG"):
+        Path(path).write_text(json.dumps(config))
 
 
 def config_hash(config) -> str:
@@ -256,6 +267,25 @@ def prepare_args(wildcards) -> str:
     if settings["eval_articles"] is not None:
         args = f"{args} {_options(eval_articles=settings['eval_articles'], split_seed=settings['split_seed'])}"
     return args
+
+
+def _is_hub_model(name: str) -> bool:
+    return name != PACKAGED_MINILM and not Path(name).expanduser().is_dir()
+
+
+# Hub models the workflow fetches (fetch_model) into resources/models/<slug>, by slug.
+HUB_MODELS = {model_slug(name): name for name in [config["teacher"]["model"]] if _is_hub_model(name)}
+
+
+def pretrained_model() -> str:
+    """What the teacher fine-tunes: its fetched copy for a hub id, else the local or packaged model itself."""
+    name = config["teacher"]["model"]
+    return f"resources/models/{model_slug(name)}" if _is_hub_model(name) else name
+
+
+def pretrained_input(wildcards) -> list[str]:
+    """Input of finetune: the fetched model (none for a local or packaged one)."""
+    return [pretrained_model()] if _is_hub_model(config["teacher"]["model"]) else []
 
 
 def model_path(task, method, seed) -> str:
@@ -460,23 +490,72 @@ def tracking(rule: str, method: str | None = None):
     return args
 
 
+def report_tracking(wildcards, output) -> str:
+    """Params function: the MLflow options of the report, which logs its tables and plots to the parent
+    run of the jobs above (no task or seed, so no run of its own). `output` as in tracking()."""
+    return " ".join(
+        [
+            f"--tracking-uri {shlex.quote(TRACKING_URI)}",
+            f"--experiment {config['experiment']}",
+            f"--parent-run {config['experiment']}-{CONFIG_HASH}",
+        ]
+    )
+
+
 # ---------------------------------------------------------------------------------------------
-# Resources of the model jobs. `gpu` becomes sbatch --gpus on SLURM; partition and account come
-# from the profile (slurm/config.yaml).
+# Resources. Every job asks for what its work needs (moebert.plan: rows x epochs x length x model size on
+# the device kind's measured speed, times resources.safety), and a job that ran out of time asks for more on
+# each retry (it resumes from its checkpoint). On SLURM `gpu` becomes sbatch --gpus; the partition of GPU
+# jobs and a typed GPU come from the environment (see slurm/config.yaml), so CPU jobs never queue for a GPU.
 
 TRAINING_RULES = ("finetune", "distill")
+SPEEDS = load_speeds(THROUGHPUT)
 
 
-def model_resources(rule: str, gpu: bool = True) -> dict:
-    """Training jobs take every GPU of `resources.gpus`; the others (importance, evaluate) use one."""
+def job_gpus(rule_name: str, wildcards) -> int:
+    """Training jobs take every GPU of `resources.gpus`; importance, evaluate and cuda speed one; data,
+    adapt, the majority row and cpu speed none."""
+    gpus = config["resources"]["gpus"]
+    if rule_name in TRAINING_RULES:
+        return gpus
+    if rule_name in ("speed_random", "speed_trained"):
+        return 1 if wildcards.device == "cuda" else 0
+    if rule_name == "evaluate" and model_dir(wildcards) == []:
+        return 0
+    return min(gpus, 1) if rule_name in ("importance", "evaluate") else 0
+
+
+def device_speed(gpus: int):
+    return SPEEDS[config["resources"]["device_kind"] if gpus else "cpu"]
+
+
+def job_estimate_s(rule_name: str, wildcards) -> float:
+    """Seconds of one job on the device it asks for (CPU jobs at their thread count)."""
+    gpus = job_gpus(rule_name, wildcards)
+    work = job_work(config, rule_name, dict(wildcards.items()))
+    threads = config["speed" if rule_name.startswith("speed") else "resources"]["threads"]
+    return device_speed(gpus).seconds(work, threads=threads) / max(gpus, 1)
+
+
+def job_resources(rule_name: str) -> dict:
     res = config["resources"]
-    gpus = res["gpus"] if rule in TRAINING_RULES else min(res["gpus"], 1)
-    return {"gpu": gpus if gpu else 0, "mem_mb": res["mem_mb"], "runtime": res["runtime"][rule]}
 
+    def runtime(wildcards, attempt):
+        return runtime_minutes(job_estimate_s(rule_name, wildcards), res["safety"], attempt, res["min_runtime"],
+                               res["max_runtime"])
 
-def evaluate_gpus(wildcards) -> int:
-    """The majority row loads no model: it never waits for a GPU."""
-    return 0 if model_dir(wildcards) == [] else min(config["resources"]["gpus"], 1)
+    def mem_mb(wildcards):
+        work = job_work(config, rule_name, dict(wildcards.items()))
+        return min(memory_mb(work, job_gpus(rule_name, wildcards) > 0, res["safety"]), res["max_mem_mb"])
+
+    resources = {"gpu": lambda wildcards: job_gpus(rule_name, wildcards), "runtime": runtime, "mem_mb": mem_mb}
+    partition, gpu_partition = os.environ.get("MOEBERT_SLURM_PARTITION"), os.environ.get("MOEBERT_SLURM_GPU_PARTITION")
+    if gpu_partition:
+        resources["slurm_partition"] = lambda wildcards: (
+            gpu_partition if job_gpus(rule_name, wildcards) else partition or "")
+    if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
+        resources["gpu_model"] = lambda wildcards: gpu_type if job_gpus(rule_name, wildcards) else ""
+    return resources
 
 
 # Speed (workflow/rules/speed.smk)
@@ -497,10 +576,6 @@ def speed_control(wildcards, input) -> str:
         return ""
     width = _options(expert_dim=moe[0]["expert_dim"])
     return f"--random {shlex.quote(input.teacher)} --random-models dense-narrow {width}"
-
-
-def speed_gpus(wildcards) -> int:
-    return 1 if wildcards.device == "cuda" else 0
 
 
 def speed_models(wildcards) -> dict:

@@ -1,10 +1,12 @@
 # Fetched inputs: each task's files, validated and rewritten under resources/ (GLUE in the classic tsv
 # layout, SQuAD in the official JSON format, offline optionally split by article), from the configured
-# directory (`data`, `squad_data`) or the Hugging Face hub.
+# directory (`data`, `squad_data`) or the Hugging Face hub; and the teacher's pretrained model from the hub.
 
-# On a cluster the submit host runs it: compute nodes often cannot reach the hub.
+# On a cluster the submit host runs them: compute nodes often cannot reach the hub. They are the only jobs
+# that may (every other job runs with HF_HUB_OFFLINE=1, see the Snakefile).
 localrules:
     prepare_data,
+    fetch_model,
 
 
 rule prepare_data:
@@ -14,10 +16,25 @@ rule prepare_data:
         directory("resources/data/{task}"),
     params:
         source=prepare_args,
+        hub=HUB_ON,
     log:
         "logs/prepare_data/{task}.log",
     conda:
         CONDA_ENV
     shell:
-        "moebert prepare-data --task {wildcards.task} {params.source} --output {output:q}"
+        "{params.hub} moebert prepare-data --task {wildcards.task} {params.source} --output {output:q}"
         " > {log:q} 2>&1"
+
+
+rule fetch_model:
+    output:
+        directory("resources/models/{model}"),
+    params:
+        repo=lambda wildcards: HUB_MODELS[wildcards.model],
+        hub=HUB_ON,
+    log:
+        "logs/fetch_model/{model}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.hub} moebert fetch-model --model {params.repo:q} --output {output:q} > {log:q} 2>&1"

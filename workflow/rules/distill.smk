@@ -8,8 +8,9 @@ rule distill:
         teacher="results/teacher/{task}/seed{seed}",
         student="results/moe/{task}/{method}/seed{seed}",
     output:
-        # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume.
-        directory("results/student/{task}/{method}/seed{seed}"),
+        # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume. Protected, as
+        # the teacher.
+        protected(directory("results/student/{task}/{method}/seed{seed}")),
     params:
         training=distill_args,
         device=model_device,
@@ -18,8 +19,9 @@ rule distill:
     log:
         "logs/distill/{task}/{method}/seed{seed}.log",
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
-        **model_resources("distill"),
+        **job_resources("distill"),
     conda:
         CONDA_ENV
     shell:

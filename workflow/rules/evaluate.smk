@@ -15,8 +15,9 @@ rule evaluate:
     log:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
-        **{**model_resources("evaluate"), "gpu": evaluate_gpus},
+        **job_resources("evaluate"),
     conda:
         CONDA_ENV
     shell:

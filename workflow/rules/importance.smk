@@ -14,8 +14,9 @@ rule importance:
     log:
         "logs/importance/{task}/seed{seed}.log",
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
-        **model_resources("importance"),
+        **job_resources("importance"),
     conda:
         CONDA_ENV
     shell:

@@ -51,6 +51,7 @@ rule report:
     params:
         sweeps=json.dumps(config["sweep_points"]),
         claims=json.dumps(config["claims"]),
+        tracking=report_tracking,
     log:
         "logs/report.log",
     conda:
@@ -59,4 +60,5 @@ rule report:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
         " --data-files {input.data:q} --speed {input.speed:q}"
         " --tables-dir $(dirname {output.params:q}) --plots-dir {output.plots:q}"
-        " --manifest {output.manifest:q} --sweeps {params.sweeps:q} --claims {params.claims:q} > {log:q} 2>&1"
+        " --manifest {output.manifest:q} --sweeps {params.sweeps:q} --claims {params.claims:q}"
+        " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

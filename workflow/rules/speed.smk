@@ -18,8 +18,7 @@ rule speed_random:
         "logs/speed/{device}/random-{dims}.log",
     threads: config["speed"]["threads"]
     resources:
-        gpu=speed_gpus,
-        runtime=60,
+        **job_resources("speed_random"),
     conda:
         CONDA_ENV
     shell:
@@ -44,8 +43,7 @@ rule speed_trained:
         "logs/speed/{device}/trained/{task}/seed{seed}.log",
     threads: config["speed"]["threads"]
     resources:
-        gpu=speed_gpus,
-        runtime=60,
+        **job_resources("speed_trained"),
     conda:
         CONDA_ENV
     shell:

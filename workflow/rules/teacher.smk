@@ -4,12 +4,14 @@
 rule finetune:
     input:
         data="resources/data/{task}",
+        pretrained=pretrained_input,
     output:
         # Trainer checkpoints go to the undeclared sibling <output>.checkpoints/, which survives a
-        # killed job (Snakemake deletes only declared outputs), so the rerun resumes from it.
-        directory("results/teacher/{task}/seed{seed}"),
+        # killed job (Snakemake deletes only declared outputs), so the rerun resumes from it. Protected
+        # (read-only once written): hours of GPU time, never overwritten by a rerun without deleting it first.
+        protected(directory("results/teacher/{task}/seed{seed}")),
     params:
-        model=config["teacher"]["model"],
+        model=pretrained_model(),
         training=training_args("teacher"),
         device=model_device,
         launcher=launcher,
@@ -17,8 +19,9 @@ rule finetune:
     log:
         "logs/finetune/{task}/seed{seed}.log",
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
-        **model_resources("finetune"),
+        **job_resources("finetune"),
     conda:
         CONDA_ENV
     shell:

@@ -23,6 +23,12 @@ class Task:
     eval_splits: dict[str, str]  # split stem -> result key in metrics.json (and the paper's task name)
     family: str  # "glue" or "qa": which result table the task's columns go to
     head: str  # "classification" or "question-answering": which model class the task trains
+    # Size of the work, for the cost model (moebert.plan): rows of the published train split and of the eval
+    # splits together (QA: questions), and the typical padded length of a batch of 16-32 rows in BERT uncased
+    # word pieces (measured on the offline train files where there are some; estimated for the others).
+    train_rows: int
+    eval_rows: int
+    batch_tokens: int
 
     @property
     def splits(self) -> tuple[str, ...]:

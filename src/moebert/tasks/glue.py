@@ -25,6 +25,7 @@ import numpy as np
 
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir
+from moebert.hub import hub_source
 from moebert.tasks.base import HUB, Task, subsample
 
 # Classic split file stem -> split name on the hub.
@@ -114,6 +115,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
     for task in (
         _glue(
             "CoLA",
+            train_rows=8551, eval_rows=1043, batch_tokens=22,
             text_columns=("sentence",),
             labels=_BINARY,
             hub_label_names=("unacceptable", "acceptable"),
@@ -127,6 +129,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "SST-2",
+            train_rows=67349, eval_rows=872, batch_tokens=38,
             text_columns=("sentence",),
             labels=_BINARY,
             hub_label_names=("negative", "positive"),
@@ -135,6 +138,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "MRPC",
+            train_rows=3668, eval_rows=408, batch_tokens=78,
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_equivalent", "equivalent"),
@@ -147,6 +151,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "STS-B",
+            train_rows=5749, eval_rows=1500, batch_tokens=66,
             text_columns=("sentence1", "sentence2"),
             labels=None,
             hub_label_names=None,
@@ -162,6 +167,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "QQP",
+            train_rows=363846, eval_rows=40430, batch_tokens=70,  # batch_tokens estimated
             text_columns=("question1", "question2"),
             labels=_BINARY,
             hub_label_names=("not_duplicate", "duplicate"),
@@ -175,6 +181,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "MNLI",
+            train_rows=392702, eval_rows=19647, batch_tokens=80,  # batch_tokens estimated
             text_columns=("premise", "hypothesis"),
             labels=("entailment", "neutral", "contradiction"),
             hub_label_names=("entailment", "neutral", "contradiction"),
@@ -194,6 +201,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "QNLI",
+            train_rows=104743, eval_rows=5463, batch_tokens=100,  # batch_tokens estimated
             text_columns=("question", "sentence"),
             labels=_NLI,
             hub_label_names=_NLI,
@@ -206,6 +214,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "RTE",
+            train_rows=2490, eval_rows=277, batch_tokens=175,
             text_columns=("sentence1", "sentence2"),
             labels=_NLI,
             hub_label_names=_NLI,
@@ -218,6 +227,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "WNLI",
+            train_rows=635, eval_rows=71, batch_tokens=80,  # batch_tokens estimated
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_entailment", "entailment"),
@@ -317,7 +327,7 @@ def _read_tsv(task: GlueTask, path: Path) -> dict[str, list]:
 
 def _load_hub(task: GlueTask, split: str) -> datasets.Dataset:
     try:
-        return datasets.load_dataset(HUB_DATASET, task.hub_config, split=HUB_SPLITS[split])
+        return datasets.load_dataset(hub_source(HUB_DATASET), task.hub_config, split=HUB_SPLITS[split])
     except OSError as exc:  # datasets reports network and not-found failures as OSError subclasses
         raise MoebertError(
             f"could not load {HUB_DATASET} config '{task.hub_config}' split '{HUB_SPLITS[split]}' "

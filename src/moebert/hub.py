@@ -1,0 +1,60 @@
+"""The Hugging Face hub, or a local mirror of it, for everything the workflow fetches on the submit host:
+models (resources/models/) and the GLUE and SQuAD datasets (resources/data/). Compute nodes then never
+need the hub (the workflow runs their jobs with HF_HUB_OFFLINE=1).
+
+A mirror is a directory of hub repository clones by repository id, `<mirror>/nyu-mll/glue`,
+`<mirror>/bert-base-uncased`: set MOEBERT_HUB_MIRROR to it (a site's shared copy, or tests without network);
+the same loading code reads the clone instead of the hub."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+from pathlib import Path
+
+from moebert.errors import MoebertError
+from moebert.files import atomic_dir
+
+MIRROR_ENV = "MOEBERT_HUB_MIRROR"
+# What a model directory needs: its config, safetensors weights (never pickled ones) and the tokenizer.
+MODEL_FILES = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def hub_source(repo_id: str) -> str:
+    """What datasets/transformers load for `repo_id`: its clone in the mirror when one is set, else the id."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return repo_id
+    clone = Path(mirror) / repo_id
+    if not clone.is_dir():
+        raise MoebertError(f"{MIRROR_ENV}={mirror} holds no clone of {repo_id} (expected the directory {clone})")
+    return str(clone)
+
+
+def model_slug(repo_id: str) -> str:
+    """Directory name of a fetched model under resources/models/ (org/name -> org--name)."""
+    return repo_id.replace("/", "--")
+
+
+def fetch_model(repo_id: str, output: str | os.PathLike, revision: str | None = None) -> Path:
+    """Download (or copy from the mirror) the files of MODEL_FILES of a hub model into `output`, atomically.
+    A repository without safetensors weights is refused: pickled weights can run code when loaded."""
+    source = hub_source(repo_id)
+    with atomic_dir(output) as tmp:
+        if Path(source).is_dir():
+            for path in Path(source).iterdir():
+                if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in MODEL_FILES):
+                    shutil.copy2(path, tmp / path.name)
+        else:
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id, revision=revision, local_dir=tmp, allow_patterns=list(MODEL_FILES))
+            shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
+        if not (tmp / "config.json").is_file():
+            raise MoebertError(f"model {repo_id} ({source}) has no config.json")
+        if not any(tmp.glob("*.safetensors")):
+            raise MoebertError(f"model {repo_id} ({source}) has no safetensors weights; pickled weights "
+                               f"(pytorch_model.bin) are never loaded")
+    return Path(output)

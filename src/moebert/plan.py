@@ -1,0 +1,394 @@
+"""Cost model of the workflow's jobs: how long and how much memory each job needs, from its work.
+
+A job's seconds on a device kind are
+
+    job_s + rows / tokenizer speed + steps * (layers * step_s_per_layer + params * optimizer_s_per_param)
+          + FLOPs / FLOP/s
+
+(start-up, tokenizing, a per-step cost: kernel launches and Python per layer, which dominate small batches
+on a GPU, and AdamW's pass over every parameter, which dominates them on a CPU; and the arithmetic). FLOPs are
+counted per token from the model's dimensions: a forward costs 2 FLOPs per weight plus the attention scores,
+training three forwards' worth; tokens are rows x epochs x the task's typical padded length. The device
+speeds come from `config/throughput.yaml`, written by `benchmarks/throughput.py` on the device itself.
+
+The workflow sizes every job's `runtime` and `mem_mb` with it, and `moebert plan` prints the estimate of a
+config for every device kind of the table before anything runs."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from moebert.errors import MoebertError
+from moebert.tasks import Task
+
+# Dimensions of hub models the plan must know without downloading them (dry runs on machines without the
+# hub); other models are read from their local config.json.
+KNOWN_MODELS = {
+    "bert-base-uncased": (12, 768, 3072),
+    "bert-base-cased": (12, 768, 3072),
+    "bert-large-uncased": (24, 1024, 4096),
+    "bert-large-cased": (24, 1024, 4096),
+}
+EVAL_BATCH = 64  # moebert evaluate's batch
+# Every job tokenizes its rows first, on one host core: 4400 sentence pairs (MRPC) to 17000 single sentences
+# (CoLA) a second, measured here with the fast BERT tokenizer; the slower bound.
+TOKENIZE_ROWS_PER_S = 4000
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class Dims:
+    """What a forward costs: layers, hidden size, and the FFN width a token passes through (an MoE layer's
+    token sees one expert: its width, not the sum of the experts')."""
+
+    layers: int
+    hidden: int
+    ffn: int
+    vocab: int = 30522  # BERT's uncased word pieces
+
+    @property
+    def weights(self) -> int:
+        """Weights of the encoder layers, as the forward multiplies them (embeddings cost no FLOPs)."""
+        return self.layers * (4 * self.hidden**2 + 2 * self.hidden * self.ffn)
+
+    @property
+    def params(self) -> int:
+        """What the optimiser updates every step: the encoder and the word and 512 position embeddings."""
+        return self.weights + (self.vocab + 512) * self.hidden
+
+    def forward_flops(self, seq: int) -> float:
+        """FLOPs per token of one forward at sequence length `seq`: the weights, plus QK^T and the weighted sum
+        of the values (2 * seq * hidden each, per layer)."""
+        return 2 * self.weights + 4 * seq * self.hidden * self.layers
+
+
+@functools.cache
+def model_dims(name_or_path: str) -> Dims:
+    """The teacher's dimensions: a known hub name, or the config.json of a local or packaged model."""
+    if name_or_path in KNOWN_MODELS:
+        return Dims(*KNOWN_MODELS[name_or_path])
+    from transformers import AutoConfig
+
+    from moebert.hub import model_slug
+    from moebert.modeling import resolve_model
+
+    fetched = Path("resources/models") / model_slug(name_or_path)  # fetch_model's copy, in a workflow
+    source = str(fetched) if fetched.is_dir() else resolve_model(name_or_path)
+    if not Path(source).is_dir():
+        raise MoebertError(f"plan: dimensions of model '{name_or_path}' are unknown offline; fetch it first "
+                           f"(resources/models/) or add it to moebert.plan.KNOWN_MODELS")
+    config = AutoConfig.from_pretrained(source)
+    return Dims(config.num_hidden_layers, config.hidden_size, config.intermediate_size, config.vocab_size)
+
+
+def student_dims(teacher: Dims, method: dict) -> Dims:
+    """The dimensions a token sees in a method's student (see the config schema's `student`)."""
+    kind = method["student"]
+    if kind == "distil-half":
+        return Dims(max(teacher.layers // 2, 1), teacher.hidden, teacher.ffn)
+    if kind in ("moe", "dense-narrow"):
+        return Dims(teacher.layers, teacher.hidden, method["expert_dim"])
+    return teacher  # mpoe experts are full-width FFNs
+
+
+@dataclass(frozen=True)
+class Work:
+    """One job's work: optimiser steps (or forward batches) and FLOPs, and the model the steps run through."""
+
+    steps: int = 0
+    flops: float = 0.0
+    layers: int = 0
+    train: bool = True
+    rows_read: int = 0  # rows tokenized before the first step
+    params: int = 0  # parameters the optimiser updates every step (none without training)
+    weights: int = 0  # largest weight count held in memory at once (teacher + student when distilling)
+    activations: float = 0.0  # bytes of activations per step (training keeps them for the backward)
+
+
+def tokens_per_row(task: Task, max_length: int | None) -> int:
+    """The typical padded length of a row: batches pad to their longest row, capped by the max length."""
+    return min(task.batch_tokens, max_length or task.max_length)
+
+
+def rows(task: Task, cap: int | None, split: str = "train") -> int:
+    total = task.train_rows if split == "train" else task.eval_rows
+    return min(total, cap) if cap else total
+
+
+def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int, max_length: int | None,
+                  teacher: Dims | None = None) -> Work:
+    """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student step)."""
+    seq = tokens_per_row(task, max_length)
+    tokens = rows_ * epochs * seq
+    per_token = 3 * dims.forward_flops(seq) + (teacher.forward_flops(seq) if teacher else 0)
+    # Hidden states, attention probabilities, FFN activations kept for the backward, 4 bytes each.
+    activations = batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
+    return Work(steps=math.ceil(rows_ / batch * epochs), flops=tokens * per_token, layers=dims.layers, rows_read=rows_,
+                params=dims.params, weights=dims.weights + (teacher.weights if teacher else 0), activations=activations)
+
+
+def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None,
+                   backward: bool = False) -> Work:
+    """Forwards over `rows_` rows (importance adds the backward for its gradients)."""
+    seq = tokens_per_row(task, max_length)
+    passes = 3 if backward else 1
+    return Work(steps=math.ceil(rows_ / batch), flops=rows_ * seq * passes * dims.forward_flops(seq),
+                layers=dims.layers, train=backward, rows_read=rows_, weights=dims.weights,
+                activations=batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq))
+
+
+def speed_work(models: list[Dims], batch_sizes, seq_lengths, repeats: int, warmup: int = 1) -> Work:
+    """moebert speed: every model, every grid point, `repeats` timed and `warmup` untimed forwards."""
+    flops = sum(b * s * d.forward_flops(s) for d in models for b in batch_sizes for s in seq_lengths)
+    steps = len(models) * len(batch_sizes) * len(seq_lengths) * (repeats + warmup)
+    return Work(steps=steps, flops=flops * (repeats + warmup), layers=max(d.layers for d in models), train=False,
+                weights=max(d.weights for d in models))
+
+
+@dataclass(frozen=True)
+class DeviceSpeed:
+    """A device kind's measured (or assumed: see `source`) speeds; CPU rates are per thread."""
+
+    name: str
+    source: str
+    train_tflops: float
+    infer_tflops: float
+    train_step_ms_per_layer: float
+    infer_step_ms_per_layer: float
+    optimizer_ns_per_param: float  # AdamW's update, which reads and writes every parameter each step
+    job_s: float
+    per_thread: bool = False
+
+    def seconds(self, work: Work, threads: int = 1) -> float:
+        scale = threads if self.per_thread else 1
+        rate = (self.train_tflops if work.train else self.infer_tflops) * 1e12 * scale
+        step_ms = self.train_step_ms_per_layer if work.train else self.infer_step_ms_per_layer
+        per_step = work.layers * step_ms / 1e3 + work.params * self.optimizer_ns_per_param / 1e9
+        return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + work.steps * per_step / scale + work.flops / rate
+
+
+FIELDS = ("source", "train_tflops", "infer_tflops", "train_step_ms_per_layer", "infer_step_ms_per_layer",
+          "optimizer_ns_per_param", "job_s")
+
+
+def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
+    """The throughput table: device kind -> speeds. A missing or misspelt field stops with its name."""
+    path = Path(path)
+    if not path.is_file():
+        raise MoebertError(f"throughput table '{path}' does not exist")
+    table = yaml.safe_load(path.read_text()) or {}
+    speeds = {}
+    for kind, entry in table.items():
+        if not isinstance(entry, dict):
+            raise MoebertError(f"{path}: device kind '{kind}' must map field names to values")
+        unknown = set(entry) - {*FIELDS, "per_thread"}
+        missing = [f for f in FIELDS if f not in entry]
+        if unknown or missing:
+            raise MoebertError(f"{path}: device kind '{kind}': "
+                               + "; ".join(filter(None, [unknown and f"unknown field(s) {', '.join(sorted(unknown))}",
+                                                         missing and f"missing field(s) {', '.join(missing)}"])))
+        speeds[kind] = DeviceSpeed(name=kind, **entry)
+    return speeds
+
+
+def memory_mb(work: Work, on_gpu: bool, safety: float) -> int:
+    """Host memory of a job: the Python process with torch (about 1.5 GB), the weights (4 bytes each,
+    loaded on the host first), and, when it computes on the CPU, the gradients and two Adam moments of a
+    trained model plus the activations; rounded up to 500 MB."""
+    need = 1500 * MB + 4 * work.weights
+    if not on_gpu:
+        need += (12 * work.weights if work.train else 0) + work.activations
+    return int(math.ceil(need * safety / MB / 500) * 500)
+
+
+def runtime_minutes(seconds: float, safety: float, attempt: int, floor: int, cap: int) -> int:
+    """The wall time a job asks for: the estimate with its safety factor, times the attempt (a job that ran
+    out of time resumes from its checkpoint with more), at least `floor` and at most `cap` minutes."""
+    return int(min(cap, max(floor, math.ceil(seconds * safety * attempt / 60))))
+
+
+# ---------------------------------------------------------------------------------------------
+# moebert plan: the jobs of a Snakemake dry run, each estimated on every device kind.
+
+_RULE = re.compile(r"^(?:local)?rule (\w+):$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+_RESOURCES = re.compile(r"^\s+resources: (.*)$")
+_FILES = re.compile(r"^\s+(input|output): (.*)$")
+
+
+def dry_run_jobs(text: str) -> list[dict]:
+    """Rule, wildcards, resources, inputs and outputs of every job in `snakemake --dry-run` output."""
+    jobs = []
+    for line in text.splitlines():
+        if match := _RULE.match(line):
+            jobs.append({"rule": match.group(1), "wildcards": {}, "resources": {}, "input": [], "output": []})
+        elif jobs and (match := _FILES.match(line)):
+            jobs[-1][match.group(1)] = match.group(2).split(", ")
+        elif jobs and (match := _WILDCARDS.match(line)):
+            jobs[-1]["wildcards"] = dict(item.split("=", 1) for item in match.group(1).split(", "))
+        elif jobs and (match := _RESOURCES.match(line)):
+            jobs[-1]["resources"] = dict(item.split("=", 1) for item in match.group(1).split(", ") if "=" in item)
+    return [job for job in jobs if job["rule"] != "all"]  # the target rule computes nothing
+
+
+def snakemake_dry_run(configfile: str | None, extra: list[str], config_out: Path) -> str:
+    """Run `snakemake --dry-run` (it prints every job's rule, wildcards and resources) with the workflow told
+    to write its validated config to `config_out` (MOEBERT_PLAN_CONFIG)."""
+    command = ["snakemake", "--dry-run", "--cores", "all", *(["--configfile", configfile] if configfile else []),
+               *extra]
+    done = subprocess.run(command, check=False, capture_output=True, text=True,
+                          env={**os.environ, "MOEBERT_PLAN_CONFIG": str(config_out)})
+    if done.returncode:
+        raise MoebertError(f"plan: {' '.join(command)} failed:\n{done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The work of each rule's job, from the validated workflow config and the job's wildcards.
+
+def hyper_parameters(config: dict, stage: str, task: str) -> dict:
+    """Hyper-parameters of `stage` (teacher or distill) on `task`: per-task values, for the teacher
+    falling back to the top-level teacher block."""
+    own = config["task_settings"][task][stage]
+    if stage == "distill":
+        return own
+    return {**config["teacher"], **{key: value for key, value in own.items() if value is not None}}
+
+
+def _speed_dims(preset: str) -> Dims:
+    from transformers import BertConfig
+
+    from moebert.speed import PRESETS
+
+    bert = BertConfig(**PRESETS[preset])
+    return Dims(bert.num_hidden_layers, bert.hidden_size, bert.intermediate_size)
+
+
+def job_work(config: dict, rule: str, wildcards: dict) -> Work:
+    """What one job computes. Jobs without a model (data, report) cost their start-up only."""
+    from moebert.tasks import get_task
+
+    teacher = model_dims(config["teacher"]["model"])
+    methods = config["methods"]
+    if rule in ("speed_random", "speed_trained"):
+        speed = config["speed"]
+        if rule == "speed_random":  # the random teacher, MoEBERT and dense-narrow, and the reference-style MoE
+            models = [_speed_dims(wildcards["dims"])] * 4
+        else:
+            models = [teacher, *(student_dims(teacher, m) for m in methods.values() if m["student"] != "majority")]
+        return speed_work(models, speed["batch_sizes"], speed["seq_lengths"], speed["repeats"])
+    if "task" not in wildcards:
+        return Work(train=False)
+    task = get_task(wildcards["task"])
+    settings = config["task_settings"][task.name]
+    length = settings["max_length"]
+    method = methods.get(wildcards.get("method"))
+    if rule == "finetune":
+        hyper = hyper_parameters(config, "teacher", task.name)
+        return training_work(task, teacher, rows(task, settings["max_train_samples"]), hyper["epochs"],
+                             hyper["batch_size"], length)
+    if rule == "distill":
+        hyper = hyper_parameters(config, "distill", task.name)
+        return training_work(task, student_dims(teacher, method), rows(task, settings["max_train_samples"]),
+                             hyper["epochs"], hyper["batch_size"], length, teacher=teacher)
+    if rule == "importance":
+        importance = config["importance"]
+        return inference_work(task, teacher, rows(task, importance["max_samples"], importance["split"]),
+                              importance["batch_size"], length, backward=True)
+    if rule == "evaluate":
+        if method is not None and method["student"] == "majority":
+            return Work(train=False)
+        dims = teacher if method is None else student_dims(teacher, method)
+        return inference_work(task, dims, rows(task, settings["max_eval_samples"], "dev"), EVAL_BATCH, length)
+    if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory
+        return Work(train=False, weights=2 * teacher.weights)
+    return Work(train=False)
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    rule: str
+    wildcards: dict
+    gpus: int
+    threads: int
+    requested_min: int  # the runtime the workflow asks the scheduler for
+    seconds: dict  # device kind -> estimated seconds of the job on it
+    inputs: tuple = ()
+    outputs: tuple = ()
+
+
+def estimate_jobs(config: dict, jobs: list[dict], speeds: dict[str, DeviceSpeed]) -> list[JobEstimate]:
+    """Every dry-run job on every device kind that could run it: GPU jobs on each GPU kind of the table, CPU
+    jobs on `cpu` (at their thread count)."""
+    out = []
+    for job in jobs:
+        gpus = int(job["resources"].get("gpu", 0))
+        threads = config["speed" if job["rule"].startswith("speed") else "resources"]["threads"]
+        work = job_work(config, job["rule"], job["wildcards"])
+        kinds = [kind for kind in speeds if kind != "cpu"] if gpus else ["cpu"]
+        seconds = {kind: speeds[kind].seconds(work, threads=threads) / max(gpus, 1) for kind in kinds}
+        out.append(JobEstimate(job["rule"], job["wildcards"], gpus, threads,
+                               int(job["resources"].get("runtime", 0)), seconds, tuple(job["input"]),
+                               tuple(job["output"])))
+    return out
+
+
+def device_hours(job: JobEstimate, kind: str) -> float:
+    """Hours the job holds devices of `kind`: GPUs x wall time, or CPU threads x wall time."""
+    return job.seconds.get(kind, 0.0) * (job.gpus or job.threads) / 3600
+
+
+def local_wall_s(estimates: list[JobEstimate], cores: int) -> float:
+    """Wall time of a local run on `cores` cores: every job starts as soon as the jobs making its inputs
+    have finished and it has its threads free (a greedy schedule, as Snakemake's is for these DAGs)."""
+    producer = {path: i for i, e in enumerate(estimates) for path in e.outputs}
+    needs = [{producer[path] for path in e.inputs if path in producer} for e in estimates]
+    finished, running, pending = set(), [], list(range(len(estimates)))
+    now, free = 0.0, cores
+    while pending or running:
+        for i in list(pending):
+            threads = min(estimates[i].threads, cores)
+            if needs[i] <= finished and threads <= free:
+                running.append((now + estimates[i].seconds["cpu"], i, threads))
+                pending.remove(i)
+                free -= threads
+        if not running:
+            raise MoebertError("plan: the dry run's jobs wait on each other (no job can start)")
+        running.sort()
+        now, i, threads = running.pop(0)
+        finished.add(i)
+        free += threads
+    return now
+
+
+def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> str:
+    """Per rule: jobs, GPUs per job, estimated device-hours on each kind, and the hours requested; then the
+    totals, and for a CPU-only plan the wall time of a local run on `cores` cores."""
+    rules = sorted({e.rule for e in estimates}, key=[e.rule for e in estimates].index)
+    header = ["rule", "jobs", "GPUs/job", *(f"{k} h" for k in kinds), "requested h"]
+    lines = [header]
+    for rule in rules:
+        mine = [e for e in estimates if e.rule == rule]
+        lines.append([rule, str(len(mine)), "/".join(map(str, sorted({e.gpus for e in mine}))),
+                      *(f"{sum(device_hours(e, k) for e in mine):.2f}" for k in kinds),
+                      f"{sum(e.requested_min * max(e.gpus, 1) for e in mine) / 60:.1f}"])
+    lines.append(["total", str(len(estimates)), "",
+                  *(f"{sum(device_hours(e, k) for e in estimates):.2f}" for k in kinds),
+                  f"{sum(e.requested_min * max(e.gpus, 1) for e in estimates) / 60:.1f}"])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                     for row in lines)
+    notes = [("GPU jobs are estimated on every GPU kind of the table, CPU jobs on cpu (core-hours); 'requested h' "
+              "is what the jobs ask the scheduler for (GPU-hours for GPU jobs, with the safety factor).")]
+    if all(e.gpus == 0 for e in estimates):
+        notes.append(f"A local run on {cores} cores: about {local_wall_s(estimates, cores) / 60:.0f} min "
+                     f"(its jobs scheduled as their inputs and cores allow).")
+    return text + "\n\n" + "\n".join(notes)

