@@ -3,8 +3,9 @@
 Times AdamW's step alone (per parameter), then Trainer-like training steps (forward, backward, AdamW) and
 no-grad forwards of a BERT with random weights at a small shape, where the per-step cost dominates, and a
 large one, where the arithmetic does; the two equations  t = layers * step_s + optimizer + FLOPs / rate
-give both. `job_s` is a fresh process importing the
-CLI and loading the model. CPU rates are per thread (one thread, as the laptop configs run their jobs).
+give both. Then MoEBERT's training step against what those predict for its FLOPs (`moe_factor`). `job_s`
+is a job that computes next to nothing (imports, a model, outputs). CPU rates are per thread (measured on
+one thread, as the laptop configs run their jobs).
 
     python benchmarks/throughput.py --device cpu --kind cpu
     python benchmarks/throughput.py --device cuda --kind h100 --model bert-base --dtype bf16 --update
@@ -26,7 +27,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.files import atomic_file, write_json
 from moebert.plan import Dims, load_speeds
-from moebert.speed import PRESETS, hardware
+from moebert.speed import PRESETS, hardware, random_models
 
 TABLE = Path("config/throughput.yaml")
 SHAPES = {"small": (1, 16), "large": (16, 128)}  # (batch, sequence length)
@@ -55,12 +56,13 @@ def optimizer_seconds(model, optimiser, device, rounds: int) -> float:
     return seconds
 
 
-def measure(model, dims: Dims, device, dtype, rounds: int) -> dict:
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
+def measure(model, dims: Dims, device, dtype, rounds: int, shapes=SHAPES) -> dict:
+    # Fused, as the Trainer's default optimiser (adamw_torch_fused).
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     out = {"optimizer_s": optimizer_seconds(model, optimiser, device, rounds),
            "params": sum(p.numel() for p in model.parameters())}
-    for name, (batch, seq) in SHAPES.items():
+    for name, (batch, seq) in shapes.items():
         ids = torch.randint(1000, 2000, (batch, seq), device=device)
         labels = torch.zeros(batch, dtype=torch.long, device=device)
 
@@ -124,6 +126,15 @@ def main() -> None:
     points = measure(model, dims, device, dtype, args.rounds)
     train_ms, train_tflops = solve(points, dims.layers, "train")
     infer_ms, infer_tflops = solve(points, dims.layers, "infer")
+    # MoEBERT (4 experts of a quarter of the FFN, hash routing) at the large shape, against what the dense
+    # rates predict for its FLOPs: the factor covers routing, gathers and the smaller per-expert matmuls.
+    moe_dims = Dims(dims.layers, dims.hidden, bert.intermediate_size // 4, moe=True)
+    moe = random_models(dict(PRESETS[args.model]), names=("moebert",))["moebert"].train().to(device)
+    moe_point = measure(moe, moe_dims, device, dtype, args.rounds, shapes={"large": SHAPES["large"]})
+    large = moe_point["large"]
+    predicted = dims.layers * train_ms / 1e3 + 3 * large["flops"] / (train_tflops * 1e12)
+    moe_factor = (large["train_s"] - moe_point["optimizer_s"]) / predicted
+    points["moebert"] = moe_point
     machine = hardware(device)
     row = {
         "source": f"benchmarks/throughput.py --device {args.device} --model {args.model} --dtype {args.dtype}"
@@ -131,6 +142,7 @@ def main() -> None:
         "train_tflops": round(train_tflops, 4), "infer_tflops": round(infer_tflops, 4),
         "train_step_ms_per_layer": round(train_ms, 3), "infer_step_ms_per_layer": round(infer_ms, 3),
         "optimizer_ns_per_param": round(points["optimizer_s"] / points["params"] * 1e9, 3),
+        "moe_factor": round(moe_factor, 2),
         "job_s": round(job_seconds(args.model, args.device, out), 1), "per_thread": device.type == "cpu",
     }
     print(f"{'shape':<6} {'batch':>5} {'seq':>4} {'train ms':>9} {'forward ms':>10}")

@@ -98,7 +98,10 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
     finetunes = re.findall(r"^Shell command: moebert finetune .*$", proc.stdout, re.MULTILINE)
     assert all(("--model resources/models/bert-base-uncased " in c) == hub_teacher for c in finetunes)
     # QA jobs cut windows with the task's stride; an article split is made by prepare_data alone.
-    prepares = re.findall(r"^Shell command: moebert prepare-data .*$", proc.stdout, re.MULTILINE)
+    # The fetching rules alone turn the hub back on for their command.
+    prepares = re.findall(r"^Shell command: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 moebert prepare-data .*$", proc.stdout,
+                          re.MULTILINE)
+    assert len(prepares) == tasks
     split = shipped.get("task_settings", {}).get("squad", {}).get("eval_articles")
     assert sum("--eval-articles" in c for c in prepares) == (1 if split else 0)
     if qa_tasks:

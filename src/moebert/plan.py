@@ -53,6 +53,7 @@ class Dims:
     hidden: int
     ffn: int
     vocab: int = 30522  # BERT's uncased word pieces
+    moe: bool = False  # its FFNs are experts a router picks from
 
     @property
     def weights(self) -> int:
@@ -93,10 +94,12 @@ def student_dims(teacher: Dims, method: dict) -> Dims:
     """The dimensions a token sees in a method's student (see the config schema's `student`)."""
     kind = method["student"]
     if kind == "distil-half":
-        return Dims(max(teacher.layers // 2, 1), teacher.hidden, teacher.ffn)
-    if kind in ("moe", "dense-narrow"):
-        return Dims(teacher.layers, teacher.hidden, method["expert_dim"])
-    return teacher  # mpoe experts are full-width FFNs
+        return Dims(max(teacher.layers // 2, 1), teacher.hidden, teacher.ffn, teacher.vocab)
+    if kind == "dense-narrow":
+        return Dims(teacher.layers, teacher.hidden, method["expert_dim"], teacher.vocab)
+    if kind == "moe":
+        return Dims(teacher.layers, teacher.hidden, method["expert_dim"], teacher.vocab, moe=True)
+    return Dims(teacher.layers, teacher.hidden, teacher.ffn, teacher.vocab, moe=True)  # mpoe: full-width experts
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,16 @@ class Work:
     train: bool = True
     rows_read: int = 0  # rows tokenized before the first step
     params: int = 0  # parameters the optimiser updates every step (none without training)
+    moe: bool = False  # the model routes tokens to experts (slower per FLOP than a dense one: moe_factor)
+    teacher_flops: float = 0.0  # distillation's teacher forwards (dense, no grad), beside `flops`
     weights: int = 0  # largest weight count held in memory at once (teacher + student when distilling)
     activations: float = 0.0  # bytes of activations per step (training keeps them for the backward)
 
 
-def tokens_per_row(task: Task, max_length: int | None) -> int:
-    """The typical padded length of a row: batches pad to their longest row, capped by the max length."""
-    return min(task.batch_tokens, max_length or task.max_length)
+def tokens_per_row(task: Task, max_length: int | None, grouped: bool) -> int:
+    """The typical padded length of a row, capped by the max length: about the mean in length-grouped
+    (training) batches, the longest of the batch in random ones."""
+    return min(task.mean_tokens if grouped else task.batch_tokens, max_length or task.max_length)
 
 
 def rows(task: Task, cap: int | None, split: str = "train") -> int:
@@ -126,22 +132,23 @@ def rows(task: Task, cap: int | None, split: str = "train") -> int:
 def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int, max_length: int | None,
                   teacher: Dims | None = None) -> Work:
     """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student step)."""
-    seq = tokens_per_row(task, max_length)
+    seq = tokens_per_row(task, max_length, grouped=True)
     tokens = rows_ * epochs * seq
-    per_token = 3 * dims.forward_flops(seq) + (teacher.forward_flops(seq) if teacher else 0)
     # Hidden states, attention probabilities, FFN activations kept for the backward, 4 bytes each.
     activations = batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
-    return Work(steps=math.ceil(rows_ / batch * epochs), flops=tokens * per_token, layers=dims.layers, rows_read=rows_,
-                params=dims.params, weights=dims.weights + (teacher.weights if teacher else 0), activations=activations)
+    return Work(steps=math.ceil(rows_ / batch * epochs), flops=tokens * 3 * dims.forward_flops(seq), layers=dims.layers,
+                rows_read=rows_, params=dims.params, moe=dims.moe,
+                teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
+                weights=dims.weights + (teacher.weights if teacher else 0), activations=activations)
 
 
 def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None,
                    backward: bool = False) -> Work:
     """Forwards over `rows_` rows (importance adds the backward for its gradients)."""
-    seq = tokens_per_row(task, max_length)
+    seq = tokens_per_row(task, max_length, grouped=False)
     passes = 3 if backward else 1
     return Work(steps=math.ceil(rows_ / batch), flops=rows_ * seq * passes * dims.forward_flops(seq),
-                layers=dims.layers, train=backward, rows_read=rows_, weights=dims.weights,
+                layers=dims.layers, train=backward, rows_read=rows_, moe=dims.moe, weights=dims.weights,
                 activations=batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq))
 
 
@@ -164,6 +171,7 @@ class DeviceSpeed:
     train_step_ms_per_layer: float
     infer_step_ms_per_layer: float
     optimizer_ns_per_param: float  # AdamW's update, which reads and writes every parameter each step
+    moe_factor: float  # an MoE model's step time over a dense model's of the same FLOPs (routing, small matmuls)
     job_s: float
     per_thread: bool = False
 
@@ -171,12 +179,15 @@ class DeviceSpeed:
         scale = threads if self.per_thread else 1
         rate = (self.train_tflops if work.train else self.infer_tflops) * 1e12 * scale
         step_ms = self.train_step_ms_per_layer if work.train else self.infer_step_ms_per_layer
-        per_step = work.layers * step_ms / 1e3 + work.params * self.optimizer_ns_per_param / 1e9
-        return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + work.steps * per_step / scale + work.flops / rate
+        per_layer = work.layers * step_ms / 1e3
+        compute = (work.steps * per_layer / scale + work.flops / rate) * (self.moe_factor if work.moe else 1)
+        optimizer = work.steps * work.params * self.optimizer_ns_per_param / 1e9 / scale
+        teacher = work.teacher_flops / (self.infer_tflops * 1e12 * scale)
+        return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + compute + optimizer + teacher
 
 
 FIELDS = ("source", "train_tflops", "infer_tflops", "train_step_ms_per_layer", "infer_step_ms_per_layer",
-          "optimizer_ns_per_param", "job_s")
+          "optimizer_ns_per_param", "moe_factor", "job_s")
 
 
 def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:

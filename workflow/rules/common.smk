@@ -13,8 +13,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from moebert.hub import model_slug
-from moebert.modeling import PACKAGED_MINILM
+from moebert.hub import PACKAGED_MINILM, model_slug
 from moebert.plan import hyper_parameters, job_work, load_speeds, memory_mb, runtime_minutes
 from moebert.tasks import QaTask, get_task
 
@@ -273,8 +272,10 @@ def _is_hub_model(name: str) -> bool:
     return name != PACKAGED_MINILM and not Path(name).expanduser().is_dir()
 
 
-# Hub models the workflow fetches (fetch_model) into resources/models/<slug>, by slug.
-HUB_MODELS = {model_slug(name): name for name in [config["teacher"]["model"]] if _is_hub_model(name)}
+def hub_model(wildcards) -> str:
+    """Params function of fetch_model: the hub id of the model fetched into resources/models/<slug>."""
+    models = {model_slug(name): name for name in [config["teacher"]["model"]] if _is_hub_model(name)}
+    return models[wildcards.model]
 
 
 def pretrained_model() -> str:
@@ -479,9 +480,7 @@ def tracking(rule: str, method: str | None = None):
                 "config_hash": CONFIG_HASH, "git_commit": GIT_COMMIT}
         return " ".join(
             [
-                f"--tracking-uri {shlex.quote(TRACKING_URI)}",
-                f"--experiment {config['experiment']}",
-                f"--parent-run {config['experiment']}-{CONFIG_HASH}",
+                _store_options(),
                 f"--run-name {job_rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}",
                 *(f"--tag {shlex.quote(f'{key}={value}')}" for key, value in tags.items()),
             ]
@@ -490,16 +489,16 @@ def tracking(rule: str, method: str | None = None):
     return args
 
 
+def _store_options() -> str:
+    """Where every run of this config goes: the store, the experiment and the parent run."""
+    return (f"--tracking-uri {shlex.quote(TRACKING_URI)} --experiment {config['experiment']}"
+            f" --parent-run {config['experiment']}-{CONFIG_HASH}")
+
+
 def report_tracking(wildcards, output) -> str:
     """Params function: the MLflow options of the report, which logs its tables and plots to the parent
     run of the jobs above (no task or seed, so no run of its own). `output` as in tracking()."""
-    return " ".join(
-        [
-            f"--tracking-uri {shlex.quote(TRACKING_URI)}",
-            f"--experiment {config['experiment']}",
-            f"--parent-run {config['experiment']}-{CONFIG_HASH}",
-        ]
-    )
+    return _store_options()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ rule fetch_model:
     output:
         directory("resources/models/{model}"),
     params:
-        repo=lambda wildcards: HUB_MODELS[wildcards.model],
+        repo=hub_model,
         hub=HUB_ON,
     log:
         "logs/fetch_model/{model}.log",

@@ -24,10 +24,12 @@ class Task:
     family: str  # "glue" or "qa": which result table the task's columns go to
     head: str  # "classification" or "question-answering": which model class the task trains
     # Size of the work, for the cost model (moebert.plan): rows of the published train split and of the eval
-    # splits together (QA: questions), and the typical padded length of a batch of 16-32 rows in BERT uncased
-    # word pieces (measured on the offline train files where there are some; estimated for the others).
+    # splits together (QA: questions); the mean row length in BERT uncased word pieces, which length-grouped
+    # training batches barely pad beyond; and the mean length random batches of 64 pad to (evaluation). Measured
+    # on the offline train files where there are some, estimated for the others.
     train_rows: int
     eval_rows: int
+    mean_tokens: int
     batch_tokens: int
 
     @property

@@ -115,7 +115,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
     for task in (
         _glue(
             "CoLA",
-            train_rows=8551, eval_rows=1043, batch_tokens=22,
+            train_rows=8551, eval_rows=1043, mean_tokens=11, batch_tokens=25,
             text_columns=("sentence",),
             labels=_BINARY,
             hub_label_names=("unacceptable", "acceptable"),
@@ -129,7 +129,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "SST-2",
-            train_rows=67349, eval_rows=872, batch_tokens=38,
+            train_rows=67349, eval_rows=872, mean_tokens=13, batch_tokens=45,
             text_columns=("sentence",),
             labels=_BINARY,
             hub_label_names=("negative", "positive"),
@@ -138,7 +138,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "MRPC",
-            train_rows=3668, eval_rows=408, batch_tokens=78,
+            train_rows=3668, eval_rows=408, mean_tokens=53, batch_tokens=84,
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_equivalent", "equivalent"),
@@ -151,7 +151,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "STS-B",
-            train_rows=5749, eval_rows=1500, batch_tokens=66,
+            train_rows=5749, eval_rows=1500, mean_tokens=28, batch_tokens=76,
             text_columns=("sentence1", "sentence2"),
             labels=None,
             hub_label_names=None,
@@ -167,7 +167,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "QQP",
-            train_rows=363846, eval_rows=40430, batch_tokens=70,  # batch_tokens estimated
+            train_rows=363846, eval_rows=40430, mean_tokens=30, batch_tokens=90,  # lengths estimated
             text_columns=("question1", "question2"),
             labels=_BINARY,
             hub_label_names=("not_duplicate", "duplicate"),
@@ -181,7 +181,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "MNLI",
-            train_rows=392702, eval_rows=19647, batch_tokens=80,  # batch_tokens estimated
+            train_rows=392702, eval_rows=19647, mean_tokens=39, batch_tokens=110,  # lengths estimated
             text_columns=("premise", "hypothesis"),
             labels=("entailment", "neutral", "contradiction"),
             hub_label_names=("entailment", "neutral", "contradiction"),
@@ -201,7 +201,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "QNLI",
-            train_rows=104743, eval_rows=5463, batch_tokens=100,  # batch_tokens estimated
+            train_rows=104743, eval_rows=5463, mean_tokens=50, batch_tokens=140,  # lengths estimated
             text_columns=("question", "sentence"),
             labels=_NLI,
             hub_label_names=_NLI,
@@ -214,7 +214,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "RTE",
-            train_rows=2490, eval_rows=277, batch_tokens=175,
+            train_rows=2490, eval_rows=277, mean_tokens=70, batch_tokens=199,
             text_columns=("sentence1", "sentence2"),
             labels=_NLI,
             hub_label_names=_NLI,
@@ -227,7 +227,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "WNLI",
-            train_rows=635, eval_rows=71, batch_tokens=80,  # batch_tokens estimated
+            train_rows=635, eval_rows=71, mean_tokens=50, batch_tokens=80,  # lengths estimated
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_entailment", "entailment"),
