@@ -105,6 +105,20 @@ def test_squad_v2_best_null_threshold():
     assert (lone["best_f1"], lone["best_f1_thresh"], lone["f1"]) == (100.0, 0.0, 0.0)
 
 
+
+def test_squad_v2_threshold_search_runs_in_null_score_order_and_charges_wrong_answers():
+    # Null-score order c, b, a differs from id order; b is unanswerable but predicts "dog".
+    answers = {"a": ["cat"], "b": [], "c": ["x"]}
+    predictions = {"a": "cat", "b": "dog", "c": "x"}
+    # Start all null: 1 right (b). +1 (c) = 2 at 0.0, -1 (b) = 1, +1 (a) = 2, a tie -> 2/3 at 0.0.
+    result = squad_v2(predictions, answers, {"c": 0.0, "b": 1.0, "a": 2.0})
+    assert result["best_exact_match"] == result["best_f1"] == pytest.approx(200 / 3)
+    assert result["best_exact_match_thresh"] == result["best_f1_thresh"] == 0.0
+    # One more right answer after b: 2 at 0.0, 1, 2, 3 at 3.0 -> 3/4 at 3.0. Charging b's answer 0 or 2
+    # instead of 1 would give 4/4 or 2/4.
+    result = squad_v2({**predictions, "d": "y"}, {**answers, "d": ["y"]}, {"c": 0.0, "b": 1.0, "a": 2.0, "d": 3.0})
+    assert (result["best_exact_match"], result["best_exact_match_thresh"]) == (75.0, 3.0)
+
 def test_missing_ids_raise():
     with pytest.raises(MoebertError, match=r"predictions lack 2 of the 3 question ids.*'b'"):
         squad_v1({"a": "x"}, {"a": ["x"], "b": ["y"], "c": ["z"]})
