@@ -21,7 +21,7 @@ import math
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -94,12 +94,12 @@ def student_dims(teacher: Dims, method: dict) -> Dims:
     """The dimensions a token sees in a method's student (see the config schema's `student`)."""
     kind = method["student"]
     if kind == "distil-half":
-        return Dims(max(teacher.layers // 2, 1), teacher.hidden, teacher.ffn, teacher.vocab)
+        return replace(teacher, layers=max(teacher.layers // 2, 1))
     if kind == "dense-narrow":
-        return Dims(teacher.layers, teacher.hidden, method["expert_dim"], teacher.vocab)
+        return replace(teacher, ffn=method["expert_dim"])
     if kind == "moe":
-        return Dims(teacher.layers, teacher.hidden, method["expert_dim"], teacher.vocab, moe=True)
-    return Dims(teacher.layers, teacher.hidden, teacher.ffn, teacher.vocab, moe=True)  # mpoe: full-width experts
+        return replace(teacher, ffn=method["expert_dim"], moe=True)
+    return replace(teacher, moe=True)  # mpoe: full-width experts
 
 
 @dataclass(frozen=True)
@@ -129,17 +129,22 @@ def rows(task: Task, cap: int | None, split: str = "train") -> int:
     return min(total, cap) if cap else total
 
 
+def activation_bytes(dims: Dims, batch: int, seq: int) -> float:
+    """Hidden states, attention probabilities and FFN activations of one step (training keeps them for the
+    backward), 4 bytes each."""
+    return batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
+
+
 def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int, max_length: int | None,
                   teacher: Dims | None = None) -> Work:
     """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student step)."""
     seq = tokens_per_row(task, max_length, grouped=True)
     tokens = rows_ * epochs * seq
-    # Hidden states, attention probabilities, FFN activations kept for the backward, 4 bytes each.
-    activations = batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
     return Work(steps=math.ceil(rows_ / batch * epochs), flops=tokens * 3 * dims.forward_flops(seq), layers=dims.layers,
                 rows_read=rows_, params=dims.params, moe=dims.moe,
                 teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
-                weights=dims.weights + (teacher.weights if teacher else 0), activations=activations)
+                weights=dims.weights + (teacher.weights if teacher else 0),
+                activations=activation_bytes(dims, batch, seq))
 
 
 def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None,
@@ -149,7 +154,7 @@ def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: i
     passes = 3 if backward else 1
     return Work(steps=math.ceil(rows_ / batch), flops=rows_ * seq * passes * dims.forward_flops(seq),
                 layers=dims.layers, train=backward, rows_read=rows_, moe=dims.moe, weights=dims.weights,
-                activations=batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq))
+                activations=activation_bytes(dims, batch, seq))
 
 
 def speed_work(models: list[Dims], batch_sizes, seq_lengths, repeats: int, warmup: int = 1) -> Work:
