@@ -168,6 +168,9 @@ def test_local_wall_time_follows_the_dag_and_the_cores():
     wide = [_job("a", 10, outputs=["x"]), *(_job(f"b{i}", 20, inputs=["x"]) for i in range(3))]
     assert local_wall_s(wide, cores=2) == 50 and local_wall_s(wide, cores=3) == 30
     assert local_wall_s([_job("a", 10, threads=2), _job("b", 10)], cores=2) == 20  # a two-thread job fills both
+    # Longest ready job first, whatever order the dry run printed: 20 + 10 beside it, not 10 + 10 then 20.
+    free = [_job("a", 10), _job("b", 10), _job("c", 20)]
+    assert local_wall_s(free, cores=2) == local_wall_s(free[::-1], cores=2) == 20
 
 
 def _dry_run(*args, env=None) -> str:

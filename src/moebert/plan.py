@@ -364,10 +364,14 @@ def device_hours(job: JobEstimate, kind: str) -> float:
 
 def local_wall_s(estimates: list[JobEstimate], cores: int) -> float:
     """Wall time of a local run on `cores` cores: every job starts as soon as the jobs making its inputs
-    have finished and it has its threads free (a greedy schedule, as Snakemake's is for these DAGs)."""
+    have finished and it has its threads free (a greedy schedule, as Snakemake's is for these DAGs). Ready
+    jobs start longest first: Snakemake prints a dry run's jobs in no fixed order, and the estimate must not
+    follow it."""
     producer = {path: i for i, e in enumerate(estimates) for path in e.outputs}
     needs = [{producer[path] for path in e.inputs if path in producer} for e in estimates]
-    finished, running, pending = set(), [], list(range(len(estimates)))
+    finished, running = set(), []
+    pending = sorted(range(len(estimates)), key=lambda i: (-estimates[i].seconds["cpu"], estimates[i].rule,
+                                                          sorted(estimates[i].wildcards.items())))
     now, free = 0.0, cores
     while pending or running:
         for i in list(pending):
