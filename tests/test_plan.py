@@ -23,6 +23,7 @@ from moebert.plan import (
     Work,
     dry_run_jobs,
     inference_work,
+    job_work,
     load_speeds,
     local_wall_s,
     memory_mb,
@@ -83,10 +84,25 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     assert work.params == student.params and not work.moe
     distill = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, teacher=teacher)
     assert distill.flops == work.flops and distill.teacher_flops == 100 * 2 * 53 * teacher.forward_flops(53)
+    assert distill.teacher_layers == 4 and work.teacher_layers == 0
     assert distill.weights == student.weights + teacher.weights
     forward = inference_work(mrpc, teacher, rows_=50, batch=64, max_length=None)
     assert (forward.steps, forward.train, forward.flops) == (1, False, 50 * 84 * teacher.forward_flops(84))
     assert inference_work(mrpc, teacher, 50, 64, None, backward=True).flops == 3 * forward.flops
+
+
+def test_a_student_trained_without_distillation_runs_no_teacher():
+    methods = {"moebert": {"student": "moe", "expert_dim": 768, "distill_scope": "all"},
+               "moebert-nodistil": {"student": "moe", "expert_dim": 768, "distill_scope": "none"}}
+    distill = {"epochs": 2, "batch_size": 16}
+    config = {"teacher": {"model": "bert-base-uncased"}, "methods": methods,
+              "task_settings": {"rte": {"max_length": None, "max_train_samples": 1000, "distill": distill}}}
+    with_teacher = job_work(config, "distill", {"task": "rte", "method": "moebert", "seed": "0"})
+    alone = job_work(config, "distill", {"task": "rte", "method": "moebert-nodistil", "seed": "0"})
+    assert with_teacher.teacher_layers == 12 and with_teacher.teacher_flops > 0
+    assert (alone.teacher_layers, alone.teacher_flops) == (0, 0.0)
+    assert alone.weights == Dims(12, 768, 768).weights  # the student alone in memory
+    assert alone.steps == with_teacher.steps == 125 and alone.flops == with_teacher.flops  # ceil(1000 / 16 * 2)
 
 
 def test_seconds_are_start_up_plus_steps_plus_arithmetic():
@@ -97,9 +113,11 @@ def test_seconds_are_start_up_plus_steps_plus_arithmetic():
     assert gpu.seconds(Work(steps=10, flops=1e15, layers=2, train=False)) == pytest.approx(30 + 0.01 + 5)
     cpu = DeviceSpeed(name="cpu", **{**GPU, "per_thread": True})
     assert cpu.seconds(work, threads=4) == pytest.approx(30 + 2 + (24 + 1 + 20) / 4)  # per-thread rates scale
-    # An MoE student's steps and FLOPs cost moe_factor more; its teacher's forwards run at the inference rate.
-    moe = Work(steps=1000, flops=2e15, layers=12, params=10**6, moe=True, teacher_flops=4e15)
-    assert gpu.seconds(moe) == pytest.approx(30 + 1.5 * (24 + 20) + 1 + 20)
+    # An MoE student's steps and FLOPs cost moe_factor more; its teacher's forwards run at the inference rate
+    # and launch the teacher's layers every step (1000 x 6 x 0.5 ms).
+    moe = Work(steps=1000, flops=2e15, layers=12, params=10**6, moe=True, teacher_flops=4e15, teacher_layers=6)
+    assert gpu.seconds(moe) == pytest.approx(30 + 1.5 * (24 + 20) + 1 + 3 + 20)
+    assert cpu.seconds(moe, threads=4) == pytest.approx(30 + (1.5 * (24 + 20) + 1 + 3 + 20) / 4)
 
 
 def test_runtime_request_grows_with_work_and_attempts_within_floor_and_cap():

@@ -114,6 +114,7 @@ class Work:
     params: int = 0  # parameters the optimiser updates every step (none without training)
     moe: bool = False  # the model routes tokens to experts (slower per FLOP than a dense one: moe_factor)
     teacher_flops: float = 0.0  # distillation's teacher forwards (dense, no grad), beside `flops`
+    teacher_layers: int = 0  # the teacher's layers, each forward launching its own kernels every step
     weights: int = 0  # largest weight count held in memory at once (teacher + student when distilling)
     activations: float = 0.0  # bytes of activations per step (training keeps them for the backward)
 
@@ -143,6 +144,7 @@ def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int,
     return Work(steps=math.ceil(rows_ / batch * epochs), flops=tokens * 3 * dims.forward_flops(seq), layers=dims.layers,
                 rows_read=rows_, params=dims.params, moe=dims.moe,
                 teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
+                teacher_layers=teacher.layers if teacher else 0,
                 weights=dims.weights + (teacher.weights if teacher else 0),
                 activations=activation_bytes(dims, batch, seq))
 
@@ -187,7 +189,8 @@ class DeviceSpeed:
         per_layer = work.layers * step_ms / 1e3
         compute = (work.steps * per_layer / scale + work.flops / rate) * (self.moe_factor if work.moe else 1)
         optimizer = work.steps * work.params * self.optimizer_ns_per_param / 1e9 / scale
-        teacher = work.teacher_flops / (self.infer_tflops * 1e12 * scale)
+        teacher = (work.steps * work.teacher_layers * self.infer_step_ms_per_layer / 1e3
+                   + work.teacher_flops / (self.infer_tflops * 1e12)) / scale
         return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + compute + optimizer + teacher
 
 
@@ -313,8 +316,9 @@ def job_work(config: dict, rule: str, wildcards: dict) -> Work:
                              hyper["batch_size"], length)
     if rule == "distill":
         hyper = hyper_parameters(config, "distill", task.name)
+        distilled = method["distill_scope"] != "none"  # scope none trains on the task loss alone, no teacher
         return training_work(task, student_dims(teacher, method), rows(task, settings["max_train_samples"]),
-                             hyper["epochs"], hyper["batch_size"], length, teacher=teacher)
+                             hyper["epochs"], hyper["batch_size"], length, teacher=teacher if distilled else None)
     if rule == "importance":
         importance = config["importance"]
         return inference_work(task, teacher, rows(task, importance["max_samples"], importance["split"]),
