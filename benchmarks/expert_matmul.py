@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from moebert.files import atomic_file, write_json
-from moebert.speed import hardware
+from moebert.speed.measure import hardware
 
 HIDDEN = WIDTH = 768
 EXPERTS, LAYERS = 4, 12

@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from moebert import data as task_data
-from moebert.importance import importance_scores, importance_scores_autograd
-from moebert.modeling import PACKAGED_MINILM, load_model, load_tokenizer
+from moebert.models.modeling import PACKAGED_MINILM, load_model, load_tokenizer
+from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split
+from moebert.training.importance import importance_scores, importance_scores_autograd
 
 
 def main() -> None:

@@ -21,16 +21,16 @@ import pandas as pd
 import torch
 
 from moebert.files import atomic_file, write_json
-from moebert.speed import (
+from moebert.speed.measure import (
     PRESETS,
     REFERENCE_SUFFIX,
     dimensions,
     hardware,
     measure,
     random_models,
-    reference_style,
     summarise,
 )
+from moebert.speed.reference_style import reference_style
 
 MOE, REFERENCE = "moebert", "moebert" + REFERENCE_SUFFIX
 # Rounds per batch size: small batches are cheap and noisier, so they get more.

@@ -27,7 +27,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.files import atomic_file, write_json
 from moebert.plan import Dims, load_speeds
-from moebert.speed import PRESETS, hardware, random_models
+from moebert.speed.measure import PRESETS, hardware, random_models
 
 TABLE = Path("config/throughput.yaml")
 SHAPES = {"small": (1, 16), "large": (16, 128)}  # (batch, sequence length)

@@ -5,15 +5,15 @@ import pytest
 import torch
 from conftest import random_batch, tiny_bert
 
-from moebert.baselines import (
+from moebert.errors import MoebertError
+from moebert.students.baselines import (
     dense_narrow,
     distil_half,
     half_depth_layers,
     majority_logits,
     majority_prediction,
 )
-from moebert.errors import MoebertError
-from moebert.metrics import compute_metrics
+from moebert.tasks.metrics import compute_metrics
 
 
 def teacher(layers=4):

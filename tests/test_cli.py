@@ -53,7 +53,7 @@ class Crash(TrainerCallback):
 ], ids=["same-settings-resume", "other-settings-start-afresh"])
 def test_killed_training_resumes_only_with_the_same_settings(rerun_lr, expected, tiny_model_dir, glue_dir, tmp_path,
                                                              monkeypatch, capsys):
-    from moebert import training
+    from moebert.training import trainer as training
 
     out = tmp_path / "teacher"
     args = ["finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
@@ -117,7 +117,9 @@ def test_every_stage_runs_its_model_on_the_resolved_device(tiny_model_dir, glue_
     """importance and evaluate move the model to the device; training hands it to the Trainer."""
     import torch
 
-    from moebert import cli, evaluation, importance, training
+    from moebert import cli, evaluation
+    from moebert.training import importance
+    from moebert.training import trainer as training
 
     meta = torch.device("meta")  # a device no stage would pick by itself
     monkeypatch.setattr(cli, "resolve_device", lambda name: meta)
@@ -147,7 +149,7 @@ class Diverge(TrainerCallback):
 
 
 def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, monkeypatch, capsys):
-    from moebert import training
+    from moebert.training import trainer as training
 
     real_train = training.train
     monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Diverge()], **k))
@@ -159,7 +161,7 @@ def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, mon
 
 
 def _central(model_dir):
-    from moebert.modeling import load_model
+    from moebert.models.modeling import load_model
 
     return [p.detach().clone() for p in load_model(str(model_dir)).central_parameters()]
 
@@ -169,7 +171,7 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     """adapt --student mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
     import torch
 
-    from moebert.modeling import load_model
+    from moebert.models.modeling import load_model
 
     data = ["--task", "mrpc", "--data", glue_dir]
     teacher = tmp_path / "teacher"
@@ -218,7 +220,7 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
     """Experts that start identical (MPO chains, Switch copies) differ only by where the router sends tokens."""
     import torch
 
-    from moebert.modeling import load_model
+    from moebert.models.modeling import load_model
 
     def router(seed, name):
         assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / name, "--student", "mpoe", "--seed", seed,

@@ -3,7 +3,7 @@
 import torch
 from conftest import random_batch, tiny_bert
 
-from moebert.distillation import hidden_mse, prediction_loss, symmetric_kl
+from moebert.training.distillation import hidden_mse, prediction_loss, symmetric_kl
 
 
 def test_losses_are_zero_when_student_equals_teacher():
@@ -51,9 +51,9 @@ def test_regression_prediction_loss_is_logit_mse():
 def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
     from transformers import TrainingArguments
 
-    from moebert.distillation import DistillationTrainer
-    from moebert.experts import adapt
-    from moebert.importance import importance_scores, orders
+    from moebert.students.experts import adapt
+    from moebert.training.distillation import DistillationTrainer
+    from moebert.training.importance import importance_scores, orders
 
     teacher = tiny_bert()
     student, _ = adapt(teacher, orders(importance_scores(teacher, [random_batch()], progress=False)), 1, 64, 0)
@@ -77,7 +77,7 @@ def test_hidden_mse_refuses_hidden_states_of_other_depths():
 
 
 def test_layer_maps_of_every_scope_and_depth():
-    from moebert.distillation import layer_map
+    from moebert.training.distillation import layer_map
 
     assert layer_map(6, 6) == [(j, j) for j in range(7)]
     assert layer_map(3, 6) == [(0, 0), (1, 2), (2, 4), (3, 6)]  # half depth: student layer i -> teacher 2i
@@ -99,8 +99,8 @@ def test_half_depth_distillation_compares_student_layer_i_with_teacher_layer_2i(
     """The trainer's hidden term for a half-depth student, against the MSE computed by hand."""
     from transformers import TrainingArguments
 
-    from moebert.baselines import distil_half
-    from moebert.distillation import DistillationTrainer
+    from moebert.students.baselines import distil_half
+    from moebert.training.distillation import DistillationTrainer
 
     teacher = tiny_bert(num_hidden_layers=4, seed=3)
     student, _ = distil_half(teacher)

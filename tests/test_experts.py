@@ -8,7 +8,9 @@ import torch
 from conftest import random_batch, tiny_bert
 
 from moebert.errors import MoebertError
-from moebert.experts import (
+from moebert.models.modeling import MoEBertForSequenceClassification
+from moebert.models.routing import hash_balance_table
+from moebert.students.experts import (
     CONSTRUCTIONS,
     adapt,
     balanced_kmeans,
@@ -17,8 +19,6 @@ from moebert.experts import (
     expert_indices,
     token_counts,
 )
-from moebert.modeling import MoEBertForSequenceClassification
-from moebert.routing import hash_balance_table
 
 
 @pytest.fixture(scope="module")

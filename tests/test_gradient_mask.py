@@ -6,7 +6,7 @@ import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from moebert.errors import MoebertError
-from moebert.gradient_mask import CentralGradientMask, masked_step
+from moebert.training.gradient_mask import CentralGradientMask, masked_step
 
 
 def steps(p_b: float, n: int = 6, seed: int = 0):

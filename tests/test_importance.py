@@ -5,7 +5,7 @@ import torch
 from conftest import random_batch, randomize_biases, tiny_bert
 from transformers import BertConfig, BertForSequenceClassification
 
-from moebert.importance import importance_scores, importance_scores_autograd, orders
+from moebert.training.importance import importance_scores, importance_scores_autograd, orders
 
 
 @pytest.mark.parametrize("num_labels", [3, 1], ids=["classification", "regression"])
@@ -101,7 +101,7 @@ def test_no_hooks_are_left_behind():
 
 
 def test_per_example_loss_by_hand():
-    from moebert.importance import per_example_loss
+    from moebert.training.importance import per_example_loss
 
     # Regression: squared error (1.5 - 1)^2, (0 - 2)^2, in the logits' dtype.
     got = per_example_loss(torch.tensor([[1.5], [0.0]]), torch.tensor([1.0, 2.0], dtype=torch.float64))

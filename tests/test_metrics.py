@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from moebert.metrics import compute_metrics
 from moebert.tasks import TASKS
+from moebert.tasks.metrics import compute_metrics
 
 
 def logits_for(classes: list[int], num_labels: int = 2) -> np.ndarray:

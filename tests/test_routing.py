@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from moebert.routing import Dispatch, GateRouter, dispatch_all, hash_balance_table, hash_random_table
+from moebert.models.routing import Dispatch, GateRouter, dispatch_all, hash_balance_table, hash_random_table
 
 # --- hash-random -------------------------------------------------------------------------------------------
 

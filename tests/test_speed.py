@@ -10,11 +10,13 @@ import pytest
 import torch
 from conftest import random_batch, tiny_bert
 
-from moebert import moe_layer, speed
 from moebert.errors import MoebertError
-from moebert.files import write_json
-from moebert.modeling import MoEBertConfig, MoEBertForSequenceClassification
-from moebert.routing import ROUTERS, dispatch_all, hash_balance_table
+from moebert.models import moe_layer
+from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
+from moebert.models.routing import ROUTERS, dispatch_all, hash_balance_table
+from moebert.reporting import plots
+from moebert.speed import measure as speed
+from moebert.speed.reference_style import reference_style
 
 TINY = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "max_position_embeddings": 32}
@@ -121,7 +123,7 @@ def test_fast_forward_equals_per_token_and_reference_style(router, starved, layo
         fast = outputs(model, batch)
         with per_token(model):
             plain = outputs(model, batch)
-        with speed.reference_style(model):
+        with reference_style(model):
             reference = outputs(model, batch)
     assert not starved or min(counts[0]) == 0
     for f, p, r in zip(fast, plain, reference, strict=True):
@@ -181,7 +183,7 @@ def test_padded_layout_round_trips_every_token():
 
 def test_reference_style_is_undone_after_the_block():
     model = tiny_moe("hash-random")
-    with speed.reference_style(model):
+    with reference_style(model):
         assert "forward" in vars(model) and all("forward" in vars(layer) for layer in model.moe_layers())
     assert "forward" not in vars(model) and not any("forward" in vars(layer) for layer in model.moe_layers())
 
@@ -200,10 +202,6 @@ def trained_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     tiny_bert().save_pretrained(root / "teacher")
     tiny_moe("hash-random").save_pretrained(root / "moebert")
-    for method, accuracy in (("teacher", 80.0), ("moebert", 78.0)):
-        write_json(root / f"{method}.json", {"task": "rte", "method": method, "seed": 0,
-                                            "results": {"RTE": {"accuracy": accuracy}},
-                                            "params": {"total": 1, "effective": 1, "head": 1}})
     return root
 
 
@@ -212,8 +210,7 @@ def test_speed_command_writes_results_and_plots(trained_dirs, tmp_path):
     run_speed("--model", f"teacher={trained_dirs / 'teacher'}", "--model", f"moebert={trained_dirs / 'moebert'}",
               "--random", trained_dirs / "teacher", "--random-models", "dense-narrow", "--reference",
               "--batch-sizes", 1, 2, "--seq-lengths", 8, 16, "--repeats", 2, "--threads", 1, "--device", "cpu",
-              "--output", out, "--plots-dir", tmp_path / "plots",
-              "--metrics", trained_dirs / "teacher.json", trained_dirs / "moebert.json")
+              "--output", out)
     table = pd.read_csv(out)
     assert list(table.columns) == speed.COLUMNS
     assert sorted(table.model.unique()) == ["dense-narrow", "moebert", "moebert-reference", "teacher"]
@@ -224,9 +221,10 @@ def test_speed_command_writes_results_and_plots(trained_dirs, tmp_path):
     record = json.loads(out.with_suffix(".json").read_text())
     assert {"cpu", "threads", "torch", "device"} <= set(record["hardware"]) and record["hardware"]["threads"] == 1
     assert len(record["timings"]) == len(table) * 2
-    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert plots == [f"{name}.{fmt}" for name in ("accuracy_vs_latency", "speed_latency", "speed_speedup")
-                     for fmt in ("png", "svg")]
+    average = pd.Series({"teacher": 80.0, "moebert": 78.0})  # the report's task averages of two methods
+    written = plots.write_speed_plots([out], average, 1, tmp_path / "plots")
+    assert sorted(p.name for p in written) == [f"{name}.{fmt}" for name in ("accuracy_vs_latency", "speed_latency",
+                                                                            "speed_speedup") for fmt in ("png", "svg")]
 
 
 def test_speed_plots_skip_what_has_no_data(trained_dirs, tmp_path):
@@ -236,7 +234,7 @@ def test_speed_plots_skip_what_has_no_data(trained_dirs, tmp_path):
     stale = tmp_path / "plots" / "speed_speedup.png"
     stale.parent.mkdir()
     stale.write_text("old")
-    written = speed.write_speed_plots([out], [trained_dirs / "teacher.json"], tmp_path / "plots")
+    written = plots.write_speed_plots([out], pd.Series({"teacher": 80.0}), 1, tmp_path / "plots")
     assert sorted(p.name for p in written) == ["speed_latency.png", "speed_latency.svg"]  # no teacher, no trained
     assert not stale.exists()
 
@@ -252,7 +250,7 @@ def test_each_results_file_is_one_panel_row_with_its_random_controls_marked(tmp_
                ("dense-narrow", "random", "results/teacher")]
     files = [results("a.csv", trained), results("b.csv", trained),
              results("c.csv", [("teacher", "random", "bert-base"), ("dense-narrow", "random", "bert-base")])]
-    table = speed.load_speed(files)
+    table = plots.load_speed(files)
     assert table.groupby("run").setting.unique().map(list).tolist() == [
         ["trained models · cpu · 2 threads"], ["trained models · cpu · 2 threads"], ["random bert-base · cpu · 2 threads"]]
     assert table.label.tolist() == ["teacher", "moebert", "dense-narrow (random weights)"] * 2 + ["teacher",

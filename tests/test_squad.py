@@ -10,14 +10,14 @@ import torch
 from conftest import random_batch, randomize_biases
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-from moebert.distillation import span_prediction_loss
 from moebert.errors import MoebertError
-from moebert.experts import adapt
-from moebert.importance import importance_scores, importance_scores_autograd, per_window_qa_loss
-from moebert.modeling import PACKAGED_MINILM, MoEBertForQuestionAnswering, load_model, resolve_model
-from moebert.qa import EvalWindows, answer_positions, best_answers, eval_features, train_features
+from moebert.models.modeling import PACKAGED_MINILM, MoEBertForQuestionAnswering, load_model, resolve_model
+from moebert.students.experts import adapt
 from moebert.tasks import get_task
 from moebert.tasks import squad as squad_data
+from moebert.tasks.qa import EvalWindows, answer_positions, best_answers, eval_features, train_features
+from moebert.training.distillation import span_prediction_loss
+from moebert.training.importance import importance_scores, importance_scores_autograd, per_window_qa_loss
 
 V1, V2 = get_task("squad"), get_task("squad_v2")
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
@@ -368,7 +368,7 @@ def test_moe_qa_forward_names_the_position_columns_and_returns_a_loss():
 
 
 def test_dense_baselines_keep_the_qa_head():
-    from moebert.baselines import dense_narrow, distil_half
+    from moebert.students.baselines import dense_narrow, distil_half
 
     teacher = tiny_qa()
     half, _ = distil_half(teacher)

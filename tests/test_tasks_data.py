@@ -8,9 +8,8 @@ import datasets
 import pytest
 import torch
 
-from moebert import data
 from moebert.errors import MoebertError
-from moebert.tasks import TASKS, format_task_table, get_task, hub_columns, load_split, prepare
+from moebert.tasks import TASKS, data, format_task_table, get_task, hub_columns, load_split, prepare
 
 
 def write_tsv(path: Path, rows: list[list[str]]) -> Path:

@@ -9,13 +9,13 @@ import torch
 from conftest import randomize_biases
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, TrainerCallback
 
-from moebert import data as task_data
-from moebert.distillation import DistillationTrainer
 from moebert.errors import MoebertError
-from moebert.experts import adapt
-from moebert.modeling import PACKAGED_MINILM, resolve_model
+from moebert.models.modeling import PACKAGED_MINILM, resolve_model
+from moebert.students.experts import adapt
+from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split
-from moebert.training import TaskTrainer, TrainConfig, checkpoint_dir, prepare_checkpoints, train
+from moebert.training.distillation import DistillationTrainer
+from moebert.training.trainer import TaskTrainer, TrainConfig, checkpoint_dir, prepare_checkpoints, train
 
 CPU = torch.device("cpu")
 
@@ -318,7 +318,7 @@ class KillAt(TrainerCallback):
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp_path, capsys):
-    from moebert.training import discard_checkpoints
+    from moebert.training.trainer import discard_checkpoints
 
     ckpt = checkpoint_dir(tmp_path / "out")
     assert ckpt == tmp_path / "out.checkpoints"
@@ -339,7 +339,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp
 
 
 def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):
-    from moebert.training import discard_checkpoints, last_complete_checkpoint
+    from moebert.training.trainer import discard_checkpoints, last_complete_checkpoint
 
     for step, complete in ((2, True), (10, True), (4, True), (12, False)):
         d = tmp_path / f"checkpoint-{step}"
@@ -374,7 +374,7 @@ def test_batches_are_grouped_by_length_and_shuffled():
     order instead of longest to shortest within every mega-batch."""
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    from moebert.training import ShuffledLengthGroupedSampler
+    from moebert.training.trainer import ShuffledLengthGroupedSampler
 
     def batches(order):
         return [tuple(order[i:i + 8]) for i in range(0, len(order), 8)]
@@ -395,7 +395,7 @@ def test_batches_are_grouped_by_length_and_shuffled():
 
 
 def test_training_batches_come_from_the_shuffled_length_sampler(mrpc_rows, tokenizer, tmp_path):
-    from moebert.training import ShuffledLengthGroupedSampler
+    from moebert.training.trainer import ShuffledLengthGroupedSampler
 
     trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4)
     sampler = trainer._get_train_sampler()
@@ -405,14 +405,14 @@ def test_training_batches_come_from_the_shuffled_length_sampler(mrpc_rows, token
 @pytest.mark.parametrize("world, total, accum, expected", [("1", 32, 1, 32), ("2", 32, 1, 16), ("2", 32, 4, 4),
                                                            ("4", 32, 2, 4)])
 def test_the_total_batch_is_shared_by_processes_and_accumulation(world, total, accum, expected, monkeypatch):
-    from moebert.training import per_device_batch
+    from moebert.training.trainer import per_device_batch
 
     monkeypatch.setenv("WORLD_SIZE", world)
     assert per_device_batch(total, accum) == expected
 
 
 def test_a_total_batch_that_does_not_divide_is_refused(monkeypatch):
-    from moebert.training import per_device_batch
+    from moebert.training.trainer import per_device_batch
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(MoebertError, match="--batch-size 16 does not divide into 3 process\\(es\\) x --grad-accum 2; "

@@ -10,14 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-from . import tracking
-from .device import DEVICE_HELP, resolve_device
-from .distillation import SCOPES
-from .errors import MoebertError
-from .experts import CONSTRUCTIONS
-from .files import atomic_dir, atomic_file, identity, read_json, write_json
-from .mpo import DEFAULT_FORWARD, FORWARD_MODES
-from .routing import ROUTERS
+from moebert import tracking
+from moebert.device import DEVICE_HELP, resolve_device
+from moebert.errors import MoebertError
+from moebert.files import atomic_dir, atomic_file, identity, read_json, write_json
+from moebert.models.mpo import DEFAULT_FORWARD, FORWARD_MODES
+from moebert.models.routing import ROUTERS
+from moebert.students.experts import CONSTRUCTIONS
+from moebert.training.distillation import SCOPES
 
 DATA_HELP = ("a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
              "prepared copy) or 'hub' (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2)")
@@ -55,7 +55,7 @@ def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epoch
 
 
 def _train_config(args):
-    from .training import TrainConfig, per_device_batch
+    from moebert.training.trainer import TrainConfig, per_device_batch
 
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=per_device_batch(args.batch_size, args.grad_accum),
@@ -66,7 +66,7 @@ def _train_config(args):
 
 def _task(args):
     """The task of `--task`, resolved once; QA-only options are refused for the other tasks."""
-    from .tasks import QaTask, get_task
+    from moebert.tasks import QaTask, get_task
 
     task = get_task(args.task)
     if not isinstance(task, QaTask):
@@ -81,7 +81,7 @@ QA_OPTIONS = ("doc_stride", "n_best", "max_answer_length", "null_threshold", "ev
 
 def _features(args, task, tokenizer, split: str = "train", max_rows: int | None = None):
     """Model inputs with labels of a split: the train rows (capped by --max-train-samples) by default."""
-    from .tasks import QaTask
+    from moebert.tasks import QaTask
 
     qa = {"doc_stride": args.doc_stride} if isinstance(task, QaTask) else {}
     rows = args.max_train_samples if split == "train" and max_rows is None else max_rows
@@ -90,8 +90,8 @@ def _features(args, task, tokenizer, split: str = "train", max_rows: int | None 
 
 def _train(args, device, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
     """Train on `device`, resuming only a checkpoint of the same settings and inputs."""
-    from . import data as task_data
-    from .training import train
+    from moebert.tasks import data as task_data
+    from moebert.training.trainer import train
 
     settings = {**_params(args), "inputs": {name: identity(getattr(args, name)) for name in inputs}}
     train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
@@ -102,7 +102,7 @@ def _train(args, device, model, train_ds, tokenizer, run, inputs: list[str], cal
 def _save_trained(args, model, tokenizer) -> None:
     """Save the trained model atomically and drop its checkpoints. It is evaluated by `moebert evaluate`
     alone, so the workflow has one place where metrics come from."""
-    from .training import discard_checkpoints, is_main_process
+    from moebert.training.trainer import discard_checkpoints, is_main_process
 
     if not is_main_process():  # under accelerate launch every process holds the same model: one saves it
         return
@@ -133,7 +133,7 @@ def _summary(record: dict) -> str:
 
 
 def cmd_tasks(args) -> None:
-    from .tasks import format_task_table
+    from moebert.tasks import format_task_table
 
     print(format_task_table())
 
@@ -143,7 +143,7 @@ def cmd_plan(args) -> None:
 
     import pandas as pd
 
-    from . import plan
+    from moebert import plan
 
     with tempfile.TemporaryDirectory() as tmp:
         config_out = Path(tmp) / "config.json"
@@ -165,13 +165,13 @@ def cmd_plan(args) -> None:
 
 
 def cmd_fetch_model(args) -> None:
-    from .hub import fetch_model
+    from moebert.hub import fetch_model
 
     print(f"fetched {args.model} -> {fetch_model(args.model, args.output, args.revision)}")
 
 
 def cmd_prepare_data(args) -> None:
-    from .tasks import QaTask
+    from moebert.tasks import QaTask
 
     task = _task(args)
     split = {"eval_articles": args.eval_articles, "split_seed": args.split_seed} if isinstance(task, QaTask) else {}
@@ -181,8 +181,8 @@ def cmd_prepare_data(args) -> None:
 def cmd_finetune(args) -> None:
     from transformers import set_seed
 
-    from .modeling import load_model, load_tokenizer
-    from .tasks import GlueTask
+    from moebert.models.modeling import load_model, load_tokenizer
+    from moebert.tasks import GlueTask
 
     task = _task(args)
     device = resolve_device(args.device)
@@ -206,9 +206,9 @@ def cmd_importance(args) -> None:
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
 
-    from . import data as task_data
-    from .importance import importance_scores, orders
-    from .modeling import load_tokenizer, load_trained
+    from moebert.models.modeling import load_tokenizer, load_trained
+    from moebert.tasks import data as task_data
+    from moebert.training.importance import importance_scores, orders
 
     task = _task(args)
     device = resolve_device(args.device)
@@ -232,7 +232,7 @@ def cmd_importance(args) -> None:
 def cmd_adapt(args) -> None:
     from transformers import set_seed
 
-    from .modeling import load_model, load_tokenizer
+    from moebert.models.modeling import load_model, load_tokenizer
 
     _check_student_options(args)
     set_seed(args.seed)  # a learned router's init: with identical experts, the one thing that tells them apart
@@ -283,7 +283,7 @@ def _orders(args, teacher):
 def _adapt_sliced(args, teacher, tokenizer):
     """Experts cut from each FFN by a construction: MoEBERT's shares the most important neurons; with every
     neuron shared, N copies of the dense FFN (the Switch-style baseline)."""
-    from .experts import adapt, token_counts
+    from moebert.students.experts import adapt, token_counts
 
     router = args.router or "hash-random"
     counts = None
@@ -300,7 +300,7 @@ def _adapt_sliced(args, teacher, tokenizer):
 
 
 def _adapt_mpo(args, teacher, tokenizer):
-    from .experts import adapt_mpo
+    from moebert.students.experts import adapt_mpo
 
     if args.router not in (None, "gate-token"):
         raise MoebertError(f"--student mpoe is routed by a learned token gate: use --router gate-token, "
@@ -315,14 +315,14 @@ def _adapt_mpo(args, teacher, tokenizer):
 
 
 def _adapt_dense_narrow(args, teacher, tokenizer):
-    from .baselines import dense_narrow
+    from moebert.students.baselines import dense_narrow
 
     student, kept = dense_narrow(teacher, _orders(args, teacher), args.expert_dim)
     return student, {"expert_dim": args.expert_dim, "indices": kept}
 
 
 def _adapt_half(args, teacher, tokenizer):
-    from .baselines import distil_half
+    from moebert.students.baselines import distil_half
 
     student, layers = distil_half(teacher)
     return student, {"teacher_layers": layers}
@@ -331,8 +331,8 @@ def _adapt_half(args, teacher, tokenizer):
 def cmd_distill(args) -> None:
     from transformers import set_seed
 
-    from .distillation import DistillationTrainer
-    from .modeling import load_tokenizer, load_trained
+    from moebert.models.modeling import load_tokenizer, load_trained
+    from moebert.training.distillation import DistillationTrainer
 
     task = _task(args)
     device = resolve_device(args.device)
@@ -343,7 +343,7 @@ def cmd_distill(args) -> None:
     student.config.load_balance = args.load_balance
     callbacks = []
     if args.gradient_mask is not None:
-        from .gradient_mask import CentralGradientMask
+        from moebert.training.gradient_mask import CentralGradientMask
 
         central = getattr(student, "central_parameters", list)()  # a dense student has none
         callbacks.append(CentralGradientMask(central, args.gradient_mask, args.seed))
@@ -361,10 +361,10 @@ def cmd_distill(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
-    from .modeling import load_tokenizer, load_trained, parameter_counts
-    from .qa import QaSettings
-    from .tasks import QaTask
+    from moebert.evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
+    from moebert.models.modeling import load_tokenizer, load_trained, parameter_counts
+    from moebert.tasks import QaTask
+    from moebert.tasks.qa import QaSettings
 
     task = _task(args)
     if (args.model is None) == (not args.majority):
@@ -397,7 +397,8 @@ def cmd_evaluate(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import report, speed
+    from moebert.reporting import report
+    from moebert.speed import measure as speed
 
     parser = argparse.ArgumentParser(prog="moebert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import MoebertError
+from moebert.errors import MoebertError
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu or cuda"
 

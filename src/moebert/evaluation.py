@@ -8,13 +8,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import data as task_data
-from .baselines import majority_logits, majority_prediction
-from .metrics import compute_metrics
-from .qa import QaSettings, best_answers, eval_features
-from .tasks import GlueTask, QaTask, Task, load_split
-from .tasks import squad as squad_data
-from .tasks.squad_metrics import squad_v1, squad_v2
+from moebert.students.baselines import majority_logits, majority_prediction
+from moebert.tasks import GlueTask, QaTask, Task, load_split
+from moebert.tasks import data as task_data
+from moebert.tasks import squad as squad_data
+from moebert.tasks.metrics import compute_metrics
+from moebert.tasks.qa import QaSettings, best_answers, eval_features
+from moebert.tasks.squad_metrics import squad_v1, squad_v2
 
 
 def _outputs(model, dataset, collator, batch_size: int, progress: bool):

@@ -79,7 +79,7 @@ def model_dims(name_or_path: str) -> Dims:
     from transformers import AutoConfig
 
     from moebert.hub import model_slug
-    from moebert.modeling import resolve_model
+    from moebert.models.modeling import resolve_model
 
     fetched = Path("resources/models") / model_slug(name_or_path)  # fetch_model's copy, in a workflow
     source = str(fetched) if fetched.is_dir() else resolve_model(name_or_path)
@@ -285,7 +285,7 @@ def hyper_parameters(config: dict, stage: str, task: str) -> dict:
 def _speed_dims(preset: str) -> Dims:
     from transformers import BertConfig
 
-    from moebert.speed import PRESETS
+    from moebert.speed.measure import PRESETS
 
     bert = BertConfig(**PRESETS[preset])
     return Dims(bert.num_hidden_layers, bert.hidden_size, bert.intermediate_size)

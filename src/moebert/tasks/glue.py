@@ -88,7 +88,7 @@ class GlueTask(Task):
     def features(self, tokenizer, data: str | os.PathLike, split: str, max_length: int | None = None,
                  max_rows: int | None = None, seed: int = 0) -> datasets.Dataset:
         """Model inputs and "labels" of a split (a seeded subset of `max_rows`), padding left to the collator."""
-        from moebert.data import tokenize
+        from moebert.tasks.data import tokenize
 
         return tokenize(load_split(self, data, split, max_rows, seed), tokenizer, self, max_length or self.max_length)
 

@@ -53,7 +53,7 @@ class QaTask(Task):
     def features(self, tokenizer, data: str | os.PathLike, split: str, max_length: int | None = None,
                  max_rows: int | None = None, seed: int = 0, doc_stride: int | None = None) -> datasets.Dataset:
         """Training windows of a split (a seeded subset of `max_rows` questions) with start/end positions."""
-        from moebert.qa import train_features
+        from moebert.tasks.qa import train_features
 
         examples = load_split(self, data, split, max_rows, seed)
         return train_features(examples, tokenizer, max_length or self.max_length, doc_stride or self.doc_stride)

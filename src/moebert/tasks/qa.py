@@ -1,4 +1,4 @@
-"""Extractive QA windows and answer search (SQuAD; tasks/squad.py loads the questions).
+"""Extractive QA windows and answer search (SQuAD; squad.py loads the questions).
 
 Pre-processing: each question with its context becomes windows of at most `max_length` tokens, question
 first, the context cut into overlapping pieces (`doc_stride` tokens shared by neighbours). Training windows

@@ -2,10 +2,10 @@
 
 It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keeps BertOutput's contract,
 `forward(hidden_states, input_tensor)`, with dropout, residual and LayerNorm after the expert, as MoEFFN
-does. Each of the two FFN matrices is an MPO chain (moebert.mpo) whose central tensor is a single
+does. Each of the two FFN matrices is an MPO chain (moebert.models.mpo) whose central tensor is a single
 Parameter used by every expert, while each expert owns its auxiliary tensors and biases. The auxiliaries
 of all experts are stacked [experts, ...] so the layer saves as a few safetensors entries. Matrices are
-(in, out), a token's product being x @ W, as in moebert.mpo.
+(in, out), a token's product being x @ W, as in moebert.models.mpo.
 
 A learned top-1 gate (Switch style: the chosen probability scales the expert output) routes the tokens
 and returns a load-balancing loss. Two ways to run an expert, which give the same outputs:
@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from . import mpo
-from .errors import MoebertError
-from .routing import Dispatch, GateRouter
+from moebert.errors import MoebertError
+from moebert.models import mpo
+from moebert.models.routing import Dispatch, GateRouter
 
 
 class MPOExperts(nn.Module):
@@ -120,7 +120,7 @@ class MPOEFFN(nn.Module):
     """Needs from `config`: hidden_size, intermediate_size, num_experts, hidden_act, hidden_dropout_prob,
     layer_norm_eps, initializer_range. Optional MPO settings: mpo_in_factors / mpo_out_factors (the
     intermediate matrix's factorisation, hidden -> ffn; the output matrix uses them swapped; None: the
-    defaults of moebert.mpo.factors_for), mpo_max_bond (an int or one per bond; None: full bond, so
+    defaults of moebert.models.mpo.factors_for), mpo_max_bond (an int or one per bond; None: full bond, so
     experts start exactly equal to the dense FFN) and mpo_forward ("rebuild" or "contract")."""
 
     def __init__(self, config):

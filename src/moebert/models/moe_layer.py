@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from .routing import GATE_ROUTERS, Dispatch, GateRouter
+from moebert.models.routing import GATE_ROUTERS, Dispatch, GateRouter
 
 # Experts run padded while no group has more tokens than this (about batch 1-3 at length 128 with 4
 # experts). Larger groups run per expert as efficiently as one dense matmul and waste nothing on padding.

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import BertPreTrainedModel
 
-from .errors import MoebertError
+from moebert.errors import MoebertError
 
 
 def half_depth_layers(num_layers: int) -> list[int]:

@@ -26,12 +26,12 @@ from transformers import (
 )
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput
 
-from .errors import MoebertError
-from .hub import PACKAGED_MINILM
-from .moe_layer import MoEFFN
-from .mpo import DEFAULT_FORWARD
-from .mpoe_layer import MPOEFFN
-from .routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
+from moebert.errors import MoebertError
+from moebert.hub import PACKAGED_MINILM
+from moebert.models.moe_layer import MoEFFN
+from moebert.models.mpo import DEFAULT_FORWARD
+from moebert.models.mpoe_layer import MPOEFFN
+from moebert.models.routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
 
 # The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
 # dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE).
@@ -134,7 +134,7 @@ class MoEBertMixin:
         finally:
             for layer in layers:
                 layer.dispatch = layer.attention_mask = None
-        # The balance loss is returned, not added to `loss`: the trainer weighs every loss term (training.py).
+        # The balance loss is returned, not added to `loss`: the trainer weighs every loss term (training/trainer.py).
         balance = None
         if self.config.router not in HASH_ROUTERS:
             balance = torch.stack([layer.balance_loss for layer in layers]).sum()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import MoebertError
+from moebert.errors import MoebertError
 
 # How a token meets an MPO matrix: the matrix rebuilt from its chain, then one matmul (the faster at full
-# bond, measured in moebert.mpoe_layer), or the token contracted through the chain.
+# bond, measured in moebert.models.mpoe_layer), or the token contracted through the chain.
 FORWARD_MODES = ("rebuild", "contract")
 DEFAULT_FORWARD = FORWARD_MODES[0]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import MoebertError
-from .modeling import MOE_HEADS, MoEBertConfig, MoEBertMixin
-from .mpo import DEFAULT_FORWARD
-from .routing import HASH_ROUTERS, hash_balance_table, hash_random_table
+from moebert.errors import MoebertError
+from moebert.models.modeling import MOE_HEADS, MoEBertConfig, MoEBertMixin
+from moebert.models.mpo import DEFAULT_FORWARD
+from moebert.models.routing import HASH_ROUTERS, hash_balance_table, hash_random_table
 
 
 def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_dim: int) -> None:

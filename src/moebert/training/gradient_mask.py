@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from .errors import MoebertError
+from moebert.errors import MoebertError
 
 
 def masked_step(seed: int, step: int, p_b: float) -> bool:

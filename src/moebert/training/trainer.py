@@ -25,8 +25,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .errors import MoebertError
-from .files import write_json
+from moebert.errors import MoebertError
+from moebert.files import write_json
 
 FINGERPRINT = "fingerprint.json"
 # Settings that may change between a killed run and its resumption without making its checkpoint stale.

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import MoebertError
-from .importance import TARGETS
-from .training import TaskTrainer
+from moebert.errors import MoebertError
+from moebert.training.importance import TARGETS
+from moebert.training.trainer import TaskTrainer
 
 SCOPES = ("all", "every-other", "last")
 

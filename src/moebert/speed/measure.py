@@ -1,6 +1,6 @@
 """`moebert speed`: inference latency and throughput of the teacher (dense BERT), MoEBERT and the
 dense-narrow control (a dense BERT whose FFN has the expert width, the speed a MoE cannot beat; METHOD §7),
-over batch sizes and sequence lengths, on CPU with a fixed thread count or on GPU; and the speed plots.
+over batch sizes and sequence lengths, on CPU with a fixed thread count or on GPU.
 
 Timings use random token ids: a forward's cost does not depend on the text, except through the MoE's
 per-expert loads, which random ids keep about even. So speed needs no data and, with `--random`, no
@@ -8,10 +8,7 @@ trained weights either. Models take turns within every repetition, so a burst of
 machine hits all of them alike.
 
 Outputs: a CSV with one row per (model, sequence length, batch size) and, beside it, a JSON with the
-same rows, every single timing, the settings and the hardware.
-
-Also here: the reference-style MoE forward (`reference_style`), the peer the fast forward of
-moe_layer.py is benchmarked against (benchmarks/moe_speed.py).
+same rows, every single timing, the settings and the hardware; `moebert report --speed` plots them.
 """
 
 from __future__ import annotations
@@ -25,26 +22,25 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
-from . import tracking
-from .device import DEVICE_HELP, resolve_device
-from .errors import MoebertError
-from .files import atomic_file, write_json
-from .modeling import (
+from moebert import tracking
+from moebert.device import DEVICE_HELP, resolve_device
+from moebert.errors import MoebertError
+from moebert.files import atomic_file, write_json
+from moebert.models.modeling import (
     MoEBertConfig,
     MoEBertForSequenceClassification,
     load_model,
     parameter_counts,
     resolve_model,
 )
-from .moe_layer import MoEFFN
-from .routing import HASH_ROUTERS, ROUTERS
+from moebert.models.routing import ROUTERS
+from moebert.speed.reference_style import reference_style
 
 log = logging.getLogger(__name__)
 
@@ -56,76 +52,10 @@ PRESETS = {
 DIMENSIONS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
               "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
 RANDOM_MODELS = ("teacher", "moebert", "dense-narrow")
-TEACHER = "teacher"
 REFERENCE_SUFFIX = "-reference"
-PARETO_POINT = (1, 128)  # the paper's speed setting: batch size 1, length 128 (METHOD §8)
 COLUMNS = ["model", "weights", "source", "device", "dtype", "threads", "seq_len", "batch_size", "repeats",
            "latency_ms_median", "latency_ms_p90", "latency_ms_min", "latency_ms_max", "examples_per_s",
            "params_total", "params_effective"]
-
-
-# ---------------------------------------------------------------------------------------------
-# The reference-style MoE forward
-
-def _reference_ffn_forward(layer: MoEFFN, routes, hidden_states: torch.Tensor,
-                           input_tensor: torch.Tensor) -> torch.Tensor:
-    """The reference implementation's grouped forward, from its description: in every layer look the
-    routes up, argsort them, gather the tokens in expert order, split them (a host sync for the sizes),
-    run each expert, stack the results into a new tensor and gather them back with a second argsort.
-    Each expert is MoEFFN.expert, the per-expert arithmetic of the fast forward's usual layout, so
-    only the grouping and the data movement differ."""
-    expert_ids, scale = routes(hidden_states)
-    x = hidden_states.reshape(-1, hidden_states.shape[-1])
-    order = expert_ids.argsort()
-    sizes = torch.bincount(expert_ids, minlength=layer.num_experts).tolist()
-    groups = x[order].split(sizes)
-    y = torch.vstack([layer.expert(e, tokens) for e, tokens in enumerate(groups)])
-    y = y[order.argsort()]
-    if scale is not None:
-        y = y * scale.unsqueeze(-1)
-    return layer.LayerNorm(layer.dropout(y.view_as(hidden_states)) + input_tensor)
-
-
-def _gate_routes(layer: MoEFFN):
-    """A gate's expert per token and its probability. The gate decides as in the fast forward; its
-    grouping is undone here so that the reference-style forward can group again its own way."""
-
-    def routes(hidden_states):
-        dispatch, layer.balance_loss = layer.router(hidden_states, layer.attention_mask)
-        counts = torch.tensor(dispatch.counts, device=hidden_states.device)
-        expert_ids = torch.empty_like(dispatch.order)
-        expert_ids[dispatch.order] = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-        return expert_ids, dispatch.scale
-
-    return routes
-
-
-@contextlib.contextmanager
-def reference_style(model: MoEBertForSequenceClassification):
-    """Within the block, `model` runs the reference-style forward in every MoE layer (same outputs).
-
-    Hash routes are then looked up per layer from the input ids, as the reference does, instead of
-    once per forward: the model's forward is swapped too, to hand the ids down and skip its own routing.
-    """
-    layers = model.moe_layers()
-    if model.config.router in HASH_ROUTERS:
-        ids = {}
-
-        def model_forward(input_ids=None, **kwargs):
-            ids["flat"] = input_ids.reshape(-1)
-            return BertForSequenceClassification.forward(model, input_ids=input_ids, **kwargs)
-
-        model.forward = model_forward
-        routes = [lambda _, i=i: (model.hash_table[i][ids["flat"]], None) for i in range(len(layers))]
-    else:
-        routes = [_gate_routes(layer) for layer in layers]
-    for layer, layer_routes in zip(layers, routes):
-        layer.forward = lambda h, r, layer=layer, f=layer_routes: _reference_ffn_forward(layer, f, h, r)
-    try:
-        yield model
-    finally:
-        for module in (model, *layers):
-            module.__dict__.pop("forward", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,9 +202,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hw.add_argument("--threads", type=int, help="CPU threads (default: torch's default, all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and token ids")
     parser.add_argument("--output", required=True, help="CSV of the results; the JSON goes beside it (.json)")
-    parser.add_argument("--plots-dir", help="also write the speed plots here")
-    parser.add_argument("--metrics", nargs="*", default=[], metavar="FILE",
-                        help="metrics.json files for the accuracy-vs-latency plot (with --plots-dir)")
     tracking.add_tracking_arguments(parser)
 
 
@@ -308,9 +235,6 @@ def run(args: argparse.Namespace) -> None:
                 run_handle.log_artifact(args.output)
     print(table[["model", "seq_len", "batch_size", "latency_ms_median", "latency_ms_p90", "examples_per_s"]]
           .to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    if args.plots_dir:
-        for path in write_speed_plots([args.output], args.metrics, args.plots_dir):
-            print(f"plot: {path}")
 
 
 def _build_models(args) -> tuple[dict[str, nn.Module], dict[str, tuple[str, str]]]:
@@ -356,163 +280,3 @@ def _write_results(output: str, table: pd.DataFrame, timings: pd.DataFrame, hw: 
     })
     with atomic_file(output) as tmp:
         table.round(4).to_csv(tmp, index=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-def write_speed_plots(speed_csvs, metrics_paths, plots_dir) -> list[Path]:
-    """Latency vs batch size per model, speed-up over the teacher and, from the metrics.json files,
-    accuracy vs latency, as PNG and SVG in `plots_dir`. A plot without data is not written (and a stale
-    one is removed). Returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on cluster nodes
-
-    speed = load_speed(speed_csvs)
-    plots_dir = Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, draw in (("speed_latency", _draw_latency), ("speed_speedup", _draw_speedup),
-                       ("accuracy_vs_latency", lambda data: _draw_pareto(data, metrics_paths))):
-        fig = draw(speed) if len(speed) else None
-        paths = [plots_dir / f"{name}.{fmt}" for fmt in ("png", "svg")]
-        if fig is None:
-            for path in paths:
-                path.unlink(missing_ok=True)
-            continue
-        written += _save(fig, paths)
-    return written
-
-
-def load_speed(paths) -> pd.DataFrame:
-    frames = []
-    for run, path in enumerate(map(Path, paths)):
-        try:
-            frame = pd.read_csv(path)
-        except FileNotFoundError:
-            raise MoebertError(f"speed results file not found: {path}") from None
-        missing = set(COLUMNS) - set(frame.columns)
-        if missing:
-            raise MoebertError(f"speed results file {path}: missing column(s) {', '.join(sorted(missing))}")
-        frames.append(_label_run(frame).assign(run=run))
-    return (pd.concat(frames, ignore_index=True) if frames
-            else pd.DataFrame(columns=[*COLUMNS, "setting", "label", "run"]))
-
-
-def _label_run(frame: pd.DataFrame) -> pd.DataFrame:
-    """The panel title of one results file (only the models of one run were timed under the same
-    conditions) and each model's legend label, which marks random-weight controls beside trained models."""
-    trained = (frame.weights == "trained").any()
-    what = "trained models" if trained else "random " + ", ".join(dict.fromkeys(frame.source.astype(str)))
-    hw = " · ".join(f"{d} · {t} thread{'s' * (t != 1)}" for d, t in dict.fromkeys(zip(frame.device, frame.threads)))
-    random_beside_trained = trained & (frame.weights == "random")
-    return frame.assign(setting=f"{what} · {hw}",
-                        label=frame.model.where(~random_beside_trained, frame.model + " (random weights)"))
-
-
-def _panels(speed: pd.DataFrame, ylabel: str):
-    """A figure with one panel per (results file, sequence length) and, for each, its axes and rows."""
-    import matplotlib.pyplot as plt
-
-    runs, lengths = list(dict.fromkeys(zip(speed.run, speed.setting))), sorted(speed.seq_len.unique())
-    fig, axes = plt.subplots(len(runs), len(lengths), figsize=(3.6 * len(lengths), 3 * len(runs)), squeeze=False)
-    panels = []
-    for i, (run, setting) in enumerate(runs):
-        for j, seq in enumerate(lengths):
-            ax = axes[i, j]
-            ax.set_title(f"{setting}\nlength {seq}", fontsize=8)
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted(speed.batch_size.unique()), labels=map(str, sorted(speed.batch_size.unique())))
-            ax.grid(alpha=0.3)
-            ax.set_xlabel("batch size")
-            ax.set_ylabel(ylabel if j == 0 else "")
-            panels.append((ax, speed[(speed.run == run) & (speed.seq_len == seq)]))
-    return fig, panels
-
-
-def _color(speed: pd.DataFrame, rows: pd.DataFrame) -> str:
-    """One colour per model across all panels."""
-    return f"C{list(dict.fromkeys(speed.model)).index(rows.model.iloc[0]) % 10}"
-
-
-def _draw_latency(speed: pd.DataFrame):
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    fig, panels = _panels(speed, "ms per batch (median; bar: p90)")
-    for ax, data in panels:
-        for label, rows in data.sort_values("batch_size").groupby("label", sort=False):
-            ax.errorbar(rows.batch_size, rows.latency_ms_median,
-                        yerr=[np.zeros(len(rows)), rows.latency_ms_p90 - rows.latency_ms_median],
-                        marker="o", ms=3, capsize=2, label=label, color=_color(speed, rows))
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 20, 50, 100 rather than 2x10^1
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def _draw_speedup(speed: pd.DataFrame):
-    if TEACHER not in set(speed.model):
-        log.warning("no %r rows in the speed results: no speed-up plot", TEACHER)
-        return None
-    fig, panels = _panels(speed, f"speed-up over the {TEACHER} (x)")
-    for ax, data in panels:
-        base = data[data.model == TEACHER].set_index("batch_size").latency_ms_median
-        for label, rows in data[data.model != TEACHER].sort_values("batch_size").groupby("label", sort=False):
-            rows = rows[rows.batch_size.isin(base.index)]
-            ax.plot(rows.batch_size, base[rows.batch_size].to_numpy() / rows.latency_ms_median, marker="o", ms=3,
-                    label=label, color=_color(speed, rows))
-        ax.axhline(1, color="grey", lw=0.8)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def _draw_pareto(speed: pd.DataFrame, metrics_paths):
-    """Task-average main metric against latency at one grid point, for the trained models whose label is
-    a method of the metrics files; the line joins the Pareto front (no other point faster and better)."""
-    import matplotlib.pyplot as plt
-
-    from .report import AVERAGE, PAPER_CSV, load_metrics, load_paper
-    from .report import summarise as summarise_metrics
-
-    trained = speed[speed.weights == "trained"]
-    if not metrics_paths or trained.empty:
-        return None
-    _, scores = load_metrics(metrics_paths)
-    stats = summarise_metrics(scores, load_paper(PAPER_CSV))
-    score = stats[stats.task == AVERAGE].set_index("method")["mean"]
-    points = trained.groupby(["batch_size", "seq_len"]).model.apply(set)
-    shared = [point for point, models in points.items() if models & set(score.index)]
-    if not shared:
-        log.warning("no trained model in the speed results is a method of the metrics files: no Pareto plot")
-        return None
-    batch, seq = PARETO_POINT if PARETO_POINT in shared else min(shared)
-    at = trained[(trained.batch_size == batch) & (trained.seq_len == seq)].groupby("model").latency_ms_median.median()
-    data = pd.DataFrame({"latency": at, "score": score}).dropna().sort_values("latency")
-    front = data[data.score >= data.score.cummax()]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.step(front.latency, front.score, where="post", color="grey", lw=0.8, label="Pareto front")
-    ax.scatter(data.latency, data.score, zorder=3)
-    for method, point in data.iterrows():
-        ax.annotate(method, (point.latency, point.score), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set_xlabel(f"latency (ms), batch {batch}, length {seq}")
-    ax.set_ylabel(f"average main metric, {stats.task[stats.task != AVERAGE].nunique()} tasks (%)")
-    ax.margins(0.2)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def _save(fig, paths) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    for path in paths:
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, format=path.suffix[1:], dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return paths

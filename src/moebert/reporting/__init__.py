@@ -1,0 +1,2 @@
+"""Tables, plots, the claims check and the run manifest, read from the files the stages wrote; nothing here
+imports a stage."""

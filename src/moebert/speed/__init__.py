@@ -1,0 +1,2 @@
+"""Inference speed: the measurement behind `moebert speed`, and the reference-style MoE forward it is
+compared with."""

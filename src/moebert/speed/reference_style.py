@@ -1,0 +1,75 @@
+"""The reference-style MoE forward (METHOD §7): the peer the fast forward of models/moe_layer.py is timed
+against (`moebert speed --reference`, benchmarks/moe_speed.py). Same outputs, the reference
+implementation's grouping and data movement."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import BertForSequenceClassification
+
+from moebert.models.modeling import MoEBertForSequenceClassification
+from moebert.models.moe_layer import MoEFFN
+from moebert.models.routing import HASH_ROUTERS
+
+
+def _reference_ffn_forward(layer: MoEFFN, routes, hidden_states: torch.Tensor,
+                           input_tensor: torch.Tensor) -> torch.Tensor:
+    """The reference implementation's grouped forward, from its description: in every layer look the
+    routes up, argsort them, gather the tokens in expert order, split them (a host sync for the sizes),
+    run each expert, stack the results into a new tensor and gather them back with a second argsort.
+    Each expert is MoEFFN.expert, the per-expert arithmetic of the fast forward's usual layout, so
+    only the grouping and the data movement differ."""
+    expert_ids, scale = routes(hidden_states)
+    x = hidden_states.reshape(-1, hidden_states.shape[-1])
+    order = expert_ids.argsort()
+    sizes = torch.bincount(expert_ids, minlength=layer.num_experts).tolist()
+    groups = x[order].split(sizes)
+    y = torch.vstack([layer.expert(e, tokens) for e, tokens in enumerate(groups)])
+    y = y[order.argsort()]
+    if scale is not None:
+        y = y * scale.unsqueeze(-1)
+    return layer.LayerNorm(layer.dropout(y.view_as(hidden_states)) + input_tensor)
+
+
+def _gate_routes(layer: MoEFFN):
+    """A gate's expert per token and its probability. The gate decides as in the fast forward; its
+    grouping is undone here so that the reference-style forward can group again its own way."""
+
+    def routes(hidden_states):
+        dispatch, layer.balance_loss = layer.router(hidden_states, layer.attention_mask)
+        counts = torch.tensor(dispatch.counts, device=hidden_states.device)
+        expert_ids = torch.empty_like(dispatch.order)
+        expert_ids[dispatch.order] = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+        return expert_ids, dispatch.scale
+
+    return routes
+
+
+@contextlib.contextmanager
+def reference_style(model: MoEBertForSequenceClassification):
+    """Within the block, `model` runs the reference-style forward in every MoE layer (same outputs).
+
+    Hash routes are then looked up per layer from the input ids, as the reference does, instead of
+    once per forward: the model's forward is swapped too, to hand the ids down and skip its own routing.
+    """
+    layers = model.moe_layers()
+    if model.config.router in HASH_ROUTERS:
+        ids = {}
+
+        def model_forward(input_ids=None, **kwargs):
+            ids["flat"] = input_ids.reshape(-1)
+            return BertForSequenceClassification.forward(model, input_ids=input_ids, **kwargs)
+
+        model.forward = model_forward
+        routes = [lambda _, i=i: (model.hash_table[i][ids["flat"]], None) for i in range(len(layers))]
+    else:
+        routes = [_gate_routes(layer) for layer in layers]
+    for layer, layer_routes in zip(layers, routes):
+        layer.forward = lambda h, r, layer=layer, f=layer_routes: _reference_ffn_forward(layer, f, h, r)
+    try:
+        yield model
+    finally:
+        for module in (model, *layers):
+            module.__dict__.pop("forward", None)
