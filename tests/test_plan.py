@@ -28,6 +28,7 @@ from moebert.plan import (
     local_wall_s,
     memory_mb,
     model_dims,
+    other_machine_note,
     runtime_minutes,
     student_dims,
     tokens_per_row,
@@ -118,6 +119,19 @@ def test_seconds_are_start_up_plus_steps_plus_arithmetic():
     moe = Work(steps=1000, flops=2e15, layers=12, params=10**6, moe=True, teacher_flops=4e15, teacher_layers=6)
     assert gpu.seconds(moe) == pytest.approx(30 + 1.5 * (24 + 20) + 1 + 3 + 20)
     assert cpu.seconds(moe, threads=4) == pytest.approx(30 + (1.5 * (24 + 20) + 1 + 3 + 20) / 4)
+
+
+def test_a_cpu_row_of_another_machine_is_named_with_the_command_that_measures_this_one(monkeypatch):
+    from moebert import device
+
+    monkeypatch.setattr(device, "cpu_model", lambda: "AMD EPYC 7B13")
+    speeds = {"cpu": DeviceSpeed(name="cpu", **{**GPU, "source": "benchmarks/throughput.py on AMD EPYC 7B13 (today)"})}
+    assert other_machine_note(speeds, "config/throughput.yaml") is None
+    speeds["cpu"] = DeviceSpeed(name="cpu", **{**GPU, "source": "benchmarks/throughput.py on Intel Xeon (today)"})
+    note = other_machine_note(speeds, "config/throughput.yaml")
+    assert "measured on another CPU (benchmarks/throughput.py on Intel Xeon (today))" in note
+    assert "this machine has 'AMD EPYC 7B13'" in note and "--device cpu --kind cpu --update" in note
+    assert other_machine_note({"h100": speeds["cpu"]}, "t.yaml") is None  # no cpu row, nothing to compare
 
 
 def test_runtime_request_grows_with_work_and_attempts_within_floor_and_cap():

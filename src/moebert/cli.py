@@ -156,6 +156,8 @@ def cmd_plan(args) -> None:
         print("nothing to run (--all estimates every job of the config)")
         return
     print(plan.plan_table(estimates, list(speeds), args.cores))
+    if any(e.gpus == 0 for e in estimates) and (note := plan.other_machine_note(speeds, args.throughput)):
+        print(note)
     if args.output:
         rows = [{"rule": e.rule, **e.wildcards, "gpus": e.gpus, "threads": e.threads, "requested_min": e.requested_min,
                  **{f"{kind}_s": round(s, 1) for kind, s in e.seconds.items()}} for e in estimates]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import torch
+import contextlib
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moebert.errors import MoebertError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu or cuda"
 
@@ -12,6 +18,8 @@ DEVICE_HELP = "auto (CUDA when present, else CPU), cpu or cuda"
 def resolve_device(name: str) -> torch.device:
     """`auto` takes CUDA when present; asking for CUDA where there is none is an error, not a silent CPU run
     (a cluster job holding a GPU it does not use)."""
+    import torch  # here, so that the cost model (moebert plan, every dry run) reads cpu_model without torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -22,3 +30,12 @@ def resolve_device(name: str) -> torch.device:
         raise MoebertError(f"--device {name}: no CUDA device is available on this machine; use --device auto or "
                            f"cpu (in the workflow, --device cuda comes with resources.gpus > 0: set it to 0)")
     return device
+
+
+def cpu_model() -> str:
+    """The CPU's model name: what a timing ran on, and what the throughput table's cpu row was measured on."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()

@@ -393,6 +393,20 @@ def local_wall_s(estimates: list[JobEstimate], cores: int) -> float:
     return now
 
 
+def other_machine_note(speeds: dict[str, DeviceSpeed], table: str | os.PathLike) -> str | None:
+    """A warning when the table's cpu row was measured on another CPU model than this machine's: CPU speeds
+    differ by several times between models (MiniLM's training step: 0.081 TFLOP/s a thread on one Xeon,
+    0.023 on one EPYC), so the CPU estimates are this machine's only once its own row is measured."""
+    from moebert.device import cpu_model
+
+    here = cpu_model()
+    if "cpu" not in speeds or here in speeds["cpu"].source:
+        return None
+    return (f"note: the cpu row of {table} was measured on another CPU ({speeds['cpu'].source}); this machine has "
+            f"'{here}'. For estimates of this machine: python benchmarks/throughput.py --device cpu --kind cpu "
+            f"--update")
+
+
 def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> str:
     """Per rule: jobs, GPUs per job, estimated device-hours on each kind, and the hours requested; then the
     totals, and for a CPU-only plan the wall time of a local run on `cores` cores."""

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
 from moebert import tracking
-from moebert.device import DEVICE_HELP, resolve_device
+from moebert.device import DEVICE_HELP, cpu_model, resolve_device
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, write_json
 from moebert.models.modeling import (
@@ -156,19 +156,11 @@ def summarise(timings: pd.DataFrame) -> pd.DataFrame:
 
 def hardware(device: torch.device) -> dict:
     """What the timings ran on; the thread count is torch's, i.e. what --threads set."""
-    info = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "platform": platform.platform(), "torch": torch.__version__, "device": str(device)}
     if device.type == "cuda":
         info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
     return info
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------------------------------------
