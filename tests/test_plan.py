@@ -125,13 +125,16 @@ def test_a_cpu_row_of_another_machine_is_named_with_the_command_that_measures_th
     from moebert import device
 
     monkeypatch.setattr(device, "cpu_model", lambda: "AMD EPYC 7B13")
-    speeds = {"cpu": DeviceSpeed(name="cpu", **{**GPU, "source": "benchmarks/throughput.py on AMD EPYC 7B13 (today)"})}
+    row = lambda source: DeviceSpeed(name="cpu", **{**GPU, "source": source})
+    speeds = {"cpu": row("benchmarks/throughput.py --device cpu on AMD EPYC 7B13 (2026-12-02)")}
     assert other_machine_note(speeds, "config/throughput.yaml") is None
-    speeds["cpu"] = DeviceSpeed(name="cpu", **{**GPU, "source": "benchmarks/throughput.py on Intel Xeon (today)"})
-    note = other_machine_note(speeds, "config/throughput.yaml")
-    assert "measured on another CPU (benchmarks/throughput.py on Intel Xeon (today))" in note
-    assert "this machine has 'AMD EPYC 7B13'" in note and "--device cpu --kind cpu --update" in note
-    assert other_machine_note({"h100": speeds["cpu"]}, "t.yaml") is None  # no cpu row, nothing to compare
+    for other in ("benchmarks/throughput.py --device cpu on AMD EPYC 7B13 v2 (2026-12-02)",  # not a prefix match
+                  "benchmarks/throughput.py --device cpu on AMD EPYC (2026-12-02)",
+                  "assumed: AMD EPYC 7B13 at about 30 GFLOP/s"):  # no measured CPU to compare
+        note = other_machine_note({"cpu": row(other)}, "config/throughput.yaml")
+        assert f"not measured on this machine's CPU ('AMD EPYC 7B13'; the row: {other})" in note
+        assert "--device cpu --kind cpu --update" in note
+    assert other_machine_note({"h100": row("x")}, "t.yaml") is None  # no cpu row, nothing to compare
 
 
 def test_runtime_request_grows_with_work_and_attempts_within_floor_and_cap():

@@ -1,5 +1,5 @@
 """The fast MoE forward against a per-token computation and the reference-style forward; `moebert speed`
-and its plots on tiny models. No timing is asserted: timings belong to benchmarks/moe_speed.py."""
+and the speed plots (`moebert.reporting.plots`) on tiny models. No timing is asserted: timings belong to benchmarks/moe_speed.py."""
 
 import argparse
 import contextlib
@@ -205,7 +205,7 @@ def trained_dirs(tmp_path_factory):
     return root
 
 
-def test_speed_command_writes_results_and_plots(trained_dirs, tmp_path):
+def test_speed_command_writes_results_that_the_plots_read(trained_dirs, tmp_path):
     out = tmp_path / "speed" / "cpu.csv"
     run_speed("--model", f"teacher={trained_dirs / 'teacher'}", "--model", f"moebert={trained_dirs / 'moebert'}",
               "--random", trained_dirs / "teacher", "--random-models", "dense-narrow", "--reference",

@@ -1,4 +1,4 @@
-"""SQuAD data, windows, answer search and the QA losses and heads (tasks/squad.py, qa.py)."""
+"""SQuAD data, windows, answer search and the QA losses and heads (tasks/squad.py, tasks/qa.py)."""
 
 import inspect
 import json

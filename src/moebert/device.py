@@ -18,7 +18,7 @@ DEVICE_HELP = "auto (CUDA when present, else CPU), cpu or cuda"
 def resolve_device(name: str) -> torch.device:
     """`auto` takes CUDA when present; asking for CUDA where there is none is an error, not a silent CPU run
     (a cluster job holding a GPU it does not use)."""
-    import torch  # here, so that the cost model (moebert plan, every dry run) reads cpu_model without torch
+    import torch  # here, so that cpu_model needs no torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -396,15 +396,19 @@ def local_wall_s(estimates: list[JobEstimate], cores: int) -> float:
 def other_machine_note(speeds: dict[str, DeviceSpeed], table: str | os.PathLike) -> str | None:
     """A warning when the table's cpu row was measured on another CPU model than this machine's: CPU speeds
     differ by several times between models (MiniLM's training step: 0.081 TFLOP/s a thread on one Xeon,
-    0.023 on one EPYC), so the CPU estimates are this machine's only once its own row is measured."""
+    0.027 on one EPYC), so the CPU estimates are this machine's only once its own row is measured. The row's
+    CPU is the one benchmarks/throughput.py names in its source ('... on <CPU> (<date>)')."""
     from moebert.device import cpu_model
 
-    here = cpu_model()
-    if "cpu" not in speeds or here in speeds["cpu"].source:
+    if "cpu" not in speeds:
         return None
-    return (f"note: the cpu row of {table} was measured on another CPU ({speeds['cpu'].source}); this machine has "
-            f"'{here}'. For estimates of this machine: python benchmarks/throughput.py --device cpu --kind cpu "
-            f"--update")
+    measured = re.search(r" on (.+) \(\d{4}-\d{2}-\d{2}\)$", speeds["cpu"].source)
+    here = cpu_model()
+    if measured and measured.group(1) == here:
+        return None
+    return (f"note: the cpu row of {table} was not measured on this machine's CPU ('{here}'; the row: "
+            f"{speeds['cpu'].source}). For estimates of this machine: python benchmarks/throughput.py --device cpu "
+            f"--kind cpu --update")
 
 
 def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> str:

@@ -1,5 +1,5 @@
 """The speed plots, from the CSVs `moebert speed` wrote: latency vs batch size per model, speed-up over the
-teacher, and accuracy vs latency (with the metrics.json files), as PNG and SVG."""
+teacher, and accuracy vs latency (with the report's task averages), as PNG and SVG."""
 
 from __future__ import annotations
 
