@@ -114,10 +114,12 @@ def test_plots_exist(built):
 
 def test_speed_plots_place_each_method_at_its_task_average(tmp_path, monkeypatch):
     from moebert.reporting import plots
+    from moebert.speed import COLUMNS
 
     speed = tmp_path / "speed.csv"
-    rows = [{"model": model, "weights": "trained", "source": f"results/{model}", "device": "cpu", "threads": 1,
-             "seq_len": 128, "batch_size": batch, "latency_ms_median": ms * batch, "latency_ms_p90": ms * batch}
+    rows = [dict.fromkeys(COLUMNS, 1) | {"model": model, "weights": "trained", "source": f"results/{model}",
+                                         "device": "cpu", "threads": 1, "seq_len": 128, "batch_size": batch,
+                                         "latency_ms_median": ms * batch, "latency_ms_p90": ms * batch}
             for model, ms in (("teacher", 10.0), ("moebert", 6.0)) for batch in (1, 8)]
     pd.DataFrame(rows).to_csv(speed, index=False)
     seen = {}

@@ -268,3 +268,13 @@ def test_speed_command_errors_name_the_problem(trained_dirs, tmp_path, argv, mes
     argv = [str(a).format(teacher=teacher) for a in argv]
     with pytest.raises(MoebertError, match=message):
         run_speed("--random", teacher, "--seq-lengths", 8, "--repeats", 1, *argv, "--output", tmp_path / "x.csv")
+
+
+def test_a_speed_csv_missing_a_column_is_named_and_no_plot_is_written(tmp_path):
+    path = tmp_path / "old.csv"
+    pd.DataFrame([dict.fromkeys(c for c in speed.COLUMNS if c != "examples_per_s")]).to_csv(path, index=False)
+    with pytest.raises(MoebertError, match=f"speed results file {path}: missing column\\(s\\) examples_per_s"):
+        plots.write_speed_plots([path], pd.Series(dtype=float), 0, tmp_path / "plots")
+    with pytest.raises(MoebertError, match=f"speed results file not found: {tmp_path / 'none.csv'}"):
+        plots.load_speed([tmp_path / "none.csv"])
+    assert not (tmp_path / "plots").exists()

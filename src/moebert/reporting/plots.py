@@ -11,14 +11,12 @@ import pandas as pd
 
 from moebert.errors import MoebertError
 from moebert.files import atomic_file
+from moebert.speed import COLUMNS
 
 log = logging.getLogger(__name__)
 
 TEACHER = "teacher"  # the label the speed-ups are over
 PARETO_POINT = (1, 128)  # the paper's speed setting: batch size 1, length 128 (METHOD §8)
-# The columns of `moebert speed`'s CSV that the plots read.
-COLUMNS = ["model", "weights", "source", "device", "threads", "seq_len", "batch_size", "latency_ms_median",
-           "latency_ms_p90"]
 
 
 def write_speed_plots(speed_csvs, average: pd.Series, tasks: int, plots_dir) -> list[Path]:

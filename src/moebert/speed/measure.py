@@ -40,6 +40,7 @@ from moebert.models.modeling import (
     resolve_model,
 )
 from moebert.models.routing import ROUTERS
+from moebert.speed import COLUMNS
 from moebert.speed.reference_style import reference_style
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,6 @@ DIMENSIONS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_h
               "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
 RANDOM_MODELS = ("teacher", "moebert", "dense-narrow")
 REFERENCE_SUFFIX = "-reference"
-COLUMNS = ["model", "weights", "source", "device", "dtype", "threads", "seq_len", "batch_size", "repeats",
-           "latency_ms_median", "latency_ms_p90", "latency_ms_min", "latency_ms_max", "examples_per_s",
-           "params_total", "params_effective"]
 
 
 # ---------------------------------------------------------------------------------------------
