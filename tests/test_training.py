@@ -10,12 +10,20 @@ from conftest import randomize_biases
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, TrainerCallback
 
 from moebert.errors import MoebertError
+from moebert.files import write_json
 from moebert.models.modeling import PACKAGED_MINILM, resolve_model
 from moebert.students.experts import adapt
 from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split
 from moebert.training.distillation import DistillationTrainer
-from moebert.training.trainer import TaskTrainer, TrainConfig, checkpoint_dir, prepare_checkpoints, train
+from moebert.training.trainer import (
+    FINGERPRINT,
+    TaskTrainer,
+    TrainConfig,
+    checkpoint_dir,
+    prepare_checkpoints,
+    train,
+)
 
 CPU = torch.device("cpu")
 
@@ -433,18 +441,46 @@ def test_two_processes_share_the_total_batch_and_the_rows(tiny_model_dir, glue_d
 
     data = tmp_path / "data"
     assert main(["prepare-data", "--task", "mrpc", "--source", str(glue_dir), "--output", str(data)]) == 0
+    # The CLI, with the first process slow to prepare the checkpoints and the other checking, when its turn comes,
+    # that the first has stamped them: without a barrier between the two this fails every time, not by chance.
+    cli = tmp_path / "cli_first_process_slow.py"
+    cli.write_text("""import os, sys, time
+from moebert.cli import main
+from moebert.files import read_json
+from moebert.training import trainer
+
+prepare = trainer.prepare_checkpoints
+
+def first_process_slow(output, settings):
+    if os.environ["RANK"] == "0":
+        time.sleep(1)
+    else:
+        stamp = read_json(trainer.checkpoint_dir(output) / trainer.FINGERPRINT)
+        assert stamp["fingerprint"] != "stale", "rank 1 looked at the checkpoints before rank 0 had prepared them"
+    return prepare(output, settings)
+
+trainer.prepare_checkpoints = first_process_slow
+sys.exit(main())
+""")
 
     def launch(stage, *args, batch=8):
         proc = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "moebert.cli", stage,
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(cli), stage,
              "--task", "mrpc", "--data", str(data), "--epochs", "1", "--max-train-samples", "64", "--max-length", "64",
              "--batch-size", str(batch), "--tracking-uri", "none", *map(str, args)],
             capture_output=True, text=True, timeout=600, check=False)
-        assert proc.returncode == 0, "\n".join(line for line in proc.stderr.splitlines() if "rank1" in line)[-6000:]
+        # torchrun's summary names only the first failure; each process's own traceback is in its "[rankN]:" lines.
+        assert proc.returncode == 0, "\n".join(line for line in proc.stderr.splitlines() if "[rank" in line)[-8000:]
         assert len(re.findall(r"^trained model -> ", proc.stdout, re.MULTILINE)) == 1  # only the first process saves
+        discarded.append(len(re.findall(r"^discarding checkpoints in ", proc.stdout, re.MULTILINE)))
         # The Trainer's progress bar is the one without a description ("tokenizing ...:", "Loading ...:").
         bars = (re.match(r"\s*\d+%\|[^|]*\| *\d+/(\d+) \[", part) for part in re.split(r"[\r\n]", proc.stderr))
         return {int(bar.group(1)) for bar in bars if bar}
 
+    discarded = []
     assert launch("finetune", "--model", tiny_model_dir, "--output", tmp_path / "t8") == {8}
+    # Stale checkpoints: the first process discards them and stamps the directory before the other looks, so the
+    # other finds its own settings there (racing, it would delete the stamp the first is writing).
+    write_json(checkpoint_dir(tmp_path / "t16") / FINGERPRINT, {"fingerprint": "stale", "settings": {"lr": 1}})
     assert launch("finetune", "--model", tiny_model_dir, "--output", tmp_path / "t16", batch=16) == {4}
+    assert discarded == [0, 1]

@@ -182,11 +182,6 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
           settings: dict, trainer_cls=TaskTrainer, callbacks=(), **trainer_kwargs) -> Trainer:
     """Train `model` in place on `device`, resuming from `<output>.checkpoints` if a checkpoint of the same
     `settings` (everything that decides the result) is there."""
-    from accelerate import PartialState
-
-    # Under accelerate launch the first process discards stale checkpoints before the others look for one.
-    with PartialState().main_process_first():
-        last = prepare_checkpoints(output, {**asdict(cfg), **settings})
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(output)),
         num_train_epochs=cfg.epochs,
@@ -218,6 +213,12 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
         raise MoebertError(f"training sees {args.n_gpu} GPUs in one process: start one process per GPU with "
                            f"`accelerate launch --num_processes {args.n_gpu} -m moebert.cli ...` (the workflow does "
                            f"so for resources.gpus > 1), or set CUDA_VISIBLE_DEVICES to a single device")
+    # Under a multi-process launch the first process discards stale checkpoints and stamps the directory before
+    # the others look for one; racing, another would delete the stamp being written. The barrier is the one the
+    # arguments set up: a bare accelerate PartialState() is not distributed on CPU under torchrun and holds no one
+    # back. Not node-local: the checkpoints are on a shared disk.
+    with args.main_process_first(local=False, desc="preparing checkpoints"):
+        last = prepare_checkpoints(output, {**asdict(cfg), **settings})
     trainer = trainer_cls(
         model=model,
         args=args,
