@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,9 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     assert work.flops == 100 * 2 * 53 * 3 * student.forward_flops(53)
     assert work.train and work.rows_read == 100 and work.weights == student.weights
     assert work.params == student.params and not work.moe
+    accumulated = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, accum=4)
+    assert (accumulated.steps, accumulated.accum, accumulated.flops) == (13, 4, work.flops)  # 16 rows a step
+    assert accumulated.activations == work.activations / 4  # the backward keeps one micro-batch's
     distill = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, teacher=teacher)
     assert distill.flops == work.flops and distill.teacher_flops == 100 * 2 * 53 * teacher.forward_flops(53)
     assert distill.teacher_layers == 4 and work.teacher_layers == 0
@@ -97,13 +101,15 @@ def test_a_student_trained_without_distillation_runs_no_teacher():
                "moebert-nodistil": {"student": "moe", "expert_dim": 768, "distill_scope": "none"}}
     distill = {"epochs": 2, "batch_size": 16}
     config = {"teacher": {"model": "bert-base-uncased"}, "methods": methods,
-              "task_settings": {"rte": {"max_length": None, "max_train_samples": 1000, "distill": distill}}}
+              "task_settings": {"rte": {"max_length": None, "max_train_samples": 1000, "distill": distill}},
+              "training": {"grad_accum": 2}}
     with_teacher = job_work(config, "distill", {"task": "rte", "method": "moebert", "seed": "0"})
     alone = job_work(config, "distill", {"task": "rte", "method": "moebert-nodistil", "seed": "0"})
     assert with_teacher.teacher_layers == 12 and with_teacher.teacher_flops > 0
     assert (alone.teacher_layers, alone.teacher_flops) == (0, 0.0)
     assert alone.weights == Dims(12, 768, 768).weights  # the student alone in memory
     assert alone.steps == with_teacher.steps == 125 and alone.flops == with_teacher.flops  # ceil(1000 / 16 * 2)
+    assert alone.accum == with_teacher.accum == 2  # training.grad_accum
 
 
 def test_seconds_are_start_up_plus_steps_plus_arithmetic():
@@ -119,6 +125,14 @@ def test_seconds_are_start_up_plus_steps_plus_arithmetic():
     moe = Work(steps=1000, flops=2e15, layers=12, params=10**6, moe=True, teacher_flops=4e15, teacher_layers=6)
     assert gpu.seconds(moe) == pytest.approx(30 + 1.5 * (24 + 20) + 1 + 3 + 20)
     assert cpu.seconds(moe, threads=4) == pytest.approx(30 + (1.5 * (24 + 20) + 1 + 3 + 20) / 4)
+    # Accumulating 4 micro-batches per step launches every layer 4 times a step, the teacher's too; the optimiser
+    # still updates once a step (1000 x 12 x 2 ms x 4, 1000 x 6 x 0.5 ms x 4).
+    accumulated = replace(moe, accum=4)
+    assert gpu.seconds(accumulated) == pytest.approx(30 + 1.5 * (96 + 20) + 1 + 12 + 20)
+    # Two GPUs, one process each, halve the arithmetic alone: each process starts, tokenizes, launches every
+    # layer each step and updates every parameter.
+    assert gpu.seconds(work, devices=2) == pytest.approx(30 + 2 + 24 + 1 + 10)
+    assert gpu.seconds(accumulated, devices=2) == pytest.approx(30 + 1.5 * (96 + 10) + 1 + 12 + 10)
 
 
 def test_a_cpu_row_of_another_machine_is_named_with_the_command_that_measures_this_one(monkeypatch):

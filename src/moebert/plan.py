@@ -2,11 +2,12 @@
 
 A job's seconds on a device kind are
 
-    job_s + rows / tokenizer speed + steps * (layers * step_s_per_layer + params * optimizer_s_per_param)
-          + FLOPs / FLOP/s
+    job_s + rows / tokenizer speed + steps * (accumulation * layers * step_s_per_layer
+                                              + params * optimizer_s_per_param) + FLOPs / (GPUs * FLOP/s)
 
-(start-up, tokenizing, a per-step cost: kernel launches and Python per layer, which dominate small batches
-on a GPU, and AdamW's pass over every parameter, which dominates them on a CPU; and the arithmetic). FLOPs are
+(start-up, tokenizing, a per-step cost: kernel launches and Python per layer in every accumulated
+micro-batch, which dominate small batches on a GPU, and AdamW's pass over every parameter, which dominates
+them on a CPU; and the arithmetic, which alone is shared by a multi-GPU job's processes). FLOPs are
 counted per token from the model's dimensions: a forward costs 2 FLOPs per weight plus the attention scores,
 training three forwards' worth; tokens are rows x epochs x the task's typical padded length. The device
 speeds come from `config/throughput.yaml`, written by `benchmarks/throughput.py` on the device itself.
@@ -107,6 +108,7 @@ class Work:
     """One job's work: optimiser steps (or forward batches) and FLOPs, and the model the steps run through."""
 
     steps: int = 0
+    accum: int = 1  # forward-backward passes (micro-batches) per optimiser step, each launching every layer
     flops: float = 0.0
     layers: int = 0
     train: bool = True
@@ -137,16 +139,18 @@ def activation_bytes(dims: Dims, batch: int, seq: int) -> float:
 
 
 def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int, max_length: int | None,
-                  teacher: Dims | None = None) -> Work:
-    """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student step)."""
+                  teacher: Dims | None = None, accum: int = 1) -> Work:
+    """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student forward).
+    `batch` is the total batch of an optimiser step, `accum` the micro-batches it is accumulated from."""
     seq = tokens_per_row(task, max_length, grouped=True)
     tokens = rows_ * epochs * seq
-    return Work(steps=math.ceil(rows_ / batch * epochs), flops=tokens * 3 * dims.forward_flops(seq), layers=dims.layers,
+    return Work(steps=math.ceil(rows_ / batch * epochs), accum=accum, flops=tokens * 3 * dims.forward_flops(seq),
+                layers=dims.layers,
                 rows_read=rows_, params=dims.params, moe=dims.moe,
                 teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
                 teacher_layers=teacher.layers if teacher else 0,
                 weights=dims.weights + (teacher.weights if teacher else 0),
-                activations=activation_bytes(dims, batch, seq))
+                activations=activation_bytes(dims, batch // accum, seq))
 
 
 def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None,
@@ -182,15 +186,19 @@ class DeviceSpeed:
     job_s: float
     per_thread: bool = False
 
-    def seconds(self, work: Work, threads: int = 1) -> float:
+    def seconds(self, work: Work, threads: int = 1, devices: int = 1) -> float:
+        """Wall seconds of `work` on `threads` threads (CPU) or `devices` GPUs, one process each. The
+        processes split the FLOPs; each still starts up, tokenizes, and runs every step on its share of the
+        batch, launching the same kernels and updating every parameter."""
         scale = threads if self.per_thread else 1
-        rate = (self.train_tflops if work.train else self.infer_tflops) * 1e12 * scale
+        rate = (self.train_tflops if work.train else self.infer_tflops) * 1e12 * scale * devices
         step_ms = self.train_step_ms_per_layer if work.train else self.infer_step_ms_per_layer
-        per_layer = work.layers * step_ms / 1e3
-        compute = (work.steps * per_layer / scale + work.flops / rate) * (self.moe_factor if work.moe else 1)
+        passes = work.steps * work.accum
+        compute = (passes * work.layers * step_ms / 1e3 / scale + work.flops / rate) * (
+            self.moe_factor if work.moe else 1)
         optimizer = work.steps * work.params * self.optimizer_ns_per_param / 1e9 / scale
-        teacher = (work.steps * work.teacher_layers * self.infer_step_ms_per_layer / 1e3
-                   + work.teacher_flops / (self.infer_tflops * 1e12)) / scale
+        teacher = (passes * work.teacher_layers * self.infer_step_ms_per_layer / 1e3
+                   + work.teacher_flops / (self.infer_tflops * 1e12 * devices)) / scale
         return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + compute + optimizer + teacher
 
 
@@ -313,12 +321,13 @@ def job_work(config: dict, rule: str, wildcards: dict) -> Work:
     if rule == "finetune":
         hyper = hyper_parameters(config, "teacher", task.name)
         return training_work(task, teacher, rows(task, settings["max_train_samples"]), hyper["epochs"],
-                             hyper["batch_size"], length)
+                             hyper["batch_size"], length, accum=config["training"]["grad_accum"])
     if rule == "distill":
         hyper = hyper_parameters(config, "distill", task.name)
         distilled = method["distill_scope"] != "none"  # scope none trains on the task loss alone, no teacher
         return training_work(task, student_dims(teacher, method), rows(task, settings["max_train_samples"]),
-                             hyper["epochs"], hyper["batch_size"], length, teacher=teacher if distilled else None)
+                             hyper["epochs"], hyper["batch_size"], length, teacher=teacher if distilled else None,
+                             accum=config["training"]["grad_accum"])
     if rule == "importance":
         importance = config["importance"]
         return inference_work(task, teacher, rows(task, importance["max_samples"], importance["split"]),
@@ -354,7 +363,7 @@ def estimate_jobs(config: dict, jobs: list[dict], speeds: dict[str, DeviceSpeed]
         threads = config["speed" if job["rule"].startswith("speed") else "resources"]["threads"]
         work = job_work(config, job["rule"], job["wildcards"])
         kinds = [kind for kind in speeds if kind != "cpu"] if gpus else ["cpu"]
-        seconds = {kind: speeds[kind].seconds(work, threads=threads) / max(gpus, 1) for kind in kinds}
+        seconds = {kind: speeds[kind].seconds(work, threads=threads, devices=max(gpus, 1)) for kind in kinds}
         out.append(JobEstimate(job["rule"], job["wildcards"], gpus, threads,
                                int(job["resources"].get("runtime", 0)), seconds, tuple(job["input"]),
                                tuple(job["output"])))

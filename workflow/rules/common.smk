@@ -533,7 +533,7 @@ def job_estimate_s(rule_name: str, wildcards) -> float:
     gpus = job_gpus(rule_name, wildcards)
     work = job_work(config, rule_name, dict(wildcards.items()))
     threads = config["speed" if rule_name.startswith("speed") else "resources"]["threads"]
-    return device_speed(gpus).seconds(work, threads=threads) / max(gpus, 1)
+    return device_speed(gpus).seconds(work, threads=threads, devices=max(gpus, 1))
 
 
 def job_resources(rule_name: str) -> dict:
