@@ -354,13 +354,18 @@ class JobEstimate:
     outputs: tuple = ()
 
 
+def job_threads(config: dict, rule: str) -> int:
+    """The threads a job runs on, as its rule declares them: the speed rules' own, every other rule's shared."""
+    return config["speed" if rule.startswith("speed") else "resources"]["threads"]
+
+
 def estimate_jobs(config: dict, jobs: list[dict], speeds: dict[str, DeviceSpeed]) -> list[JobEstimate]:
     """Every dry-run job on every device kind that could run it: GPU jobs on each GPU kind of the table, CPU
     jobs on `cpu` (at their thread count)."""
     out = []
     for job in jobs:
         gpus = int(job["resources"].get("gpu", 0))
-        threads = config["speed" if job["rule"].startswith("speed") else "resources"]["threads"]
+        threads = job_threads(config, job["rule"])
         work = job_work(config, job["rule"], job["wildcards"])
         kinds = [kind for kind in speeds if kind != "cpu"] if gpus else ["cpu"]
         seconds = {kind: speeds[kind].seconds(work, threads=threads, devices=max(gpus, 1)) for kind in kinds}

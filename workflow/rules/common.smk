@@ -14,7 +14,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from moebert.hub import PACKAGED_MINILM, model_slug
-from moebert.plan import hyper_parameters, job_work, load_speeds, memory_mb, runtime_minutes
+from moebert.plan import hyper_parameters, job_threads, job_work, load_speeds, memory_mb, runtime_minutes
 from moebert.tasks import QaTask, get_task
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -532,8 +532,7 @@ def job_estimate_s(rule_name: str, wildcards) -> float:
     """Seconds of one job on the device it asks for (CPU jobs at their thread count)."""
     gpus = job_gpus(rule_name, wildcards)
     work = job_work(config, rule_name, dict(wildcards.items()))
-    threads = config["speed" if rule_name.startswith("speed") else "resources"]["threads"]
-    return device_speed(gpus).seconds(work, threads=threads, devices=max(gpus, 1))
+    return device_speed(gpus).seconds(work, threads=job_threads(config, rule_name), devices=max(gpus, 1))
 
 
 def job_resources(rule_name: str) -> dict:
