@@ -230,6 +230,85 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
     assert torch.equal(router(0, "a"), router(0, "b")) and not torch.equal(router(0, "a"), router(1, "c"))
 
 
+def test_every_seed_draws_its_own_hash_table_and_random_experts(tiny_model_dir, glue_dir, tmp_path):
+    import torch
+
+    from moebert.models.modeling import load_model
+
+    data = ["--task", "mrpc", "--data", glue_dir]
+    importance = _importance(tiny_model_dir, data, tmp_path)
+
+    def adapt(seed, name):
+        out = tmp_path / name
+        assert run("adapt", "--model", tiny_model_dir, "--output", out, "--importance", importance, "--seed", seed,
+                   "--num-experts", 4, "--expert-dim", 24, "--shared-dim", 16, "--construction", "random") == 0
+        return load_model(str(out)).hash_table, json.loads((out / "experts.json").read_text())["indices"]
+
+    (table_a, experts_a), (table_b, experts_b), (table_c, experts_c) = adapt(1, "a"), adapt(1, "b"), adapt(2, "c")
+    assert torch.equal(table_a, table_b) and experts_a == experts_b
+    assert not torch.equal(table_a, table_c) and experts_a != experts_c
+
+
+def test_the_gradient_mask_draws_from_the_run_seed(tiny_model_dir, glue_dir, tmp_path, monkeypatch):
+    from moebert.training import gradient_mask
+
+    seeds = []
+    monkeypatch.setattr(gradient_mask, "masked_step", lambda seed, step, p_b: seeds.append(seed) or False)
+    data = ["--task", "mrpc", "--data", glue_dir]
+    mpoe = tmp_path / "mpoe"
+    assert run("adapt", "--model", tiny_model_dir, "--output", mpoe, "--student", "mpoe", "--num-experts", 2,
+               "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
+    assert run("distill", *data, "--teacher", tiny_model_dir, "--student", mpoe, "--output", tmp_path / "s",
+               "--epochs", 1, "--gradient-mask", 0.5, "--seed", 7, *ROWS) == 0
+    assert seeds and set(seeds) == {7}
+
+
+def test_stage_defaults_are_the_documented_ones():
+    """Defaults a workflow config leaves to the CLI: importance on train (the reference scores dev), padding left
+    out of the losses, length-grouped batches, a teacher without dropout, the paper's expert settings."""
+    from moebert.cli import build_parser
+
+    parser = build_parser()
+    importance = parser.parse_args(["importance", "--task", "mrpc", "--data", "d", "--model", "m", "--output", "o"])
+    assert (importance.split, importance.max_samples, importance.batch_size) == ("train", 2048, 16)
+    distill = parser.parse_args(["distill", "--task", "mrpc", "--data", "d", "--teacher", "t", "--student", "s",
+                                 "--output", "o"])
+    assert (distill.padding, distill.sampler, distill.teacher_dropout, distill.distill_scope, distill.distill_weight,
+            distill.load_balance) == ("dynamic", "length-grouped", False, "all", 1.0, 0.0)
+    adapt = parser.parse_args(["adapt", "--model", "m", "--output", "o"])
+    assert (adapt.student, adapt.num_experts, adapt.construction, adapt.expert_dropout, adapt.shared,
+            adapt.gate_sentence_batch1) == ("moe", 4, "importance", 0.1, "copied", "scale")
+
+
+def test_importance_scores_the_train_split_by_default(tiny_model_dir, glue_dir, tmp_path):
+    data = ["--task", "mrpc", "--data", glue_dir]
+    with safe_open(_importance(tiny_model_dir, data, tmp_path), "pt") as f:
+        assert f.metadata()["split"] == "train"
+
+
+def test_importance_on_dev_sums_every_eval_split(tiny_model_dir, tmp_path):
+    """The reference's importance: MNLI's matched and mismatched dev rows together, all of them."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    header = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+              "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n")
+    labels = ("entailment", "neutral", "contradiction")
+    mnli = tmp_path / "glue" / "MNLI"
+    mnli.mkdir(parents=True)
+    for split, rows in (("train", 6), ("dev_matched", 5), ("dev_mismatched", 3)):
+        lines = [f"{i}\t\t\t\t\t\t\t\tA {split} premise {i}.\tA hypothesis.\t\t{labels[i % 3]}\n" for i in range(rows)]
+        (mnli / f"{split}.tsv").write_text(header + "".join(lines))
+    model = tmp_path / "mnli-model"
+    BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3, ignore_mismatched_sizes=True).save_pretrained(
+        model)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
+    out = tmp_path / "imp.safetensors"
+    assert run("importance", "--task", "mnli", "--data", tmp_path / "glue", "--model", model, "--output", out,
+               "--split", "dev", "--max-samples", "all") == 0
+    with safe_open(out, "pt") as f:
+        assert f.metadata()["split"] == "dev_matched+dev_mismatched" and f.metadata()["examples"] == "8"
+
+
 def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, glue_dir, tmp_path, capsys):
     """adapt --student dense-narrow / distil-half -> distill (layer-wise, or the task loss alone) -> evaluate;
     and evaluate --majority against the train labels counted by hand."""

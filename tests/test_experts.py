@@ -175,10 +175,10 @@ def test_adapt_records_its_settings_and_indices(teacher):
         assert layer == [shared + rest[e::4][:12] for e in range(4)]
     for layer_s, layer_t, layer_idx in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, indices):
         ffn = layer_s.output
-        assert ffn.expert_dropout.p == 0.25
+        assert ffn.dropout.p == 0.25
         for e, idx in enumerate(layer_idx):
-            assert torch.equal(ffn.bias_in[e], layer_t.intermediate.dense.bias[idx])
-            assert torch.equal(ffn.bias_out[e], layer_t.output.dense.bias)
+            assert torch.equal(ffn.experts.up_proj_bias[e], layer_t.intermediate.dense.bias[idx])
+            assert torch.equal(ffn.experts.down_proj_bias[e], layer_t.output.dense.bias)
 
 
 def test_adapt_refuses_inconsistent_inputs(teacher):
@@ -279,5 +279,5 @@ def test_every_construction_builds_the_experts_it_reports(teacher, construction)
         assert indices != adapt(teacher, orders, 4, 16, 0, seed=2)[1]
     for layer_s, layer_t, layer_idx in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, indices):
         for e, idx in enumerate(layer_idx):
-            assert torch.equal(layer_s.output.w_in[e], layer_t.intermediate.dense.weight[idx].T)
-            assert torch.equal(layer_s.output.w_out[e], layer_t.output.dense.weight[:, idx].T)
+            assert torch.equal(layer_s.output.experts.up_proj[e], layer_t.intermediate.dense.weight[idx].T)
+            assert torch.equal(layer_s.output.experts.down_proj[e], layer_t.output.dense.weight[:, idx].T)

@@ -11,7 +11,6 @@ from transformers.models.bert.modeling_bert import BertLayer
 from moebert.errors import MoebertError
 from moebert.models import mpo
 from moebert.models.mpoe_layer import MPOEFFN
-from moebert.models.routing import dispatch_all
 
 # hidden 24 = 2*3*4, ffn 48 = 2*4*6: bonds [4, 24], a central tensor [4, 3, 4, 24] as large as the matrix.
 MPO_SETTINGS = {"mpo_in_factors": [2, 3, 4], "mpo_out_factors": [2, 4, 6]}
@@ -44,9 +43,8 @@ class FixedRouter(nn.Module):
         self.expert_ids, self.num_experts, self.scale = expert_ids, num_experts, scale
 
     def forward(self, x, attention_mask):
-        dispatch = dispatch_all(self.expert_ids.unsqueeze(0), self.num_experts)[0]
-        dispatch.scale = self.scale
-        return dispatch, x.new_zeros(())
+        scale = torch.ones(len(self.expert_ids)) if self.scale is None else self.scale
+        return self.expert_ids, scale, x.new_zeros(())
 
 
 def random_inputs(shape=(2, 5, 24), seed=1, dtype=torch.float32):
@@ -163,6 +161,20 @@ def test_both_forward_modes_equal_the_switch_ffn_in_outputs_and_gradients(dense)
     for name, g in grads["rebuild"].items():
         torch.testing.assert_close(grads["contract"][name], g, msg=name)
     assert grads["rebuild"]["router.gate.weight"].abs().sum() > 0  # the scale trains the gate
+
+
+def test_dropout_after_the_expert_in_training_only(dense):
+    """Training mode, dropout p = 1: nothing of the expert is left, only LayerNorm(residual); p = 0.5 drops
+    (and rescales) some of the expert's output; eval mode none."""
+    x, residual = random_inputs()
+    layer = from_dense(dense, hidden_dropout_prob=1.0).train()
+    torch.testing.assert_close(layer(x, residual), layer.LayerNorm(residual), rtol=1e-6, atol=1e-6)
+    layer = from_dense(dense, hidden_dropout_prob=0.5)
+    evaluated = layer.eval()(x, residual)
+    torch.manual_seed(0)
+    trained = layer.train()(x, residual)
+    assert (trained - evaluated).abs().max() > 1e-2
+    torch.testing.assert_close(layer.eval()(x, residual), evaluated, rtol=0, atol=0)
 
 
 def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(tmp_path):

@@ -1,4 +1,4 @@
-"""Routing (METHOD §4): hash tables, the token dispatch of the MoE layer, and the learned gates with their
+"""Routing (METHOD §4): hash tables and the learned gates with their
 load-balancing loss, each against a computation written out here or numbers worked out by hand."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from moebert.models.routing import Dispatch, GateRouter, dispatch_all, hash_balance_table, hash_random_table
+from moebert.models.routing import GateRouter, balance_loss, hash_balance_table, hash_random_table
 
 # --- hash-random -------------------------------------------------------------------------------------------
 
@@ -75,47 +75,6 @@ def test_hash_balance_matches_reference_with_many_ties():
     assert torch.equal(table, hash_balance_table(counts, num_layers=3, num_experts=4, seed=9))  # reproducible
 
 
-# --- dispatch ----------------------------------------------------------------------------------------------
-
-
-def test_spans_skip_empty_experts():
-    d = Dispatch(order=torch.arange(6), counts=[2, 0, 3, 1], source=torch.zeros(12), slot=torch.arange(6))
-    assert d.spans() == [(0, slice(0, 2)), (2, slice(2, 5)), (3, slice(5, 6))]
-    assert Dispatch(torch.arange(3), [0, 3], torch.zeros(6), torch.arange(3)).spans() == [(1, slice(0, 3))]
-    assert d.capacity == 3
-
-
-def test_dispatch_worked_by_hand():
-    ids = torch.tensor([[1, 0, 1, 0, 2, 1], [3, 3, 0, 0, 0, 0]])
-    first, second = dispatch_all(ids, num_experts=4)
-    # Layer 0: expert 0 gets tokens 1, 3; expert 1 tokens 0, 2, 5; expert 2 token 4. Capacity 3, 4 x 3 rows.
-    assert first.order.tolist() == [1, 3, 0, 2, 5, 4]
-    assert first.counts == [2, 3, 1, 0] and first.capacity == 3
-    assert first.slot.tolist() == [3, 0, 4, 1, 6, 5]
-    assert first.source.tolist() == [1, 3, 0, 0, 2, 5, 4, 0, 0, 0, 0, 0]
-    assert first.scale is None
-    # Layer 1: expert 0 gets tokens 2..5, expert 3 tokens 0, 1. Capacity 4, 16 rows.
-    assert second.order.tolist() == [2, 3, 4, 5, 0, 1]
-    assert second.counts == [4, 0, 0, 2] and second.capacity == 4
-    assert second.slot.tolist() == [12, 13, 0, 1, 2, 3]
-    assert second.source.tolist() == [2, 3, 4, 5] + [0] * 8 + [0, 1, 0, 0]
-    assert first.spans() == [(0, slice(0, 2)), (1, slice(2, 5)), (2, slice(5, 6))]
-
-
-def test_dispatch_of_many_tokens_keeps_token_order_within_each_expert():
-    gen = torch.Generator().manual_seed(3)
-    ids = torch.randint(4, (2, 3000), generator=gen)
-    for layer, d in zip(ids.tolist(), dispatch_all(ids, 4), strict=True):
-        assert d.order.tolist() == sorted(range(3000), key=lambda t: (layer[t], t))  # stable grouping
-        assert d.counts == [layer.count(e) for e in range(4)]
-        cap = max(d.counts)
-        for token, e in enumerate(layer):
-            rank = sum(1 for u in range(token) if layer[u] == e) if token < 50 else None
-            if rank is not None:
-                assert d.slot[token] == e * cap + rank
-            assert d.source[d.slot[token]] == token
-
-
 # --- gates -------------------------------------------------------------------------------------------------
 
 
@@ -133,7 +92,8 @@ def balance(probs: list[list[float]], experts: list[int]) -> float:
 
 
 def reference_gate(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, per_sentence: bool):
-    """Expert and probability of every token, and the balance loss, token by token."""
+    """Expert and probability of every token, and the balance loss, token by token: the token gate's items are
+    all tokens (padding included), the sentence gate's the sentences, each pooled over its real tokens."""
     batch, seq, _ = x.shape
     experts, probs, routed_probs, routed = [], [], [], []
     for b in range(batch):
@@ -152,23 +112,21 @@ def reference_gate(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, pe
                 e = int(p.argmax())
                 experts.append(e)
                 probs.append(float(p[e]))
-                if t in real:
-                    routed_probs.append(p.tolist())
-                    routed.append(e)
+                routed_probs.append(p.tolist())
+                routed.append(e)
     return experts, probs, balance(routed_probs, routed)
 
 
 def check_gate(router, x, mask):
-    dispatch, loss = router(x, mask)
+    expert, scale, loss = router(x, mask)
     experts, probs, expected_loss = reference_gate(
-        x.double(), torch.ones(x.shape[:2]) if mask is None else mask, router.gate.weight.detach().double(), router.per_sentence
+        x.double(), torch.ones(x.shape[:2]) if mask is None else mask, router.gate.weight.detach().double(),
+        router.per_sentence
     )
-    grouped = sorted(range(len(experts)), key=lambda t: (experts[t], t))
-    assert dispatch.order.tolist() == grouped
-    assert dispatch.counts == [experts.count(e) for e in range(router.num_experts)]
-    torch.testing.assert_close(dispatch.scale.double(), torch.tensor(probs, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+    assert expert.tolist() == experts
+    torch.testing.assert_close(scale.double(), torch.tensor(probs, dtype=torch.float64), rtol=1e-5, atol=1e-6)
     assert loss.item() == pytest.approx(expected_loss, rel=1e-5)
-    return dispatch, loss
+    return expert, scale, loss
 
 
 def gate_inputs(batch=3, seq=5, hidden=8, seed=0, dtype=torch.float32):
@@ -190,24 +148,18 @@ def test_gate_routes_and_scales_like_the_reference(per_sentence):
 
 
 @pytest.mark.parametrize("per_sentence", [False, True], ids=["gate-token", "gate-sentence"])
-def test_padding_changes_neither_routes_of_real_tokens_nor_balance_loss(per_sentence):
+def test_padding_changes_no_route_of_a_real_token(per_sentence):
+    """... and the sentence gate's balance loss neither; the token gate's counts every token, as the
+    reference's does."""
     torch.manual_seed(1)
     router = GateRouter(8, 4, per_sentence=per_sentence)
     x, mask = gate_inputs(seed=1)
     noisy = x + 100 * torch.randn(x.shape) * (1 - mask).unsqueeze(-1)  # garbage at padding only
-    a, loss_a = router(x, mask)
-    b, loss_b = router(noisy, mask)
+    (a, scale_a, loss_a), (b, scale_b, loss_b) = router(x, mask), router(noisy, mask)
     real = mask.reshape(-1).bool()
-
-    def slot_expert(d):  # the expert of every token, in token order
-        return torch.tensor([e for e, c in enumerate(d.counts) for _ in range(c)])[torch.argsort(d.order)]
-
-    assert torch.equal(slot_expert(a)[real], slot_expert(b)[real])
-    torch.testing.assert_close(a.scale[real], b.scale[real])
-    torch.testing.assert_close(loss_a, loss_b)
-    # Whereas counting padding (no mask) changes the loss.
-    _, loss_unmasked = router(noisy, None)
-    assert abs(loss_unmasked.item() - loss_a.item()) > 1e-4
+    assert torch.equal(a[real], b[real])
+    torch.testing.assert_close(scale_a[real], scale_b[real])
+    assert torch.isclose(loss_a, loss_b) == per_sentence
 
 
 @pytest.mark.parametrize("per_sentence", [False, True], ids=["gate-token", "gate-sentence"])
@@ -215,20 +167,24 @@ def test_no_attention_mask_means_every_token_is_real(per_sentence):
     torch.manual_seed(2)
     router = GateRouter(8, 3, per_sentence=per_sentence)
     x, _ = gate_inputs(seed=2)
-    d_none, loss_none = check_gate(router, x, None)
-    d_ones, loss_ones = router(x, torch.ones(x.shape[:2], dtype=torch.long))
-    assert torch.equal(d_none.order, d_ones.order) and torch.equal(d_none.scale, d_ones.scale)
-    assert loss_none.item() == loss_ones.item()
+    none = check_gate(router, x, None)
+    ones = router(x, torch.ones(x.shape[:2], dtype=torch.long))
+    for got, expected in zip(ones, none, strict=True):
+        assert torch.equal(got, expected)
 
 
-def test_gate_sentence_scales_at_batch_size_one():
-    """The reference skips the probability scaling at batch size 1; every token must carry it here."""
+def test_gate_sentence_scales_at_batch_size_one_by_default():
+    """The reference skips the probability scaling at batch size 1 (batch1="skip"); by default every token
+    carries it here, as at every other batch size."""
     torch.manual_seed(3)
     router = GateRouter(8, 4, per_sentence=True)
     x, mask = gate_inputs(batch=1, seed=3)
-    dispatch, _ = check_gate(router, x, mask)
-    assert dispatch.counts.count(5) == 1  # one expert for the whole sentence
-    assert (dispatch.scale < 1).all() and torch.unique(dispatch.scale).numel() == 1
+    expert, scale, _ = check_gate(router, x, mask)
+    assert expert.unique().numel() == 1  # one expert for the whole sentence
+    assert (scale < 1).all() and torch.unique(scale).numel() == 1
+    router.batch1 = "skip"
+    skipped, no_scale, loss = router(x, mask)
+    assert torch.equal(skipped, expert) and no_scale is None and loss.item() == 0.0
 
 
 def test_gate_in_double_precision():
@@ -236,7 +192,7 @@ def test_gate_in_double_precision():
     for per_sentence in (False, True):
         router = GateRouter(8, 4, per_sentence=per_sentence).double()
         x, mask = gate_inputs(seed=4, dtype=torch.float64)
-        _, loss = check_gate(router, x, mask)
+        _, _, loss = check_gate(router, x, mask)
         assert loss.dtype == torch.float64
 
 
@@ -244,28 +200,20 @@ def test_gate_in_double_precision():
 
 
 def test_balance_loss_worked_by_hand():
-    router = GateRouter(4, 2, per_sentence=False)
     probs = torch.tensor([[0.7, 0.3], [0.4, 0.6], [0.9, 0.1]])
-    chosen = torch.tensor([0, 1, 0])
     # P = (2/3, 1/3), f = (2/3, 1/3): 2 * (4/9 + 1/9) = 10/9.
-    assert router.balance_loss(probs, chosen, torch.ones(3)).item() == pytest.approx(10 / 9)
-    # Middle item masked: P = (0.8, 0.2), f = (1, 0): 2 * 0.8.
-    assert router.balance_loss(probs, chosen, torch.tensor([1.0, 0.0, 1.0])).item() == pytest.approx(1.6)
+    assert balance_loss(probs, torch.tensor([0, 1, 0]), 2).item() == pytest.approx(10 / 9)
     # A single item: P = (0.25, 0.75), f = (0, 1): 2 * 0.75.
-    one = router.balance_loss(torch.tensor([[0.25, 0.75]]), torch.tensor([1]), torch.ones(1))
-    assert one.item() == pytest.approx(1.5)
-    # Nothing routed (all padding): zero, not NaN.
-    assert router.balance_loss(probs, chosen, torch.zeros(3)).item() == 0.0
+    assert balance_loss(torch.tensor([[0.25, 0.75]]), torch.tensor([1]), 2).item() == pytest.approx(1.5)
     # Perfectly uniform gates give 1 whatever the routing.
     uniform = torch.full((4, 2), 0.5)
-    assert router.balance_loss(uniform, torch.tensor([0, 0, 0, 1]), torch.ones(4)).item() == pytest.approx(1.0)
+    assert balance_loss(uniform, torch.tensor([0, 0, 0, 1]), 2).item() == pytest.approx(1.0)
 
 
 def test_balance_loss_three_experts_float64():
-    router = GateRouter(4, 3, per_sentence=False)
     probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2], [0.6, 0.2, 0.2]], dtype=torch.float64)
     chosen = torch.tensor([0, 2, 1, 0])
-    loss = router.balance_loss(probs, chosen, torch.ones(4, dtype=torch.float64))
+    loss = balance_loss(probs, chosen, 3)
     # P = (1.4, 1.2, 1.4) / 4, f = (2, 1, 1) / 4: 3 * (2.8 + 1.2 + 1.4) / 16.
     assert loss.dtype == torch.float64
     assert loss.item() == pytest.approx(3 * 5.4 / 16, rel=1e-12)
@@ -278,18 +226,14 @@ def test_balance_loss_three_experts_float64():
 def test_routing_follows_its_inputs_not_the_default_device():
     """Every tensor is made on the inputs' device: with another default device (as on a GPU host) CPU inputs
     route exactly as before. (Meta tensors cannot be read back, so a stray one fails loudly.)"""
-    ids = torch.randint(4, (2, 40), generator=torch.Generator().manual_seed(0))
-    expected = dispatch_all(ids, 4)
     torch.manual_seed(5)
     routers = [GateRouter(8, 4, per_sentence=p) for p in (False, True)]
     x, mask = gate_inputs(seed=5)
     gated = [r(x, m) for r in routers for m in (mask, None)]
     probs, chosen = torch.softmax(torch.randn(6, 4), -1), torch.tensor([0, 1, 1, 2, 3, 3])
-    loss = routers[0].balance_loss(probs, chosen, torch.ones(6))
+    loss = balance_loss(probs, chosen, 4)
     with torch.device("meta"):
-        for got, exp in zip(dispatch_all(ids, 4), expected, strict=True):
-            assert torch.equal(got.order, exp.order) and torch.equal(got.slot, exp.slot)
-            assert torch.equal(got.source, exp.source) and got.counts == exp.counts
-        for (d, b), (d0, b0) in zip([r(x, m) for r in routers for m in (mask, None)], gated, strict=True):
-            assert torch.equal(d.order, d0.order) and torch.equal(d.scale, d0.scale) and torch.equal(b, b0)
-        assert torch.equal(routers[0].balance_loss(probs, chosen, torch.ones(6, device="cpu")), loss)
+        for got, expected in zip([r(x, m) for r in routers for m in (mask, None)], gated, strict=True):
+            for a, b in zip(got, expected, strict=True):
+                assert torch.equal(a, b)
+        assert torch.equal(balance_loss(probs, chosen, 4), loss)

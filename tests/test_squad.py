@@ -15,9 +15,16 @@ from moebert.models.modeling import PACKAGED_MINILM, MoEBertForQuestionAnswering
 from moebert.students.experts import adapt
 from moebert.tasks import get_task
 from moebert.tasks import squad as squad_data
-from moebert.tasks.qa import EvalWindows, answer_positions, best_answers, eval_features, train_features
+from moebert.tasks.qa import (
+    EvalWindows,
+    answer_positions,
+    best_answers,
+    eval_features,
+    span_loss,
+    train_features,
+)
 from moebert.training.distillation import span_prediction_loss
-from moebert.training.importance import importance_scores, importance_scores_autograd, per_window_qa_loss
+from moebert.training.importance import importance_scores, importance_scores_autograd
 
 V1, V2 = get_task("squad"), get_task("squad_v2")
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
@@ -173,6 +180,15 @@ def test_training_windows_point_at_the_answer_or_at_cls(tokenizer):
     assert set(features.column_names) >= {"input_ids", "token_type_ids", "attention_mask"}
 
 
+def test_training_answer_ends_on_its_last_character(tokenizer):
+    """The answer's last token is a one-character word piece right after another ("##6" "##s") and right
+    before punctuation: one character less or more would end the span a token early or late."""
+    rows = _rows("Which?", "They sold the 80486s, then others.", "the 80486s")
+    features = train_features(rows, tokenizer, max_length=32, doc_stride=8)
+    (window, start, end), = zip(features["input_ids"], features["start_positions"], features["end_positions"])
+    assert tokenizer.convert_ids_to_tokens(window[start:end + 1]) == ["the", "80", "##48", "##6", "##s"]
+
+
 def test_unanswerable_question_points_at_cls_in_every_window(tokenizer):
     features = train_features(_rows("Who?", LONG), tokenizer, max_length=32, doc_stride=8)
     assert set(features["start_positions"]) == {0} and set(features["end_positions"]) == {0}
@@ -271,10 +287,11 @@ def test_null_threshold_decides_between_empty_and_span():
 
 def test_null_score_is_the_lowest_over_the_windows():
     rows = _rows("q", "abc def", "def")
-    windows = EvalWindows(inputs=None, example=[0, 0], offsets=[[None, (0, 3)], [None, (4, 7)]])
-    starts = [np.array([5.0, 1.0]), np.array([1.0, 2.0])]
-    ends = [np.array([5.0, 1.0]), np.array([1.5, 2.0])]
+    windows = EvalWindows(inputs=None, example=[0, 0, 0], offsets=[[None, (0, 3)], [None, (4, 7)], [None, (4, 7)]])
+    starts = [np.array([5.0, 1.0]), np.array([1.0, 2.0]), np.array([2.0, 0.5])]
+    ends = [np.array([5.0, 1.0]), np.array([1.5, 2.0]), np.array([3.0, 0.5])]
     answers, nulls = best_answers(rows, windows, starts, ends, with_null=True)
+    # Nulls 10, 2.5 and 5: the lowest is neither the first window's nor the last's.
     assert nulls == {"x": pytest.approx(2.5 - 4.0)} and answers == {"x": "def"}
 
 
@@ -293,7 +310,7 @@ def qa_batch(seed=1):
     batch = random_batch(seed=seed)
     del batch["labels"]
     gen = torch.Generator().manual_seed(seed)
-    starts = torch.randint(0, 5, (4,), generator=gen)
+    starts = torch.randint(0, 3, (4,), generator=gen)  # inside every window (each at least 5 tokens long)
     batch.update(start_positions=starts, end_positions=starts + torch.randint(0, 3, (4,), generator=gen))
     return batch
 
@@ -308,15 +325,44 @@ def test_qa_importance_equals_per_example_autograd():
     assert all(s.abs().sum() > 0 for s in fast)
 
 
-def test_qa_window_loss_is_the_model_loss_per_window():
+def test_qa_window_loss_by_hand_and_without_padding_the_model_loss():
     model = tiny_qa()
     batch = qa_batch()
     out = model(**batch)
-    per_window = per_window_qa_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
-    by_hand = [(-out.start_logits[i].log_softmax(-1)[batch["start_positions"][i]]
-                - out.end_logits[i].log_softmax(-1)[batch["end_positions"][i]]) / 2 for i in range(4)]
+    mask = batch["attention_mask"]
+    per_window = span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"], mask)
+    by_hand = []
+    for i in range(4):
+        keep = mask[i].bool()
+        start = -out.start_logits[i][keep].log_softmax(-1)[batch["start_positions"][i]]
+        end = -out.end_logits[i][keep].log_softmax(-1)[batch["end_positions"][i]]
+        by_hand.append((start + end) / 2)
     torch.testing.assert_close(per_window, torch.stack(by_hand))
-    torch.testing.assert_close(per_window.mean(), out.loss)
+    assert not torch.isclose(per_window.mean(), out.loss)  # the QA head's own loss runs over the padding
+    unpadded = span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"], None)
+    torch.testing.assert_close(unpadded.mean(), out.loss)
+
+
+def test_a_windows_loss_is_the_same_alone_and_in_a_padded_batch(tmp_path):
+    """Training (TaskTrainer.loss_terms), importance and distillation see a window's own positions only."""
+    from transformers import TrainingArguments
+
+    from moebert.training.importance import _forward_loss
+    from moebert.training.trainer import TaskTrainer
+
+    model = tiny_qa()
+    trainer = TaskTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    batch = qa_batch()
+    short = 2  # window 2 is shorter than the batch's longest
+    length = int(batch["attention_mask"][short].sum())
+    assert length < batch["input_ids"].shape[1]
+    alone = {k: v[short:short + 1, :length] if v.dim() == 2 else v[short:short + 1] for k, v in batch.items()}
+    in_batch = _forward_loss(model, batch)[short]
+    torch.testing.assert_close(_forward_loss(model, alone)[0], in_batch)
+    _, terms = trainer.loss_terms(model, alone)
+    torch.testing.assert_close(terms["task"][1], in_batch)
+    _, terms = trainer.loss_terms(model, batch)
+    torch.testing.assert_close(terms["task"][1], _forward_loss(model, batch).mean())
 
 
 def test_span_distillation_loss_by_hand_leaves_padding_out():
@@ -415,6 +461,28 @@ def test_qa_pipeline_stage_by_stage(tiny_model_dir, tmp_path):
     assert sorted(record["predictions"]["SQuAD-v1.1"]) == sorted(dev["id"])
     assert record["qa_settings"] == {"doc_stride": 16, "n_best": 5, "max_answer_length": 30, "null_threshold": 0.0}
     assert record["data_note"].startswith("non-standard split")
+
+
+def test_evaluate_answers_by_the_null_threshold(tiny_model_dir, tmp_path):
+    """SQuAD v2.0: a threshold below every null - span difference empties every answer, one above them keeps
+    every span; the record keeps the threshold it used."""
+    _write(tmp_path, _document(version="2.0", articles=4), "dev-v2.0.json")
+    data = tmp_path / "prepared"
+    assert _cli("prepare-data", "--task", "squad_v2", "--source", tmp_path, "--output", data,
+                "--eval-articles", 2) == 0
+    model = tmp_path / "qa"
+    BertForQuestionAnswering.from_pretrained(tiny_model_dir).save_pretrained(model)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
+    answers = {}
+    for threshold in (-1e9, 1e9):
+        out = tmp_path / f"{threshold}.json"
+        assert _cli("evaluate", "--task", "squad_v2", "--data", data, "--model", model, "--output", out,
+                    "--max-length", 48, "--doc-stride", 16, "--null-threshold", threshold) == 0
+        record = json.loads(out.read_text())
+        assert record["qa_settings"]["null_threshold"] == threshold
+        answers[threshold] = list(record["predictions"]["SQuAD-v2.0"].values())
+    assert len(answers[-1e9]) == 6 and set(answers[-1e9]) == {""}
+    assert "" not in answers[1e9]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -168,7 +168,7 @@ def test_every_loss_term_is_logged_and_the_loss_is_their_weighted_sum(mrpc_rows,
         assert log["loss"] == pytest.approx(expected, rel=1e-3)
 
 
-def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer):
+def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer, tmp_path):
     """compute_loss against an independent computation of Eq. 7 on one batch, student != teacher."""
     import torch.nn.functional as F
     from conftest import random_batch
@@ -177,7 +177,7 @@ def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer):
     teacher = small_bert(50)
     student = moe_student(small_bert(50, seed=3), router="gate-sentence").eval()
     student.config.load_balance = 0.25
-    trainer = DistillationTrainer(model=student, args=TrainingArguments(output_dir="unused", use_cpu=True,
+    trainer = DistillationTrainer(model=student, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
                                   report_to="none"), teacher=teacher, distill_weight=2.0)
     batch = random_batch(num_labels=2)
     loss = trainer.compute_loss(student, batch)
@@ -194,7 +194,7 @@ def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer):
     torch.testing.assert_close(loss_too, loss)
     torch.testing.assert_close(outputs.logits, s.logits)
     # The reference's hidden-state MSE averages over padding too.
-    trainer.mask_padding = False
+    trainer.padded_losses = True
     unmasked = sum(F.mse_loss(a, b) for a, b in zip(s.hidden_states, t.hidden_states))
     assert not torch.isclose(unmasked, hidden)
     torch.testing.assert_close(trainer.compute_loss(student, batch),
@@ -227,21 +227,30 @@ def test_a_diverged_teacher_term_is_named(mrpc_rows, tokenizer, tmp_path):
                      distill_weight=1.0, callbacks=[PoisonAt(teacher.bert.embeddings, 1)])
 
 
-def test_biases_and_layernorms_get_no_weight_decay_in_dense_and_moe_models(tokenizer, tmp_path):
+def test_weight_decay_falls_on_weight_matrices_only(tokenizer, tmp_path):
+    """Dense and MoE models: every weight matrix but no bias and no LayerNorm (one per expert included); MPOE
+    students: none of the MPO tensors either (decay on a chain's factors is not decay on its matrix)."""
     from transformers import TrainingArguments
+
+    from moebert.students.experts import adapt_mpo
 
     teacher = small_bert(50)
     student = moe_student(teacher)
+    mpoe = adapt_mpo(teacher, num_experts=2, in_factors=[2, 2, 4], out_factors=[2, 4, 4])
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    for model in (teacher, student):
-        decayed = set(TaskTrainer(model=model, args=args).get_decay_parameter_names(model))
-        modules = dict(model.named_modules())
-        expected = {name for name, _ in model.named_parameters()
-                    if not isinstance(modules[name.rsplit(".", 1)[0]], torch.nn.LayerNorm)
-                    and name.rsplit(".", 1)[1] not in ("bias", "bias_in", "bias_out")}
-        assert decayed == expected
-    assert {"bert.encoder.layer.0.output.w_in", "bert.encoder.layer.0.output.w_out"} <= decayed
-    assert not {"bert.encoder.layer.0.output.bias_in", "bert.encoder.layer.0.output.bias_out"} & decayed
+    decayed = {id(model): set(TaskTrainer(model=model, args=args).get_decay_parameter_names(model))
+               for model in (teacher, student, mpoe)}
+    matrices = {"attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight",
+                "attention.output.dense.weight"}
+    layer = "bert.encoder.layer.0."
+    outside = {"bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
+               "bert.embeddings.token_type_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight"}
+    for model, ffn in ((teacher, {"intermediate.dense.weight", "output.dense.weight"}),
+                       (student, {"output.experts.up_proj", "output.experts.down_proj"}),
+                       (mpoe, {"output.router.gate.weight"})):
+        expected = outside | {f"bert.encoder.layer.{i}.{name}" for i in range(2) for name in matrices | ffn}
+        assert decayed[id(model)] == expected
+    assert f"{layer}output.w_in.central" in dict(mpoe.named_parameters())
 
 
 def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys):
@@ -408,6 +417,45 @@ def test_training_batches_come_from_the_shuffled_length_sampler(mrpc_rows, token
     trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, ShuffledLengthGroupedSampler) and sampler.batch_size == 4
+
+
+def test_random_sampler_and_max_length_padding_restore_the_reference(mrpc_rows, tokenizer, tmp_path):
+    """sampler random: the Trainer's RandomSampler; padding max-length: rows padded to the max length, and the
+    hidden-state MSE over every position (the reference's), instead of the real tokens only."""
+    from torch.utils.data import RandomSampler
+
+    from moebert.training.distillation import DistillationTrainer, hidden_mse
+
+    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, sampler="random",
+                           epochs=0.01)
+    assert isinstance(trainer._get_train_sampler(), RandomSampler)
+    batch = task_data.collator(tokenizer, max_length=64)([mrpc_rows[i] for i in range(3)])
+    assert batch["input_ids"].shape == (3, 64) and (batch["attention_mask"] == 0).any()
+    teacher = small_bert(tokenizer.vocab_size, seed=1)
+    student = small_bert(tokenizer.vocab_size, seed=2).train()
+    for padded, mask in ((False, batch["attention_mask"]), (True, None)):
+        distiller = DistillationTrainer(model=student, args=trainer.args, teacher=teacher, distill_weight=1.0,
+                                        padded_losses=padded)
+        torch.manual_seed(0)
+        _, terms = distiller.loss_terms(student, dict(batch))
+        torch.manual_seed(0)
+        s = student(**batch, output_hidden_states=True).hidden_states
+        t = teacher(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True).hidden_states
+        torch.testing.assert_close(terms["hidden"][1], hidden_mse(s, t, mask))
+
+
+@pytest.mark.parametrize("teacher_dropout", [False, True])
+def test_the_teacher_distils_in_eval_mode_unless_told(teacher_dropout, tokenizer, tmp_path):
+    from transformers import TrainingArguments
+
+    from moebert.training.distillation import DistillationTrainer
+
+    teacher = small_bert(tokenizer.vocab_size, dropout=0.5)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    distiller = DistillationTrainer(model=small_bert(tokenizer.vocab_size), args=args, teacher=teacher,
+                                    distill_weight=1.0, teacher_dropout=teacher_dropout)
+    assert distiller.teacher.training == teacher_dropout
+    assert not any(p.requires_grad for p in distiller.teacher.parameters())
 
 
 @pytest.mark.parametrize("world, total, accum, expected", [("1", 32, 1, 32), ("2", 32, 1, 16), ("2", 32, 4, 4),

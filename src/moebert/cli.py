@@ -14,13 +14,24 @@ from moebert import tracking
 from moebert.device import DEVICE_HELP, resolve_device
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, atomic_file, identity, read_json, write_json
+from moebert.models.moe_layer import SHARED_LAYOUTS
 from moebert.models.mpo import DEFAULT_FORWARD, FORWARD_MODES
-from moebert.models.routing import ROUTERS
+from moebert.models.routing import ROUTERS, SENTENCE_GATE_BATCH1
 from moebert.students.experts import CONSTRUCTIONS
 from moebert.training.distillation import SCOPES
+from moebert.training.trainer import PADDINGS, SAMPLERS
 
 DATA_HELP = ("a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
              "prepared copy) or 'hub' (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2)")
+
+
+def _rows_or_all(text: str) -> int | None:
+    if text == "all":
+        return None
+    rows = int(text)
+    if rows < 1:
+        raise argparse.ArgumentTypeError(f"{rows}: give a positive number of rows or 'all'")
+    return rows
 
 
 def _common(parser: argparse.ArgumentParser, task: bool = True, data: bool = True) -> None:
@@ -50,6 +61,13 @@ def _training(parser: argparse.ArgumentParser, lr: float, batch_size: int, epoch
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
     g.add_argument("--save-steps", type=int, default=200, help="checkpoint every N optimiser steps (for resume)")
+    g.add_argument("--sampler", choices=SAMPLERS, default="length-grouped",
+                   help="length-grouped: batches of similar lengths in random order (less padding); random: random "
+                        "rows, the reference's")
+    g.add_argument("--padding", choices=PADDINGS, default="dynamic",
+                   help="dynamic: each batch padded to its longest row, padding left out of every loss; max-length: "
+                        "every row padded to --max-length and every position counted in the losses (the "
+                        "reference's hidden-state MSE and QA losses)")
     g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
 
@@ -61,6 +79,7 @@ def _train_config(args):
         epochs=args.epochs, lr=args.lr, batch_size=per_device_batch(args.batch_size, args.grad_accum),
         grad_accum=args.grad_accum,
         weight_decay=args.weight_decay, save_steps=args.save_steps, seed=args.seed, fp16=args.fp16, bf16=args.bf16,
+        sampler=args.sampler, padding=args.padding,
     )
 
 
@@ -88,13 +107,14 @@ def _features(args, task, tokenizer, split: str = "train", max_rows: int | None 
     return task.features(tokenizer, args.data, split, args.max_length, rows, args.seed, **qa)
 
 
-def _train(args, device, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
+def _train(args, task, device, model, train_ds, tokenizer, run, inputs: list[str], callbacks=(), **trainer) -> None:
     """Train on `device`, resuming only a checkpoint of the same settings and inputs."""
     from moebert.tasks import data as task_data
     from moebert.training.trainer import train
 
     settings = {**_params(args), "inputs": {name: identity(getattr(args, name)) for name in inputs}}
-    train(model, args.output, train_ds, task_data.collator(tokenizer), tokenizer, _train_config(args),
+    padded_to = (args.max_length or task.max_length) if args.padding == "max-length" else None
+    train(model, args.output, train_ds, task_data.collator(tokenizer, padded_to), tokenizer, _train_config(args),
           device, settings, callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],
           **trainer)
 
@@ -200,11 +220,12 @@ def cmd_finetune(args) -> None:
                         label2id={lab: i for i, lab in enumerate(task.hub_label_names)})
     model = load_model(args.model, head=task.head, **head)
     with tracking.tracked_run(args, _params(args)) as run:
-        _train(args, device, model, train_ds, tokenizer, run, inputs=["model", "data"])
+        _train(args, task, device, model, train_ds, tokenizer, run, inputs=["model", "data"])
         _save_trained(args, model, tokenizer)
 
 
 def cmd_importance(args) -> None:
+    import datasets
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
 
@@ -216,9 +237,12 @@ def cmd_importance(args) -> None:
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
     model = load_trained(args.model, task).to(device)
-    split = "train" if args.split == "train" else next(iter(task.eval_splits))
-    # QA: windows with answer positions, so the loss of Eq. 4 is defined on them.
-    dataset = _features(args, task, tokenizer, split, max_rows=args.max_samples)
+    # dev: every eval split, as the reference sums over (MNLI: matched and mismatched), each capped alike. QA: windows
+    # with answer positions, so the loss of Eq. 4 is defined on them.
+    splits = ["train"] if args.split == "train" else list(task.eval_splits)
+    dataset = datasets.concatenate_datasets([_features(args, task, tokenizer, split, max_rows=args.max_samples)
+                                             for split in splits])
+    split = "+".join(splits)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=task_data.collator(tokenizer))
     with tracking.tracked_run(args, _params(args)) as run:
         scores = importance_scores(model, loader)
@@ -232,12 +256,9 @@ def cmd_importance(args) -> None:
 
 
 def cmd_adapt(args) -> None:
-    from transformers import set_seed
-
     from moebert.models.modeling import load_model, load_tokenizer
 
     _check_student_options(args)
-    set_seed(args.seed)  # a learned router's init: with identical experts, the one thing that tells them apart
     tokenizer = load_tokenizer(args.model)
     teacher = load_model(args.model)
     build = {"moe": _adapt_sliced, "mpoe": _adapt_mpo, "dense-narrow": _adapt_dense_narrow,
@@ -296,7 +317,8 @@ def _adapt_sliced(args, teacher, tokenizer):
         counts = token_counts(train_ds["input_ids"], teacher.config.vocab_size)
     student, indices = adapt(teacher, _orders(args, teacher), args.num_experts, args.expert_dim, args.shared_dim,
                              router, seed=args.seed, token_counts=counts, expert_dropout=args.expert_dropout,
-                             construction=args.construction)
+                             construction=args.construction, shared=args.shared,
+                             gate_sentence_batch1=args.gate_sentence_batch1)
     return student, {"num_experts": args.num_experts, "expert_dim": args.expert_dim, "shared_dim": args.shared_dim,
                      "construction": args.construction, "indices": indices}
 
@@ -308,7 +330,7 @@ def _adapt_mpo(args, teacher, tokenizer):
         raise MoebertError(f"--student mpoe is routed by a learned token gate: use --router gate-token, "
                            f"not {args.router}")
     student = adapt_mpo(teacher, args.num_experts, max_bond=args.mpo_max_bond, forward=args.mpo_forward,
-                        in_factors=args.mpo_in_factors, out_factors=args.mpo_out_factors)
+                        in_factors=args.mpo_in_factors, out_factors=args.mpo_out_factors, seed=args.seed)
     layer = student.moe_layers()[0]
     return student, {"num_experts": args.num_experts, "max_bond": args.mpo_max_bond,
                      "matrices": {name: {"in_factors": m.in_factors, "out_factors": m.out_factors,
@@ -352,10 +374,9 @@ def cmd_distill(args) -> None:
     # Scope none: the task loss alone (the no-distillation ablation), trained by the same code.
     distill = {} if args.distill_scope == "none" else {
         "trainer_cls": DistillationTrainer, "teacher": load_trained(args.teacher, task),
-        "distill_weight": args.distill_weight, "mask_padding": args.hidden_mse == "masked",
-        "scope": args.distill_scope}
+        "distill_weight": args.distill_weight, "scope": args.distill_scope, "teacher_dropout": args.teacher_dropout}
     with tracking.tracked_run(args, _params(args)) as run:
-        _train(args, device, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"],
+        _train(args, task, device, student, train_ds, tokenizer, run, inputs=["teacher", "student", "data"],
                callbacks=callbacks, **distill)
         if callbacks:
             print(f"gradient mask: central tensors held at {callbacks[0].masked_steps} of the run's optimiser steps")
@@ -448,8 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the fine-tuned teacher")
     p.add_argument("--output", required=True, help="safetensors file with scores.<layer> and order.<layer>")
     p.add_argument("--split", choices=("train", "dev"), default="train",
-                   help="train (default) or dev, the reference's choice (it leaks the evaluation set)")
-    p.add_argument("--max-samples", type=int, default=2048, help="seeded subsample of the split")
+                   help="train (default) or dev: every evaluation split (MNLI: matched and mismatched), the "
+                        "reference's choice, which leaks the evaluation set")
+    p.add_argument("--max-samples", type=_rows_or_all, default=2048,
+                   help="seeded subsample of each split, or 'all' (the reference scores every dev row)")
     p.add_argument("--batch-size", type=int, default=16)
     _device_argument(p)
     p.set_defaults(func=cmd_importance)
@@ -471,7 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--importance", help="output of `moebert importance`")
     g.add_argument("--expert-dim", type=int, help="width of each expert (768 for BERT-base)")
     g.add_argument("--shared-dim", type=int, help="neurons shared by all experts (512 for BERT-base)")
-    g.add_argument("--expert-dropout", type=float, default=0.1)
+    g.add_argument("--expert-dropout", type=float, default=0.1,
+                   help="dropout of each expert's output, before its residual and LayerNorm (the reference's)")
+    g.add_argument("--shared", choices=SHARED_LAYOUTS, default="copied",
+                   help="copied: every expert holds its own copy of the shared neurons (the paper's model); tied: "
+                        "the shared neurons stored once, a dense FFN every token runs beside the routed experts")
+    g.add_argument("--gate-sentence-batch1", choices=SENTENCE_GATE_BATCH1, default="scale",
+                   help="gate-sentence at batch size 1: scale by the gate probability as at any other batch size, "
+                        "or skip it (and the balance loss) as the reference does")
     g.add_argument("--construction", choices=CONSTRUCTIONS, default="importance",
                    help="how neurons become experts: importance (MoEBERT), inverse (least important shared), "
                         "random (seeded permutation), kmeans (balanced clusters of W1 rows, shared-dim 0)")
@@ -498,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(1 freezes them, 0 trains them; default: no mask)")
     p.add_argument("--distill-scope", choices=(*SCOPES, "none"), default="all",
                    help="hidden states distilled: all, every-other, last; none trains on the task loss alone")
-    p.add_argument("--hidden-mse", choices=("masked", "reference"), default="masked",
-                   help="masked: leave padding out of the hidden-state MSE; reference: average over it too")
+    p.add_argument("--teacher-dropout", action="store_true",
+                   help="keep the teacher's dropout on while it is distilled from (the reference's; default: off)")
     _training(p, lr=5e-5, batch_size=32, epochs=3)
     p.set_defaults(func=cmd_distill)
 

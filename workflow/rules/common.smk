@@ -394,6 +394,8 @@ def training_args(stage: str):
             max_length=settings["max_length"],
             max_train_samples=settings["max_train_samples"],
             doc_stride=settings["doc_stride"],
+            sampler=training["sampler"],
+            padding=training["padding"],
         ) + precision
 
     return args
@@ -405,9 +407,8 @@ def distill_args(wildcards) -> str:
         distill_weight=hyper_parameters(config, "distill", wildcards.task)["distill_weight"],
         load_balance=method["load_balance"],
         distill_scope=method["distill_scope"],
-        hidden_mse=method["hidden_mse"],
         gradient_mask=method["gradient_mask"],
-    )
+    ) + (" --teacher-dropout" if method["teacher_dropout"] else "")
     return f"{training_args('distill')(wildcards)} {distill}"
 
 
@@ -435,6 +436,7 @@ def adapt_args(wildcards) -> str:
         construction=method["construction"],
         router=method["router"],
         expert_dropout=method["expert_dropout"],
+        gate_sentence_batch1=method["gate_sentence_batch1"] if method["router"] == "gate-sentence" else None,
     )
     if method["router"] == "hash-balance":  # it assigns tokens by their frequency in the train split
         settings = config["task_settings"][wildcards.task]

@@ -28,10 +28,11 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput, Sequence
 
 from moebert.errors import MoebertError
 from moebert.hub import PACKAGED_MINILM
-from moebert.models.moe_layer import MoEFFN
+from moebert.models.bert_experts import EXPERTS_DEFAULT, IMPLEMENTATIONS, ExpertsImplementation
+from moebert.models.moe_layer import SHARED_LAYOUTS, MoEFFN
 from moebert.models.mpo import DEFAULT_FORWARD
-from moebert.models.mpoe_layer import MPOEFFN
-from moebert.models.routing import HASH_ROUTERS, ROUTERS, dispatch_all, hash_random_table
+from moebert.models.mpoe_layer import MPOEFFN, MPOExperts
+from moebert.models.routing import HASH_ROUTERS, ROUTERS, SENTENCE_GATE_BATCH1, hash_random_table
 
 # The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
 # dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE).
@@ -54,13 +55,16 @@ class MoEBertConfig(BertConfig):
         mpo_out_factors: list[int] | None = None,
         mpo_max_bond: int | None = None,
         mpo_forward: str = DEFAULT_FORWARD,
+        shared: str = "copied",
+        gate_sentence_batch1: str = "scale",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if router not in ROUTERS:
-            raise MoebertError(f"unknown router '{router}'; choose one of {', '.join(ROUTERS)}")
-        if ffn not in FFN_TYPES:
-            raise MoebertError(f"unknown ffn '{ffn}'; choose one of {', '.join(FFN_TYPES)}")
+        for key, value, allowed in (("router", router, ROUTERS), ("ffn", ffn, FFN_TYPES),
+                                    ("shared", shared, SHARED_LAYOUTS),
+                                    ("gate_sentence_batch1", gate_sentence_batch1, SENTENCE_GATE_BATCH1)):
+            if value not in allowed:
+                raise MoebertError(f"unknown {key} '{value}'; choose one of {', '.join(allowed)}")
         if ffn == "mpoe" and router != "gate-token":
             raise MoebertError(f"MPOE experts are routed by a learned token gate (Switch style): use router "
                                f"'gate-token', not '{router}'")
@@ -75,6 +79,8 @@ class MoEBertConfig(BertConfig):
         self.mpo_out_factors = mpo_out_factors
         self.mpo_max_bond = mpo_max_bond
         self.mpo_forward = mpo_forward
+        self.shared = shared
+        self.gate_sentence_batch1 = gate_sentence_batch1
 
 
 def install_ffn(model: nn.Module, make_ffn) -> None:
@@ -101,7 +107,11 @@ class MoEBertMixin:
     config_class = MoEBertConfig
 
     def _install_experts(self, config: MoEBertConfig) -> None:
-        install_ffn(self, lambda i: FFN_TYPES[config.ffn](config))
+        self.experts_implementation = ExpertsImplementation(EXPERTS_DEFAULT["cpu"])
+        if config.ffn == "moe":
+            install_ffn(self, lambda i: MoEFFN(config, self.experts_implementation))
+        else:
+            install_ffn(self, lambda i: MPOEFFN(config))
         if config.router in HASH_ROUTERS:
             # A buffer, not a plain attribute: the routing table is part of the trained model.
             self.register_buffer(
@@ -109,8 +119,22 @@ class MoEBertMixin:
                 hash_random_table(config.num_hidden_layers, config.vocab_size, config.num_experts, seed=0),
             )
 
+    def set_experts_implementation(self, name: str) -> None:
+        """The kernel every MoE layer's experts run with (models/bert_experts.py); MPOE experts have their own."""
+        if name not in IMPLEMENTATIONS:
+            raise MoebertError(f"unknown experts implementation '{name}'; choose one of {', '.join(IMPLEMENTATIONS)}")
+        self.experts_implementation._experts_implementation = name
+
     def moe_layers(self) -> list[MoEFFN | MPOEFFN]:
         return [layer.output for layer in self.bert.encoder.layer]
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW must not decay: the tensors of MPO experts. Decay on each of the n factors of a chain
+        is not decay on the matrix they multiply to: it shrinks the matrix about n times as fast, and, since a
+        chain's neighbouring factors can trade any scale between them, it pulls the factors towards equal
+        norms rather than the matrix towards zero."""
+        return {f"{name}.{param}" for name, module in self.named_modules() if isinstance(module, MPOExperts)
+                for param, _ in module.named_parameters()}
 
     def central_parameters(self) -> list[nn.Parameter]:
         """The MPO central tensors shared by the experts of each layer (none for sliced experts)."""
@@ -120,10 +144,9 @@ class MoEBertMixin:
                         output_attentions, **inputs):
         layers = self.moe_layers()
         if self.config.router in HASH_ROUTERS:
-            # Routes of all layers follow from the input ids: computed once, before the encoder runs.
-            expert_ids = self.hash_table[:, input_ids.reshape(-1)]
-            for layer, dispatch in zip(layers, dispatch_all(expert_ids, self.config.num_experts)):
-                layer.dispatch = dispatch
+            # Routes of all layers follow from the input ids: looked up once, before the encoder runs.
+            for layer, expert_ids in zip(layers, self.hash_table[:, input_ids.reshape(-1)]):
+                layer.expert_ids = expert_ids
         else:
             for layer in layers:
                 layer.attention_mask = attention_mask
@@ -133,7 +156,7 @@ class MoEBertMixin:
             out = head_forward(input_ids=input_ids, attention_mask=attention_mask, **inputs, **options)
         finally:
             for layer in layers:
-                layer.dispatch = layer.attention_mask = None
+                layer.expert_ids = layer.attention_mask = None
         # The balance loss is returned, not added to `loss`: the trainer weighs every loss term (training/trainer.py).
         balance = None
         if self.config.router not in HASH_ROUTERS:

@@ -1,118 +1,106 @@
-"""The MoE feed-forward layer (MoEBERT §4): N narrow experts in place of BERT's FFN, one per token.
+"""The MoE feed-forward layer (MoEBERT §4; docs/method.md §4): N experts in place of BERT's FFN, one per token.
 
 It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keeps BertOutput's contract,
-`forward(hidden_states, input_tensor)`, with dropout, residual and LayerNorm after the expert. Expert
-weights are stacked tensors [experts, in, out] so the whole layer saves as a few safetensors entries and
-a token's expert is `x @ w`: a batched matmul reads the weights as stored, where a transposed view
-would cost it a copy of every expert's weights on each call (CPU).
+`forward(hidden_states, input_tensor)`. Every expert is the reference implementation's expert,
 
-The forward groups the tokens by expert once and keeps them grouped through the residual add and the
-LayerNorm, which work row by row, so the only data movement is one gather in and one scatter out. The
-reference instead stacks the expert outputs into a new tensor, gathers them back into token order and
-only then adds the residual (`moebert.speed.reference_style`, the peer benchmarks/moe_speed.py
-measures). Two layouts, by group size:
-- per expert (the usual case): one matmul pair per expert on its contiguous block of grouped tokens.
-  Outside autograd its output is added in place onto the block, which already holds the residual,
-  since the residual of BertOutput is its own input;
-- padded (small groups, e.g. batch 1): all experts as one batched matmul pair over the groups padded
-  to the largest. A 32-row matmul split across CPU threads is mostly overhead; the batched call hands
-  each thread whole experts (benchmarks/expert_matmul.py, 128 tokens on 2 threads: one matmul per
-  expert takes 1.9x the dense-narrow FFN's time, the batched pair 1.45x).
+    expert_e(x) = LayerNorm_e(dropout(fc2_e(act(fc1_e(x)))) + x)      (dropout at the expert rate)
+
+with a LayerNorm of its own (each initialised as a copy of the teacher's); a gate router multiplies the
+expert's output, after its LayerNorm, by the gate probability. Three parts, MegaBlocks' split: the router
+(models/routing.py) picks each token's expert, the experts (models/bert_experts.py, transformers' experts
+interface) compute fc1 -> act -> fc2, and this layer adds the residual and applies the expert's LayerNorm.
+
+Shared neurons (`shared`): "copied" (the paper's model) gives every expert its own copy of the shared_dim
+shared neurons, which then train apart; "tied" stores them once, as one dense FFN that every token runs,
+beside experts of expert_dim - shared_dim private neurons. Since the activation acts neuron by neuron, the
+two are the same function at initialisation:
+
+    fc2_e(act(fc1_e(x))) = W2[:, S] act(W1[S] x + b1[S]) + W2[:, P_e] act(W1[P_e] x + b1[P_e]) + b2_e
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
 
-from moebert.models.routing import GATE_ROUTERS, Dispatch, GateRouter
+from moebert.models.bert_experts import BertExperts, ExpertsImplementation
+from moebert.models.routing import GATE_ROUTERS, GateRouter
 
-# Experts run padded while no group has more tokens than this (about batch 1-3 at length 128 with 4
-# experts). Larger groups run per expert as efficiently as one dense matmul and waste nothing on padding.
-PADDED_MAX_ROWS = 128
-# ... and while padding at most doubles the rows: a small batch routed mostly to one expert goes per
-# expert, which reads only the busy experts' weights.
-PADDED_MAX_GROWTH = 2.0
+SHARED_LAYOUTS = ("copied", "tied")
+
+
+class ExpertLayerNorm(nn.Module):
+    """One LayerNorm per expert, applied to every token with its expert's weight and bias. The normalisation
+    is the same for all experts, so it runs once over all tokens and only the affine part is gathered."""
+
+    def __init__(self, num_experts: int, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_experts, hidden_size))
+        self.bias = nn.Parameter(torch.zeros(num_experts, hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
+        """x [tokens, hidden], expert [tokens]."""
+        normalized = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias.index_select(0, expert), normalized, self.weight.index_select(0, expert))
+
+
+class SharedNeurons(nn.Module):
+    """The shared neurons of a tied layout: a dense FFN without output bias (each expert keeps its own b2)."""
+
+    def __init__(self, config):
+        super().__init__()
+        h, s = config.hidden_size, config.shared_dim
+        self.up_proj = nn.Parameter(torch.empty(h, s))
+        self.up_proj_bias = nn.Parameter(torch.zeros(s))
+        self.down_proj = nn.Parameter(torch.empty(s, h))
+        for w in (self.up_proj, self.down_proj):
+            nn.init.normal_(w, std=config.initializer_range)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act_fn(torch.addmm(self.up_proj_bias, x, self.up_proj)) @ self.down_proj
 
 
 class MoEFFN(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, implementation: ExpertsImplementation):
         super().__init__()
-        n, d, h = config.num_experts, config.expert_dim, config.hidden_size
+        n, h = config.num_experts, config.hidden_size
         self.num_experts = n
-        self.w_in = nn.Parameter(torch.empty(n, h, d))  # rows of BertIntermediate.dense.weight, transposed
-        # Named "bias*" so the Trainer exempts them from weight decay, as it does the dense model's biases.
-        self.bias_in = nn.Parameter(torch.zeros(n, d))
-        self.w_out = nn.Parameter(torch.empty(n, d, h))  # columns of BertOutput.dense.weight, transposed
-        self.bias_out = nn.Parameter(torch.zeros(n, h))  # every expert starts from the full dense bias
-        for w in (self.w_in, self.w_out):
-            nn.init.normal_(w, std=config.initializer_range)
-        self.act = ACT2FN[config.hidden_act]
-        self.expert_dropout = nn.Dropout(config.expert_dropout)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
-        self.router = (
-            GateRouter(h, n, per_sentence=config.router == "gate-sentence") if config.router in GATE_ROUTERS else None
-        )
-        # Set by the model for one forward: the hash dispatch of this layer, or the attention mask a gate needs.
-        self.dispatch: Dispatch | None = None
+        tied = config.shared == "tied" and config.shared_dim > 0
+        self.shared = SharedNeurons(config) if tied else None
+        self.experts = BertExperts(implementation, config, config.expert_dim - config.shared_dim if tied else config.expert_dim)
+        self.dropout = nn.Dropout(config.expert_dropout)
+        self.LayerNorm = ExpertLayerNorm(n, h, config.layer_norm_eps)
+        self.router = None
+        if config.router in GATE_ROUTERS:
+            self.router = GateRouter(h, n, per_sentence=config.router == "gate-sentence",
+                                     batch1=config.gate_sentence_batch1)
+        # Set by the model for one forward: the hash routes of this layer, or the attention mask a sentence
+        # gate pools with; read after it: a gate's balance loss.
+        self.expert_ids: torch.Tensor | None = None
         self.attention_mask: torch.Tensor | None = None
         self.balance_loss: torch.Tensor | None = None
 
     def expert_parameters(self) -> int:
-        """Parameters one more expert adds."""
-        return sum(p[0].numel() for p in (self.w_in, self.bias_in, self.w_out, self.bias_out))
-
-    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        """Expert `e` on the rows x [rows, hidden], without residual: the FFN of a BERT whose intermediate
-        width is the expert's."""
-        hidden = self.expert_dropout(self.act(torch.addmm(self.bias_in[e], x, self.w_in[e])))
-        return torch.addmm(self.bias_out[e], hidden, self.w_out[e])
+        """Parameters one more expert adds: its private neurons, its output bias and its LayerNorm."""
+        return self.experts.expert_parameters() + self.LayerNorm.weight[0].numel() + self.LayerNorm.bias[0].numel()
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         if self.router is not None:
-            dispatch, self.balance_loss = self.router(hidden_states, self.attention_mask)
-        elif self.dispatch is None:
-            raise RuntimeError("hash-routed MoEFFN called outside MoEBert's forward (no dispatch set)")
+            expert, scale, self.balance_loss = self.router(hidden_states, self.attention_mask)
+        elif self.expert_ids is None:
+            raise RuntimeError("hash-routed MoEFFN called outside MoEBert's forward (no routes set)")
         else:
-            dispatch = self.dispatch
+            expert, scale = self.expert_ids, None
         width = hidden_states.shape[-1]
-        x, residual = hidden_states.reshape(-1, width), input_tensor.reshape(-1, width)
-        if dispatch.capacity <= PADDED_MAX_ROWS and self.num_experts * dispatch.capacity <= PADDED_MAX_GROWTH * len(x):
-            out = self.padded_experts(x, dispatch)
-            out += residual  # in place: a fresh tensor that backward does not need
-            out = self.LayerNorm(out)
-        else:
-            grouped = self.grouped_experts(x, residual if input_tensor is not hidden_states else None, dispatch)
-            out = torch.empty_like(grouped).index_copy_(0, dispatch.order, self.LayerNorm(grouped))
+        x = hidden_states.reshape(-1, width)
+        y = self.experts(x, expert.unsqueeze(-1), x.new_ones(len(x), 1))
+        if self.shared is not None:
+            y = y + self.shared(x)
+        out = self.LayerNorm(self.dropout(y) + input_tensor.reshape(-1, width), expert)
+        if scale is not None:
+            out = out * scale.unsqueeze(-1).to(out.dtype)
         return out.view_as(input_tensor)
-
-    def padded_experts(self, x: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        """Dropout(every token through its expert, scaled), all experts in one batched matmul per weight;
-        token order."""
-        padded = x.index_select(0, dispatch.source).view(self.num_experts, dispatch.capacity, -1)
-        hidden = self.expert_dropout(self.act(torch.baddbmm(self.bias_in.unsqueeze(1), padded, self.w_in)))
-        y = torch.baddbmm(self.bias_out.unsqueeze(1), hidden, self.w_out).view(-1, x.shape[-1])
-        y = y.index_select(0, dispatch.slot)
-        return self.dropout(y if dispatch.scale is None else y * dispatch.scale.unsqueeze(-1))
-
-    def grouped_experts(self, x: torch.Tensor, residual: torch.Tensor | None, dispatch: Dispatch) -> torch.Tensor:
-        """Residual + dropout(every token through its expert, scaled), in grouped order. `residual` None
-        means x itself (BertOutput's residual is its input), whose grouped rows then serve as both."""
-        grouped = x.index_select(0, dispatch.order)
-        base = grouped if residual is None else residual.index_select(0, dispatch.order)
-        # Outside autograd the sums land in place on the fresh grouped rows; under it every row they
-        # overwrite is still needed for backward, so they go to a new tensor.
-        out = base if not torch.is_grad_enabled() else torch.empty_like(base)
-        scale = None if dispatch.scale is None else dispatch.scale.index_select(0, dispatch.order).unsqueeze(-1)
-        for e, rows in dispatch.spans():
-            y = self.expert(e, grouped[rows])
-            if scale is not None:
-                y = y * scale[rows]
-            y = self.dropout(y)
-            if out is base:
-                out[rows] += y
-            else:
-                out[rows] = base[rows] + y
-        return out

@@ -30,7 +30,7 @@ from transformers.activations import ACT2FN
 
 from moebert.errors import MoebertError
 from moebert.models import mpo
-from moebert.models.routing import Dispatch, GateRouter
+from moebert.models.routing import GateRouter
 
 
 class MPOExperts(nn.Module):
@@ -138,7 +138,7 @@ class MPOEFFN(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
         self.router = GateRouter(h, n, per_sentence=False)
-        # Set by the model before a forward (the gate ignores padding in its balance loss), read after it.
+        # Set by the model before a forward, read after it.
         self.attention_mask: torch.Tensor | None = None
         self.balance_loss: torch.Tensor | None = None
 
@@ -164,20 +164,17 @@ class MPOEFFN(nn.Module):
         return self.w_out(e, hidden, self.forward_mode)
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        dispatch, self.balance_loss = self.router(hidden_states, self.attention_mask)
+        """LayerNorm(residual + dropout(every token through its expert, scaled by its gate probability)). The
+        tokens are grouped by expert for the experts and put back in token order once."""
+        expert, scale, self.balance_loss = self.router(hidden_states, self.attention_mask)
         width = hidden_states.shape[-1]
-        x, residual = hidden_states.reshape(-1, width), input_tensor.reshape(-1, width)
-        out = self.grouped(x, residual, dispatch)
-        return torch.empty_like(out).index_copy_(0, dispatch.order, out).view_as(input_tensor)
-
-    def grouped(self, x: torch.Tensor, residual: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        """LayerNorm(residual + dropout(every token through its expert, scaled)), in grouped order: the
-        residual add and LayerNorm work row by row, so the rows are put back in token order only once."""
-        grouped = x.index_select(0, dispatch.order)
-        y = torch.cat([self.expert(e, grouped[rows]) for e, rows in dispatch.spans()])
-        if dispatch.scale is not None:
-            y = y * dispatch.scale.index_select(0, dispatch.order).unsqueeze(-1)
-        return self.LayerNorm(residual.index_select(0, dispatch.order) + self.dropout(y))
+        x = hidden_states.reshape(-1, width)
+        order = torch.argsort(expert, stable=True)
+        grouped = x.index_select(0, order)
+        counts = torch.bincount(expert, minlength=self.num_experts).tolist()
+        y = torch.cat([self.expert(e, rows) for e, rows in enumerate(grouped.split(counts)) if len(rows)])
+        y = torch.empty_like(y).index_copy_(0, order, y) * scale.unsqueeze(-1)
+        return self.LayerNorm(input_tensor.reshape(-1, width) + self.dropout(y)).view_as(input_tensor)
 
 
 def mpo_factors(config) -> tuple[list[int], list[int]]:

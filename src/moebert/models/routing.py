@@ -1,13 +1,12 @@
-"""Routing: which expert each token goes to (MoEBERT §4).
+"""Routing: which expert each token goes to (MoEBERT §4; docs/method.md §4).
 
 Hash routers are fixed tables token-id -> expert, one row per layer, kept as model buffers so a saved
-model routes exactly as it did in training. Gate routers are learned: top-1 of a softmax, with the
-chosen probability scaling the expert output and an optional load-balancing loss.
+model routes exactly as it did in training. Gate routers are learned: top-1 of a softmax, the chosen
+probability scaling the layer's output, and a Switch-style load-balancing loss. A router only decides;
+the experts (models/bert_experts.py) compute and the layer (models/moe_layer.py) combines.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,6 +14,9 @@ from torch import nn
 HASH_ROUTERS = ("hash-random", "hash-balance")
 GATE_ROUTERS = ("gate-token", "gate-sentence")
 ROUTERS = HASH_ROUTERS + GATE_ROUTERS
+# gate-sentence at batch size 1: "scale" by the gate probability as at every other batch size, or "skip" the
+# scaling and the balance loss as the reference does (docs/method.md, difference 7).
+SENTENCE_GATE_BATCH1 = ("scale", "skip")
 
 
 def hash_random_table(num_layers: int, vocab_size: int, num_experts: int, seed: int) -> torch.Tensor:
@@ -48,89 +50,41 @@ def hash_balance_table(
     return table
 
 
-@dataclass
-class Dispatch:
-    """Where the tokens of one layer go, in the two layouts the MoE layer runs its experts in.
-
-    Grouped: `order` lists token positions grouped by expert, `counts` the group sizes (host ints, so
-    slicing needs no further sync). Padded: every group padded to the largest (`capacity` rows) for one
-    batched matmul over all experts; `source` is the token each padded row reads (padding rows read
-    token 0: any real row keeps them finite) and `slot` the padded row of each token. `scale` is an
-    optional per-token multiplier (the gate probability)."""
-
-    order: torch.Tensor
-    counts: list[int]
-    source: torch.Tensor
-    slot: torch.Tensor
-    scale: torch.Tensor | None = None
-
-    @property
-    def capacity(self) -> int:
-        return max(self.counts)
-
-    def spans(self) -> list[tuple[int, slice]]:
-        """(expert, its block of `order`) for every expert that has tokens."""
-        spans, start = [], 0
-        for expert, count in enumerate(self.counts):
-            if count:
-                spans.append((expert, slice(start, start + count)))
-            start += count
-        return spans
-
-
-def dispatch_all(expert_ids: torch.Tensor, num_experts: int) -> list[Dispatch]:
-    """Both layouts for every layer at once from expert_ids [layers, tokens]: a few whole-tensor ops
-    and one host sync per forward, none per layer."""
-    layers, tokens = expert_ids.shape
-    sorted_ids, order = torch.sort(expert_ids, dim=-1, stable=True)
-    counts = torch.zeros(layers, num_experts, dtype=torch.long, device=expert_ids.device)
-    counts.scatter_add_(1, expert_ids, torch.ones_like(expert_ids))
-    capacity = counts.max(dim=1, keepdim=True).values
-    starts = counts.cumsum(1) - counts
-    rank = torch.arange(tokens, device=expert_ids.device) - starts.gather(1, sorted_ids)  # place in its group
-    padded = sorted_ids * capacity + rank  # padded row of each token, in grouped order
-    slot = torch.empty_like(order).scatter_(1, order, padded)
-    host_counts = counts.tolist()  # the sync
-    rows = [num_experts * max(c) for c in host_counts]
-    source = order.new_zeros(layers, max(rows)).scatter_(1, padded, order)
-    return [Dispatch(o, c, src[:n], s) for o, c, src, s, n in zip(order, host_counts, source, slot, rows)]
+def balance_loss(probs: torch.Tensor, chosen: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Switch-style N * sum_i P_i f_i over the routed items (tokens or sentences): P_i the mean gate
+    probability of expert i, f_i the share of items routed to it. Every item counts, padding tokens
+    included, as in the reference."""
+    share = torch.zeros(num_experts, device=probs.device, dtype=probs.dtype)
+    share.scatter_add_(0, chosen, torch.ones_like(chosen, dtype=probs.dtype))
+    return num_experts * (probs.mean(0) * share / len(chosen)).sum()
 
 
 class GateRouter(nn.Module):
     """Learned top-1 gate over tokens (`gate-token`) or over the masked mean of a sequence (`gate-sentence`)."""
 
-    def __init__(self, hidden_size: int, num_experts: int, per_sentence: bool):
+    def __init__(self, hidden_size: int, num_experts: int, per_sentence: bool, batch1: str = "scale"):
         super().__init__()
         self.gate = nn.Linear(hidden_size, num_experts, bias=False)
         self.per_sentence = per_sentence
         self.num_experts = num_experts
+        self.batch1 = batch1
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[Dispatch, torch.Tensor]:
-        """x: [batch, seq, hidden]. Returns the dispatch and the load-balancing loss of this layer."""
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """x: [batch, seq, hidden]. Returns the expert of every token [batch * seq], the probability that
+        scales its output (None: no scaling) and this layer's load-balancing loss. Nothing here waits on
+        the device: the expert ids stay tensors."""
         batch, seq, _ = x.shape
-        mask = torch.ones(batch, seq, device=x.device) if attention_mask is None else attention_mask.to(x.dtype)
         if self.per_sentence:
+            mask = x.new_ones(batch, seq) if attention_mask is None else attention_mask.to(x.dtype)
             pooled = (x * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
             probs = self.gate(pooled).softmax(-1)  # [batch, experts]
-            weight = torch.ones(batch, device=x.device)
         else:
-            probs = self.gate(x).softmax(-1).reshape(batch * seq, -1)  # [tokens, experts]
-            weight = mask.reshape(-1)
+            probs = self.gate(x.reshape(batch * seq, -1)).softmax(-1)  # [tokens, experts]
         top_prob, top_expert = probs.max(-1)
-        balance = self.balance_loss(probs, top_expert, weight)
-        if self.per_sentence:
-            # One expert per sentence; every token of it carries the sentence's probability. The
-            # reference skips this scaling at batch size 1; here it always applies.
-            top_prob = top_prob.repeat_interleave(seq)
-            top_expert = top_expert.repeat_interleave(seq)
-        dispatch = dispatch_all(top_expert.unsqueeze(0), self.num_experts)[0]
-        dispatch.scale = top_prob
-        return dispatch, balance
-
-    def balance_loss(self, probs: torch.Tensor, chosen: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Switch-style N * sum_i P_i f_i: P_i the mean gate probability, f_i the share of routed items."""
-        total = weight.sum().clamp(min=1)
-        mean_prob = (probs * weight.unsqueeze(-1)).sum(0) / total
-        share = torch.zeros(self.num_experts, device=probs.device, dtype=probs.dtype)
-        share.scatter_add_(0, chosen, weight.to(probs.dtype))
-        return self.num_experts * (mean_prob * share / total).sum()
+        balance = balance_loss(probs, top_expert, self.num_experts)
+        if not self.per_sentence:
+            return top_expert, top_prob, balance
+        if batch == 1 and self.batch1 == "skip":
+            return top_expert.expand(seq), None, balance.new_zeros(())
+        return top_expert.repeat_interleave(seq), top_prob.repeat_interleave(seq), balance

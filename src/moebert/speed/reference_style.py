@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from transformers import BertForSequenceClassification
 
 from moebert.models.modeling import MoEBertForSequenceClassification
@@ -18,31 +19,34 @@ def _reference_ffn_forward(layer: MoEFFN, routes, hidden_states: torch.Tensor,
                            input_tensor: torch.Tensor) -> torch.Tensor:
     """The reference implementation's grouped forward, from its description: in every layer look the
     routes up, argsort them, gather the tokens in expert order, split them (a host sync for the sizes),
-    run each expert, stack the results into a new tensor and gather them back with a second argsort.
-    Each expert is MoEFFN.expert, the per-expert arithmetic of the fast forward's usual layout, so
-    only the grouping and the data movement differ."""
+    run each expert whole (fc1, activation, fc2, dropout, its LayerNorm after the residual), stack the
+    results into a new tensor and gather them back with a second argsort. The arithmetic of each expert
+    is the fast forward's, so only the grouping and the data movement differ."""
     expert_ids, scale = routes(hidden_states)
-    x = hidden_states.reshape(-1, hidden_states.shape[-1])
+    width = hidden_states.shape[-1]
+    x, residual = hidden_states.reshape(-1, width), input_tensor.reshape(-1, width)
     order = expert_ids.argsort()
     sizes = torch.bincount(expert_ids, minlength=layer.num_experts).tolist()
-    groups = x[order].split(sizes)
-    y = torch.vstack([layer.expert(e, tokens) for e, tokens in enumerate(groups)])
-    y = y[order.argsort()]
+    norm = layer.LayerNorm
+    outputs = []
+    for e, (tokens, tokens_residual) in enumerate(zip(x[order].split(sizes), residual[order].split(sizes))):
+        y = layer.experts.expert(e, tokens)
+        if layer.shared is not None:
+            y = y + layer.shared(tokens)
+        outputs.append(F.layer_norm(layer.dropout(y) + tokens_residual, (width,), norm.weight[e], norm.bias[e],
+                                    norm.eps))
+    y = torch.vstack(outputs)[order.argsort()]
     if scale is not None:
         y = y * scale.unsqueeze(-1)
-    return layer.LayerNorm(layer.dropout(y.view_as(hidden_states)) + input_tensor)
+    return y.view_as(input_tensor)
 
 
 def _gate_routes(layer: MoEFFN):
-    """A gate's expert per token and its probability. The gate decides as in the fast forward; its
-    grouping is undone here so that the reference-style forward can group again its own way."""
+    """A gate's expert per token and its probability, as the fast forward's gate decides."""
 
     def routes(hidden_states):
-        dispatch, layer.balance_loss = layer.router(hidden_states, layer.attention_mask)
-        counts = torch.tensor(dispatch.counts, device=hidden_states.device)
-        expert_ids = torch.empty_like(dispatch.order)
-        expert_ids[dispatch.order] = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-        return expert_ids, dispatch.scale
+        expert_ids, scale, layer.balance_loss = layer.router(hidden_states, layer.attention_mask)
+        return expert_ids, scale
 
     return routes
 

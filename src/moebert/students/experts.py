@@ -3,6 +3,8 @@ neurons and deal the rest round-robin by importance rank."""
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -111,19 +113,24 @@ def adapt(
     token_counts: torch.Tensor | None = None,
     expert_dropout: float = 0.1,
     construction: str = "importance",
+    shared: str = "copied",
+    gate_sentence_batch1: str = "scale",
 ) -> tuple[MoEBertMixin, list[list[list[int]]]]:
     """Build the MoE student from a fine-tuned dense BERT task model (classifier or QA), its experts cut from each
-    FFN by `construction` (see `construct`).
+    FFN by `construction` (see `construct`), each with a copy of the FFN's output bias and LayerNorm. With
+    `shared="tied"` the shared neurons (the first `shared_dim` of every expert) are stored once.
 
     Returns the model and the chosen neuron indices [layer][expert][neuron]."""
     base = teacher.config
     check_expert_shape(base.intermediate_size, num_experts, expert_dim, shared_dim)
+    if shared == "tied" and construction == "kmeans":
+        raise MoebertError("construction 'kmeans' shares no neurons, so it has nothing to tie: use shared 'copied'")
     if len(orders) != base.num_hidden_layers:
         raise MoebertError(f"importance has {len(orders)} layers but the model has {base.num_hidden_layers}")
     if router == "hash-balance" and token_counts is None:
         raise MoebertError("router 'hash-balance' needs training-split token counts (give --task and --data)")
     student = _student(teacher, num_experts=num_experts, expert_dim=expert_dim, shared_dim=shared_dim, router=router,
-                       expert_dropout=expert_dropout)
+                       expert_dropout=expert_dropout, shared=shared, gate_sentence_batch1=gate_sentence_batch1)
     config = student.config
     indices = []
     with torch.no_grad():
@@ -132,11 +139,21 @@ def adapt(
             w2, b2 = layer_t.output.dense.weight, layer_t.output.dense.bias
             ffn = layer_s.output
             chosen = construct(construction, order, w1, num_experts, expert_dim, shared_dim, seed)
+            if ffn.shared is not None:  # every expert's first shared_dim neurons are the shared ones
+                common = chosen[0][:shared_dim]
+                ffn.shared.up_proj.copy_(w1[common].T)
+                ffn.shared.up_proj_bias.copy_(b1[common])
+                ffn.shared.down_proj.copy_(w2[:, common].T)
+            private = shared_dim if ffn.shared is not None else 0
+            experts = ffn.experts
             for e, idx in enumerate(chosen):
-                ffn.w_in[e].copy_(w1[idx].T)
-                ffn.bias_in[e].copy_(b1[idx])
-                ffn.w_out[e].copy_(w2[:, idx].T)
-                ffn.bias_out[e].copy_(b2)
+                own = idx[private:]
+                experts.up_proj[e].copy_(w1[own].T)
+                experts.up_proj_bias[e].copy_(b1[own])
+                experts.down_proj[e].copy_(w2[:, own].T)
+                experts.down_proj_bias[e].copy_(b2)
+            ffn.LayerNorm.weight.copy_(layer_t.output.LayerNorm.weight.expand_as(ffn.LayerNorm.weight))
+            ffn.LayerNorm.bias.copy_(layer_t.output.LayerNorm.bias.expand_as(ffn.LayerNorm.bias))
             indices.append([idx.tolist() for idx in chosen])
         if router in HASH_ROUTERS:
             layers, vocab = config.num_hidden_layers, config.vocab_size
@@ -146,11 +163,23 @@ def adapt(
                 else hash_balance_table(token_counts, layers, num_experts, seed)
             )
             student.hash_table.copy_(table)
+        else:
+            init_gates(student, seed)
     return student, indices
 
 
+def init_gates(student: MoEBertMixin, seed: int) -> None:
+    """Every gate router from `seed` alone, N(0, initializer_range) as BERT initialises a linear layer (the
+    reference's gates get the same): with experts that start alike, the gate's init is what tells them apart,
+    and it must not depend on what else the model holds (copied or tied experts draw different numbers)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in student.moe_layers():
+            nn.init.normal_(layer.router.gate.weight, std=student.config.initializer_range, generator=generator)
+
+
 def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = DEFAULT_FORWARD,
-              in_factors: list[int] | None = None, out_factors: list[int] | None = None
+              in_factors: list[int] | None = None, out_factors: list[int] | None = None, seed: int = 0
               ) -> MoEBertMixin:
     """Build the MPOE student (METHOD §9): every FFN matrix of the teacher as an MPO whose central tensor
     all N experts share, each expert starting as the dense FFN; a Switch-style token gate routes."""
@@ -158,12 +187,13 @@ def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None,
                        mpo_forward=forward, mpo_in_factors=in_factors, mpo_out_factors=out_factors)
     for layer_s, layer_t in zip(student.bert.encoder.layer, teacher.bert.encoder.layer):
         layer_s.output.load_dense(layer_t.intermediate.dense, layer_t.output.dense, layer_t.output.LayerNorm)
+    init_gates(student, seed)
     return student
 
 
 def _student(teacher: nn.Module, **moe) -> MoEBertMixin:
     """A MoE model with the teacher's head and config plus `moe`, holding every teacher weight outside the FFNs
-    (embeddings, attention, pooler, head; the FFN LayerNorms, which the MoE layers name alike)."""
+    (embeddings, attention, pooler, head); the caller fills in the FFNs."""
     if type(teacher) not in MOE_HEADS:
         raise MoebertError(f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
                            f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}")
@@ -171,9 +201,16 @@ def _student(teacher: nn.Module, **moe) -> MoEBertMixin:
     config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
     config.architectures = [moe_class.__name__]
     student = moe_class(config)
-    missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
-    assert all(".output." in k or k == "hash_table" for k in missing), missing
+    outside = {k: v for k, v in teacher.state_dict().items() if not _in_ffn(k)}
+    missing, unexpected = student.load_state_dict(outside, strict=False)
+    assert not unexpected and all(_in_ffn(k) or k == "hash_table" for k in missing), (missing, unexpected)
     return student
+
+
+def _in_ffn(key: str) -> bool:
+    """A weight of a BertLayer's FFN (BertIntermediate, BertOutput), which the experts replace; the attention's
+    own `attention.output` is not one."""
+    return re.search(r"\.layer\.\d+\.(intermediate|output)\.", key) is not None
 
 
 def token_counts(input_ids: list[list[int]], vocab_size: int) -> torch.Tensor:

@@ -22,5 +22,8 @@ def tokenize(ds: datasets.Dataset, tokenizer, task: str | GlueTask, max_length: 
     return encoded.select_columns([*inputs, "labels"])
 
 
-def collator(tokenizer) -> DataCollatorWithPadding:
-    return DataCollatorWithPadding(tokenizer)
+def collator(tokenizer, max_length: int | None = None) -> DataCollatorWithPadding:
+    """Pads each batch to its longest row, or with `max_length` every row to that length (the reference's)."""
+    if max_length is None:
+        return DataCollatorWithPadding(tokenizer)
+    return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)

@@ -11,6 +11,10 @@ end logits are paired into spans that lie inside the context, do not run backwar
 [CLS] start + end logits, the lowest over the windows) competes: the answer is empty when
 null - best span > `null_threshold`. That difference is also returned as the question's no-answer score,
 from which the metrics find the best threshold.
+
+Loss (`span_loss`): the mean of the start and the end cross-entropies over a window's own positions. Padding
+is no position of the window: it is left out of both distributions, so a window's loss does not depend on
+the batch it is padded in (BertForQuestionAnswering's own loss runs over the padding too).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 
 import datasets
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from moebert.errors import MoebertError
 
@@ -31,6 +37,22 @@ class QaSettings:
     n_best: int = 20
     max_answer_length: int = 30
     null_threshold: float = 0.0
+
+
+def without_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Start or end logits [windows, positions] with the padding positions made impossible."""
+    if attention_mask is None:
+        return logits
+    return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The QA loss of every window [windows]: the mean of its start and end cross-entropies over its own
+    positions."""
+    start = F.cross_entropy(without_padding(start_logits, attention_mask), start_positions, reduction="none")
+    end = F.cross_entropy(without_padding(end_logits, attention_mask), end_positions, reduction="none")
+    return (start + end) / 2
 
 
 def _windows(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int):

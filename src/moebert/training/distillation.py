@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moebert.errors import MoebertError
+from moebert.tasks.qa import without_padding
 from moebert.training.importance import TARGETS
 from moebert.training.trainer import TaskTrainer
 
@@ -79,13 +80,10 @@ def prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
 def span_prediction_loss(student, teacher, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Extractive QA: the mean of the symmetric KLs of the start and of the end distributions over a window's
     positions; padding positions (attention_mask 0) are no position of the window and are left out."""
-    def masked(logits):
-        if attention_mask is None:
-            return logits
-        return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)
-
-    start = symmetric_kl(masked(student.start_logits), masked(teacher.start_logits))
-    end = symmetric_kl(masked(student.end_logits), masked(teacher.end_logits))
+    start = symmetric_kl(without_padding(student.start_logits, attention_mask),
+                         without_padding(teacher.start_logits, attention_mask))
+    end = symmetric_kl(without_padding(student.end_logits, attention_mask),
+                       without_padding(teacher.end_logits, attention_mask))
     return (start + end) / 2
 
 
@@ -93,26 +91,26 @@ class DistillationTrainer(TaskTrainer):
     """A Trainer whose loss adds layer-wise distillation from a frozen teacher (Eq. 7): the terms `hidden`
     (L_trm) and `prediction` (L_pred), each weighted by lambda, beside the task (and balance) terms.
 
-    The teacher is an attribute of the trainer, never of the student, so it is not saved in checkpoints,
-    and it stays in eval mode (no dropout) whatever mode the student is in."""
+    The teacher is an attribute of the trainer, never of the student, so it is not saved in checkpoints; it
+    stays in eval mode (no dropout) whatever mode the student is in, or, with `teacher_dropout`, in training
+    mode as the reference's teacher is (its dropout on, its weights frozen)."""
 
-    def __init__(self, *args, teacher: nn.Module, distill_weight: float, mask_padding: bool = True,
-                 scope: str = "all", **kwargs):
+    def __init__(self, *args, teacher: nn.Module, distill_weight: float, scope: str = "all",
+                 teacher_dropout: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher = teacher.eval().requires_grad_(False).to(self.args.device)
+        self.teacher = teacher.train(teacher_dropout).requires_grad_(False).to(self.args.device)
         self.distill_weight = distill_weight
-        self.mask_padding = mask_padding
         self.pairs = layer_map(self.model.config.num_hidden_layers, teacher.config.num_hidden_layers, scope)
 
     def loss_terms(self, model, inputs):
         student, terms = super().loss_terms(model, {**inputs, "output_hidden_states": True})
         with torch.no_grad():
             teacher = self.teacher(**{k: v for k, v in inputs.items() if k not in TARGETS}, output_hidden_states=True)
-        mask = inputs.get("attention_mask") if self.mask_padding else None
+        mask = self.loss_mask(inputs)
         terms["hidden"] = (self.distill_weight, hidden_mse(student.hidden_states, teacher.hidden_states, mask,
                                                                 self.pairs))
         if hasattr(student, "start_logits"):
-            prediction = span_prediction_loss(student, teacher, inputs.get("attention_mask"))
+            prediction = span_prediction_loss(student, teacher, mask)
         else:
             prediction = prediction_loss(student.logits, teacher.logits)
         terms["prediction"] = (self.distill_weight, prediction)

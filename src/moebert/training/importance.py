@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from moebert.tasks.qa import span_loss
+
 # Batch columns that hold targets, not model inputs (classification/regression; extractive QA).
 TARGETS = ("labels", "start_positions", "end_positions")
 
@@ -33,15 +35,6 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits, labels, reduction="none")
 
 
-def per_window_qa_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
-                       end_positions: torch.Tensor) -> torch.Tensor:
-    """Extractive-QA loss of every window: the mean of its start and end cross-entropies (the loss
-    BertForQuestionAnswering trains with, per window instead of over the batch)."""
-    start = F.cross_entropy(start_logits, start_positions, reduction="none")
-    end = F.cross_entropy(end_logits, end_positions, reduction="none")
-    return (start + end) / 2
-
-
 def _ffn_weights(model: nn.Module):
     for layer in model.bert.encoder.layer:
         yield layer.intermediate.dense, layer.output.dense
@@ -50,7 +43,8 @@ def _ffn_weights(model: nn.Module):
 def _forward_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     out = model(**{k: v for k, v in batch.items() if k not in TARGETS})
     if "start_positions" in batch:
-        return per_window_qa_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
+        return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"],
+                         batch.get("attention_mask"))
     return per_example_loss(out.logits, batch["labels"])
 
 

@@ -27,8 +27,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from moebert.errors import MoebertError
 from moebert.files import write_json
+from moebert.tasks.qa import span_loss
 
 FINGERPRINT = "fingerprint.json"
+SPAN_TARGETS = ("start_positions", "end_positions")
 # Settings that may change between a killed run and its resumption without making its checkpoint stale.
 RESUMABLE_ACROSS = {"device", "save_steps", "logging_steps", "method"}
 
@@ -47,6 +49,17 @@ class TrainConfig:
     fp16: bool
     bf16: bool
     logging_steps: int = 10
+    sampler: str = "length-grouped"  # SAMPLERS
+    padding: str = "dynamic"  # PADDINGS
+
+
+# Batches of similar lengths in random order (ShuffledLengthGroupedSampler), or rows in random order (the
+# reference's RandomSampler).
+SAMPLERS = ("length-grouped", "random")
+# dynamic: each batch padded to its longest row, and padding positions left out of every loss (the hidden-state
+# MSE, the QA cross-entropies and KLs); max-length: every row padded to the max length and every position
+# counted, as the reference does.
+PADDINGS = ("dynamic", "max-length")
 
 
 def world_size() -> int:
@@ -84,33 +97,58 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
 
 class TaskTrainer(Trainer):
     """A Trainer whose loss is `sum(weight * term)` over the named terms of `loss_terms`, on length-grouped
-    batches in random order."""
+    batches in random order (`sampler="length-grouped"`) or random rows. With `padded_losses` the losses count
+    the padding positions too (the reference's, whose rows are all padded to the max length)."""
 
     # Every term is a mean over its micro-batch, so the Trainer must divide by the accumulation steps. Left
     # to itself it skips that for any model whose forward takes **kwargs (BertForSequenceClassification's
     # does), assuming the model normalises by `num_items_in_batch`, which no loss here does.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, sampler: str = "length-grouped", padded_losses: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if sampler not in SAMPLERS:
+            raise MoebertError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        self.sampler = sampler
+        self.padded_losses = padded_losses
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_batches = 0
 
+    def loss_mask(self, inputs) -> torch.Tensor | None:
+        """The positions the losses average over: the attention mask, or None (every position) with
+        `padded_losses`."""
+        return None if self.padded_losses else inputs.get("attention_mask")
+
     def _get_train_sampler(self, train_dataset=None):
+        if self.sampler == "random":
+            return super()._get_train_sampler(train_dataset)
         dataset = self.train_dataset if train_dataset is None else train_dataset
         # One sampler batch is one optimiser step, so each accumulated micro-batch is length-grouped too.
         return ShuffledLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                             dataset=dataset, model_input_name="input_ids")
 
     def loss_terms(self, model, inputs) -> tuple[object, dict[str, tuple[float, torch.Tensor]]]:
-        """The model's outputs and {name: (weight, value)}: the task loss, and the gate load-balancing
-        loss of a MoE with a learned router (logged also where its weight is 0)."""
-        outputs = model(**inputs)
-        terms = {"task": (1.0, outputs.loss)}
+        """The model's outputs and {name: (weight, value)}: the task loss (extractive QA: `span_loss`, which
+        leaves padding out, instead of the QA head's own), and the gate load-balancing loss of a MoE with a
+        learned router (logged also where its weight is 0)."""
+        spans = {key: inputs[key] for key in SPAN_TARGETS if key in inputs}
+        outputs = model(**{key: value for key, value in inputs.items() if key not in spans})
+        if spans:
+            task = span_loss(outputs.start_logits, outputs.end_logits, **spans,
+                             attention_mask=self.loss_mask(inputs)).mean()
+        else:
+            task = outputs.loss
+        terms = {"task": (1.0, task)}
         balance = getattr(outputs, "balance_loss", None)
         if balance is not None:
             terms["balance"] = (model.config.load_balance, balance)
         return outputs, terms
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        """The Trainer's (every weight but biases and LayerNorms), less what the model exempts itself: an MPOE
+        student's MPO tensors (MoEBertMixin.no_weight_decay)."""
+        exempt = getattr(model, "no_weight_decay", set)()
+        return [name for name in super().get_decay_parameter_names(model) if name not in exempt]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs, terms = self.loss_terms(model, inputs)
@@ -226,6 +264,8 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=list(callbacks),
+        sampler=cfg.sampler,
+        padded_losses=cfg.padding == "max-length",
         **trainer_kwargs,
     )
     if last:

@@ -1,0 +1,76 @@
+"""The routed experts of a MoE layer: N BERT FFNs (fc1 -> activation -> fc2, with biases, no gate), run
+through transformers' experts interface (`transformers.integrations.moe`).
+
+`forward(hidden_states [tokens, hidden], top_k_index [tokens, k], top_k_weights [tokens, k])` returns the
+weighted sum of each token's experts. Which kernel computes it is the model's experts implementation: "eager" (this class's own forward below, one matmul pair per expert that has
+tokens), "batched_mm" (every token multiplies its own copy of its expert's weights: cheap for a handful of
+tokens, gigabytes for a batch) or "grouped_mm" (tokens sorted by expert, one grouped GEMM per weight: torch's
+grouped kernel on a recent GPU and on CPU; no host synchronisation). `model.set_experts_implementation(name)`
+switches it for every layer of a MoEBERT model.
+
+The interface reads the choice from the experts module's `config._experts_implementation`. Here that
+"config" is an `ExpertsImplementation` the model's layers share, not the model's config: transformers checks
+a model config's choice against every PreTrainedModel it builds, and the plain BertModel inside a BERT head
+refuses any experts implementation.
+
+Weights are stored as the interface's transposed layout [experts, in, out], so a token's product is x @ w.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.integrations.moe import use_experts_implementation
+
+IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
+# The fastest implementation per device type (benchmarks/expert_matmul.py).
+EXPERTS_DEFAULT = {"cpu": "grouped_mm", "cuda": "grouped_mm"}
+
+
+class ExpertsImplementation:
+    """Which kernel the experts of one model run (see the module docstring)."""
+
+    def __init__(self, name: str = "eager"):
+        self._experts_implementation = name
+
+
+@use_experts_implementation(is_transposed=True, has_bias=True, has_gate=False)
+class BertExperts(nn.Module):
+    def __init__(self, implementation: ExpertsImplementation, config, width: int):
+        super().__init__()
+        n, h = config.num_experts, config.hidden_size
+        self.num_experts = n
+        self.up_proj = nn.Parameter(torch.empty(n, h, width))  # rows of BertIntermediate.dense.weight, transposed
+        self.up_proj_bias = nn.Parameter(torch.zeros(n, width))
+        self.down_proj = nn.Parameter(torch.empty(n, width, h))  # columns of BertOutput.dense.weight, transposed
+        self.down_proj_bias = nn.Parameter(torch.zeros(n, h))
+        for w in (self.up_proj, self.down_proj):
+            nn.init.normal_(w, std=config.initializer_range)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Expert `e` on the rows x [rows, hidden]: the FFN of a BERT whose intermediate width is the expert's."""
+        hidden = self.act_fn(torch.addmm(self.up_proj_bias[e], x, self.up_proj[e]))
+        return torch.addmm(self.down_proj_bias[e], hidden, self.down_proj[e])
+
+    def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+                ) -> torch.Tensor:
+        """The "eager" implementation: each expert's tokens gathered, one matmul pair, added back weighted.
+        The group sizes are read on the host once (a device sync on a GPU, which grouped_mm avoids)."""
+        out = torch.zeros_like(hidden_states)
+        flat = top_k_index.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        start = 0
+        for e, count in enumerate(torch.bincount(flat, minlength=self.num_experts).tolist()):
+            if count:
+                slots = order[start:start + count]
+                tokens = torch.div(slots, top_k_index.shape[-1], rounding_mode="floor")
+                y = self.expert(e, hidden_states.index_select(0, tokens))
+                out.index_add_(0, tokens, y * top_k_weights.reshape(-1, 1).index_select(0, slots))
+            start += count
+        return out
+
+    def expert_parameters(self) -> int:
+        """Parameters one more expert adds."""
+        return sum(p[0].numel() for p in (self.up_proj, self.up_proj_bias, self.down_proj, self.down_proj_bias))

@@ -1,0 +1,244 @@
+"""The MoE layer against an independent re-implementation of the reference expert and MoE layer
+(SimiaoZuo/MoEBERT `FeedForward` and `MoELayer`, written here from their description), for every router,
+both shared-neuron layouts and every experts implementation, in training mode with a fixed dropout mask and
+in eval mode."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moebert.models.bert_experts import IMPLEMENTATIONS
+from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
+from moebert.models.moe_layer import MoEFFN
+from moebert.models.routing import GATE_ROUTERS, ROUTERS, GateRouter
+
+HIDDEN, EXPERTS = 8, 3
+
+
+def layer_config(**overrides):
+    settings = {"num_experts": EXPERTS, "expert_dim": 16, "shared_dim": 8, "hidden_size": HIDDEN,
+                "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 50,
+                "max_position_embeddings": 32, "hidden_dropout_prob": 0.0, "expert_dropout": 0.0,
+                "layer_norm_eps": 0.1}
+    return MoEBertConfig(**(settings | overrides))
+
+
+def make_layer(seed=0, implementation="eager", **overrides):
+    """A MoE layer with weights of unit scale, random biases and random per-expert LayerNorms."""
+    from moebert.models.bert_experts import ExpertsImplementation
+
+    torch.manual_seed(seed)
+    layer = MoEFFN(layer_config(**overrides), ExpertsImplementation(implementation))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.startswith("router"):
+                p.mul_(8)  # decisive gates, far from uniform
+            else:
+                p.copy_((1.0 if name == "LayerNorm.weight" else 0.0) + torch.randn(p.shape, generator=gen) * 0.5)
+    return layer
+
+
+class ReferenceExpert(nn.Module):
+    """fc1 -> act -> fc2 -> dropout -> LayerNorm(. + input), each expert with its own LayerNorm."""
+
+    def __init__(self, layer: MoEFFN, e: int):
+        super().__init__()
+        w1, b1, w2 = layer.experts.up_proj[e].T, layer.experts.up_proj_bias[e], layer.experts.down_proj[e].T
+        if layer.shared is not None:  # the tied shared neurons are the first neurons of every expert
+            w1 = torch.cat([layer.shared.up_proj.T, w1])
+            b1 = torch.cat([layer.shared.up_proj_bias, b1])
+            w2 = torch.cat([layer.shared.down_proj.T, w2], dim=1)
+        self.fc1 = nn.Linear(HIDDEN, len(b1))
+        self.fc2 = nn.Linear(len(b1), HIDDEN)
+        self.norm = nn.LayerNorm(HIDDEN, eps=layer.LayerNorm.eps)
+        with torch.no_grad():
+            self.fc1.weight.copy_(w1)
+            self.fc1.bias.copy_(b1)
+            self.fc2.weight.copy_(w2)
+            self.fc2.bias.copy_(layer.experts.down_proj_bias[e])
+            self.norm.weight.copy_(layer.LayerNorm.weight[e])
+            self.norm.bias.copy_(layer.LayerNorm.bias[e])
+
+    def forward(self, x, keep):
+        """`keep`: the dropout mask of these rows (already divided by 1 - p), or None in eval mode."""
+        y = self.fc2(F.gelu(self.fc1(x)))
+        return self.norm((y if keep is None else y * keep) + x)
+
+
+def reference_moe(layer: MoEFFN, x, expert_ids=None, attention_mask=None, keep=None):
+    """The reference MoE layer on x [batch, seq, hidden]: routes, expert-order grouping, experts, the gate
+    probability after each expert's LayerNorm; returns the output and the balance loss (0 for hashes)."""
+    batch, seq, _ = x.shape
+    experts = [ReferenceExpert(layer, e) for e in range(EXPERTS)]
+    flat = x.reshape(-1, HIDDEN)
+    keep = None if keep is None else keep.reshape(-1, HIDDEN)
+    gate = None if layer.router is None else layer.router.gate.weight
+    prob = torch.ones(batch * seq)
+    balance = torch.zeros(())
+    if gate is not None and layer.router.per_sentence:
+        mask = torch.ones(batch, seq) if attention_mask is None else attention_mask.float()
+        mean = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        probs = torch.softmax(mean @ gate.T, -1)
+        choice = probs.argmax(-1)
+        if batch > 1 or layer.router.batch1 == "scale":
+            f = torch.bincount(choice, minlength=EXPERTS).float() / batch
+            balance = EXPERTS * (probs.mean(0) * f).sum()
+            prob = probs.gather(1, choice[:, None]).squeeze(1).repeat_interleave(seq)
+        expert_ids = choice.repeat_interleave(seq)
+    elif gate is not None:
+        probs = torch.softmax(flat @ gate.T, -1)
+        expert_ids = probs.argmax(-1)
+        f = torch.bincount(expert_ids, minlength=EXPERTS).float() / len(expert_ids)
+        balance = EXPERTS * (probs.mean(0) * f).sum()  # every token, padding included
+        prob = probs.gather(1, expert_ids[:, None]).squeeze(1)
+    out = torch.empty_like(flat)
+    for e in range(EXPERTS):
+        rows = (expert_ids == e).nonzero().flatten()
+        if len(rows):
+            out[rows] = experts[e](flat[rows], None if keep is None else keep[rows]) * prob[rows, None]
+    return out.view_as(x), balance
+
+
+def fixed_dropout(layer, p, seed):
+    """Replace the layer's dropout by one mask drawn here (training mode), to compare with the reference."""
+    keep = (torch.rand(2, 7, HIDDEN, generator=torch.Generator().manual_seed(seed)) > p).float() / (1 - p)
+
+    class Fixed(nn.Module):
+        def forward(self, y):
+            return y * keep.reshape(-1, HIDDEN)
+
+    layer.dropout = Fixed()
+    return keep
+
+
+def routed(layer, router, x, seed):
+    """Set what the model would set before a forward; the hash routes (or None for gates)."""
+    if router in GATE_ROUTERS:
+        layer.attention_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+        return None
+    ids = torch.randint(EXPERTS, (x.shape[0] * x.shape[1],), generator=torch.Generator().manual_seed(seed))
+    layer.expert_ids = ids
+    return ids
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("shared", ["copied", "tied"])
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_layer_equals_the_reference_layer(router, shared, implementation, mode):
+    layer = make_layer(seed=1, router=router, shared=shared, implementation=implementation, expert_dropout=0.3)
+    x = torch.randn(2, 7, HIDDEN, generator=torch.Generator().manual_seed(2))
+    ids = routed(layer, router, x, seed=3)
+    keep = fixed_dropout(layer, 0.3, seed=4) if mode == "train" else None
+    layer.train(mode == "train")
+    out = layer(x, x)
+    expected, balance = reference_moe(layer, x, ids, layer.attention_mask, keep)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    if router in GATE_ROUTERS:
+        torch.testing.assert_close(layer.balance_loss, balance, rtol=1e-6, atol=1e-6)
+        assert layer.router.gate.weight.grad is None
+        out.sum().backward()  # the gate learns through the probability that scales the output
+        assert layer.router.gate.weight.grad.abs().sum() > 0
+
+
+def test_dropout_is_one_dropout_after_fc2_at_the_expert_rate():
+    """p = 1 leaves each expert LayerNorm_e(input): nothing of fc1 or fc2, whatever hidden_dropout_prob says."""
+    layer = make_layer(seed=5, expert_dropout=1.0, hidden_dropout_prob=0.0).train()
+    assert [m.p for m in layer.modules() if isinstance(m, nn.Dropout)] == [1.0]
+    x = torch.randn(2, 7, HIDDEN)
+    ids = routed(layer, "hash-random", x, seed=6)
+    expected = torch.stack([F.layer_norm(row, (HIDDEN,), layer.LayerNorm.weight[e], layer.LayerNorm.bias[e], 0.1)
+                            for row, e in zip(x.reshape(-1, HIDDEN), ids)])
+    torch.testing.assert_close(layer(x, x).reshape(-1, HIDDEN), expected, rtol=1e-5, atol=1e-5)
+    layer = make_layer(seed=5, expert_dropout=0.0, hidden_dropout_prob=1.0).train()
+    layer.expert_ids = ids
+    torch.testing.assert_close(layer(x, x), reference_moe(layer, x, ids)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_each_expert_has_its_own_layer_norm():
+    layer = make_layer(seed=7).eval()
+    x = torch.randn(1, 6, HIDDEN)
+    layer.expert_ids = torch.tensor([0, 1, 2, 0, 1, 2])
+    before = layer(x, x)
+    with torch.no_grad():
+        layer.LayerNorm.weight[1] *= 2
+    after = layer(x, x)
+    changed = (after - before).abs().amax(-1)[0] > 1e-4
+    assert changed.tolist() == [False, True, False, False, True, False]
+
+
+def test_residual_other_than_the_input():
+    layer = make_layer(seed=8).eval()
+    x, residual = torch.randn(2, 7, HIDDEN), torch.randn(2, 7, HIDDEN)
+    ids = routed(layer, "hash-random", x, seed=9)
+    expected = []
+    for t, e in enumerate(ids):
+        expert = ReferenceExpert(layer, e)
+        y = expert.fc2(F.gelu(expert.fc1(x.reshape(-1, HIDDEN)[t])))
+        expected.append(expert.norm(y + residual.reshape(-1, HIDDEN)[t]))
+    torch.testing.assert_close(layer(x, residual).reshape(-1, HIDDEN), torch.stack(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch1", ["scale", "skip"])
+def test_sentence_gate_at_batch_one(batch1):
+    """The reference skips the probability (and the balance loss) at batch size 1; `skip` restores that."""
+    layer = make_layer(seed=10, router="gate-sentence", gate_sentence_batch1=batch1).eval()
+    x = torch.randn(1, 7, HIDDEN)
+    out = layer(x, x)
+    expected, balance = reference_moe(layer, x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.balance_loss, balance)
+    scaled = batch1 == "scale"
+    assert (layer.balance_loss > 0) == scaled
+    probs = torch.softmax(layer.router.gate.weight @ x[0].mean(0), 0)
+    assert probs.max() < 0.999  # so scaling is visible
+    unscaled = reference_moe(make_layer(seed=10, router="gate-sentence", gate_sentence_batch1="skip"), x)[0]
+    assert torch.allclose(out, unscaled, rtol=1e-5, atol=1e-5) != scaled
+
+
+def test_token_gate_balance_counts_every_token():
+    """N * sum_i P_i f_i over all tokens, padding included (the reference's), worked out by hand."""
+    router = GateRouter(2, 2, per_sentence=False)
+    with torch.no_grad():
+        router.gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    x = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [3.0, 3.5]]])
+    expert, prob, balance = router(x, torch.tensor([[1, 1, 0]]))
+    assert expert.tolist() == [0, 1, 1]
+    p = torch.softmax(x[0], -1)
+    torch.testing.assert_close(prob, p.max(-1).values)
+    torch.testing.assert_close(balance, 2 * (p.mean(0) * torch.tensor([1 / 3, 2 / 3])).sum())
+
+
+# --- experts implementations -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", ["batched_mm", "grouped_mm"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("tokens", ["empty-expert", "one-token", "batch"])
+def test_implementations_match_eager_outputs_and_gradients(implementation, dtype, tokens):
+    ids = {"empty-expert": [0, 2, 2, 0, 2, 0, 0], "one-token": [1], "batch": [0, 1, 2, 1, 0, 2, 2]}[tokens]
+    outputs = {}
+    for name in ("eager", implementation):
+        layer = make_layer(seed=11, implementation=name).to(dtype).train()
+        x = torch.randn(1, len(ids), HIDDEN, generator=torch.Generator().manual_seed(12)).to(dtype)
+        x.requires_grad_(True)
+        layer.expert_ids = torch.tensor(ids)
+        out = layer(x, x)
+        (out.float() * torch.linspace(-1, 1, HIDDEN)).sum().backward()
+        outputs[name] = (out, x.grad, *(p.grad for p in layer.experts.parameters()))
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    for a, b in zip(outputs["eager"], outputs[implementation], strict=True):
+        torch.testing.assert_close(b, a, **tolerance)
+
+
+def test_unknown_implementation_is_refused():
+    from moebert.errors import MoebertError
+
+    model = MoEBertForSequenceClassification(layer_config())
+    with pytest.raises(MoebertError, match=r"^unknown experts implementation 'fast'; choose one of eager, "
+                                           r"batched_mm, grouped_mm$"):
+        model.set_experts_implementation("fast")
+    model.set_experts_implementation("batched_mm")
+    assert {layer.experts.config._experts_implementation for layer in model.moe_layers()} == {"batched_mm"}
