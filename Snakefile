@@ -28,13 +28,11 @@ shell.prefix("set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; 
 include: "workflow/rules/common.smk"
 
 
-# Validate (and fill in defaults) before the DAG is built, so a bad config stops before any job.
-validate_config(config)
-write_plan_config(config)
-CONFIG_HASH = config_hash(config)
+SETTINGS = load_config(config)
+CONFIG_HASH = config_hash(SETTINGS)
 GIT_COMMIT = git_commit()
 TRACKING_URI = (
-    config["tracking_uri"] or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    SETTINGS.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 )
 
 

@@ -1,4 +1,4 @@
-"""Measure a device kind's row of the cost model's table (config/throughput.yaml, see moebert.plan).
+"""Measure a device kind's row of the cost model's table (config/throughput.yaml, see moebert.cost).
 
 Times AdamW's step alone (per parameter), then Trainer-like training steps (forward, backward, AdamW) and
 no-grad forwards of a BERT with random weights at a small shape, where the per-step cost dominates, and a
@@ -25,8 +25,8 @@ import torch
 import yaml
 from transformers import BertConfig, BertForSequenceClassification
 
+from moebert.cost import Dims, load_speeds
 from moebert.files import atomic_file, write_json
-from moebert.plan import Dims, load_speeds
 from moebert.speed.measure import PRESETS, hardware, random_models
 
 TABLE = Path("config/throughput.yaml")

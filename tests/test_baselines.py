@@ -6,13 +6,9 @@ import torch
 from conftest import random_batch, tiny_bert
 
 from moebert.errors import MoebertError
-from moebert.students.baselines import (
-    dense_narrow,
-    distil_half,
-    half_depth_layers,
-    majority_logits,
-    majority_prediction,
-)
+from moebert.students.dense_narrow import dense_narrow
+from moebert.students.distil_half import distil_half, half_depth_layers
+from moebert.students.majority import majority_logits, majority_prediction
 from moebert.tasks.metrics import compute_metrics
 
 

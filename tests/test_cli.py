@@ -117,12 +117,15 @@ def test_every_stage_runs_its_model_on_the_resolved_device(tiny_model_dir, glue_
     """importance and evaluate move the model to the device; training hands it to the Trainer."""
     import torch
 
-    from moebert import cli, evaluation
+    from moebert import evaluation
+    from moebert.stages import evaluate, finetune
+    from moebert.stages import importance as importance_stage
     from moebert.training import importance
     from moebert.training import trainer as training
 
     meta = torch.device("meta")  # a device no stage would pick by itself
-    monkeypatch.setattr(cli, "resolve_device", lambda name: meta)
+    for stage in (evaluate, finetune, importance_stage):
+        monkeypatch.setattr(stage, "resolve_device", lambda name: meta)
     seen = {}
 
     def record(stage, value):
@@ -210,9 +213,14 @@ def _importance(teacher, data, tmp_path):
 def test_mpoe_adapt_refuses_a_hash_router_and_moe_needs_its_settings(tiny_model_dir, tmp_path, capsys):
     assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--student", "mpoe",
                "--router", "hash-random", "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 2
-    assert "use --router gate-token, not hash-random" in capsys.readouterr().err
+    assert "--router: student mpoe is routed by a learned token gate; set router: gate-token (not hash-random)" in (
+        capsys.readouterr().err)
     assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16) == 2
-    assert "--student moe needs --importance, --shared-dim" in capsys.readouterr().err
+    assert ("--shared-dim: 512 is larger than expert_dim 16 (the shared neurons are part of every expert) "
+            "(shared_dim is at its default, 512)") in capsys.readouterr().err
+    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16, "--shared-dim",
+               8) == 2
+    assert "--student moe needs --importance (the teacher's neuron order)" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -267,6 +275,9 @@ def test_stage_defaults_are_the_documented_ones():
     """Defaults a workflow config leaves to the CLI: importance on train (the reference scores dev), padding left
     out of the losses, length-grouped batches, a teacher without dropout, the paper's expert settings."""
     from moebert.cli import build_parser
+    from moebert.config import from_args
+    from moebert.config.options import AdaptOptions
+    from moebert.students import get_student
 
     parser = build_parser()
     importance = parser.parse_args(["importance", "--task", "mrpc", "--data", "d", "--model", "m", "--output", "o"])
@@ -274,10 +285,15 @@ def test_stage_defaults_are_the_documented_ones():
     distill = parser.parse_args(["distill", "--task", "mrpc", "--data", "d", "--teacher", "t", "--student", "s",
                                  "--output", "o"])
     assert (distill.padding, distill.sampler, distill.teacher_dropout, distill.distill_scope, distill.distill_weight,
-            distill.load_balance) == ("dynamic", "length-grouped", False, "all", 1.0, 0.0)
-    adapt = parser.parse_args(["adapt", "--model", "m", "--output", "o"])
-    assert (adapt.student, adapt.num_experts, adapt.construction, adapt.expert_dropout, adapt.shared,
-            adapt.gate_sentence_batch1) == ("moe", 4, "importance", 0.1, "copied", "scale")
+            distill.load_balance) == ("dynamic", "length-grouped", False, "all", 1.0, None)
+    from moebert.stages.adapt import student_options
+
+    adapt = from_args(AdaptOptions, parser.parse_args(["adapt", "--model", "m", "--output", "o"]))
+    assert adapt.student == "moe" and adapt.num_experts is None  # the student kind resolves its defaults:
+    assert student_options(get_student("moe"), adapt) == {
+        "num_experts": 4, "expert_dim": 768, "shared_dim": 512, "construction": "importance", "router": "hash-random",
+        "expert_dropout": 0.1, "shared": "copied", "distill_scope": "all", "teacher_dropout": False}
+    assert student_options(get_student("mpoe"), AdaptOptions(student="mpoe"))["router"] == "gate-token"
 
 
 def test_importance_scores_the_train_split_by_default(tiny_model_dir, glue_dir, tmp_path):
@@ -346,19 +362,52 @@ def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, 
     assert record["results"]["MRPC"]["accuracy"] == pytest.approx(accuracy)
 
 
-def test_adapt_refuses_settings_of_other_students(tiny_model_dir, tmp_path, capsys):
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--student", "distil-half",
-               "--expert-dim", 16) == 2
-    assert "--expert-dim: not a setting of --student distil-half; leave it out" in capsys.readouterr().err
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--student", "dense-narrow",
-               "--expert-dim", 16) == 2
-    assert "--student dense-narrow needs --importance" in capsys.readouterr().err
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "c", "--student", "distil-half",
-               "--construction", "random") == 2
-    assert "--construction random: only --student moe cuts experts" in capsys.readouterr().err
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "d", "--student", "distil-half",
-               "--router", "gate-token") == 2
-    assert "--router: a --student distil-half is dense and routes nothing" in capsys.readouterr().err
+def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_path, capsys):
+    """An option is refused, never ignored, where the student cannot use it."""
+    importance = _importance(tiny_model_dir, ["--task", "mrpc", "--data", glue_dir], tmp_path)
+    mpoe = ["--student", "mpoe", "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4]
+    moe = ["--importance", importance, "--expert-dim", 24, "--shared-dim", 16]
+    cases = [
+        (["--student", "distil-half", "--expert-dim", 16], "--expert-dim: not a setting of student distil-half"),
+        (["--student", "distil-half", "--expert-dropout", 0.2], "--expert-dropout: not a setting of student distil-half"),
+        (["--student", "dense-narrow", "--importance", importance, "--expert-dim", 16, "--expert-dropout", 0.2],
+         "--expert-dropout: not a setting of student dense-narrow"),
+        (["--student", "dense-narrow", "--importance", importance, "--expert-dim", 16, "--num-experts", 2],
+         "--num-experts: not a setting of student dense-narrow"),
+        ([*mpoe, "--expert-dropout", 0.2], "--expert-dropout: not a setting of student mpoe"),
+        ([*moe, "--mpo-max-bond", 8], "--mpo-max-bond: not a setting of student moe"),
+        ([*moe, "--mpo-forward", "contract"], "--mpo-forward: not a setting of student moe"),
+        ([*moe, "--gate-sentence-batch1", "skip"], "--gate-sentence-batch1: only router gate-sentence routes whole"),
+        ([*moe, "--task", "mrpc", "--data", glue_dir], "--task, --data: only a student routed by hash-balance counts"),
+        (["--student", "dense-narrow", "--expert-dim", 16], "--student dense-narrow needs --importance"),
+        (["--student", "distil-half", "--importance", importance], "--importance: a --student distil-half keeps no"),
+        (["--student", "distil-half", "--construction", "random"], "--construction: not a setting of student distil-half"),
+        (["--student", "distil-half", "--router", "gate-token"], "--router: not a setting of student distil-half"),
+    ]
+    for i, (args, message) in enumerate(cases):
+        assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / f"s{i}", *args) == 2, args
+        assert message in capsys.readouterr().err, args
+    assert not any((tmp_path / f"s{i}").exists() for i in range(len(cases)))
     assert run("evaluate", "--task", "mrpc", "--data", "x", "--output", tmp_path / "m.json") == 2
     assert "give either --model or --majority" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "d", "m.json"))
+    assert run("evaluate", "--task", "mrpc", "--data", "x", "--model", tiny_model_dir, "--max-train-samples", 8,
+               "--output", tmp_path / "m.json") == 2
+    assert "--max-train-samples: only --majority counts train rows" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_distill_refuses_what_its_student_has_nothing_for(tiny_model_dir, glue_dir, tmp_path, capsys):
+    data = ["--task", "mrpc", "--data", glue_dir]
+    importance = _importance(tiny_model_dir, data, tmp_path)
+    hashed = tmp_path / "hashed"
+    assert run("adapt", "--model", tiny_model_dir, "--output", hashed, "--importance", importance, "--expert-dim", 24,
+               "--shared-dim", 16) == 0
+    cases = [(["--load-balance", 0.01], ("--load-balance: the student has no gate to balance (router hash-random is "
+                                         "a fixed table)")),
+             (["--gradient-mask", 0.5], "--gradient-mask: only MPOE students have central tensors to mask"),
+             (["--teacher-dropout", "--distill-scope", "none"], "--teacher-dropout: --distill-scope none trains")]
+    for args, message in cases:
+        assert run("distill", *data, "--teacher", tiny_model_dir, "--student", hashed, "--output", tmp_path / "s",
+                   *args, *ROWS) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

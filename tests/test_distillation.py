@@ -51,7 +51,7 @@ def test_regression_prediction_loss_is_logit_mse():
 def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
     from transformers import TrainingArguments
 
-    from moebert.students.experts import adapt
+    from moebert.students.moe import adapt
     from moebert.training.distillation import DistillationTrainer
     from moebert.training.importance import importance_scores, orders
 
@@ -99,7 +99,7 @@ def test_half_depth_distillation_compares_student_layer_i_with_teacher_layer_2i(
     """The trainer's hidden term for a half-depth student, against the MSE computed by hand."""
     from transformers import TrainingArguments
 
-    from moebert.students.baselines import distil_half
+    from moebert.students.distil_half import distil_half
     from moebert.training.distillation import DistillationTrainer
 
     teacher = tiny_bert(num_hidden_layers=4, seed=3)

@@ -1,4 +1,4 @@
-"""Expert adaptation (METHOD §3): expert widths, neuron choice, the adapted student against the dense teacher
+"""Expert adaptation (docs/method.md §3): expert widths, neuron choice, the adapted student against the dense teacher
 with every token restricted to its expert's neurons."""
 
 import re
@@ -10,7 +10,7 @@ from conftest import random_batch, tiny_bert
 from moebert.errors import MoebertError
 from moebert.models.modeling import MoEBertForSequenceClassification
 from moebert.models.routing import hash_balance_table
-from moebert.students.experts import (
+from moebert.students.moe import (
     CONSTRUCTIONS,
     adapt,
     balanced_kmeans,

@@ -16,7 +16,7 @@ from moebert.models.modeling import (
     parameter_counts,
 )
 from moebert.models.routing import ROUTERS, hash_balance_table
-from moebert.students.experts import adapt, check_expert_shape, expert_indices
+from moebert.students.moe import adapt, check_expert_shape, expert_indices
 from moebert.training.importance import importance_scores, orders
 
 
@@ -149,7 +149,7 @@ def test_parameter_counts_match_the_paper_for_bert_base():
     moe, _ = adapt(dense, order, num_experts=4, expert_dim=768, shared_dim=512)
     counts = parameter_counts(moe)
     assert counts["effective"] == 66_987_264
-    assert counts["per_expert"] == 12 * 1_182_720  # 768 x 768 twice, both biases, its LayerNorm (METHOD §7)
+    assert counts["per_expert"] == 12 * 1_182_720  # 768 x 768 twice, both biases, its LayerNorm (docs/method.md §7)
     assert counts["total"] == 66_987_264 + 12 * 3 * 1_182_720
 
 

@@ -1,4 +1,4 @@
-"""MPO decomposition (METHOD §9): exactness at full bond, the truncation bound, the canonical form, and the
+"""MPO decomposition (docs/method.md §9): exactness at full bond, the truncation bound, the canonical form, and the
 shapes METHOD states for BERT-base, each against a computation written out here."""
 
 import itertools

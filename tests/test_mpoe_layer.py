@@ -1,4 +1,4 @@
-"""The MPOE layer (METHOD §9): every expert starts as the dense FFN, the central tensor is one shared
+"""The MPOE layer (docs/method.md §9): every expert starts as the dense FFN, the central tensor is one shared
 Parameter, and both forward modes equal a Switch-style FFN written out here from the dense matrices."""
 
 import pytest
@@ -179,7 +179,7 @@ def test_dropout_after_the_expert_in_training_only(dense):
 
 def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(tmp_path):
     from moebert.models.modeling import load_model
-    from moebert.students.experts import adapt_mpo
+    from moebert.students.mpoe import adapt_mpo
 
     teacher = tiny_bert()  # hidden 16 = 2*4*2, ffn 64 = 4*4*4
     student = adapt_mpo(teacher, 2, in_factors=[2, 4, 2], out_factors=[4, 4, 4])
@@ -203,7 +203,7 @@ def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and
 
 def test_parameter_counts_at_bert_base_size():
     layer = MPOEFFN(BertConfig(num_experts=4))  # hidden 768, ffn 3072, default factors
-    central, auxiliary = 2_359_296, 184_720  # per matrix (METHOD §9)
+    central, auxiliary = 2_359_296, 184_720  # per matrix (docs/method.md §9)
     assert [p.numel() for p in layer.central_parameters()] == [central, central]
     per_expert = 2 * auxiliary + 3072 + 768
     assert layer.expert_parameters() == per_expert
@@ -251,7 +251,7 @@ def test_inference_reuses_rebuilt_matrices_until_a_tensor_changes(dense, monkeyp
 
 def test_the_mpoe_config_is_checked_and_carries_its_settings():
     from moebert.models.modeling import MoEBertConfig
-    from moebert.students.experts import adapt_mpo
+    from moebert.students.mpoe import adapt_mpo
 
     with pytest.raises(MoebertError, match="unknown ffn 'dense'; choose one of moe, mpoe"):
         MoEBertConfig(ffn="dense")

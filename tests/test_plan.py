@@ -1,9 +1,9 @@
-"""The cost model (moebert.plan): FLOPs against torch's own count, job work from a config, runtime and
-memory requests, the throughput table's errors, and `moebert plan` on a real dry run."""
+"""The cost model (moebert.cost): FLOPs against torch's own count, job work from a config (workflow/lib/jobs.py),
+runtime and memory requests, the throughput table's errors; the jobs of a dry run read through Snakemake's API
+(moebert.dag), and `moebert plan` on a real dry run."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,28 +16,29 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertModel
 
-from moebert.errors import MoebertError
-from moebert.plan import (
+from moebert.config import load_settings
+from moebert.cost import (
     DeviceSpeed,
     Dims,
-    JobEstimate,
     Work,
-    dry_run_jobs,
     inference_work,
-    job_work,
     load_speeds,
-    local_wall_s,
     memory_mb,
     model_dims,
-    other_machine_note,
     runtime_minutes,
-    student_dims,
     tokens_per_row,
     training_work,
 )
+from moebert.dag import dry_run
+from moebert.errors import MoebertError
+from moebert.plan import JobEstimate, local_wall_s, other_machine_note
+from moebert.students import get_student
 from moebert.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "lib"))
+import jobs
+
 GPU = {"source": "test", "train_tflops": 100.0, "infer_tflops": 200.0, "train_step_ms_per_layer": 2.0,
        "infer_step_ms_per_layer": 0.5, "optimizer_ns_per_param": 1.0, "moe_factor": 1.5, "job_s": 30.0}
 
@@ -56,10 +57,10 @@ def test_forward_flops_match_torchs_count_of_a_bert_encoder(layers, hidden, ffn,
 
 def test_student_dims_are_what_one_token_passes_through():
     teacher = Dims(12, 768, 3072)
-    assert student_dims(teacher, {"student": "moe", "expert_dim": 768}) == Dims(12, 768, 768, moe=True)
-    assert student_dims(teacher, {"student": "dense-narrow", "expert_dim": 512}) == Dims(12, 768, 512)
-    assert student_dims(teacher, {"student": "distil-half"}) == Dims(6, 768, 3072)
-    assert student_dims(teacher, {"student": "mpoe"}) == Dims(12, 768, 3072, moe=True)
+    assert get_student("moe").dims(teacher, {"expert_dim": 768}) == Dims(12, 768, 768, moe=True)
+    assert get_student("dense-narrow").dims(teacher, {"expert_dim": 512}) == Dims(12, 768, 512)
+    assert get_student("distil-half").dims(teacher, {}) == Dims(6, 768, 3072)
+    assert get_student("mpoe").dims(teacher, {}) == Dims(12, 768, 3072, moe=True)
     assert Dims(12, 768, 3072).params == Dims(12, 768, 3072).weights + (30522 + 512) * 768
     assert Dims(12, 768, 3072).weights == 12 * (4 * 768**2 + 2 * 768 * 3072)  # 84.9M: BERT-base's encoder
 
@@ -97,14 +98,12 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
 
 
 def test_a_student_trained_without_distillation_runs_no_teacher():
-    methods = {"moebert": {"student": "moe", "expert_dim": 768, "distill_scope": "all"},
-               "moebert-nodistil": {"student": "moe", "expert_dim": 768, "distill_scope": "none"}}
-    distill = {"epochs": 2, "batch_size": 16}
-    config = {"teacher": {"model": "bert-base-uncased"}, "methods": methods,
-              "task_settings": {"rte": {"max_length": None, "max_train_samples": 1000, "distill": distill}},
-              "training": {"grad_accum": 2}}
-    with_teacher = job_work(config, "distill", {"task": "rte", "method": "moebert", "seed": "0"})
-    alone = job_work(config, "distill", {"task": "rte", "method": "moebert-nodistil", "seed": "0"})
+    methods = {"moebert": {"expert_dim": 768}, "moebert-nodistil": {"expert_dim": 768, "distill_scope": "none"}}
+    settings = load_settings({"tasks": ["rte"], "methods": methods, "training": {"grad_accum": 2},
+                              "task_settings": {"rte": {"max_train_samples": 1000,
+                                                        "distill": {"epochs": 2, "batch_size": 16}}}})
+    with_teacher = jobs.work(settings, "distill", {"task": "rte", "method": "moebert", "seed": "0"})
+    alone = jobs.work(settings, "distill", {"task": "rte", "method": "moebert-nodistil", "seed": "0"})
     assert with_teacher.teacher_layers == 12 and with_teacher.teacher_flops > 0
     assert (alone.teacher_layers, alone.teacher_flops) == (0, 0.0)
     assert alone.weights == Dims(12, 768, 768).weights  # the student alone in memory
@@ -181,30 +180,19 @@ def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):
     assert set(load_speeds(REPO / "config" / "throughput.yaml")) >= {"cpu", "h100"}
 
 
-DRY_RUN = """
-rule finetune:
-    input: resources/data/mrpc
-    output: results/teacher/mrpc/seed0
-    jobid: 3
-    wildcards: task=mrpc, seed=0
-    resources: tmpdir=/tmp, gpu=1, runtime=25, mem_mb=4000
-
-localrule report:
-    jobid: 0
-    resources: tmpdir=/tmp
-
-localrule all:
-    jobid: 1
-"""
-
-
-def test_dry_run_jobs_are_read_with_rule_wildcards_and_resources():
-    assert dry_run_jobs(DRY_RUN) == [
-        {"rule": "finetune", "wildcards": {"task": "mrpc", "seed": "0"},
-         "resources": {"tmpdir": "/tmp", "gpu": "1", "runtime": "25", "mem_mb": "4000"},
-         "input": ["resources/data/mrpc"], "output": ["results/teacher/mrpc/seed0"]},
-        {"rule": "report", "wildcards": {}, "resources": {"tmpdir": "/tmp"}, "input": [], "output": []},
-    ]
+def test_dry_run_jobs_come_from_snakemake_with_their_estimates(glue_dir):
+    found = dry_run(["--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--forceall", "--nolock",
+                     "--cores", "2"])
+    rules = {job.rule for job in found}
+    assert {"prepare_data", "finetune", "distill", "report"} <= rules and "all" not in rules
+    finetune = next(job for job in found if job.rule == "finetune")
+    assert set(finetune.wildcards) == {"task", "seed"} and finetune.output == (
+        f"results/teacher/{finetune.wildcards['task']}/seed{finetune.wildcards['seed']}",)
+    assert finetune.resources["gpu"] == 0 and finetune.resources["estimate_s_cpu"] > 0
+    assert finetune.resources["estimate_s_h100"] == 0  # a CPU job has no GPU estimate
+    assert finetune.shellcmd.startswith("moebert finetune --task ")
+    with pytest.raises(MoebertError, match="invalid config: key seeds"):
+        dry_run(["--config", "seeds=x", "--nolock"])
 
 
 def _job(rule, seconds, inputs=(), outputs=(), threads=1):
@@ -222,30 +210,29 @@ def test_local_wall_time_follows_the_dag_and_the_cores():
     assert local_wall_s(free, cores=2) == local_wall_s(free[::-1], cores=2) == 20
 
 
-def _dry_run(*args, env=None) -> str:
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-F", "--nolock", *args], cwd=REPO, check=False,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
-    assert done.returncode == 0, done.stderr + done.stdout
-    return done.stdout
+def _dry_run(*args) -> list:
+    return dry_run(["--forceall", "--nolock", *map(str, args)])
 
 
-def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work():
-    env = {"MOEBERT_SLURM_PARTITION": "cpu", "MOEBERT_SLURM_GPU_PARTITION": "gpu", "MOEBERT_SLURM_GPU_TYPE": "h100"}
-    jobs = dry_run_jobs(_dry_run("--configfile", "config/paper.yaml", "--profile", "slurm", env=env))
+def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work(monkeypatch):
+    for name, value in {"MOEBERT_SLURM_PARTITION": "cpu", "MOEBERT_SLURM_GPU_PARTITION": "gpu",
+                        "MOEBERT_SLURM_GPU_TYPE": "h100"}.items():
+        monkeypatch.setenv(name, value)
+    found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm")
     gpu_rules = {"finetune", "distill", "importance", "evaluate", "speed_random", "speed_trained"}
-    for job in jobs:
-        res = job["resources"]
+    for job in found:
+        res = job.resources
         gpus = int(res.get("gpu", 0))
-        majority = job["wildcards"].get("method") == "majority"
-        cpu_work = job["rule"] not in gpu_rules or majority or job["wildcards"].get("device") == "cpu"
+        majority = job.wildcards.get("method") == "majority"
+        cpu_work = job.rule not in gpu_rules or majority or job.wildcards.get("device") == "cpu"
         assert (gpus == 0) == cpu_work, job
-        if job["rule"] in ("prepare_data", "report", "resolved_config"):
+        if job.rule in ("prepare_data", "report", "resolved_config"):
             continue  # local rules: they run on the submit host
         assert res["slurm_partition"] == ("cpu" if cpu_work else "gpu"), job
-        assert res.get("gpu_model", "") == ("" if cpu_work else "h100"), job  # an empty one is not printed
+        assert res.get("gpu_model", "") == ("" if cpu_work else "h100"), job
     # Requests follow the work: MNLI's MoEBERT distillation is longer than RTE's, both under the cap.
-    runtime = {(j["rule"], j["wildcards"].get("task"), j["wildcards"].get("method")): int(j["resources"]["runtime"])
-               for j in jobs if j["wildcards"].get("seed") == "0"}
+    runtime = {(j.rule, j.wildcards.get("task"), j.wildcards.get("method")): int(j.resources["runtime"])
+               for j in found if j.wildcards.get("seed") == "0"}
     assert 10 <= runtime["distill", "rte", "moebert"] < runtime["distill", "mnli", "moebert"] <= 2880
     assert runtime["distill", "mnli", "distil-half"] < runtime["distill", "mnli", "moebert"]
 
@@ -255,8 +242,7 @@ def test_runtime_requests_stay_under_the_configured_cap(tmp_path):
     config["resources"]["max_runtime"] = 90
     path = tmp_path / "capped.yaml"
     path.write_text(yaml.safe_dump(config))
-    jobs = dry_run_jobs(_dry_run("--configfile", path))
-    runtimes = [int(j["resources"]["runtime"]) for j in jobs if "runtime" in j["resources"]]
+    runtimes = [int(j.resources["runtime"]) for j in _dry_run("--configfile", path) if "runtime" in j.resources]
     assert max(runtimes) == 90 and min(runtimes) == 10
 
 
@@ -279,15 +265,15 @@ def test_plan_command_estimates_every_job_of_the_dry_run(tmp_path, glue_dir):
     assert done.returncode == 0, done.stderr + done.stdout
     import pandas as pd
 
-    jobs = pd.read_csv(out)
-    counts = jobs["rule"].value_counts().to_dict()
+    table = pd.read_csv(out)
+    counts = table["rule"].value_counts().to_dict()
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     runs = len(config["tasks"]) * len(config["seeds"])
     assert counts["finetune"] == counts["importance"] == runs
-    assert "all" not in counts and (jobs["gpus"] == 0).all()  # tiny runs on CPU
+    assert "all" not in counts and (table["gpus"] == 0).all()  # tiny runs on CPU
     total = re.search(r"^total\s+(\d+)\s+([\d.]+)", done.stdout, re.MULTILINE)
-    assert int(total[1]) == len(jobs)
-    assert float(total[2]) == pytest.approx((jobs["cpu_s"] * jobs["threads"]).sum() / 3600, abs=0.01)
+    assert int(total[1]) == len(table)
+    assert float(total[2]) == pytest.approx((table["cpu_s"] * table["threads"]).sum() / 3600, abs=0.01)
     wall = int(re.search(r"A local run on 2 cores: about (\d+) min", done.stdout)[1])
-    serial = (jobs["cpu_s"] * jobs["threads"]).sum() / 60
+    serial = (table["cpu_s"] * table["threads"]).sum() / 60
     assert serial / 2 - 1 <= wall <= serial + 1  # between all cores busy and one job at a time

@@ -1,4 +1,4 @@
-"""Routing (METHOD §4): hash tables and the learned gates with their
+"""Routing (docs/method.md §4): hash tables and the learned gates with their
 load-balancing loss, each against a computation written out here or numbers worked out by hand."""
 
 import math
@@ -30,7 +30,7 @@ def test_hash_random_table_is_seeded_and_drawn_per_layer():
 
 
 def reference_hash_balance(counts: list[int], num_layers: int, num_experts: int, seed: int) -> torch.Tensor:
-    """METHOD §4 written out: unseen tokens keep the seeded random table; seen tokens, most frequent first
+    """docs/method.md §4 written out: unseen tokens keep the seeded random table; seen tokens, most frequent first
     (ties by token id), go to the least-loaded expert (lowest index on ties); each layer then relabels the
     experts by its own permutation drawn from a generator seeded with seed + 1."""
     table = torch.randint(num_experts, (num_layers, len(counts)), generator=torch.Generator().manual_seed(seed))

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
 from moebert.errors import MoebertError
 from moebert.models.modeling import PACKAGED_MINILM, MoEBertForQuestionAnswering, load_model, resolve_model
-from moebert.students.experts import adapt
+from moebert.students.moe import adapt
 from moebert.tasks import get_task
 from moebert.tasks import squad as squad_data
 from moebert.tasks.qa import (
@@ -414,7 +414,8 @@ def test_moe_qa_forward_names_the_position_columns_and_returns_a_loss():
 
 
 def test_dense_baselines_keep_the_qa_head():
-    from moebert.students.baselines import dense_narrow, distil_half
+    from moebert.students.dense_narrow import dense_narrow
+    from moebert.students.distil_half import distil_half
 
     teacher = tiny_qa()
     half, _ = distil_half(teacher)

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 from moebert.errors import MoebertError
 from moebert.files import write_json
 from moebert.models.modeling import PACKAGED_MINILM, resolve_model
-from moebert.students.experts import adapt
+from moebert.students.moe import adapt
 from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split
 from moebert.training.distillation import DistillationTrainer
@@ -232,7 +232,7 @@ def test_weight_decay_falls_on_weight_matrices_only(tokenizer, tmp_path):
     students: none of the MPO tensors either (decay on a chain's factors is not decay on its matrix)."""
     from transformers import TrainingArguments
 
-    from moebert.students.experts import adapt_mpo
+    from moebert.students.mpoe import adapt_mpo
 
     teacher = small_bert(50)
     student = moe_student(teacher)
@@ -292,7 +292,7 @@ def test_terms_of_steps_after_the_last_log_stay_out_of_the_run_summary(mrpc_rows
 
 
 def test_the_trainer_follows_the_paper_recipe(mrpc_rows, tokenizer, tmp_path):
-    """METHOD §6: AdamW (0.9, 0.999), clipping at 1.0, no warm-up, linear decay to 0; one checkpoint kept."""
+    """docs/method.md §6: AdamW (0.9, 0.999), clipping at 1.0, no warm-up, linear decay to 0; one checkpoint kept."""
     model = small_bert(tokenizer.vocab_size)
     trainer = run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, lr=1e-3, weight_decay=0.05,
                            save_steps=1, seed=3)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from moebert.students.baselines import majority_logits, majority_prediction
+from moebert.students.majority import majority_logits, majority_prediction
 from moebert.tasks import GlueTask, QaTask, Task, load_split
 from moebert.tasks import data as task_data
 from moebert.tasks import squad as squad_data

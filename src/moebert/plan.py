@@ -1,345 +1,22 @@
-"""Cost model of the workflow's jobs: how long and how much memory each job needs, from its work.
+"""`moebert plan`: every job of a config, estimated before it runs.
 
-A job's seconds on a device kind are
-
-    job_s + rows / tokenizer speed + steps * (accumulation * layers * step_s_per_layer
-                                              + params * optimizer_s_per_param) + FLOPs / (GPUs * FLOP/s)
-
-(start-up, tokenizing, a per-step cost: kernel launches and Python per layer in every accumulated
-micro-batch, which dominate small batches on a GPU, and AdamW's pass over every parameter, which dominates
-them on a CPU; and the arithmetic, which alone is shared by a multi-GPU job's processes). FLOPs are
-counted per token from the model's dimensions: a forward costs 2 FLOPs per weight plus the attention scores,
-training three forwards' worth; tokens are rows x epochs x the task's typical padded length. The device
-speeds come from `config/throughput.yaml`, written by `benchmarks/throughput.py` on the device itself.
-
-The workflow sizes every job's `runtime` and `mem_mb` with it, and `moebert plan` prints the estimate of a
-config for every device kind of the table before anything runs."""
+The jobs come from a Snakemake dry run of the workflow, through Snakemake's API (`moebert.dag`); each
+carries the resources the workflow asks for it: GPUs, threads, the runtime it requests and
+`estimate_s_<kind>`, its expected wall seconds on every device kind that could run it (`cpu`, or each GPU
+kind of the throughput table; the cost model, `moebert.cost`, applied by workflow/lib/jobs.py). This module adds them up:
+device-hours per rule and kind, the hours requested, and for a CPU-only config the wall time of a local run
+on a given number of cores.
+"""
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import re
-import subprocess
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
-import yaml
-
+from moebert.cost import DeviceSpeed
+from moebert.dag import Job
 from moebert.errors import MoebertError
-from moebert.tasks import Task
-
-# Dimensions of hub models the plan must know without downloading them (dry runs on machines without the
-# hub); other models are read from their local config.json.
-KNOWN_MODELS = {
-    "bert-base-uncased": (12, 768, 3072),
-    "bert-base-cased": (12, 768, 3072),
-    "bert-large-uncased": (24, 1024, 4096),
-    "bert-large-cased": (24, 1024, 4096),
-}
-EVAL_BATCH = 64  # moebert evaluate's batch
-# Every job tokenizes its rows first, on one host core: 4400 sentence pairs (MRPC) to 17000 single sentences
-# (CoLA) a second, measured here with the fast BERT tokenizer; the slower bound.
-TOKENIZE_ROWS_PER_S = 4000
-MB = 2**20
-
-
-@dataclass(frozen=True)
-class Dims:
-    """What a forward costs: layers, hidden size, and the FFN width a token passes through (an MoE layer's
-    token sees one expert: its width, not the sum of the experts')."""
-
-    layers: int
-    hidden: int
-    ffn: int
-    vocab: int = 30522  # BERT's uncased word pieces
-    moe: bool = False  # its FFNs are experts a router picks from
-
-    @property
-    def weights(self) -> int:
-        """Weights of the encoder layers, as the forward multiplies them (embeddings cost no FLOPs)."""
-        return self.layers * (4 * self.hidden**2 + 2 * self.hidden * self.ffn)
-
-    @property
-    def params(self) -> int:
-        """What the optimiser updates every step: the encoder and the word and 512 position embeddings."""
-        return self.weights + (self.vocab + 512) * self.hidden
-
-    def forward_flops(self, seq: int) -> float:
-        """FLOPs per token of one forward at sequence length `seq`: the weights, plus QK^T and the weighted sum
-        of the values (2 * seq * hidden each, per layer)."""
-        return 2 * self.weights + 4 * seq * self.hidden * self.layers
-
-
-@functools.cache
-def model_dims(name_or_path: str) -> Dims:
-    """The teacher's dimensions: a known hub name, or the config.json of a local or packaged model."""
-    if name_or_path in KNOWN_MODELS:
-        return Dims(*KNOWN_MODELS[name_or_path])
-    from transformers import AutoConfig
-
-    from moebert.hub import model_slug
-    from moebert.models.modeling import resolve_model
-
-    fetched = Path("resources/models") / model_slug(name_or_path)  # fetch_model's copy, in a workflow
-    source = str(fetched) if fetched.is_dir() else resolve_model(name_or_path)
-    if not Path(source).is_dir():
-        raise MoebertError(f"plan: dimensions of model '{name_or_path}' are unknown offline; fetch it first "
-                           f"(resources/models/) or add it to moebert.plan.KNOWN_MODELS")
-    config = AutoConfig.from_pretrained(source)
-    return Dims(config.num_hidden_layers, config.hidden_size, config.intermediate_size, config.vocab_size)
-
-
-def student_dims(teacher: Dims, method: dict) -> Dims:
-    """The dimensions a token sees in a method's student (see the config schema's `student`)."""
-    kind = method["student"]
-    if kind == "distil-half":
-        return replace(teacher, layers=max(teacher.layers // 2, 1))
-    if kind == "dense-narrow":
-        return replace(teacher, ffn=method["expert_dim"])
-    if kind == "moe":
-        return replace(teacher, ffn=method["expert_dim"], moe=True)
-    return replace(teacher, moe=True)  # mpoe: full-width experts
-
-
-@dataclass(frozen=True)
-class Work:
-    """One job's work: optimiser steps (or forward batches) and FLOPs, and the model the steps run through."""
-
-    steps: int = 0
-    accum: int = 1  # forward-backward passes (micro-batches) per optimiser step, each launching every layer
-    flops: float = 0.0
-    layers: int = 0
-    train: bool = True
-    rows_read: int = 0  # rows tokenized before the first step
-    params: int = 0  # parameters the optimiser updates every step (none without training)
-    moe: bool = False  # the model routes tokens to experts (slower per FLOP than a dense one: moe_factor)
-    teacher_flops: float = 0.0  # distillation's teacher forwards (dense, no grad), beside `flops`
-    teacher_layers: int = 0  # the teacher's layers, each forward launching its own kernels every step
-    weights: int = 0  # largest weight count held in memory at once (teacher + student when distilling)
-    activations: float = 0.0  # bytes of activations per step (training keeps them for the backward)
-
-
-def tokens_per_row(task: Task, max_length: int | None, grouped: bool) -> int:
-    """The typical padded length of a row, capped by the max length: about the mean in length-grouped
-    (training) batches, the longest of the batch in random ones."""
-    return min(task.mean_tokens if grouped else task.batch_tokens, max_length or task.max_length)
-
-
-def rows(task: Task, cap: int | None, split: str = "train") -> int:
-    total = task.train_rows if split == "train" else task.eval_rows
-    return min(total, cap) if cap else total
-
-
-def activation_bytes(dims: Dims, batch: int, seq: int) -> float:
-    """Hidden states, attention probabilities and FFN activations of one step (training keeps them for the
-    backward), 4 bytes each."""
-    return batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
-
-
-def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int, max_length: int | None,
-                  teacher: Dims | None = None, accum: int = 1) -> Work:
-    """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student forward).
-    `batch` is the total batch of an optimiser step, `accum` the micro-batches it is accumulated from."""
-    seq = tokens_per_row(task, max_length, grouped=True)
-    tokens = rows_ * epochs * seq
-    return Work(steps=math.ceil(rows_ / batch * epochs), accum=accum, flops=tokens * 3 * dims.forward_flops(seq),
-                layers=dims.layers,
-                rows_read=rows_, params=dims.params, moe=dims.moe,
-                teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
-                teacher_layers=teacher.layers if teacher else 0,
-                weights=dims.weights + (teacher.weights if teacher else 0),
-                activations=activation_bytes(dims, batch // accum, seq))
-
-
-def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None,
-                   backward: bool = False) -> Work:
-    """Forwards over `rows_` rows (importance adds the backward for its gradients)."""
-    seq = tokens_per_row(task, max_length, grouped=False)
-    passes = 3 if backward else 1
-    return Work(steps=math.ceil(rows_ / batch), flops=rows_ * seq * passes * dims.forward_flops(seq),
-                layers=dims.layers, train=backward, rows_read=rows_, moe=dims.moe, weights=dims.weights,
-                activations=activation_bytes(dims, batch, seq))
-
-
-def speed_work(models: list[Dims], batch_sizes, seq_lengths, repeats: int, warmup: int = 1) -> Work:
-    """moebert speed: every model, every grid point, `repeats` timed and `warmup` untimed forwards."""
-    flops = sum(b * s * d.forward_flops(s) for d in models for b in batch_sizes for s in seq_lengths)
-    steps = len(models) * len(batch_sizes) * len(seq_lengths) * (repeats + warmup)
-    return Work(steps=steps, flops=flops * (repeats + warmup), layers=max(d.layers for d in models), train=False,
-                weights=max(d.weights for d in models))
-
-
-@dataclass(frozen=True)
-class DeviceSpeed:
-    """A device kind's measured (or assumed: see `source`) speeds; CPU rates are per thread."""
-
-    name: str
-    source: str
-    train_tflops: float
-    infer_tflops: float
-    train_step_ms_per_layer: float
-    infer_step_ms_per_layer: float
-    optimizer_ns_per_param: float  # AdamW's update, which reads and writes every parameter each step
-    moe_factor: float  # an MoE model's step time over a dense model's of the same FLOPs (routing, small matmuls)
-    job_s: float
-    per_thread: bool = False
-
-    def seconds(self, work: Work, threads: int = 1, devices: int = 1) -> float:
-        """Wall seconds of `work` on `threads` threads (CPU) or `devices` GPUs, one process each. The
-        processes split the FLOPs; each still starts up, tokenizes, and runs every step on its share of the
-        batch, launching the same kernels and updating every parameter."""
-        scale = threads if self.per_thread else 1
-        rate = (self.train_tflops if work.train else self.infer_tflops) * 1e12 * scale * devices
-        step_ms = self.train_step_ms_per_layer if work.train else self.infer_step_ms_per_layer
-        passes = work.steps * work.accum
-        compute = (passes * work.layers * step_ms / 1e3 / scale + work.flops / rate) * (
-            self.moe_factor if work.moe else 1)
-        optimizer = work.steps * work.params * self.optimizer_ns_per_param / 1e9 / scale
-        teacher = (passes * work.teacher_layers * self.infer_step_ms_per_layer / 1e3
-                   + work.teacher_flops / (self.infer_tflops * 1e12 * devices)) / scale
-        return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + compute + optimizer + teacher
-
-
-FIELDS = ("source", "train_tflops", "infer_tflops", "train_step_ms_per_layer", "infer_step_ms_per_layer",
-          "optimizer_ns_per_param", "moe_factor", "job_s")
-
-
-def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
-    """The throughput table: device kind -> speeds. A missing or misspelt field stops with its name."""
-    path = Path(path)
-    if not path.is_file():
-        raise MoebertError(f"throughput table '{path}' does not exist")
-    table = yaml.safe_load(path.read_text()) or {}
-    speeds = {}
-    for kind, entry in table.items():
-        if not isinstance(entry, dict):
-            raise MoebertError(f"{path}: device kind '{kind}' must map field names to values")
-        unknown = set(entry) - {*FIELDS, "per_thread"}
-        missing = [f for f in FIELDS if f not in entry]
-        if unknown or missing:
-            raise MoebertError(f"{path}: device kind '{kind}': "
-                               + "; ".join(filter(None, [unknown and f"unknown field(s) {', '.join(sorted(unknown))}",
-                                                         missing and f"missing field(s) {', '.join(missing)}"])))
-        speeds[kind] = DeviceSpeed(name=kind, **entry)
-    return speeds
-
-
-def memory_mb(work: Work, on_gpu: bool, safety: float) -> int:
-    """Host memory of a job: the Python process with torch (about 1.5 GB), the weights (4 bytes each,
-    loaded on the host first), and, when it computes on the CPU, the gradients and two Adam moments of a
-    trained model plus the activations; rounded up to 500 MB."""
-    need = 1500 * MB + 4 * work.weights
-    if not on_gpu:
-        need += (12 * work.weights if work.train else 0) + work.activations
-    return int(math.ceil(need * safety / MB / 500) * 500)
-
-
-def runtime_minutes(seconds: float, safety: float, attempt: int, floor: int, cap: int) -> int:
-    """The wall time a job asks for: the estimate with its safety factor, times the attempt (a job that ran
-    out of time resumes from its checkpoint with more), at least `floor` and at most `cap` minutes."""
-    return int(min(cap, max(floor, math.ceil(seconds * safety * attempt / 60))))
-
-
-# ---------------------------------------------------------------------------------------------
-# moebert plan: the jobs of a Snakemake dry run, each estimated on every device kind.
-
-_RULE = re.compile(r"^(?:local)?rule (\w+):$")
-_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
-_RESOURCES = re.compile(r"^\s+resources: (.*)$")
-_FILES = re.compile(r"^\s+(input|output): (.*)$")
-
-
-def dry_run_jobs(text: str) -> list[dict]:
-    """Rule, wildcards, resources, inputs and outputs of every job in `snakemake --dry-run` output."""
-    jobs = []
-    for line in text.splitlines():
-        if match := _RULE.match(line):
-            jobs.append({"rule": match.group(1), "wildcards": {}, "resources": {}, "input": [], "output": []})
-        elif jobs and (match := _FILES.match(line)):
-            jobs[-1][match.group(1)] = match.group(2).split(", ")
-        elif jobs and (match := _WILDCARDS.match(line)):
-            jobs[-1]["wildcards"] = dict(item.split("=", 1) for item in match.group(1).split(", "))
-        elif jobs and (match := _RESOURCES.match(line)):
-            jobs[-1]["resources"] = dict(item.split("=", 1) for item in match.group(1).split(", ") if "=" in item)
-    return [job for job in jobs if job["rule"] != "all"]  # the target rule computes nothing
-
-
-def snakemake_dry_run(configfile: str | None, extra: list[str], config_out: Path) -> str:
-    """Run `snakemake --dry-run` (it prints every job's rule, wildcards and resources) with the workflow told
-    to write its validated config to `config_out` (MOEBERT_PLAN_CONFIG)."""
-    command = ["snakemake", "--dry-run", "--cores", "all", *(["--configfile", configfile] if configfile else []),
-               *extra]
-    done = subprocess.run(command, check=False, capture_output=True, text=True,
-                          env={**os.environ, "MOEBERT_PLAN_CONFIG": str(config_out)})
-    if done.returncode:
-        raise MoebertError(f"plan: {' '.join(command)} failed:\n{done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
-
-
-# ---------------------------------------------------------------------------------------------
-# The work of each rule's job, from the validated workflow config and the job's wildcards.
-
-def hyper_parameters(config: dict, stage: str, task: str) -> dict:
-    """Hyper-parameters of `stage` (teacher or distill) on `task`: per-task values, for the teacher
-    falling back to the top-level teacher block."""
-    own = config["task_settings"][task][stage]
-    if stage == "distill":
-        return own
-    return {**config["teacher"], **{key: value for key, value in own.items() if value is not None}}
-
-
-def _speed_dims(preset: str) -> Dims:
-    from transformers import BertConfig
-
-    from moebert.speed.measure import PRESETS
-
-    bert = BertConfig(**PRESETS[preset])
-    return Dims(bert.num_hidden_layers, bert.hidden_size, bert.intermediate_size)
-
-
-def job_work(config: dict, rule: str, wildcards: dict) -> Work:
-    """What one job computes. Jobs without a model (data, report) cost their start-up only."""
-    from moebert.tasks import get_task
-
-    teacher = model_dims(config["teacher"]["model"])
-    methods = config["methods"]
-    if rule in ("speed_random", "speed_trained"):
-        speed = config["speed"]
-        if rule == "speed_random":  # the random teacher, MoEBERT and dense-narrow, and the reference-style MoE
-            models = [_speed_dims(wildcards["dims"])] * 4
-        else:
-            models = [teacher, *(student_dims(teacher, m) for m in methods.values() if m["student"] != "majority")]
-        return speed_work(models, speed["batch_sizes"], speed["seq_lengths"], speed["repeats"])
-    if "task" not in wildcards:
-        return Work(train=False)
-    task = get_task(wildcards["task"])
-    settings = config["task_settings"][task.name]
-    length = settings["max_length"]
-    method = methods.get(wildcards.get("method"))
-    if rule == "finetune":
-        hyper = hyper_parameters(config, "teacher", task.name)
-        return training_work(task, teacher, rows(task, settings["max_train_samples"]), hyper["epochs"],
-                             hyper["batch_size"], length, accum=config["training"]["grad_accum"])
-    if rule == "distill":
-        hyper = hyper_parameters(config, "distill", task.name)
-        distilled = method["distill_scope"] != "none"  # scope none trains on the task loss alone, no teacher
-        return training_work(task, student_dims(teacher, method), rows(task, settings["max_train_samples"]),
-                             hyper["epochs"], hyper["batch_size"], length, teacher=teacher if distilled else None,
-                             accum=config["training"]["grad_accum"])
-    if rule == "importance":
-        importance = config["importance"]
-        return inference_work(task, teacher, rows(task, importance["max_samples"], importance["split"]),
-                              importance["batch_size"], length, backward=True)
-    if rule == "evaluate":
-        if method is not None and method["student"] == "majority":
-            return Work(train=False)
-        dims = teacher if method is None else student_dims(teacher, method)
-        return inference_work(task, dims, rows(task, settings["max_eval_samples"], "dev"), EVAL_BATCH, length)
-    if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory
-        return Work(train=False, weights=2 * teacher.weights)
-    return Work(train=False)
 
 
 @dataclass(frozen=True)
@@ -354,25 +31,19 @@ class JobEstimate:
     outputs: tuple = ()
 
 
-def job_threads(config: dict, rule: str) -> int:
-    """The threads a job runs on, as its rule declares them: the speed rules' own, every other rule's shared."""
-    return config["speed" if rule.startswith("speed") else "resources"]["threads"]
+ESTIMATE = "estimate_s_"  # + device kind: the resource holding a job's estimated seconds on that kind
 
 
-def estimate_jobs(config: dict, jobs: list[dict], speeds: dict[str, DeviceSpeed]) -> list[JobEstimate]:
-    """Every dry-run job on every device kind that could run it: GPU jobs on each GPU kind of the table, CPU
-    jobs on `cpu` (at their thread count)."""
-    out = []
-    for job in jobs:
-        gpus = int(job["resources"].get("gpu", 0))
-        threads = job_threads(config, job["rule"])
-        work = job_work(config, job["rule"], job["wildcards"])
-        kinds = [kind for kind in speeds if kind != "cpu"] if gpus else ["cpu"]
-        seconds = {kind: speeds[kind].seconds(work, threads=threads, devices=max(gpus, 1)) for kind in kinds}
-        out.append(JobEstimate(job["rule"], job["wildcards"], gpus, threads,
-                               int(job["resources"].get("runtime", 0)), seconds, tuple(job["input"]),
-                               tuple(job["output"])))
-    return out
+def estimate(job: Job) -> JobEstimate:
+    """A dry-run job with the estimate the workflow attached to it."""
+    # 0: a kind that cannot run the job (a GPU job has no cpu estimate); every real estimate is at least a second.
+    seconds = {key.removeprefix(ESTIMATE): float(value) for key, value in job.resources.items()
+               if key.startswith(ESTIMATE) and value}
+    if not seconds:
+        raise MoebertError(f"plan: job {job.rule} {job.wildcards} carries no {ESTIMATE}<kind> resource; every rule "
+                           f"of the workflow must size itself with workflow/lib/jobs.py")
+    return JobEstimate(job.rule, job.wildcards, int(job.resources.get("gpu", 0)), job.threads,
+                       int(job.resources.get("runtime", 0)), seconds, tuple(job.input), tuple(job.output))
 
 
 def device_hours(job: JobEstimate, kind: str) -> float:

@@ -15,10 +15,12 @@ rule prepare_data:
     output:
         directory("resources/data/{task}"),
     params:
-        source=prepare_args,
+        source=stage_flags(lambda w: [SETTINGS.prepare_options(w.task)]),
         hub=HUB_ON,
     log:
         "logs/prepare_data/{task}.log",
+    resources:
+        **job_resources("prepare_data"),
     conda:
         CONDA_ENV
     shell:
@@ -34,6 +36,8 @@ rule fetch_model:
         hub=HUB_ON,
     log:
         "logs/fetch_model/{model}.log",
+    resources:
+        **job_resources("fetch_model"),
     conda:
         CONDA_ENV
     shell:

@@ -1,25 +1,30 @@
-# Each method's student trained with the task loss plus layer-wise distillation from the teacher (METHOD §5;
+# Each method's student trained with the task loss plus layer-wise distillation from the teacher (docs/method.md §5;
 # with distill_scope none, the task loss alone).
 
 
 rule distill:
     input:
         data="resources/data/{task}",
-        teacher="results/teacher/{task}/seed{seed}",
+        teacher=teacher_dir,
         student="results/moe/{task}/{method}/seed{seed}",
     output:
         # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume. Protected, as
         # the teacher.
         protected(directory("results/student/{task}/{method}/seed{seed}")),
     params:
-        training=distill_args,
+        training=stage_flags(
+            lambda w: [
+                SETTINGS.train_options("distill", w.task),
+                SETTINGS.distill_options(w.method, w.task),
+            ]
+        ),
         device=model_device,
         launcher=launcher,
         tracking=tracking("distill"),
     log:
         "logs/distill/{task}/{method}/seed{seed}.log",
-    threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
+    threads: SETTINGS.resources.threads
+    retries: SETTINGS.resources.retries
     resources:
         **job_resources("distill"),
     conda:

@@ -9,13 +9,15 @@ rule evaluate:
     output:
         "results/metrics/{task}/{method}/seed{seed}.json",
     params:
-        evaluation=eval_args,
+        evaluation=stage_flags(
+            lambda w: [SETTINGS.evaluate_options(w.task, model_dir(w) or None)]
+        ),
         device=model_device,
         tracking=tracking("evaluate"),
     log:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
-    threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
+    threads: SETTINGS.resources.threads
+    retries: SETTINGS.resources.retries
     resources:
         **job_resources("evaluate"),
     conda:

@@ -1,4 +1,4 @@
-# Importance of every FFN neuron of the teacher (METHOD §2), which decides what the experts keep.
+# Importance of every FFN neuron of the teacher (docs/method.md §2), which decides what the experts keep.
 
 
 rule importance:
@@ -8,13 +8,13 @@ rule importance:
     output:
         "results/importance/{task}/seed{seed}.safetensors",
     params:
-        importance=importance_args,
+        importance=stage_flags(lambda w: [SETTINGS.importance_options(w.task)]),
         device=model_device,
         tracking=tracking("importance", TEACHER),
     log:
         "logs/importance/{task}/seed{seed}.log",
-    threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
+    threads: SETTINGS.resources.threads
+    retries: SETTINGS.resources.retries
     resources:
         **job_resources("importance"),
     conda:

@@ -12,9 +12,11 @@ rule resolved_config:
         "results/config.json",
     params:
         # The whole validated config: any change rewrites it and so refreshes the manifest.
-        config=config,
+        config=SETTINGS.resolved,
     log:
         "logs/resolved_config.log",
+    resources:
+        **job_resources("resolved_config"),
     run:
         Path(output[0]).write_text(json.dumps(params.config, indent=2) + "\n")
 
@@ -24,7 +26,7 @@ rule report:
         metrics=all_metrics(),
         config="results/config.json",
         # Hashed into the manifest: the exact data the numbers came from.
-        data=expand("resources/data/{task}", task=config["tasks"]),
+        data=expand("resources/data/{task}", task=SETTINGS.tasks),
         speed=speed_results(),
     output:
         tables=[
@@ -45,15 +47,17 @@ rule report:
         manifest="results/manifest.json",
         # Only what the config asks for: sweeps make the ablation table, claims their statements.
         **({f"ablations_{ext}": f"results/tables/ablations.{ext}" for ext in ("md", "csv", "tex")}
-           if config["sweep_points"] else {}),
+           if SETTINGS.sweep_points else {}),
         **({"claims": "results/tables/claims.md", "claims_csv": "results/tables/claims.csv"}
-           if config["claims"] else {}),
+           if SETTINGS.claims else {}),
     params:
-        sweeps=json.dumps(config["sweep_points"]),
-        claims=json.dumps(config["claims"]),
+        sweeps=json.dumps(SETTINGS.sweep_points),
+        claims=json.dumps(SETTINGS.claims),
         tracking=report_tracking,
     log:
         "logs/report.log",
+    resources:
+        **job_resources("report"),
     conda:
         CONDA_ENV
     shell:

@@ -1,4 +1,4 @@
-# Inference speed (METHOD §7-8): latency and throughput of the teacher and every trained student (with a
+# Inference speed (docs/method.md §7-8): latency and throughput of the teacher and every trained student (with a
 # random-weight dense-narrow control where no trained one exists), one job per device of `speed.devices`. Timings want the cores to themselves, so a speed job
 # claims `speed.threads` cores and runs with that many torch threads; the grid is kept small enough
 # for a laptop.
@@ -13,10 +13,10 @@ rule speed_random:
         csv="results/speed/{device}/random-{dims}.csv",
         json="results/speed/{device}/random-{dims}.json",
     params:
-        grid=speed_grid,
+        grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
     log:
         "logs/speed/{device}/random-{dims}.log",
-    threads: config["speed"]["threads"]
+    threads: SETTINGS.speed.threads
     resources:
         **job_resources("speed_random"),
     conda:
@@ -36,12 +36,12 @@ rule speed_trained:
         models=lambda wildcards, input: " ".join(
             f"--model {shlex.quote(f'{label}={path}')}" for label, path in input.items()
         ),
-        grid=speed_grid,
+        grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
         control=speed_control,
         tracking=tracking("speed", "all"),
     log:
         "logs/speed/{device}/trained/{task}/seed{seed}.log",
-    threads: config["speed"]["threads"]
+    threads: SETTINGS.speed.threads
     resources:
         **job_resources("speed_trained"),
     conda:

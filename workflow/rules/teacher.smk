@@ -12,14 +12,14 @@ rule finetune:
         protected(directory("results/teacher/{task}/seed{seed}")),
     params:
         model=pretrained_model(),
-        training=training_args("teacher"),
+        training=stage_flags(lambda w: [SETTINGS.train_options("teacher", w.task)]),
         device=model_device,
         launcher=launcher,
         tracking=tracking("finetune", TEACHER),
     log:
         "logs/finetune/{task}/seed{seed}.log",
-    threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
+    threads: SETTINGS.resources.threads
+    retries: SETTINGS.resources.retries
     resources:
         **job_resources("finetune"),
     conda:

@@ -3,8 +3,9 @@ safetensors, loadable through the Auto classes once this module is imported (no 
 
 The FFN-replacement point is `install_ffn`: BertLayer.feed_forward_chunk calls
 `output(intermediate(x), x)`; with `intermediate` an identity, any module with BertOutput's signature
-`forward(hidden_states, input_tensor)` can stand in for the whole FFN (MoE experts here, other expert
-types later).
+`forward(hidden_states, input_tensor)` can stand in for the whole FFN: a MoE layer of sliced experts
+(models/moe_layer.py, `ffn="moe"`) or of MPO experts (models/mpoe_layer.py, `ffn="mpoe"`). Hash routes are
+looked up for all layers before the encoder runs; gates route inside their layer.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def load_trained(name_or_path: str, task) -> nn.Module:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Parameters as the paper counts them (METHOD §7): the encoder with embeddings and pooler, without the
+    """Parameters as the paper counts them (docs/method.md §7): the encoder with embeddings and pooler, without the
     task head. `effective` counts one expert per MoE layer, the parameters a token actually uses;
     `per_expert` what one more expert in every layer would add (0 for a dense model)."""
     encoder = sum(p.numel() for p in model.bert.parameters())

@@ -1,4 +1,4 @@
-"""Matrix product operators (METHOD §9): a matrix W (I x J) as a chain of n small 4-way tensors.
+"""Matrix product operators (docs/method.md §9): a matrix W (I x J) as a chain of n small 4-way tensors.
 
 With I = i_1 * ... * i_n and J = j_1 * ... * j_n, entry W[(i_1..i_n), (j_1..j_n)] (row-major
 multi-indices, i_1 the most significant) is the product of the matrices T_k[:, i_k, j_k, :] along the
@@ -25,7 +25,7 @@ from moebert.errors import MoebertError
 FORWARD_MODES = ("rebuild", "contract")
 DEFAULT_FORWARD = FORWARD_MODES[0]
 
-# (in, out) matrix -> (in_factors, out_factors). BERT-base as published (METHOD §9). MiniLM halves the
+# (in, out) matrix -> (in_factors, out_factors). BERT-base as published (docs/method.md §9). MiniLM halves the
 # last factor of both, which keeps the auxiliaries at the same share of the matrix as BERT-base (7.8%).
 DEFAULT_FACTORS: dict[tuple[int, int], tuple[list[int], list[int]]] = {
     (768, 3072): ([3, 4, 4, 4, 4], [4, 4, 8, 6, 4]),

@@ -1,4 +1,4 @@
-"""The MPOE feed-forward layer (METHOD §9): N experts per FFN matrix that share one MPO central tensor.
+"""The MPOE feed-forward layer (docs/method.md §9): N experts per FFN matrix that share one MPO central tensor.
 
 It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keeps BertOutput's contract,
 `forward(hidden_states, input_tensor)`, with dropout, residual and LayerNorm after the expert, as MoEFFN

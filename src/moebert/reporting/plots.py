@@ -16,7 +16,7 @@ from moebert.speed import COLUMNS
 log = logging.getLogger(__name__)
 
 TEACHER = "teacher"  # the label the speed-ups are over
-PARETO_POINT = (1, 128)  # the paper's speed setting: batch size 1, length 128 (METHOD §8)
+PARETO_POINT = (1, 128)  # the paper's speed setting: batch size 1, length 128 (docs/method.md §8)
 
 
 def write_speed_plots(speed_csvs, average: pd.Series, tasks: int, plots_dir) -> list[Path]:

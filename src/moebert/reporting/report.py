@@ -55,6 +55,9 @@ TABLES = {"glue": ("glue", "GLUE dev results"), "qa": ("squad", "SQuAD dev resul
 FAMILY = {key: task.family for task in TASKS.values() for key in task.eval_splits.values()}
 
 
+HELP = "tables, plots and manifest from the results"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", nargs="+", required=True, metavar="FILE",
                         help="metrics.json files (from moebert evaluate), one per task, method and seed")

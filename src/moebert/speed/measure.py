@@ -1,5 +1,5 @@
 """`moebert speed`: inference latency and throughput of the teacher (dense BERT), MoEBERT and the
-dense-narrow control (a dense BERT whose FFN has the expert width, the speed a MoE cannot beat; METHOD §7),
+dense-narrow control (a dense BERT whose FFN has the expert width, the speed a MoE cannot beat; docs/method.md §7),
 over batch sizes and sequence lengths, on CPU with a fixed thread count or on GPU.
 
 Timings use random token ids: a forward's cost does not depend on the text, except through the MoE's
@@ -163,6 +163,9 @@ def hardware(device: torch.device) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Command
+
+HELP = "latency and throughput of dense, MoE and dense-narrow models"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models (at least one of --model, --random)")

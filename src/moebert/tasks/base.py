@@ -23,7 +23,7 @@ class Task:
     eval_splits: dict[str, str]  # split stem -> result key in metrics.json (and the paper's task name)
     family: str  # "glue" or "qa": which result table the task's columns go to
     head: str  # "classification" or "question-answering": which model class the task trains
-    # Size of the work, for the cost model (moebert.plan): rows of the published train split and of the eval
+    # Size of the work, for the cost model (moebert.cost): rows of the published train split and of the eval
     # splits together (QA: questions); the mean row length in BERT uncased word pieces, which length-grouped
     # training batches barely pad beyond; and the mean length random batches of 64 pad to (evaluation). Measured
     # on the offline train files where there are some, estimated for the others.

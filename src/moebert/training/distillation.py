@@ -1,4 +1,4 @@
-"""Layer-wise distillation (MoEBERT Eqs. 5-7, METHOD §5).
+"""Layer-wise distillation (MoEBERT Eqs. 5-7, docs/method.md §5).
 
 loss = task loss + lambda * (L_trm + L_pred) [+ load_balance * L_balance], with
 L_trm the MSE of every hidden state (embedding output and each layer) against the frozen teacher and

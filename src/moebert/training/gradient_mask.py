@@ -1,4 +1,4 @@
-"""MPOE's gradient mask (METHOD §9): the central tensors receive gradient from every expert while each
+"""MPOE's gradient mask (docs/method.md §9): the central tensors receive gradient from every expert while each
 auxiliary tensor sees only its expert's tokens ("unbalanced optimisation"). Before each optimiser step,
 with probability p_b, the central tensors' gradients are dropped, so that neither the step nor AdamW's
 moments nor its weight decay move them and only the auxiliary tensors learn. p_b = 1 freezes them (the

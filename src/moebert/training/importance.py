@@ -1,4 +1,4 @@
-"""Neuron importance scores (MoEBERT Eq. 4, METHOD §2).
+"""Neuron importance scores (MoEBERT Eq. 4, docs/method.md §2).
 
 For neuron j of a layer's FFN, with w1_j its row of the intermediate weight and w2_j its column of the
 output weight,

@@ -227,7 +227,7 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         weight_decay=cfg.weight_decay,
-        # METHOD §6: AdamW (0.9, 0.999), gradient clipping at 1.0, no warm-up, linear decay.
+        # docs/method.md §6: AdamW (0.9, 0.999), gradient clipping at 1.0, no warm-up, linear decay.
         adam_beta1=0.9,
         adam_beta2=0.999,
         max_grad_norm=1.0,

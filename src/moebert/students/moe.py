@@ -1,17 +1,17 @@
-"""Expert adaptation (MoEBERT §3): split each fine-tuned FFN into experts that share its most important
-neurons and deal the rest round-robin by importance rank."""
+"""The MoE student (MoEBERT §3; docs/method.md §3): each fine-tuned FFN split into experts that share its most
+important neurons and deal the rest round-robin by importance rank, or by an ablation's construction."""
 
 from __future__ import annotations
 
-import re
+from dataclasses import replace
 
 import torch
 from torch import nn
 
+from moebert.cost import Dims
 from moebert.errors import MoebertError
-from moebert.models.modeling import MOE_HEADS, MoEBertConfig, MoEBertMixin
-from moebert.models.mpo import DEFAULT_FORWARD
-from moebert.models.routing import HASH_ROUTERS, hash_balance_table, hash_random_table
+from moebert.models.routing import GATE_ROUTERS, HASH_ROUTERS, hash_balance_table, hash_random_table
+from moebert.students.base import StudentKind, StudentOptionError, init_gates, moe_student
 
 
 def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_dim: int) -> None:
@@ -115,7 +115,7 @@ def adapt(
     construction: str = "importance",
     shared: str = "copied",
     gate_sentence_batch1: str = "scale",
-) -> tuple[MoEBertMixin, list[list[list[int]]]]:
+) -> tuple[nn.Module, list[list[list[int]]]]:
     """Build the MoE student from a fine-tuned dense BERT task model (classifier or QA), its experts cut from each
     FFN by `construction` (see `construct`), each with a copy of the FFN's output bias and LayerNorm. With
     `shared="tied"` the shared neurons (the first `shared_dim` of every expert) are stored once.
@@ -123,13 +123,11 @@ def adapt(
     Returns the model and the chosen neuron indices [layer][expert][neuron]."""
     base = teacher.config
     check_expert_shape(base.intermediate_size, num_experts, expert_dim, shared_dim)
-    if shared == "tied" and construction == "kmeans":
-        raise MoebertError("construction 'kmeans' shares no neurons, so it has nothing to tie: use shared 'copied'")
     if len(orders) != base.num_hidden_layers:
         raise MoebertError(f"importance has {len(orders)} layers but the model has {base.num_hidden_layers}")
     if router == "hash-balance" and token_counts is None:
         raise MoebertError("router 'hash-balance' needs training-split token counts (give --task and --data)")
-    student = _student(teacher, num_experts=num_experts, expert_dim=expert_dim, shared_dim=shared_dim, router=router,
+    student = moe_student(teacher, num_experts=num_experts, expert_dim=expert_dim, shared_dim=shared_dim, router=router,
                        expert_dropout=expert_dropout, shared=shared, gate_sentence_batch1=gate_sentence_batch1)
     config = student.config
     indices = []
@@ -168,52 +166,52 @@ def adapt(
     return student, indices
 
 
-def init_gates(student: MoEBertMixin, seed: int) -> None:
-    """Every gate router from `seed` alone, N(0, initializer_range) as BERT initialises a linear layer (the
-    reference's gates get the same): with experts that start alike, the gate's init is what tells them apart,
-    and it must not depend on what else the model holds (copied or tied experts draw different numbers)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in student.moe_layers():
-            nn.init.normal_(layer.router.gate.weight, std=student.config.initializer_range, generator=generator)
-
-
-def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = DEFAULT_FORWARD,
-              in_factors: list[int] | None = None, out_factors: list[int] | None = None, seed: int = 0
-              ) -> MoEBertMixin:
-    """Build the MPOE student (METHOD §9): every FFN matrix of the teacher as an MPO whose central tensor
-    all N experts share, each expert starting as the dense FFN; a Switch-style token gate routes."""
-    student = _student(teacher, ffn="mpoe", num_experts=num_experts, router="gate-token", mpo_max_bond=max_bond,
-                       mpo_forward=forward, mpo_in_factors=in_factors, mpo_out_factors=out_factors)
-    for layer_s, layer_t in zip(student.bert.encoder.layer, teacher.bert.encoder.layer):
-        layer_s.output.load_dense(layer_t.intermediate.dense, layer_t.output.dense, layer_t.output.LayerNorm)
-    init_gates(student, seed)
-    return student
-
-
-def _student(teacher: nn.Module, **moe) -> MoEBertMixin:
-    """A MoE model with the teacher's head and config plus `moe`, holding every teacher weight outside the FFNs
-    (embeddings, attention, pooler, head); the caller fills in the FFNs."""
-    if type(teacher) not in MOE_HEADS:
-        raise MoebertError(f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
-                           f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}")
-    moe_class = MOE_HEADS[type(teacher)]
-    config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
-    config.architectures = [moe_class.__name__]
-    student = moe_class(config)
-    outside = {k: v for k, v in teacher.state_dict().items() if not _in_ffn(k)}
-    missing, unexpected = student.load_state_dict(outside, strict=False)
-    assert not unexpected and all(_in_ffn(k) or k == "hash_table" for k in missing), (missing, unexpected)
-    return student
-
-
-def _in_ffn(key: str) -> bool:
-    """A weight of a BertLayer's FFN (BertIntermediate, BertOutput), which the experts replace; the attention's
-    own `attention.output` is not one."""
-    return re.search(r"\.layer\.\d+\.(intermediate|output)\.", key) is not None
-
-
 def token_counts(input_ids: list[list[int]], vocab_size: int) -> torch.Tensor:
     """How often each token id occurs in a tokenised split (for hash-balance)."""
     flat = torch.tensor([t for ids in input_ids for t in ids], dtype=torch.long)
     return torch.bincount(flat, minlength=vocab_size)
+
+
+class MoE(StudentKind):
+    """Experts cut from each FFN by a construction (MoEBERT; with every neuron shared behind a token gate, N
+    copies of the dense FFN: the Switch-style baseline)."""
+
+    name = "moe"
+    keys = ("num_experts", "expert_dim", "shared_dim", "construction", "router", "expert_dropout",
+            "gate_sentence_batch1", "shared", "load_balance")
+    distill_keys = ("load_balance",)
+    sweep_keys = ("router", "num_experts", "expert_dim", "shared_dim", "construction", "shared")
+    needs_importance = True
+
+    def unused(self, key: str, options: dict) -> str | None:
+        router = options["router"]
+        if key == "load_balance" and router not in GATE_ROUTERS:
+            return f"router {router} is a fixed table with no gate to balance; leave it out or use a gate router"
+        if key == "gate_sentence_batch1" and router != "gate-sentence":
+            return f"only router gate-sentence routes whole sentences (this one is {router}); leave it out"
+        return super().unused(key, options)
+
+    def check(self, options: dict) -> None:
+        shared, width = options["shared_dim"], options["expert_dim"]
+        if shared > width:
+            raise StudentOptionError("shared_dim", f"{shared} is larger than expert_dim {width} (the shared neurons "
+                                                   f"are part of every expert)")
+        if options["construction"] == "kmeans" and shared:
+            raise StudentOptionError("shared_dim", f"construction kmeans shares no neurons; set shared_dim: 0 "
+                                                   f"(not {shared})")
+        if options["shared"] == "tied" and shared == width:
+            raise StudentOptionError("shared", f"every neuron of an expert is shared (shared_dim = expert_dim = "
+                                               f"{width}): tied experts would have no neuron of their own; use "
+                                               f"shared copied")
+
+    def dims(self, teacher: Dims, options: dict) -> Dims:
+        return replace(teacher, ffn=options["expert_dim"], moe=True)
+
+    def needs_train_tokens(self, options: dict) -> bool:
+        return options["router"] == "hash-balance"
+
+    def build(self, teacher, options, *, seed, orders, token_counts):
+        built = {key: options[key] for key in ("num_experts", "expert_dim", "shared_dim", "construction", "shared")}
+        student, indices = adapt(teacher, orders, seed=seed, token_counts=token_counts,
+                                 **{key: options[key] for key in self.keys if key in options and key != "load_balance"})
+        return student, {**built, "indices": indices}

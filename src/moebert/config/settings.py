@@ -1,0 +1,245 @@
+"""The validated config as typed settings (`Settings`), and the options of every stage's job derived from them:
+what the workflow renders into each job's flags and the cost model reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from moebert.config.options import (
+    AdaptOptions,
+    DistillOptions,
+    EvaluateOptions,
+    ImportanceOptions,
+    PrepareOptions,
+    SpeedGrid,
+    TrainOptions,
+)
+from moebert.config.validation import TEACHER, hyper_parameters, validate
+from moebert.students import StudentKind, get_student
+from moebert.tasks import QaTask, Task, get_task
+
+
+def _typed(cls, values: dict):
+    return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A training stage's hyper-parameters on one task (task overrides merged in)."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    weight_decay: float
+    distill_weight: float | None = None  # distillation only
+
+
+@dataclass(frozen=True)
+class QaConfig:
+    doc_stride: int | None
+    eval_articles: int | None
+    split_seed: int
+    n_best: int | None
+    max_answer_length: int | None
+    null_threshold: float | None
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    task: Task
+    max_length: int | None
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    qa: QaConfig | None  # question answering only
+    teacher: Hyper
+    distill: Hyper
+
+    @property
+    def doc_stride(self) -> int | None:
+        return self.qa.doc_stride if self.qa else None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the tables: its student kind and that kind's options."""
+
+    name: str
+    kind: StudentKind
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Teacher:
+    model: str
+    per_seed: bool
+
+
+@dataclass(frozen=True)
+class Training:
+    grad_accum: int
+    precision: str
+    save_steps: int
+    sampler: str
+    padding: str
+
+
+@dataclass(frozen=True)
+class Importance:
+    split: str
+    max_samples: int | str
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int
+    threads: int
+    device_kind: str
+    safety: float
+    min_runtime: int
+    max_runtime: int
+    max_mem_mb: int
+    retries: int
+
+
+@dataclass(frozen=True)
+class Speed:
+    random: list[str]
+    batch_sizes: list[int]
+    seq_lengths: list[int]
+    repeats: int
+    threads: int
+    devices: list[str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    experiment: str
+    tracking_uri: str | None
+    data: str
+    squad_data: str
+    seeds: list[int]
+    teacher: Teacher
+    tasks: dict[str, TaskSettings]
+    methods: dict[str, Method]
+    sweep_points: dict[str, dict[str, str]]
+    claims: list[dict]
+    importance: Importance
+    training: Training
+    resources: Resources
+    speed: Speed
+    resolved: dict  # the validated config as a dict, defaults filled in (results/config.json)
+
+    # --- what the config means for the jobs ------------------------------------------------------------
+
+    def data_source(self, task: str) -> str:
+        """The configured source of a task's data: `squad_data` for QA tasks, `data` for GLUE."""
+        return self.squad_data if isinstance(self.tasks[task].task, QaTask) else self.data
+
+    def teacher_seed(self, seed: int) -> int:
+        """The seed of the teacher (and importance) a seed's students start from."""
+        return seed if self.teacher.per_seed else self.seeds[0]
+
+    def trained_methods(self) -> list[str]:
+        return [name for name, method in self.methods.items() if method.kind.trains]
+
+    def task_methods(self, task: str) -> list[str]:
+        """The rows of a task: the teacher and every method, but no untrained row (majority) for QA."""
+        qa = isinstance(self.tasks[task].task, QaTask)
+        return [TEACHER, *(name for name, m in self.methods.items() if m.kind.trains or not qa)]
+
+    def processes(self) -> int:
+        """Processes of a training job: one per GPU (resources.gpus), one on CPU."""
+        return max(self.resources.gpus, 1)
+
+    # --- the options of each stage's job -----------------------------------------------------------------
+
+    def train_options(self, stage: str, task: str) -> TrainOptions:
+        """`finetune` (stage teacher) or `distill` on a task."""
+        settings, training = self.tasks[task], self.training
+        hyper = getattr(settings, stage)
+        return TrainOptions(
+            epochs=hyper.epochs, lr=hyper.lr, batch_size=hyper.batch_size, grad_accum=training.grad_accum,
+            weight_decay=hyper.weight_decay, save_steps=training.save_steps, max_length=settings.max_length,
+            max_train_samples=settings.max_train_samples, doc_stride=settings.doc_stride,
+            sampler=training.sampler, padding=training.padding, fp16=training.precision == "fp16",
+            bf16=training.precision == "bf16")
+
+    def distill_options(self, method: str, task: str) -> DistillOptions:
+        options = self.methods[method].options
+        return DistillOptions(distill_weight=self.tasks[task].distill.distill_weight,
+                              load_balance=options.get("load_balance"), distill_scope=options["distill_scope"],
+                              gradient_mask=options.get("gradient_mask"),
+                              teacher_dropout=options.get("teacher_dropout", False))
+
+    def importance_options(self, task: str) -> ImportanceOptions:
+        settings = self.tasks[task]
+        return ImportanceOptions(split=self.importance.split, max_samples=self.importance.max_samples,
+                                 batch_size=self.importance.batch_size, max_length=settings.max_length,
+                                 doc_stride=settings.doc_stride)
+
+    def adapt_options(self, method: str, task: str, importance: str | None, data: str | None) -> AdaptOptions:
+        """`adapt` of a method's student on a task: `importance` and `data` are the paths of the job's inputs
+        (used where the kind needs them)."""
+        kind, options = self.methods[method].kind, self.methods[method].options
+        adapt = {key: options[key] for key in kind.keys if key in options and key not in kind.distill_keys}
+        if kind.needs_train_tokens(options):  # hash-balance counts the train rows the student trains on
+            settings = self.tasks[task]
+            adapt.update(task=task, data=data, max_length=settings.max_length,
+                         max_train_samples=settings.max_train_samples, doc_stride=settings.doc_stride)
+        return AdaptOptions(student=kind.name, importance=importance if kind.needs_importance else None, **adapt)
+
+    def evaluate_options(self, task: str, model: str | None) -> EvaluateOptions:
+        """`evaluate` of a model, or (model None) of the majority of the train rows the teacher trains on."""
+        settings = self.tasks[task]
+        answers = {}
+        if settings.qa:
+            answers = {key: getattr(settings.qa, key) for key in ("doc_stride", "n_best", "max_answer_length",
+                                                                   "null_threshold")}
+        return EvaluateOptions(
+            model=model, majority=model is None, max_train_samples=None if model else settings.max_train_samples,
+            max_length=settings.max_length, max_eval_samples=settings.max_eval_samples, **answers)
+
+    def prepare_options(self, task: str) -> PrepareOptions:
+        qa = self.tasks[task].qa
+        split = qa is not None and qa.eval_articles is not None
+        return PrepareOptions(source=self.data_source(task), eval_articles=qa.eval_articles if split else None,
+                              split_seed=qa.split_seed if split else None)
+
+    def speed_grid(self, device: str) -> SpeedGrid:
+        speed = self.speed
+        return SpeedGrid(repeats=speed.repeats, threads=speed.threads, device=device, batch_sizes=speed.batch_sizes,
+                         seq_lengths=speed.seq_lengths)
+
+    def speed_control_width(self) -> int | None:
+        """The width of the random-weight control timed beside the trained models (the `expert_dim` of the
+        first method that has one), or None where a trained student is that control already (dense-narrow) or
+        no method has a width."""
+        methods = self.methods.values()
+        widths = [m.options["expert_dim"] for m in methods if "expert_dim" in m.options]
+        if not widths or any(m.kind.speed_control for m in methods):
+            return None
+        return widths[0]
+
+
+def load_settings(raw: dict, device_kinds=None) -> Settings:
+    """Validate a config (see validation.validate) and type it."""
+    config = validate(raw, device_kinds)
+    tasks = {}
+    for name in config["tasks"]:
+        own = config["task_settings"][name]
+        task = get_task(name)
+        qa = _typed(QaConfig, own) if isinstance(task, QaTask) else None
+        tasks[name] = TaskSettings(task=task, max_length=own["max_length"], max_train_samples=own["max_train_samples"],
+                                   max_eval_samples=own["max_eval_samples"], qa=qa,
+                                   teacher=Hyper(**hyper_parameters(config, "teacher", name)),
+                                   distill=Hyper(**hyper_parameters(config, "distill", name)))
+    methods = {name: Method(name, get_student(m["student"]), {k: v for k, v in m.items() if k != "student"})
+               for name, m in config["methods"].items()}
+    return Settings(
+        experiment=config["experiment"], tracking_uri=config["tracking_uri"], data=config["data"],
+        squad_data=config["squad_data"], seeds=config["seeds"], teacher=_typed(Teacher, config["teacher"]),
+        tasks=tasks, methods=methods, sweep_points=config["sweep_points"], claims=config["claims"],
+        importance=_typed(Importance, config["importance"]), training=_typed(Training, config["training"]),
+        resources=_typed(Resources, config["resources"]), speed=_typed(Speed, config["speed"]), resolved=config)

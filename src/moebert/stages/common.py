@@ -1,0 +1,129 @@
+"""What the stage commands share: their common flags (defaults from the config schema, so a stage run by
+hand behaves as the workflow's default job), resolving the task once, and training and saving a model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from moebert import tracking
+from moebert.config import schema_default
+from moebert.config.options import TrainOptions, flag
+from moebert.device import DEVICE_HELP
+from moebert.errors import MoebertError
+from moebert.files import atomic_dir, identity
+from moebert.training.trainer import PADDINGS, SAMPLERS
+
+DATA_HELP = ("a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
+             "prepared copy) or 'hub' (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2)")
+# Options of question answering only; every other task refuses them.
+QA_OPTIONS = ("doc_stride", "n_best", "max_answer_length", "null_threshold", "eval_articles")
+
+
+def add_task_arguments(parser: argparse.ArgumentParser, task: bool = True, data: bool = True) -> None:
+    if task:
+        parser.add_argument("--task", required=True, help="GLUE or SQuAD task (see `moebert tasks`)")
+    if data:
+        parser.add_argument("--data", required=True, help=DATA_HELP)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-length", type=int, help="max tokens per example or QA window (default: the task's)")
+    parser.add_argument("--doc-stride", type=int,
+                        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128)")
+    tracking.add_tracking_arguments(parser)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
+    """The flags of TrainOptions; hyper-parameters default to the schema's `stage` block (teacher, or a task's
+    distill), the shared settings to its `training` block."""
+    hyper = "teacher" if stage == "teacher" else "task.distill"
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=float, default=schema_default(f"{hyper}.epochs"))
+    g.add_argument("--lr", type=float, default=schema_default(f"{hyper}.lr"))
+    g.add_argument("--batch-size", type=int, default=schema_default(f"{hyper}.batch_size"),
+                   help="total batch per optimiser step, over all processes (accelerate launch) and accumulation "
+                        "steps; each device takes batch / (processes x --grad-accum)")
+    g.add_argument("--grad-accum", type=int, default=schema_default("training.grad_accum"),
+                   help="gradient accumulation steps")
+    g.add_argument("--weight-decay", type=float, default=schema_default(f"{hyper}.weight_decay"))
+    g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
+    g.add_argument("--save-steps", type=int, default=schema_default("training.save_steps"),
+                   help="checkpoint every N optimiser steps (for resume)")
+    g.add_argument("--sampler", choices=SAMPLERS, default=schema_default("training.sampler"),
+                   help="length-grouped: batches of similar lengths in random order (less padding); random: random "
+                        "rows, the reference's")
+    g.add_argument("--padding", choices=PADDINGS, default=schema_default("training.padding"),
+                   help="dynamic: each batch padded to its longest row, padding left out of every loss; max-length: "
+                        "every row padded to --max-length and every position counted in the losses (the "
+                        "reference's hidden-state MSE and QA losses)")
+    g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
+
+
+def resolve_task(args: argparse.Namespace):
+    """The task of `--task`, resolved once; QA-only options are refused for the other tasks."""
+    from moebert.tasks import QaTask, get_task
+
+    task = get_task(args.task)
+    if not isinstance(task, QaTask):
+        given = [flag(name) for name in QA_OPTIONS if getattr(args, name, None) is not None]
+        if given:
+            raise MoebertError(f"{', '.join(given)}: only question-answering tasks take it ({task.name} is not one)")
+    return task
+
+
+def features(task, tokenizer, data: str, split: str, max_length: int | None, rows: int | None, seed: int,
+             doc_stride: int | None):
+    """Model inputs with labels of a split of `task`, a seeded subsample of `rows` rows (QA: questions)."""
+    from moebert.tasks import QaTask
+
+    qa = {"doc_stride": doc_stride} if isinstance(task, QaTask) else {}
+    return task.features(tokenizer, data, split, max_length, rows, seed, **qa)
+
+
+def run_params(args: argparse.Namespace) -> dict:
+    """The command's own options as run parameters; tracking options travel as tags instead."""
+    skip = {"func", *tracking.OPTION_DESTS}
+    return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def train(task, options: TrainOptions, seed: int, output: str, device, model, train_ds, tokenizer, run,
+          settings: dict, inputs: dict[str, str], callbacks=(), **trainer) -> None:
+    """Train on `device`, resuming only a checkpoint of the same `settings` (the run's parameters) and the same
+    `inputs` (name -> path, fingerprinted by their files)."""
+    from moebert.tasks import data as task_data
+    from moebert.training.trainer import TrainConfig, per_device_batch
+    from moebert.training.trainer import train as train_model
+
+    config = TrainConfig(epochs=options.epochs, lr=options.lr,
+                         batch_size=per_device_batch(options.batch_size, options.grad_accum),
+                         grad_accum=options.grad_accum, weight_decay=options.weight_decay,
+                         save_steps=options.save_steps, seed=seed, fp16=options.fp16, bf16=options.bf16,
+                         sampler=options.sampler, padding=options.padding)
+    padded_to = (options.max_length or task.max_length) if options.padding == "max-length" else None
+    fingerprint = {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}}
+    train_model(model, output, train_ds, task_data.collator(tokenizer, padded_to), tokenizer, config, device,
+                fingerprint, callbacks=[*callbacks, *([run.trainer_callback()] if run else [])], **trainer)
+
+
+def save_trained(output: str, model, tokenizer) -> None:
+    """Save the trained model atomically and drop its checkpoints. It is evaluated by `moebert evaluate`
+    alone, so the workflow has one place where metrics come from."""
+    from moebert.training.trainer import discard_checkpoints, is_main_process
+
+    if not is_main_process():  # under accelerate launch every process holds the same model: one saves it
+        return
+    with atomic_dir(output) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    discard_checkpoints(output)
+    print(f"trained model -> {output}")
+
+
+def require_file(path: str, what: str, hint: str) -> Path:
+    if not Path(path).is_file():
+        raise MoebertError(f"{what} '{path}' does not exist ({hint})")
+    return Path(path)

