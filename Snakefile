@@ -32,7 +32,9 @@ SETTINGS = load_config(config)
 CONFIG_HASH = config_hash(SETTINGS)
 GIT_COMMIT = git_commit()
 TRACKING_URI = (
-    SETTINGS.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    SETTINGS.tracking_uri
+    or os.environ.get("MLFLOW_TRACKING_URI")
+    or DEFAULT_TRACKING_URI
 )
 
 
@@ -53,8 +55,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         result_tables(),
         "results/plots",
         "results/manifest.json",
-    default_target: True

@@ -53,9 +53,14 @@ def main() -> None:
 
     rel = max(((f - s).abs() / s.abs().clamp(min=1e-30)).max().item() for f, s in zip(fast, slow))
     row = {
-        "model": args.model, "examples": len(dataset), "batch_size": args.batch_size, "threads": args.threads,
-        "one_backward_s": round(t_fast, 3), "per_example_autograd_s": round(t_slow, 3),
-        "speedup": round(t_slow / t_fast, 1), "max_rel_diff": rel,
+        "model": args.model,
+        "examples": len(dataset),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "one_backward_s": round(t_fast, 3),
+        "per_example_autograd_s": round(t_slow, 3),
+        "speedup": round(t_slow / t_fast, 1),
+        "max_rel_diff": rel,
     }
     table = pd.DataFrame([row])
     print(table.to_string(index=False))

@@ -60,11 +60,20 @@ def ratios(timings: pd.DataFrame, batch_sizes) -> pd.DataFrame:
             else:
                 bound = float(target.split()[1])
                 met = value >= bound if target.startswith(">=") else value <= bound
-            rows.append({"ratio": f"{name} ({num} / {den})", "batch": batch, "target": target or "-",
-                         "ratio_of_medians": value, "paired_median": paired.median(),
-                         "paired_q1": paired.quantile(0.25), "paired_q3": paired.quantile(0.75),
-                         "ratio_of_mins": runs[num].min() / runs[den].min(), "rounds": len(runs),
-                         "met": "-" if met is None else met})
+            rows.append(
+                {
+                    "ratio": f"{name} ({num} / {den})",
+                    "batch": batch,
+                    "target": target or "-",
+                    "ratio_of_medians": value,
+                    "paired_median": paired.median(),
+                    "paired_q1": paired.quantile(0.25),
+                    "paired_q3": paired.quantile(0.75),
+                    "ratio_of_mins": runs[num].min() / runs[den].min(),
+                    "rounds": len(runs),
+                    "met": "-" if met is None else met,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -90,25 +99,49 @@ def main() -> None:
     timings = pd.concat(timings, ignore_index=True)
     latency = summarise(timings)
     quartiles = timings.assign(ms=timings.seconds * 1e3).groupby(["model", "batch_size"]).ms
-    latency = latency.merge(quartiles.quantile(0.25).rename("latency_ms_q1").reset_index(), on=["model", "batch_size"])
-    latency = latency.merge(quartiles.quantile(0.75).rename("latency_ms_q3").reset_index(), on=["model", "batch_size"])
+    latency = latency.merge(
+        quartiles.quantile(0.25).rename("latency_ms_q1").reset_index(), on=["model", "batch_size"]
+    )
+    latency = latency.merge(
+        quartiles.quantile(0.75).rename("latency_ms_q3").reset_index(), on=["model", "batch_size"]
+    )
     table = ratios(timings, args.batch_sizes)
     hw = hardware(torch.device("cpu"))
     hw["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
 
     pd.set_option("display.width", 160)
-    print(f"{args.dims} dims, 4 experts, hash-random, length {args.seq_len}, {hw['threads']} threads, {hw['cpu']}; "
-          f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    print(latency[["model", "batch_size", "repeats", "latency_ms_median", "latency_ms_q1", "latency_ms_q3",
-                   "latency_ms_min"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(
+        f"{args.dims} dims, 4 experts, hash-random, length {args.seq_len}, {hw['threads']} threads, {hw['cpu']}; "
+        f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        latency[
+            [
+                "model",
+                "batch_size",
+                "repeats",
+                "latency_ms_median",
+                "latency_ms_q1",
+                "latency_ms_q3",
+                "latency_ms_min",
+            ]
+        ].to_string(index=False, float_format=lambda v: f"{v:.1f}")
+    )
     print()
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for suffix, frame in (("", table), ("_latency", latency)):
         with atomic_file(f"{args.out}{suffix}.csv") as tmp:
             frame.round(4).to_csv(tmp, index=False)
-    write_json(f"{args.out}.json", {"hardware": hw, "settings": vars(args), "ratios": table.to_dict(orient="records"),
-                               "latency": latency.to_dict(orient="records"),
-                               "timings": timings.to_dict(orient="records")})
+    write_json(
+        f"{args.out}.json",
+        {
+            "hardware": hw,
+            "settings": vars(args),
+            "ratios": table.to_dict(orient="records"),
+            "latency": latency.to_dict(orient="records"),
+            "timings": timings.to_dict(orient="records"),
+        },
+    )
 
 
 if __name__ == "__main__":

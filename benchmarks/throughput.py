@@ -60,8 +60,10 @@ def measure(model, dims: Dims, device, dtype, rounds: int, shapes=SHAPES) -> dic
     # Fused, as the Trainer's default optimiser (adamw_torch_fused).
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    out = {"optimizer_s": optimizer_seconds(model, optimiser, device, rounds),
-           "params": sum(p.numel() for p in model.parameters())}
+    out = {
+        "optimizer_s": optimizer_seconds(model, optimiser, device, rounds),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
     for name, (batch, seq) in shapes.items():
         ids = torch.randint(1000, 2000, (batch, seq), device=device)
         labels = torch.zeros(batch, dtype=torch.long, device=device)
@@ -77,8 +79,13 @@ def measure(model, dims: Dims, device, dtype, rounds: int, shapes=SHAPES) -> dic
             with torch.no_grad(), autocast:
                 model(input_ids=ids)
 
-        out[name] = {"batch": batch, "seq": seq, "flops": batch * seq * dims.forward_flops(seq),
-                     "train_s": _time(train_step, device, rounds), "infer_s": _time(forward, device, rounds)}
+        out[name] = {
+            "batch": batch,
+            "seq": seq,
+            "flops": batch * seq * dims.forward_flops(seq),
+            "train_s": _time(train_step, device, rounds),
+            "infer_s": _time(forward, device, rounds),
+        }
     return out
 
 
@@ -94,8 +101,24 @@ def solve(points: dict, layers: int, kind: str) -> tuple[float, float]:
 
 def job_seconds(preset: str, device: str, out: Path) -> float:
     """A job that computes next to nothing: the CLI's imports, building a model, one forward, the outputs."""
-    command = [sys.executable, "-m", "moebert.cli", "speed", "--random", preset, "--batch-sizes", "1",
-               "--seq-lengths", "8", "--repeats", "1", "--device", device, "--output", str(out / "job_s.csv")]
+    command = [
+        sys.executable,
+        "-m",
+        "moebert.cli",
+        "speed",
+        "--random",
+        preset,
+        "--batch-sizes",
+        "1",
+        "--seq-lengths",
+        "8",
+        "--repeats",
+        "1",
+        "--device",
+        device,
+        "--output",
+        str(out / "job_s.csv"),
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - start
@@ -104,11 +127,21 @@ def job_seconds(preset: str, device: str, out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="torch device to measure")
-    parser.add_argument("--kind", required=True, help="device kind: the row's name in the table (cpu, h100, ...)")
-    parser.add_argument("--model", choices=sorted(PRESETS), default="minilm",
-                        help="dimensions of the measured BERT (random weights)")
-    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
-                        help="autocast dtype, as the config's training.precision")
+    parser.add_argument(
+        "--kind", required=True, help="device kind: the row's name in the table (cpu, h100, ...)"
+    )
+    parser.add_argument(
+        "--model",
+        choices=sorted(PRESETS),
+        default="minilm",
+        help="dimensions of the measured BERT (random weights)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "fp16", "bf16"),
+        default="fp32",
+        help="autocast dtype, as the config's training.precision",
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--update", action="store_true", help=f"write the row into {TABLE}")
     parser.add_argument("--out", default="results/benchmarks/throughput")
@@ -138,16 +171,21 @@ def main() -> None:
     machine = hardware(device)
     row = {
         "source": f"benchmarks/throughput.py --device {args.device} --model {args.model} --dtype {args.dtype}"
-                  f" on {machine.get('gpu', machine['cpu'])} ({time.strftime('%Y-%m-%d')})",
-        "train_tflops": round(train_tflops, 4), "infer_tflops": round(infer_tflops, 4),
-        "train_step_ms_per_layer": round(train_ms, 3), "infer_step_ms_per_layer": round(infer_ms, 3),
+        f" on {machine.get('gpu', machine['cpu'])} ({time.strftime('%Y-%m-%d')})",
+        "train_tflops": round(train_tflops, 4),
+        "infer_tflops": round(infer_tflops, 4),
+        "train_step_ms_per_layer": round(train_ms, 3),
+        "infer_step_ms_per_layer": round(infer_ms, 3),
         "optimizer_ns_per_param": round(points["optimizer_s"] / points["params"] * 1e9, 3),
         "moe_factor": round(moe_factor, 2),
-        "job_s": round(job_seconds(args.model, args.device, out), 1), "per_thread": device.type == "cpu",
+        "job_s": round(job_seconds(args.model, args.device, out), 1),
+        "per_thread": device.type == "cpu",
     }
     print(f"{'shape':<6} {'batch':>5} {'seq':>4} {'train ms':>9} {'forward ms':>10}")
     for name, p in ((name, points[name]) for name in SHAPES):
-        print(f"{name:<6} {p['batch']:>5} {p['seq']:>4} {p['train_s'] * 1e3:>9.1f} {p['infer_s'] * 1e3:>10.1f}")
+        print(
+            f"{name:<6} {p['batch']:>5} {p['seq']:>4} {p['train_s'] * 1e3:>9.1f} {p['infer_s'] * 1e3:>10.1f}"
+        )
     print(yaml.safe_dump({args.kind: row}, sort_keys=False))
     write_json(out / f"{args.kind}.json", {"points": points, "row": row})
     if args.update:

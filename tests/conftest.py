@@ -24,9 +24,16 @@ def randomize_biases(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenceClassification:
     """A random BERT small enough for exact gradient checks (2 layers, FFN 64), with random biases."""
     torch.manual_seed(seed)
-    settings = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                "intermediate_size": 64, "max_position_embeddings": 32, "num_labels": num_labels,
-                "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
+    settings = {
+        "vocab_size": 50,
+        "hidden_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 32,
+        "num_labels": num_labels,
+        "problem_type": "regression" if num_labels == 1 else "single_label_classification",
+    }
     config = BertConfig(**{**settings, **overrides})
     return randomize_biases(BertForSequenceClassification(config), seed).eval()
 
@@ -40,10 +47,21 @@ def random_batch(batch: int = 4, seq: int = 10, vocab: int = 50, num_labels: int
     lengths[0] = seq
     mask = (torch.arange(seq)[None] < lengths[:, None]).long()
     input_ids = input_ids * mask
-    second = (torch.rand(batch, 1, generator=gen) * lengths[:, None] * 0.5 + 1).long()  # first token of segment 2
+    second = (
+        torch.rand(batch, 1, generator=gen) * lengths[:, None] * 0.5 + 1
+    ).long()  # first token of segment 2
     token_type_ids = ((torch.arange(seq)[None] >= second) & mask.bool()).long()
-    labels = torch.rand(batch, generator=gen) * 5 if num_labels == 1 else torch.randint(num_labels, (batch,), generator=gen)
-    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": token_type_ids, "labels": labels}
+    labels = (
+        torch.rand(batch, generator=gen) * 5
+        if num_labels == 1
+        else torch.randint(num_labels, (batch,), generator=gen)
+    )
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "token_type_ids": token_type_ids,
+        "labels": labels,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +84,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(PACKAGED_MINILM))
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     path = tmp_path_factory.mktemp("tiny-bert")
     randomize_biases(BertForSequenceClassification(config)).save_pretrained(path)
     tokenizer.save_pretrained(path)

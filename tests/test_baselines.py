@@ -21,7 +21,9 @@ def test_half_depth_student_copies_every_other_teacher_layer_exactly():
     student, layers = distil_half(big)
     assert layers == [1, 3] and student.config.num_hidden_layers == 2
     assert student.config.intermediate_size == big.config.intermediate_size
-    for s, t in zip(student.bert.encoder.layer, [big.bert.encoder.layer[1], big.bert.encoder.layer[3]], strict=True):
+    for s, t in zip(
+        student.bert.encoder.layer, [big.bert.encoder.layer[1], big.bert.encoder.layer[3]], strict=True
+    ):
         for (name, a), (_, b) in zip(s.state_dict().items(), t.state_dict().items(), strict=True):
             assert torch.equal(a, b), name
     others = {k: v for k, v in big.state_dict().items() if ".layer." not in k}

@@ -19,14 +19,70 @@ def test_pipeline_stage_by_stage(tiny_model_dir, glue_dir, tmp_path):
     data = ["--task", "mrpc", "--data", glue_dir]
     teacher, student = tmp_path / "teacher", tmp_path / "student"
     assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
-    assert run("importance", *data, "--model", teacher, "--output", tmp_path / "imp.safetensors",
-               "--max-samples", 16, "--max-length", 64) == 0
-    assert run("adapt", "--model", teacher, "--importance", tmp_path / "imp.safetensors", "--output", tmp_path / "moe",
-               "--num-experts", 4, "--expert-dim", 24, "--shared-dim", 16) == 0
-    assert run("distill", *data, "--teacher", teacher, "--student", tmp_path / "moe", "--output", student,
-               "--epochs", 1, *ROWS) == 0
-    assert run("evaluate", *data, "--model", student, "--output", tmp_path / "eval.json",
-               "--max-eval-samples", 16, "--method", "moebert") == 0
+    assert (
+        run(
+            "importance",
+            *data,
+            "--model",
+            teacher,
+            "--output",
+            tmp_path / "imp.safetensors",
+            "--max-samples",
+            16,
+            "--max-length",
+            64,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "adapt",
+            "--model",
+            teacher,
+            "--importance",
+            tmp_path / "imp.safetensors",
+            "--output",
+            tmp_path / "moe",
+            "--num-experts",
+            4,
+            "--expert-dim",
+            24,
+            "--shared-dim",
+            16,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "distill",
+            *data,
+            "--teacher",
+            teacher,
+            "--student",
+            tmp_path / "moe",
+            "--output",
+            student,
+            "--epochs",
+            1,
+            *ROWS,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "evaluate",
+            *data,
+            "--model",
+            student,
+            "--output",
+            tmp_path / "eval.json",
+            "--max-eval-samples",
+            16,
+            "--method",
+            "moebert",
+        )
+        == 0
+    )
 
     record = json.loads((tmp_path / "eval.json").read_text())
     assert record["task"] == "mrpc" and record["method"] == "moebert"
@@ -47,19 +103,40 @@ class Crash(TrainerCallback):
             raise KeyboardInterrupt("killed")
 
 
-@pytest.mark.parametrize("rerun_lr, expected", [
-    ("1e-4", "resuming from checkpoint"),
-    ("3e-4", "made with other settings (lr changed); training from scratch"),
-], ids=["same-settings-resume", "other-settings-start-afresh"])
-def test_killed_training_resumes_only_with_the_same_settings(rerun_lr, expected, tiny_model_dir, glue_dir, tmp_path,
-                                                             monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "rerun_lr, expected",
+    [
+        ("1e-4", "resuming from checkpoint"),
+        ("3e-4", "made with other settings (lr changed); training from scratch"),
+    ],
+    ids=["same-settings-resume", "other-settings-start-afresh"],
+)
+def test_killed_training_resumes_only_with_the_same_settings(
+    rerun_lr, expected, tiny_model_dir, glue_dir, tmp_path, monkeypatch, capsys
+):
     from moebert.training import trainer as training
 
     out = tmp_path / "teacher"
-    args = ["finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
-            "--epochs", 2, "--save-steps", 2, *ROWS]
+    args = [
+        "finetune",
+        "--task",
+        "mrpc",
+        "--data",
+        glue_dir,
+        "--model",
+        tiny_model_dir,
+        "--output",
+        out,
+        "--epochs",
+        2,
+        "--save-steps",
+        2,
+        *ROWS,
+    ]
     real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Crash()], **k))
+    monkeypatch.setattr(
+        training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Crash()], **k)
+    )
     with pytest.raises(KeyboardInterrupt):
         run(*args, "--lr", "1e-4")
     assert not out.exists()  # nothing half-written
@@ -81,7 +158,9 @@ def test_killed_training_resumes_only_with_the_same_settings(rerun_lr, expected,
         (["--model", "{tmp}/no-model"], "model path '{tmp}/no-model' does not exist"),
     ],
 )
-def test_bad_input_names_the_thing_and_writes_nothing(args, message, tiny_model_dir, glue_dir, tmp_path, capsys):
+def test_bad_input_names_the_thing_and_writes_nothing(
+    args, message, tiny_model_dir, glue_dir, tmp_path, capsys
+):
     defaults = {"--task": "mrpc", "--data": str(glue_dir), "--model": str(tiny_model_dir)}
     defaults.update(dict(zip(args[::2], [a.format(tmp=tmp_path) for a in args[1::2]])))
     out = tmp_path / "out"
@@ -96,8 +175,21 @@ def test_adapt_rejects_impossible_experts_before_writing(tiny_model_dir, tmp_pat
     from safetensors.torch import save_file
 
     save_file({f"order.{i}": torch.arange(64) for i in range(2)}, tmp_path / "imp.safetensors")
-    code = run("adapt", "--model", tiny_model_dir, "--importance", tmp_path / "imp.safetensors",
-               "--output", tmp_path / "moe", "--num-experts", 4, "--expert-dim", 48, "--shared-dim", 16)
+    code = run(
+        "adapt",
+        "--model",
+        tiny_model_dir,
+        "--importance",
+        tmp_path / "imp.safetensors",
+        "--output",
+        tmp_path / "moe",
+        "--num-experts",
+        4,
+        "--expert-dim",
+        48,
+        "--shared-dim",
+        16,
+    )
     assert code == 2 and "Use expert_dim <= 28, or shared_dim >= 43" in capsys.readouterr().err
     assert not (tmp_path / "moe").exists()
 
@@ -106,7 +198,9 @@ def test_adapt_rejects_impossible_experts_before_writing(tiny_model_dir, tmp_pat
 @pytest.mark.parametrize("stage", ["finetune", "importance", "distill", "evaluate"])
 def test_device_cuda_without_a_gpu_fails_clearly(stage, tiny_model_dir, glue_dir, tmp_path, capsys):
     data = ["--task", "mrpc", "--data", glue_dir]
-    model = {"distill": ["--teacher", tiny_model_dir, "--student", tiny_model_dir]}.get(stage, ["--model", tiny_model_dir])
+    model = {"distill": ["--teacher", tiny_model_dir, "--student", tiny_model_dir]}.get(
+        stage, ["--model", tiny_model_dir]
+    )
     out = tmp_path / "out"
     assert run(stage, *data, *model, "--output", out, "--device", "cuda") == 2
     assert "error: --device cuda: no CUDA device is available on this machine" in capsys.readouterr().err
@@ -131,15 +225,35 @@ def test_every_stage_runs_its_model_on_the_resolved_device(tiny_model_dir, glue_
     def record(stage, value):
         seen[stage] = value
 
-    monkeypatch.setattr(importance, "importance_scores",
-                        lambda model, loader: record("importance", next(model.parameters()).device) or [])
-    monkeypatch.setattr(evaluation, "evaluate",
-                        lambda model, *a, **k: record("evaluate", next(model.parameters()).device) or ({}, {}, {}))
-    monkeypatch.setattr(training, "train", lambda model, output, ds, coll, tok, cfg, device, *a, **k:
-                        record("finetune", device))
+    monkeypatch.setattr(
+        importance,
+        "importance_scores",
+        lambda model, loader: record("importance", next(model.parameters()).device) or [],
+    )
+    monkeypatch.setattr(
+        evaluation,
+        "evaluate",
+        lambda model, *a, **k: record("evaluate", next(model.parameters()).device) or ({}, {}, {}),
+    )
+    monkeypatch.setattr(
+        training,
+        "train",
+        lambda model, output, ds, coll, tok, cfg, device, *a, **k: record("finetune", device),
+    )
     data = ["--task", "mrpc", "--data", glue_dir]
-    run("importance", *data, "--model", tiny_model_dir, "--output", tmp_path / "imp.safetensors", "--max-samples", 4)
-    run("evaluate", *data, "--model", tiny_model_dir, "--output", tmp_path / "m.json", "--max-eval-samples", 4)
+    run(
+        "importance",
+        *data,
+        "--model",
+        tiny_model_dir,
+        "--output",
+        tmp_path / "imp.safetensors",
+        "--max-samples",
+        4,
+    )
+    run(
+        "evaluate", *data, "--model", tiny_model_dir, "--output", tmp_path / "m.json", "--max-eval-samples", 4
+    )
     run("finetune", *data, "--model", tiny_model_dir, "--output", tmp_path / "t", *ROWS)
     assert seen == {"importance": meta, "evaluate": meta, "finetune": meta}
 
@@ -155,11 +269,29 @@ def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, mon
     from moebert.training import trainer as training
 
     real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Diverge()], **k))
+    monkeypatch.setattr(
+        training, "train", lambda *a, callbacks=(), **k: real_train(*a, callbacks=[Diverge()], **k)
+    )
     out = tmp_path / "teacher"
-    assert run("finetune", "--task", "mrpc", "--data", glue_dir, "--model", tiny_model_dir, "--output", out,
-               *ROWS) == 2
-    assert "error: training diverged: loss term 'task' is nan at optimiser step 3 of 12" in capsys.readouterr().err
+    assert (
+        run(
+            "finetune",
+            "--task",
+            "mrpc",
+            "--data",
+            glue_dir,
+            "--model",
+            tiny_model_dir,
+            "--output",
+            out,
+            *ROWS,
+        )
+        == 2
+    )
+    assert (
+        "error: training diverged: loss term 'task' is nan at optimiser step 3 of 12"
+        in capsys.readouterr().err
+    )
     assert not out.exists()
 
 
@@ -180,46 +312,150 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     teacher = tmp_path / "teacher"
     assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
     mpoe, student = tmp_path / "mpoe", tmp_path / "student"
-    assert run("adapt", "--model", teacher, "--output", mpoe, "--student", "mpoe", "--num-experts", 2,
-               "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
+    assert (
+        run(
+            "adapt",
+            "--model",
+            teacher,
+            "--output",
+            mpoe,
+            "--student",
+            "mpoe",
+            "--num-experts",
+            2,
+            "--mpo-in-factors",
+            2,
+            4,
+            4,
+            "--mpo-out-factors",
+            4,
+            4,
+            4,
+        )
+        == 0
+    )
     experts = json.loads((mpoe / "experts.json").read_text())
     assert experts["student"] == "mpoe" and experts["matrices"]["intermediate"]["in_factors"] == [2, 4, 4]
-    assert run("distill", *data, "--teacher", teacher, "--student", mpoe, "--output", student, "--epochs", 1,
-               "--gradient-mask", p_b, "--lr", "1e-3", *ROWS) == 0
-    assert f"central tensors held at {4 if p_b else 0} of the run's optimiser steps" in capsys.readouterr().out
+    assert (
+        run(
+            "distill",
+            *data,
+            "--teacher",
+            teacher,
+            "--student",
+            mpoe,
+            "--output",
+            student,
+            "--epochs",
+            1,
+            "--gradient-mask",
+            p_b,
+            "--lr",
+            "1e-3",
+            *ROWS,
+        )
+        == 0
+    )
+    assert (
+        f"central tensors held at {4 if p_b else 0} of the run's optimiser steps" in capsys.readouterr().out
+    )
     before, after = _central(mpoe), _central(student)
     assert len(before) == 4 and all(torch.equal(a, b) == bool(p_b) for a, b in zip(after, before))
     aux = [load_model(str(m)).moe_layers()[0].w_in.auxiliary[0].detach() for m in (mpoe, student)]
     assert not torch.equal(*aux)  # the auxiliaries learn either way
-    assert run("evaluate", *data, "--model", student, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
+    assert (
+        run("evaluate", *data, "--model", student, "--output", tmp_path / "m.json", "--max-eval-samples", 8)
+        == 0
+    )
     params = json.loads((tmp_path / "m.json").read_text())["params"]
     assert params["effective"] == params["total"] - params["per_expert"] > 0
 
     switch = tmp_path / "switch"
-    assert run("adapt", "--model", teacher, "--importance", _importance(teacher, data, tmp_path), "--output", switch,
-               "--num-experts", 2, "--expert-dim", 64, "--shared-dim", 64, "--router", "gate-token",
-               "--expert-dropout", 0) == 0
-    assert run("evaluate", *data, "--model", switch, "--output", tmp_path / "s.json", "--max-eval-samples", 8) == 0
+    assert (
+        run(
+            "adapt",
+            "--model",
+            teacher,
+            "--importance",
+            _importance(teacher, data, tmp_path),
+            "--output",
+            switch,
+            "--num-experts",
+            2,
+            "--expert-dim",
+            64,
+            "--shared-dim",
+            64,
+            "--router",
+            "gate-token",
+            "--expert-dropout",
+            0,
+        )
+        == 0
+    )
+    assert (
+        run("evaluate", *data, "--model", switch, "--output", tmp_path / "s.json", "--max-eval-samples", 8)
+        == 0
+    )
     switch_params = json.loads((tmp_path / "s.json").read_text())["params"]
     assert switch_params["per_expert"] > params["per_expert"]  # a whole FFN per expert, against auxiliaries
 
 
 def _importance(teacher, data, tmp_path):
     out = tmp_path / "imp.safetensors"
-    assert run("importance", *data, "--model", teacher, "--output", out, "--max-samples", 8, "--max-length", 32) == 0
+    assert (
+        run("importance", *data, "--model", teacher, "--output", out, "--max-samples", 8, "--max-length", 32)
+        == 0
+    )
     return out
 
 
 def test_mpoe_adapt_refuses_a_hash_router_and_moe_needs_its_settings(tiny_model_dir, tmp_path, capsys):
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "a", "--student", "mpoe",
-               "--router", "hash-random", "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 2
-    assert "--router: student mpoe is routed by a learned token gate; set router: gate-token (not hash-random)" in (
-        capsys.readouterr().err)
+    assert (
+        run(
+            "adapt",
+            "--model",
+            tiny_model_dir,
+            "--output",
+            tmp_path / "a",
+            "--student",
+            "mpoe",
+            "--router",
+            "hash-random",
+            "--mpo-in-factors",
+            2,
+            4,
+            4,
+            "--mpo-out-factors",
+            4,
+            4,
+            4,
+        )
+        == 2
+    )
+    assert (
+        "--router: student mpoe is routed by a learned token gate; set router: gate-token (not hash-random)"
+        in (capsys.readouterr().err)
+    )
     assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16) == 2
-    assert ("--shared-dim: 512 is larger than expert_dim 16 (the shared neurons are part of every expert) "
-            "(shared_dim is at its default, 512)") in capsys.readouterr().err
-    assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / "b", "--expert-dim", 16, "--shared-dim",
-               8) == 2
+    assert (
+        "--shared-dim: 512 is larger than expert_dim 16 (the shared neurons are part of every expert) "
+        "(shared_dim is at its default, 512)"
+    ) in capsys.readouterr().err
+    assert (
+        run(
+            "adapt",
+            "--model",
+            tiny_model_dir,
+            "--output",
+            tmp_path / "b",
+            "--expert-dim",
+            16,
+            "--shared-dim",
+            8,
+        )
+        == 2
+    )
     assert "--student moe needs --importance (the teacher's neuron order)" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -231,8 +467,30 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
     from moebert.models.modeling import load_model
 
     def router(seed, name):
-        assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / name, "--student", "mpoe", "--seed", seed,
-                   "--num-experts", 2, "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
+        assert (
+            run(
+                "adapt",
+                "--model",
+                tiny_model_dir,
+                "--output",
+                tmp_path / name,
+                "--student",
+                "mpoe",
+                "--seed",
+                seed,
+                "--num-experts",
+                2,
+                "--mpo-in-factors",
+                2,
+                4,
+                4,
+                "--mpo-out-factors",
+                4,
+                4,
+                4,
+            )
+            == 0
+        )
         return load_model(str(tmp_path / name)).moe_layers()[0].router.gate.weight
 
     assert torch.equal(router(0, "a"), router(0, "b")) and not torch.equal(router(0, "a"), router(1, "c"))
@@ -248,11 +506,35 @@ def test_every_seed_draws_its_own_hash_table_and_random_experts(tiny_model_dir, 
 
     def adapt(seed, name):
         out = tmp_path / name
-        assert run("adapt", "--model", tiny_model_dir, "--output", out, "--importance", importance, "--seed", seed,
-                   "--num-experts", 4, "--expert-dim", 24, "--shared-dim", 16, "--construction", "random") == 0
+        assert (
+            run(
+                "adapt",
+                "--model",
+                tiny_model_dir,
+                "--output",
+                out,
+                "--importance",
+                importance,
+                "--seed",
+                seed,
+                "--num-experts",
+                4,
+                "--expert-dim",
+                24,
+                "--shared-dim",
+                16,
+                "--construction",
+                "random",
+            )
+            == 0
+        )
         return load_model(str(out)).hash_table, json.loads((out / "experts.json").read_text())["indices"]
 
-    (table_a, experts_a), (table_b, experts_b), (table_c, experts_c) = adapt(1, "a"), adapt(1, "b"), adapt(2, "c")
+    (table_a, experts_a), (table_b, experts_b), (table_c, experts_c) = (
+        adapt(1, "a"),
+        adapt(1, "b"),
+        adapt(2, "c"),
+    )
     assert torch.equal(table_a, table_b) and experts_a == experts_b
     assert not torch.equal(table_a, table_c) and experts_a != experts_c
 
@@ -264,10 +546,48 @@ def test_the_gradient_mask_draws_from_the_run_seed(tiny_model_dir, glue_dir, tmp
     monkeypatch.setattr(gradient_mask, "masked_step", lambda seed, step, p_b: seeds.append(seed) or False)
     data = ["--task", "mrpc", "--data", glue_dir]
     mpoe = tmp_path / "mpoe"
-    assert run("adapt", "--model", tiny_model_dir, "--output", mpoe, "--student", "mpoe", "--num-experts", 2,
-               "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4) == 0
-    assert run("distill", *data, "--teacher", tiny_model_dir, "--student", mpoe, "--output", tmp_path / "s",
-               "--epochs", 1, "--gradient-mask", 0.5, "--seed", 7, *ROWS) == 0
+    assert (
+        run(
+            "adapt",
+            "--model",
+            tiny_model_dir,
+            "--output",
+            mpoe,
+            "--student",
+            "mpoe",
+            "--num-experts",
+            2,
+            "--mpo-in-factors",
+            2,
+            4,
+            4,
+            "--mpo-out-factors",
+            4,
+            4,
+            4,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "distill",
+            *data,
+            "--teacher",
+            tiny_model_dir,
+            "--student",
+            mpoe,
+            "--output",
+            tmp_path / "s",
+            "--epochs",
+            1,
+            "--gradient-mask",
+            0.5,
+            "--seed",
+            7,
+            *ROWS,
+        )
+        == 0
+    )
     assert seeds and set(seeds) == {7}
 
 
@@ -280,19 +600,36 @@ def test_stage_defaults_are_the_documented_ones():
     from moebert.students import get_student
 
     parser = build_parser()
-    importance = parser.parse_args(["importance", "--task", "mrpc", "--data", "d", "--model", "m", "--output", "o"])
+    importance = parser.parse_args(
+        ["importance", "--task", "mrpc", "--data", "d", "--model", "m", "--output", "o"]
+    )
     assert (importance.split, importance.max_samples, importance.batch_size) == ("train", 2048, 16)
-    distill = parser.parse_args(["distill", "--task", "mrpc", "--data", "d", "--teacher", "t", "--student", "s",
-                                 "--output", "o"])
-    assert (distill.padding, distill.sampler, distill.teacher_dropout, distill.distill_scope, distill.distill_weight,
-            distill.load_balance) == ("dynamic", "length-grouped", False, "all", 1.0, None)
+    distill = parser.parse_args(
+        ["distill", "--task", "mrpc", "--data", "d", "--teacher", "t", "--student", "s", "--output", "o"]
+    )
+    assert (
+        distill.padding,
+        distill.sampler,
+        distill.teacher_dropout,
+        distill.distill_scope,
+        distill.distill_weight,
+        distill.load_balance,
+    ) == ("dynamic", "length-grouped", False, "all", 1.0, None)
     from moebert.stages.adapt import student_options
 
     adapt = from_args(AdaptOptions, parser.parse_args(["adapt", "--model", "m", "--output", "o"]))
     assert adapt.student == "moe" and adapt.num_experts is None  # the student kind resolves its defaults:
     assert student_options(get_student("moe"), adapt) == {
-        "num_experts": 4, "expert_dim": 768, "shared_dim": 512, "construction": "importance", "router": "hash-random",
-        "expert_dropout": 0.1, "shared": "copied", "distill_scope": "all", "teacher_dropout": False}
+        "num_experts": 4,
+        "expert_dim": 768,
+        "shared_dim": 512,
+        "construction": "importance",
+        "router": "hash-random",
+        "expert_dropout": 0.1,
+        "shared": "copied",
+        "distill_scope": "all",
+        "teacher_dropout": False,
+    }
     assert student_options(get_student("mpoe"), AdaptOptions(student="mpoe"))["router"] == "gate-token"
 
 
@@ -306,21 +643,43 @@ def test_importance_on_dev_sums_every_eval_split(tiny_model_dir, tmp_path):
     """The reference's importance: MNLI's matched and mismatched dev rows together, all of them."""
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    header = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
-              "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n")
+    header = (
+        "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+        "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+    )
     labels = ("entailment", "neutral", "contradiction")
     mnli = tmp_path / "glue" / "MNLI"
     mnli.mkdir(parents=True)
     for split, rows in (("train", 6), ("dev_matched", 5), ("dev_mismatched", 3)):
-        lines = [f"{i}\t\t\t\t\t\t\t\tA {split} premise {i}.\tA hypothesis.\t\t{labels[i % 3]}\n" for i in range(rows)]
+        lines = [
+            f"{i}\t\t\t\t\t\t\t\tA {split} premise {i}.\tA hypothesis.\t\t{labels[i % 3]}\n"
+            for i in range(rows)
+        ]
         (mnli / f"{split}.tsv").write_text(header + "".join(lines))
     model = tmp_path / "mnli-model"
-    BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3, ignore_mismatched_sizes=True).save_pretrained(
-        model)
+    BertForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=3, ignore_mismatched_sizes=True
+    ).save_pretrained(model)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
     out = tmp_path / "imp.safetensors"
-    assert run("importance", "--task", "mnli", "--data", tmp_path / "glue", "--model", model, "--output", out,
-               "--split", "dev", "--max-samples", "all") == 0
+    assert (
+        run(
+            "importance",
+            "--task",
+            "mnli",
+            "--data",
+            tmp_path / "glue",
+            "--model",
+            model,
+            "--output",
+            out,
+            "--split",
+            "dev",
+            "--max-samples",
+            "all",
+        )
+        == 0
+    )
     with safe_open(out, "pt") as f:
         assert f.metadata()["split"] == "dev_matched+dev_mismatched" and f.metadata()["examples"] == "8"
 
@@ -335,22 +694,61 @@ def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, 
     assert run("finetune", *data, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
     importance = _importance(teacher, data, tmp_path)
     narrow, half = tmp_path / "narrow", tmp_path / "half"
-    assert run("adapt", "--model", teacher, "--output", narrow, "--student", "dense-narrow",
-               "--importance", importance, "--expert-dim", 16) == 0
+    assert (
+        run(
+            "adapt",
+            "--model",
+            teacher,
+            "--output",
+            narrow,
+            "--student",
+            "dense-narrow",
+            "--importance",
+            importance,
+            "--expert-dim",
+            16,
+        )
+        == 0
+    )
     assert json.loads((narrow / "experts.json").read_text())["student"] == "dense-narrow"
     assert run("adapt", "--model", teacher, "--output", half, "--student", "distil-half") == 0
-    assert json.loads((half / "experts.json").read_text()) == {"student": "distil-half", "teacher_layers": [1]}
+    assert json.loads((half / "experts.json").read_text()) == {
+        "student": "distil-half",
+        "teacher_layers": [1],
+    }
     for student, scope in ((narrow, "all"), (half, "all"), (half, "none")):
         out = tmp_path / f"{student.name}-{scope}"
-        assert run("distill", *data, "--teacher", teacher, "--student", student, "--output", out, "--epochs", 1,
-                   "--distill-scope", scope, *ROWS) == 0
+        assert (
+            run(
+                "distill",
+                *data,
+                "--teacher",
+                teacher,
+                "--student",
+                student,
+                "--output",
+                out,
+                "--epochs",
+                1,
+                "--distill-scope",
+                scope,
+                *ROWS,
+            )
+            == 0
+        )
         log = capsys.readouterr().out
         assert ("loss/hidden" in log) == (scope != "none") and "loss/task" in log
-        assert run("evaluate", *data, "--model", out, "--output", tmp_path / "m.json", "--max-eval-samples", 8) == 0
+        assert (
+            run("evaluate", *data, "--model", out, "--output", tmp_path / "m.json", "--max-eval-samples", 8)
+            == 0
+        )
         params = json.loads((tmp_path / "m.json").read_text())["params"]
         assert params["per_expert"] == 0 and params["effective"] == params["total"]
 
-    assert run("evaluate", *data, "--majority", "--output", tmp_path / "majority.json", "--method", "majority") == 0
+    assert (
+        run("evaluate", *data, "--majority", "--output", tmp_path / "majority.json", "--method", "majority")
+        == 0
+    )
     record = json.loads((tmp_path / "majority.json").read_text())
     with open(glue_dir / "MRPC" / "train.tsv", newline="") as f:
         train = [row["Quality"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
@@ -368,21 +766,55 @@ def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_
     mpoe = ["--student", "mpoe", "--mpo-in-factors", 2, 4, 4, "--mpo-out-factors", 4, 4, 4]
     moe = ["--importance", importance, "--expert-dim", 24, "--shared-dim", 16]
     cases = [
-        (["--student", "distil-half", "--expert-dim", 16], "--expert-dim: not a setting of student distil-half"),
-        (["--student", "distil-half", "--expert-dropout", 0.2], "--expert-dropout: not a setting of student distil-half"),
-        (["--student", "dense-narrow", "--importance", importance, "--expert-dim", 16, "--expert-dropout", 0.2],
-         "--expert-dropout: not a setting of student dense-narrow"),
-        (["--student", "dense-narrow", "--importance", importance, "--expert-dim", 16, "--num-experts", 2],
-         "--num-experts: not a setting of student dense-narrow"),
+        (
+            ["--student", "distil-half", "--expert-dim", 16],
+            "--expert-dim: not a setting of student distil-half",
+        ),
+        (
+            ["--student", "distil-half", "--expert-dropout", 0.2],
+            "--expert-dropout: not a setting of student distil-half",
+        ),
+        (
+            [
+                "--student",
+                "dense-narrow",
+                "--importance",
+                importance,
+                "--expert-dim",
+                16,
+                "--expert-dropout",
+                0.2,
+            ],
+            "--expert-dropout: not a setting of student dense-narrow",
+        ),
+        (
+            ["--student", "dense-narrow", "--importance", importance, "--expert-dim", 16, "--num-experts", 2],
+            "--num-experts: not a setting of student dense-narrow",
+        ),
         ([*mpoe, "--expert-dropout", 0.2], "--expert-dropout: not a setting of student mpoe"),
         ([*moe, "--mpo-max-bond", 8], "--mpo-max-bond: not a setting of student moe"),
         ([*moe, "--mpo-forward", "contract"], "--mpo-forward: not a setting of student moe"),
-        ([*moe, "--gate-sentence-batch1", "skip"], "--gate-sentence-batch1: only router gate-sentence routes whole"),
-        ([*moe, "--task", "mrpc", "--data", glue_dir], "--task, --data: only a student routed by hash-balance counts"),
+        (
+            [*moe, "--gate-sentence-batch1", "skip"],
+            "--gate-sentence-batch1: only router gate-sentence routes whole",
+        ),
+        (
+            [*moe, "--task", "mrpc", "--data", glue_dir],
+            "--task, --data: only a student routed by hash-balance counts",
+        ),
         (["--student", "dense-narrow", "--expert-dim", 16], "--student dense-narrow needs --importance"),
-        (["--student", "distil-half", "--importance", importance], "--importance: a --student distil-half keeps no"),
-        (["--student", "distil-half", "--construction", "random"], "--construction: not a setting of student distil-half"),
-        (["--student", "distil-half", "--router", "gate-token"], "--router: not a setting of student distil-half"),
+        (
+            ["--student", "distil-half", "--importance", importance],
+            "--importance: a --student distil-half keeps no",
+        ),
+        (
+            ["--student", "distil-half", "--construction", "random"],
+            "--construction: not a setting of student distil-half",
+        ),
+        (
+            ["--student", "distil-half", "--router", "gate-token"],
+            "--router: not a setting of student distil-half",
+        ),
     ]
     for i, (args, message) in enumerate(cases):
         assert run("adapt", "--model", tiny_model_dir, "--output", tmp_path / f"s{i}", *args) == 2, args
@@ -390,8 +822,22 @@ def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_
     assert not any((tmp_path / f"s{i}").exists() for i in range(len(cases)))
     assert run("evaluate", "--task", "mrpc", "--data", "x", "--output", tmp_path / "m.json") == 2
     assert "give either --model or --majority" in capsys.readouterr().err
-    assert run("evaluate", "--task", "mrpc", "--data", "x", "--model", tiny_model_dir, "--max-train-samples", 8,
-               "--output", tmp_path / "m.json") == 2
+    assert (
+        run(
+            "evaluate",
+            "--task",
+            "mrpc",
+            "--data",
+            "x",
+            "--model",
+            tiny_model_dir,
+            "--max-train-samples",
+            8,
+            "--output",
+            tmp_path / "m.json",
+        )
+        == 2
+    )
     assert "--max-train-samples: only --majority counts train rows" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
@@ -400,14 +846,45 @@ def test_distill_refuses_what_its_student_has_nothing_for(tiny_model_dir, glue_d
     data = ["--task", "mrpc", "--data", glue_dir]
     importance = _importance(tiny_model_dir, data, tmp_path)
     hashed = tmp_path / "hashed"
-    assert run("adapt", "--model", tiny_model_dir, "--output", hashed, "--importance", importance, "--expert-dim", 24,
-               "--shared-dim", 16) == 0
-    cases = [(["--load-balance", 0.01], ("--load-balance: the student has no gate to balance (router hash-random is "
-                                         "a fixed table)")),
-             (["--gradient-mask", 0.5], "--gradient-mask: only MPOE students have central tensors to mask"),
-             (["--teacher-dropout", "--distill-scope", "none"], "--teacher-dropout: --distill-scope none trains")]
+    assert (
+        run(
+            "adapt",
+            "--model",
+            tiny_model_dir,
+            "--output",
+            hashed,
+            "--importance",
+            importance,
+            "--expert-dim",
+            24,
+            "--shared-dim",
+            16,
+        )
+        == 0
+    )
+    cases = [
+        (
+            ["--load-balance", 0.01],
+            ("--load-balance: the student has no gate to balance (router hash-random is a fixed table)"),
+        ),
+        (["--gradient-mask", 0.5], "--gradient-mask: only MPOE students have central tensors to mask"),
+        (["--teacher-dropout", "--distill-scope", "none"], "--teacher-dropout: --distill-scope none trains"),
+    ]
     for args, message in cases:
-        assert run("distill", *data, "--teacher", tiny_model_dir, "--student", hashed, "--output", tmp_path / "s",
-                   *args, *ROWS) == 2
+        assert (
+            run(
+                "distill",
+                *data,
+                "--teacher",
+                tiny_model_dir,
+                "--student",
+                hashed,
+                "--output",
+                tmp_path / "s",
+                *args,
+                *ROWS,
+            )
+            == 2
+        )
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

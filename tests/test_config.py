@@ -52,29 +52,52 @@ def test_the_schema_names_every_student_kind_of_the_registry():
     keys = set(schema["$defs"]["method"]["properties"])
     for kind in STUDENTS.values():
         assert set(kind.accepted) <= keys, kind.name
-        assert set(kind.sweepable) <= set(schema["properties"]["sweeps"]["additionalProperties"]["properties"]["key"]
-                                          ["enum"]), kind.name
+        assert set(kind.sweepable) <= set(
+            schema["properties"]["sweeps"]["additionalProperties"]["properties"]["key"]["enum"]
+        ), kind.name
 
 
 def test_an_empty_config_takes_every_default():
     settings = load_settings({})
     assert list(settings.tasks) == ["rte", "cola", "mrpc", "sst2", "qnli", "qqp", "mnli"]
-    assert settings.seeds == [0, 1, 2] and settings.teacher.model == "bert-base-uncased" and settings.teacher.per_seed
+    assert (
+        settings.seeds == [0, 1, 2]
+        and settings.teacher.model == "bert-base-uncased"
+        and settings.teacher.per_seed
+    )
     moebert = settings.methods["moebert"]
     assert moebert.kind.name == "moe"
-    assert moebert.options == {"num_experts": 4, "expert_dim": 768, "shared_dim": 512, "construction": "importance",
-                               "router": "hash-random", "expert_dropout": 0.1, "shared": "copied",
-                               "distill_scope": "all", "teacher_dropout": False}  # no load_balance: no gate
+    assert moebert.options == {
+        "num_experts": 4,
+        "expert_dim": 768,
+        "shared_dim": 512,
+        "construction": "importance",
+        "router": "hash-random",
+        "expert_dropout": 0.1,
+        "shared": "copied",
+        "distill_scope": "all",
+        "teacher_dropout": False,
+    }  # no load_balance: no gate
     rte = settings.tasks["rte"]
     assert (rte.teacher.epochs, rte.teacher.lr, rte.teacher.batch_size) == (3, 2e-5, 32)
-    assert (rte.distill.epochs, rte.distill.lr, rte.distill.batch_size, rte.distill.distill_weight) == (5, 2e-5, 16, 1.0)
+    assert (rte.distill.epochs, rte.distill.lr, rte.distill.batch_size, rte.distill.distill_weight) == (
+        5,
+        2e-5,
+        16,
+        1.0,
+    )
     assert rte.qa is None and rte.max_length is None
     assert settings.resolved["methods"] == {"moebert": {"student": "moe", **moebert.options}}
 
 
 def test_task_overrides_merge_into_the_teacher_block():
-    settings = load_settings({"tasks": ["mrpc"], "teacher": {"lr": 3e-5, "epochs": 2},
-                              "task_settings": {"mrpc": {"teacher": {"epochs": 4}}}})
+    settings = load_settings(
+        {
+            "tasks": ["mrpc"],
+            "teacher": {"lr": 3e-5, "epochs": 2},
+            "task_settings": {"mrpc": {"teacher": {"epochs": 4}}},
+        }
+    )
     assert (settings.tasks["mrpc"].teacher.epochs, settings.tasks["mrpc"].teacher.lr) == (4, 3e-5)
 
 
@@ -86,15 +109,25 @@ def test_every_shipped_config_loads(name):
 def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
     """mpoe's router defaults to its only one; a router sweep's base may carry load_balance for its gate points,
     which its hash points leave out."""
-    settings = load_settings({"tasks": ["mrpc"], "methods": {
-        "mpoe": {"student": "mpoe"}, "moebert": {"router": "hash-random", "load_balance": 0.01}},
-        "sweeps": {"router": {"method": "moebert", "key": "router", "values": ["hash-balance", "gate-token"]}}})
+    settings = load_settings(
+        {
+            "tasks": ["mrpc"],
+            "methods": {
+                "mpoe": {"student": "mpoe"},
+                "moebert": {"router": "hash-random", "load_balance": 0.01},
+            },
+            "sweeps": {
+                "router": {"method": "moebert", "key": "router", "values": ["hash-balance", "gate-token"]}
+            },
+        }
+    )
     assert settings.methods["mpoe"].options["router"] == "gate-token"
     assert settings.methods["router-gate-token"].options["load_balance"] == 0.01
     assert "load_balance" not in settings.methods["router-hash-balance"].options
     assert "load_balance" not in settings.methods["moebert"].options
-    assert settings.sweep_points == {"router": {"hash-balance": "router-hash-balance",
-                                                "gate-token": "router-gate-token"}}
+    assert settings.sweep_points == {
+        "router": {"hash-balance": "router-hash-balance", "gate-token": "router-gate-token"}
+    }
 
 
 @pytest.mark.parametrize(
@@ -103,78 +136,159 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
         ({"seeds": ["zero"]}, "key seeds[0]: 'zero' is not of type 'integer'"),
         ({"tasks": ["rte", "mrcp"]}, "key tasks[1]: 'mrcp' is not allowed; did you mean 'mrpc'?"),
         ({"teacher": {"lrr": 1e-5}}, "key teacher.lrr: unknown key; did you mean 'lr'?"),
-        ({"task_settings": {"rte": {"distill": {"lr": -1e-5}}}},
-         "key task_settings.rte.distill.lr: -1e-05 is less than or equal to the minimum of 0"),
-        ({"methods": {"moebert": {"router": "hash-randm"}}},
-         ("key methods.moebert.router: 'hash-randm' is not allowed; did you mean 'hash-random'? allowed: "
-          "hash-random, hash-balance, gate-token, gate-sentence")),
+        (
+            {"task_settings": {"rte": {"distill": {"lr": -1e-5}}}},
+            "key task_settings.rte.distill.lr: -1e-05 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"methods": {"moebert": {"router": "hash-randm"}}},
+            (
+                "key methods.moebert.router: 'hash-randm' is not allowed; did you mean 'hash-random'? allowed: "
+                "hash-random, hash-balance, gate-token, gate-sentence"
+            ),
+        ),
         ({"task_settings": {"sts-b": {}}}, "key task_settings.sts-b: unknown key; did you mean 'stsb'?"),
         ({"methods": {"teacher": {}}}, "key methods.teacher: reserved name"),
-        ({"methods": {"moebert": {"expert_dim": 256, "shared_dim": 512}}},
-         "key methods.moebert.shared_dim: 512 is larger than expert_dim 256"),
-        ({"training": {"grad_accum": 3}},
-         "key training.grad_accum: 3 x 1 GPU(s) (resources.gpus) does not divide the teacher batch size 32"),
+        (
+            {"methods": {"moebert": {"expert_dim": 256, "shared_dim": 512}}},
+            "key methods.moebert.shared_dim: 512 is larger than expert_dim 256",
+        ),
+        (
+            {"training": {"grad_accum": 3}},
+            "key training.grad_accum: 3 x 1 GPU(s) (resources.gpus) does not divide the teacher batch size 32",
+        ),
         ({"data": "no/such/dir"}, "key data: directory 'no/such/dir' does not exist"),
         ({"resources": {"gpus": -1}}, "key resources.gpus: -1 is less than the minimum of 0"),
-        ({"methods": {"mpoe": {"student": "mpoe", "router": "hash-random"}}},
-         "key methods.mpoe.router: student mpoe is routed by a learned token gate; set router: gate-token"),
-        ({"methods": {"moebert": {"gradient_mask": 0.5}}},
-         "key methods.moebert.gradient_mask: not a setting of student moe; leave it out"),
-        ({"methods": {"mpoe": {"student": "mpoe", "gradient_mask": 1.5}}},
-         "key methods.mpoe.gradient_mask: 1.5 is greater than the maximum of 1"),
-        ({"methods": {"km": {"construction": "kmeans", "shared_dim": 256}}},
-         "key methods.km.shared_dim: construction kmeans shares no neurons; set shared_dim: 0 (not 256)"),
-        ({"methods": {"narrow": {"student": "dense-narrow", "construction": "random"}}},
-         "key methods.narrow.construction: not a setting of student dense-narrow; leave it out"),
+        (
+            {"methods": {"mpoe": {"student": "mpoe", "router": "hash-random"}}},
+            "key methods.mpoe.router: student mpoe is routed by a learned token gate; set router: gate-token",
+        ),
+        (
+            {"methods": {"moebert": {"gradient_mask": 0.5}}},
+            "key methods.moebert.gradient_mask: not a setting of student moe; leave it out",
+        ),
+        (
+            {"methods": {"mpoe": {"student": "mpoe", "gradient_mask": 1.5}}},
+            "key methods.mpoe.gradient_mask: 1.5 is greater than the maximum of 1",
+        ),
+        (
+            {"methods": {"km": {"construction": "kmeans", "shared_dim": 256}}},
+            "key methods.km.shared_dim: construction kmeans shares no neurons; set shared_dim: 0 (not 256)",
+        ),
+        (
+            {"methods": {"narrow": {"student": "dense-narrow", "construction": "random"}}},
+            "key methods.narrow.construction: not a setting of student dense-narrow; leave it out",
+        ),
         # Keys a student kind does not take, or that do nothing beside its others, are refused, not ignored.
-        ({"methods": {"m": {"student": "mpoe", "expert_dropout": 0.2}}},
-         "key methods.m.expert_dropout: not a setting of student mpoe"),
-        ({"methods": {"n": {"student": "dense-narrow", "expert_dropout": 0.2}}},
-         "key methods.n.expert_dropout: not a setting of student dense-narrow"),
-        ({"methods": {"h": {"student": "distil-half", "expert_dropout": 0.2}}},
-         "key methods.h.expert_dropout: not a setting of student distil-half"),
-        ({"methods": {"n": {"student": "dense-narrow", "num_experts": 2}}},
-         "key methods.n.num_experts: not a setting of student dense-narrow"),
-        ({"methods": {"h": {"student": "distil-half", "num_experts": 2}}},
-         "key methods.h.num_experts: not a setting of student distil-half"),
-        ({"methods": {"moebert": {"mpo_max_bond": 16}}}, "key methods.moebert.mpo_max_bond: not a setting of student moe"),
-        ({"methods": {"moebert": {"mpo_forward": "contract"}}},
-         "key methods.moebert.mpo_forward: not a setting of student moe"),
-        ({"methods": {"moebert": {"load_balance": 0.01}}},
-         "key methods.moebert.load_balance: router hash-random is a fixed table with no gate to balance"),
-        ({"methods": {"moebert": {"router": "gate-token", "gate_sentence_batch1": "skip"}}},
-         "key methods.moebert.gate_sentence_batch1: only router gate-sentence routes whole sentences"),
-        ({"methods": {"maj": {"student": "majority", "distill_scope": "none"}}},
-         "key methods.maj.distill_scope: not a setting of student majority"),
-        ({"methods": {"nod": {"distill_scope": "none", "teacher_dropout": True}}},
-         "key methods.nod.teacher_dropout: distill_scope none trains on the task loss alone, with no teacher"),
-        ({"methods": {"t": {"shared": "tied", "expert_dim": 768, "shared_dim": 768}}},
-         "key methods.t.shared: every neuron of an expert is shared"),
-        ({"methods": {"moebert": {}}, "sweeps": {"router": {"method": "moebrt", "key": "router", "values": ["gate-token"]}}},
-         "key sweeps.router.method: 'moebrt' is not a method; did you mean 'moebert'?"),
-        ({"sweeps": {"router": {"method": "moebert", "key": "router", "values": ["gate-token", "gate-tokn"]}}},
-         "key sweeps.router.values[1]: 'gate-tokn' is not allowed; did you mean 'gate-token'?"),
-        ({"methods": {"half": {"student": "distil-half"}},
-          "sweeps": {"experts": {"method": "half", "key": "num_experts", "values": [2, 8]}}},
-         "key sweeps.experts.key: a distil-half student does not use num_experts"),
-        ({"methods": {"moebert": {}, "experts-8": {"num_experts": 2}},
-          "sweeps": {"experts": {"method": "moebert", "key": "num_experts", "values": [8]}}},
-         "key sweeps.experts: point 'experts-8' clashes with the method of that name"),
-        ({"methods": {"moebert": {"load_balance": 0.01}},
-          "sweeps": {"experts": {"method": "moebert", "key": "num_experts", "values": [8]}}},
-         "key methods.moebert.load_balance: router hash-random is a fixed table"),  # acts on no point either
-        ({"claims": [{"claim": "x", "method": "moebert", "vs": "distil-half", "at_least": 0}]},
-         "key claims[0]: 'distil-half' is not a method"),
-        ({"claims": [{"claim": "x", "method": "moebert", "methods": ["a", "b"], "at_least": 0}]},
-         "key claims[0]: give either method, vs and at_least (with every_task optional), or methods and spread_at_most"),
-        ({"tasks": ["mrpc"], "task_settings": {"mrpc": {"doc_stride": 64}}},
-         "key task_settings.mrpc.doc_stride: only question-answering tasks (squad, squad_v2) take it"),
-        ({"tasks": ["squad"], "squad_data": "hub", "task_settings": {"squad": {"eval_articles": 12}}},
-         "key task_settings.squad.eval_articles: an article split is made from a dev file on disk"),
-        ({"tasks": ["squad"], "squad_data": "no/such/squad"}, "key squad_data: directory 'no/such/squad' does not exist"),
+        (
+            {"methods": {"m": {"student": "mpoe", "expert_dropout": 0.2}}},
+            "key methods.m.expert_dropout: not a setting of student mpoe",
+        ),
+        (
+            {"methods": {"n": {"student": "dense-narrow", "expert_dropout": 0.2}}},
+            "key methods.n.expert_dropout: not a setting of student dense-narrow",
+        ),
+        (
+            {"methods": {"h": {"student": "distil-half", "expert_dropout": 0.2}}},
+            "key methods.h.expert_dropout: not a setting of student distil-half",
+        ),
+        (
+            {"methods": {"n": {"student": "dense-narrow", "num_experts": 2}}},
+            "key methods.n.num_experts: not a setting of student dense-narrow",
+        ),
+        (
+            {"methods": {"h": {"student": "distil-half", "num_experts": 2}}},
+            "key methods.h.num_experts: not a setting of student distil-half",
+        ),
+        (
+            {"methods": {"moebert": {"mpo_max_bond": 16}}},
+            "key methods.moebert.mpo_max_bond: not a setting of student moe",
+        ),
+        (
+            {"methods": {"moebert": {"mpo_forward": "contract"}}},
+            "key methods.moebert.mpo_forward: not a setting of student moe",
+        ),
+        (
+            {"methods": {"moebert": {"load_balance": 0.01}}},
+            "key methods.moebert.load_balance: router hash-random is a fixed table with no gate to balance",
+        ),
+        (
+            {"methods": {"moebert": {"router": "gate-token", "gate_sentence_batch1": "skip"}}},
+            "key methods.moebert.gate_sentence_batch1: only router gate-sentence routes whole sentences",
+        ),
+        (
+            {"methods": {"maj": {"student": "majority", "distill_scope": "none"}}},
+            "key methods.maj.distill_scope: not a setting of student majority",
+        ),
+        (
+            {"methods": {"nod": {"distill_scope": "none", "teacher_dropout": True}}},
+            "key methods.nod.teacher_dropout: distill_scope none trains on the task loss alone, with no teacher",
+        ),
+        (
+            {"methods": {"t": {"shared": "tied", "expert_dim": 768, "shared_dim": 768}}},
+            "key methods.t.shared: every neuron of an expert is shared",
+        ),
+        (
+            {
+                "methods": {"moebert": {}},
+                "sweeps": {"router": {"method": "moebrt", "key": "router", "values": ["gate-token"]}},
+            },
+            "key sweeps.router.method: 'moebrt' is not a method; did you mean 'moebert'?",
+        ),
+        (
+            {
+                "sweeps": {
+                    "router": {"method": "moebert", "key": "router", "values": ["gate-token", "gate-tokn"]}
+                }
+            },
+            "key sweeps.router.values[1]: 'gate-tokn' is not allowed; did you mean 'gate-token'?",
+        ),
+        (
+            {
+                "methods": {"half": {"student": "distil-half"}},
+                "sweeps": {"experts": {"method": "half", "key": "num_experts", "values": [2, 8]}},
+            },
+            "key sweeps.experts.key: a distil-half student does not use num_experts",
+        ),
+        (
+            {
+                "methods": {"moebert": {}, "experts-8": {"num_experts": 2}},
+                "sweeps": {"experts": {"method": "moebert", "key": "num_experts", "values": [8]}},
+            },
+            "key sweeps.experts: point 'experts-8' clashes with the method of that name",
+        ),
+        (
+            {
+                "methods": {"moebert": {"load_balance": 0.01}},
+                "sweeps": {"experts": {"method": "moebert", "key": "num_experts", "values": [8]}},
+            },
+            "key methods.moebert.load_balance: router hash-random is a fixed table",
+        ),  # acts on no point either
+        (
+            {"claims": [{"claim": "x", "method": "moebert", "vs": "distil-half", "at_least": 0}]},
+            "key claims[0]: 'distil-half' is not a method",
+        ),
+        (
+            {"claims": [{"claim": "x", "method": "moebert", "methods": ["a", "b"], "at_least": 0}]},
+            "key claims[0]: give either method, vs and at_least (with every_task optional), or methods and spread_at_most",
+        ),
+        (
+            {"tasks": ["mrpc"], "task_settings": {"mrpc": {"doc_stride": 64}}},
+            "key task_settings.mrpc.doc_stride: only question-answering tasks (squad, squad_v2) take it",
+        ),
+        (
+            {"tasks": ["squad"], "squad_data": "hub", "task_settings": {"squad": {"eval_articles": 12}}},
+            "key task_settings.squad.eval_articles: an article split is made from a dev file on disk",
+        ),
+        (
+            {"tasks": ["squad"], "squad_data": "no/such/squad"},
+            "key squad_data: directory 'no/such/squad' does not exist",
+        ),
         ({"importance": {"max_samples": "most"}}, "key importance.max_samples: give "),
-        ({"resources": {"device_kind": "tpu9"}},
-         "key resources.device_kind: 'tpu9' is not a device kind of the throughput table (it has cpu, h100)"),
+        (
+            {"resources": {"device_kind": "tpu9"}},
+            "key resources.device_kind: 'tpu9' is not a device kind of the throughput table (it has cpu, h100)",
+        ),
     ],
 )
 def test_invalid_config_names_the_key(config, message):
@@ -196,12 +310,14 @@ def _round_trip(cls, options, command, *required, **fixed):
     assert from_args(cls, _parsed(command, flags(options), *required), **fixed) == options
 
 
-REQUIRED = {"finetune": ["--task", "t", "--data", "d", "--model", "m", "--output", "o"],
-            "distill": ["--task", "t", "--data", "d", "--teacher", "t", "--student", "s", "--output", "o"],
-            "importance": ["--task", "t", "--data", "d", "--model", "m", "--output", "o"],
-            "evaluate": ["--task", "t", "--data", "d", "--output", "o"],
-            "adapt": ["--model", "m", "--output", "o"],
-            "prepare-data": ["--task", "t", "--source", "s", "--output", "o"]}
+REQUIRED = {
+    "finetune": ["--task", "t", "--data", "d", "--model", "m", "--output", "o"],
+    "distill": ["--task", "t", "--data", "d", "--teacher", "t", "--student", "s", "--output", "o"],
+    "importance": ["--task", "t", "--data", "d", "--model", "m", "--output", "o"],
+    "evaluate": ["--task", "t", "--data", "d", "--output", "o"],
+    "adapt": ["--model", "m", "--output", "o"],
+    "prepare-data": ["--task", "t", "--source", "s", "--output", "o"],
+}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -210,21 +326,38 @@ def test_every_jobs_flags_parse_back_into_the_same_options(name):
     for task in settings.tasks:
         for stage, command in (("teacher", "finetune"), ("distill", "distill")):
             _round_trip(TrainOptions, settings.train_options(stage, task), command, *REQUIRED[command])
-        _round_trip(ImportanceOptions, settings.importance_options(task), "importance", *REQUIRED["importance"])
-        _round_trip(PrepareOptions, settings.prepare_options(task), "prepare-data", "--task", "t", "--output", "o")
+        _round_trip(
+            ImportanceOptions, settings.importance_options(task), "importance", *REQUIRED["importance"]
+        )
+        _round_trip(
+            PrepareOptions, settings.prepare_options(task), "prepare-data", "--task", "t", "--output", "o"
+        )
         for model in ("results/teacher/x/seed0", None if settings.tasks[task].qa is None else "qa/model"):
-            _round_trip(EvaluateOptions, settings.evaluate_options(task, model), "evaluate", *REQUIRED["evaluate"])
+            _round_trip(
+                EvaluateOptions, settings.evaluate_options(task, model), "evaluate", *REQUIRED["evaluate"]
+            )
         for method in settings.trained_methods():
-            _round_trip(DistillOptions, settings.distill_options(method, task), "distill", *REQUIRED["distill"])
-            _round_trip(AdaptOptions, settings.adapt_options(method, task, "imp.safetensors", "data/x"), "adapt",
-                        *REQUIRED["adapt"])
+            _round_trip(
+                DistillOptions, settings.distill_options(method, task), "distill", *REQUIRED["distill"]
+            )
+            _round_trip(
+                AdaptOptions,
+                settings.adapt_options(method, task, "imp.safetensors", "data/x"),
+                "adapt",
+                *REQUIRED["adapt"],
+            )
 
 
 def test_flags_render_every_kind_of_field():
-    options = AdaptOptions(student="mpoe", num_experts=4, mpo_in_factors=[3, 4, 4, 4, 4], mpo_forward="contract")
-    assert flags(options) == "--student mpoe --num-experts 4 --mpo-forward contract --mpo-in-factors 3 4 4 4 4"
+    options = AdaptOptions(
+        student="mpoe", num_experts=4, mpo_in_factors=[3, 4, 4, 4, 4], mpo_forward="contract"
+    )
+    assert (
+        flags(options) == "--student mpoe --num-experts 4 --mpo-forward contract --mpo-in-factors 3 4 4 4 4"
+    )
     assert flags(DistillOptions(distill_weight=2, teacher_dropout=True)) == (
-        "--distill-weight 2 --distill-scope all --teacher-dropout")
+        "--distill-weight 2 --distill-scope all --teacher-dropout"
+    )
     assert flags(PrepareOptions(source="my data")) == "--source 'my data'"
 
 
@@ -243,15 +376,22 @@ def test_cli_defaults_are_the_schemas():
     assert distill.distill_weight == schema_default("task.distill.distill_weight")
     importance = parser.parse_args(["importance", *REQUIRED["importance"]])
     assert [importance.split, importance.max_samples, importance.batch_size] == [
-        schema_default(f"importance.{key}") for key in ("split", "max_samples", "batch_size")]
+        schema_default(f"importance.{key}") for key in ("split", "max_samples", "batch_size")
+    ]
 
 
 def test_every_option_field_is_a_flag_of_its_command():
     from moebert.cli import build_parser
 
     parser = build_parser()
-    commands = {TrainOptions: "finetune", DistillOptions: "distill", ImportanceOptions: "importance",
-                EvaluateOptions: "evaluate", AdaptOptions: "adapt", PrepareOptions: "prepare-data"}
+    commands = {
+        TrainOptions: "finetune",
+        DistillOptions: "distill",
+        ImportanceOptions: "importance",
+        EvaluateOptions: "evaluate",
+        AdaptOptions: "adapt",
+        PrepareOptions: "prepare-data",
+    }
     for cls, command in commands.items():
         dests = vars(parser.parse_args([command, *REQUIRED[command]]))
         assert {f.name for f in fields(cls)} <= set(dests), cls

@@ -44,8 +44,9 @@ def test_hidden_mse_mask_leaves_padding_out():
 
 
 def test_regression_prediction_loss_is_logit_mse():
-    torch.testing.assert_close(prediction_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [1.0]])),
-                               torch.tensor(2.5))
+    torch.testing.assert_close(
+        prediction_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [1.0]])), torch.tensor(2.5)
+    )
 
 
 def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
@@ -56,9 +57,15 @@ def test_trainer_loss_is_task_loss_when_the_student_is_the_teacher(tmp_path):
     from moebert.training.importance import importance_scores, orders
 
     teacher = tiny_bert()
-    student, _ = adapt(teacher, orders(importance_scores(teacher, [random_batch()], progress=False)), 1, 64, 0)
-    trainer = DistillationTrainer(model=student.eval(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                  report_to="none"), teacher=teacher, distill_weight=5.0)
+    student, _ = adapt(
+        teacher, orders(importance_scores(teacher, [random_batch()], progress=False)), 1, 64, 0
+    )
+    trainer = DistillationTrainer(
+        model=student.eval(),
+        args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
+        teacher=teacher,
+        distill_weight=5.0,
+    )
     assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
     batch = random_batch()
     loss = trainer.compute_loss(student, batch)
@@ -91,7 +98,9 @@ def test_layer_maps_of_every_scope_and_depth():
 
     with pytest.raises(MoebertError, match="4 layers cannot be matched layer-wise to a teacher of 6"):
         layer_map(4, 6)
-    with pytest.raises(MoebertError, match="unknown distillation scope 'first'; choose one of all, every-other, last$"):
+    with pytest.raises(
+        MoebertError, match="unknown distillation scope 'first'; choose one of all, every-other, last$"
+    ):
         layer_map(6, 6, "first")
 
 
@@ -108,10 +117,18 @@ def test_half_depth_distillation_compares_student_layer_i_with_teacher_layer_2i(
         for p in student.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     batch = random_batch(seed=6)
-    for scope, pairs in (("all", [(0, 0), (1, 2), (2, 4)]), ("last", [(2, 4)]), ("every-other", [(0, 0), (2, 4)])):
-        trainer = DistillationTrainer(model=student.eval(), args=TrainingArguments(
-            output_dir=str(tmp_path), use_cpu=True, report_to="none"), teacher=teacher, distill_weight=1.0,
-            scope=scope)
+    for scope, pairs in (
+        ("all", [(0, 0), (1, 2), (2, 4)]),
+        ("last", [(2, 4)]),
+        ("every-other", [(0, 0), (2, 4)]),
+    ):
+        trainer = DistillationTrainer(
+            model=student.eval(),
+            args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
+            teacher=teacher,
+            distill_weight=1.0,
+            scope=scope,
+        )
         _, terms = trainer.loss_terms(student, batch)
         with torch.no_grad():
             s = student(**batch, output_hidden_states=True).hidden_states

@@ -54,16 +54,46 @@ def test_settings_at_the_boundary_are_accepted(ffn, n, width, shared):
     "ffn, n, width, shared, message",
     [
         # d = 10, N = 3, s = 1: 1 + 9 // 3 = 4 < 5. s = 2 gives 2 + 8 // 3 = 4, s = 3 gives 3 + 7 // 3 = 5.
-        (10, 3, 5, 1, ("from an FFN of width 10 sharing 1 neurons: each expert gets only 1 shared + 3 private = 4 "
-                       "neurons. Use expert_dim <= 4, or shared_dim >= 3, or fewer experts")),
+        (
+            10,
+            3,
+            5,
+            1,
+            (
+                "from an FFN of width 10 sharing 1 neurons: each expert gets only 1 shared + 3 private = 4 "
+                "neurons. Use expert_dim <= 4, or shared_dim >= 3, or fewer experts"
+            ),
+        ),
         # s = 0..4 give 3, 4, 4, 5, 6.
-        (10, 3, 6, 0, ("each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, "
-                       "or shared_dim >= 4")),
+        (
+            10,
+            3,
+            6,
+            0,
+            (
+                "each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, "
+                "or shared_dim >= 4"
+            ),
+        ),
         # 4 experts of width 5 from 11: s = 2 gives 2 + 9 // 4 = 4, s = 3 gives 3 + 8 // 4 = 5.
-        (11, 4, 5, 2, ("cannot build 4 experts of width 5 from an FFN of width 11 sharing 2 neurons: each expert "
-                       "gets only 2 shared + 2 private = 4 neurons. Use expert_dim <= 4, or shared_dim >= 3")),
+        (
+            11,
+            4,
+            5,
+            2,
+            (
+                "cannot build 4 experts of width 5 from an FFN of width 11 sharing 2 neurons: each expert "
+                "gets only 2 shared + 2 private = 4 neurons. Use expert_dim <= 4, or shared_dim >= 3"
+            ),
+        ),
         # Only sharing everything fits: s = 8 gives 8 + 2 // 3 = 8 < 9.
-        (10, 3, 9, 0, "each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, or shared_dim >= 9"),
+        (
+            10,
+            3,
+            9,
+            0,
+            "each expert gets only 0 shared + 3 private = 3 neurons. Use expert_dim <= 3, or shared_dim >= 9",
+        ),
         (10, 1, 11, 0, "expert_dim=11 exceeds the FFN width 10; use expert_dim <= 10"),
         (10, 3, 4, 5, "shared_dim=5 exceeds expert_dim=4; use shared_dim <= 4"),
         (10, 0, 4, 1, "need num_experts >= 1, expert_dim >= 1, shared_dim >= 0 (got 0, 4, 1)"),
@@ -78,10 +108,18 @@ def test_settings_past_the_boundary_fail_with_a_fix(ffn, n, width, shared, messa
 
 def test_suggested_fixes_work():
     """The expert_dim and shared_dim the message suggests pass the check; one neuron less shared does not."""
-    for ffn, n, width, shared in [(10, 3, 5, 1), (10, 3, 6, 0), (64, 4, 32, 16), (3072, 4, 1024, 0), (100, 7, 30, 2)]:
+    for ffn, n, width, shared in [
+        (10, 3, 5, 1),
+        (10, 3, 6, 0),
+        (64, 4, 32, 16),
+        (3072, 4, 1024, 0),
+        (100, 7, 30, 2),
+    ]:
         with pytest.raises(MoebertError) as err:
             check_expert_shape(ffn, n, width, shared)
-        fit, min_shared = map(int, re.search(r"expert_dim <= (\d+), or shared_dim >= (\d+)", str(err.value)).groups())
+        fit, min_shared = map(
+            int, re.search(r"expert_dim <= (\d+), or shared_dim >= (\d+)", str(err.value)).groups()
+        )
         check_expert_shape(ffn, n, fit, shared)
         check_expert_shape(ffn, n, width, min_shared)
         with pytest.raises(MoebertError):
@@ -136,8 +174,16 @@ def restricted_teacher_forward(teacher, batch, table, indices):
 def test_student_equals_teacher_restricted_to_each_tokens_expert(teacher, router):
     orders = random_orders()
     counts = torch.arange(50) % 7
-    student, indices = adapt(teacher, orders, num_experts=3, expert_dim=24, shared_dim=8, router=router, seed=4,
-                             token_counts=counts)
+    student, indices = adapt(
+        teacher,
+        orders,
+        num_experts=3,
+        expert_dim=24,
+        shared_dim=8,
+        router=router,
+        seed=4,
+        token_counts=counts,
+    )
     assert [[len(e) for e in layer] for layer in indices] == [[24] * 3] * 2
     # The table: seeded, its own row per layer.
     table = student.hash_table
@@ -161,11 +207,18 @@ def test_student_equals_teacher_restricted_to_each_tokens_expert(teacher, router
 
 def test_adapt_records_its_settings_and_indices(teacher):
     orders = random_orders(seed=1)
-    student, indices = adapt(teacher, orders, num_experts=4, expert_dim=20, shared_dim=8, router="gate-token",
-                             expert_dropout=0.25)
+    student, indices = adapt(
+        teacher, orders, num_experts=4, expert_dim=20, shared_dim=8, router="gate-token", expert_dropout=0.25
+    )
     assert isinstance(student, MoEBertForSequenceClassification)
     c = student.config
-    assert (c.num_experts, c.expert_dim, c.shared_dim, c.router, c.expert_dropout) == (4, 20, 8, "gate-token", 0.25)
+    assert (c.num_experts, c.expert_dim, c.shared_dim, c.router, c.expert_dropout) == (
+        4,
+        20,
+        8,
+        "gate-token",
+        0.25,
+    )
     assert c.architectures == ["MoEBertForSequenceClassification"]
     assert c.hidden_size == 16 and c.intermediate_size == 64 and c.num_labels == 3
     assert not hasattr(student, "hash_table")
@@ -202,7 +255,9 @@ def test_adapt_leaves_the_teacher_alone(teacher):
 
 def test_default_seed_is_zero(teacher):
     student, _ = adapt(teacher, random_orders(), num_experts=3, expert_dim=24, shared_dim=8)
-    assert torch.equal(student.hash_table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(
+        student.hash_table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(0))
+    )
     assert student.config.expert_dropout == 0.1  # the paper's expert dropout
 
 
@@ -233,7 +288,7 @@ def test_random_construction_is_a_seeded_permutation_with_the_requested_sizes():
     shared = experts[0][:8].tolist()
     assert shared == permutation[:8].tolist() and all(e[:8].tolist() == shared for e in experts)
     private = [set(e[8:].tolist()) for e in experts]
-    assert all(a.isdisjoint(b) for i, a in enumerate(private) for b in private[i + 1:])
+    assert all(a.isdisjoint(b) for i, a in enumerate(private) for b in private[i + 1 :])
     assert shared != list(range(8))
 
 
@@ -262,9 +317,14 @@ def test_balanced_kmeans_balances_even_skewed_data():
 
 
 def test_constructions_refuse_what_they_cannot_build(teacher):
-    with pytest.raises(MoebertError, match="construction 'kmeans' shares no neurons: use shared_dim 0, not 8"):
+    with pytest.raises(
+        MoebertError, match="construction 'kmeans' shares no neurons: use shared_dim 0, not 8"
+    ):
         adapt(teacher, random_orders(), 4, 16, 8, construction="kmeans")
-    with pytest.raises(MoebertError, match="unknown construction 'louvain'; choose one of importance, inverse, random, kmeans$"):
+    with pytest.raises(
+        MoebertError,
+        match="unknown construction 'louvain'; choose one of importance, inverse, random, kmeans$",
+    ):
         adapt(teacher, random_orders(), 4, 16, 0, construction="louvain")
 
 

@@ -56,12 +56,15 @@ def test_fetch_refuses_a_model_with_only_pickled_weights(mirror, tmp_path):
 
 
 def test_a_mirror_without_the_clone_names_the_expected_directory(mirror):
-    with pytest.raises(MoebertError, match=rf"{MIRROR_ENV}=.* holds no clone of nyu-mll/glue .*mirror/nyu-mll/glue"):
+    with pytest.raises(
+        MoebertError, match=rf"{MIRROR_ENV}=.* holds no clone of nyu-mll/glue .*mirror/nyu-mll/glue"
+    ):
         hub_source("nyu-mll/glue")
 
 
-def test_fetch_without_mirror_downloads_the_model_files_through_huggingface_hub(tmp_path, monkeypatch,
-                                                                              tiny_model_dir):
+def test_fetch_without_mirror_downloads_the_model_files_through_huggingface_hub(
+    tmp_path, monkeypatch, tiny_model_dir
+):
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     calls = []
 
@@ -83,18 +86,21 @@ def test_fetch_without_mirror_downloads_the_model_files_through_huggingface_hub(
 def _hub_clone_of_glue(root: Path, glue_dir: Path, task_name: str) -> None:
     """nyu-mll/glue as a git clone of it looks: README.md with the configs, parquet files per split."""
     task = get_task(task_name)
-    features = datasets.Features({
-        **{column: datasets.Value("string") for column in task.text_columns},
-        "label": datasets.ClassLabel(names=list(task.hub_label_names)),
-        "idx": datasets.Value("int32"),
-    })
+    features = datasets.Features(
+        {
+            **{column: datasets.Value("string") for column in task.text_columns},
+            "label": datasets.ClassLabel(names=list(task.hub_label_names)),
+            "idx": datasets.Value("int32"),
+        }
+    )
     clone = root / "nyu-mll" / "glue"
     (clone / task.hub_config).mkdir(parents=True)
     for split, hub_split in (("train", "train"), ("dev", "validation")):
         rows = load_split(task, glue_dir, split).to_dict()  # text_a, text_b: the hub names come back
         columns = {column: rows[name] for column, name in zip(task.text_columns, TEXT_NAMES)}
-        hub = datasets.Dataset.from_dict({**columns, "label": rows["label"], "idx": list(range(len(rows["label"])))},
-                                         features=features)
+        hub = datasets.Dataset.from_dict(
+            {**columns, "label": rows["label"], "idx": list(range(len(rows["label"])))}, features=features
+        )
         hub.to_parquet(str(clone / task.hub_config / f"{hub_split}-00000-of-00001.parquet"))
     (clone / "README.md").write_text(
         "---\nconfigs:\n"
@@ -108,7 +114,12 @@ def test_glue_from_a_local_hub_clone_prepares_the_same_files_as_the_tsv(tmp_path
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "mirror"))
     _hub_clone_of_glue(tmp_path / "mirror", glue_dir, "mrpc")
     main(["prepare-data", "--task", "mrpc", "--source", "hub", "--output", str(tmp_path / "from-hub")])
-    main(["prepare-data", "--task", "mrpc", "--source", str(glue_dir), "--output", str(tmp_path / "from-tsv")])
+    main(
+        ["prepare-data", "--task", "mrpc", "--source", str(glue_dir), "--output", str(tmp_path / "from-tsv")]
+    )
     for split in ("train", "dev"):
-        assert filecmp.cmp(tmp_path / "from-hub" / "MRPC" / f"{split}.tsv",
-                           tmp_path / "from-tsv" / "MRPC" / f"{split}.tsv", shallow=False), split
+        assert filecmp.cmp(
+            tmp_path / "from-hub" / "MRPC" / f"{split}.tsv",
+            tmp_path / "from-tsv" / "MRPC" / f"{split}.tsv",
+            shallow=False,
+        ), split

@@ -25,7 +25,9 @@ def test_one_backward_equals_per_example_autograd(num_labels):
 def test_float32_scores_agree_within_1e_5():
     model = tiny_bert()
     batch = [random_batch(batch=6)]
-    for f, s in zip(importance_scores(model, batch, progress=False), importance_scores_autograd(model, batch)):
+    for f, s in zip(
+        importance_scores(model, batch, progress=False), importance_scores_autograd(model, batch)
+    ):
         torch.testing.assert_close(f, s, rtol=1e-5, atol=1e-7)
 
 
@@ -33,7 +35,9 @@ def test_abs_is_taken_per_example_not_per_batch():
     model = tiny_bert()
     a, b = random_batch(batch=2, seed=3), random_batch(batch=2, seed=4)
     both = {k: torch.cat([a[k], b[k]]) for k in a}
-    summed = [x + y for x, y in zip(importance_scores(model, [a], False), importance_scores(model, [b], False))]
+    summed = [
+        x + y for x, y in zip(importance_scores(model, [a], False), importance_scores(model, [b], False))
+    ]
     for s, t in zip(importance_scores(model, [both], False), summed):
         torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-7)
 
@@ -49,7 +53,11 @@ def test_scores_ignore_dropout_the_model_is_put_in_eval_mode():
     expected = importance_scores(model.eval(), batch, progress=False)
     for score in (importance_scores, importance_scores_autograd):
         torch.manual_seed(0)
-        got = score(model.train(), batch) if score is importance_scores_autograd else score(model.train(), batch, False)
+        got = (
+            score(model.train(), batch)
+            if score is importance_scores_autograd
+            else score(model.train(), batch, False)
+        )
         assert not model.training
         for g, e in zip(got, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
@@ -74,8 +82,15 @@ def test_fast_scores_leave_the_bias_out_even_when_it_is_large():
 def test_scores_by_hand_for_a_one_neuron_network():
     """A BERT whose FFN is a single neuron per layer: Eq. 4 is one number per layer, summed over examples of
     |w1 . dL/dw1 + w2 . dL/dw2|, here from one autograd call per example."""
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=1,
-                        max_position_embeddings=32, num_labels=3)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=1,
+        max_position_embeddings=32,
+        num_labels=3,
+    )
     torch.manual_seed(0)
     model = randomize_biases(BertForSequenceClassification(config)).double().eval()
     batches = [random_batch(batch=3, seed=8)]
@@ -107,9 +122,12 @@ def test_per_example_loss_by_hand():
     got = per_example_loss(torch.tensor([[1.5], [0.0]]), torch.tensor([1.0, 2.0], dtype=torch.float64))
     assert got.dtype == torch.float32 and got.tolist() == [0.25, 4.0]
     # Classification: -log softmax at the gold label; logits (0, log 3) give p = (1/4, 3/4).
-    ce = per_example_loss(torch.tensor([[0.0, float(torch.log(torch.tensor(3.0)))]] * 2), torch.tensor([0, 1]))
-    torch.testing.assert_close(ce, torch.tensor([float(torch.log(torch.tensor(4.0))),
-                                                 float(torch.log(torch.tensor(4 / 3)))]))
+    ce = per_example_loss(
+        torch.tensor([[0.0, float(torch.log(torch.tensor(3.0)))]] * 2), torch.tensor([0, 1])
+    )
+    torch.testing.assert_close(
+        ce, torch.tensor([float(torch.log(torch.tensor(4.0))), float(torch.log(torch.tensor(4 / 3)))])
+    )
 
 
 def test_progress_bar_on_request_only(capsys):

@@ -43,7 +43,9 @@ def test_pearson_and_spearman():
     # A monotone distortion keeps the rank correlation and changes the linear one.
     skewed = compute_metrics("stsb", np.array([1.0, 2.0, 3.0, 100.0]), labels)
     assert skewed["spearman"] == pytest.approx(80.0) and skewed["pearson"] < 80.0
-    assert compute_metrics("stsb", 2 * labels + 1, labels) == pytest.approx({"pearson": 100.0, "spearman": 100.0})
+    assert compute_metrics("stsb", 2 * labels + 1, labels) == pytest.approx(
+        {"pearson": 100.0, "spearman": 100.0}
+    )
 
 
 def test_regression_predictions_of_shape_n_by_one():
@@ -53,7 +55,9 @@ def test_regression_predictions_of_shape_n_by_one():
 
 
 def test_wrong_prediction_shapes_are_refused():
-    with pytest.raises(ValueError, match=r"STS-B predictions have shape \(4, 2\); expected \(4,\) or \(4, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"STS-B predictions have shape \(4, 2\); expected \(4,\) or \(4, 1\)"
+    ):
         compute_metrics("stsb", np.zeros((4, 2)), np.zeros(4))
     with pytest.raises(ValueError, match=r"MNLI predictions have shape \(4, 2\); expected \(4, 3\) logits"):
         compute_metrics("mnli", np.zeros((4, 2)), np.zeros(4, dtype=int))

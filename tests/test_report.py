@@ -19,11 +19,19 @@ EFFECTIVE = {"teacher": 22_000_000, "moebert": 15_000_000, "dense-narrow": 9_000
 
 def write_metrics(path, method, task, seed, results):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "task": task, "model": f"results/{method}", "method": method, "seed": seed, "results": results,
-        "num_examples": {key: 100 for key in results},
-        "params": {"total": 2 * EFFECTIVE[method], "effective": EFFECTIVE[method], "head": 1000},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "task": task,
+                "model": f"results/{method}",
+                "method": method,
+                "seed": seed,
+                "results": results,
+                "num_examples": {key: 100 for key in results},
+                "params": {"total": 2 * EFFECTIVE[method], "effective": EFFECTIVE[method], "head": 1000},
+            }
+        )
+    )
     return str(path)
 
 
@@ -36,17 +44,34 @@ def fake_metrics(tmp_path):
                 path = tmp_path / "metrics" / key.lower() / method / f"seed{seed}.json"
                 files.append(write_metrics(path, method, key.lower(), seed, results))
     # A method the paper does not have, on one task and one seed: no paper rows, no average.
-    files.append(write_metrics(tmp_path / "metrics/rte/dense-narrow/seed0.json", "dense-narrow", "rte", 0,
-                               {"RTE": {"accuracy": 58.0}}))
+    files.append(
+        write_metrics(
+            tmp_path / "metrics/rte/dense-narrow/seed0.json",
+            "dense-narrow",
+            "rte",
+            0,
+            {"RTE": {"accuracy": 58.0}},
+        )
+    )
     return files
 
 
 def run_report(tmp_path, files, *extra):
     parser = argparse.ArgumentParser()
     report.add_arguments(parser)
-    args = parser.parse_args(["--metrics", *files, "--tables-dir", str(tmp_path / "tables"),
-                              "--plots-dir", str(tmp_path / "plots"), "--manifest", str(tmp_path / "manifest.json"),
-                              *extra])
+    args = parser.parse_args(
+        [
+            "--metrics",
+            *files,
+            "--tables-dir",
+            str(tmp_path / "tables"),
+            "--plots-dir",
+            str(tmp_path / "plots"),
+            "--manifest",
+            str(tmp_path / "manifest.json"),
+            *extra,
+        ]
+    )
     report.run(args)
 
 
@@ -57,8 +82,9 @@ def built(tmp_path):
     (data / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
     config = tmp_path / "config.yaml"
     config.write_text("seeds: [0, 1]\n")
-    run_report(tmp_path, fake_metrics(tmp_path), "--data-files", str(tmp_path / "glue"),
-               "--config-file", str(config))
+    run_report(
+        tmp_path, fake_metrics(tmp_path), "--data-files", str(tmp_path / "glue"), "--config-file", str(config)
+    )
     return tmp_path
 
 
@@ -94,9 +120,24 @@ def test_markdown_and_latex_tables(built):
     md = (built / "tables" / "glue.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| method"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "method", "row", "n", "RTE accuracy", "MRPC f1", "MRPC accuracy", "avg"]
-    for text in ("88.0 ± 1.4", "93.0 ± 1.4", "paper: BERT-base", "paper: MoEBERT", "76.2", "+0.4", "-1.2",
-                 "| 58.0 "):
+        "method",
+        "row",
+        "n",
+        "RTE accuracy",
+        "MRPC f1",
+        "MRPC accuracy",
+        "avg",
+    ]
+    for text in (
+        "88.0 ± 1.4",
+        "93.0 ± 1.4",
+        "paper: BERT-base",
+        "paper: MoEBERT",
+        "76.2",
+        "+0.4",
+        "-1.2",
+        "| 58.0 ",
+    ):
         assert text in md
     assert "DistilBERT" not in md and "distilbert" not in md
     assert md.count("paper:") == 2  # dense-narrow has no paper row
@@ -117,10 +158,22 @@ def test_speed_plots_place_each_method_at_its_task_average(tmp_path, monkeypatch
     from moebert.speed import COLUMNS
 
     speed = tmp_path / "speed.csv"
-    rows = [dict.fromkeys(COLUMNS, 1) | {"model": model, "weights": "trained", "source": f"results/{model}",
-                                         "device": "cpu", "threads": 1, "seq_len": 128, "batch_size": batch,
-                                         "latency_ms_median": ms * batch, "latency_ms_p90": ms * batch}
-            for model, ms in (("teacher", 10.0), ("moebert", 6.0)) for batch in (1, 8)]
+    rows = [
+        dict.fromkeys(COLUMNS, 1)
+        | {
+            "model": model,
+            "weights": "trained",
+            "source": f"results/{model}",
+            "device": "cpu",
+            "threads": 1,
+            "seq_len": 128,
+            "batch_size": batch,
+            "latency_ms_median": ms * batch,
+            "latency_ms_p90": ms * batch,
+        }
+        for model, ms in (("teacher", 10.0), ("moebert", 6.0))
+        for batch in (1, 8)
+    ]
     pd.DataFrame(rows).to_csv(speed, index=False)
     seen = {}
 
@@ -173,7 +226,9 @@ def test_parameter_table_and_the_switch_mpoe_ratio(tmp_path):
         path = tmp_path / "metrics" / "rte" / method / "seed0.json"
         files.append(write_metrics(path, "dense-narrow", "rte", 0, {"RTE": {"accuracy": 60.0}}))
         record = json.loads(path.read_text())
-        record.update(method=method, params={"total": total, "effective": effective, "per_expert": per_expert})
+        record.update(
+            method=method, params={"total": total, "effective": effective, "per_expert": per_expert}
+        )
         path.write_text(json.dumps(record))
     run_report(tmp_path, files)
     csv = pd.read_csv(tmp_path / "tables" / "params.csv", index_col="method")
@@ -193,18 +248,34 @@ def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
         {"claim": "about equal", "methods": ["teacher", "moebert"], "spread_at_most": 7.5},
         {"claim": "about equal, loosely", "methods": ["moebert", "teacher"], "spread_at_most": 8.0},
         {"claim": "narrow ahead", "method": "dense-narrow", "vs": "teacher", "at_least": 0.0},
-        {"claim": "5 ahead on every task", "method": "moebert", "vs": "teacher", "at_least": 5.0, "every_task": True},
-        {"claim": "6 ahead on every task", "method": "moebert", "vs": "teacher", "at_least": 6.0, "every_task": True},
+        {
+            "claim": "5 ahead on every task",
+            "method": "moebert",
+            "vs": "teacher",
+            "at_least": 5.0,
+            "every_task": True,
+        },
+        {
+            "claim": "6 ahead on every task",
+            "method": "moebert",
+            "vs": "teacher",
+            "at_least": 6.0,
+            "every_task": True,
+        },
     ]
     run_report(tmp_path, fake_metrics(tmp_path), "--claims", json.dumps(claims))
     table = pd.read_csv(tmp_path / "tables" / "claims.csv", dtype=str, keep_default_na=False)
     assert table.holds.tolist() == ["True", "False", "False", "True", "", "True", "False"]
     assert table.claim.tolist() == [claim["claim"] for claim in claims]
-    assert table.measured[0] == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task RTE +11.0, MRPC +5.0"
+    assert (
+        table.measured[0]
+        == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task RTE +11.0, MRPC +5.0"
+    )
     assert table.measured[2] == "teacher 75.0, moebert 83.0: spread 8.0 (holds at <= 7.5)"
     assert table.measured[4] == "not measured: no average for dense-narrow"
-    assert table.measured[6] == ("moebert - teacher per task RTE +11.0, MRPC +5.0: smallest +5.0 (holds at >= +6.0 "
-                                 "on every task)")
+    assert table.measured[6] == (
+        "moebert - teacher per task RTE +11.0, MRPC +5.0: smallest +5.0 (holds at >= +6.0 on every task)"
+    )
     text = (tmp_path / "tables" / "claims.md").read_text()
     assert text.count("| does not hold") == 3 and "| not measured" in text
 
@@ -213,21 +284,32 @@ def test_no_claims_and_no_sweeps_write_no_tables(tmp_path):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "claims.md").write_text("stale")  # from an earlier config that had claims
     run_report(tmp_path, fake_metrics(tmp_path))
-    assert not list((tmp_path / "tables").glob("claims.*")) and not list((tmp_path / "tables").glob("ablations.*"))
+    assert not list((tmp_path / "tables").glob("claims.*")) and not list(
+        (tmp_path / "tables").glob("ablations.*")
+    )
 
 
 def test_ablation_table_has_each_points_main_metrics_and_a_plot_per_sweep(tmp_path):
-    sweeps = {"router": {"hash-random": "moebert", "gate-token": "dense-narrow", "hash-balance": "never-ran"},
-              "teach": {"1": "teacher"}}
+    sweeps = {
+        "router": {"hash-random": "moebert", "gate-token": "dense-narrow", "hash-balance": "never-ran"},
+        "teach": {"1": "teacher"},
+    }
     run_report(tmp_path, fake_metrics(tmp_path), "--sweeps", json.dumps(sweeps))
     table = pd.read_csv(tmp_path / "tables" / "ablations.csv")
     assert table[["sweep", "value", "method"]].values.tolist() == [
-        ["router", "hash-random", "moebert"], ["router", "gate-token", "dense-narrow"], ["teach", "1", "teacher"]]
+        ["router", "hash-random", "moebert"],
+        ["router", "gate-token", "dense-narrow"],
+        ["teach", "1", "teacher"],
+    ]
     assert table.columns.tolist() == ["sweep", "value", "method", "RTE", "MRPC", "avg"]
     assert table.iloc[0][["RTE", "MRPC", "avg"]].tolist() == [73.0, 93.0, 83.0]  # MRPC's main metric is F1
     assert table.iloc[1].RTE == 58.0 and math.isnan(table.iloc[1].avg)
     assert {p.name for p in (tmp_path / "plots").glob("ablation_*")} == {
-        "ablation_router.png", "ablation_router.svg", "ablation_teach.png", "ablation_teach.svg"}
+        "ablation_router.png",
+        "ablation_router.svg",
+        "ablation_teach.png",
+        "ablation_teach.svg",
+    }
 
 
 def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
@@ -250,9 +332,15 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     client = MlflowClient(tracking_uri=uri)
     parent_id = client.get_run(job.run_id).data.tags["mlflow.parentRunId"]
     experiment_id = client.get_experiment_by_name("tiny").experiment_id
-    assert [r.info.run_id for r in client.search_runs([experiment_id], f"tags.`{tracking.PARENT_TAG}` = 'grid'")] \
-        == [parent_id]
-    assert {a.path for a in client.list_artifacts(parent_id)} == {"tables", "plots", "manifest.json", "report.log"}
+    assert [
+        r.info.run_id for r in client.search_runs([experiment_id], f"tags.`{tracking.PARENT_TAG}` = 'grid'")
+    ] == [parent_id]
+    assert {a.path for a in client.list_artifacts(parent_id)} == {
+        "tables",
+        "plots",
+        "manifest.json",
+        "report.log",
+    }
     tables = {a.path for a in client.list_artifacts(parent_id, "tables")}
     assert tables == {f"tables/{f.name}" for f in (tmp_path / "tables").iterdir()}
     assert {"tables/glue.csv", "tables/glue.md", "tables/params.csv"} <= tables

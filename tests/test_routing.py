@@ -33,7 +33,9 @@ def reference_hash_balance(counts: list[int], num_layers: int, num_experts: int,
     """docs/method.md §4 written out: unseen tokens keep the seeded random table; seen tokens, most frequent first
     (ties by token id), go to the least-loaded expert (lowest index on ties); each layer then relabels the
     experts by its own permutation drawn from a generator seeded with seed + 1."""
-    table = torch.randint(num_experts, (num_layers, len(counts)), generator=torch.Generator().manual_seed(seed))
+    table = torch.randint(
+        num_experts, (num_layers, len(counts)), generator=torch.Generator().manual_seed(seed)
+    )
     seen = sorted((t for t, c in enumerate(counts) if c > 0), key=lambda t: (-counts[t], t))
     load, assigned = [0] * num_experts, {}
     for t in seen:
@@ -120,8 +122,10 @@ def reference_gate(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, pe
 def check_gate(router, x, mask):
     expert, scale, loss = router(x, mask)
     experts, probs, expected_loss = reference_gate(
-        x.double(), torch.ones(x.shape[:2]) if mask is None else mask, router.gate.weight.detach().double(),
-        router.per_sentence
+        x.double(),
+        torch.ones(x.shape[:2]) if mask is None else mask,
+        router.gate.weight.detach().double(),
+        router.per_sentence,
     )
     assert expert.tolist() == experts
     torch.testing.assert_close(scale.double(), torch.tensor(probs, dtype=torch.float64), rtol=1e-5, atol=1e-6)
@@ -211,7 +215,9 @@ def test_balance_loss_worked_by_hand():
 
 
 def test_balance_loss_three_experts_float64():
-    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2], [0.6, 0.2, 0.2]], dtype=torch.float64)
+    probs = torch.tensor(
+        [[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2], [0.6, 0.2, 0.2]], dtype=torch.float64
+    )
     chosen = torch.tensor([0, 2, 1, 0])
     loss = balance_loss(probs, chosen, 3)
     # P = (1.4, 1.2, 1.4) / 4, f = (2, 1, 1) / 4: 3 * (2.8 + 1.2 + 1.4) / 16.

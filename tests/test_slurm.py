@@ -18,7 +18,10 @@ LOCAL_SLURM = REPO.parent / "shared" / "tools" / "local-slurm.sh"
 
 
 def _cluster_is_up() -> bool:
-    return bool(shutil.which("sinfo")) and subprocess.run(["sinfo", "-h"], capture_output=True, check=False).returncode == 0
+    return (
+        bool(shutil.which("sinfo"))
+        and subprocess.run(["sinfo", "-h"], capture_output=True, check=False).returncode == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,9 @@ def slurm_cluster():
     if not LOCAL_SLURM.is_file():
         pytest.skip(f"{LOCAL_SLURM} is missing")
     was_up = _cluster_is_up()
-    start = subprocess.run(["bash", str(LOCAL_SLURM)], capture_output=True, text=True, timeout=900, check=False)
+    start = subprocess.run(
+        ["bash", str(LOCAL_SLURM)], capture_output=True, text=True, timeout=900, check=False
+    )
     if start.returncode != 0:
         pytest.skip(f"the local SLURM cluster did not start: {start.stderr.strip()[-2000:]}")
     yield start.stdout.split()[-1]
@@ -42,8 +47,22 @@ def test_tiny_pipeline_runs_end_to_end_through_sbatch(slurm_cluster, tmp_path, g
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEBERT_SLURM_")}
     env["MOEBERT_SLURM_PARTITION"] = slurm_cluster
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "all", "--profile", "slurm", *map(str, tiny_run_args(tmp_path, glue_dir))],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "all",
+            "--profile",
+            "slurm",
+            *map(str, tiny_run_args(tmp_path, glue_dir)),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-8000:]

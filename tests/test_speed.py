@@ -18,17 +18,31 @@ from moebert.reporting import plots
 from moebert.speed import measure as speed
 from moebert.speed.reference_style import reference_style
 
-TINY = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 64, "max_position_embeddings": 32}
+TINY = {
+    "vocab_size": 50,
+    "hidden_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+}
 EXPERTS = 4
 
 
 def tiny_moe(router: str, seed: int = 0) -> MoEBertForSequenceClassification:
     """A tiny MoEBERT with weights large enough that every expert and the gate scale matter."""
     torch.manual_seed(seed)
-    model = MoEBertForSequenceClassification(MoEBertConfig(**TINY, num_labels=3, num_experts=EXPERTS,
-                                                           expert_dim=8, shared_dim=0, router=router,
-                                                           expert_dropout=0.0))
+    model = MoEBertForSequenceClassification(
+        MoEBertConfig(
+            **TINY,
+            num_labels=3,
+            num_experts=EXPERTS,
+            expert_dim=8,
+            shared_dim=0,
+            router=router,
+            expert_dropout=0.0,
+        )
+    )
     with torch.no_grad():
         for layer in model.moe_layers():
             for p in layer.parameters():  # experts, gate and LayerNorm
@@ -56,8 +70,9 @@ def per_token(model):
     """Every MoE layer computes token by token: route the token, run its expert on that one row, its
     LayerNorm after the residual, the gate probability after that."""
     ids = {}
-    hook = model.register_forward_pre_hook(lambda m, a, kw: ids.update(flat=kw["input_ids"].reshape(-1)),
-                                           with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda m, a, kw: ids.update(flat=kw["input_ids"].reshape(-1)), with_kwargs=True
+    )
 
     def forward(layer, index, hidden_states, input_tensor):
         if layer.router is None:
@@ -66,12 +81,17 @@ def per_token(model):
             experts, scale = _gate_routes(layer, hidden_states)
         width = hidden_states.shape[-1]
         rows = []
-        for x, r, e, s in zip(hidden_states.reshape(-1, width), input_tensor.reshape(-1, width), experts.tolist(),
-                              scale):
+        for x, r, e, s in zip(
+            hidden_states.reshape(-1, width), input_tensor.reshape(-1, width), experts.tolist(), scale
+        ):
             w = layer.experts
-            y = layer.experts.act_fn(x @ w.up_proj[e] + w.up_proj_bias[e]) @ w.down_proj[e] + w.down_proj_bias[e]
-            norm = torch.nn.functional.layer_norm(y + r, (width,), layer.LayerNorm.weight[e],
-                                                  layer.LayerNorm.bias[e], layer.LayerNorm.eps)
+            y = (
+                layer.experts.act_fn(x @ w.up_proj[e] + w.up_proj_bias[e]) @ w.down_proj[e]
+                + w.down_proj_bias[e]
+            )
+            norm = torch.nn.functional.layer_norm(
+                y + r, (width,), layer.LayerNorm.weight[e], layer.LayerNorm.bias[e], layer.LayerNorm.eps
+            )
             rows.append(s * norm)
         return torch.stack(rows).view_as(hidden_states)
 
@@ -154,6 +174,7 @@ def test_reference_style_is_undone_after_the_block():
 # ---------------------------------------------------------------------------------------------
 # The command and its plots
 
+
 def run_speed(*argv):
     parser = argparse.ArgumentParser()
     speed.add_arguments(parser)
@@ -170,73 +191,142 @@ def trained_dirs(tmp_path_factory):
 
 def test_speed_command_writes_results_that_the_plots_read(trained_dirs, tmp_path):
     out = tmp_path / "speed" / "cpu.csv"
-    run_speed("--model", f"teacher={trained_dirs / 'teacher'}", "--model", f"moebert={trained_dirs / 'moebert'}",
-              "--random", trained_dirs / "teacher", "--random-models", "dense-narrow", "--reference",
-              "--batch-sizes", 1, 2, "--seq-lengths", 8, 16, "--repeats", 2, "--threads", 1, "--device", "cpu",
-              "--output", out)
+    run_speed(
+        "--model",
+        f"teacher={trained_dirs / 'teacher'}",
+        "--model",
+        f"moebert={trained_dirs / 'moebert'}",
+        "--random",
+        trained_dirs / "teacher",
+        "--random-models",
+        "dense-narrow",
+        "--reference",
+        "--batch-sizes",
+        1,
+        2,
+        "--seq-lengths",
+        8,
+        16,
+        "--repeats",
+        2,
+        "--threads",
+        1,
+        "--device",
+        "cpu",
+        "--output",
+        out,
+    )
     table = pd.read_csv(out)
     assert list(table.columns) == speed.COLUMNS
     assert sorted(table.model.unique()) == ["dense-narrow", "moebert", "moebert-reference", "teacher"]
     assert len(table) == 4 * 2 * 2 and (table.repeats == 2).all() and (table.threads == 1).all()
     assert (table.latency_ms_p90 >= table.latency_ms_median).all() and (table.examples_per_s > 0).all()
     narrow = table[table.model == "dense-narrow"].iloc[0]
-    assert narrow.weights == "random" and narrow.params_total < table[table.model == "teacher"].params_total.iloc[0]
+    assert (
+        narrow.weights == "random"
+        and narrow.params_total < table[table.model == "teacher"].params_total.iloc[0]
+    )
     record = json.loads(out.with_suffix(".json").read_text())
-    assert {"cpu", "threads", "torch", "device"} <= set(record["hardware"]) and record["hardware"]["threads"] == 1
+    assert {"cpu", "threads", "torch", "device"} <= set(record["hardware"]) and record["hardware"][
+        "threads"
+    ] == 1
     assert len(record["timings"]) == len(table) * 2
     average = pd.Series({"teacher": 80.0, "moebert": 78.0})  # the report's task averages of two methods
     written = plots.write_speed_plots([out], average, 1, tmp_path / "plots")
-    assert sorted(p.name for p in written) == [f"{name}.{fmt}" for name in ("accuracy_vs_latency", "speed_latency",
-                                                                            "speed_speedup") for fmt in ("png", "svg")]
+    assert sorted(p.name for p in written) == [
+        f"{name}.{fmt}"
+        for name in ("accuracy_vs_latency", "speed_latency", "speed_speedup")
+        for fmt in ("png", "svg")
+    ]
 
 
 def test_speed_plots_skip_what_has_no_data(trained_dirs, tmp_path):
     out = tmp_path / "random.csv"
-    run_speed("--random", trained_dirs / "teacher", "--random-models", "moebert", "--batch-sizes", 1,
-              "--seq-lengths", 8, "--repeats", 1, "--warmup", 0, "--output", out)
+    run_speed(
+        "--random",
+        trained_dirs / "teacher",
+        "--random-models",
+        "moebert",
+        "--batch-sizes",
+        1,
+        "--seq-lengths",
+        8,
+        "--repeats",
+        1,
+        "--warmup",
+        0,
+        "--output",
+        out,
+    )
     stale = tmp_path / "plots" / "speed_speedup.png"
     stale.parent.mkdir()
     stale.write_text("old")
     written = plots.write_speed_plots([out], pd.Series({"teacher": 80.0}), 1, tmp_path / "plots")
-    assert sorted(p.name for p in written) == ["speed_latency.png", "speed_latency.svg"]  # no teacher, no trained
+    assert sorted(p.name for p in written) == [
+        "speed_latency.png",
+        "speed_latency.svg",
+    ]  # no teacher, no trained
     assert not stale.exists()
 
 
 def test_each_results_file_is_one_panel_row_with_its_random_controls_marked(tmp_path):
     def results(name, rows):
-        frame = pd.DataFrame([dict.fromkeys(speed.COLUMNS, 1.0) | dict(zip(("model", "weights", "source"), row),
-                                                                          device="cpu", threads=2) for row in rows])
+        frame = pd.DataFrame(
+            [
+                dict.fromkeys(speed.COLUMNS, 1.0)
+                | dict(zip(("model", "weights", "source"), row), device="cpu", threads=2)
+                for row in rows
+            ]
+        )
         frame.to_csv(tmp_path / name, index=False)
         return tmp_path / name
 
-    trained = [("teacher", "trained", "results/teacher"), ("moebert", "trained", "results/moe"),
-               ("dense-narrow", "random", "results/teacher")]
-    files = [results("a.csv", trained), results("b.csv", trained),
-             results("c.csv", [("teacher", "random", "bert-base"), ("dense-narrow", "random", "bert-base")])]
+    trained = [
+        ("teacher", "trained", "results/teacher"),
+        ("moebert", "trained", "results/moe"),
+        ("dense-narrow", "random", "results/teacher"),
+    ]
+    files = [
+        results("a.csv", trained),
+        results("b.csv", trained),
+        results("c.csv", [("teacher", "random", "bert-base"), ("dense-narrow", "random", "bert-base")]),
+    ]
     table = plots.load_speed(files)
     assert table.groupby("run").setting.unique().map(list).tolist() == [
-        ["trained models · cpu · 2 threads"], ["trained models · cpu · 2 threads"], ["random bert-base · cpu · 2 threads"]]
-    assert table.label.tolist() == ["teacher", "moebert", "dense-narrow (random weights)"] * 2 + ["teacher",
-                                                                                                   "dense-narrow"]
+        ["trained models · cpu · 2 threads"],
+        ["trained models · cpu · 2 threads"],
+        ["random bert-base · cpu · 2 threads"],
+    ]
+    assert table.label.tolist() == ["teacher", "moebert", "dense-narrow (random weights)"] * 2 + [
+        "teacher",
+        "dense-narrow",
+    ]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--batch-sizes", 1, "--seq-lengths", 64], "sequence length 64 exceeds model 'teacher'"),
-    (["--model", "teacher"], "expected LABEL=DIR"),
-    (["--random-models", "teacher", "--model", "teacher={teacher}"], "label 'teacher' is both"),
-    (["--batch-sizes", 0], "must be positive"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-sizes", 1, "--seq-lengths", 64], "sequence length 64 exceeds model 'teacher'"),
+        (["--model", "teacher"], "expected LABEL=DIR"),
+        (["--random-models", "teacher", "--model", "teacher={teacher}"], "label 'teacher' is both"),
+        (["--batch-sizes", 0], "must be positive"),
+    ],
+)
 def test_speed_command_errors_name_the_problem(trained_dirs, tmp_path, argv, message):
     teacher = trained_dirs / "teacher"
     argv = [str(a).format(teacher=teacher) for a in argv]
     with pytest.raises(MoebertError, match=message):
-        run_speed("--random", teacher, "--seq-lengths", 8, "--repeats", 1, *argv, "--output", tmp_path / "x.csv")
+        run_speed(
+            "--random", teacher, "--seq-lengths", 8, "--repeats", 1, *argv, "--output", tmp_path / "x.csv"
+        )
 
 
 def test_a_speed_csv_missing_a_column_is_named_and_no_plot_is_written(tmp_path):
     path = tmp_path / "old.csv"
     pd.DataFrame([dict.fromkeys(c for c in speed.COLUMNS if c != "examples_per_s")]).to_csv(path, index=False)
-    with pytest.raises(MoebertError, match=f"speed results file {path}: missing column\\(s\\) examples_per_s"):
+    with pytest.raises(
+        MoebertError, match=f"speed results file {path}: missing column\\(s\\) examples_per_s"
+    ):
         plots.write_speed_plots([path], pd.Series(dtype=float), 0, tmp_path / "plots")
     with pytest.raises(MoebertError, match=f"speed results file not found: {tmp_path / 'none.csv'}"):
         plots.load_speed([tmp_path / "none.csv"])

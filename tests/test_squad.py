@@ -33,11 +33,21 @@ CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Pa
 def _document(version="1.1", articles=3):
     data = []
     for a in range(articles):
-        qas = [{"id": f"q{a}-0", "question": "When was the tower built?",
-                "answers": [{"text": "1889", "answer_start": CONTEXT.index("1889")}]},
-               {"id": f"q{a}-1", "question": "Where does it stand?",
-                "answers": [{"text": "Paris", "answer_start": CONTEXT.index("Paris")},
-                            {"text": "in Paris", "answer_start": CONTEXT.index("in Paris")}]}]
+        qas = [
+            {
+                "id": f"q{a}-0",
+                "question": "When was the tower built?",
+                "answers": [{"text": "1889", "answer_start": CONTEXT.index("1889")}],
+            },
+            {
+                "id": f"q{a}-1",
+                "question": "Where does it stand?",
+                "answers": [
+                    {"text": "Paris", "answer_start": CONTEXT.index("Paris")},
+                    {"text": "in Paris", "answer_start": CONTEXT.index("in Paris")},
+                ],
+            },
+        ]
         if version == "2.0":
             qas.append({"id": f"q{a}-2", "question": "Who painted it?", "answers": [], "is_impossible": True})
         data.append({"title": f"Article_{a}", "paragraphs": [{"context": CONTEXT, "qas": qas}]})
@@ -66,7 +76,9 @@ def test_official_file_loads_into_hub_rows(tmp_path):
     assert rows["id"] == ["q0-0", "q0-1", "q1-0", "q1-1", "q2-0", "q2-1"]
     assert rows[1]["answers"] == {"text": ["Paris", "in Paris"], "answer_start": [67, 64]}
     kept = sorted(np.random.default_rng(0).choice(6, size=2, replace=False))
-    assert list(squad_data.load_split(V1, tmp_path, "dev", max_rows=2, seed=0)["id"]) == [rows["id"][i] for i in kept]
+    assert list(squad_data.load_split(V1, tmp_path, "dev", max_rows=2, seed=0)["id"]) == [
+        rows["id"][i] for i in kept
+    ]
 
 
 def test_v2_unanswerable_questions_have_empty_answers(tmp_path):
@@ -81,16 +93,27 @@ def _broken(change):
     return document
 
 
-@pytest.mark.parametrize("document, message", [
-    ("{not json", "dev-v1.1.json: not valid JSON"),
-    ('{"data": 3}', "not a SQuAD file: expected an object with a 'data' list"),
-    (_broken(lambda qas: qas[0].pop("id")), "article 1 (Article_1), paragraph 0, question 0: no 'id'"),
-    (_broken(lambda qas: qas[1]["answers"][0].update(answer_start=3)),
-     "question q1-1: answer 'Paris' does not match the context at answer_start 3 (the context has ' Eiff' there)"),
-    (_broken(lambda qas: qas[0].update(answers=[])), "question q1-0: has no answer (every SQuAD v1.1 question"),
-    (_broken(lambda qas: qas[0].update(is_impossible=True)), "question q1-0: is_impossible is set, but SQuAD v1.1"),
-    (_broken(lambda qas: qas[1].update(id="q1-0")), "question id q1-0 appears twice"),
-])
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ("{not json", "dev-v1.1.json: not valid JSON"),
+        ('{"data": 3}', "not a SQuAD file: expected an object with a 'data' list"),
+        (_broken(lambda qas: qas[0].pop("id")), "article 1 (Article_1), paragraph 0, question 0: no 'id'"),
+        (
+            _broken(lambda qas: qas[1]["answers"][0].update(answer_start=3)),
+            "question q1-1: answer 'Paris' does not match the context at answer_start 3 (the context has ' Eiff' there)",
+        ),
+        (
+            _broken(lambda qas: qas[0].update(answers=[])),
+            "question q1-0: has no answer (every SQuAD v1.1 question",
+        ),
+        (
+            _broken(lambda qas: qas[0].update(is_impossible=True)),
+            "question q1-0: is_impossible is set, but SQuAD v1.1",
+        ),
+        (_broken(lambda qas: qas[1].update(id="q1-0")), "question id q1-0 appears twice"),
+    ],
+)
 def test_malformed_files_are_refused_with_file_question_and_reason(tmp_path, document, message):
     path = _write(tmp_path, document)
     out = tmp_path / "out"
@@ -127,7 +150,9 @@ def test_article_split_is_disjoint_seeded_and_labelled_non_standard(tmp_path):
 
 def test_article_split_refuses_impossible_sizes(tmp_path):
     _write(tmp_path, _document(articles=2))
-    with pytest.raises(MoebertError, match="eval_articles must be between 1 and 1 \\(the file has 2 articles\\)"):
+    with pytest.raises(
+        MoebertError, match="eval_articles must be between 1 and 1 \\(the file has 2 articles\\)"
+    ):
         squad_data.prepare(V1, tmp_path, tmp_path / "out", eval_articles=2)
 
 
@@ -137,8 +162,10 @@ def test_prepared_copy_round_trips_and_needs_both_files(tmp_path):
         squad_data.prepare(V1, tmp_path, tmp_path / "out")
     _write(tmp_path, _document(articles=2), "train-v1.1.json")
     squad_data.prepare(V1, tmp_path, tmp_path / "out")
-    assert squad_data.load_split(V1, tmp_path / "out", "train").to_dict() == \
-        squad_data.load_split(V1, tmp_path, "train").to_dict()
+    assert (
+        squad_data.load_split(V1, tmp_path / "out", "train").to_dict()
+        == squad_data.load_split(V1, tmp_path, "train").to_dict()
+    )
     assert squad_data.split_note(V1, tmp_path / "out") is None
 
 
@@ -158,9 +185,15 @@ def test_the_shared_dev_file_validates(tmp_path):
 
 def _rows(question, context, answer=None):
     start = [] if answer is None else [context.index(answer)]
-    return datasets.Dataset.from_dict({"id": ["x"], "title": ["t"], "context": [context], "question": [question],
-                                       "answers": [{"text": [] if answer is None else [answer],
-                                                    "answer_start": start}]})
+    return datasets.Dataset.from_dict(
+        {
+            "id": ["x"],
+            "title": ["t"],
+            "context": [context],
+            "question": [question],
+            "answers": [{"text": [] if answer is None else [answer], "answer_start": start}],
+        }
+    )
 
 
 LONG = ("Filler words come first here. " * 6) + "The answer is Gustave Eiffel himself. " + ("More text. " * 6)
@@ -170,11 +203,13 @@ def test_training_windows_point_at_the_answer_or_at_cls(tokenizer):
     rows = _rows("Who built it?", LONG, "Gustave Eiffel")
     features = train_features(rows, tokenizer, max_length=32, doc_stride=8)
     assert len(features) > 2 and all(len(ids) <= 32 for ids in features["input_ids"])
-    found = [(s, e) for s, e in zip(features["start_positions"], features["end_positions"]) if (s, e) != (0, 0)]
+    found = [
+        (s, e) for s, e in zip(features["start_positions"], features["end_positions"]) if (s, e) != (0, 0)
+    ]
     assert found, "some window holds the answer"
     for window, s, e in zip(features["input_ids"], features["start_positions"], features["end_positions"]):
         if (s, e) != (0, 0):
-            assert tokenizer.decode(window[s:e + 1]) == "gustave eiffel"
+            assert tokenizer.decode(window[s : e + 1]) == "gustave eiffel"
     # The first window ends long before the answer.
     assert (features["start_positions"][0], features["end_positions"][0]) == (0, 0)
     assert set(features.column_names) >= {"input_ids", "token_type_ids", "attention_mask"}
@@ -185,8 +220,10 @@ def test_training_answer_ends_on_its_last_character(tokenizer):
     before punctuation: one character less or more would end the span a token early or late."""
     rows = _rows("Which?", "They sold the 80486s, then others.", "the 80486s")
     features = train_features(rows, tokenizer, max_length=32, doc_stride=8)
-    (window, start, end), = zip(features["input_ids"], features["start_positions"], features["end_positions"])
-    assert tokenizer.convert_ids_to_tokens(window[start:end + 1]) == ["the", "80", "##48", "##6", "##s"]
+    ((window, start, end),) = zip(
+        features["input_ids"], features["start_positions"], features["end_positions"]
+    )
+    assert tokenizer.convert_ids_to_tokens(window[start : end + 1]) == ["the", "80", "##48", "##6", "##s"]
 
 
 def test_unanswerable_question_points_at_cls_in_every_window(tokenizer):
@@ -204,14 +241,24 @@ def test_answer_positions_by_hand():
 def test_eval_windows_give_offsets_to_context_tokens_only(tokenizer):
     rows = _rows("Who built it?", LONG, "Gustave Eiffel")
     windows = eval_features(rows, tokenizer, max_length=32, doc_stride=8)
-    encoded = tokenizer(["Who built it?"], [LONG], truncation="only_second", max_length=32, stride=8,
-                        return_overflowing_tokens=True, return_offsets_mapping=True)
+    encoded = tokenizer(
+        ["Who built it?"],
+        [LONG],
+        truncation="only_second",
+        max_length=32,
+        stride=8,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     assert len(windows.offsets) == len(encoded["input_ids"]) > 2 and set(windows.example) == {0}
     for w, offsets in enumerate(windows.offsets):
         sequence = encoded.sequence_ids(w)
-        assert [span is not None for span in offsets] == [s == 1 for s in sequence]  # no [CLS], question, [SEP]
-        assert [span for span in offsets if span] == [tuple(o) for o, s in zip(encoded["offset_mapping"][w], sequence)
-                                                      if s == 1]
+        assert [span is not None for span in offsets] == [
+            s == 1 for s in sequence
+        ]  # no [CLS], question, [SEP]
+        assert [span for span in offsets if span] == [
+            tuple(o) for o, s in zip(encoded["offset_mapping"][w], sequence) if s == 1
+        ]
 
 
 def test_windows_refuse_a_stride_as_long_as_the_window(tokenizer):
@@ -268,7 +315,7 @@ def test_spans_never_cross_into_the_question_nor_run_backwards(tokenizer):
     context = [t for t, span in enumerate(windows.offsets[0]) if span is not None]
     first, last = windows.offsets[0][context[3]], windows.offsets[0][context[4]]
     assert len(context) > 7
-    assert answers["x"] == CONTEXT[first[0]:last[1]]
+    assert answers["x"] == CONTEXT[first[0] : last[1]]
 
 
 def test_null_threshold_decides_between_empty_and_span():
@@ -287,7 +334,9 @@ def test_null_threshold_decides_between_empty_and_span():
 
 def test_null_score_is_the_lowest_over_the_windows():
     rows = _rows("q", "abc def", "def")
-    windows = EvalWindows(inputs=None, example=[0, 0, 0], offsets=[[None, (0, 3)], [None, (4, 7)], [None, (4, 7)]])
+    windows = EvalWindows(
+        inputs=None, example=[0, 0, 0], offsets=[[None, (0, 3)], [None, (4, 7)], [None, (4, 7)]]
+    )
     starts = [np.array([5.0, 1.0]), np.array([1.0, 2.0]), np.array([2.0, 0.5])]
     ends = [np.array([5.0, 1.0]), np.array([1.5, 2.0]), np.array([3.0, 0.5])]
     answers, nulls = best_answers(rows, windows, starts, ends, with_null=True)
@@ -301,8 +350,14 @@ def test_null_score_is_the_lowest_over_the_windows():
 
 def tiny_qa(seed=0):
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return randomize_biases(BertForQuestionAnswering(config), seed).eval()
 
 
@@ -330,7 +385,9 @@ def test_qa_window_loss_by_hand_and_without_padding_the_model_loss():
     batch = qa_batch()
     out = model(**batch)
     mask = batch["attention_mask"]
-    per_window = span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"], mask)
+    per_window = span_loss(
+        out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"], mask
+    )
     by_hand = []
     for i in range(4):
         keep = mask[i].bool()
@@ -339,7 +396,9 @@ def test_qa_window_loss_by_hand_and_without_padding_the_model_loss():
         by_hand.append((start + end) / 2)
     torch.testing.assert_close(per_window, torch.stack(by_hand))
     assert not torch.isclose(per_window.mean(), out.loss)  # the QA head's own loss runs over the padding
-    unpadded = span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"], None)
+    unpadded = span_loss(
+        out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"], None
+    )
     torch.testing.assert_close(unpadded.mean(), out.loss)
 
 
@@ -351,12 +410,16 @@ def test_a_windows_loss_is_the_same_alone_and_in_a_padded_batch(tmp_path):
     from moebert.training.trainer import TaskTrainer
 
     model = tiny_qa()
-    trainer = TaskTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    trainer = TaskTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    )
     batch = qa_batch()
     short = 2  # window 2 is shorter than the batch's longest
     length = int(batch["attention_mask"][short].sum())
     assert length < batch["input_ids"].shape[1]
-    alone = {k: v[short:short + 1, :length] if v.dim() == 2 else v[short:short + 1] for k, v in batch.items()}
+    alone = {
+        k: v[short : short + 1, :length] if v.dim() == 2 else v[short : short + 1] for k, v in batch.items()
+    }
     in_batch = _forward_loss(model, batch)[short]
     torch.testing.assert_close(_forward_loss(model, alone)[0], in_batch)
     _, terms = trainer.loss_terms(model, alone)
@@ -380,7 +443,9 @@ def test_span_distillation_loss_by_hand_leaves_padding_out():
             total += 0.5 * ((p * (p / q).log()).sum() + (q * (q / p).log()).sum())
         return total / 2
 
-    expected = (sym_kl(student.start_logits, teacher.start_logits) + sym_kl(student.end_logits, teacher.end_logits)) / 2
+    expected = (
+        sym_kl(student.start_logits, teacher.start_logits) + sym_kl(student.end_logits, teacher.end_logits)
+    ) / 2
     torch.testing.assert_close(span_prediction_loss(student, teacher, mask), expected)
     unmasked = span_prediction_loss(student, teacher, None)
     assert not torch.isclose(unmasked, expected)
@@ -410,7 +475,9 @@ def test_moe_qa_forward_names_the_position_columns_and_returns_a_loss():
     student, _ = adapt(tiny_qa(), _orders(None), num_experts=2, expert_dim=32, shared_dim=16)
     out = student(**qa_batch())
     assert out.loss is not None and out.balance_loss is None
-    assert {"start_positions", "end_positions", "token_type_ids"} <= set(inspect.signature(student.forward).parameters)
+    assert {"start_positions", "end_positions", "token_type_ids"} <= set(
+        inspect.signature(student.forward).parameters
+    )
 
 
 def test_dense_baselines_keep_the_qa_head():
@@ -424,7 +491,9 @@ def test_dense_baselines_keep_the_qa_head():
     assert type(half) is BertForQuestionAnswering and type(narrow) is BertForQuestionAnswering
     torch.testing.assert_close(half.qa_outputs.weight, teacher.qa_outputs.weight)
     batch = {k: v for k, v in qa_batch().items() if "positions" not in k}
-    torch.testing.assert_close(narrow(**batch).start_logits, teacher(**batch).start_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        narrow(**batch).start_logits, teacher(**batch).start_logits, rtol=1e-5, atol=1e-5
+    )
     assert half.config.num_hidden_layers == 1
 
 
@@ -441,26 +510,79 @@ def _cli(*args):
 def test_qa_pipeline_stage_by_stage(tiny_model_dir, tmp_path):
     _write(tmp_path, _document(articles=6))
     data = tmp_path / "prepared"
-    assert _cli("prepare-data", "--task", "squad", "--source", tmp_path, "--output", data, "--eval-articles", 2) == 0
+    assert (
+        _cli("prepare-data", "--task", "squad", "--source", tmp_path, "--output", data, "--eval-articles", 2)
+        == 0
+    )
     task = ["--task", "squad", "--data", data, "--max-length", 48, "--doc-stride", 16]
     rows = ["--max-train-samples", 8, "--batch-size", 4, "--epochs", 1]
     teacher, student = tmp_path / "teacher", tmp_path / "student"
     assert _cli("finetune", *task, "--model", tiny_model_dir, "--output", teacher, *rows) == 0
     assert isinstance(load_model(str(teacher)), BertForQuestionAnswering)
-    assert _cli("importance", *task, "--model", teacher, "--output", tmp_path / "imp.safetensors",
-                "--max-samples", 8) == 0
-    assert _cli("adapt", "--model", teacher, "--importance", tmp_path / "imp.safetensors", "--output",
-                tmp_path / "moe", "--num-experts", 4, "--expert-dim", 24, "--shared-dim", 16) == 0
-    assert _cli("distill", *task, "--teacher", teacher, "--student", tmp_path / "moe", "--output", student, *rows) == 0
+    assert (
+        _cli(
+            "importance",
+            *task,
+            "--model",
+            teacher,
+            "--output",
+            tmp_path / "imp.safetensors",
+            "--max-samples",
+            8,
+        )
+        == 0
+    )
+    assert (
+        _cli(
+            "adapt",
+            "--model",
+            teacher,
+            "--importance",
+            tmp_path / "imp.safetensors",
+            "--output",
+            tmp_path / "moe",
+            "--num-experts",
+            4,
+            "--expert-dim",
+            24,
+            "--shared-dim",
+            16,
+        )
+        == 0
+    )
+    assert (
+        _cli(
+            "distill", *task, "--teacher", teacher, "--student", tmp_path / "moe", "--output", student, *rows
+        )
+        == 0
+    )
     assert isinstance(load_model(str(student)), MoEBertForQuestionAnswering)
-    assert _cli("evaluate", *task, "--model", student, "--output", tmp_path / "eval.json", "--method", "moebert",
-                "--n-best", 5) == 0
+    assert (
+        _cli(
+            "evaluate",
+            *task,
+            "--model",
+            student,
+            "--output",
+            tmp_path / "eval.json",
+            "--method",
+            "moebert",
+            "--n-best",
+            5,
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "eval.json").read_text())
     assert set(record["results"]["SQuAD-v1.1"]) == {"exact_match", "f1"}
     assert record["num_examples"] == {"SQuAD-v1.1": 4}
     dev = squad_data.load_split(V1, data, "dev")
     assert sorted(record["predictions"]["SQuAD-v1.1"]) == sorted(dev["id"])
-    assert record["qa_settings"] == {"doc_stride": 16, "n_best": 5, "max_answer_length": 30, "null_threshold": 0.0}
+    assert record["qa_settings"] == {
+        "doc_stride": 16,
+        "n_best": 5,
+        "max_answer_length": 30,
+        "null_threshold": 0.0,
+    }
     assert record["data_note"].startswith("non-standard split")
 
 
@@ -469,16 +591,38 @@ def test_evaluate_answers_by_the_null_threshold(tiny_model_dir, tmp_path):
     every span; the record keeps the threshold it used."""
     _write(tmp_path, _document(version="2.0", articles=4), "dev-v2.0.json")
     data = tmp_path / "prepared"
-    assert _cli("prepare-data", "--task", "squad_v2", "--source", tmp_path, "--output", data,
-                "--eval-articles", 2) == 0
+    assert (
+        _cli(
+            "prepare-data", "--task", "squad_v2", "--source", tmp_path, "--output", data, "--eval-articles", 2
+        )
+        == 0
+    )
     model = tmp_path / "qa"
     BertForQuestionAnswering.from_pretrained(tiny_model_dir).save_pretrained(model)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
     answers = {}
     for threshold in (-1e9, 1e9):
         out = tmp_path / f"{threshold}.json"
-        assert _cli("evaluate", "--task", "squad_v2", "--data", data, "--model", model, "--output", out,
-                    "--max-length", 48, "--doc-stride", 16, "--null-threshold", threshold) == 0
+        assert (
+            _cli(
+                "evaluate",
+                "--task",
+                "squad_v2",
+                "--data",
+                data,
+                "--model",
+                model,
+                "--output",
+                out,
+                "--max-length",
+                48,
+                "--doc-stride",
+                16,
+                "--null-threshold",
+                threshold,
+            )
+            == 0
+        )
         record = json.loads(out.read_text())
         assert record["qa_settings"]["null_threshold"] == threshold
         answers[threshold] = list(record["predictions"]["SQuAD-v2.0"].values())
@@ -486,17 +630,31 @@ def test_evaluate_answers_by_the_null_threshold(tiny_model_dir, tmp_path):
     assert "" not in answers[1e9]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["evaluate", "--task", "squad", "--majority"], "--majority: squad has no label to count"),
-    (["finetune", "--task", "mrpc", "--doc-stride", "16"], "--doc-stride: only question-answering tasks take it"),
-    (["evaluate", "--task", "rte", "--null-threshold", "1"], "--null-threshold: only question-answering tasks"),
-    (["prepare-data", "--task", "sst2", "--eval-articles", "3"], "--eval-articles: only question-answering tasks"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--task", "squad", "--majority"], "--majority: squad has no label to count"),
+        (
+            ["finetune", "--task", "mrpc", "--doc-stride", "16"],
+            "--doc-stride: only question-answering tasks take it",
+        ),
+        (
+            ["evaluate", "--task", "rte", "--null-threshold", "1"],
+            "--null-threshold: only question-answering tasks",
+        ),
+        (
+            ["prepare-data", "--task", "sst2", "--eval-articles", "3"],
+            "--eval-articles: only question-answering tasks",
+        ),
+    ],
+)
 def test_qa_options_where_they_do_not_apply_are_refused(args, message, tiny_model_dir, tmp_path, capsys):
     command, *rest = args
-    paths = {"evaluate": ["--data", tmp_path, "--output", tmp_path / "m.json"],
-             "finetune": ["--data", tmp_path, "--model", tiny_model_dir, "--output", tmp_path / "t"],
-             "prepare-data": ["--source", tmp_path, "--output", tmp_path / "d"]}[command]
+    paths = {
+        "evaluate": ["--data", tmp_path, "--output", tmp_path / "m.json"],
+        "finetune": ["--data", tmp_path, "--model", tiny_model_dir, "--output", tmp_path / "t"],
+        "prepare-data": ["--source", tmp_path, "--output", tmp_path / "d"],
+    }[command]
     assert _cli(command, *rest, *paths) == 2
     assert message in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("m.json", "t", "d"))
@@ -504,8 +662,20 @@ def test_qa_options_where_they_do_not_apply_are_refused(args, message, tiny_mode
 
 def test_a_classifier_is_refused_where_a_qa_model_is_needed(tiny_model_dir, tmp_path, capsys):
     _write(tmp_path, _document(articles=3))
-    assert _cli("evaluate", "--task", "squad", "--data", tmp_path, "--model", tiny_model_dir,
-                "--output", tmp_path / "m.json") == 2
+    assert (
+        _cli(
+            "evaluate",
+            "--task",
+            "squad",
+            "--data",
+            tmp_path,
+            "--model",
+            tiny_model_dir,
+            "--output",
+            tmp_path / "m.json",
+        )
+        == 2
+    )
     assert "has a classification head, but task squad needs question-answering" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
@@ -518,11 +688,14 @@ def test_hub_rows_pass_the_same_checks_as_a_file(tmp_path, monkeypatch):
     def fake_hub(name, split):  # the hub's rajpurkar/squad_v2 has these columns, one row per question
         calls.append((name, split))
         return from_file
+
     monkeypatch.setattr(datasets, "load_dataset", fake_hub)
     assert squad_data.load_split(V2, "hub", "dev").to_dict() == from_file.to_dict()
     assert calls == [("rajpurkar/squad_v2", "validation")]
     broken = from_file.to_dict()
     broken["answers"][0] = {"text": ["nowhere"], "answer_start": [0]}
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: datasets.Dataset.from_dict(broken))
-    with pytest.raises(MoebertError, match="rajpurkar/squad_v2/validation: question q0-0: answer 'nowhere' does not"):
+    with pytest.raises(
+        MoebertError, match="rajpurkar/squad_v2/validation: question q0-0: answer 'nowhere' does not"
+    ):
         squad_data.load_split(V2, "hub", "dev")

@@ -62,13 +62,21 @@ def test_squad_v1_takes_the_max_over_gold_answers():
 
 def test_squad_v2_unanswerable_questions():
     assert squad_v2({"q": ""}, {"q": []}) == pytest.approx(
-        {"exact_match": 100.0, "f1": 100.0, "NoAns_exact_match": 100.0, "NoAns_f1": 100.0, "NoAns_total": 1})
+        {"exact_match": 100.0, "f1": 100.0, "NoAns_exact_match": 100.0, "NoAns_f1": 100.0, "NoAns_total": 1}
+    )
     assert squad_v2({"q": "cat"}, {"q": []})["f1"] == 0.0
     # Golds that normalize to nothing are dropped, leaving "": only an empty (after normalizing) prediction
     # scores. The list itself is not empty, so the official script counts the question under HasAns.
     only_articles = {"q": ["The", "!"]}
     assert squad_v2({"q": ""}, only_articles) == pytest.approx(
-        {"exact_match": 100.0, "f1": 100.0, "HasAns_exact_match": 100.0, "HasAns_f1": 100.0, "HasAns_total": 1})
+        {
+            "exact_match": 100.0,
+            "f1": 100.0,
+            "HasAns_exact_match": 100.0,
+            "HasAns_f1": 100.0,
+            "HasAns_total": 1,
+        }
+    )
     assert squad_v2({"q": "a"}, only_articles)["f1"] == 100.0
     assert squad_v2({"q": "the end"}, only_articles)["f1"] == 0.0
     # An empty gold beside a real one is dropped too: "" no longer matches.
@@ -82,12 +90,18 @@ PREDICTIONS = {"q1": "Red dog.", "q2": "red dog", "q3": "", "q4": "cat"}
 
 
 def test_squad_v2_has_answer_breakdown():
-    assert squad_v2(PREDICTIONS, ANSWERS) == pytest.approx({
-        "exact_match": 50.0,  # 2/4
-        "f1": 200 / 3,  # (1 + 2/3 + 1 + 0) / 4 = 2/3
-        "HasAns_exact_match": 50.0, "HasAns_f1": 250 / 3, "HasAns_total": 2,  # f1 (1 + 2/3) / 2 = 5/6
-        "NoAns_exact_match": 50.0, "NoAns_f1": 50.0, "NoAns_total": 2,
-    })
+    assert squad_v2(PREDICTIONS, ANSWERS) == pytest.approx(
+        {
+            "exact_match": 50.0,  # 2/4
+            "f1": 200 / 3,  # (1 + 2/3 + 1 + 0) / 4 = 2/3
+            "HasAns_exact_match": 50.0,
+            "HasAns_f1": 250 / 3,
+            "HasAns_total": 2,  # f1 (1 + 2/3) / 2 = 5/6
+            "NoAns_exact_match": 50.0,
+            "NoAns_f1": 50.0,
+            "NoAns_total": 2,
+        }
+    )
 
 
 def test_squad_v2_best_null_threshold():
@@ -105,7 +119,6 @@ def test_squad_v2_best_null_threshold():
     assert (lone["best_f1"], lone["best_f1_thresh"], lone["f1"]) == (100.0, 0.0, 0.0)
 
 
-
 def test_squad_v2_threshold_search_runs_in_null_score_order_and_charges_wrong_answers():
     # Null-score order c, b, a differs from id order; b is unanswerable but predicts "dog".
     answers = {"a": ["cat"], "b": [], "c": ["x"]}
@@ -116,8 +129,11 @@ def test_squad_v2_threshold_search_runs_in_null_score_order_and_charges_wrong_an
     assert result["best_exact_match_thresh"] == result["best_f1_thresh"] == 0.0
     # One more right answer after b: 2 at 0.0, 1, 2, 3 at 3.0 -> 3/4 at 3.0. Charging b's answer 0 or 2
     # instead of 1 would give 4/4 or 2/4.
-    result = squad_v2({**predictions, "d": "y"}, {**answers, "d": ["y"]}, {"c": 0.0, "b": 1.0, "a": 2.0, "d": 3.0})
+    result = squad_v2(
+        {**predictions, "d": "y"}, {**answers, "d": ["y"]}, {"c": 0.0, "b": 1.0, "a": 2.0, "d": 3.0}
+    )
     assert (result["best_exact_match"], result["best_exact_match_thresh"]) == (75.0, 3.0)
+
 
 def test_missing_ids_raise():
     with pytest.raises(MoebertError, match=r"predictions lack 2 of the 3 question ids.*'b'"):

@@ -27,7 +27,14 @@ def snapshot(ds: datasets.Dataset) -> tuple:
 
 @pytest.mark.parametrize(
     "spelling, name",
-    [("MRPC", "mrpc"), ("sst-2", "sst2"), ("SST2", "sst2"), ("STS-B", "stsb"), ("sts_b", "stsb"), ("MNLI", "mnli")],
+    [
+        ("MRPC", "mrpc"),
+        ("sst-2", "sst2"),
+        ("SST2", "sst2"),
+        ("STS-B", "stsb"),
+        ("sts_b", "stsb"),
+        ("MNLI", "mnli"),
+    ],
 )
 def test_get_task_accepts_common_spellings(spelling, name):
     assert get_task(spelling).name == name
@@ -37,14 +44,28 @@ def test_get_task_accepts_common_spellings(spelling, name):
 def test_unknown_task_suggests_the_closest():
     with pytest.raises(MoebertError, match=r"unknown task 'mrcp'; did you mean 'mrpc'\? known: cola, sst2"):
         get_task("mrcp")
-    with pytest.raises(MoebertError, match=r"unknown task 'squad2'; did you mean 'squad'\? known: .*, squad, squad_v2$"):
+    with pytest.raises(
+        MoebertError, match=r"unknown task 'squad2'; did you mean 'squad'\? known: .*, squad, squad_v2$"
+    ):
         get_task("squad2")
     with pytest.raises(MoebertError, match=r"unknown task 'imdb'; known: cola"):
         get_task("imdb")
 
 
 def test_registry_facts():
-    assert list(TASKS) == ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "squad", "squad_v2"]
+    assert list(TASKS) == [
+        "cola",
+        "sst2",
+        "mrpc",
+        "stsb",
+        "qqp",
+        "mnli",
+        "qnli",
+        "rte",
+        "wnli",
+        "squad",
+        "squad_v2",
+    ]
     assert {name for name, task in TASKS.items() if task.family == "qa"} == {"squad", "squad_v2"}
     assert TASKS["squad"].head == "question-answering" and TASKS["mrpc"].head == "classification"
     assert TASKS["squad_v2"].eval_splits == {"dev": "SQuAD-v2.0"} and TASKS["squad"].max_length == 384
@@ -104,7 +125,10 @@ def test_real_glue_split_loads_fully(glue_dir, task, split):
 
 def test_real_first_rows_match_the_files(glue_dir):
     cola = load_split("cola", glue_dir, "train")[0]
-    assert cola == {"text_a": "Our friends won't buy this analysis, let alone the next one we propose.", "label": 1}
+    assert cola == {
+        "text_a": "Our friends won't buy this analysis, let alone the next one we propose.",
+        "label": 1,
+    }
     # MRPC dev starts with a BOM and its second sentence with an unbalanced quote.
     mrpc = load_split("mrpc", glue_dir, "dev")[0]
     assert mrpc["text_a"].startswith("He said the foodservice pie business doesn 't fit")
@@ -114,8 +138,10 @@ def test_real_first_rows_match_the_files(glue_dir):
     assert stsb["text_a"] == "A man is playing a large flute." and stsb["label"] == pytest.approx(3.8)
     rte = load_split("rte", glue_dir, "dev")[0]
     assert rte["text_b"] == "Christopher Reeve had an accident." and rte["label"] == 1  # not_entailment
-    assert load_split("sst2", glue_dir, "train")[0] == {"text_a": "hide new secretions from the parental units ",
-                                                         "label": 0}
+    assert load_split("sst2", glue_dir, "train")[0] == {
+        "text_a": "hide new secretions from the parental units ",
+        "label": 0,
+    }
 
 
 def test_subsample_is_seeded_and_keeps_file_order(glue_dir):
@@ -137,13 +163,27 @@ def test_prepare_round_trip_of_real_files(glue_dir, tmp_path, task):
     assert target == tmp_path / "out" / TASKS[task].display
     assert sorted(p.name for p in target.iterdir()) == ["dev.tsv", "train.tsv"]
     for split in TASKS[task].splits:
-        assert snapshot(load_split(task, tmp_path / "out", split)) == snapshot(load_split(task, glue_dir, split))
+        assert snapshot(load_split(task, tmp_path / "out", split)) == snapshot(
+            load_split(task, glue_dir, split)
+        )
 
 
 # ---------------------------------------------------------------- tasks not in the shared copy
 
-MNLI_TRAIN = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-              "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]
+MNLI_TRAIN = [
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "label1",
+    "gold_label",
+]
 MNLI_DEV = MNLI_TRAIN[:-1] + ["label2", "label3", "label4", "label5", "gold_label"]
 
 
@@ -156,24 +196,42 @@ def mnli_row(header: list[str], i: int, premise: str, hypothesis: str, label: st
 def small_glue(tmp_path) -> Path:
     """MNLI, QQP, QNLI and WNLI in their classic layouts, a few rows each."""
     root = tmp_path / "glue"
-    write_tsv(root / "MNLI" / "train.tsv", [MNLI_TRAIN] + [
-        mnli_row(MNLI_TRAIN, 0, "A man eats.", "Someone eats.", "entailment"),
-        mnli_row(MNLI_TRAIN, 1, "A man eats.", "He is hungry.", "neutral"),
-        mnli_row(MNLI_TRAIN, 2, 'He said "no.', "He agreed.", "contradiction"),
-    ])
-    write_tsv(root / "MNLI" / "dev_matched.tsv", [MNLI_DEV] + [
-        mnli_row(MNLI_DEV, 0, "Matched premise.", "Matched hypothesis.", "neutral"),
-    ])
-    write_tsv(root / "MNLI" / "dev_mismatched.tsv", [MNLI_DEV] + [
-        mnli_row(MNLI_DEV, 0, "Mismatched premise.", "Mismatched hypothesis.", "contradiction"),
-        mnli_row(MNLI_DEV, 1, "Second premise.", "Second hypothesis.", "entailment"),
-    ])
-    qqp = [["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-           ["0", "1", "2", "How do I cook?", "How to cook?", "1"], ["1", "3", "4", "Why?", "When?", "0"]]
+    write_tsv(
+        root / "MNLI" / "train.tsv",
+        [MNLI_TRAIN]
+        + [
+            mnli_row(MNLI_TRAIN, 0, "A man eats.", "Someone eats.", "entailment"),
+            mnli_row(MNLI_TRAIN, 1, "A man eats.", "He is hungry.", "neutral"),
+            mnli_row(MNLI_TRAIN, 2, 'He said "no.', "He agreed.", "contradiction"),
+        ],
+    )
+    write_tsv(
+        root / "MNLI" / "dev_matched.tsv",
+        [MNLI_DEV]
+        + [
+            mnli_row(MNLI_DEV, 0, "Matched premise.", "Matched hypothesis.", "neutral"),
+        ],
+    )
+    write_tsv(
+        root / "MNLI" / "dev_mismatched.tsv",
+        [MNLI_DEV]
+        + [
+            mnli_row(MNLI_DEV, 0, "Mismatched premise.", "Mismatched hypothesis.", "contradiction"),
+            mnli_row(MNLI_DEV, 1, "Second premise.", "Second hypothesis.", "entailment"),
+        ],
+    )
+    qqp = [
+        ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+        ["0", "1", "2", "How do I cook?", "How to cook?", "1"],
+        ["1", "3", "4", "Why?", "When?", "0"],
+    ]
     write_tsv(root / "QQP" / "train.tsv", qqp)
     write_tsv(root / "QQP" / "dev.tsv", qqp[:2])
-    qnli = [["index", "question", "sentence", "label"], ["0", "Who?", "Nobody.", "not_entailment"],
-            ["1", "Where?", "Here.", "entailment"]]
+    qnli = [
+        ["index", "question", "sentence", "label"],
+        ["0", "Who?", "Nobody.", "not_entailment"],
+        ["1", "Where?", "Here.", "entailment"],
+    ]
     write_tsv(root / "QNLI" / "train.tsv", qnli)
     write_tsv(root / "QNLI" / "dev.tsv", qnli)
     wnli = [["index", "sentence1", "sentence2", "label"], ["0", "The cat sat.", "It sat.", "1"]]
@@ -187,19 +245,36 @@ def test_mnli_train_and_both_dev_splits(small_glue):
     assert train["label"][:] == [0, 1, 2]
     assert train[2] == {"text_a": 'He said "no.', "text_b": "He agreed.", "label": 2}
     assert load_split("mnli", small_glue, "dev_matched").to_dict() == {
-        "text_a": ["Matched premise."], "text_b": ["Matched hypothesis."], "label": [1]}
+        "text_a": ["Matched premise."],
+        "text_b": ["Matched hypothesis."],
+        "label": [1],
+    }
     mismatched = load_split("mnli", small_glue, "dev_mismatched")
-    assert mismatched["text_a"][:] == ["Mismatched premise.", "Second premise."] and mismatched["label"][:] == [2, 0]
-    with pytest.raises(MoebertError, match="unknown split 'dev' for MNLI; expected one of: train, dev_matched"):
+    assert mismatched["text_a"][:] == ["Mismatched premise.", "Second premise."] and mismatched["label"][
+        :
+    ] == [2, 0]
+    with pytest.raises(
+        MoebertError, match="unknown split 'dev' for MNLI; expected one of: train, dev_matched"
+    ):
         load_split("mnli", small_glue, "dev")
 
 
 def test_qqp_qnli_wnli_layouts(small_glue):
     assert load_split("qqp", small_glue, "train").to_dict() == {
-        "text_a": ["How do I cook?", "Why?"], "text_b": ["How to cook?", "When?"], "label": [1, 0]}
+        "text_a": ["How do I cook?", "Why?"],
+        "text_b": ["How to cook?", "When?"],
+        "label": [1, 0],
+    }
     assert load_split("qnli", small_glue, "dev").to_dict() == {
-        "text_a": ["Who?", "Where?"], "text_b": ["Nobody.", "Here."], "label": [1, 0]}
-    assert load_split("wnli", small_glue, "dev")[0] == {"text_a": "The cat sat.", "text_b": "It sat.", "label": 1}
+        "text_a": ["Who?", "Where?"],
+        "text_b": ["Nobody.", "Here."],
+        "label": [1, 0],
+    }
+    assert load_split("wnli", small_glue, "dev")[0] == {
+        "text_a": "The cat sat.",
+        "text_b": "It sat.",
+        "label": 1,
+    }
 
 
 @pytest.mark.parametrize("task", ["mnli", "qqp", "qnli", "wnli"])
@@ -207,7 +282,9 @@ def test_prepare_round_trip_of_written_files(small_glue, tmp_path, task):
     target = prepare(task, small_glue, tmp_path / "out")
     assert sorted(p.stem for p in target.iterdir()) == sorted(TASKS[task].splits)
     for split in TASKS[task].splits:
-        assert snapshot(load_split(task, tmp_path / "out", split)) == snapshot(load_split(task, small_glue, split))
+        assert snapshot(load_split(task, tmp_path / "out", split)) == snapshot(
+            load_split(task, small_glue, split)
+        )
 
 
 # ---------------------------------------------------------------- bad input
@@ -215,9 +292,13 @@ def test_prepare_round_trip_of_written_files(small_glue, tmp_path, task):
 
 def test_missing_data_dir_and_file_name_the_path(tmp_path):
     missing = tmp_path / "nowhere"
-    with pytest.raises(MoebertError, match=re.escape(f"data directory {missing} not found") + ".*RTE/train.tsv"):
+    with pytest.raises(
+        MoebertError, match=re.escape(f"data directory {missing} not found") + ".*RTE/train.tsv"
+    ):
         load_split("rte", missing, "train")
-    with pytest.raises(MoebertError, match=re.escape(f"missing file {tmp_path}/RTE/dev.tsv: expected the RTE 'dev'")):
+    with pytest.raises(
+        MoebertError, match=re.escape(f"missing file {tmp_path}/RTE/dev.tsv: expected the RTE 'dev'")
+    ):
         load_split("rte", tmp_path, "dev")
     with pytest.raises(MoebertError, match="did you mean 'rte'"):
         load_split("rtee", tmp_path, "dev")
@@ -227,7 +308,9 @@ RTE_HEADER = ["index", "sentence1", "sentence2", "label"]
 
 
 def test_corrupt_row_names_file_line_and_field_count(tmp_path):
-    path = write_tsv(tmp_path / "RTE" / "train.tsv", [RTE_HEADER, ["0", "a", "b", "entailment"], ["1", "a", "b"]])
+    path = write_tsv(
+        tmp_path / "RTE" / "train.tsv", [RTE_HEADER, ["0", "a", "b", "entailment"], ["1", "a", "b"]]
+    )
     with pytest.raises(MoebertError) as err:
         load_split("rte", tmp_path, "train")
     assert str(err.value) == (
@@ -244,7 +327,9 @@ def test_label_outside_the_set_names_label_line_and_allowed(tmp_path):
     )
     # CoLA has no header, so its first line is data.
     write_tsv(tmp_path / "CoLA" / "dev.tsv", [["src", "2", "", "A sentence."]])
-    with pytest.raises(MoebertError, match=r"CoLA/dev.tsv, line 1: label '2' is not a CoLA label; allowed: 0, 1"):
+    with pytest.raises(
+        MoebertError, match=r"CoLA/dev.tsv, line 1: label '2' is not a CoLA label; allowed: 0, 1"
+    ):
         load_split("cola", tmp_path, "dev")
 
 
@@ -254,7 +339,9 @@ def test_bad_score_and_missing_header_column(tmp_path):
     with pytest.raises(MoebertError, match=r"STS-B/dev.tsv, line 2: score 'high' is not a finite number"):
         load_split("stsb", tmp_path, "dev")
     write_tsv(tmp_path / "RTE" / "dev.tsv", [["index", "premise", "sentence2", "label"]])
-    with pytest.raises(MoebertError, match=r"header lacks column\(s\) sentence1 of the RTE layout; found: index"):
+    with pytest.raises(
+        MoebertError, match=r"header lacks column\(s\) sentence1 of the RTE layout; found: index"
+    ):
         load_split("rte", tmp_path, "dev")
 
 
@@ -275,12 +362,21 @@ def test_prepare_writes_nothing_when_any_split_is_bad(tmp_path):
 
 
 def hub_rte(sentence1: list[str], labels: list[int]) -> datasets.Dataset:
-    features = datasets.Features({
-        "sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["entailment", "not_entailment"]), "idx": datasets.Value("int32"),
-    })
+    features = datasets.Features(
+        {
+            "sentence1": datasets.Value("string"),
+            "sentence2": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "not_entailment"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
     return datasets.Dataset.from_dict(
-        {"sentence1": sentence1, "sentence2": ["h"] * len(labels), "label": labels, "idx": list(range(len(labels)))},
+        {
+            "sentence1": sentence1,
+            "sentence2": ["h"] * len(labels),
+            "label": labels,
+            "idx": list(range(len(labels))),
+        },
         features=features,
     )
 
@@ -295,18 +391,24 @@ def test_hub_split_maps_to_the_same_dataset_as_the_tsv(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     from_hub = load_split("rte", "hub", "dev")
     assert calls == [("nyu-mll/glue", "rte", "validation")]
-    write_tsv(tmp_path / "RTE" / "dev.tsv", [RTE_HEADER, ["0", "p0", "h", "not_entailment"], ["1", "p1", "h", "entailment"]])
+    write_tsv(
+        tmp_path / "RTE" / "dev.tsv",
+        [RTE_HEADER, ["0", "p0", "h", "not_entailment"], ["1", "p1", "h", "entailment"]],
+    )
     assert snapshot(from_hub) == snapshot(load_split("rte", tmp_path, "dev"))
 
 
 def test_hub_mnli_and_stsb_column_mapping(monkeypatch):
     mnli = datasets.Dataset.from_dict(
         {"premise": ["p"], "hypothesis": ["h"], "label": [2], "idx": [0]},
-        features=datasets.Features({
-            "premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
-            "idx": datasets.Value("int32"),
-        }),
+        features=datasets.Features(
+            {
+                "premise": datasets.Value("string"),
+                "hypothesis": datasets.Value("string"),
+                "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+                "idx": datasets.Value("int32"),
+            }
+        ),
     )
     assert hub_columns(TASKS["mnli"], mnli) == {"text_a": ["p"], "text_b": ["h"], "label": [2]}
     stsb = datasets.Dataset.from_dict({"sentence1": ["a"], "sentence2": ["b"], "label": [3.25], "idx": [0]})
@@ -322,10 +424,19 @@ def test_hub_rejects_unlabelled_rows_reordered_labels_and_offline(monkeypatch):
     with pytest.raises(MoebertError, match=r"nyu-mll/glue/rte row 1: label -1 outside 0..1"):
         hub_columns(TASKS["rte"], hub_rte(["a", "b"], [0, -1]))
     with pytest.raises(MoebertError, match=r"nyu-mll/glue/mrpc label names are \['a', 'b'\], expected"):
-        hub_columns(TASKS["mrpc"], datasets.Dataset.from_dict(
-            {"sentence1": ["x"], "sentence2": ["y"], "label": [0]},
-            features=datasets.Features({"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
-                                        "label": datasets.ClassLabel(names=["a", "b"])})))
+        hub_columns(
+            TASKS["mrpc"],
+            datasets.Dataset.from_dict(
+                {"sentence1": ["x"], "sentence2": ["y"], "label": [0]},
+                features=datasets.Features(
+                    {
+                        "sentence1": datasets.Value("string"),
+                        "sentence2": datasets.Value("string"),
+                        "label": datasets.ClassLabel(names=["a", "b"]),
+                    }
+                ),
+            ),
+        )
     with pytest.raises(MoebertError, match=r"nyu-mll/glue/cola lacks column\(s\) sentence"):
         hub_columns(TASKS["cola"], datasets.Dataset.from_dict({"text": ["x"], "label": [0]}))
 

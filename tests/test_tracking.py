@@ -20,8 +20,24 @@ def tracked_job(uri, seed, artifact, barrier):
     """One 'training job': waits for the others so that all four hit the fresh sqlite store at once."""
     from transformers import TrainerState
 
-    args = parse(["--tracking-uri", uri, "--experiment", "tiny", "--parent-run", "grid",
-                  "--tag", "task=mrpc", "--tag", "method=moebert", "--tag", f"seed={seed}", "--tag", "rule=distill"])
+    args = parse(
+        [
+            "--tracking-uri",
+            uri,
+            "--experiment",
+            "tiny",
+            "--parent-run",
+            "grid",
+            "--tag",
+            "task=mrpc",
+            "--tag",
+            "method=moebert",
+            "--tag",
+            f"seed={seed}",
+            "--tag",
+            "rule=distill",
+        ]
+    )
     barrier.wait()
     with tracking.tracked_run(args, {"lr": 3e-5, "epochs": 1}) as run:
         callback = run.trainer_callback()
@@ -241,8 +257,14 @@ def test_jobs_log_to_the_cluster_server_script(tmp_path, monkeypatch):
     env.pop("MLFLOW_TRACKING_URI", None)
     out = tmp_path / "server.log"
     with open(out, "w") as log_file:
-        server = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, stdout=log_file,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            ["bash", str(script)],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         uri = None
@@ -266,8 +288,22 @@ def test_jobs_log_to_the_cluster_server_script(tmp_path, monkeypatch):
         monkeypatch.setattr(tracking.fcntl, "flock", no_flock)
         artifact = tmp_path / "metrics.json"
         artifact.write_text("{}")
-        args = parse(["--tracking-uri", uri, "--experiment", "cluster", "--parent-run", "grid",
-                      "--tag", "rule=distill", "--tag", "task=mrpc", "--log-artifact", str(artifact)])
+        args = parse(
+            [
+                "--tracking-uri",
+                uri,
+                "--experiment",
+                "cluster",
+                "--parent-run",
+                "grid",
+                "--tag",
+                "rule=distill",
+                "--tag",
+                "task=mrpc",
+                "--log-artifact",
+                str(artifact),
+            ]
+        )
         with tracking.tracked_run(args, {"lr": 3e-5}) as run:
             assert run is not None
             run.log_metrics({"loss": 0.5}, step=1)

@@ -44,25 +44,64 @@ def mrpc_rows(tokenizer, glue_dir):
 
 def small_bert(vocab_size: int, dropout: float = 0.0, seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=2,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
     return randomize_biases(BertForSequenceClassification(config), seed)
 
 
 def moe_student(teacher, expert_dropout: float = 0.0, router: str = "hash-random"):
     orders = [torch.randperm(32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
-    student, _ = adapt(teacher, orders, num_experts=2, expert_dim=16, shared_dim=0, router=router,
-                       expert_dropout=expert_dropout)
+    student, _ = adapt(
+        teacher,
+        orders,
+        num_experts=2,
+        expert_dim=16,
+        shared_dim=0,
+        router=router,
+        expert_dropout=expert_dropout,
+    )
     return student
 
 
 def run_training(model, tmp_path, ds, tokenizer, trainer_cls=TaskTrainer, settings=None, callbacks=(), **kw):
     cfg_keys = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{"epochs": 1, "lr": 2e-5, "batch_size": 8, "grad_accum": 1, "weight_decay": 0.0,
-                         "save_steps": 1000, "seed": 0, "fp16": False, "bf16": False, "logging_steps": 1, **cfg_keys})
-    return train(model, tmp_path / "out", ds, task_data.collator(tokenizer), tokenizer, cfg, CPU, settings or {},
-                 trainer_cls=trainer_cls, callbacks=callbacks, **kw)
+    cfg = TrainConfig(
+        **{
+            "epochs": 1,
+            "lr": 2e-5,
+            "batch_size": 8,
+            "grad_accum": 1,
+            "weight_decay": 0.0,
+            "save_steps": 1000,
+            "seed": 0,
+            "fp16": False,
+            "bf16": False,
+            "logging_steps": 1,
+            **cfg_keys,
+        }
+    )
+    return train(
+        model,
+        tmp_path / "out",
+        ds,
+        task_data.collator(tokenizer),
+        tokenizer,
+        cfg,
+        CPU,
+        settings or {},
+        trainer_cls=trainer_cls,
+        callbacks=callbacks,
+        **kw,
+    )
 
 
 class Inputs:
@@ -70,7 +109,9 @@ class Inputs:
 
     def __init__(self, module):
         self.seen = []
-        module.register_forward_pre_hook(lambda m, args, kwargs: self.seen.append(dict(kwargs)), with_kwargs=True)
+        module.register_forward_pre_hook(
+            lambda m, args, kwargs: self.seen.append(dict(kwargs)), with_kwargs=True
+        )
 
 
 def by_tokens(ds) -> dict:
@@ -96,7 +137,12 @@ def test_finetuning_feeds_the_dense_model_every_column(mrpc_rows, tokenizer, tmp
     model = small_bert(tokenizer.vocab_size)
     seen = Inputs(model)
     run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=8)
-    assert len(seen.seen) == 2 and set(seen.seen[0]) >= {"input_ids", "attention_mask", "token_type_ids", "labels"}
+    assert len(seen.seen) == 2 and set(seen.seen[0]) >= {
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "labels",
+    }
     assert_rows_reached(seen.seen, mrpc_rows)
 
 
@@ -104,8 +150,15 @@ def test_distillation_feeds_student_and_teacher_the_real_segment_ids(mrpc_rows, 
     teacher = small_bert(tokenizer.vocab_size)
     student = moe_student(teacher)
     to_student, to_teacher = Inputs(student), Inputs(teacher)
-    run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
-                 distill_weight=1.0)
+    run_training(
+        student,
+        tmp_path,
+        mrpc_rows,
+        tokenizer,
+        trainer_cls=DistillationTrainer,
+        teacher=teacher,
+        distill_weight=1.0,
+    )
     assert len(to_student.seen) == len(to_teacher.seen) == 2
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         for s, t in zip(to_student.seen, to_teacher.seen):
@@ -120,10 +173,25 @@ def one_step(kind, tokenizer, ds, tmp_path, batch_size, grad_accum):
     if kind == "teacher":
         model, extra = teacher, {}
     else:
-        model, extra = moe_student(teacher), {"trainer_cls": DistillationTrainer, "teacher": small_bert(
-            tokenizer.vocab_size, seed=1), "distill_weight": 2.0}
-    trainer = run_training(model, tmp_path, ds, tokenizer, batch_size=batch_size, grad_accum=grad_accum, lr=1e-3,
-                           weight_decay=0.01, **extra)
+        model, extra = (
+            moe_student(teacher),
+            {
+                "trainer_cls": DistillationTrainer,
+                "teacher": small_bert(tokenizer.vocab_size, seed=1),
+                "distill_weight": 2.0,
+            },
+        )
+    trainer = run_training(
+        model,
+        tmp_path,
+        ds,
+        tokenizer,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=1e-3,
+        weight_decay=0.01,
+        **extra,
+    )
     assert trainer.state.global_step == 1
     grad_norm = next(log["grad_norm"] for log in trainer.state.log_history if "grad_norm" in log)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, grad_norm
@@ -145,11 +213,13 @@ def _fixed_length_pairs():
     import datasets
 
     words = ["good", "bad", "fine", "dull", "great", "poor", "nice", "grim"]
-    return datasets.Dataset.from_dict({
-        "text_a": [" ".join(words[(i + j) % 8] for j in range(6)) for i in range(8)],
-        "text_b": [" ".join(words[(3 * i + j) % 8] for j in range(4)) for i in range(8)],
-        "label": [i % 2 for i in range(8)],
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "text_a": [" ".join(words[(i + j) % 8] for j in range(6)) for i in range(8)],
+            "text_b": [" ".join(words[(3 * i + j) % 8] for j in range(4)) for i in range(8)],
+            "label": [i % 2 for i in range(8)],
+        }
+    )
 
 
 def test_every_loss_term_is_logged_and_the_loss_is_their_weighted_sum(mrpc_rows, tokenizer, tmp_path):
@@ -157,8 +227,17 @@ def test_every_loss_term_is_logged_and_the_loss_is_their_weighted_sum(mrpc_rows,
     student = moe_student(small_bert(tokenizer.vocab_size, seed=2), router="gate-token")
     student.config.load_balance = 0.5
     # Two micro-batches per optimiser step: each logged term is their mean, as the logged loss is.
-    trainer = run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
-                           distill_weight=3.0, batch_size=4, grad_accum=2)
+    trainer = run_training(
+        student,
+        tmp_path,
+        mrpc_rows,
+        tokenizer,
+        trainer_cls=DistillationTrainer,
+        teacher=teacher,
+        distill_weight=3.0,
+        batch_size=4,
+        grad_accum=2,
+    )
     logs = [log for log in trainer.state.log_history if "loss" in log]
     assert len(logs) == 2
     for log in logs:
@@ -177,8 +256,12 @@ def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer, tmp_
     teacher = small_bert(50)
     student = moe_student(small_bert(50, seed=3), router="gate-sentence").eval()
     student.config.load_balance = 0.25
-    trainer = DistillationTrainer(model=student, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                  report_to="none"), teacher=teacher, distill_weight=2.0)
+    trainer = DistillationTrainer(
+        model=student,
+        args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
+        teacher=teacher,
+        distill_weight=2.0,
+    )
     batch = random_batch(num_labels=2)
     loss = trainer.compute_loss(student, batch)
     s = student(**batch, output_hidden_states=True)
@@ -197,8 +280,12 @@ def test_the_loss_terms_are_the_distillation_losses_of_the_batch(tokenizer, tmp_
     trainer.padded_losses = True
     unmasked = sum(F.mse_loss(a, b) for a, b in zip(s.hidden_states, t.hidden_states))
     assert not torch.isclose(unmasked, hidden)
-    torch.testing.assert_close(trainer.compute_loss(student, batch),
-                               task + 2.0 * (unmasked + kl) + 0.25 * s.balance_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        trainer.compute_loss(student, batch),
+        task + 2.0 * (unmasked + kl) + 0.25 * s.balance_loss,
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 class PoisonAt(TrainerCallback):
@@ -215,7 +302,9 @@ class PoisonAt(TrainerCallback):
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_term(mrpc_rows, tokenizer, tmp_path):
     model = small_bert(tokenizer.vocab_size)
-    with pytest.raises(MoebertError, match=r"loss term 'task' is nan at optimiser step 2 of 4; no model was saved \(a rerun "):
+    with pytest.raises(
+        MoebertError, match=r"loss term 'task' is nan at optimiser step 2 of 4; no model was saved \(a rerun "
+    ):
         run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, callbacks=[PoisonAt(model, 2)])
 
 
@@ -223,8 +312,16 @@ def test_a_diverged_teacher_term_is_named(mrpc_rows, tokenizer, tmp_path):
     teacher = small_bert(tokenizer.vocab_size)
     student = moe_student(small_bert(tokenizer.vocab_size))
     with pytest.raises(MoebertError, match=r"loss term 'hidden', 'prediction' is nan at optimiser step 1 "):
-        run_training(student, tmp_path, mrpc_rows, tokenizer, trainer_cls=DistillationTrainer, teacher=teacher,
-                     distill_weight=1.0, callbacks=[PoisonAt(teacher.bert.embeddings, 1)])
+        run_training(
+            student,
+            tmp_path,
+            mrpc_rows,
+            tokenizer,
+            trainer_cls=DistillationTrainer,
+            teacher=teacher,
+            distill_weight=1.0,
+            callbacks=[PoisonAt(teacher.bert.embeddings, 1)],
+        )
 
 
 def test_weight_decay_falls_on_weight_matrices_only(tokenizer, tmp_path):
@@ -238,16 +335,29 @@ def test_weight_decay_falls_on_weight_matrices_only(tokenizer, tmp_path):
     student = moe_student(teacher)
     mpoe = adapt_mpo(teacher, num_experts=2, in_factors=[2, 2, 4], out_factors=[2, 4, 4])
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    decayed = {id(model): set(TaskTrainer(model=model, args=args).get_decay_parameter_names(model))
-               for model in (teacher, student, mpoe)}
-    matrices = {"attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight",
-                "attention.output.dense.weight"}
+    decayed = {
+        id(model): set(TaskTrainer(model=model, args=args).get_decay_parameter_names(model))
+        for model in (teacher, student, mpoe)
+    }
+    matrices = {
+        "attention.self.query.weight",
+        "attention.self.key.weight",
+        "attention.self.value.weight",
+        "attention.output.dense.weight",
+    }
     layer = "bert.encoder.layer.0."
-    outside = {"bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
-               "bert.embeddings.token_type_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight"}
-    for model, ffn in ((teacher, {"intermediate.dense.weight", "output.dense.weight"}),
-                       (student, {"output.experts.up_proj", "output.experts.down_proj"}),
-                       (mpoe, {"output.router.gate.weight"})):
+    outside = {
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.position_embeddings.weight",
+        "bert.embeddings.token_type_embeddings.weight",
+        "bert.pooler.dense.weight",
+        "classifier.weight",
+    }
+    for model, ffn in (
+        (teacher, {"intermediate.dense.weight", "output.dense.weight"}),
+        (student, {"output.experts.up_proj", "output.experts.down_proj"}),
+        (mpoe, {"output.router.gate.weight"}),
+    ):
         expected = outside | {f"bert.encoder.layer.{i}.{name}" for i in range(2) for name in matrices | ffn}
         assert decayed[id(model)] == expected
     assert f"{layer}output.w_in.central" in dict(mpoe.named_parameters())
@@ -260,7 +370,9 @@ def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys)
     assert prepare_checkpoints(out, settings) is None
     (ckpt / "checkpoint-4").mkdir()
     (ckpt / "checkpoint-4" / "trainer_state.json").write_text("{}")
-    assert prepare_checkpoints(out, dict(reversed(settings.items()))) == ckpt / "checkpoint-4"  # any key order
+    assert (
+        prepare_checkpoints(out, dict(reversed(settings.items()))) == ckpt / "checkpoint-4"
+    )  # any key order
     assert "discarding" not in capsys.readouterr().out
     assert prepare_checkpoints(out, {**settings, "lr": 2e-5}) is None
     log = capsys.readouterr().out
@@ -268,15 +380,31 @@ def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys)
     assert not (ckpt / "checkpoint-4").exists()
     (ckpt / "checkpoint-5").mkdir()
     (ckpt / "checkpoint-5" / "trainer_state.json").write_text("{}")
-    assert prepare_checkpoints(out, {**settings, "lr": 3e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]}}) \
+    assert (
+        prepare_checkpoints(
+            out, {**settings, "lr": 3e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]}}
+        )
         is None
+    )
     assert "(inputs, lr changed)" in capsys.readouterr().out
     assert json.loads((ckpt / "fingerprint.json").read_text())["settings"]["inputs"]["teacher"][0][2] == 2
     # Where and how often it saves does not change what a run computes.
     (ckpt / "checkpoint-5").mkdir()
     (ckpt / "checkpoint-5" / "trainer_state.json").write_text("{}")
-    assert prepare_checkpoints(out, {**settings, "lr": 3e-5, "inputs": {"teacher": [["model.safetensors", 10, 2]]},
-                                     "device": "cuda", "save_steps": 7, "logging_steps": 3}) == ckpt / "checkpoint-5"
+    assert (
+        prepare_checkpoints(
+            out,
+            {
+                **settings,
+                "lr": 3e-5,
+                "inputs": {"teacher": [["model.safetensors", 10, 2]]},
+                "device": "cuda",
+                "save_steps": 7,
+                "logging_steps": 3,
+            },
+        )
+        == ckpt / "checkpoint-5"
+    )
     (ckpt / "fingerprint.json").unlink()
     (ckpt / "checkpoint-6").mkdir()
     assert prepare_checkpoints(out, settings) is None
@@ -294,16 +422,26 @@ def test_terms_of_steps_after_the_last_log_stay_out_of_the_run_summary(mrpc_rows
 def test_the_trainer_follows_the_paper_recipe(mrpc_rows, tokenizer, tmp_path):
     """docs/method.md §6: AdamW (0.9, 0.999), clipping at 1.0, no warm-up, linear decay to 0; one checkpoint kept."""
     model = small_bert(tokenizer.vocab_size)
-    trainer = run_training(model, tmp_path, mrpc_rows, tokenizer, batch_size=4, lr=1e-3, weight_decay=0.05,
-                           save_steps=1, seed=3)
+    trainer = run_training(
+        model, tmp_path, mrpc_rows, tokenizer, batch_size=4, lr=1e-3, weight_decay=0.05, save_steps=1, seed=3
+    )
     args = trainer.args
-    assert (args.seed, args.save_steps, args.per_device_train_batch_size, args.num_train_epochs) == (3, 1, 4, 1)
+    assert (args.seed, args.save_steps, args.per_device_train_batch_size, args.num_train_epochs) == (
+        3,
+        1,
+        4,
+        1,
+    )
     assert (args.adam_beta1, args.adam_beta2, args.max_grad_norm, args.warmup_steps) == (0.9, 0.999, 1.0, 0)
     assert args.use_cpu and args.dataloader_num_workers == 0 and args.report_to in ("none", [])
     lrs = [log["learning_rate"] for log in trainer.state.log_history if "learning_rate" in log]
-    assert lrs == pytest.approx([1e-3 * (1 - step / 4) for step in range(4)])  # logged before each step's decay
+    assert lrs == pytest.approx(
+        [1e-3 * (1 - step / 4) for step in range(4)]
+    )  # logged before each step's decay
     groups = trainer.optimizer.param_groups
-    assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05] and all(g["betas"] == (0.9, 0.999) for g in groups)
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05] and all(
+        g["betas"] == (0.9, 0.999) for g in groups
+    )
     assert [p.name for p in checkpoint_dir(tmp_path / "out").glob("checkpoint-*")] == ["checkpoint-4"]
 
 
@@ -340,15 +478,32 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp
     ckpt = checkpoint_dir(tmp_path / "out")
     assert ckpt == tmp_path / "out.checkpoints"
     with pytest.raises(KeyboardInterrupt):
-        run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4, save_steps=2,
-                     callbacks=[KillAt()])
+        run_training(
+            small_bert(tokenizer.vocab_size),
+            tmp_path,
+            mrpc_rows,
+            tokenizer,
+            batch_size=4,
+            save_steps=2,
+            callbacks=[KillAt()],
+        )
     assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2"]
     capsys.readouterr()
     steps = []
-    count = type("Count", (TrainerCallback,), {"on_step_end": lambda self, a, state, c, **k: steps.append(
-        state.global_step)})
-    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4,
-                           save_steps=2, callbacks=[count()])
+    count = type(
+        "Count",
+        (TrainerCallback,),
+        {"on_step_end": lambda self, a, state, c, **k: steps.append(state.global_step)},
+    )
+    trainer = run_training(
+        small_bert(tokenizer.vocab_size),
+        tmp_path,
+        mrpc_rows,
+        tokenizer,
+        batch_size=4,
+        save_steps=2,
+        callbacks=[count()],
+    )
     assert f"resuming from checkpoint {ckpt / 'checkpoint-2'}\n" in capsys.readouterr().out
     assert steps == [3, 4] and trainer.state.global_step == 4  # steps 1-2 came from the checkpoint
     discard_checkpoints(tmp_path / "out")
@@ -373,11 +528,16 @@ def test_training_refuses_several_gpus_in_one_process(gpus, mrpc_rows, tokenizer
     from transformers import Trainer, TrainingArguments
 
     monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: gpus))
-    monkeypatch.setattr(Trainer, "train", lambda self, **kwargs: None)  # nothing to run on GPUs that are not there
+    monkeypatch.setattr(
+        Trainer, "train", lambda self, **kwargs: None
+    )  # nothing to run on GPUs that are not there
     if gpus == 1:
         run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer)
         return
-    with pytest.raises(MoebertError, match=r"training sees 2 GPUs in one process: start one process per GPU with `accelerate launch --num_processes 2 "):
+    with pytest.raises(
+        MoebertError,
+        match=r"training sees 2 GPUs in one process: start one process per GPU with `accelerate launch --num_processes 2 ",
+    ):
         run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer)
 
 
@@ -394,7 +554,7 @@ def test_batches_are_grouped_by_length_and_shuffled():
     from moebert.training.trainer import ShuffledLengthGroupedSampler
 
     def batches(order):
-        return [tuple(order[i:i + 8]) for i in range(0, len(order), 8)]
+        return [tuple(order[i : i + 8]) for i in range(0, len(order), 8)]
 
     lengths = torch.randint(5, 120, (400,), generator=torch.Generator().manual_seed(0)).tolist()
     torch.manual_seed(1)
@@ -404,7 +564,9 @@ def test_batches_are_grouped_by_length_and_shuffled():
     assert sorted(ours) == list(range(400))
     assert sorted(batches(ours)) == sorted(batches(grouped)) and batches(ours) != batches(grouped)
     longest = [max(lengths[i] for i in batch) for batch in batches(ours)]
-    sweeps = sum(a >= b for a, b in itertools.pairwise(longest))  # transformers' order: almost all steps go down
+    sweeps = sum(
+        a >= b for a, b in itertools.pairwise(longest)
+    )  # transformers' order: almost all steps go down
     assert sweeps < 0.75 * (len(longest) - 1)
     padded = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches(ours))
     random_batches = batches(torch.randperm(400, generator=torch.Generator().manual_seed(2)).tolist())
@@ -426,21 +588,25 @@ def test_random_sampler_and_max_length_padding_restore_the_reference(mrpc_rows, 
 
     from moebert.training.distillation import DistillationTrainer, hidden_mse
 
-    trainer = run_training(small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, sampler="random",
-                           epochs=0.01)
+    trainer = run_training(
+        small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, sampler="random", epochs=0.01
+    )
     assert isinstance(trainer._get_train_sampler(), RandomSampler)
     batch = task_data.collator(tokenizer, max_length=64)([mrpc_rows[i] for i in range(3)])
     assert batch["input_ids"].shape == (3, 64) and (batch["attention_mask"] == 0).any()
     teacher = small_bert(tokenizer.vocab_size, seed=1)
     student = small_bert(tokenizer.vocab_size, seed=2).train()
     for padded, mask in ((False, batch["attention_mask"]), (True, None)):
-        distiller = DistillationTrainer(model=student, args=trainer.args, teacher=teacher, distill_weight=1.0,
-                                        padded_losses=padded)
+        distiller = DistillationTrainer(
+            model=student, args=trainer.args, teacher=teacher, distill_weight=1.0, padded_losses=padded
+        )
         torch.manual_seed(0)
         _, terms = distiller.loss_terms(student, dict(batch))
         torch.manual_seed(0)
         s = student(**batch, output_hidden_states=True).hidden_states
-        t = teacher(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True).hidden_states
+        t = teacher(
+            **{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True
+        ).hidden_states
         torch.testing.assert_close(terms["hidden"][1], hidden_mse(s, t, mask))
 
 
@@ -452,14 +618,20 @@ def test_the_teacher_distils_in_eval_mode_unless_told(teacher_dropout, tokenizer
 
     teacher = small_bert(tokenizer.vocab_size, dropout=0.5)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    distiller = DistillationTrainer(model=small_bert(tokenizer.vocab_size), args=args, teacher=teacher,
-                                    distill_weight=1.0, teacher_dropout=teacher_dropout)
+    distiller = DistillationTrainer(
+        model=small_bert(tokenizer.vocab_size),
+        args=args,
+        teacher=teacher,
+        distill_weight=1.0,
+        teacher_dropout=teacher_dropout,
+    )
     assert distiller.teacher.training == teacher_dropout
     assert not any(p.requires_grad for p in distiller.teacher.parameters())
 
 
-@pytest.mark.parametrize("world, total, accum, expected", [("1", 32, 1, 32), ("2", 32, 1, 16), ("2", 32, 4, 4),
-                                                           ("4", 32, 2, 4)])
+@pytest.mark.parametrize(
+    "world, total, accum, expected", [("1", 32, 1, 32), ("2", 32, 1, 16), ("2", 32, 4, 4), ("4", 32, 2, 4)]
+)
 def test_the_total_batch_is_shared_by_processes_and_accumulation(world, total, accum, expected, monkeypatch):
     from moebert.training.trainer import per_device_batch
 
@@ -471,8 +643,11 @@ def test_a_total_batch_that_does_not_divide_is_refused(monkeypatch):
     from moebert.training.trainer import per_device_batch
 
     monkeypatch.setenv("WORLD_SIZE", "3")
-    with pytest.raises(MoebertError, match="--batch-size 16 does not divide into 3 process\\(es\\) x --grad-accum 2; "
-                                           "choose a total batch that is a multiple of 6"):
+    with pytest.raises(
+        MoebertError,
+        match="--batch-size 16 does not divide into 3 process\\(es\\) x --grad-accum 2; "
+        "choose a total batch that is a multiple of 6",
+    ):
         per_device_batch(16, 2)
 
 
@@ -513,22 +688,56 @@ sys.exit(main())
 
     def launch(stage, *args, batch=8):
         proc = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(cli), stage,
-             "--task", "mrpc", "--data", str(data), "--epochs", "1", "--max-train-samples", "64", "--max-length", "64",
-             "--batch-size", str(batch), "--tracking-uri", "none", *map(str, args)],
-            capture_output=True, text=True, timeout=600, check=False)
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                str(cli),
+                stage,
+                "--task",
+                "mrpc",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--max-train-samples",
+                "64",
+                "--max-length",
+                "64",
+                "--batch-size",
+                str(batch),
+                "--tracking-uri",
+                "none",
+                *map(str, args),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         # torchrun's summary names only the first failure; each process's own traceback is in its "[rankN]:" lines.
-        assert proc.returncode == 0, "\n".join(line for line in proc.stderr.splitlines() if "[rank" in line)[-8000:]
-        assert len(re.findall(r"^trained model -> ", proc.stdout, re.MULTILINE)) == 1  # only the first process saves
+        assert proc.returncode == 0, "\n".join(line for line in proc.stderr.splitlines() if "[rank" in line)[
+            -8000:
+        ]
+        assert (
+            len(re.findall(r"^trained model -> ", proc.stdout, re.MULTILINE)) == 1
+        )  # only the first process saves
         discarded.append(len(re.findall(r"^discarding checkpoints in ", proc.stdout, re.MULTILINE)))
         # The Trainer's progress bar is the one without a description ("tokenizing ...:", "Loading ...:").
-        bars = (re.match(r"\s*\d+%\|[^|]*\| *\d+/(\d+) \[", part) for part in re.split(r"[\r\n]", proc.stderr))
+        bars = (
+            re.match(r"\s*\d+%\|[^|]*\| *\d+/(\d+) \[", part) for part in re.split(r"[\r\n]", proc.stderr)
+        )
         return {int(bar.group(1)) for bar in bars if bar}
 
     discarded = []
     assert launch("finetune", "--model", tiny_model_dir, "--output", tmp_path / "t8") == {8}
     # Stale checkpoints: the first process discards them and stamps the directory before the other looks, so the
     # other finds its own settings there (racing, it would delete the stamp the first is writing).
-    write_json(checkpoint_dir(tmp_path / "t16") / FINGERPRINT, {"fingerprint": "stale", "settings": {"lr": 1}})
+    write_json(
+        checkpoint_dir(tmp_path / "t16") / FINGERPRINT, {"fingerprint": "stale", "settings": {"lr": 1}}
+    )
     assert launch("finetune", "--model", tiny_model_dir, "--output", tmp_path / "t16", batch=16) == {4}
     assert discarded == [0, 1]

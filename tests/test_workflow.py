@@ -22,7 +22,11 @@ LAPTOP_TASKS = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 def snakemake(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -34,8 +38,17 @@ def job_counts(output: str) -> dict[str, int]:
 
 def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
     """Run config/tiny.yaml in its own working directory, so tests never touch the repo's results/."""
-    return ["-s", REPO / "Snakefile", "--directory", workdir, "--configfile", REPO / "config" / "tiny.yaml",
-            "--config", f"data={glue}", *extra]
+    return [
+        "-s",
+        REPO / "Snakefile",
+        "--directory",
+        workdir,
+        "--configfile",
+        REPO / "config" / "tiny.yaml",
+        "--config",
+        f"data={glue}",
+        *extra,
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,20 +57,24 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
 
 @pytest.mark.parametrize(
     "configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device",
-    [(None, LAPTOP_TASKS, 0, 1, 2, 1, {"cpu": "0"}, "auto"),
-     ("config/paper.yaml", 10, 2, 3, 6, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
-     ("config/claims.yaml", 3, 0, 2, 11, 1, {"cpu": "0"}, "auto"),
-     ("config/sweeps.yaml", 3, 0, 1, 13, 0, {"cpu": "0"}, "auto"),
-     ("config/mpoe.yaml", 3, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
-     ("config/laptop-qa.yaml", 1, 1, 1, 2, 0, {"cpu": "0"}, "auto"),
-     ("config/tiny-qa.yaml", 1, 1, 1, 2, 1, {"cpu": "0"}, "auto")],
+    [
+        (None, LAPTOP_TASKS, 0, 1, 2, 1, {"cpu": "0"}, "auto"),
+        ("config/paper.yaml", 10, 2, 3, 6, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
+        ("config/claims.yaml", 3, 0, 2, 11, 1, {"cpu": "0"}, "auto"),
+        ("config/sweeps.yaml", 3, 0, 1, 13, 0, {"cpu": "0"}, "auto"),
+        ("config/mpoe.yaml", 3, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
+        ("config/laptop-qa.yaml", 1, 1, 1, 2, 0, {"cpu": "0"}, "auto"),
+        ("config/tiny-qa.yaml", 1, 1, 1, 2, 1, {"cpu": "0"}, "auto"),
+    ],
     ids=["laptop-default", "paper", "claims", "sweeps", "mpoe", "laptop-qa", "tiny-qa"],
 )
-def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device,
-                                    glue_dir):
+def test_dry_run_of_shipped_configs(
+    configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device, glue_dir
+):
     # -F: count every job even where a previous run left results; --nolock: a running workflow is fine.
-    args = ["-n", "-p", "-F", "--nolock"] + (["--configfile", configfile] if configfile
-                                             else ["--config", f"data={glue_dir}"])
+    args = ["-n", "-p", "-F", "--nolock"] + (
+        ["--configfile", configfile] if configfile else ["--config", f"data={glue_dir}"]
+    )
     proc = snakemake(*args)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     counts = job_counts(proc.stdout)
@@ -88,8 +105,12 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
     cap = shipped.get("task_settings", {}).get("stsb", {}).get("max_train_samples")
     for command in (c for c in evaluates if "--majority" in c and "--task stsb" in c):
         assert (f"--max-train-samples {cap} " in command) if cap else ("--max-train-samples" not in command)
-    majority_jobs = re.findall(r"^rule evaluate:\n(?:.*\n)*?\s+wildcards: task=\w+, method=majority.*\n"
-                               r"\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE)
+    majority_jobs = re.findall(
+        r"^rule evaluate:\n(?:.*\n)*?\s+wildcards: task=\w+, method=majority.*\n"
+        r"\s+resources: [^\n]*gpu=(\d+)",
+        proc.stdout,
+        re.MULTILINE,
+    )
     assert len(majority_jobs) == majority * glue_runs and set(majority_jobs) <= {"0"}
     # A hub teacher is fetched once, on the submit host, and every teacher fine-tunes the fetched copy.
     hub_teacher = configfile == "config/paper.yaml"
@@ -98,8 +119,11 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
     assert all(("--model resources/models/bert-base-uncased " in c) == hub_teacher for c in finetunes)
     # QA jobs cut windows with the task's stride; an article split is made by prepare_data alone.
     # The fetching rules alone turn the hub back on for their command.
-    prepares = re.findall(r"^Shell command: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 moebert prepare-data .*$", proc.stdout,
-                          re.MULTILINE)
+    prepares = re.findall(
+        r"^Shell command: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 moebert prepare-data .*$",
+        proc.stdout,
+        re.MULTILINE,
+    )
     assert len(prepares) == tasks
     split = shipped.get("task_settings", {}).get("squad", {}).get("eval_articles")
     assert sum("--eval-articles" in c for c in prepares) == (1 if split else 0)
@@ -114,7 +138,9 @@ def test_dry_run_of_shipped_configs(configfile, tasks, qa_tasks, seeds, trained,
         assert len(mpoe) == runs and not any("--importance" in c for c in mpoe)
         assert all("--router gate-token" in c for c in mpoe)
         assert sum("--student moe" in c and "--router gate-token" in c for c in adapts) == runs  # switch
-        masks = re.findall(r"^Shell command: moebert distill .*--gradient-mask 0\.5 .*$", proc.stdout, re.MULTILINE)
+        masks = re.findall(
+            r"^Shell command: moebert distill .*--gradient-mask 0\.5 .*$", proc.stdout, re.MULTILINE
+        )
         assert len(masks) == runs
 
 
@@ -144,8 +170,10 @@ def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path):
     proc = snakemake("-n", "--nolock", "--directory", tmp_path, "--configfile", bad)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert ("invalid config: key methods.moebert.router: 'hash-randm' is not allowed; did you mean 'hash-random'? "
-            "allowed: hash-random, hash-balance, gate-token, gate-sentence") in output, output
+    assert (
+        "invalid config: key methods.moebert.router: 'hash-randm' is not allowed; did you mean 'hash-random'? "
+        "allowed: hash-random, hash-balance, gate-token, gate-sentence"
+    ) in output, output
     assert "Building DAG" not in output and "Traceback" not in output
 
 
@@ -181,7 +209,10 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     assert not list(results.glob("**/*.checkpoints"))
     assert not list(results.glob("moe/**/*.safetensors"))
     # Trained teachers and students are write-protected.
-    trained = [*results.glob("teacher/*/seed0/*.safetensors"), *results.glob("student/*/*/seed0/*.safetensors")]
+    trained = [
+        *results.glob("teacher/*/seed0/*.safetensors"),
+        *results.glob("student/*/*/seed0/*.safetensors"),
+    ]
     assert len(trained) > 2 and not any(path.stat().st_mode & 0o222 for path in trained)
 
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
@@ -198,7 +229,9 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     rerun = snakemake("-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", changed, "-n")
     assert rerun.returncode == 0, rerun.stderr
     counts = job_counts(rerun.stdout)
-    assert counts["adapt"] == 4 and "finetune" not in counts  # moebert and its sweep point, 2 tasks and "importance" not in counts, counts
+    assert (
+        counts["adapt"] == 4 and "finetune" not in counts
+    )  # moebert and its sweep point, 2 tasks and "importance" not in counts, counts
 
     # Snakemake's own HTML report carries the registered table and plot with their captions.
     html = tmp_path / "report.html"
@@ -214,13 +247,30 @@ def test_tiny_qa_config_runs_end_to_end(tmp_path):
     squad = REPO.parent / "shared" / "data" / "squad"
     if not (squad / "dev-v1.1.json").is_file():
         pytest.skip(f"shared SQuAD dev file not found in {squad}")
-    proc = snakemake("-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", REPO / "config" / "tiny-qa.yaml",
-                     "--config", f"squad_data={squad}", "--cores", 2, timeout=1800)
+    proc = snakemake(
+        "-s",
+        REPO / "Snakefile",
+        "--directory",
+        tmp_path,
+        "--configfile",
+        REPO / "config" / "tiny-qa.yaml",
+        "--config",
+        f"squad_data={squad}",
+        "--cores",
+        2,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     tables = tmp_path / "results" / "tables"
     table = (tables / "squad.md").read_text()
-    for expected in ("teacher", "moebert", "distil-half", "SQuAD-v1.1* exact_match", "SQuAD-v1.1* f1",
-                     "non-standard split: train and dev are article-disjoint parts of dev-v1.1.json"):
+    for expected in (
+        "teacher",
+        "moebert",
+        "distil-half",
+        "SQuAD-v1.1* exact_match",
+        "SQuAD-v1.1* f1",
+        "non-standard split: train and dev are article-disjoint parts of dev-v1.1.json",
+    ):
         assert expected in table
     assert "majority" not in table and not (tables / "glue.md").exists()
     metrics = json.loads((tmp_path / "results" / "metrics" / "squad" / "moebert" / "seed0.json").read_text())
@@ -245,8 +295,13 @@ def _check_mlflow_runs(db: Path) -> None:
     distill = next(r for r in children if r.data.tags["rule"] == "distill" and r.data.tags["task"] == "rte")
     assert {"train_loss", "loss/task", "loss/hidden", "loss/prediction"} <= set(distill.data.metrics)
     assert "RTE/accuracy" not in distill.data.metrics  # metrics come from the evaluate job alone
-    evaluate = next(r for r in children if r.data.tags["rule"] == "evaluate" and r.data.tags["method"] == "moebert"
-                    and r.data.tags["task"] == "rte")
+    evaluate = next(
+        r
+        for r in children
+        if r.data.tags["rule"] == "evaluate"
+        and r.data.tags["method"] == "moebert"
+        and r.data.tags["task"] == "rte"
+    )
     assert "RTE/accuracy" in evaluate.data.metrics
 
 
@@ -279,12 +334,27 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
     config["resources"]["retries"] = retries
     override.write_text(yaml.safe_dump(config))
     target = "results/teacher/rte/seed0"
-    args = ["-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", override,
-            "--config", f"data={glue_dir}", "--cores", 1, target]
+    args = [
+        "-s",
+        REPO / "Snakefile",
+        "--directory",
+        tmp_path,
+        "--configfile",
+        override,
+        "--config",
+        f"data={glue_dir}",
+        "--cores",
+        1,
+        target,
+    ]
     checkpoints = tmp_path / (target + ".checkpoints")
 
-    first = subprocess.Popen([sys.executable, "-m", "snakemake", *map(str, args)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 600
         while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
@@ -330,12 +400,16 @@ def test_several_gpus_launch_training_through_accelerate_with_the_total_batch(tm
         assert all("--batch-size 8 --grad-accum 1 " in c for c in commands)  # the total: the CLI divides it
     for stage in ("importance", "evaluate"):
         assert re.findall(rf"^Shell command: moebert {stage} ", proc.stdout, re.MULTILINE), stage
-    gpus = dict(re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE))
+    gpus = dict(
+        re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+resources: [^\n]*gpu=(\d+)", proc.stdout, re.MULTILINE)
+    )
     assert gpus["finetune"] == gpus["distill"] == "2" and gpus["importance"] == "1"
 
     config["resources"]["gpus"] = 3
     path.write_text(yaml.safe_dump(config))
     proc = snakemake("-n", "--nolock", "--directory", tmp_path, "--configfile", path)
     assert proc.returncode != 0
-    assert ("invalid config: key training.grad_accum: 1 x 3 GPU(s) (resources.gpus) does not divide the teacher "
-            "batch size 8 of task rte") in proc.stderr + proc.stdout
+    assert (
+        "invalid config: key training.grad_accum: 1 x 3 GPU(s) (resources.gpus) does not divide the teacher "
+        "batch size 8 of task rte"
+    ) in proc.stderr + proc.stdout

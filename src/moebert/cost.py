@@ -83,8 +83,10 @@ def model_dims(name_or_path: str) -> Dims:
     fetched = Path("resources/models") / model_slug(name_or_path)  # fetch_model's copy, in a workflow
     source = str(fetched) if fetched.is_dir() else resolve_model(name_or_path)
     if not Path(source).is_dir():
-        raise MoebertError(f"plan: dimensions of model '{name_or_path}' are unknown offline; fetch it first "
-                           f"(resources/models/) or add it to moebert.cost.KNOWN_MODELS")
+        raise MoebertError(
+            f"plan: dimensions of model '{name_or_path}' are unknown offline; fetch it first "
+            f"(resources/models/) or add it to moebert.cost.KNOWN_MODELS"
+        )
     config = AutoConfig.from_pretrained(source)
     return Dims(config.num_hidden_layers, config.hidden_size, config.intermediate_size, config.vocab_size)
 
@@ -124,37 +126,64 @@ def activation_bytes(dims: Dims, batch: int, seq: int) -> float:
     return batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
 
 
-def training_work(task: Task, dims: Dims, rows_: int, epochs: float, batch: int, max_length: int | None,
-                  teacher: Dims | None = None, accum: int = 1) -> Work:
+def training_work(
+    task: Task,
+    dims: Dims,
+    rows_: int,
+    epochs: float,
+    batch: int,
+    max_length: int | None,
+    teacher: Dims | None = None,
+    accum: int = 1,
+) -> Work:
     """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student forward).
     `batch` is the total batch of an optimiser step, `accum` the micro-batches it is accumulated from."""
     seq = tokens_per_row(task, max_length, grouped=True)
     tokens = rows_ * epochs * seq
-    return Work(steps=math.ceil(rows_ / batch * epochs), accum=accum, flops=tokens * 3 * dims.forward_flops(seq),
-                layers=dims.layers,
-                rows_read=rows_, params=dims.params, moe=dims.moe,
-                teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
-                teacher_layers=teacher.layers if teacher else 0,
-                weights=dims.weights + (teacher.weights if teacher else 0),
-                activations=activation_bytes(dims, batch // accum, seq))
+    return Work(
+        steps=math.ceil(rows_ / batch * epochs),
+        accum=accum,
+        flops=tokens * 3 * dims.forward_flops(seq),
+        layers=dims.layers,
+        rows_read=rows_,
+        params=dims.params,
+        moe=dims.moe,
+        teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
+        teacher_layers=teacher.layers if teacher else 0,
+        weights=dims.weights + (teacher.weights if teacher else 0),
+        activations=activation_bytes(dims, batch // accum, seq),
+    )
 
 
-def inference_work(task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None,
-                   backward: bool = False) -> Work:
+def inference_work(
+    task: Task, dims: Dims, rows_: int, batch: int, max_length: int | None, backward: bool = False
+) -> Work:
     """Forwards over `rows_` rows (importance adds the backward for its gradients)."""
     seq = tokens_per_row(task, max_length, grouped=False)
     passes = 3 if backward else 1
-    return Work(steps=math.ceil(rows_ / batch), flops=rows_ * seq * passes * dims.forward_flops(seq),
-                layers=dims.layers, train=backward, rows_read=rows_, moe=dims.moe, weights=dims.weights,
-                activations=activation_bytes(dims, batch, seq))
+    return Work(
+        steps=math.ceil(rows_ / batch),
+        flops=rows_ * seq * passes * dims.forward_flops(seq),
+        layers=dims.layers,
+        train=backward,
+        rows_read=rows_,
+        moe=dims.moe,
+        weights=dims.weights,
+        activations=activation_bytes(dims, batch, seq),
+    )
 
 
 def speed_work(models: list[Dims], batch_sizes, seq_lengths, repeats: int, warmup: int = 1) -> Work:
     """moebert speed: every model, every grid point, `repeats` timed and `warmup` untimed forwards."""
     flops = sum(b * s * d.forward_flops(s) for d in models for b in batch_sizes for s in seq_lengths)
     steps = len(models) * len(batch_sizes) * len(seq_lengths) * (repeats + warmup)
-    return Work(steps=steps, flops=flops * (repeats + warmup), layers=max(d.layers for d in models), train=False,
-                weights=max(d.weights for d in models))
+    return Work(
+        steps=steps,
+        flops=flops * (repeats + warmup),
+        layers=max(d.layers for d in models),
+        train=False,
+        weights=max(d.weights for d in models),
+    )
 
 
 @dataclass(frozen=True)
@@ -168,7 +197,9 @@ class DeviceSpeed:
     train_step_ms_per_layer: float
     infer_step_ms_per_layer: float
     optimizer_ns_per_param: float  # AdamW's update, which reads and writes every parameter each step
-    moe_factor: float  # an MoE model's step time over a dense model's of the same FLOPs (routing, small matmuls)
+    moe_factor: (
+        float  # an MoE model's step time over a dense model's of the same FLOPs (routing, small matmuls)
+    )
     job_s: float
     per_thread: bool = False
 
@@ -181,15 +212,26 @@ class DeviceSpeed:
         step_ms = self.train_step_ms_per_layer if work.train else self.infer_step_ms_per_layer
         passes = work.steps * work.accum
         compute = (passes * work.layers * step_ms / 1e3 / scale + work.flops / rate) * (
-            self.moe_factor if work.moe else 1)
+            self.moe_factor if work.moe else 1
+        )
         optimizer = work.steps * work.params * self.optimizer_ns_per_param / 1e9 / scale
-        teacher = (passes * work.teacher_layers * self.infer_step_ms_per_layer / 1e3
-                   + work.teacher_flops / (self.infer_tflops * 1e12 * devices)) / scale
+        teacher = (
+            passes * work.teacher_layers * self.infer_step_ms_per_layer / 1e3
+            + work.teacher_flops / (self.infer_tflops * 1e12 * devices)
+        ) / scale
         return self.job_s + work.rows_read / TOKENIZE_ROWS_PER_S + compute + optimizer + teacher
 
 
-FIELDS = ("source", "train_tflops", "infer_tflops", "train_step_ms_per_layer", "infer_step_ms_per_layer",
-          "optimizer_ns_per_param", "moe_factor", "job_s")
+FIELDS = (
+    "source",
+    "train_tflops",
+    "infer_tflops",
+    "train_step_ms_per_layer",
+    "infer_step_ms_per_layer",
+    "optimizer_ns_per_param",
+    "moe_factor",
+    "job_s",
+)
 
 
 def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
@@ -205,9 +247,18 @@ def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
         unknown = set(entry) - {*FIELDS, "per_thread"}
         missing = [f for f in FIELDS if f not in entry]
         if unknown or missing:
-            raise MoebertError(f"{path}: device kind '{kind}': "
-                               + "; ".join(filter(None, [unknown and f"unknown field(s) {', '.join(sorted(unknown))}",
-                                                         missing and f"missing field(s) {', '.join(missing)}"])))
+            raise MoebertError(
+                f"{path}: device kind '{kind}': "
+                + "; ".join(
+                    filter(
+                        None,
+                        [
+                            unknown and f"unknown field(s) {', '.join(sorted(unknown))}",
+                            missing and f"missing field(s) {', '.join(missing)}",
+                        ],
+                    )
+                )
+            )
         speeds[kind] = DeviceSpeed(name=kind, **entry)
     return speeds
 

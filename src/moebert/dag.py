@@ -39,9 +39,17 @@ def dry_run(args: list[str]) -> list[Job]:
 
     def capture(record) -> bool:
         if getattr(record, "event", None) == LogEvent.JOB_INFO and record.rule_name != "all":
-            jobs.append(Job(record.rule_name, dict(record.wildcards), record.threads,
-                            {k: v for k, v in dict(record.resources).items() if not k.startswith("_")},
-                            tuple(record.input or ()), tuple(record.output or ()), record.shellcmd))
+            jobs.append(
+                Job(
+                    record.rule_name,
+                    dict(record.wildcards),
+                    record.threads,
+                    {k: v for k, v in dict(record.resources).items() if not k.startswith("_")},
+                    tuple(record.input or ()),
+                    tuple(record.output or ()),
+                    record.shellcmd,
+                )
+            )
         return True
 
     parser, parsed = parse_args(["--dry-run", "--quiet", "all", *args])

@@ -27,8 +27,10 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError as err:
         raise MoebertError(f"--device {name!r}: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise MoebertError(f"--device {name}: no CUDA device is available on this machine; use --device auto or "
-                           f"cpu (in the workflow, --device cuda comes with resources.gpus > 0: set it to 0)")
+        raise MoebertError(
+            f"--device {name}: no CUDA device is available on this machine; use --device auto or "
+            f"cpu (in the workflow, --device cuda comes with resources.gpus > 0: set it to 0)"
+        )
     return device
 
 

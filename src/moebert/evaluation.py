@@ -22,14 +22,17 @@ def _outputs(model, dataset, collator, batch_size: int, progress: bool):
     stay in the batch and out of the model."""
     model.eval()
     device = next(model.parameters()).device
-    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collator), desc="evaluate",
-                      disable=not progress):
+    for batch in tqdm(
+        DataLoader(dataset, batch_size=batch_size, collate_fn=collator), desc="evaluate", disable=not progress
+    ):
         with torch.no_grad():
             out = model(**{k: v.to(device) for k, v in batch.items() if k != "labels"})
         yield batch, out
 
 
-def predict(model, dataset, collator, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model, dataset, collator, batch_size: int = 64, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of a tokenised dataset, in dataset order."""
     logits, labels = [], []
     for batch, out in _outputs(model, dataset, collator, batch_size, progress):
@@ -38,13 +41,31 @@ def predict(model, dataset, collator, batch_size: int = 64, progress: bool = Tru
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def evaluate(model, tokenizer, task: Task, data: str, max_length: int, max_eval_samples: int | None = None,
-             seed: int = 0, batch_size: int = 64, qa: QaSettings | None = None) -> tuple[dict, dict, dict]:
+def evaluate(
+    model,
+    tokenizer,
+    task: Task,
+    data: str,
+    max_length: int,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    qa: QaSettings | None = None,
+) -> tuple[dict, dict, dict]:
     """Metrics (percent) and example counts for every eval split of the task, keyed like the paper's tables,
     and what else the record keeps (QA: the predicted answers, and how the data departs from the standard)."""
     if isinstance(task, QaTask):
-        return evaluate_qa(model, tokenizer, task, data, max_length, qa or QaSettings(task.doc_stride),
-                           max_eval_samples, seed, batch_size)
+        return evaluate_qa(
+            model,
+            tokenizer,
+            task,
+            data,
+            max_length,
+            qa or QaSettings(task.doc_stride),
+            max_eval_samples,
+            seed,
+            batch_size,
+        )
     results, counts = {}, {}
     collate = task_data.collator(tokenizer)
     for split, key in task.eval_splits.items():
@@ -56,8 +77,9 @@ def evaluate(model, tokenizer, task: Task, data: str, max_length: int, max_eval_
     return results, counts, {}
 
 
-def predict_spans(model, dataset, collator, batch_size: int = 64, progress: bool = True
-                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def predict_spans(
+    model, dataset, collator, batch_size: int = 64, progress: bool = True
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits of every window of a tokenised dataset over its own tokens, in dataset order."""
     lengths = iter([len(ids) for ids in dataset["input_ids"]])
     starts, ends = [], []
@@ -69,16 +91,33 @@ def predict_spans(model, dataset, collator, batch_size: int = 64, progress: bool
     return starts, ends
 
 
-def evaluate_qa(model, tokenizer, task: QaTask, data: str, max_length: int, qa: QaSettings,
-                max_eval_samples: int | None = None, seed: int = 0, batch_size: int = 64) -> tuple[dict, dict, dict]:
+def evaluate_qa(
+    model,
+    tokenizer,
+    task: QaTask,
+    data: str,
+    max_length: int,
+    qa: QaSettings,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> tuple[dict, dict, dict]:
     """EM and F1 as the official SQuAD scripts define them (v2.0: also HasAns/NoAns and the best threshold)."""
     results, counts, predictions = {}, {}, {}
     for split, key in task.eval_splits.items():
         examples = squad_data.load_split(task, data, split, max_rows=max_eval_samples, seed=seed)
         windows = eval_features(examples, tokenizer, max_length, qa.doc_stride)
         starts, ends = predict_spans(model, windows.inputs, task_data.collator(tokenizer), batch_size)
-        answers, null_scores = best_answers(examples, windows, starts, ends, task.has_unanswerable, qa.n_best,
-                                            qa.max_answer_length, qa.null_threshold)
+        answers, null_scores = best_answers(
+            examples,
+            windows,
+            starts,
+            ends,
+            task.has_unanswerable,
+            qa.n_best,
+            qa.max_answer_length,
+            qa.null_threshold,
+        )
         gold = dict(zip(examples["id"], (a["text"] for a in examples["answers"])))
         scores = squad_v2(answers, gold, null_scores) if task.has_unanswerable else squad_v1(answers, gold)
         # Question counts are not scores: they go with the example counts.
@@ -90,8 +129,13 @@ def evaluate_qa(model, tokenizer, task: QaTask, data: str, max_length: int, qa: 
     return results, counts, {**extra, **({"data_note": note} if note else {})}
 
 
-def evaluate_majority(task: GlueTask, data: str, max_train_samples: int | None = None,
-                      max_eval_samples: int | None = None, seed: int = 0) -> tuple[dict, dict, float | int]:
+def evaluate_majority(
+    task: GlueTask,
+    data: str,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+) -> tuple[dict, dict, float | int]:
     """Like `evaluate`, for the trivial predictor: every eval example gets what the train rows (capped as for
     training) favour. Also returns that prediction."""
     train = load_split(task, data, "train", max_rows=max_train_samples, seed=seed)
@@ -99,13 +143,23 @@ def evaluate_majority(task: GlueTask, data: str, max_train_samples: int | None =
     results, counts = {}, {}
     for split, key in task.eval_splits.items():
         labels = load_split(task, data, split, max_rows=max_eval_samples, seed=seed)["label"]
-        results[key] = compute_metrics(task, majority_logits(prediction, len(labels), task.num_labels), labels)
+        results[key] = compute_metrics(
+            task, majority_logits(prediction, len(labels), task.num_labels), labels
+        )
         counts[key] = len(labels)
     return results, counts, prediction
 
 
-def metrics_record(task: Task, params: dict, model_path: str | None, results: dict, counts: dict,
-                   method: str | None, seed: int, **extra) -> dict:
+def metrics_record(
+    task: Task,
+    params: dict,
+    model_path: str | None,
+    results: dict,
+    counts: dict,
+    method: str | None,
+    seed: int,
+    **extra,
+) -> dict:
     """The metrics.json record; `params` as `modeling.parameter_counts` gives them (`NO_PARAMS`: no model)."""
     return {
         "task": task.name,

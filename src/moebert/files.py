@@ -63,6 +63,12 @@ def identity(source: str | os.PathLike) -> str | list:
         return str(source)
     # Snakemake stamps a directory output with .snakemake_timestamp when its job ends (also on --touch):
     # bookkeeping, not content.
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
-                                                  if p.is_file() and not p.name.startswith(".snakemake"))
-    return [[str(p.relative_to(path) if p != path else p.name), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".snakemake"))
+    )
+    return [
+        [str(p.relative_to(path) if p != path else p.name), p.stat().st_size, p.stat().st_mtime_ns]
+        for p in files
+    ]

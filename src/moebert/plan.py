@@ -37,13 +37,26 @@ ESTIMATE = "estimate_s_"  # + device kind: the resource holding a job's estimate
 def estimate(job: Job) -> JobEstimate:
     """A dry-run job with the estimate the workflow attached to it."""
     # 0: a kind that cannot run the job (a GPU job has no cpu estimate); every real estimate is at least a second.
-    seconds = {key.removeprefix(ESTIMATE): float(value) for key, value in job.resources.items()
-               if key.startswith(ESTIMATE) and value}
+    seconds = {
+        key.removeprefix(ESTIMATE): float(value)
+        for key, value in job.resources.items()
+        if key.startswith(ESTIMATE) and value
+    }
     if not seconds:
-        raise MoebertError(f"plan: job {job.rule} {job.wildcards} carries no {ESTIMATE}<kind> resource; every rule "
-                           f"of the workflow must size itself with workflow/lib/jobs.py")
-    return JobEstimate(job.rule, job.wildcards, int(job.resources.get("gpu", 0)), job.threads,
-                       int(job.resources.get("runtime", 0)), seconds, tuple(job.input), tuple(job.output))
+        raise MoebertError(
+            f"plan: job {job.rule} {job.wildcards} carries no {ESTIMATE}<kind> resource; every rule "
+            f"of the workflow must size itself with workflow/lib/jobs.py"
+        )
+    return JobEstimate(
+        job.rule,
+        job.wildcards,
+        int(job.resources.get("gpu", 0)),
+        job.threads,
+        int(job.resources.get("runtime", 0)),
+        seconds,
+        tuple(job.input),
+        tuple(job.output),
+    )
 
 
 def device_hours(job: JobEstimate, kind: str) -> float:
@@ -59,8 +72,14 @@ def local_wall_s(estimates: list[JobEstimate], cores: int) -> float:
     producer = {path: i for i, e in enumerate(estimates) for path in e.outputs}
     needs = [{producer[path] for path in e.inputs if path in producer} for e in estimates]
     finished, running = set(), []
-    pending = sorted(range(len(estimates)), key=lambda i: (-estimates[i].seconds["cpu"], estimates[i].rule,
-                                                          sorted(estimates[i].wildcards.items())))
+    pending = sorted(
+        range(len(estimates)),
+        key=lambda i: (
+            -estimates[i].seconds["cpu"],
+            estimates[i].rule,
+            sorted(estimates[i].wildcards.items()),
+        ),
+    )
     now, free = 0.0, cores
     while pending or running:
         for i in list(pending):
@@ -91,9 +110,11 @@ def other_machine_note(speeds: dict[str, DeviceSpeed], table: str | os.PathLike)
     here = cpu_model()
     if measured and measured.group(1) == here:
         return None
-    return (f"note: the cpu row of {table} was not measured on this machine's CPU ('{here}'; the row: "
-            f"{speeds['cpu'].source}). For estimates of this machine: python benchmarks/throughput.py --device cpu "
-            f"--kind cpu --update")
+    return (
+        f"note: the cpu row of {table} was not measured on this machine's CPU ('{here}'; the row: "
+        f"{speeds['cpu'].source}). For estimates of this machine: python benchmarks/throughput.py --device cpu "
+        f"--kind cpu --update"
+    )
 
 
 def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> str:
@@ -104,18 +125,38 @@ def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> st
     lines = [header]
     for rule in rules:
         mine = [e for e in estimates if e.rule == rule]
-        lines.append([rule, str(len(mine)), "/".join(map(str, sorted({e.gpus for e in mine}))),
-                      *(f"{sum(device_hours(e, k) for e in mine):.2f}" for k in kinds),
-                      f"{sum(e.requested_min * max(e.gpus, 1) for e in mine) / 60:.1f}"])
-    lines.append(["total", str(len(estimates)), "",
-                  *(f"{sum(device_hours(e, k) for e in estimates):.2f}" for k in kinds),
-                  f"{sum(e.requested_min * max(e.gpus, 1) for e in estimates) / 60:.1f}"])
+        lines.append(
+            [
+                rule,
+                str(len(mine)),
+                "/".join(map(str, sorted({e.gpus for e in mine}))),
+                *(f"{sum(device_hours(e, k) for e in mine):.2f}" for k in kinds),
+                f"{sum(e.requested_min * max(e.gpus, 1) for e in mine) / 60:.1f}",
+            ]
+        )
+    lines.append(
+        [
+            "total",
+            str(len(estimates)),
+            "",
+            *(f"{sum(device_hours(e, k) for e in estimates):.2f}" for k in kinds),
+            f"{sum(e.requested_min * max(e.gpus, 1) for e in estimates) / 60:.1f}",
+        ]
+    )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-                     for row in lines)
-    notes = [("GPU jobs are estimated on every GPU kind of the table, CPU jobs on cpu (core-hours); 'requested h' "
-              "is what the jobs ask the scheduler for (GPU-hours for GPU jobs, with the safety factor).")]
+    text = "\n".join(
+        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in lines
+    )
+    notes = [
+        (
+            "GPU jobs are estimated on every GPU kind of the table, CPU jobs on cpu (core-hours); 'requested h' "
+            "is what the jobs ask the scheduler for (GPU-hours for GPU jobs, with the safety factor)."
+        )
+    ]
     if all(e.gpus == 0 for e in estimates):
-        notes.append(f"A local run on {cores} cores: about {local_wall_s(estimates, cores) / 60:.0f} min "
-                     f"(its jobs scheduled as their inputs and cores allow).")
+        notes.append(
+            f"A local run on {cores} cores: about {local_wall_s(estimates, cores) / 60:.0f} min "
+            f"(its jobs scheduled as their inputs and cores allow)."
+        )
     return text + "\n\n" + "\n".join(notes)

@@ -49,18 +49,34 @@ OPTION_DESTS = ("tracking_uri", "experiment", "parent_run", "run_name", "tag", "
 
 def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tracking (MLflow)")
-    group.add_argument("--tracking-uri", default=None,
-                       help="MLflow tracking URI, e.g. sqlite:///results/mlflow/mlflow.db or http://host:5000 "
-                            "(default: $MLFLOW_TRACKING_URI; if neither is set, or 'off', tracking is off)")
+    group.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI, e.g. sqlite:///results/mlflow/mlflow.db or http://host:5000 "
+        "(default: $MLFLOW_TRACKING_URI; if neither is set, or 'off', tracking is off)",
+    )
     group.add_argument("--experiment", default="moebert", help="MLflow experiment name (default: moebert)")
-    group.add_argument("--parent-run", default=None,
-                       help="name of the parent run to nest this run under; created if missing")
-    group.add_argument("--run-name", default=None,
-                       help="run name (default: built from the rule/task/method/seed tags)")
-    group.add_argument("--tag", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-                       help="run tag, also logged as a param (repeatable), e.g. task=mrpc seed=0 rule=distill")
-    group.add_argument("--log-artifact", action="append", default=[], metavar="PATH",
-                       help="file uploaded when the run ends, e.g. the job's log (repeatable; missing is skipped)")
+    group.add_argument(
+        "--parent-run", default=None, help="name of the parent run to nest this run under; created if missing"
+    )
+    group.add_argument(
+        "--run-name", default=None, help="run name (default: built from the rule/task/method/seed tags)"
+    )
+    group.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="run tag, also logged as a param (repeatable), e.g. task=mrpc seed=0 rule=distill",
+    )
+    group.add_argument(
+        "--log-artifact",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="file uploaded when the run ends, e.g. the job's log (repeatable; missing is skipped)",
+    )
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -81,8 +97,14 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-def retry(fn, *args, attempts: int = RETRY_ATTEMPTS, base_delay: float = RETRY_BASE_DELAY_S,
-          sleep=time.sleep, **kwargs):
+def retry(
+    fn,
+    *args,
+    attempts: int = RETRY_ATTEMPTS,
+    base_delay: float = RETRY_BASE_DELAY_S,
+    sleep=time.sleep,
+    **kwargs,
+):
     """Call fn(*args, **kwargs), retrying transient store errors with exponential backoff and jitter."""
     for attempt in range(attempts):
         try:
@@ -90,7 +112,7 @@ def retry(fn, *args, attempts: int = RETRY_ATTEMPTS, base_delay: float = RETRY_B
         except Exception as exc:
             if attempt == attempts - 1 or not _is_transient(exc):
                 raise
-            delay = min(RETRY_MAX_DELAY_S, base_delay * 2 ** attempt)
+            delay = min(RETRY_MAX_DELAY_S, base_delay * 2**attempt)
             # Jitter: jobs that collided once would otherwise retry in lockstep and collide again.
             sleep(random.uniform(delay / 2, delay))
 
@@ -125,24 +147,34 @@ class TrackedRun:
             retry(fn, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
             self.failed = True
-            log.warning("MLFLOW TRACKING FAILED (%s) for run %s: %s: %s -- tracking is off for the rest of "
-                        "this job; its outputs under results/ are unaffected.",
-                        what, self.run_id, type(exc).__name__, exc)
+            log.warning(
+                "MLFLOW TRACKING FAILED (%s) for run %s: %s: %s -- tracking is off for the rest of "
+                "this job; its outputs under results/ are unaffected.",
+                what,
+                self.run_id,
+                type(exc).__name__,
+                exc,
+            )
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
         items = [Param(str(k), str(v)) for k, v in _flatten(params).items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self._call("log params", self.client.log_batch, self.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+            self._call(
+                "log params", self.client.log_batch, self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH]
+            )
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         """Log the numeric values of a (possibly nested) dict; anything else (e.g. strings) is skipped."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in _flatten(metrics).items()
-                 if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)]
+        items = [
+            Metric(k, float(v), now, step or 0)
+            for k, v in _flatten(metrics).items()
+            if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+        ]
         if items:
             self._call("log metrics", self.client.log_batch, self.run_id, metrics=items)
 
@@ -240,8 +272,14 @@ def log_to_parent(args: argparse.Namespace, paths) -> None:
             client = MlflowClient(tracking_uri=uri)
             run_id = _parent_run_id(client, _experiment_id(client, args.experiment, uri), args.parent_run)
     except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
-        log.warning("MLFLOW TRACKING FAILED to find the parent run %r at %s: %s: %s -- nothing logged; the "
-                    "outputs under results/ are unaffected.", args.parent_run, uri, type(exc).__name__, exc)
+        log.warning(
+            "MLFLOW TRACKING FAILED to find the parent run %r at %s: %s: %s -- nothing logged; the "
+            "outputs under results/ are unaffected.",
+            args.parent_run,
+            uri,
+            type(exc).__name__,
+            exc,
+        )
         return
     sys.stdout.flush()  # the job's log may be among the paths
     sys.stderr.flush()
@@ -285,8 +323,13 @@ def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun |
                 tags[MLFLOW_PARENT_RUN_ID] = _parent_run_id(client, experiment_id, args.parent_run)
         run_id = retry(client.create_run, experiment_id, run_name=name, tags=tags).info.run_id
     except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
-        log.warning("MLFLOW TRACKING FAILED to start a run at %s: %s: %s -- this job runs untracked; its "
-                    "outputs under results/ are unaffected.", uri, type(exc).__name__, exc)
+        log.warning(
+            "MLFLOW TRACKING FAILED to start a run at %s: %s: %s -- this job runs untracked; its "
+            "outputs under results/ are unaffected.",
+            uri,
+            type(exc).__name__,
+            exc,
+        )
         return None
     run = TrackedRun(client, run_id, args.log_artifact, _system_metrics(uri, run_id))
     # Tags are params too, so the UI's run comparison shows e.g. the config hash and git commit.
@@ -298,7 +341,7 @@ def _sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or uri == prefix + ":memory:":
         return None
-    return Path(uri[len(prefix):].split("?", 1)[0])
+    return Path(uri[len(prefix) :].split("?", 1)[0])
 
 
 @contextlib.contextmanager

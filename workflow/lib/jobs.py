@@ -55,7 +55,9 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     methods = settings.methods
     if rule in SPEED_RULES:
         speed = settings.speed
-        if rule == "speed_random":  # the random teacher, MoEBERT and dense-narrow, and the reference-style MoE
+        if (
+            rule == "speed_random"
+        ):  # the random teacher, MoEBERT and dense-narrow, and the reference-style MoE
             models = [_speed_dims(wildcards["dims"])] * 4
         else:
             models = [teacher, *(m.kind.dims(teacher, m.options) for m in methods.values() if m.kind.trains)]
@@ -69,36 +71,57 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     accum = settings.training.grad_accum
     if rule == "finetune":
         hyper = task_settings.teacher
-        return cost.training_work(task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, accum=accum)
+        return cost.training_work(
+            task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, accum=accum
+        )
     if rule == "distill":
         hyper = task_settings.distill
         distilled = method.options["distill_scope"] != "none"  # scope none trains on the task loss alone
-        return cost.training_work(task, method.kind.dims(teacher, method.options), train_rows, hyper.epochs,
-                                  hyper.batch_size, length, teacher=teacher if distilled else None, accum=accum)
+        return cost.training_work(
+            task,
+            method.kind.dims(teacher, method.options),
+            train_rows,
+            hyper.epochs,
+            hyper.batch_size,
+            length,
+            teacher=teacher if distilled else None,
+            accum=accum,
+        )
     if rule == "importance":
         importance = settings.importance
         cap = None if importance.max_samples == "all" else importance.max_samples
-        return cost.inference_work(task, teacher, cost.rows(task, cap, importance.split), importance.batch_size,
-                                   length, backward=True)
+        return cost.inference_work(
+            task,
+            teacher,
+            cost.rows(task, cap, importance.split),
+            importance.batch_size,
+            length,
+            backward=True,
+        )
     if rule == "evaluate":
         if not _trains(settings, wildcards["method"]):
             return cost.Work(train=False)
         dims = teacher if method is None else method.kind.dims(teacher, method.options)
-        return cost.inference_work(task, dims, cost.rows(task, task_settings.max_eval_samples, "dev"), EVAL_BATCH,
-                                   length)
+        return cost.inference_work(
+            task, dims, cost.rows(task, task_settings.max_eval_samples, "dev"), EVAL_BATCH, length
+        )
     if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory
         return cost.Work(train=False, weights=2 * teacher.weights)
     return cost.Work(train=False)
 
 
-def estimates(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str, wildcards) -> dict[str, float]:
+def estimates(
+    settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str, wildcards
+) -> dict[str, float]:
     """Seconds of one job on every device kind that could run it: a GPU job on each GPU kind of the table, a
     CPU job on `cpu` (at its thread count)."""
     job_gpus = gpus(settings, rule, wildcards)
     job_work = work(settings, rule, wildcards)
     kinds = [kind for kind in speeds if kind != "cpu"] if job_gpus else ["cpu"]
-    return {kind: speeds[kind].seconds(job_work, threads=threads(settings, rule), devices=max(job_gpus, 1))
-            for kind in kinds}
+    return {
+        kind: speeds[kind].seconds(job_work, threads=threads(settings, rule), devices=max(job_gpus, 1))
+        for kind in kinds
+    }
 
 
 def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str) -> dict:
@@ -124,11 +147,17 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
 
     requested = {"gpu": job_gpus, "runtime": runtime, "mem_mb": mem_mb}
     for kind in speeds:
-        requested[f"estimate_s_{kind}"] = (
-            lambda wildcards, kind=kind: round(estimates(settings, speeds, rule, named(wildcards)).get(kind, 0)))
-    partition, gpu_partition = os.environ.get("MOEBERT_SLURM_PARTITION"), os.environ.get("MOEBERT_SLURM_GPU_PARTITION")
+        requested[f"estimate_s_{kind}"] = lambda wildcards, kind=kind: round(
+            estimates(settings, speeds, rule, named(wildcards)).get(kind, 0)
+        )
+    partition, gpu_partition = (
+        os.environ.get("MOEBERT_SLURM_PARTITION"),
+        os.environ.get("MOEBERT_SLURM_GPU_PARTITION"),
+    )
     if gpu_partition:
-        requested["slurm_partition"] = lambda wildcards: gpu_partition if job_gpus(wildcards) else partition or ""
+        requested["slurm_partition"] = lambda wildcards: (
+            gpu_partition if job_gpus(wildcards) else partition or ""
+        )
     if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
         requested["gpu_model"] = lambda wildcards: gpu_type if job_gpus(wildcards) else ""
     return requested

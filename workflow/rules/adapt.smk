@@ -12,19 +12,23 @@ rule adapt:
         # Temporary: distill's input only, removed once its student is trained (~440 MB per BERT-base MoE;
         # rebuilt in seconds if a later change retrains the student).
         temp(directory("results/moe/{task}/{method}/seed{seed}")),
-    params:
-        student=stage_flags(
-            lambda w: [SETTINGS.adapt_options(w.method, w.task, importance_path(w), data_dir(w))]
-        ),
-        tracking=tracking("adapt"),
     log:
         "logs/adapt/{task}/{method}/seed{seed}.log",
+    conda:
+        CONDA_ENV
     threads: SETTINGS.resources.threads
     resources:
         # Slicing or decomposing weights needs no GPU.
         **job_resources("adapt"),
-    conda:
-        CONDA_ENV
+    params:
+        student=stage_flags(
+            lambda w: [
+                SETTINGS.adapt_options(
+                    w.method, w.task, importance_path(w), data_dir(w)
+                )
+            ]
+        ),
+        tracking=tracking("adapt"),
     shell:
         "moebert adapt --model {input.teacher:q}"
         " --output {output:q} --seed {wildcards.seed} {params.student}"

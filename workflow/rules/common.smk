@@ -32,8 +32,10 @@ def load_config(config) -> object:
     """The typed settings of the config, checked before the DAG is built so a bad config stops before any
     job, with the one-line error that names the key."""
     if "cpu" not in SPEEDS:
-        raise WorkflowError("config/throughput.yaml has no cpu row; measure one with benchmarks/throughput.py "
-                            "--device cpu --kind cpu --update")
+        raise WorkflowError(
+            "config/throughput.yaml has no cpu row; measure one with benchmarks/throughput.py "
+            "--device cpu --kind cpu --update"
+        )
     try:
         return load_settings(config, SPEEDS)
     except ConfigError as err:
@@ -42,14 +44,18 @@ def load_config(config) -> object:
 
 def config_hash(settings) -> str:
     """Short hash of the validated config (defaults included): which config produced a run."""
-    return hashlib.sha256(json.dumps(settings.resolved, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(
+        json.dumps(settings.resolved, sort_keys=True).encode()
+    ).hexdigest()[:12]
 
 
 def git_commit() -> str:
     """HEAD of the repository, with -dirty when tracked files have uncommitted changes."""
 
     def git(*args):
-        return subprocess.run(["git", "-C", workflow.basedir, *args], capture_output=True, text=True)
+        return subprocess.run(
+            ["git", "-C", workflow.basedir, *args], capture_output=True, text=True
+        )
 
     head = git("rev-parse", "--short=12", "HEAD")
     if head.returncode:
@@ -115,12 +121,19 @@ def importance_path(wildcards) -> str:
 
 def adapt_importance(wildcards) -> list[str]:
     """Input of adapt: the importance scores, for the students that keep the most important neurons."""
-    return [importance_path(wildcards)] if SETTINGS.methods[wildcards.method].kind.needs_importance else []
+    return (
+        [importance_path(wildcards)]
+        if SETTINGS.methods[wildcards.method].kind.needs_importance
+        else []
+    )
 
 
 def model_dir(wildcards):
     """The model that `evaluate` scores (none for an untrained row: majority)."""
-    if wildcards.method != TEACHER and not SETTINGS.methods[wildcards.method].kind.trains:
+    if (
+        wildcards.method != TEACHER
+        and not SETTINGS.methods[wildcards.method].kind.trains
+    ):
         return []
     return model_path(wildcards.task, wildcards.method, wildcards.seed)
 
@@ -131,15 +144,25 @@ def all_metrics() -> list[str]:
         f"results/metrics/{task}/{method}/seed{seed}.json"
         for task in SETTINGS.tasks
         for method in SETTINGS.task_methods(task)
-        for seed in sorted({SETTINGS.teacher_seed(s) for s in SETTINGS.seeds} if method == TEACHER else SETTINGS.seeds)
+        for seed in sorted(
+            {SETTINGS.teacher_seed(s) for s in SETTINGS.seeds}
+            if method == TEACHER
+            else SETTINGS.seeds
+        )
     ]
 
 
 def result_tables() -> list[str]:
     """The tables of the task families the config runs: glue.* and (with a QA task) squad.*."""
     families = {settings.task.family for settings in SETTINGS.tasks.values()}
-    names = [name for name, family in (("glue", "glue"), ("squad", "qa")) if family in families]
-    return [f"results/tables/{name}.{ext}" for name in names for ext in ("md", "csv", "tex")]
+    names = [
+        name
+        for name, family in (("glue", "glue"), ("squad", "qa"))
+        if family in families
+    ]
+    return [
+        f"results/tables/{name}.{ext}" for name in names for ext in ("md", "csv", "tex")
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,8 +187,10 @@ def launcher(wildcards, output) -> str:
     processes = SETTINGS.processes()
     if processes == 1:
         return "moebert"
-    return (f"accelerate launch --num_processes {processes} --num_machines 1 --mixed_precision no "
-            f"--dynamo_backend no -m moebert.cli")
+    return (
+        f"accelerate launch --num_processes {processes} --num_machines 1 --mixed_precision no "
+        f"--dynamo_backend no -m moebert.cli"
+    )
 
 
 def speed_control(wildcards, input) -> str:
@@ -178,16 +203,27 @@ def speed_control(wildcards, input) -> str:
 
 def speed_models(wildcards) -> dict:
     """The trained models of one task and seed: the teacher and every method's student, by method name."""
-    return {m: model_path(wildcards.task, m, wildcards.seed) for m in [TEACHER, *SETTINGS.trained_methods()]}
+    return {
+        m: model_path(wildcards.task, m, wildcards.seed)
+        for m in [TEACHER, *SETTINGS.trained_methods()]
+    }
 
 
 def speed_results() -> list[str]:
     """What the report plots: random-weight runs, and the trained models of the first task and seed
     (speed does not depend on the task)."""
     task, seed = next(iter(SETTINGS.tasks)), SETTINGS.seeds[0]
-    return [path for device in SETTINGS.speed.devices
-            for path in [*(f"results/speed/{device}/random-{dims}.csv" for dims in SETTINGS.speed.random),
-                         f"results/speed/{device}/trained/{task}/seed{seed}.csv"]]
+    return [
+        path
+        for device in SETTINGS.speed.devices
+        for path in [
+            *(
+                f"results/speed/{device}/random-{dims}.csv"
+                for dims in SETTINGS.speed.random
+            ),
+            f"results/speed/{device}/trained/{task}/seed{seed}.csv",
+        ]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,8 +233,10 @@ def speed_results() -> list[str]:
 
 def _store_options() -> str:
     """Where every run of this config goes: the store, the experiment and the parent run."""
-    return (f"--tracking-uri {shlex.quote(TRACKING_URI)} --experiment {SETTINGS.experiment}"
-            f" --parent-run {SETTINGS.experiment}-{CONFIG_HASH}")
+    return (
+        f"--tracking-uri {shlex.quote(TRACKING_URI)} --experiment {SETTINGS.experiment}"
+        f" --parent-run {SETTINGS.experiment}-{CONFIG_HASH}"
+    )
 
 
 def tracking(rule: str, method: str | None = None):
@@ -206,11 +244,27 @@ def tracking(rule: str, method: str | None = None):
 
     def args(wildcards, output) -> str:
         job_method = method or wildcards.method
-        job_rule = "-".join(filter(None, [rule, getattr(wildcards, "device", None)]))  # speed jobs differ by device
-        tags = {"task": wildcards.task, "method": job_method, "seed": wildcards.seed, "rule": job_rule,
-                "config_hash": CONFIG_HASH, "git_commit": GIT_COMMIT}
-        name = f"--run-name {job_rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}"
-        return " ".join([_store_options(), name, *(f"--tag {shlex.quote(f'{k}={v}')}" for k, v in tags.items())])
+        job_rule = "-".join(
+            filter(None, [rule, getattr(wildcards, "device", None)])
+        )  # speed jobs differ by device
+        tags = {
+            "task": wildcards.task,
+            "method": job_method,
+            "seed": wildcards.seed,
+            "rule": job_rule,
+            "config_hash": CONFIG_HASH,
+            "git_commit": GIT_COMMIT,
+        }
+        name = (
+            f"--run-name {job_rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}"
+        )
+        return " ".join(
+            [
+                _store_options(),
+                name,
+                *(f"--tag {shlex.quote(f'{k}={v}')}" for k, v in tags.items()),
+            ]
+        )
 
     return args
 

@@ -2,6 +2,7 @@
 # layout, SQuAD in the official JSON format, offline optionally split by article), from the configured
 # directory (`data`, `squad_data`) or the Hugging Face hub; and the teacher's pretrained model from the hub.
 
+
 # On a cluster the submit host runs them: compute nodes often cannot reach the hub. They are the only jobs
 # that may (every other job runs with HF_HUB_OFFLINE=1, see the Snakefile).
 localrules:
@@ -14,15 +15,15 @@ rule prepare_data:
         data_source,
     output:
         directory("resources/data/{task}"),
+    log:
+        "logs/prepare_data/{task}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("prepare_data"),
     params:
         source=stage_flags(lambda w: [SETTINGS.prepare_options(w.task)]),
         hub=HUB_ON,
-    log:
-        "logs/prepare_data/{task}.log",
-    resources:
-        **job_resources("prepare_data"),
-    conda:
-        CONDA_ENV
     shell:
         "{params.hub} moebert prepare-data --task {wildcards.task} {params.source} --output {output:q}"
         " > {log:q} 2>&1"
@@ -31,14 +32,14 @@ rule prepare_data:
 rule fetch_model:
     output:
         directory("resources/models/{model}"),
+    log:
+        "logs/fetch_model/{model}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("fetch_model"),
     params:
         repo=hub_model,
         hub=HUB_ON,
-    log:
-        "logs/fetch_model/{model}.log",
-    resources:
-        **job_resources("fetch_model"),
-    conda:
-        CONDA_ENV
     shell:
         "{params.hub} moebert fetch-model --model {params.repo:q} --output {output:q} > {log:q} 2>&1"

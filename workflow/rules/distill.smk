@@ -11,6 +11,14 @@ rule distill:
         # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume. Protected, as
         # the teacher.
         protected(directory("results/student/{task}/{method}/seed{seed}")),
+    log:
+        "logs/distill/{task}/{method}/seed{seed}.log",
+    retries: SETTINGS.resources.retries
+    conda:
+        CONDA_ENV
+    threads: SETTINGS.resources.threads
+    resources:
+        **job_resources("distill"),
     params:
         training=stage_flags(
             lambda w: [
@@ -21,14 +29,6 @@ rule distill:
         device=model_device,
         launcher=launcher,
         tracking=tracking("distill"),
-    log:
-        "logs/distill/{task}/{method}/seed{seed}.log",
-    threads: SETTINGS.resources.threads
-    retries: SETTINGS.resources.retries
-    resources:
-        **job_resources("distill"),
-    conda:
-        CONDA_ENV
     shell:
         "{params.launcher} distill --task {wildcards.task} --data {input.data:q} --teacher {input.teacher:q}"
         " --student {input.student:q} --output {output:q} --seed {wildcards.seed}"

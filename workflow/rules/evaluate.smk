@@ -8,20 +8,20 @@ rule evaluate:
         model=model_dir,
     output:
         "results/metrics/{task}/{method}/seed{seed}.json",
+    log:
+        "logs/evaluate/{task}/{method}/seed{seed}.log",
+    retries: SETTINGS.resources.retries
+    conda:
+        CONDA_ENV
+    threads: SETTINGS.resources.threads
+    resources:
+        **job_resources("evaluate"),
     params:
         evaluation=stage_flags(
             lambda w: [SETTINGS.evaluate_options(w.task, model_dir(w) or None)]
         ),
         device=model_device,
         tracking=tracking("evaluate"),
-    log:
-        "logs/evaluate/{task}/{method}/seed{seed}.log",
-    threads: SETTINGS.resources.threads
-    retries: SETTINGS.resources.retries
-    resources:
-        **job_resources("evaluate"),
-    conda:
-        CONDA_ENV
     shell:
         "moebert evaluate --task {wildcards.task} --data {input.data:q}"
         " --output {output:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"

@@ -7,18 +7,18 @@ rule importance:
         teacher="results/teacher/{task}/seed{seed}",
     output:
         "results/importance/{task}/seed{seed}.safetensors",
+    log:
+        "logs/importance/{task}/seed{seed}.log",
+    retries: SETTINGS.resources.retries
+    conda:
+        CONDA_ENV
+    threads: SETTINGS.resources.threads
+    resources:
+        **job_resources("importance"),
     params:
         importance=stage_flags(lambda w: [SETTINGS.importance_options(w.task)]),
         device=model_device,
         tracking=tracking("importance", TEACHER),
-    log:
-        "logs/importance/{task}/seed{seed}.log",
-    threads: SETTINGS.resources.threads
-    retries: SETTINGS.resources.retries
-    resources:
-        **job_resources("importance"),
-    conda:
-        CONDA_ENV
     shell:
         "moebert importance --task {wildcards.task} --data {input.data:q} --model {input.teacher:q}"
         " --output {output:q} --seed {wildcards.seed} {params.importance} {params.device}"

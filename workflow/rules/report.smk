@@ -1,6 +1,7 @@
 # Tables, plots and the run manifest from every metrics file; no model is loaded, so the report
 # regenerates from results/ without retraining.
 
+
 # Cheap: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:
     resolved_config,
@@ -10,13 +11,13 @@ localrules:
 rule resolved_config:
     output:
         "results/config.json",
-    params:
-        # The whole validated config: any change rewrites it and so refreshes the manifest.
-        config=SETTINGS.resolved,
     log:
         "logs/resolved_config.log",
     resources:
         **job_resources("resolved_config"),
+    params:
+        # The whole validated config: any change rewrites it and so refreshes the manifest.
+        config=SETTINGS.resolved,
     run:
         Path(output[0]).write_text(json.dumps(params.config, indent=2) + "\n")
 
@@ -29,10 +30,33 @@ rule report:
         data=expand("resources/data/{task}", task=SETTINGS.tasks),
         speed=speed_results(),
     output:
+        **(
+            {
+                f"ablations_{ext}": f"results/tables/ablations.{ext}"
+                for ext in ("md", "csv", "tex")
+            }
+            if SETTINGS.sweep_points
+            else {}
+        ),
+        **(
+            {
+                "claims": "results/tables/claims.md",
+                "claims_csv": "results/tables/claims.csv",
+            }
+            if SETTINGS.claims
+            else {}
+        ),
         tables=[
-            report(path, caption="../report/table.rst", category="Results",
-                   labels={"figure": f"{Path(path).stem} table"})
-            if path.endswith(".csv") else path
+            (
+                report(
+                    path,
+                    caption="../report/table.rst",
+                    category="Results",
+                    labels={"figure": f"{Path(path).stem} table"},
+                )
+                if path.endswith(".csv")
+                else path
+            )
             for path in result_tables()
         ],
         params="results/tables/params.md",
@@ -46,20 +70,16 @@ rule report:
         ),
         manifest="results/manifest.json",
         # Only what the config asks for: sweeps make the ablation table, claims their statements.
-        **({f"ablations_{ext}": f"results/tables/ablations.{ext}" for ext in ("md", "csv", "tex")}
-           if SETTINGS.sweep_points else {}),
-        **({"claims": "results/tables/claims.md", "claims_csv": "results/tables/claims.csv"}
-           if SETTINGS.claims else {}),
+    log:
+        "logs/report.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **job_resources("report"),
     params:
         sweeps=json.dumps(SETTINGS.sweep_points),
         claims=json.dumps(SETTINGS.claims),
         tracking=report_tracking,
-    log:
-        "logs/report.log",
-    resources:
-        **job_resources("report"),
-    conda:
-        CONDA_ENV
     shell:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
         " --data-files {input.data:q} --speed {input.speed:q}"

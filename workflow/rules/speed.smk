@@ -12,15 +12,15 @@ rule speed_random:
     output:
         csv="results/speed/{device}/random-{dims}.csv",
         json="results/speed/{device}/random-{dims}.json",
-    params:
-        grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
     log:
         "logs/speed/{device}/random-{dims}.log",
+    conda:
+        CONDA_ENV
     threads: SETTINGS.speed.threads
     resources:
         **job_resources("speed_random"),
-    conda:
-        CONDA_ENV
+    params:
+        grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
     shell:
         "moebert speed --random {wildcards.dims:q} --reference {params.grid}"
         " --output {output.csv:q} > {log:q} 2>&1"
@@ -32,20 +32,21 @@ rule speed_trained:
     output:
         csv="results/speed/{device}/trained/{task}/seed{seed}.csv",
         json="results/speed/{device}/trained/{task}/seed{seed}.json",
+    log:
+        "logs/speed/{device}/trained/{task}/seed{seed}.log",
+    conda:
+        CONDA_ENV
+    threads: SETTINGS.speed.threads
+    resources:
+        **job_resources("speed_trained"),
     params:
         models=lambda wildcards, input: " ".join(
-            f"--model {shlex.quote(f'{label}={path}')}" for label, path in input.items()
+            f"--model {shlex.quote(f'{label}={path}')}"
+            for label, path in input.items()
         ),
         grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
         control=speed_control,
         tracking=tracking("speed", "all"),
-    log:
-        "logs/speed/{device}/trained/{task}/seed{seed}.log",
-    threads: SETTINGS.speed.threads
-    resources:
-        **job_resources("speed_trained"),
-    conda:
-        CONDA_ENV
     shell:
         "moebert speed {params.models} {params.control}"
         " {params.grid} --output {output.csv:q} {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -10,20 +10,20 @@ rule finetune:
         # killed job (Snakemake deletes only declared outputs), so the rerun resumes from it. Protected
         # (read-only once written): hours of GPU time, never overwritten by a rerun without deleting it first.
         protected(directory("results/teacher/{task}/seed{seed}")),
+    log:
+        "logs/finetune/{task}/seed{seed}.log",
+    retries: SETTINGS.resources.retries
+    conda:
+        CONDA_ENV
+    threads: SETTINGS.resources.threads
+    resources:
+        **job_resources("finetune"),
     params:
         model=pretrained_model(),
         training=stage_flags(lambda w: [SETTINGS.train_options("teacher", w.task)]),
         device=model_device,
         launcher=launcher,
         tracking=tracking("finetune", TEACHER),
-    log:
-        "logs/finetune/{task}/seed{seed}.log",
-    threads: SETTINGS.resources.threads
-    retries: SETTINGS.resources.retries
-    resources:
-        **job_resources("finetune"),
-    conda:
-        CONDA_ENV
     shell:
         "{params.launcher} finetune --task {wildcards.task} --data {input.data:q} --model {params.model:q}"
         " --output {output:q} --seed {wildcards.seed} --method teacher {params.training} {params.device}"

@@ -7,5 +7,15 @@ from moebert.config.options import flags, from_args
 from moebert.config.settings import Method, Settings, TaskSettings, load_settings
 from moebert.config.validation import TEACHER, ConfigError, schema_default, validate
 
-__all__ = ["TEACHER", "ConfigError", "Method", "Settings", "TaskSettings", "flags", "from_args", "load_settings",
-           "schema_default", "validate"]
+__all__ = [
+    "TEACHER",
+    "ConfigError",
+    "Method",
+    "Settings",
+    "TaskSettings",
+    "flags",
+    "from_args",
+    "load_settings",
+    "schema_default",
+    "validate",
+]

@@ -160,24 +160,40 @@ class Settings:
         settings, training = self.tasks[task], self.training
         hyper = getattr(settings, stage)
         return TrainOptions(
-            epochs=hyper.epochs, lr=hyper.lr, batch_size=hyper.batch_size, grad_accum=training.grad_accum,
-            weight_decay=hyper.weight_decay, save_steps=training.save_steps, max_length=settings.max_length,
-            max_train_samples=settings.max_train_samples, doc_stride=settings.doc_stride,
-            sampler=training.sampler, padding=training.padding, fp16=training.precision == "fp16",
-            bf16=training.precision == "bf16")
+            epochs=hyper.epochs,
+            lr=hyper.lr,
+            batch_size=hyper.batch_size,
+            grad_accum=training.grad_accum,
+            weight_decay=hyper.weight_decay,
+            save_steps=training.save_steps,
+            max_length=settings.max_length,
+            max_train_samples=settings.max_train_samples,
+            doc_stride=settings.doc_stride,
+            sampler=training.sampler,
+            padding=training.padding,
+            fp16=training.precision == "fp16",
+            bf16=training.precision == "bf16",
+        )
 
     def distill_options(self, method: str, task: str) -> DistillOptions:
         options = self.methods[method].options
-        return DistillOptions(distill_weight=self.tasks[task].distill.distill_weight,
-                              load_balance=options.get("load_balance"), distill_scope=options["distill_scope"],
-                              gradient_mask=options.get("gradient_mask"),
-                              teacher_dropout=options.get("teacher_dropout", False))
+        return DistillOptions(
+            distill_weight=self.tasks[task].distill.distill_weight,
+            load_balance=options.get("load_balance"),
+            distill_scope=options["distill_scope"],
+            gradient_mask=options.get("gradient_mask"),
+            teacher_dropout=options.get("teacher_dropout", False),
+        )
 
     def importance_options(self, task: str) -> ImportanceOptions:
         settings = self.tasks[task]
-        return ImportanceOptions(split=self.importance.split, max_samples=self.importance.max_samples,
-                                 batch_size=self.importance.batch_size, max_length=settings.max_length,
-                                 doc_stride=settings.doc_stride)
+        return ImportanceOptions(
+            split=self.importance.split,
+            max_samples=self.importance.max_samples,
+            batch_size=self.importance.batch_size,
+            max_length=settings.max_length,
+            doc_stride=settings.doc_stride,
+        )
 
     def adapt_options(self, method: str, task: str, importance: str | None, data: str | None) -> AdaptOptions:
         """`adapt` of a method's student on a task: `importance` and `data` are the paths of the job's inputs
@@ -186,31 +202,53 @@ class Settings:
         adapt = {key: options[key] for key in kind.keys if key in options and key not in kind.distill_keys}
         if kind.needs_train_tokens(options):  # hash-balance counts the train rows the student trains on
             settings = self.tasks[task]
-            adapt.update(task=task, data=data, max_length=settings.max_length,
-                         max_train_samples=settings.max_train_samples, doc_stride=settings.doc_stride)
-        return AdaptOptions(student=kind.name, importance=importance if kind.needs_importance else None, **adapt)
+            adapt.update(
+                task=task,
+                data=data,
+                max_length=settings.max_length,
+                max_train_samples=settings.max_train_samples,
+                doc_stride=settings.doc_stride,
+            )
+        return AdaptOptions(
+            student=kind.name, importance=importance if kind.needs_importance else None, **adapt
+        )
 
     def evaluate_options(self, task: str, model: str | None) -> EvaluateOptions:
         """`evaluate` of a model, or (model None) of the majority of the train rows the teacher trains on."""
         settings = self.tasks[task]
         answers = {}
         if settings.qa:
-            answers = {key: getattr(settings.qa, key) for key in ("doc_stride", "n_best", "max_answer_length",
-                                                                   "null_threshold")}
+            answers = {
+                key: getattr(settings.qa, key)
+                for key in ("doc_stride", "n_best", "max_answer_length", "null_threshold")
+            }
         return EvaluateOptions(
-            model=model, majority=model is None, max_train_samples=None if model else settings.max_train_samples,
-            max_length=settings.max_length, max_eval_samples=settings.max_eval_samples, **answers)
+            model=model,
+            majority=model is None,
+            max_train_samples=None if model else settings.max_train_samples,
+            max_length=settings.max_length,
+            max_eval_samples=settings.max_eval_samples,
+            **answers,
+        )
 
     def prepare_options(self, task: str) -> PrepareOptions:
         qa = self.tasks[task].qa
         split = qa is not None and qa.eval_articles is not None
-        return PrepareOptions(source=self.data_source(task), eval_articles=qa.eval_articles if split else None,
-                              split_seed=qa.split_seed if split else None)
+        return PrepareOptions(
+            source=self.data_source(task),
+            eval_articles=qa.eval_articles if split else None,
+            split_seed=qa.split_seed if split else None,
+        )
 
     def speed_grid(self, device: str) -> SpeedGrid:
         speed = self.speed
-        return SpeedGrid(repeats=speed.repeats, threads=speed.threads, device=device, batch_sizes=speed.batch_sizes,
-                         seq_lengths=speed.seq_lengths)
+        return SpeedGrid(
+            repeats=speed.repeats,
+            threads=speed.threads,
+            device=device,
+            batch_sizes=speed.batch_sizes,
+            seq_lengths=speed.seq_lengths,
+        )
 
     def speed_control_width(self) -> int | None:
         """The width of the random-weight control timed beside the trained models (the `expert_dim` of the
@@ -231,15 +269,33 @@ def load_settings(raw: dict, device_kinds=None) -> Settings:
         own = config["task_settings"][name]
         task = get_task(name)
         qa = _typed(QaConfig, own) if isinstance(task, QaTask) else None
-        tasks[name] = TaskSettings(task=task, max_length=own["max_length"], max_train_samples=own["max_train_samples"],
-                                   max_eval_samples=own["max_eval_samples"], qa=qa,
-                                   teacher=Hyper(**hyper_parameters(config, "teacher", name)),
-                                   distill=Hyper(**hyper_parameters(config, "distill", name)))
-    methods = {name: Method(name, get_student(m["student"]), {k: v for k, v in m.items() if k != "student"})
-               for name, m in config["methods"].items()}
+        tasks[name] = TaskSettings(
+            task=task,
+            max_length=own["max_length"],
+            max_train_samples=own["max_train_samples"],
+            max_eval_samples=own["max_eval_samples"],
+            qa=qa,
+            teacher=Hyper(**hyper_parameters(config, "teacher", name)),
+            distill=Hyper(**hyper_parameters(config, "distill", name)),
+        )
+    methods = {
+        name: Method(name, get_student(m["student"]), {k: v for k, v in m.items() if k != "student"})
+        for name, m in config["methods"].items()
+    }
     return Settings(
-        experiment=config["experiment"], tracking_uri=config["tracking_uri"], data=config["data"],
-        squad_data=config["squad_data"], seeds=config["seeds"], teacher=_typed(Teacher, config["teacher"]),
-        tasks=tasks, methods=methods, sweep_points=config["sweep_points"], claims=config["claims"],
-        importance=_typed(Importance, config["importance"]), training=_typed(Training, config["training"]),
-        resources=_typed(Resources, config["resources"]), speed=_typed(Speed, config["speed"]), resolved=config)
+        experiment=config["experiment"],
+        tracking_uri=config["tracking_uri"],
+        data=config["data"],
+        squad_data=config["squad_data"],
+        seeds=config["seeds"],
+        teacher=_typed(Teacher, config["teacher"]),
+        tasks=tasks,
+        methods=methods,
+        sweep_points=config["sweep_points"],
+        claims=config["claims"],
+        importance=_typed(Importance, config["importance"]),
+        training=_typed(Training, config["training"]),
+        resources=_typed(Resources, config["resources"]),
+        speed=_typed(Speed, config["speed"]),
+        resolved=config,
+    )

@@ -124,10 +124,15 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
             if name != spec["method"]:
                 inherited[name] = set(given_methods[spec["method"]]) - {spec["key"]}
                 acting_on.setdefault(spec["method"], []).append(name)
-    resolved = {name: _resolve_method(name, given, inherited.get(name, ()))
-                for name, given in given_methods.items() if name not in acting_on}
+    resolved = {
+        name: _resolve_method(name, given, inherited.get(name, ()))
+        for name, given in given_methods.items()
+        if name not in acting_on
+    }
     for base, names in acting_on.items():
-        resolved[base] = _resolve_method(base, given_methods[base], {key for name in names for key in resolved[name]})
+        resolved[base] = _resolve_method(
+            base, given_methods[base], {key for name in names for key in resolved[name]}
+        )
     config["methods"] = {name: resolved[name] for name in given_methods}
     config["sweep_points"] = points
     _check_claims(config)
@@ -135,9 +140,12 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
     _check_tasks(config)
     kind = config["resources"]["device_kind"]
     if device_kinds is not None and kind not in set(device_kinds):
-        raise ConfigError(["resources", "device_kind"], f"{kind!r} is not a device kind of the throughput table "
-                                                        f"(it has {', '.join(device_kinds)}); measure one with "
-                                                        f"benchmarks/throughput.py --kind {kind} --update")
+        raise ConfigError(
+            ["resources", "device_kind"],
+            f"{kind!r} is not a device kind of the throughput table "
+            f"(it has {', '.join(device_kinds)}); measure one with "
+            f"benchmarks/throughput.py --kind {kind} --update",
+        )
     return config
 
 
@@ -146,9 +154,17 @@ def _resolve_method(name: str, given: dict, tolerate=frozenset()) -> dict:
     kind's), the kind's other keys at their defaults; given keys in `tolerate` that do nothing for this method
     (they act on its sweep points) are left out."""
     method_schema = schema()["$defs"]["method"]
-    _check(copy.deepcopy(given), {**method_schema, "properties": {
-        key: {k: v for k, v in prop.items() if k != "default"} for key, prop in method_schema["properties"].items()}},
-           ["methods", name])
+    _check(
+        copy.deepcopy(given),
+        {
+            **method_schema,
+            "properties": {
+                key: {k: v for k, v in prop.items() if k != "default"}
+                for key, prop in method_schema["properties"].items()
+            },
+        },
+        ["methods", name],
+    )
     kind = get_student(given.get("student", schema_default("method.student")))
     defaults = {key: schema_default(f"method.{key}") for key in method_schema["properties"]}
     try:
@@ -165,26 +181,38 @@ def _expand_sweeps(config: dict, methods: dict) -> dict:
     key_schemas = schema()["$defs"]["method"]["properties"]
     for sweep, spec in config["sweeps"].items():
         if spec["method"] not in methods:
-            raise ConfigError(["sweeps", sweep, "method"], f"{spec['method']!r} is not a method; "
-                                                           f"{did_you_mean(spec['method'], methods)}methods: "
-                                                           f"{', '.join(methods)}")
+            raise ConfigError(
+                ["sweeps", sweep, "method"],
+                f"{spec['method']!r} is not a method; "
+                f"{did_you_mean(spec['method'], methods)}methods: "
+                f"{', '.join(methods)}",
+            )
         base = methods[spec["method"]]
         kind = get_student(base.get("student", schema_default("method.student")))
         key = spec["key"]
         if key not in kind.sweepable:
-            raise ConfigError(["sweeps", sweep, "key"], f"a {kind.name} student does not use {key}; sweep one of "
-                                                        f"its keys ({', '.join(kind.sweepable)}) or another method")
+            raise ConfigError(
+                ["sweeps", sweep, "key"],
+                f"a {kind.name} student does not use {key}; sweep one of "
+                f"its keys ({', '.join(kind.sweepable)}) or another method",
+            )
         for i, value in enumerate(spec["values"]):
-            _check(copy.deepcopy(value), {k: v for k, v in key_schemas[key].items() if k != "default"},
-                   ["sweeps", sweep, "values", i])
+            _check(
+                copy.deepcopy(value),
+                {k: v for k, v in key_schemas[key].items() if k != "default"},
+                ["sweeps", sweep, "values", i],
+            )
         points[sweep] = {}
         for value in spec["values"]:
             current = base.get(key, kind.defaults.get(key, schema_default(f"method.{key}")))
             name = spec["method"] if current == value else f"{sweep}-{value}"
             if name != spec["method"]:
                 if name in methods and methods[name] != {**base, key: value}:
-                    raise ConfigError(["sweeps", sweep], f"point {name!r} clashes with the method of that name; "
-                                                         f"rename the sweep or the method")
+                    raise ConfigError(
+                        ["sweeps", sweep],
+                        f"point {name!r} clashes with the method of that name; "
+                        f"rename the sweep or the method",
+                    )
                 methods[name] = {**base, key: value}
             points[sweep][str(value)] = name
     return points
@@ -195,8 +223,10 @@ def _check_claims(config: dict) -> None:
     for i, claim in enumerate(config["claims"]):
         for method in [claim.get("method"), claim.get("vs"), *claim.get("methods", [])]:
             if method is not None and method not in known:
-                raise ConfigError(["claims", i], f"{method!r} is not a method; {did_you_mean(method, known)}"
-                                                 f"methods: {', '.join(known)}")
+                raise ConfigError(
+                    ["claims", i],
+                    f"{method!r} is not a method; {did_you_mean(method, known)}methods: {', '.join(known)}",
+                )
 
 
 def _check_batches(config: dict) -> None:
@@ -206,9 +236,11 @@ def _check_batches(config: dict) -> None:
         for stage in ("teacher", "distill"):
             batch = hyper_parameters(config, stage, task)["batch_size"]
             if batch % (accum * processes):
-                raise ConfigError(["training", "grad_accum"],
-                                  f"{accum} x {processes} GPU(s) (resources.gpus) does not divide the {stage} batch "
-                                  f"size {batch} of task {task} (batch sizes are totals per step)")
+                raise ConfigError(
+                    ["training", "grad_accum"],
+                    f"{accum} x {processes} GPU(s) (resources.gpus) does not divide the {stage} batch "
+                    f"size {batch} of task {task} (batch sizes are totals per step)",
+                )
 
 
 def _check_tasks(config: dict) -> None:
@@ -218,18 +250,28 @@ def _check_tasks(config: dict) -> None:
         if not isinstance(get_task(task), QaTask):
             given = [key for key in QA_KEYS if settings[key] is not None]
             if given:
-                raise ConfigError(["task_settings", task, given[0]], "only question-answering tasks (squad, "
-                                                                     "squad_v2) take it; drop the key")
+                raise ConfigError(
+                    ["task_settings", task, given[0]],
+                    "only question-answering tasks (squad, squad_v2) take it; drop the key",
+                )
         elif settings["eval_articles"] is not None and config["squad_data"] == "hub":
-            raise ConfigError(["task_settings", task, "eval_articles"], "an article split is made from a dev file "
-                                                                        "on disk; set squad_data to a directory or "
-                                                                        "drop the key")
-    for key, family, layout in (("data", "glue", "in the classic GLUE layout"),
-                                ("squad_data", "qa", "holding the official SQuAD JSON files")):
+            raise ConfigError(
+                ["task_settings", task, "eval_articles"],
+                "an article split is made from a dev file "
+                "on disk; set squad_data to a directory or "
+                "drop the key",
+            )
+    for key, family, layout in (
+        ("data", "glue", "in the classic GLUE layout"),
+        ("squad_data", "qa", "holding the official SQuAD JSON files"),
+    ):
         used = any(get_task(task).family == family for task in config["tasks"])
         if used and config[key] != "hub" and not Path(config[key]).is_dir():
-            raise ConfigError([key], f"directory {config[key]!r} does not exist (relative to {os.getcwd()}); give a "
-                                     f"directory {layout} or 'hub'")
+            raise ConfigError(
+                [key],
+                f"directory {config[key]!r} does not exist (relative to {os.getcwd()}); give a "
+                f"directory {layout} or 'hub'",
+            )
 
 
 def hyper_parameters(config: dict, stage: str, task: str) -> dict:
@@ -238,8 +280,20 @@ def hyper_parameters(config: dict, stage: str, task: str) -> dict:
     own = config["task_settings"][task][stage]
     if stage == "distill":
         return own
-    return {key: value for key, value in {**config["teacher"], **{k: v for k, v in own.items() if v is not None}}.items()
-            if key in own}
+    return {
+        key: value
+        for key, value in {**config["teacher"], **{k: v for k, v in own.items() if v is not None}}.items()
+        if key in own
+    }
 
 
-__all__ = ["STUDENTS", "TEACHER", "ConfigError", "did_you_mean", "dotted", "schema", "schema_default", "validate"]
+__all__ = [
+    "STUDENTS",
+    "TEACHER",
+    "ConfigError",
+    "did_you_mean",
+    "dotted",
+    "schema",
+    "schema_default",
+    "validate",
+]

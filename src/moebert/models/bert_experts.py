@@ -41,9 +41,13 @@ class BertExperts(nn.Module):
         super().__init__()
         n, h = config.num_experts, config.hidden_size
         self.num_experts = n
-        self.up_proj = nn.Parameter(torch.empty(n, h, width))  # rows of BertIntermediate.dense.weight, transposed
+        self.up_proj = nn.Parameter(
+            torch.empty(n, h, width)
+        )  # rows of BertIntermediate.dense.weight, transposed
         self.up_proj_bias = nn.Parameter(torch.zeros(n, width))
-        self.down_proj = nn.Parameter(torch.empty(n, width, h))  # columns of BertOutput.dense.weight, transposed
+        self.down_proj = nn.Parameter(
+            torch.empty(n, width, h)
+        )  # columns of BertOutput.dense.weight, transposed
         self.down_proj_bias = nn.Parameter(torch.zeros(n, h))
         for w in (self.up_proj, self.down_proj):
             nn.init.normal_(w, std=config.initializer_range)
@@ -54,8 +58,9 @@ class BertExperts(nn.Module):
         hidden = self.act_fn(torch.addmm(self.up_proj_bias[e], x, self.up_proj[e]))
         return torch.addmm(self.down_proj_bias[e], hidden, self.down_proj[e])
 
-    def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
         """The "eager" implementation: each expert's tokens gathered, one matmul pair, added back weighted.
         The group sizes are read on the host once (a device sync on a GPU, which grouped_mm avoids)."""
         out = torch.zeros_like(hidden_states)
@@ -64,7 +69,7 @@ class BertExperts(nn.Module):
         start = 0
         for e, count in enumerate(torch.bincount(flat, minlength=self.num_experts).tolist()):
             if count:
-                slots = order[start:start + count]
+                slots = order[start : start + count]
                 tokens = torch.div(slots, top_k_index.shape[-1], rounding_mode="floor")
                 y = self.expert(e, hidden_states.index_select(0, tokens))
                 out.index_add_(0, tokens, y * top_k_weights.reshape(-1, 1).index_select(0, slots))
@@ -73,4 +78,6 @@ class BertExperts(nn.Module):
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds."""
-        return sum(p[0].numel() for p in (self.up_proj, self.up_proj_bias, self.down_proj, self.down_proj_bias))
+        return sum(
+            p[0].numel() for p in (self.up_proj, self.up_proj_bias, self.down_proj, self.down_proj_bias)
+        )

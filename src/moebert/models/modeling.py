@@ -61,14 +61,19 @@ class MoEBertConfig(BertConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for key, value, allowed in (("router", router, ROUTERS), ("ffn", ffn, FFN_TYPES),
-                                    ("shared", shared, SHARED_LAYOUTS),
-                                    ("gate_sentence_batch1", gate_sentence_batch1, SENTENCE_GATE_BATCH1)):
+        for key, value, allowed in (
+            ("router", router, ROUTERS),
+            ("ffn", ffn, FFN_TYPES),
+            ("shared", shared, SHARED_LAYOUTS),
+            ("gate_sentence_batch1", gate_sentence_batch1, SENTENCE_GATE_BATCH1),
+        ):
             if value not in allowed:
                 raise MoebertError(f"unknown {key} '{value}'; choose one of {', '.join(allowed)}")
         if ffn == "mpoe" and router != "gate-token":
-            raise MoebertError(f"MPOE experts are routed by a learned token gate (Switch style): use router "
-                               f"'gate-token', not '{router}'")
+            raise MoebertError(
+                f"MPOE experts are routed by a learned token gate (Switch style): use router "
+                f"'gate-token', not '{router}'"
+            )
         self.num_experts = num_experts
         self.expert_dim = expert_dim
         self.shared_dim = shared_dim
@@ -123,7 +128,9 @@ class MoEBertMixin:
     def set_experts_implementation(self, name: str) -> None:
         """The kernel every MoE layer's experts run with (models/bert_experts.py); MPOE experts have their own."""
         if name not in IMPLEMENTATIONS:
-            raise MoebertError(f"unknown experts implementation '{name}'; choose one of {', '.join(IMPLEMENTATIONS)}")
+            raise MoebertError(
+                f"unknown experts implementation '{name}'; choose one of {', '.join(IMPLEMENTATIONS)}"
+            )
         self.experts_implementation._experts_implementation = name
 
     def moe_layers(self) -> list[MoEFFN | MPOEFFN]:
@@ -134,15 +141,29 @@ class MoEBertMixin:
         is not decay on the matrix they multiply to: it shrinks the matrix about n times as fast, and, since a
         chain's neighbouring factors can trade any scale between them, it pulls the factors towards equal
         norms rather than the matrix towards zero."""
-        return {f"{name}.{param}" for name, module in self.named_modules() if isinstance(module, MPOExperts)
-                for param, _ in module.named_parameters()}
+        return {
+            f"{name}.{param}"
+            for name, module in self.named_modules()
+            if isinstance(module, MPOExperts)
+            for param, _ in module.named_parameters()
+        }
 
     def central_parameters(self) -> list[nn.Parameter]:
         """The MPO central tensors shared by the experts of each layer (none for sliced experts)."""
-        return [p for layer in self.moe_layers() if isinstance(layer, MPOEFFN) for p in layer.central_parameters()]
+        return [
+            p for layer in self.moe_layers() if isinstance(layer, MPOEFFN) for p in layer.central_parameters()
+        ]
 
-    def _routed_forward(self, head_forward, output_class, input_ids, attention_mask, output_hidden_states,
-                        output_attentions, **inputs):
+    def _routed_forward(
+        self,
+        head_forward,
+        output_class,
+        input_ids,
+        attention_mask,
+        output_hidden_states,
+        output_attentions,
+        **inputs,
+    ):
         layers = self.moe_layers()
         if self.config.router in HASH_ROUTERS:
             # Routes of all layers follow from the input ids: looked up once, before the encoder runs.
@@ -151,8 +172,14 @@ class MoEBertMixin:
         else:
             for layer in layers:
                 layer.attention_mask = attention_mask
-        options = {k: v for k, v in (("output_hidden_states", output_hidden_states),
-                                     ("output_attentions", output_attentions)) if v is not None}
+        options = {
+            k: v
+            for k, v in (
+                ("output_hidden_states", output_hidden_states),
+                ("output_attentions", output_attentions),
+            )
+            if v is not None
+        }
         try:
             out = head_forward(input_ids=input_ids, attention_mask=attention_mask, **inputs, **options)
         finally:
@@ -169,17 +196,34 @@ class MoEBertMixin:
 # a forward names (token_type_ids of sentence pairs must reach the model), and takes **kwargs to mean the model
 # scales its loss for gradient accumulation itself.
 
+
 class MoEBertForSequenceClassification(MoEBertMixin, BertForSequenceClassification):
     def __init__(self, config: MoEBertConfig):
         super().__init__(config)
         self._install_experts(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=None, output_attentions=None):
-        return self._routed_forward(super().forward, MoESequenceClassifierOutput, input_ids, attention_mask,
-                                    output_hidden_states, output_attentions, token_type_ids=token_type_ids,
-                                    position_ids=position_ids, labels=labels)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        labels=None,
+        output_hidden_states=None,
+        output_attentions=None,
+    ):
+        return self._routed_forward(
+            super().forward,
+            MoESequenceClassifierOutput,
+            input_ids,
+            attention_mask,
+            output_hidden_states,
+            output_attentions,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            labels=labels,
+        )
 
 
 class MoEBertForQuestionAnswering(MoEBertMixin, BertForQuestionAnswering):
@@ -188,19 +232,40 @@ class MoEBertForQuestionAnswering(MoEBertMixin, BertForQuestionAnswering):
         self._install_experts(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None, output_hidden_states=None, output_attentions=None):
-        return self._routed_forward(super().forward, MoEQuestionAnsweringOutput, input_ids, attention_mask,
-                                    output_hidden_states, output_attentions, token_type_ids=token_type_ids,
-                                    position_ids=position_ids, start_positions=start_positions,
-                                    end_positions=end_positions)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        start_positions=None,
+        end_positions=None,
+        output_hidden_states=None,
+        output_attentions=None,
+    ):
+        return self._routed_forward(
+            super().forward,
+            MoEQuestionAnsweringOutput,
+            input_ids,
+            attention_mask,
+            output_hidden_states,
+            output_attentions,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            start_positions=start_positions,
+            end_positions=end_positions,
+        )
 
 
 # The MoE model of each dense head, and the Auto class that loads each head (task.head).
-MOE_HEADS = {BertForSequenceClassification: MoEBertForSequenceClassification,
-             BertForQuestionAnswering: MoEBertForQuestionAnswering}
-AUTO_HEADS = {"classification": AutoModelForSequenceClassification,
-              "question-answering": AutoModelForQuestionAnswering}
+MOE_HEADS = {
+    BertForSequenceClassification: MoEBertForSequenceClassification,
+    BertForQuestionAnswering: MoEBertForQuestionAnswering,
+}
+AUTO_HEADS = {
+    "classification": AutoModelForSequenceClassification,
+    "question-answering": AutoModelForQuestionAnswering,
+}
 
 
 AutoConfig.register("moebert", MoEBertConfig)
@@ -232,7 +297,11 @@ def load_tokenizer(name_or_path: str):
 def saved_head(source: str) -> str:
     """The head a saved task model has (by its config's architectures); a bare encoder counts as classification."""
     architectures = AutoConfig.from_pretrained(source).architectures or []
-    return "question-answering" if any(a.endswith("ForQuestionAnswering") for a in architectures) else "classification"
+    return (
+        "question-answering"
+        if any(a.endswith("ForQuestionAnswering") for a in architectures)
+        else "classification"
+    )
 
 
 def load_model(name_or_path: str, head: str | None = None, **kwargs) -> nn.Module:
@@ -248,9 +317,11 @@ def load_model(name_or_path: str, head: str | None = None, **kwargs) -> nn.Modul
     # task head, but a MoEBERT is always complete unless an older layout saved it.
     missing = sorted(info["missing_keys"])
     if isinstance(model, MoEBertMixin) and missing:
-        raise MoebertError(f"MoE model '{name_or_path}' lacks {len(missing)} weight(s), e.g. {missing[0]!r} (unexpected: "
-                           f"{sorted(info['unexpected_keys'])[:1] or 'none'}); it was saved by another moebert "
-                           f"version: rebuild it with `moebert adapt`")
+        raise MoebertError(
+            f"MoE model '{name_or_path}' lacks {len(missing)} weight(s), e.g. {missing[0]!r} (unexpected: "
+            f"{sorted(info['unexpected_keys'])[:1] or 'none'}); it was saved by another moebert "
+            f"version: rebuild it with `moebert adapt`"
+        )
     return model
 
 
@@ -260,8 +331,10 @@ def load_trained(name_or_path: str, task) -> nn.Module:
     source = resolve_model(name_or_path)
     head = saved_head(source)
     if head != task.head:
-        raise MoebertError(f"model '{name_or_path}' has a {head} head, but task {task.name} needs {task.head}: "
-                           f"give a model fine-tuned on {task.name}")
+        raise MoebertError(
+            f"model '{name_or_path}' has a {head} head, but task {task.name} needs {task.head}: "
+            f"give a model fine-tuned on {task.name}"
+        )
     return load_model(source)
 
 
@@ -270,8 +343,11 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     task head. `effective` counts one expert per MoE layer, the parameters a token actually uses;
     `per_expert` what one more expert in every layer would add (0 for a dense model)."""
     encoder = sum(p.numel() for p in model.bert.parameters())
-    per_expert = sum(layer.output.expert_parameters() for layer in model.bert.encoder.layer
-                     if isinstance(layer.output, tuple(FFN_TYPES.values())))
+    per_expert = sum(
+        layer.output.expert_parameters()
+        for layer in model.bert.encoder.layer
+        if isinstance(layer.output, tuple(FFN_TYPES.values()))
+    )
     inactive = (model.config.num_experts - 1) * per_expert if per_expert else 0
     head = sum(p.numel() for p in model.parameters()) - encoder
     return {"total": encoder, "effective": encoder - inactive, "head": head, "per_expert": per_expert}

@@ -44,7 +44,9 @@ class ExpertLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
         """x [tokens, hidden], expert [tokens]."""
         normalized = F.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return torch.addcmul(self.bias.index_select(0, expert), normalized, self.weight.index_select(0, expert))
+        return torch.addcmul(
+            self.bias.index_select(0, expert), normalized, self.weight.index_select(0, expert)
+        )
 
 
 class SharedNeurons(nn.Module):
@@ -71,13 +73,16 @@ class MoEFFN(nn.Module):
         self.num_experts = n
         tied = config.shared == "tied" and config.shared_dim > 0
         self.shared = SharedNeurons(config) if tied else None
-        self.experts = BertExperts(implementation, config, config.expert_dim - config.shared_dim if tied else config.expert_dim)
+        self.experts = BertExperts(
+            implementation, config, config.expert_dim - config.shared_dim if tied else config.expert_dim
+        )
         self.dropout = nn.Dropout(config.expert_dropout)
         self.LayerNorm = ExpertLayerNorm(n, h, config.layer_norm_eps)
         self.router = None
         if config.router in GATE_ROUTERS:
-            self.router = GateRouter(h, n, per_sentence=config.router == "gate-sentence",
-                                     batch1=config.gate_sentence_batch1)
+            self.router = GateRouter(
+                h, n, per_sentence=config.router == "gate-sentence", batch1=config.gate_sentence_batch1
+            )
         # Set by the model for one forward: the hash routes of this layer, or the attention mask a sentence
         # gate pools with; read after it: a gate's balance loss.
         self.expert_ids: torch.Tensor | None = None
@@ -86,7 +91,11 @@ class MoEFFN(nn.Module):
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds: its private neurons, its output bias and its LayerNorm."""
-        return self.experts.expert_parameters() + self.LayerNorm.weight[0].numel() + self.LayerNorm.bias[0].numel()
+        return (
+            self.experts.expert_parameters()
+            + self.LayerNorm.weight[0].numel()
+            + self.LayerNorm.bias[0].numel()
+        )
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         if self.router is not None:

@@ -93,7 +93,9 @@ def _bond_limits(max_bond: int | Sequence[int] | None, n: int) -> list[float]:
         return [math.inf] * (n - 1)
     limits = [max_bond] * (n - 1) if isinstance(max_bond, int) else list(max_bond)
     if len(limits) != n - 1 or min(limits, default=1) < 1:
-        raise MoebertError(f"max_bond must be a positive int or {n - 1} positive ints, one per bond (got {max_bond})")
+        raise MoebertError(
+            f"max_bond must be a positive int or {n - 1} positive ints, one per bond (got {max_bond})"
+        )
     return limits
 
 
@@ -107,7 +109,9 @@ def bond_dims(
     and the sweep back to the centre leaves a tensor at most i * j * r_right rows."""
     sizes = [i * j for i, j in zip(in_factors, out_factors)]
     dims = [1]
-    for size, full, limit in zip(sizes, full_bonds(in_factors, out_factors), _bond_limits(max_bond, len(sizes))):
+    for size, full, limit in zip(
+        sizes, full_bonds(in_factors, out_factors), _bond_limits(max_bond, len(sizes))
+    ):
         dims.append(int(min(dims[-1] * size, full, limit)))
     dims.append(1)
     for k in range(len(sizes) - 1, central_index(len(sizes)), -1):

@@ -53,7 +53,9 @@ class MPOExperts(nn.Module):
         self.num_experts = num_experts
         self.central = nn.Parameter(torch.empty(shapes[self.center]))
         self.auxiliary = nn.ParameterList(
-            nn.Parameter(torch.empty(num_experts, *shape)) for k, shape in enumerate(shapes) if k != self.center
+            nn.Parameter(torch.empty(num_experts, *shape))
+            for k, shape in enumerate(shapes)
+            if k != self.center
         )
         self.bias = nn.Parameter(torch.zeros(num_experts, math.prod(out_factors)))
         self.reset_parameters(std)
@@ -68,7 +70,9 @@ class MPOExperts(nn.Module):
                 rank, i, j, next_rank = stacked.shape[1:]
                 for e in range(self.num_experts):
                     t = stacked[e]
-                    nn.init.orthogonal_(t.view(rank * i * j, next_rank) if m < self.center else t.view(rank, -1))
+                    nn.init.orthogonal_(
+                        t.view(rank * i * j, next_rank) if m < self.center else t.view(rank, -1)
+                    )
         cells = math.prod(self.in_factors) * math.prod(self.out_factors)
         nn.init.normal_(self.central, std=std * math.sqrt(cells / self.central.numel()))
 
@@ -130,10 +134,16 @@ class MPOEFFN(nn.Module):
         max_bond = getattr(config, "mpo_max_bond", None)
         self.forward_mode = getattr(config, "mpo_forward", mpo.DEFAULT_FORWARD)
         if self.forward_mode not in mpo.FORWARD_MODES:
-            raise MoebertError(f"unknown mpo_forward '{self.forward_mode}'; choose one of {', '.join(mpo.FORWARD_MODES)}")
+            raise MoebertError(
+                f"unknown mpo_forward '{self.forward_mode}'; choose one of {', '.join(mpo.FORWARD_MODES)}"
+            )
         self.num_experts = n
-        self.w_in = MPOExperts(n, in_factors, out_factors, max_bond, config.initializer_range)  # hidden -> ffn
-        self.w_out = MPOExperts(n, out_factors, in_factors, max_bond, config.initializer_range)  # ffn -> hidden
+        self.w_in = MPOExperts(
+            n, in_factors, out_factors, max_bond, config.initializer_range
+        )  # hidden -> ffn
+        self.w_out = MPOExperts(
+            n, out_factors, in_factors, max_bond, config.initializer_range
+        )  # ffn -> hidden
         self.act = ACT2FN[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
@@ -179,11 +189,13 @@ class MPOEFFN(nn.Module):
 
 def mpo_factors(config) -> tuple[list[int], list[int]]:
     """(in, out) factors of the intermediate matrix from the config, defaults where it names none."""
-    in_factors, out_factors = getattr(config, "mpo_in_factors", None), getattr(config, "mpo_out_factors", None)
+    in_factors, out_factors = (
+        getattr(config, "mpo_in_factors", None),
+        getattr(config, "mpo_out_factors", None),
+    )
     if in_factors is None and out_factors is None:
         return mpo.factors_for((config.hidden_size, config.intermediate_size))
     if in_factors is None or out_factors is None:
         raise MoebertError("set both mpo_in_factors and mpo_out_factors, or neither (for the defaults)")
     mpo.check_factors((config.hidden_size, config.intermediate_size), in_factors, out_factors)
     return list(in_factors), list(out_factors)
-

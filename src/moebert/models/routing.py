@@ -69,8 +69,9 @@ class GateRouter(nn.Module):
         self.num_experts = num_experts
         self.batch1 = batch1
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None
-                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """x: [batch, seq, hidden]. Returns the expert of every token [batch * seq], the probability that
         scales its output (None: no scaling) and this layer's load-balancing loss. Nothing here waits on
         the device: the expert ids stay tensors."""

@@ -16,8 +16,12 @@ from moebert.files import atomic_file
 def ablation_table(main: pd.DataFrame, sweeps: dict[str, dict[str, str]]) -> pd.DataFrame:
     """sweep, value, method, then the columns of the report's main-metric table `main` (each task's main
     metric and their average); points whose method has no results are left out."""
-    rows = [{"sweep": sweep, "value": value, "method": method, **main.loc[method].to_dict()}
-            for sweep, points in sweeps.items() for value, method in points.items() if method in main.index]
+    rows = [
+        {"sweep": sweep, "value": value, "method": method, **main.loc[method].to_dict()}
+        for sweep, points in sweeps.items()
+        for value, method in points.items()
+        if method in main.index
+    ]
     return pd.DataFrame(rows, columns=["sweep", "value", "method", *main.columns])
 
 
@@ -32,8 +36,11 @@ def _plot(rows: pd.DataFrame, sweep: str, average: str, plots_dir: Path) -> None
     for column in rows.columns[3:]:
         style = {"linewidth": 2.5, "color": "black"} if column == average else {"alpha": 0.7}
         ax.plot(positions, rows[column], marker="o", label=column, **style)
-    ax.set_xticks(list(positions), [f"{v}\n({m})" if m != f"{sweep}-{v}" else str(v)
-                                    for v, m in zip(rows.value, rows.method)], fontsize=8)
+    ax.set_xticks(
+        list(positions),
+        [f"{v}\n({m})" if m != f"{sweep}-{v}" else str(v) for v, m in zip(rows.value, rows.method)],
+        fontsize=8,
+    )
     ax.set_xlabel(sweep)
     ax.set_ylabel("main metric (%)")
     ax.grid(alpha=0.3)
@@ -45,8 +52,9 @@ def _plot(rows: pd.DataFrame, sweep: str, average: str, plots_dir: Path) -> None
     plt.close(fig)
 
 
-def write_ablations(main: pd.DataFrame, average: str, sweeps: dict[str, dict[str, str]], tables_dir: Path,
-                    plots_dir: Path) -> pd.DataFrame | None:
+def write_ablations(
+    main: pd.DataFrame, average: str, sweeps: dict[str, dict[str, str]], tables_dir: Path, plots_dir: Path
+) -> pd.DataFrame | None:
     """The ablation table and plots; none without sweeps (and stale ones are removed)."""
     if not sweeps:
         for path in [*tables_dir.glob("ablations.*"), *plots_dir.glob("ablation_*")]:
@@ -56,8 +64,10 @@ def write_ablations(main: pd.DataFrame, average: str, sweeps: dict[str, dict[str
     with atomic_file(tables_dir / "ablations.csv") as tmp:
         table.round(6).to_csv(tmp, index=False)
     shown = table.round(1)
-    note = ("Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
-            f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over seeds.")
+    note = (
+        "Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
+        f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over seeds."
+    )
     with atomic_file(tables_dir / "ablations.md") as tmp:
         tmp.write_text(f"# Ablations\n\n{note}\n\n{shown.to_markdown(index=False, floatfmt='.1f')}\n")
     with atomic_file(tables_dir / "ablations.tex") as tmp:

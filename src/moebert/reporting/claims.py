@@ -27,18 +27,29 @@ def check(claim: dict, main: pd.DataFrame, average: str) -> dict:
     averages = main[average].dropna()
     absent = [m for m in names if m not in averages.index]
     if absent:
-        return {"claim": claim["claim"], "measured": f"not measured: no average for {', '.join(absent)}",
-                "holds": None}
+        return {
+            "claim": claim["claim"],
+            "measured": f"not measured: no average for {', '.join(absent)}",
+            "holds": None,
+        }
     if "method" in claim:
         a, b = averages[claim["method"]], averages[claim["vs"]]
         diff = per_task.loc[claim["method"]] - per_task.loc[claim["vs"]]
         tasks = ", ".join(f"{task} {value:+.1f}" for task, value in diff.dropna().items())
         if claim.get("every_task"):
-            measured = (f"{claim['method']} - {claim['vs']} per task {tasks}: smallest {diff.min():+.1f} (holds at "
-                        f">= {claim['at_least']:+.1f} on every task)")
-            return {"claim": claim["claim"], "measured": measured, "holds": bool(diff.min() >= claim["at_least"])}
-        measured = (f"{claim['method']} {a:.1f} vs {claim['vs']} {b:.1f}: {a - b:+.1f} (holds at >= "
-                    f"{claim['at_least']:+.1f}); per task {tasks}")
+            measured = (
+                f"{claim['method']} - {claim['vs']} per task {tasks}: smallest {diff.min():+.1f} (holds at "
+                f">= {claim['at_least']:+.1f} on every task)"
+            )
+            return {
+                "claim": claim["claim"],
+                "measured": measured,
+                "holds": bool(diff.min() >= claim["at_least"]),
+            }
+        measured = (
+            f"{claim['method']} {a:.1f} vs {claim['vs']} {b:.1f}: {a - b:+.1f} (holds at >= "
+            f"{claim['at_least']:+.1f}); per task {tasks}"
+        )
         return {"claim": claim["claim"], "measured": measured, "holds": bool(a - b >= claim["at_least"])}
     values = averages[names]
     spread = values.max() - values.min()
@@ -47,7 +58,9 @@ def check(claim: dict, main: pd.DataFrame, average: str) -> dict:
     return {"claim": claim["claim"], "measured": measured, "holds": bool(spread <= claim["spread_at_most"])}
 
 
-def write_claims(main: pd.DataFrame, average: str, claims: list[dict], tables_dir: Path) -> pd.DataFrame | None:
+def write_claims(
+    main: pd.DataFrame, average: str, claims: list[dict], tables_dir: Path
+) -> pd.DataFrame | None:
     """claims.csv and claims.md; none when the config states no claims (and a stale pair is removed)."""
     paths = [tables_dir / f"claims.{ext}" for ext in ("csv", "md")]
     if not claims:
@@ -59,9 +72,10 @@ def write_claims(main: pd.DataFrame, average: str, claims: list[dict], tables_di
         table.to_csv(tmp, index=False)
     verdict = table.holds.map({True: "holds", False: "does not hold", None: "not measured"})
     shown = table.assign(holds=verdict)[["holds", "claim", "measured"]]
-    text = ("# The paper's claims on these runs\n\nAverage main metric over the tasks (mean over seeds), in "
-            "points; a claim that does not hold is reported as such.\n\n"
-            + shown.to_markdown(index=False) + "\n")
+    text = (
+        "# The paper's claims on these runs\n\nAverage main metric over the tasks (mean over seeds), in "
+        "points; a claim that does not hold is reported as such.\n\n" + shown.to_markdown(index=False) + "\n"
+    )
     with atomic_file(tables_dir / "claims.md") as tmp:
         tmp.write_text(text)
     return table

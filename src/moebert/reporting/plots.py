@@ -31,8 +31,11 @@ def write_speed_plots(speed_csvs, average: pd.Series, tasks: int, plots_dir) -> 
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, draw in (("speed_latency", _draw_latency), ("speed_speedup", _draw_speedup),
-                       ("accuracy_vs_latency", lambda data: _draw_pareto(data, average, tasks))):
+    for name, draw in (
+        ("speed_latency", _draw_latency),
+        ("speed_speedup", _draw_speedup),
+        ("accuracy_vs_latency", lambda data: _draw_pareto(data, average, tasks)),
+    ):
         fig = draw(speed) if len(speed) else None
         paths = [plots_dir / f"{name}.{fmt}" for fmt in ("png", "svg")]
         if fig is None:
@@ -54,8 +57,11 @@ def load_speed(paths) -> pd.DataFrame:
         if missing:
             raise MoebertError(f"speed results file {path}: missing column(s) {', '.join(sorted(missing))}")
         frames.append(_label_run(frame).assign(run=run))
-    return (pd.concat(frames, ignore_index=True) if frames
-            else pd.DataFrame(columns=[*COLUMNS, "setting", "label", "run"]))
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*COLUMNS, "setting", "label", "run"])
+    )
 
 
 def _label_run(frame: pd.DataFrame) -> pd.DataFrame:
@@ -63,10 +69,14 @@ def _label_run(frame: pd.DataFrame) -> pd.DataFrame:
     conditions) and each model's legend label, which marks random-weight controls beside trained models."""
     trained = (frame.weights == "trained").any()
     what = "trained models" if trained else "random " + ", ".join(dict.fromkeys(frame.source.astype(str)))
-    hw = " · ".join(f"{d} · {t} thread{'s' * (t != 1)}" for d, t in dict.fromkeys(zip(frame.device, frame.threads)))
+    hw = " · ".join(
+        f"{d} · {t} thread{'s' * (t != 1)}" for d, t in dict.fromkeys(zip(frame.device, frame.threads))
+    )
     random_beside_trained = trained & (frame.weights == "random")
-    return frame.assign(setting=f"{what} · {hw}",
-                        label=frame.model.where(~random_beside_trained, frame.model + " (random weights)"))
+    return frame.assign(
+        setting=f"{what} · {hw}",
+        label=frame.model.where(~random_beside_trained, frame.model + " (random weights)"),
+    )
 
 
 def _panels(speed: pd.DataFrame, ylabel: str):
@@ -74,14 +84,18 @@ def _panels(speed: pd.DataFrame, ylabel: str):
     import matplotlib.pyplot as plt
 
     runs, lengths = list(dict.fromkeys(zip(speed.run, speed.setting))), sorted(speed.seq_len.unique())
-    fig, axes = plt.subplots(len(runs), len(lengths), figsize=(3.6 * len(lengths), 3 * len(runs)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(runs), len(lengths), figsize=(3.6 * len(lengths), 3 * len(runs)), squeeze=False
+    )
     panels = []
     for i, (run, setting) in enumerate(runs):
         for j, seq in enumerate(lengths):
             ax = axes[i, j]
             ax.set_title(f"{setting}\nlength {seq}", fontsize=8)
             ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted(speed.batch_size.unique()), labels=map(str, sorted(speed.batch_size.unique())))
+            ax.set_xticks(
+                sorted(speed.batch_size.unique()), labels=map(str, sorted(speed.batch_size.unique()))
+            )
             ax.grid(alpha=0.3)
             ax.set_xlabel("batch size")
             ax.set_ylabel(ylabel if j == 0 else "")
@@ -100,9 +114,16 @@ def _draw_latency(speed: pd.DataFrame):
     fig, panels = _panels(speed, "ms per batch (median; bar: p90)")
     for ax, data in panels:
         for label, rows in data.sort_values("batch_size").groupby("label", sort=False):
-            ax.errorbar(rows.batch_size, rows.latency_ms_median,
-                        yerr=[np.zeros(len(rows)), rows.latency_ms_p90 - rows.latency_ms_median],
-                        marker="o", ms=3, capsize=2, label=label, color=_color(speed, rows))
+            ax.errorbar(
+                rows.batch_size,
+                rows.latency_ms_median,
+                yerr=[np.zeros(len(rows)), rows.latency_ms_p90 - rows.latency_ms_median],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=label,
+                color=_color(speed, rows),
+            )
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 20, 50, 100 rather than 2x10^1
@@ -121,8 +142,14 @@ def _draw_speedup(speed: pd.DataFrame):
         base = data[data.model == TEACHER].set_index("batch_size").latency_ms_median
         for label, rows in data[data.model != TEACHER].sort_values("batch_size").groupby("label", sort=False):
             rows = rows[rows.batch_size.isin(base.index)]
-            ax.plot(rows.batch_size, base[rows.batch_size].to_numpy() / rows.latency_ms_median, marker="o", ms=3,
-                    label=label, color=_color(speed, rows))
+            ax.plot(
+                rows.batch_size,
+                base[rows.batch_size].to_numpy() / rows.latency_ms_median,
+                marker="o",
+                ms=3,
+                label=label,
+                color=_color(speed, rows),
+            )
         ax.axhline(1, color="grey", lw=0.8)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -143,14 +170,20 @@ def _draw_pareto(speed: pd.DataFrame, score: pd.Series, tasks: int):
         log.warning("no trained model in the speed results is a method of the metrics files: no Pareto plot")
         return None
     batch, seq = PARETO_POINT if PARETO_POINT in shared else min(shared)
-    at = trained[(trained.batch_size == batch) & (trained.seq_len == seq)].groupby("model").latency_ms_median.median()
+    at = (
+        trained[(trained.batch_size == batch) & (trained.seq_len == seq)]
+        .groupby("model")
+        .latency_ms_median.median()
+    )
     data = pd.DataFrame({"latency": at, "score": score}).dropna().sort_values("latency")
     front = data[data.score >= data.score.cummax()]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.step(front.latency, front.score, where="post", color="grey", lw=0.8, label="Pareto front")
     ax.scatter(data.latency, data.score, zorder=3)
     for method, point in data.iterrows():
-        ax.annotate(method, (point.latency, point.score), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(
+            method, (point.latency, point.score), textcoords="offset points", xytext=(5, 5), fontsize=8
+        )
     ax.set_xlabel(f"latency (ms), batch {batch}, length {seq}")
     ax.set_ylabel(f"average main metric, {tasks} tasks (%)")
     ax.margins(0.2)

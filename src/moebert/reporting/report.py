@@ -59,22 +59,52 @@ HELP = "tables, plots and manifest from the results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metrics", nargs="+", required=True, metavar="FILE",
-                        help="metrics.json files (from moebert evaluate), one per task, method and seed")
-    parser.add_argument("--paper", default=str(PAPER_CSV),
-                        help="CSV of the paper's numbers: model,task,metric,value (default: the packaged copy)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="metrics.json files (from moebert evaluate), one per task, method and seed",
+    )
+    parser.add_argument(
+        "--paper",
+        default=str(PAPER_CSV),
+        help="CSV of the paper's numbers: model,task,metric,value (default: the packaged copy)",
+    )
     parser.add_argument("--tables-dir", default="results/tables")
     parser.add_argument("--plots-dir", default="results/plots")
     parser.add_argument("--manifest", default="results/manifest.json")
-    parser.add_argument("--speed", nargs="*", default=[], metavar="CSV",
-                        help="outputs of `moebert speed`: adds the latency, speed-up and accuracy-vs-latency plots")
-    parser.add_argument("--config-file", default=None, help="config the results came from (hashed into the manifest)")
-    parser.add_argument("--data-files", nargs="*", default=[], metavar="PATH",
-                        help="data files (or directories, walked) the results used; hashed into the manifest")
-    parser.add_argument("--sweeps", type=json.loads, default={}, metavar="JSON",
-                        help='ablation sweeps, {sweep: {value: method}}: adds the ablation table and plots')
-    parser.add_argument("--claims", type=json.loads, default=[], metavar="JSON",
-                        help="claims to check (a config's `claims:` list): adds claims.{md,csv}")
+    parser.add_argument(
+        "--speed",
+        nargs="*",
+        default=[],
+        metavar="CSV",
+        help="outputs of `moebert speed`: adds the latency, speed-up and accuracy-vs-latency plots",
+    )
+    parser.add_argument(
+        "--config-file", default=None, help="config the results came from (hashed into the manifest)"
+    )
+    parser.add_argument(
+        "--data-files",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="data files (or directories, walked) the results used; hashed into the manifest",
+    )
+    parser.add_argument(
+        "--sweeps",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="ablation sweeps, {sweep: {value: method}}: adds the ablation table and plots",
+    )
+    parser.add_argument(
+        "--claims",
+        type=json.loads,
+        default=[],
+        metavar="JSON",
+        help="claims to check (a config's `claims:` list): adds claims.{md,csv}",
+    )
     tracking.add_tracking_arguments(parser)
 
 
@@ -97,7 +127,9 @@ def run(args: argparse.Namespace) -> None:
         print((Path(args.tables_dir) / "claims.md").read_text())
     if args.speed:
         average = stats[stats.task == AVERAGE].set_index("method")["mean"]
-        write_speed_plots(args.speed, average, stats.task[stats.task != AVERAGE].nunique(), Path(args.plots_dir))
+        write_speed_plots(
+            args.speed, average, stats.task[stats.task != AVERAGE].nunique(), Path(args.plots_dir)
+        )
     write_json(args.manifest, manifest(runs, args))
     print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
     tracking.log_to_parent(args, [args.tables_dir, args.plots_dir, args.manifest, *args.log_artifact])
@@ -105,6 +137,7 @@ def run(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
+
 
 def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
     """One dict per metrics file (file, task, method, seed, model, effective params) and one score row per
@@ -121,19 +154,40 @@ def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
             if metrics.get(key) is None:
                 raise MoebertError(f"metrics file {path}: key {key!r} is missing or null")
         params = metrics.get("params") or {}
-        runs.append({"file": path, "task": metrics["task"], "method": metrics["method"], "seed": metrics["seed"],
-                     "model": metrics.get("model"), "effective_params": params.get("effective"),
-                     "total_params": params.get("total"), "per_expert_params": params.get("per_expert"),
-                     "task_key": next(iter(metrics["results"]), None), "data_note": metrics.get("data_note")})
+        runs.append(
+            {
+                "file": path,
+                "task": metrics["task"],
+                "method": metrics["method"],
+                "seed": metrics["seed"],
+                "model": metrics.get("model"),
+                "effective_params": params.get("effective"),
+                "total_params": params.get("total"),
+                "per_expert_params": params.get("per_expert"),
+                "task_key": next(iter(metrics["results"]), None),
+                "data_note": metrics.get("data_note"),
+            }
+        )
         for task, values in metrics["results"].items():
-            rows += [{"method": metrics["method"], "task": task, "metric": metric, "seed": metrics["seed"],
-                      "value": float(value), "file": path} for metric, value in values.items()]
+            rows += [
+                {
+                    "method": metrics["method"],
+                    "task": task,
+                    "metric": metric,
+                    "seed": metrics["seed"],
+                    "value": float(value),
+                    "file": path,
+                }
+                for metric, value in values.items()
+            ]
     scores = pd.DataFrame(rows, columns=["method", "task", "metric", "seed", "value", "file"])
     twice = scores[scores.duplicated(["method", "task", "metric", "seed"], keep=False)]
     if len(twice):
         first = twice.iloc[0]
-        raise MoebertError(f"{first.method} {first.task} seed {first.seed} is reported by more than one metrics "
-                           f"file: {', '.join(sorted(set(twice.file)))}")
+        raise MoebertError(
+            f"{first.method} {first.task} seed {first.seed} is reported by more than one metrics "
+            f"file: {', '.join(sorted(set(twice.file)))}"
+        )
     return runs, scores
 
 
@@ -150,6 +204,7 @@ def load_paper(path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------
 # Tables
+
 
 def column_order(scores: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[str, str]]:
     """(task, metric) columns: tasks in the paper's order, then other tasks alphabetically; within a task the
@@ -172,12 +227,18 @@ def summarise(scores: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Tidy table: mean and sample std (ddof=1; NaN for one seed) over seeds per (method, task, metric), the
     paper's number for the method's paper row and ours - paper. Rows with task 'avg' hold the average over
     all task columns of each task's main (first) metric, for methods (and paper rows) that have all of them."""
-    stats = (scores.groupby(["method", "task", "metric"])["value"]
-             .agg(n="count", mean="mean", std="std").reset_index())
+    stats = (
+        scores.groupby(["method", "task", "metric"])["value"]
+        .agg(n="count", mean="mean", std="std")
+        .reset_index()
+    )
     stats["paper_model"] = stats.method.map(PAPER_MODEL)
     reference = paper.rename(columns={"model": "paper_model", "value": "paper"})
-    stats = stats.merge(reference[["paper_model", "task", "metric", "paper"]],
-                        on=["paper_model", "task", "metric"], how="left")
+    stats = stats.merge(
+        reference[["paper_model", "task", "metric", "paper"]],
+        on=["paper_model", "task", "metric"],
+        how="left",
+    )
     stats["diff"] = stats["mean"] - stats["paper"]
 
     columns = column_order(scores, paper)
@@ -187,8 +248,14 @@ def summarise(scores: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     for method, rows in stats.groupby("method"):
         cells = rows.set_index(["task", "metric"]).reindex(main)
         if cells["mean"].notna().all():
-            avg = {"method": method, "task": AVERAGE, "metric": "main", "n": cells.n.min(),
-                   "mean": cells["mean"].mean(), "paper_model": PAPER_MODEL.get(method)}
+            avg = {
+                "method": method,
+                "task": AVERAGE,
+                "metric": "main",
+                "n": cells.n.min(),
+                "mean": cells["mean"].mean(),
+                "paper_model": PAPER_MODEL.get(method),
+            }
             avg["paper"] = cells.paper.mean() if cells.paper.notna().all() else float("nan")
             avg["diff"] = avg["mean"] - avg["paper"]
             averages.append(avg)
@@ -215,36 +282,61 @@ def _number(value, fmt: str = ".1f") -> str:
 def display_table(stats: pd.DataFrame) -> pd.DataFrame:
     """Wide table for people: per method a row 'ours' (mean ± std, std only with >1 seed) and, when the paper
     has numbers for it, a row with the paper's row and one with ours - paper."""
-    stats = stats.assign(column=[AVERAGE if t == AVERAGE else f"{t} {m}" for t, m in zip(stats.task, stats.metric)])
+    stats = stats.assign(
+        column=[AVERAGE if t == AVERAGE else f"{t} {m}" for t, m in zip(stats.task, stats.metric)]
+    )
     columns = list(dict.fromkeys(stats.column))
     rows = []
     for method in dict.fromkeys(stats.method):
         cells = stats[stats.method == method].set_index("column")
         seeds = cells.n[cells.task != AVERAGE]
         n = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-        ours = {c: _number(r["mean"]) + (f" ± {r['std']:.1f}" if r.n > 1 and c != AVERAGE else "")
-                for c, r in cells.iterrows()}
+        ours = {
+            c: _number(r["mean"]) + (f" ± {r['std']:.1f}" if r.n > 1 and c != AVERAGE else "")
+            for c, r in cells.iterrows()
+        }
         rows.append({"method": method, "row": "ours", "n": n, **ours})
         if cells.paper.notna().any():
             model = cells.paper_model.iloc[0]
-            rows.append({"method": method, "row": f"paper: {model}", "n": "",
-                         **{c: _number(v) for c, v in cells.paper.items()}})
-            rows.append({"method": method, "row": "ours - paper", "n": "",
-                         **{c: _number(v, "+.1f") for c, v in cells["diff"].items()}})
+            rows.append(
+                {
+                    "method": method,
+                    "row": f"paper: {model}",
+                    "n": "",
+                    **{c: _number(v) for c, v in cells.paper.items()},
+                }
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "row": "ours - paper",
+                    "n": "",
+                    **{c: _number(v, "+.1f") for c, v in cells["diff"].items()},
+                }
+            )
     return pd.DataFrame(rows).reindex(columns=["method", "row", "n", *columns]).fillna("")
 
 
-def write_tables(stats: pd.DataFrame, tables_dir: Path, name: str = "glue", title: str = "GLUE dev results",
-                 data_notes: dict[str, str] | None = None) -> None:
+def write_tables(
+    stats: pd.DataFrame,
+    tables_dir: Path,
+    name: str = "glue",
+    title: str = "GLUE dev results",
+    data_notes: dict[str, str] | None = None,
+) -> None:
     """<name>.csv, .md and .tex; a task of `data_notes` (result key -> how its data is not the standard
     split) gets a * on its columns and the note below the table."""
     notes = {key: text for key, text in (data_notes or {}).items() if key in set(stats.task)}
     marked = stats.assign(task=[f"{t}*" if t in notes else t for t in stats.task])
     table = display_table(marked)
-    note = ("Mean ± sample std over n seeds (std only when n > 1), in percent. 'paper' rows: the MoEBERT "
-            f"paper's numbers for the corresponding model; '{AVERAGE}': mean over the task columns of each task's "
-            "first (main) metric, only for rows that have all of them.")
-    note += "".join(f" *{key}: {text}; not comparable with the paper's numbers." for key, text in notes.items())
+    note = (
+        "Mean ± sample std over n seeds (std only when n > 1), in percent. 'paper' rows: the MoEBERT "
+        f"paper's numbers for the corresponding model; '{AVERAGE}': mean over the task columns of each task's "
+        "first (main) metric, only for rows that have all of them."
+    )
+    note += "".join(
+        f" *{key}: {text}; not comparable with the paper's numbers." for key, text in notes.items()
+    )
     with atomic_file(tables_dir / f"{name}.csv") as tmp:
         # 6 decimals: exact enough, and no float noise like 0.0999999
         stats.assign(data_note=stats.task.map(notes)).round(6).to_csv(tmp, index=False)
@@ -269,9 +361,11 @@ def switch_mpoe_ratio(table: pd.DataFrame) -> str | None:
         return None
     total = table.loc["switch", "total"] / table.loc["mpoe", "total"]
     experts = table.loc["switch", "per expert"] / table.loc["mpoe", "per expert"]
-    return (f"Total parameters switch / mpoe: {total:.1f}x (MPOE paper, against Switch Transformers on T5 and "
-            f"GPT-2: {MPOE_PAPER_REDUCTION}x, with more experts: the ratio grows with their number); parameters "
-            f"per added expert: {experts:.1f}x.")
+    return (
+        f"Total parameters switch / mpoe: {total:.1f}x (MPOE paper, against Switch Transformers on T5 and "
+        f"GPT-2: {MPOE_PAPER_REDUCTION}x, with more experts: the ratio grows with their number); parameters "
+        f"per added expert: {experts:.1f}x."
+    )
 
 
 def write_params_table(runs: list[dict], tables_dir: Path) -> str:
@@ -280,9 +374,11 @@ def write_params_table(runs: list[dict], tables_dir: Path) -> str:
     ratio = switch_mpoe_ratio(table)
     with atomic_file(tables_dir / "params.csv") as tmp:
         table.mul(1e6).round().astype("Int64").rename_axis("method").to_csv(tmp)
-    text = ("# Parameters (millions)\n\nEncoder with embeddings and pooler, no task head (the paper's count); "
-            "effective = active per token (one expert per layer); per expert = what one more expert in every "
-            "layer adds.\n\n" + table.to_markdown(floatfmt=".2f") + "\n" + (f"\n{ratio}\n" if ratio else ""))
+    text = (
+        "# Parameters (millions)\n\nEncoder with embeddings and pooler, no task head (the paper's count); "
+        "effective = active per token (one expert per layer); per expert = what one more expert in every "
+        "layer adds.\n\n" + table.to_markdown(floatfmt=".2f") + "\n" + (f"\n{ratio}\n" if ratio else "")
+    )
     with atomic_file(tables_dir / "params.md") as tmp:
         tmp.write_text(text)
     return text
@@ -290,6 +386,7 @@ def write_params_table(runs: list[dict], tables_dir: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Plot
+
 
 def write_plot(stats: pd.DataFrame, runs: list[dict], plots_dir: Path) -> None:
     """Task-average score against effective (active per token) parameters, one point per method that has
@@ -329,6 +426,7 @@ def write_plot(stats: pd.DataFrame, runs: list[dict], plots_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Manifest
 
+
 def sha256(path) -> str:
     digest = hashlib.sha256()
     try:
@@ -362,8 +460,11 @@ def hardware() -> dict:
 
     cpu = platform.processor() or "unknown"
     if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()}

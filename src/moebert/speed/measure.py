@@ -48,16 +48,31 @@ log = logging.getLogger(__name__)
 # Dimensions for models with random weights; any model dir or hub id works too (its config's dimensions).
 PRESETS = {
     "bert-base": {},  # BertConfig's defaults are BERT-base
-    "minilm": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536},
+    "minilm": {
+        "hidden_size": 384,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 12,
+        "intermediate_size": 1536,
+    },
 }
-DIMENSIONS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-              "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
+DIMENSIONS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+)
 RANDOM_MODELS = ("teacher", "moebert", "dense-narrow")
 REFERENCE_SUFFIX = "-reference"
 
 
 # ---------------------------------------------------------------------------------------------
 # Models
+
 
 def dimensions(spec: str) -> tuple[str, dict]:
     """(name, BertConfig dimensions) of a preset, a model dir or a hub id."""
@@ -66,22 +81,32 @@ def dimensions(spec: str) -> tuple[str, dict]:
     try:
         config = AutoConfig.from_pretrained(resolve_model(spec))
     except OSError as err:
-        raise MoebertError(f"--random {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a loadable "
-                           f"model config: {err}") from err
+        raise MoebertError(
+            f"--random {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a loadable model config: {err}"
+        ) from err
     return spec, {key: getattr(config, key) for key in DIMENSIONS}
 
 
-def random_models(dims: dict, names=RANDOM_MODELS, num_experts: int = 4, expert_dim: int | None = None,
-                  router: str = "hash-random", seed: int = 0) -> dict[str, nn.Module]:
+def random_models(
+    dims: dict,
+    names=RANDOM_MODELS,
+    num_experts: int = 4,
+    expert_dim: int | None = None,
+    router: str = "hash-random",
+    seed: int = 0,
+) -> dict[str, nn.Module]:
     """Models with random weights and the given dimensions: the dense teacher, MoEBERT (experts of
     `expert_dim`, default a 1/num_experts share of the FFN) and the dense-narrow control (FFN width
     expert_dim)."""
     width = expert_dim or BertConfig(**dims).intermediate_size // num_experts
     build = {
         "teacher": lambda: BertForSequenceClassification(BertConfig(**dims)),
-        "moebert": lambda: MoEBertForSequenceClassification(MoEBertConfig(
-            **dims, num_experts=num_experts, expert_dim=width, shared_dim=0, router=router)),
-        "dense-narrow": lambda: BertForSequenceClassification(BertConfig(**{**dims, "intermediate_size": width})),
+        "moebert": lambda: MoEBertForSequenceClassification(
+            MoEBertConfig(**dims, num_experts=num_experts, expert_dim=width, shared_dim=0, router=router)
+        ),
+        "dense-narrow": lambda: BertForSequenceClassification(
+            BertConfig(**{**dims, "intermediate_size": width})
+        ),
     }
     models = {}
     for name in names:
@@ -100,6 +125,7 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # Measuring
 
+
 def random_inputs(batch_size: int, seq_len: int, vocab_size: int, device, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(vocab_size, (batch_size, seq_len), generator=gen)
@@ -110,12 +136,22 @@ def _check_lengths(models: dict, seq_lengths) -> None:
     for label, model in models.items():
         limit = model.config.max_position_embeddings
         if max(seq_lengths) > limit:
-            raise MoebertError(f"sequence length {max(seq_lengths)} exceeds model {label!r}'s "
-                               f"max_position_embeddings {limit}; choose --seq-lengths up to {limit}")
+            raise MoebertError(
+                f"sequence length {max(seq_lengths)} exceeds model {label!r}'s "
+                f"max_position_embeddings {limit}; choose --seq-lengths up to {limit}"
+            )
 
 
-def measure(models: dict[str, nn.Module], batch_sizes, seq_lengths, repeats: int = 5, warmup: int = 1,
-            device: str | torch.device = "cpu", seed: int = 0, progress: bool = True) -> pd.DataFrame:
+def measure(
+    models: dict[str, nn.Module],
+    batch_sizes,
+    seq_lengths,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Seconds per forward: one row per (model, seq_len, batch_size, repeat). The models run on the same
     inputs in a rotating order within every repetition, after `warmup` untimed forwards each."""
     _check_lengths(models, seq_lengths)
@@ -132,21 +168,29 @@ def measure(models: dict[str, nn.Module], batch_sizes, seq_lengths, repeats: int
                 for _ in range(warmup):
                     model(**inputs)
             for r in range(repeats):
-                for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+                for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
                     sync()
                     start = time.perf_counter()
                     models[label](**inputs)
                     sync()
-                    rows.append({"model": label, "seq_len": seq, "batch_size": batch, "repeat": r,
-                                 "seconds": time.perf_counter() - start})
+                    rows.append(
+                        {
+                            "model": label,
+                            "seq_len": seq,
+                            "batch_size": batch,
+                            "repeat": r,
+                            "seconds": time.perf_counter() - start,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def summarise(timings: pd.DataFrame) -> pd.DataFrame:
     """Latency (ms: median, p90, min, max) and throughput (examples/s at the median) per model and grid point."""
     ms = timings.assign(ms=timings.seconds * 1e3).groupby(["model", "seq_len", "batch_size"], sort=False).ms
-    table = ms.agg(repeats="count", latency_ms_median="median", latency_ms_min="min",
-                   latency_ms_max="max").reset_index()
+    table = ms.agg(
+        repeats="count", latency_ms_median="median", latency_ms_min="min", latency_ms_max="max"
+    ).reset_index()
     table["latency_ms_p90"] = ms.quantile(0.9).to_numpy()
     table["examples_per_s"] = table.batch_size / table.latency_ms_median * 1e3
     return table
@@ -154,8 +198,14 @@ def summarise(timings: pd.DataFrame) -> pd.DataFrame:
 
 def hardware(device: torch.device) -> dict:
     """What the timings ran on; the thread count is torch's, i.e. what --threads set."""
-    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-            "platform": platform.platform(), "torch": torch.__version__, "device": str(device)}
+    info = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
     if device.type == "cuda":
         info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
     return info
@@ -169,21 +219,41 @@ HELP = "latency and throughput of dense, MoE and dense-narrow models"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models (at least one of --model, --random)")
-    models.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
-                        help="a trained model and its label, e.g. teacher=results/teacher/rte/seed0 (repeatable; "
-                             "label = the method name in metrics.json, for the accuracy-vs-latency plot)")
-    models.add_argument("--random", metavar="DIMS",
-                        help=f"also time models with random weights and these dimensions: a preset "
-                             f"({', '.join(PRESETS)}), a model dir or a hub id")
-    models.add_argument("--random-models", nargs="+", choices=RANDOM_MODELS, default=list(RANDOM_MODELS),
-                        help="which random models (default: all)")
+    models.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="a trained model and its label, e.g. teacher=results/teacher/rte/seed0 (repeatable; "
+        "label = the method name in metrics.json, for the accuracy-vs-latency plot)",
+    )
+    models.add_argument(
+        "--random",
+        metavar="DIMS",
+        help=f"also time models with random weights and these dimensions: a preset "
+        f"({', '.join(PRESETS)}), a model dir or a hub id",
+    )
+    models.add_argument(
+        "--random-models",
+        nargs="+",
+        choices=RANDOM_MODELS,
+        default=list(RANDOM_MODELS),
+        help="which random models (default: all)",
+    )
     models.add_argument("--num-experts", type=int, default=4, help="experts of the random MoEBERT")
-    models.add_argument("--expert-dim", type=int,
-                        help="expert width of the random MoEBERT and the dense-narrow control "
-                             "(default: FFN width / experts)")
-    models.add_argument("--router", choices=ROUTERS, default="hash-random", help="router of the random MoEBERT")
-    models.add_argument("--reference", action="store_true",
-                        help="also time every MoE model with the reference-style forward (label <model>-reference)")
+    models.add_argument(
+        "--expert-dim",
+        type=int,
+        help="expert width of the random MoEBERT and the dense-narrow control (default: FFN width / experts)",
+    )
+    models.add_argument(
+        "--router", choices=ROUTERS, default="hash-random", help="router of the random MoEBERT"
+    )
+    models.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time every MoE model with the reference-style forward (label <model>-reference)",
+    )
     grid = parser.add_argument_group("grid")
     grid.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
     grid.add_argument("--seq-lengths", type=int, nargs="+", default=[64, 128, 256])
@@ -218,16 +288,24 @@ def run(args: argparse.Namespace) -> None:
                 models[reference] = stack.enter_context(reference_style(copy.deepcopy(models[label])))
                 sources[reference], params[reference] = sources[label], params[label]
         with tracking.tracked_run(args, _run_params(args)) as run_handle:
-            timings = measure(models, args.batch_sizes, args.seq_lengths, args.repeats, args.warmup, device,
-                              args.seed)
+            timings = measure(
+                models, args.batch_sizes, args.seq_lengths, args.repeats, args.warmup, device, args.seed
+            )
             table = _results_table(timings, sources, params, device, args)
             _write_results(args.output, table, timings, hardware(device), args)
             if run_handle is not None:
-                run_handle.log_metrics({f"latency_ms/{r.model}/b{r.batch_size}_s{r.seq_len}": r.latency_ms_median
-                                        for r in table.itertuples()})
+                run_handle.log_metrics(
+                    {
+                        f"latency_ms/{r.model}/b{r.batch_size}_s{r.seq_len}": r.latency_ms_median
+                        for r in table.itertuples()
+                    }
+                )
                 run_handle.log_artifact(args.output)
-    print(table[["model", "seq_len", "batch_size", "latency_ms_median", "latency_ms_p90", "examples_per_s"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(
+        table[
+            ["model", "seq_len", "batch_size", "latency_ms_median", "latency_ms_p90", "examples_per_s"]
+        ].to_string(index=False, float_format=lambda v: f"{v:.1f}")
+    )
 
 
 def _build_models(args) -> tuple[dict[str, nn.Module], dict[str, tuple[str, str]]]:
@@ -240,11 +318,15 @@ def _build_models(args) -> tuple[dict[str, nn.Module], dict[str, tuple[str, str]
         models[label], sources[label] = load_model(path).eval(), ("trained", path)
     if args.random:
         name, dims = dimensions(args.random)
-        built = random_models(dims, args.random_models, args.num_experts, args.expert_dim, args.router, args.seed)
+        built = random_models(
+            dims, args.random_models, args.num_experts, args.expert_dim, args.router, args.seed
+        )
         for label, model in built.items():
             if label in models:
-                raise MoebertError(f"label {label!r} is both a --model and a --random model; label the trained "
-                                   f"one differently or leave {label} out of --random-models")
+                raise MoebertError(
+                    f"label {label!r} is both a --model and a --random model; label the trained "
+                    f"one differently or leave {label} out of --random-models"
+                )
             models[label], sources[label] = model, ("random", name)
     return models, sources
 
@@ -265,11 +347,29 @@ def _results_table(timings, sources, params, device, args) -> pd.DataFrame:
 
 def _write_results(output: str, table: pd.DataFrame, timings: pd.DataFrame, hw: dict, args) -> None:
     output = Path(output)
-    settings = {key: getattr(args, key) for key in ("batch_sizes", "seq_lengths", "repeats", "warmup", "dtype",
-                                                     "seed", "random", "num_experts", "expert_dim", "router")}
-    write_json(output.with_suffix(".json"), {
-        "hardware": hw, "settings": settings,
-        "results": table.to_dict(orient="records"), "timings": timings.to_dict(orient="records"),
-    })
+    settings = {
+        key: getattr(args, key)
+        for key in (
+            "batch_sizes",
+            "seq_lengths",
+            "repeats",
+            "warmup",
+            "dtype",
+            "seed",
+            "random",
+            "num_experts",
+            "expert_dim",
+            "router",
+        )
+    }
+    write_json(
+        output.with_suffix(".json"),
+        {
+            "hardware": hw,
+            "settings": settings,
+            "results": table.to_dict(orient="records"),
+            "timings": timings.to_dict(orient="records"),
+        },
+    )
     with atomic_file(output) as tmp:
         table.round(4).to_csv(tmp, index=False)

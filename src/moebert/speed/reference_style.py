@@ -15,8 +15,9 @@ from moebert.models.moe_layer import MoEFFN
 from moebert.models.routing import HASH_ROUTERS
 
 
-def _reference_ffn_forward(layer: MoEFFN, routes, hidden_states: torch.Tensor,
-                           input_tensor: torch.Tensor) -> torch.Tensor:
+def _reference_ffn_forward(
+    layer: MoEFFN, routes, hidden_states: torch.Tensor, input_tensor: torch.Tensor
+) -> torch.Tensor:
     """The reference implementation's grouped forward, from its description: in every layer look the
     routes up, argsort them, gather the tokens in expert order, split them (a host sync for the sizes),
     run each expert whole (fc1, activation, fc2, dropout, its LayerNorm after the residual), stack the
@@ -33,8 +34,9 @@ def _reference_ffn_forward(layer: MoEFFN, routes, hidden_states: torch.Tensor,
         y = layer.experts.expert(e, tokens)
         if layer.shared is not None:
             y = y + layer.shared(tokens)
-        outputs.append(F.layer_norm(layer.dropout(y) + tokens_residual, (width,), norm.weight[e], norm.bias[e],
-                                    norm.eps))
+        outputs.append(
+            F.layer_norm(layer.dropout(y) + tokens_residual, (width,), norm.weight[e], norm.bias[e], norm.eps)
+        )
     y = torch.vstack(outputs)[order.argsort()]
     if scale is not None:
         y = y * scale.unsqueeze(-1)

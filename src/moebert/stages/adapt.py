@@ -30,42 +30,75 @@ HELP = "build a student from the teacher: experts (moe, mpoe) or a dense control
 # The rows hash-balance counts its tokens on: the options of a student that needs train tokens only.
 TRAIN_ROWS = ("task", "data", "max_length", "max_train_samples", "doc_stride")
 # Options of some student kinds: each kind takes its own (students/<kind>.py) and refuses the others.
-KIND_OPTIONS = tuple(f.name for f in fields(AdaptOptions) if f.name not in ("student", "importance", *TRAIN_ROWS))
+KIND_OPTIONS = tuple(
+    f.name for f in fields(AdaptOptions) if f.name not in ("student", "importance", *TRAIN_ROWS)
+)
 
 
 def add_arguments(parser) -> None:
     add_task_arguments(parser, task=False, data=False)
     parser.add_argument("--model", required=True, help="the fine-tuned teacher")
-    parser.add_argument("--output", required=True, help="directory for the student and experts.json (how it was built)")
-    parser.add_argument("--student", choices=tuple(kind for kind, spec in STUDENTS.items() if spec.trains),
-                        default=schema_default("method.student"),
-                        help="moe: experts cut from each FFN (MoEBERT; all neurons shared = Switch copies); "
-                             "mpoe: MPO experts sharing a central tensor (MPOE); dense-narrow: one dense FFN of the "
-                             "--expert-dim most important neurons; distil-half: every other teacher layer, dense")
+    parser.add_argument(
+        "--output", required=True, help="directory for the student and experts.json (how it was built)"
+    )
+    parser.add_argument(
+        "--student",
+        choices=tuple(kind for kind, spec in STUDENTS.items() if spec.trains),
+        default=schema_default("method.student"),
+        help="moe: experts cut from each FFN (MoEBERT; all neurons shared = Switch copies); "
+        "mpoe: MPO experts sharing a central tensor (MPOE); dense-narrow: one dense FFN of the "
+        "--expert-dim most important neurons; distil-half: every other teacher layer, dense",
+    )
     parser.add_argument("--importance", help="output of `moebert importance` (moe, dense-narrow)")
     g = parser.add_argument_group("student options (each kind takes its own; defaults: the config schema's)")
     g.add_argument("--num-experts", type=int, help="moe, mpoe: experts per FFN (default 4)")
     g.add_argument("--expert-dim", type=int, help="moe, dense-narrow: width of each expert (default 768)")
     g.add_argument("--shared-dim", type=int, help="moe: neurons shared by all experts (default 512)")
-    g.add_argument("--construction", choices=CONSTRUCTIONS,
-                   help="moe: how neurons become experts: importance (MoEBERT, default), inverse (least important "
-                        "shared), random (seeded permutation), kmeans (balanced clusters of W1 rows, shared-dim 0)")
-    g.add_argument("--router", choices=ROUTERS, help="moe: default hash-random; mpoe: gate-token, its only router")
-    g.add_argument("--expert-dropout", type=float,
-                   help="moe: dropout of each expert's output, before its residual and LayerNorm (default 0.1)")
-    g.add_argument("--gate-sentence-batch1", choices=SENTENCE_GATE_BATCH1,
-                   help="moe with router gate-sentence, at batch size 1: scale by the gate probability as at any "
-                        "other batch size (default), or skip it (and the balance loss) as the reference does")
-    g.add_argument("--shared", choices=SHARED_LAYOUTS,
-                   help="moe: copied (default): every expert holds its own copy of the shared neurons (the paper's "
-                        "model); tied: the shared neurons stored once, a dense FFN every token runs beside the "
-                        "routed experts")
-    g.add_argument("--mpo-max-bond", type=int, help="mpoe: truncate every bond to this dimension (default: full, exact)")
-    g.add_argument("--mpo-forward", choices=FORWARD_MODES,
-                   help="mpoe: rebuild each expert's matrix (default: faster) or contract the tokens through the tensors")
-    g.add_argument("--mpo-in-factors", type=int, nargs="+", metavar="I",
-                   help="mpoe: factors of the hidden size for the MPO (default: set for BERT-base and MiniLM shapes)")
-    g.add_argument("--mpo-out-factors", type=int, nargs="+", metavar="J", help="mpoe: factors of the FFN width, as many")
+    g.add_argument(
+        "--construction",
+        choices=CONSTRUCTIONS,
+        help="moe: how neurons become experts: importance (MoEBERT, default), inverse (least important "
+        "shared), random (seeded permutation), kmeans (balanced clusters of W1 rows, shared-dim 0)",
+    )
+    g.add_argument(
+        "--router", choices=ROUTERS, help="moe: default hash-random; mpoe: gate-token, its only router"
+    )
+    g.add_argument(
+        "--expert-dropout",
+        type=float,
+        help="moe: dropout of each expert's output, before its residual and LayerNorm (default 0.1)",
+    )
+    g.add_argument(
+        "--gate-sentence-batch1",
+        choices=SENTENCE_GATE_BATCH1,
+        help="moe with router gate-sentence, at batch size 1: scale by the gate probability as at any "
+        "other batch size (default), or skip it (and the balance loss) as the reference does",
+    )
+    g.add_argument(
+        "--shared",
+        choices=SHARED_LAYOUTS,
+        help="moe: copied (default): every expert holds its own copy of the shared neurons (the paper's "
+        "model); tied: the shared neurons stored once, a dense FFN every token runs beside the "
+        "routed experts",
+    )
+    g.add_argument(
+        "--mpo-max-bond", type=int, help="mpoe: truncate every bond to this dimension (default: full, exact)"
+    )
+    g.add_argument(
+        "--mpo-forward",
+        choices=FORWARD_MODES,
+        help="mpoe: rebuild each expert's matrix (default: faster) or contract the tokens through the tensors",
+    )
+    g.add_argument(
+        "--mpo-in-factors",
+        type=int,
+        nargs="+",
+        metavar="I",
+        help="mpoe: factors of the hidden size for the MPO (default: set for BERT-base and MiniLM shapes)",
+    )
+    g.add_argument(
+        "--mpo-out-factors", type=int, nargs="+", metavar="J", help="mpoe: factors of the FFN width, as many"
+    )
     g = parser.add_argument_group("train rows (a student whose router is hash-balance counts their tokens)")
     g.add_argument("--task", help="task of the train rows")
     g.add_argument("--data", help=DATA_HELP)
@@ -89,8 +122,16 @@ def token_counts(args, teacher, tokenizer, adapt: AdaptOptions):
     if not (adapt.task and adapt.data):
         raise MoebertError("router 'hash-balance' needs --task and --data (token counts of the train split)")
     task = resolve_task(args)
-    rows = features(task, tokenizer, adapt.data, "train", adapt.max_length, adapt.max_train_samples, args.seed,
-                    adapt.doc_stride)
+    rows = features(
+        task,
+        tokenizer,
+        adapt.data,
+        "train",
+        adapt.max_length,
+        adapt.max_train_samples,
+        args.seed,
+        adapt.doc_stride,
+    )
     return count(rows["input_ids"], teacher.config.vocab_size)
 
 
@@ -110,14 +151,22 @@ def run(args) -> None:
     if kind.needs_importance and adapt.importance is None:
         raise MoebertError(f"--student {kind.name} needs --importance (the teacher's neuron order)")
     if not kind.needs_importance and adapt.importance is not None:
-        raise MoebertError(f"--importance: a --student {kind.name} keeps no neurons by importance; leave it out")
+        raise MoebertError(
+            f"--importance: a --student {kind.name} keeps no neurons by importance; leave it out"
+        )
     rows = [flag(name) for name in TRAIN_ROWS if getattr(adapt, name) is not None]
     if rows and not kind.needs_train_tokens(options):
-        raise MoebertError(f"{', '.join(rows)}: only a student routed by hash-balance counts train tokens; leave "
-                           f"{'them' if len(rows) > 1 else 'it'} out")
+        raise MoebertError(
+            f"{', '.join(rows)}: only a student routed by hash-balance counts train tokens; leave "
+            f"{'them' if len(rows) > 1 else 'it'} out"
+        )
     tokenizer = load_tokenizer(args.model)
     teacher = load_model(args.model)
-    orders = importance_orders(adapt.importance, teacher.config.num_hidden_layers) if kind.needs_importance else None
+    orders = (
+        importance_orders(adapt.importance, teacher.config.num_hidden_layers)
+        if kind.needs_importance
+        else None
+    )
     counts = token_counts(args, teacher, tokenizer, adapt) if kind.needs_train_tokens(options) else None
     student, built = kind.build(teacher, options, seed=args.seed, orders=orders, token_counts=counts)
     with tracking.tracked_run(args, run_params(args)) as run_:

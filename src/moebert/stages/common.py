@@ -14,8 +14,10 @@ from moebert.errors import MoebertError
 from moebert.files import atomic_dir, identity
 from moebert.training.trainer import PADDINGS, SAMPLERS
 
-DATA_HELP = ("a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
-             "prepared copy) or 'hub' (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2)")
+DATA_HELP = (
+    "a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
+    "prepared copy) or 'hub' (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2)"
+)
 # Options of question answering only; every other task refuses them.
 QA_OPTIONS = ("doc_stride", "n_best", "max_answer_length", "null_threshold", "eval_articles")
 
@@ -26,9 +28,14 @@ def add_task_arguments(parser: argparse.ArgumentParser, task: bool = True, data:
     if data:
         parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-length", type=int, help="max tokens per example or QA window (default: the task's)")
-    parser.add_argument("--doc-stride", type=int,
-                        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128)")
+    parser.add_argument(
+        "--max-length", type=int, help="max tokens per example or QA window (default: the task's)"
+    )
+    parser.add_argument(
+        "--doc-stride",
+        type=int,
+        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128)",
+    )
     tracking.add_tracking_arguments(parser)
 
 
@@ -43,22 +50,42 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=float, default=schema_default(f"{hyper}.epochs"))
     g.add_argument("--lr", type=float, default=schema_default(f"{hyper}.lr"))
-    g.add_argument("--batch-size", type=int, default=schema_default(f"{hyper}.batch_size"),
-                   help="total batch per optimiser step, over all processes (accelerate launch) and accumulation "
-                        "steps; each device takes batch / (processes x --grad-accum)")
-    g.add_argument("--grad-accum", type=int, default=schema_default("training.grad_accum"),
-                   help="gradient accumulation steps")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=schema_default(f"{hyper}.batch_size"),
+        help="total batch per optimiser step, over all processes (accelerate launch) and accumulation "
+        "steps; each device takes batch / (processes x --grad-accum)",
+    )
+    g.add_argument(
+        "--grad-accum",
+        type=int,
+        default=schema_default("training.grad_accum"),
+        help="gradient accumulation steps",
+    )
     g.add_argument("--weight-decay", type=float, default=schema_default(f"{hyper}.weight_decay"))
     g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
-    g.add_argument("--save-steps", type=int, default=schema_default("training.save_steps"),
-                   help="checkpoint every N optimiser steps (for resume)")
-    g.add_argument("--sampler", choices=SAMPLERS, default=schema_default("training.sampler"),
-                   help="length-grouped: batches of similar lengths in random order (less padding); random: random "
-                        "rows, the reference's")
-    g.add_argument("--padding", choices=PADDINGS, default=schema_default("training.padding"),
-                   help="dynamic: each batch padded to its longest row, padding left out of every loss; max-length: "
-                        "every row padded to --max-length and every position counted in the losses (the "
-                        "reference's hidden-state MSE and QA losses)")
+    g.add_argument(
+        "--save-steps",
+        type=int,
+        default=schema_default("training.save_steps"),
+        help="checkpoint every N optimiser steps (for resume)",
+    )
+    g.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=schema_default("training.sampler"),
+        help="length-grouped: batches of similar lengths in random order (less padding); random: random "
+        "rows, the reference's",
+    )
+    g.add_argument(
+        "--padding",
+        choices=PADDINGS,
+        default=schema_default("training.padding"),
+        help="dynamic: each batch padded to its longest row, padding left out of every loss; max-length: "
+        "every row padded to --max-length and every position counted in the losses (the "
+        "reference's hidden-state MSE and QA losses)",
+    )
     g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
 
@@ -71,12 +98,22 @@ def resolve_task(args: argparse.Namespace):
     if not isinstance(task, QaTask):
         given = [flag(name) for name in QA_OPTIONS if getattr(args, name, None) is not None]
         if given:
-            raise MoebertError(f"{', '.join(given)}: only question-answering tasks take it ({task.name} is not one)")
+            raise MoebertError(
+                f"{', '.join(given)}: only question-answering tasks take it ({task.name} is not one)"
+            )
     return task
 
 
-def features(task, tokenizer, data: str, split: str, max_length: int | None, rows: int | None, seed: int,
-             doc_stride: int | None):
+def features(
+    task,
+    tokenizer,
+    data: str,
+    split: str,
+    max_length: int | None,
+    rows: int | None,
+    seed: int,
+    doc_stride: int | None,
+):
     """Model inputs with labels of a split of `task`, a seeded subsample of `rows` rows (QA: questions)."""
     from moebert.tasks import QaTask
 
@@ -90,23 +127,54 @@ def run_params(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
-def train(task, options: TrainOptions, seed: int, output: str, device, model, train_ds, tokenizer, run,
-          settings: dict, inputs: dict[str, str], callbacks=(), **trainer) -> None:
+def train(
+    task,
+    options: TrainOptions,
+    seed: int,
+    output: str,
+    device,
+    model,
+    train_ds,
+    tokenizer,
+    run,
+    settings: dict,
+    inputs: dict[str, str],
+    callbacks=(),
+    **trainer,
+) -> None:
     """Train on `device`, resuming only a checkpoint of the same `settings` (the run's parameters) and the same
     `inputs` (name -> path, fingerprinted by their files)."""
     from moebert.tasks import data as task_data
     from moebert.training.trainer import TrainConfig, per_device_batch
     from moebert.training.trainer import train as train_model
 
-    config = TrainConfig(epochs=options.epochs, lr=options.lr,
-                         batch_size=per_device_batch(options.batch_size, options.grad_accum),
-                         grad_accum=options.grad_accum, weight_decay=options.weight_decay,
-                         save_steps=options.save_steps, seed=seed, fp16=options.fp16, bf16=options.bf16,
-                         sampler=options.sampler, padding=options.padding)
+    config = TrainConfig(
+        epochs=options.epochs,
+        lr=options.lr,
+        batch_size=per_device_batch(options.batch_size, options.grad_accum),
+        grad_accum=options.grad_accum,
+        weight_decay=options.weight_decay,
+        save_steps=options.save_steps,
+        seed=seed,
+        fp16=options.fp16,
+        bf16=options.bf16,
+        sampler=options.sampler,
+        padding=options.padding,
+    )
     padded_to = (options.max_length or task.max_length) if options.padding == "max-length" else None
     fingerprint = {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}}
-    train_model(model, output, train_ds, task_data.collator(tokenizer, padded_to), tokenizer, config, device,
-                fingerprint, callbacks=[*callbacks, *([run.trainer_callback()] if run else [])], **trainer)
+    train_model(
+        model,
+        output,
+        train_ds,
+        task_data.collator(tokenizer, padded_to),
+        tokenizer,
+        config,
+        device,
+        fingerprint,
+        callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],
+        **trainer,
+    )
 
 
 def save_trained(output: str, model, tokenizer) -> None:

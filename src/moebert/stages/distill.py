@@ -32,17 +32,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", default="moebert", help="method label of the run")
     add_device_argument(parser)
     g = parser.add_argument_group("distillation")
-    g.add_argument("--distill-weight", type=float, default=schema_default("task.distill.distill_weight"),
-                   help="lambda of Eq. 7")
-    g.add_argument("--load-balance", type=float,
-                   help="students with a gate router: weight of the load-balancing loss (default 0)")
-    g.add_argument("--distill-scope", choices=(*SCOPES, "none"), default=schema_default("method.distill_scope"),
-                   help="hidden states distilled: all, every-other, last; none trains on the task loss alone")
-    g.add_argument("--gradient-mask", type=float, metavar="P_B",
-                   help="MPOE students: drop the central tensors' gradient at each step with this probability "
-                        "(1 freezes them, 0 trains them; default: no mask)")
-    g.add_argument("--teacher-dropout", action="store_true",
-                   help="keep the teacher's dropout on while it is distilled from (the reference's; default: off)")
+    g.add_argument(
+        "--distill-weight",
+        type=float,
+        default=schema_default("task.distill.distill_weight"),
+        help="lambda of Eq. 7",
+    )
+    g.add_argument(
+        "--load-balance",
+        type=float,
+        help="students with a gate router: weight of the load-balancing loss (default 0)",
+    )
+    g.add_argument(
+        "--distill-scope",
+        choices=(*SCOPES, "none"),
+        default=schema_default("method.distill_scope"),
+        help="hidden states distilled: all, every-other, last; none trains on the task loss alone",
+    )
+    g.add_argument(
+        "--gradient-mask",
+        type=float,
+        metavar="P_B",
+        help="MPOE students: drop the central tensors' gradient at each step with this probability "
+        "(1 freezes them, 0 trains them; default: no mask)",
+    )
+    g.add_argument(
+        "--teacher-dropout",
+        action="store_true",
+        help="keep the teacher's dropout on while it is distilled from (the reference's; default: off)",
+    )
     add_train_arguments(parser, "distill")
 
 
@@ -56,8 +74,10 @@ def check_student(student, distill: DistillOptions) -> None:
     if distill.gradient_mask is not None and not getattr(student, "central_parameters", list)():
         raise MoebertError("--gradient-mask: only MPOE students have central tensors to mask; leave it out")
     if distill.teacher_dropout and distill.distill_scope == "none":
-        raise MoebertError("--teacher-dropout: --distill-scope none trains on the task loss alone, with no teacher; "
-                           "leave it out")
+        raise MoebertError(
+            "--teacher-dropout: --distill-scope none trains on the task loss alone, with no teacher; "
+            "leave it out"
+        )
 
 
 def run(args) -> None:
@@ -74,22 +94,51 @@ def run(args) -> None:
     tokenizer = load_tokenizer(args.student)
     student = load_trained(args.student, task)
     check_student(student, distill)
-    train_ds = features(task, tokenizer, args.data, "train", options.max_length, options.max_train_samples,
-                        args.seed, options.doc_stride)
+    train_ds = features(
+        task,
+        tokenizer,
+        args.data,
+        "train",
+        options.max_length,
+        options.max_train_samples,
+        args.seed,
+        options.doc_stride,
+    )
     student.config.load_balance = distill.load_balance or 0.0
     callbacks = []
     if distill.gradient_mask is not None:
         callbacks.append(CentralGradientMask(student.central_parameters(), distill.gradient_mask, args.seed))
     # Scope none: the task loss alone (the no-distillation ablation), trained by the same code.
-    trainer = {} if distill.distill_scope == "none" else {
-        "trainer_cls": DistillationTrainer, "teacher": load_trained(args.teacher, task),
-        "distill_weight": distill.distill_weight, "scope": distill.distill_scope,
-        "teacher_dropout": distill.teacher_dropout}
+    trainer = (
+        {}
+        if distill.distill_scope == "none"
+        else {
+            "trainer_cls": DistillationTrainer,
+            "teacher": load_trained(args.teacher, task),
+            "distill_weight": distill.distill_weight,
+            "scope": distill.distill_scope,
+            "teacher_dropout": distill.teacher_dropout,
+        }
+    )
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
-        train(task, options, args.seed, args.output, device, student, train_ds, tokenizer, run_, params,
-              inputs={"teacher": args.teacher, "student": args.student, "data": args.data}, callbacks=callbacks,
-              **trainer)
+        train(
+            task,
+            options,
+            args.seed,
+            args.output,
+            device,
+            student,
+            train_ds,
+            tokenizer,
+            run_,
+            params,
+            inputs={"teacher": args.teacher, "student": args.student, "data": args.data},
+            callbacks=callbacks,
+            **trainer,
+        )
         if callbacks:
-            print(f"gradient mask: central tensors held at {callbacks[0].masked_steps} of the run's optimiser steps")
+            print(
+                f"gradient mask: central tensors held at {callbacks[0].masked_steps} of the run's optimiser steps"
+            )
         save_trained(args.output, student, tokenizer)

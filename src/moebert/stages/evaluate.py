@@ -19,8 +19,11 @@ HELP = "GLUE or SQuAD metrics and parameter counts of a model"
 def add_arguments(parser) -> None:
     add_task_arguments(parser)
     parser.add_argument("--model", help="the model to score")
-    parser.add_argument("--majority", action="store_true",
-                        help="score the trivial predictor instead: the most frequent train label (regression: the mean)")
+    parser.add_argument(
+        "--majority",
+        action="store_true",
+        help="score the trivial predictor instead: the most frequent train label (regression: the mean)",
+    )
     parser.add_argument("--max-train-samples", type=int, help="--majority: the seeded train rows it counts")
     parser.add_argument("--output", required=True, help="metrics.json")
     parser.add_argument("--method", help="method label recorded in metrics.json")
@@ -28,20 +31,28 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("question answering")
     g.add_argument("--n-best", type=int, help="start and end candidates per window (default 20)")
     g.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
-    g.add_argument("--null-threshold", type=float,
-                   help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)")
+    g.add_argument(
+        "--null-threshold",
+        type=float,
+        help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)",
+    )
     add_device_argument(parser)
 
 
 def summary(record: dict) -> str:
-    parts = [f"{key} " + ", ".join(f"{m} {v:.2f}" for m, v in res.items()) for key, res in record["results"].items()]
+    parts = [
+        f"{key} " + ", ".join(f"{m} {v:.2f}" for m, v in res.items())
+        for key, res in record["results"].items()
+    ]
     return f"{record['task']}: " + "; ".join(parts) + f" (effective params {record['params']['effective']:,})"
 
 
 def log_results(run, record: dict, path: Path) -> None:
     if run is None:
         return
-    run.log_metrics({f"{key}/{name}": value for key, res in record["results"].items() for name, value in res.items()})
+    run.log_metrics(
+        {f"{key}/{name}": value for key, res in record["results"].items() for name, value in res.items()}
+    )
     run.log_metrics({f"params_{k}": v for k, v in record["params"].items()})
     run.log_artifact(path)
 
@@ -57,8 +68,10 @@ def run(args) -> None:
     if (options.model is None) == (not options.majority):
         raise MoebertError("give either --model or --majority")
     if options.majority and isinstance(task, QaTask):
-        raise MoebertError(f"--majority: {task.name} has no label to count (extractive QA); leave the majority "
-                           f"row out for QA tasks")
+        raise MoebertError(
+            f"--majority: {task.name} has no label to count (extractive QA); leave the majority "
+            f"row out for QA tasks"
+        )
     if options.max_train_samples is not None and not options.majority:
         raise MoebertError("--max-train-samples: only --majority counts train rows; leave it out")
     if not options.majority:
@@ -67,20 +80,34 @@ def run(args) -> None:
         model = load_trained(options.model, task).to(device)
     with tracking.tracked_run(args, run_params(args)) as run_:
         if options.majority:
-            results, counts, prediction = evaluate_majority(task, args.data, options.max_train_samples,
-                                                            options.max_eval_samples, args.seed)
-            record = metrics_record(task, NO_PARAMS, None, results, counts, args.method, args.seed,
-                                    prediction=prediction)
+            results, counts, prediction = evaluate_majority(
+                task, args.data, options.max_train_samples, options.max_eval_samples, args.seed
+            )
+            record = metrics_record(
+                task, NO_PARAMS, None, results, counts, args.method, args.seed, prediction=prediction
+            )
         else:
             qa = None
             if isinstance(task, QaTask):
-                given = {name: getattr(options, name) for name in vars(QaSettings())
-                         if getattr(options, name) is not None}
+                given = {
+                    name: getattr(options, name)
+                    for name in vars(QaSettings())
+                    if getattr(options, name) is not None
+                }
                 qa = QaSettings(**{"doc_stride": task.doc_stride, **given})
-            results, counts, extra = evaluate(model, tokenizer, task, args.data, options.max_length or task.max_length,
-                                              options.max_eval_samples, args.seed, qa=qa)
-            record = metrics_record(task, parameter_counts(model), options.model, results, counts, args.method,
-                                    args.seed, **extra)
+            results, counts, extra = evaluate(
+                model,
+                tokenizer,
+                task,
+                args.data,
+                options.max_length or task.max_length,
+                options.max_eval_samples,
+                args.seed,
+                qa=qa,
+            )
+            record = metrics_record(
+                task, parameter_counts(model), options.model, results, counts, args.method, args.seed, **extra
+            )
         write_json(args.output, record)
         log_results(run_, record, Path(args.output))
     print(summary(record))

@@ -7,8 +7,9 @@ HELP = "download a hub model (config, safetensors, tokenizer) into a directory"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="hub id, e.g. bert-base-uncased (read from MOEBERT_HUB_MIRROR if set)")
+    parser.add_argument(
+        "--model", required=True, help="hub id, e.g. bert-base-uncased (read from MOEBERT_HUB_MIRROR if set)"
+    )
     parser.add_argument("--output", required=True, help="model directory to write")
     parser.add_argument("--revision", help="branch, tag or commit of the hub repository")
 

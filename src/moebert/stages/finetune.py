@@ -35,11 +35,15 @@ def head_settings(task) -> dict:
 
     if not isinstance(task, GlueTask):
         return {}
-    head = {"num_labels": task.num_labels,
-            "problem_type": "regression" if task.is_regression else "single_label_classification"}
+    head = {
+        "num_labels": task.num_labels,
+        "problem_type": "regression" if task.is_regression else "single_label_classification",
+    }
     if not task.is_regression:
-        head.update(id2label=dict(enumerate(task.hub_label_names)),
-                    label2id={label: i for i, label in enumerate(task.hub_label_names)})
+        head.update(
+            id2label=dict(enumerate(task.hub_label_names)),
+            label2id={label: i for i, label in enumerate(task.hub_label_names)},
+        )
     return head
 
 
@@ -53,11 +57,30 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
-    train_ds = features(task, tokenizer, args.data, "train", options.max_length, options.max_train_samples,
-                        args.seed, options.doc_stride)
+    train_ds = features(
+        task,
+        tokenizer,
+        args.data,
+        "train",
+        options.max_length,
+        options.max_train_samples,
+        args.seed,
+        options.doc_stride,
+    )
     model = load_model(args.model, head=task.head, **head_settings(task))
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
-        train(task, options, args.seed, args.output, device, model, train_ds, tokenizer, run_, params,
-              inputs={"model": args.model, "data": args.data})
+        train(
+            task,
+            options,
+            args.seed,
+            args.output,
+            device,
+            model,
+            train_ds,
+            tokenizer,
+            run_,
+            params,
+            inputs={"model": args.model, "data": args.data},
+        )
         save_trained(args.output, model, tokenizer)

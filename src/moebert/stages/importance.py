@@ -27,12 +27,22 @@ def rows_or_all(text: str) -> int | str:
 def add_arguments(parser) -> None:
     add_task_arguments(parser)
     parser.add_argument("--model", required=True, help="the fine-tuned teacher")
-    parser.add_argument("--output", required=True, help="safetensors file with scores.<layer> and order.<layer>")
-    parser.add_argument("--split", choices=("train", "dev"), default=schema_default("importance.split"),
-                        help="train (default) or dev: every evaluation split (MNLI: matched and mismatched), the "
-                             "reference's choice, which leaks the evaluation set")
-    parser.add_argument("--max-samples", type=rows_or_all, default=schema_default("importance.max_samples"),
-                        help="seeded subsample of each split, or 'all' (the reference scores every dev row)")
+    parser.add_argument(
+        "--output", required=True, help="safetensors file with scores.<layer> and order.<layer>"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("train", "dev"),
+        default=schema_default("importance.split"),
+        help="train (default) or dev: every evaluation split (MNLI: matched and mismatched), the "
+        "reference's choice, which leaks the evaluation set",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=rows_or_all,
+        default=schema_default("importance.max_samples"),
+        help="seeded subsample of each split, or 'all' (the reference scores every dev row)",
+    )
     parser.add_argument("--batch-size", type=int, default=schema_default("importance.batch_size"))
     add_device_argument(parser)
 
@@ -55,17 +65,27 @@ def run(args) -> None:
     # with answer positions, so the loss of Eq. 4 is defined on them.
     splits = ["train"] if options.split == "train" else list(task.eval_splits)
     rows = None if options.max_samples == "all" else options.max_samples
-    dataset = datasets.concatenate_datasets([
-        features(task, tokenizer, args.data, split, options.max_length, rows, args.seed, options.doc_stride)
-        for split in splits])
+    dataset = datasets.concatenate_datasets(
+        [
+            features(
+                task, tokenizer, args.data, split, options.max_length, rows, args.seed, options.doc_stride
+            )
+            for split in splits
+        ]
+    )
     loader = DataLoader(dataset, batch_size=options.batch_size, collate_fn=task_data.collator(tokenizer))
     with tracking.tracked_run(args, run_params(args)) as run_:
         scores = importance_scores(model, loader)
         tensors = {f"scores.{i}": s.float() for i, s in enumerate(scores)}
         tensors.update({f"order.{i}": o for i, o in enumerate(orders(scores))})
         with atomic_file(args.output) as tmp:
-            save_file(tensors, str(tmp), metadata={"task": task.name, "split": "+".join(splits),
-                                                   "examples": str(len(dataset))})
+            save_file(
+                tensors,
+                str(tmp),
+                metadata={"task": task.name, "split": "+".join(splits), "examples": str(len(dataset))},
+            )
         if run_:
             run_.log_metrics({"examples": len(dataset)})
-    print(f"importance of {len(scores)} layers from {len(dataset)} {'+'.join(splits)} examples -> {args.output}")
+    print(
+        f"importance of {len(scores)} layers from {len(dataset)} {'+'.join(splits)} examples -> {args.output}"
+    )

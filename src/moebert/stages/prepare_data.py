@@ -12,13 +12,22 @@ HELP = "validate a task's data and write a prepared copy (GLUE tsv, SQuAD json)"
 def add_arguments(parser) -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--source", required=True, help=DATA_HELP)
-    parser.add_argument("--output", required=True,
-                        help="directory that receives <TASK>/<split>.tsv (GLUE) or <TASK>/<split>.json (SQuAD)")
-    parser.add_argument("--eval-articles", type=int,
-                        help="QA tasks, offline: make train and dev from the dev file alone, this many articles going "
-                             "to dev (a non-standard split, labelled so in the tables)")
-    parser.add_argument("--split-seed", type=int,
-                        help=f"with --eval-articles: seed of the article split (default {schema_default('task.split_seed')})")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="directory that receives <TASK>/<split>.tsv (GLUE) or <TASK>/<split>.json (SQuAD)",
+    )
+    parser.add_argument(
+        "--eval-articles",
+        type=int,
+        help="QA tasks, offline: make train and dev from the dev file alone, this many articles going "
+        "to dev (a non-standard split, labelled so in the tables)",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help=f"with --eval-articles: seed of the article split (default {schema_default('task.split_seed')})",
+    )
 
 
 def run(args) -> None:

@@ -17,7 +17,9 @@ from moebert.students.majority import Majority
 from moebert.students.moe import MoE
 from moebert.students.mpoe import MPOE
 
-STUDENTS: dict[str, StudentKind] = {kind.name: kind for kind in (MoE(), MPOE(), DenseNarrow(), DistilHalf(), Majority())}
+STUDENTS: dict[str, StudentKind] = {
+    kind.name: kind for kind in (MoE(), MPOE(), DenseNarrow(), DistilHalf(), Majority())
+}
 
 __all__ = ["STUDENTS", "StudentKind", "StudentOptionError", "get_student"]
 

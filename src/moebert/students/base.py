@@ -76,7 +76,10 @@ class StudentKind:
         for key in given:
             if key not in self.accepted:
                 raise StudentOptionError(key, f"not a setting of student {self.name}; leave it out")
-        merged = {key: given[key] if key in given else self.defaults.get(key, defaults[key]) for key in self.accepted}
+        merged = {
+            key: given[key] if key in given else self.defaults.get(key, defaults[key])
+            for key in self.accepted
+        }
         options = {}
         for key, value in merged.items():
             why = self.unused(key, merged)
@@ -89,15 +92,24 @@ class StudentKind:
         except StudentOptionError as err:
             if err.key in given:
                 raise
-            raise StudentOptionError(err.key, f"{err.why} ({err.key} is at its default, {options[err.key]!r})") from None
+            raise StudentOptionError(
+                err.key, f"{err.why} ({err.key} is at its default, {options[err.key]!r})"
+            ) from None
         return options
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
         """What one token passes through: the cost model's dimensions of this student."""
         return teacher
 
-    def build(self, teacher: nn.Module, options: dict, *, seed: int, orders: list[torch.Tensor] | None,
-              token_counts: torch.Tensor | None) -> tuple[nn.Module, dict]:
+    def build(
+        self,
+        teacher: nn.Module,
+        options: dict,
+        *,
+        seed: int,
+        orders: list[torch.Tensor] | None,
+        token_counts: torch.Tensor | None,
+    ) -> tuple[nn.Module, dict]:
         """The untrained student from the teacher, and what experts.json records of how it was built."""
         raise MoebertError(f"student {self.name} has no model to build")
 
@@ -118,8 +130,10 @@ def moe_student(teacher: nn.Module, **moe) -> nn.Module:
     from moebert.models.modeling import MOE_HEADS, MoEBertConfig
 
     if type(teacher) not in MOE_HEADS:
-        raise MoebertError(f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
-                           f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}")
+        raise MoebertError(
+            f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
+            f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}"
+        )
     moe_class = MOE_HEADS[type(teacher)]
     config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
     config.architectures = [moe_class.__name__]
@@ -137,7 +151,9 @@ def init_gates(student: nn.Module, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in student.moe_layers():
-            nn.init.normal_(layer.router.gate.weight, std=student.config.initializer_range, generator=generator)
+            nn.init.normal_(
+                layer.router.gate.weight, std=student.config.initializer_range, generator=generator
+            )
 
 
 def dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:

@@ -14,15 +14,20 @@ from moebert.errors import MoebertError
 from moebert.students.base import StudentKind, dense_copy
 
 
-def dense_narrow(teacher: nn.Module, orders: list[torch.Tensor], width: int
-                 ) -> tuple[BertPreTrainedModel, list[list[int]]]:
+def dense_narrow(
+    teacher: nn.Module, orders: list[torch.Tensor], width: int
+) -> tuple[BertPreTrainedModel, list[list[int]]]:
     """A dense student whose every FFN keeps the `width` most important neurons of the teacher's (in their
     original order), and those indices per layer."""
     config = teacher.config
     if not 1 <= width <= config.intermediate_size:
-        raise MoebertError(f"dense-narrow width {width} must be between 1 and the FFN width {config.intermediate_size}")
+        raise MoebertError(
+            f"dense-narrow width {width} must be between 1 and the FFN width {config.intermediate_size}"
+        )
     if len(orders) != config.num_hidden_layers:
-        raise MoebertError(f"importance has {len(orders)} layers but the model has {config.num_hidden_layers}")
+        raise MoebertError(
+            f"importance has {len(orders)} layers but the model has {config.num_hidden_layers}"
+        )
     student = dense_copy(teacher, intermediate_size=width)
     kept = []
     with torch.no_grad():

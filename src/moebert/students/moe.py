@@ -22,13 +22,19 @@ def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_d
             f"(got {num_experts}, {expert_dim}, {shared_dim})"
         )
     if expert_dim > ffn_dim:
-        raise MoebertError(f"expert_dim={expert_dim} exceeds the FFN width {ffn_dim}; use expert_dim <= {ffn_dim}")
+        raise MoebertError(
+            f"expert_dim={expert_dim} exceeds the FFN width {ffn_dim}; use expert_dim <= {ffn_dim}"
+        )
     if shared_dim > expert_dim:
-        raise MoebertError(f"shared_dim={shared_dim} exceeds expert_dim={expert_dim}; use shared_dim <= {expert_dim}")
+        raise MoebertError(
+            f"shared_dim={shared_dim} exceeds expert_dim={expert_dim}; use shared_dim <= {expert_dim}"
+        )
     available = shared_dim + (ffn_dim - shared_dim) // num_experts
     if available < expert_dim:
         # s + (d - s) // N >= E  <=>  s >= (N E - d) / (N - 1), up to rounding.
-        min_shared = next(s for s in range(shared_dim, expert_dim + 1) if s + (ffn_dim - s) // num_experts >= expert_dim)
+        min_shared = next(
+            s for s in range(shared_dim, expert_dim + 1) if s + (ffn_dim - s) // num_experts >= expert_dim
+        )
         raise MoebertError(
             f"cannot build {num_experts} experts of width {expert_dim} from an FFN of width {ffn_dim} sharing "
             f"{shared_dim} neurons: each expert gets only {shared_dim} shared + {(ffn_dim - shared_dim) // num_experts}"
@@ -37,7 +43,9 @@ def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_d
         )
 
 
-def expert_indices(order: torch.Tensor, num_experts: int, expert_dim: int, shared_dim: int) -> list[torch.Tensor]:
+def expert_indices(
+    order: torch.Tensor, num_experts: int, expert_dim: int, shared_dim: int
+) -> list[torch.Tensor]:
     """Neuron indices of each expert: the first `shared_dim` of `order`, then rest[e::N] by rank."""
     shared, rest = order[:shared_dim], order[shared_dim:]
     return [torch.cat([shared, rest[e::num_experts]])[:expert_dim] for e in range(num_experts)]
@@ -73,8 +81,15 @@ def balanced_kmeans(points: torch.Tensor, k: int, seed: int, iterations: int = 2
     return torch.tensor(assignment)
 
 
-def construct(construction: str, order: torch.Tensor, w_in: torch.Tensor, num_experts: int, expert_dim: int,
-              shared_dim: int, seed: int) -> list[torch.Tensor]:
+def construct(
+    construction: str,
+    order: torch.Tensor,
+    w_in: torch.Tensor,
+    num_experts: int,
+    expert_dim: int,
+    shared_dim: int,
+    seed: int,
+) -> list[torch.Tensor]:
     """Neuron indices of each expert of one layer under a construction (the ablations of issue 11):
 
     importance  the `shared_dim` most important neurons shared, the rest dealt by rank (MoEBERT, §3)
@@ -127,8 +142,16 @@ def adapt(
         raise MoebertError(f"importance has {len(orders)} layers but the model has {base.num_hidden_layers}")
     if router == "hash-balance" and token_counts is None:
         raise MoebertError("router 'hash-balance' needs training-split token counts (give --task and --data)")
-    student = moe_student(teacher, num_experts=num_experts, expert_dim=expert_dim, shared_dim=shared_dim, router=router,
-                       expert_dropout=expert_dropout, shared=shared, gate_sentence_batch1=gate_sentence_batch1)
+    student = moe_student(
+        teacher,
+        num_experts=num_experts,
+        expert_dim=expert_dim,
+        shared_dim=shared_dim,
+        router=router,
+        expert_dropout=expert_dropout,
+        shared=shared,
+        gate_sentence_batch1=gate_sentence_batch1,
+    )
     config = student.config
     indices = []
     with torch.no_grad():
@@ -177,8 +200,17 @@ class MoE(StudentKind):
     copies of the dense FFN: the Switch-style baseline)."""
 
     name = "moe"
-    keys = ("num_experts", "expert_dim", "shared_dim", "construction", "router", "expert_dropout",
-            "gate_sentence_batch1", "shared", "load_balance")
+    keys = (
+        "num_experts",
+        "expert_dim",
+        "shared_dim",
+        "construction",
+        "router",
+        "expert_dropout",
+        "gate_sentence_batch1",
+        "shared",
+        "load_balance",
+    )
     distill_keys = ("load_balance",)
     sweep_keys = ("router", "num_experts", "expert_dim", "shared_dim", "construction", "shared")
     needs_importance = True
@@ -186,7 +218,9 @@ class MoE(StudentKind):
     def unused(self, key: str, options: dict) -> str | None:
         router = options["router"]
         if key == "load_balance" and router not in GATE_ROUTERS:
-            return f"router {router} is a fixed table with no gate to balance; leave it out or use a gate router"
+            return (
+                f"router {router} is a fixed table with no gate to balance; leave it out or use a gate router"
+            )
         if key == "gate_sentence_batch1" and router != "gate-sentence":
             return f"only router gate-sentence routes whole sentences (this one is {router}); leave it out"
         return super().unused(key, options)
@@ -194,15 +228,21 @@ class MoE(StudentKind):
     def check(self, options: dict) -> None:
         shared, width = options["shared_dim"], options["expert_dim"]
         if shared > width:
-            raise StudentOptionError("shared_dim", f"{shared} is larger than expert_dim {width} (the shared neurons "
-                                                   f"are part of every expert)")
+            raise StudentOptionError(
+                "shared_dim",
+                f"{shared} is larger than expert_dim {width} (the shared neurons are part of every expert)",
+            )
         if options["construction"] == "kmeans" and shared:
-            raise StudentOptionError("shared_dim", f"construction kmeans shares no neurons; set shared_dim: 0 "
-                                                   f"(not {shared})")
+            raise StudentOptionError(
+                "shared_dim", f"construction kmeans shares no neurons; set shared_dim: 0 (not {shared})"
+            )
         if options["shared"] == "tied" and shared == width:
-            raise StudentOptionError("shared", f"every neuron of an expert is shared (shared_dim = expert_dim = "
-                                               f"{width}): tied experts would have no neuron of their own; use "
-                                               f"shared copied")
+            raise StudentOptionError(
+                "shared",
+                f"every neuron of an expert is shared (shared_dim = expert_dim = "
+                f"{width}): tied experts would have no neuron of their own; use "
+                f"shared copied",
+            )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
         return replace(teacher, ffn=options["expert_dim"], moe=True)
@@ -211,7 +251,14 @@ class MoE(StudentKind):
         return options["router"] == "hash-balance"
 
     def build(self, teacher, options, *, seed, orders, token_counts):
-        built = {key: options[key] for key in ("num_experts", "expert_dim", "shared_dim", "construction", "shared")}
-        student, indices = adapt(teacher, orders, seed=seed, token_counts=token_counts,
-                                 **{key: options[key] for key in self.keys if key in options and key != "load_balance"})
+        built = {
+            key: options[key] for key in ("num_experts", "expert_dim", "shared_dim", "construction", "shared")
+        }
+        student, indices = adapt(
+            teacher,
+            orders,
+            seed=seed,
+            token_counts=token_counts,
+            **{key: options[key] for key in self.keys if key in options and key != "load_balance"},
+        )
         return student, {**built, "indices": indices}

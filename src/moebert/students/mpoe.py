@@ -13,12 +13,26 @@ from moebert.models.mpo import DEFAULT_FORWARD
 from moebert.students.base import StudentKind, StudentOptionError, init_gates, moe_student
 
 
-def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None, forward: str = DEFAULT_FORWARD,
-              in_factors: list[int] | None = None, out_factors: list[int] | None = None, seed: int = 0
-              ) -> nn.Module:
+def adapt_mpo(
+    teacher: nn.Module,
+    num_experts: int,
+    max_bond: int | None = None,
+    forward: str = DEFAULT_FORWARD,
+    in_factors: list[int] | None = None,
+    out_factors: list[int] | None = None,
+    seed: int = 0,
+) -> nn.Module:
     """The MPOE student of `teacher`: full bonds (max_bond None) make every expert exactly the dense FFN."""
-    student = moe_student(teacher, ffn="mpoe", num_experts=num_experts, router="gate-token", mpo_max_bond=max_bond,
-                          mpo_forward=forward, mpo_in_factors=in_factors, mpo_out_factors=out_factors)
+    student = moe_student(
+        teacher,
+        ffn="mpoe",
+        num_experts=num_experts,
+        router="gate-token",
+        mpo_max_bond=max_bond,
+        mpo_forward=forward,
+        mpo_in_factors=in_factors,
+        mpo_out_factors=out_factors,
+    )
     for layer_s, layer_t in zip(student.bert.encoder.layer, teacher.bert.encoder.layer):
         layer_s.output.load_dense(layer_t.intermediate.dense, layer_t.output.dense, layer_t.output.LayerNorm)
     init_gates(student, seed)
@@ -27,30 +41,56 @@ def adapt_mpo(teacher: nn.Module, num_experts: int, max_bond: int | None = None,
 
 class MPOE(StudentKind):
     name = "mpoe"
-    keys = ("num_experts", "router", "mpo_max_bond", "mpo_forward", "mpo_in_factors", "mpo_out_factors",
-            "load_balance", "gradient_mask")
+    keys = (
+        "num_experts",
+        "router",
+        "mpo_max_bond",
+        "mpo_forward",
+        "mpo_in_factors",
+        "mpo_out_factors",
+        "load_balance",
+        "gradient_mask",
+    )
     distill_keys = ("load_balance", "gradient_mask")
     sweep_keys = ("num_experts",)
     defaults: ClassVar[dict[str, Any]] = {"router": "gate-token"}
 
     def check(self, options: dict) -> None:
         if options["router"] != "gate-token":
-            raise StudentOptionError("router", f"student mpoe is routed by a learned token gate; set router: "
-                                               f"gate-token (not {options['router']})")
+            raise StudentOptionError(
+                "router",
+                f"student mpoe is routed by a learned token gate; set router: "
+                f"gate-token (not {options['router']})",
+            )
         if (options["mpo_in_factors"] is None) != (options["mpo_out_factors"] is None):
-            raise StudentOptionError("mpo_in_factors", "set both mpo_in_factors and mpo_out_factors, or neither "
-                                                       "(for the defaults)")
+            raise StudentOptionError(
+                "mpo_in_factors", "set both mpo_in_factors and mpo_out_factors, or neither (for the defaults)"
+            )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
         return replace(teacher, moe=True)  # full-width experts
 
     def build(self, teacher, options, *, seed, orders, token_counts):
-        student = adapt_mpo(teacher, options["num_experts"], max_bond=options["mpo_max_bond"],
-                            forward=options["mpo_forward"], in_factors=options["mpo_in_factors"],
-                            out_factors=options["mpo_out_factors"], seed=seed)
+        student = adapt_mpo(
+            teacher,
+            options["num_experts"],
+            max_bond=options["mpo_max_bond"],
+            forward=options["mpo_forward"],
+            in_factors=options["mpo_in_factors"],
+            out_factors=options["mpo_out_factors"],
+            seed=seed,
+        )
         layer = student.moe_layers()[0]
-        matrices = {name: {"in_factors": m.in_factors, "out_factors": m.out_factors,
-                           "shapes": [list(t.shape) for t in m.tensors(0)]}
-                    for name, m in (("intermediate", layer.w_in), ("output", layer.w_out))}
-        return student, {"num_experts": options["num_experts"], "max_bond": options["mpo_max_bond"],
-                         "matrices": matrices}
+        matrices = {
+            name: {
+                "in_factors": m.in_factors,
+                "out_factors": m.out_factors,
+                "shapes": [list(t.shape) for t in m.tensors(0)],
+            }
+            for name, m in (("intermediate", layer.w_in), ("output", layer.w_out))
+        }
+        return student, {
+            "num_experts": options["num_experts"],
+            "max_bond": options["mpo_max_bond"],
+            "matrices": matrices,
+        }

@@ -22,8 +22,21 @@ from moebert.tasks.squad import QA_TASKS, QaTask
 
 TASKS: dict[str, Task] = {**GLUE_TASKS, **QA_TASKS}
 
-__all__ = ["HUB", "HUB_DATASET", "TASKS", "TEXT_NAMES", "GlueTask", "QaTask", "Task", "format_task_table",
-           "get_task", "hub_columns", "load_split", "prepare", "tsv_path"]
+__all__ = [
+    "HUB",
+    "HUB_DATASET",
+    "TASKS",
+    "TEXT_NAMES",
+    "GlueTask",
+    "QaTask",
+    "Task",
+    "format_task_table",
+    "get_task",
+    "hub_columns",
+    "load_split",
+    "prepare",
+    "tsv_path",
+]
 
 
 def _normalise(name: str) -> str:
@@ -52,7 +65,14 @@ def format_task_table() -> str:
     for task in TASKS.values():
         splits = ", ".join(f"{stem} ({key})" for stem, key in task.eval_splits.items())
         rows.append(
-            (task.display, task.name, ", ".join(task.metrics), task.label_text(), splits, str(task.max_length))
+            (
+                task.display,
+                task.name,
+                ", ".join(task.metrics),
+                task.label_text(),
+                splits,
+                str(task.max_length),
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

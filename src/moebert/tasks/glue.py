@@ -79,18 +79,28 @@ class GlueTask(Task):
         if self.is_regression:
             return "score (regression)"
         return ", ".join(
-            label if label == name else f"{label}={name}" for label, name in zip(self.labels, self.hub_label_names)
+            label if label == name else f"{label}={name}"
+            for label, name in zip(self.labels, self.hub_label_names)
         )
 
     def prepare(self, source: str | os.PathLike, output: str | os.PathLike) -> Path:
         return prepare(self, source, output)
 
-    def features(self, tokenizer, data: str | os.PathLike, split: str, max_length: int | None = None,
-                 max_rows: int | None = None, seed: int = 0) -> datasets.Dataset:
+    def features(
+        self,
+        tokenizer,
+        data: str | os.PathLike,
+        split: str,
+        max_length: int | None = None,
+        max_rows: int | None = None,
+        seed: int = 0,
+    ) -> datasets.Dataset:
         """Model inputs and "labels" of a split (a seeded subset of `max_rows`), padding left to the collator."""
         from moebert.tasks.data import tokenize
 
-        return tokenize(load_split(self, data, split, max_rows, seed), tokenizer, self, max_length or self.max_length)
+        return tokenize(
+            load_split(self, data, split, max_rows, seed), tokenizer, self, max_length or self.max_length
+        )
 
 
 def _glue(display: str, **fields) -> GlueTask:
@@ -115,7 +125,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
     for task in (
         _glue(
             "CoLA",
-            train_rows=8551, eval_rows=1043, mean_tokens=11, batch_tokens=25,
+            train_rows=8551,
+            eval_rows=1043,
+            mean_tokens=11,
+            batch_tokens=25,
             text_columns=("sentence",),
             labels=_BINARY,
             hub_label_names=("unacceptable", "acceptable"),
@@ -129,7 +142,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "SST-2",
-            train_rows=67349, eval_rows=872, mean_tokens=13, batch_tokens=45,
+            train_rows=67349,
+            eval_rows=872,
+            mean_tokens=13,
+            batch_tokens=45,
             text_columns=("sentence",),
             labels=_BINARY,
             hub_label_names=("negative", "positive"),
@@ -138,7 +154,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "MRPC",
-            train_rows=3668, eval_rows=408, mean_tokens=53, batch_tokens=84,
+            train_rows=3668,
+            eval_rows=408,
+            mean_tokens=53,
+            batch_tokens=84,
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_equivalent", "equivalent"),
@@ -151,15 +170,26 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "STS-B",
-            train_rows=5749, eval_rows=1500, mean_tokens=28, batch_tokens=76,
+            train_rows=5749,
+            eval_rows=1500,
+            mean_tokens=28,
+            batch_tokens=76,
             text_columns=("sentence1", "sentence2"),
             labels=None,
             hub_label_names=None,
             metrics=("pearson", "spearman"),
             tsv=TsvLayout(
                 columns=(
-                    "index", "genre", "filename", "year", "old_index",
-                    "source1", "source2", "sentence1", "sentence2", "score",
+                    "index",
+                    "genre",
+                    "filename",
+                    "year",
+                    "old_index",
+                    "source1",
+                    "source2",
+                    "sentence1",
+                    "sentence2",
+                    "score",
                 ),
                 text_fields=("sentence1", "sentence2"),
                 label_field="score",
@@ -167,7 +197,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "QQP",
-            train_rows=363846, eval_rows=40430, mean_tokens=30, batch_tokens=90,  # lengths estimated
+            train_rows=363846,
+            eval_rows=40430,
+            mean_tokens=30,
+            batch_tokens=90,  # lengths estimated
             text_columns=("question1", "question2"),
             labels=_BINARY,
             hub_label_names=("not_duplicate", "duplicate"),
@@ -181,7 +214,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "MNLI",
-            train_rows=392702, eval_rows=19647, mean_tokens=39, batch_tokens=110,  # lengths estimated
+            train_rows=392702,
+            eval_rows=19647,
+            mean_tokens=39,
+            batch_tokens=110,  # lengths estimated
             text_columns=("premise", "hypothesis"),
             labels=("entailment", "neutral", "contradiction"),
             hub_label_names=("entailment", "neutral", "contradiction"),
@@ -191,9 +227,18 @@ GLUE_TASKS: dict[str, GlueTask] = {
             # The train header; dev files add label2..label5 before gold_label, which reading by name absorbs.
             tsv=TsvLayout(
                 columns=(
-                    "index", "promptID", "pairID", "genre",
-                    "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
-                    "sentence1", "sentence2", "label1", "gold_label",
+                    "index",
+                    "promptID",
+                    "pairID",
+                    "genre",
+                    "sentence1_binary_parse",
+                    "sentence2_binary_parse",
+                    "sentence1_parse",
+                    "sentence2_parse",
+                    "sentence1",
+                    "sentence2",
+                    "label1",
+                    "gold_label",
                 ),
                 text_fields=("sentence1", "sentence2"),
                 label_field="gold_label",
@@ -201,7 +246,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "QNLI",
-            train_rows=104743, eval_rows=5463, mean_tokens=50, batch_tokens=140,  # lengths estimated
+            train_rows=104743,
+            eval_rows=5463,
+            mean_tokens=50,
+            batch_tokens=140,  # lengths estimated
             text_columns=("question", "sentence"),
             labels=_NLI,
             hub_label_names=_NLI,
@@ -214,7 +262,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "RTE",
-            train_rows=2490, eval_rows=277, mean_tokens=70, batch_tokens=199,
+            train_rows=2490,
+            eval_rows=277,
+            mean_tokens=70,
+            batch_tokens=199,
             text_columns=("sentence1", "sentence2"),
             labels=_NLI,
             hub_label_names=_NLI,
@@ -227,7 +278,10 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         _glue(
             "WNLI",
-            train_rows=635, eval_rows=71, mean_tokens=50, batch_tokens=80,  # lengths estimated
+            train_rows=635,
+            eval_rows=71,
+            mean_tokens=50,
+            batch_tokens=80,  # lengths estimated
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_entailment", "entailment"),
@@ -341,7 +395,9 @@ def hub_columns(task: GlueTask, hub: datasets.Dataset) -> dict[str, list]:
     expected = (*task.text_columns, "label")
     missing = [name for name in expected if name not in hub.column_names]
     if missing:
-        raise MoebertError(f"{source} lacks column(s) {', '.join(missing)}; found: {', '.join(hub.column_names)}")
+        raise MoebertError(
+            f"{source} lacks column(s) {', '.join(missing)}; found: {', '.join(hub.column_names)}"
+        )
     if not task.is_regression:
         names = getattr(hub.features["label"], "names", None)
         # The registry relies on hub class indices equalling its own; a reordered hub copy must not

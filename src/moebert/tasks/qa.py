@@ -46,8 +46,13 @@ def without_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -
     return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)
 
 
-def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
-              end_positions: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+def span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    start_positions: torch.Tensor,
+    end_positions: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+) -> torch.Tensor:
     """The QA loss of every window [windows]: the mean of its start and end cross-entropies over its own
     positions."""
     start = F.cross_entropy(without_padding(start_logits, attention_mask), start_positions, reduction="none")
@@ -57,13 +62,22 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positi
 
 def _windows(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int):
     if not getattr(tokenizer, "is_fast", False):
-        raise MoebertError("question answering needs a fast tokenizer (offset mappings); this model's is slow")
+        raise MoebertError(
+            "question answering needs a fast tokenizer (offset mappings); this model's is slow"
+        )
     if doc_stride >= max_length:
         raise MoebertError(f"doc_stride {doc_stride} must be smaller than max_length {max_length}")
     # Leading white space in a question only costs tokens (some SQuAD v2 questions have a lot of it).
     questions = [q.lstrip() for q in examples["question"]]
-    return tokenizer(questions, list(examples["context"]), truncation="only_second", max_length=max_length,
-                     stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    return tokenizer(
+        questions,
+        list(examples["context"]),
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
 
 
 def _context_span(encoded, i: int) -> tuple[int, int]:
@@ -73,8 +87,9 @@ def _context_span(encoded, i: int) -> tuple[int, int]:
     return tokens[0], tokens[-1]
 
 
-def answer_positions(offsets: list[tuple[int, int]], context: tuple[int, int], start_char: int,
-                     end_char: int) -> tuple[int, int]:
+def answer_positions(
+    offsets: list[tuple[int, int]], context: tuple[int, int], start_char: int, end_char: int
+) -> tuple[int, int]:
     """Start and end token of the answer characters [start_char, end_char) in a window, (0, 0) ([CLS]) if
     the window's context tokens `context` (first, last) do not hold all of it."""
     first, last = context
@@ -85,7 +100,9 @@ def answer_positions(offsets: list[tuple[int, int]], context: tuple[int, int], s
     return start, end
 
 
-def train_features(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int) -> datasets.Dataset:
+def train_features(
+    examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int
+) -> datasets.Dataset:
     """Model inputs with start_positions and end_positions (the first gold answer), one row per window."""
     encoded = _windows(examples, tokenizer, max_length, doc_stride)
     starts, ends = [], []
@@ -95,8 +112,12 @@ def train_features(examples: datasets.Dataset, tokenizer, max_length: int, doc_s
             start, end = 0, 0
         else:
             start_char = answers["answer_start"][0]
-            start, end = answer_positions(encoded["offset_mapping"][i], _context_span(encoded, i), start_char,
-                                          start_char + len(answers["text"][0]))
+            start, end = answer_positions(
+                encoded["offset_mapping"][i],
+                _context_span(encoded, i),
+                start_char,
+                start_char + len(answers["text"][0]),
+            )
         starts.append(start)
         ends.append(end)
     inputs = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
@@ -120,12 +141,21 @@ def eval_features(examples: datasets.Dataset, tokenizer, max_length: int, doc_st
         first, last = _context_span(encoded, i)
         offsets.append([tuple(span) if first <= t <= last else None for t, span in enumerate(window)])
     inputs = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
-    return EvalWindows(datasets.Dataset.from_dict(inputs), list(encoded["overflow_to_sample_mapping"]), offsets)
+    return EvalWindows(
+        datasets.Dataset.from_dict(inputs), list(encoded["overflow_to_sample_mapping"]), offsets
+    )
 
 
-def best_answers(examples: datasets.Dataset, windows: EvalWindows, start_logits: list[np.ndarray],
-                 end_logits: list[np.ndarray], with_null: bool, n_best: int = 20, max_answer_length: int = 30,
-                 null_threshold: float = 0.0) -> tuple[dict[str, str], dict[str, float]]:
+def best_answers(
+    examples: datasets.Dataset,
+    windows: EvalWindows,
+    start_logits: list[np.ndarray],
+    end_logits: list[np.ndarray],
+    with_null: bool,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_threshold: float = 0.0,
+) -> tuple[dict[str, str], dict[str, float]]:
     """The answer text of every question (by id) and, with `with_null` (v2.0), its no-answer score
     (null - best span). `start_logits[w]`/`end_logits[w]` are window w's logits over its tokens."""
     by_example: dict[int, list[int]] = {}
@@ -145,7 +175,7 @@ def best_answers(examples: datasets.Dataset, windows: EvalWindows, start_logits:
                         continue
                     score = float(starts[s] + ends[e])
                     if score > best_score:
-                        best_score, best_text = score, row["context"][offsets[s][0]:offsets[e][1]]
+                        best_score, best_text = score, row["context"][offsets[s][0] : offsets[e][1]]
         if with_null:
             null_scores[row["id"]] = null - best_score  # +inf when no span qualifies: certainly no answer
             answers[row["id"]] = "" if null - best_score > null_threshold else best_text

@@ -46,25 +46,49 @@ class QaTask(Task):
     def label_text(self) -> str:
         return "answer span" + (" or none" if self.has_unanswerable else "")
 
-    def prepare(self, source: str | os.PathLike, output: str | os.PathLike, eval_articles: int | None = None,
-                split_seed: int = 0) -> Path:
+    def prepare(
+        self,
+        source: str | os.PathLike,
+        output: str | os.PathLike,
+        eval_articles: int | None = None,
+        split_seed: int = 0,
+    ) -> Path:
         return prepare(self, source, output, eval_articles, split_seed)
 
-    def features(self, tokenizer, data: str | os.PathLike, split: str, max_length: int | None = None,
-                 max_rows: int | None = None, seed: int = 0, doc_stride: int | None = None) -> datasets.Dataset:
+    def features(
+        self,
+        tokenizer,
+        data: str | os.PathLike,
+        split: str,
+        max_length: int | None = None,
+        max_rows: int | None = None,
+        seed: int = 0,
+        doc_stride: int | None = None,
+    ) -> datasets.Dataset:
         """Training windows of a split (a seeded subset of `max_rows` questions) with start/end positions."""
         from moebert.tasks.qa import train_features
 
         examples = load_split(self, data, split, max_rows, seed)
-        return train_features(examples, tokenizer, max_length or self.max_length, doc_stride or self.doc_stride)
+        return train_features(
+            examples, tokenizer, max_length or self.max_length, doc_stride or self.doc_stride
+        )
 
 
 def _squad(display: str, version: str, hub_dataset: str, name: str, **sizes) -> QaTask:
     suffix = f"v{version}"
-    return QaTask(name=name, display=display, version=version, hub_dataset=hub_dataset, family="qa",
-                  head="question-answering", metrics=("exact_match", "f1"), max_length=384,
-                  eval_splits={"dev": display},
-                  source_files={"train": f"train-{suffix}.json", "dev": f"dev-{suffix}.json"}, **sizes)
+    return QaTask(
+        name=name,
+        display=display,
+        version=version,
+        hub_dataset=hub_dataset,
+        family="qa",
+        head="question-answering",
+        metrics=("exact_match", "f1"),
+        max_length=384,
+        eval_splits={"dev": display},
+        source_files={"train": f"train-{suffix}.json", "dev": f"dev-{suffix}.json"},
+        **sizes,
+    )
 
 
 QA_TASKS: dict[str, QaTask] = {
@@ -72,10 +96,26 @@ QA_TASKS: dict[str, QaTask] = {
     for task in (
         # Question plus context: 177 word pieces on average in dev-v1.1, 2% over 384, so a random batch of
         # 64 nearly always holds a full window. v2.0 shares the articles.
-        _squad("SQuAD-v1.1", "1.1", "rajpurkar/squad", "squad", train_rows=87599, eval_rows=10570, mean_tokens=177,
-               batch_tokens=384),
-        _squad("SQuAD-v2.0", "2.0", "rajpurkar/squad_v2", "squad_v2", train_rows=130319, eval_rows=11873,
-               mean_tokens=177, batch_tokens=384),
+        _squad(
+            "SQuAD-v1.1",
+            "1.1",
+            "rajpurkar/squad",
+            "squad",
+            train_rows=87599,
+            eval_rows=10570,
+            mean_tokens=177,
+            batch_tokens=384,
+        ),
+        _squad(
+            "SQuAD-v2.0",
+            "2.0",
+            "rajpurkar/squad_v2",
+            "squad_v2",
+            train_rows=130319,
+            eval_rows=11873,
+            mean_tokens=177,
+            batch_tokens=384,
+        ),
     )
 }
 HUB_SPLITS = {"train": "train", "dev": "validation"}
@@ -83,12 +123,18 @@ COLUMNS = ("id", "title", "context", "question", "answers")
 
 
 def _rows_features() -> datasets.Features:
-    return datasets.Features({
-        "id": datasets.Value("string"), "title": datasets.Value("string"), "context": datasets.Value("string"),
-        "question": datasets.Value("string"),
-        "answers": {"text": datasets.Sequence(datasets.Value("string")),
-                    "answer_start": datasets.Sequence(datasets.Value("int32"))},
-    })
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "title": datasets.Value("string"),
+            "context": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "answers": {
+                "text": datasets.Sequence(datasets.Value("string")),
+                "answer_start": datasets.Sequence(datasets.Value("int32")),
+            },
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,8 +164,9 @@ def rows_from_document(task: QaTask, document: dict, source: str) -> dict[str, l
     seen = set()
     for a, article in enumerate(document["data"]):
         title = _field(article.get("title"), str, f"{source}: article {a}", "title")
-        for p, paragraph in enumerate(_field(article.get("paragraphs"), list, f"{source}: article {a} ({title})",
-                                             "paragraphs")):
+        for p, paragraph in enumerate(
+            _field(article.get("paragraphs"), list, f"{source}: article {a} ({title})", "paragraphs")
+        ):
             where = f"{source}: article {a} ({title}), paragraph {p}"
             context = _field(paragraph.get("context"), str, where, "context")
             for q, qa in enumerate(_field(paragraph.get("qas"), list, where, "qas")):
@@ -132,7 +179,9 @@ def rows_from_document(task: QaTask, document: dict, source: str) -> dict[str, l
                 rows["id"].append(qid)
                 rows["title"].append(title)
                 rows["context"].append(context)
-                rows["question"].append(_field(qa.get("question"), str, f"{source}: question {qid}", "question"))
+                rows["question"].append(
+                    _field(qa.get("question"), str, f"{source}: question {qid}", "question")
+                )
                 rows["answers"].append(_answers(task, qa, context, f"{source}: question {qid}"))
     if not rows["id"]:
         raise MoebertError(f"{source}: holds no questions")
@@ -143,8 +192,9 @@ def _answers(task: QaTask, qa: dict, context: str, where: str) -> dict[str, list
     answers = _field(qa.get("answers", []), list, where, "answers")
     impossible = qa.get("is_impossible", False)
     if impossible and not task.has_unanswerable:
-        raise MoebertError(f"{where}: is_impossible is set, but SQuAD v1.1 has no unanswerable questions "
-                           f"(use task squad_v2)")
+        raise MoebertError(
+            f"{where}: is_impossible is set, but SQuAD v1.1 has no unanswerable questions (use task squad_v2)"
+        )
     if impossible and answers:
         raise MoebertError(f"{where}: is_impossible is set but it lists {len(answers)} answer(s)")
     if not answers and not task.has_unanswerable:
@@ -157,10 +207,12 @@ def _answers(task: QaTask, qa: dict, context: str, where: str) -> dict[str, list
         start = answer.get("answer_start")
         if not isinstance(start, int) or isinstance(start, bool):
             raise MoebertError(f"{where}: answer {text!r} has no integer answer_start")
-        found = context[start:start + len(text)]
+        found = context[start : start + len(text)]
         if not text or found != text:
-            raise MoebertError(f"{where}: answer {text!r} does not match the context at answer_start {start} "
-                               f"(the context has {found!r} there)")
+            raise MoebertError(
+                f"{where}: answer {text!r} does not match the context at answer_start {start} "
+                f"(the context has {found!r} there)"
+            )
         texts.append(text)
         starts.append(start)
     return {"text": texts, "answer_start": starts}
@@ -176,8 +228,13 @@ def document_from_rows(task: QaTask, rows: dict[str, list]) -> dict:
         if (title, context) not in paragraphs:
             paragraphs[(title, context)] = {"context": context, "qas": []}
             articles[title]["paragraphs"].append(paragraphs[(title, context)])
-        qa = {"id": qid, "question": question,
-              "answers": [{"text": t, "answer_start": s} for t, s in zip(answers["text"], answers["answer_start"])]}
+        qa = {
+            "id": qid,
+            "question": question,
+            "answers": [
+                {"text": t, "answer_start": s} for t, s in zip(answers["text"], answers["answer_start"])
+            ],
+        }
         if task.has_unanswerable:
             qa["is_impossible"] = not answers["text"]
         paragraphs[(title, context)]["qas"].append(qa)
@@ -188,11 +245,14 @@ def _load_hub(task: QaTask, split: str) -> dict[str, list]:
     try:
         hub = datasets.load_dataset(hub_source(task.hub_dataset), split=HUB_SPLITS[split])
     except OSError as exc:  # datasets reports network and not-found failures as OSError subclasses
-        raise MoebertError(f"could not load {task.hub_dataset} split '{HUB_SPLITS[split]}' from the Hugging Face "
-                           f"hub: {exc}") from exc
+        raise MoebertError(
+            f"could not load {task.hub_dataset} split '{HUB_SPLITS[split]}' from the Hugging Face hub: {exc}"
+        ) from exc
     missing = [name for name in COLUMNS if name not in hub.column_names]
     if missing:
-        raise MoebertError(f"{task.hub_dataset} lacks column(s) {', '.join(missing)}; found: {', '.join(hub.column_names)}")
+        raise MoebertError(
+            f"{task.hub_dataset} lacks column(s) {', '.join(missing)}; found: {', '.join(hub.column_names)}"
+        )
     # Through the official format, so hub rows pass the same checks as a file.
     document = document_from_rows(task, hub.select_columns(list(COLUMNS)).to_dict())
     return rows_from_document(task, document, f"{task.hub_dataset}/{HUB_SPLITS[split]}")
@@ -210,12 +270,15 @@ def _split_path(task: QaTask, data: str | os.PathLike, split: str) -> Path:
     """A prepared copy (<data>/<display>/<split>.json) or an official download (<data>/<official name>)."""
     candidates = [prepared_path(task, data, split), Path(data) / task.source_files[split]]
     if not Path(data).is_dir():
-        raise MoebertError(f"data directory {data} not found; expected SQuAD files ({candidates[1].name}) or "
-                           f"'{HUB}' to load {task.hub_dataset} from the Hugging Face hub")
+        raise MoebertError(
+            f"data directory {data} not found; expected SQuAD files ({candidates[1].name}) or "
+            f"'{HUB}' to load {task.hub_dataset} from the Hugging Face hub"
+        )
     found = next((path for path in candidates if path.is_file()), None)
     if found is None:
-        raise MoebertError(f"missing file: the {task.display} '{split}' split is neither {candidates[0]} nor "
-                           f"{candidates[1]}")
+        raise MoebertError(
+            f"missing file: the {task.display} '{split}' split is neither {candidates[0]} nor {candidates[1]}"
+        )
     return found
 
 
@@ -226,8 +289,9 @@ def _read_split(task: QaTask, data, split: str) -> dict[str, list]:
     return rows_from_document(task, _read_json(path), str(path))
 
 
-def load_split(task: QaTask, data: str | os.PathLike, split: str, max_rows: int | None = None,
-               seed: int = 0) -> datasets.Dataset:
+def load_split(
+    task: QaTask, data: str | os.PathLike, split: str, max_rows: int | None = None, seed: int = 0
+) -> datasets.Dataset:
     """Validated questions of one split ("train" or "dev"); with `max_rows`, a seeded subset in file order."""
     task.check_split(split)
     rows = subsample(_read_split(task, data, split), max_rows, seed)
@@ -240,21 +304,32 @@ def split_note(task: QaTask, data: str | os.PathLike) -> str | None:
     return json.loads(path.read_text())["note"] if path.is_file() else None
 
 
-def article_split(task: QaTask, document: dict, eval_articles: int, seed: int) -> tuple[dict, dict, list[int]]:
+def article_split(
+    task: QaTask, document: dict, eval_articles: int, seed: int
+) -> tuple[dict, dict, list[int]]:
     """Two article-disjoint documents (train, eval) from one: `eval_articles` articles, drawn by a seeded
     permutation, go to eval; each part keeps the file order. Also returns the eval article indices."""
     total = len(document["data"])
     if not 1 <= eval_articles < total:
-        raise MoebertError(f"eval_articles must be between 1 and {total - 1} (the file has {total} articles), "
-                           f"got {eval_articles}")
+        raise MoebertError(
+            f"eval_articles must be between 1 and {total - 1} (the file has {total} articles), "
+            f"got {eval_articles}"
+        )
     held = sorted(np.random.default_rng(seed).permutation(total)[:eval_articles].tolist())
-    part = lambda keep: {"version": document.get("version", task.version),
-                         "data": [a for i, a in enumerate(document["data"]) if (i in held) == keep]}
+    part = lambda keep: {
+        "version": document.get("version", task.version),
+        "data": [a for i, a in enumerate(document["data"]) if (i in held) == keep],
+    }
     return part(False), part(True), held
 
 
-def prepare(task: QaTask, source: str | os.PathLike, output: str | os.PathLike, eval_articles: int | None = None,
-            split_seed: int = 0) -> Path:
+def prepare(
+    task: QaTask,
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    eval_articles: int | None = None,
+    split_seed: int = 0,
+) -> Path:
     """Validate `task`'s splits from `source` (a directory of official files, or "hub") and write them to
     <output>/<display>/{train,dev}.json; returns that directory. With `eval_articles`, both parts come from
     the dev file alone, split by article (see `article_split`), and split.json records it.
@@ -262,10 +337,14 @@ def prepare(task: QaTask, source: str | os.PathLike, output: str | os.PathLike, 
     Everything is read and checked before anything is written, so bad input leaves no output."""
     extra = {}
     if eval_articles is None:
-        documents = {split: document_from_rows(task, _read_split(task, source, split)) for split in task.splits}
+        documents = {
+            split: document_from_rows(task, _read_split(task, source, split)) for split in task.splits
+        }
     else:
         if os.fspath(source) == HUB:
-            raise MoebertError("an article split is made from a dev file on disk; give a directory, not 'hub'")
+            raise MoebertError(
+                "an article split is made from a dev file on disk; give a directory, not 'hub'"
+            )
         path = _split_path(task, source, "dev")
         whole = _read_json(path)
         rows_from_document(task, whole, str(path))  # every question checked before the split
@@ -274,11 +353,17 @@ def prepare(task: QaTask, source: str | os.PathLike, output: str | os.PathLike, 
         titles = lambda doc: [article["title"] for article in doc["data"]]
         count = lambda doc: sum(len(p["qas"]) for article in doc["data"] for p in article["paragraphs"])
         extra[SPLIT_FILE] = {
-            "note": (f"non-standard split: train and dev are article-disjoint parts of {path.name} "
-                     f"({len(train['data'])} and {len(dev['data'])} articles, {count(train)} and {count(dev)} "
-                     f"questions, seed {split_seed})"),
-            "source": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "eval_articles": held, "seed": split_seed, "train_titles": titles(train), "dev_titles": titles(dev),
+            "note": (
+                f"non-standard split: train and dev are article-disjoint parts of {path.name} "
+                f"({len(train['data'])} and {len(dev['data'])} articles, {count(train)} and {count(dev)} "
+                f"questions, seed {split_seed})"
+            ),
+            "source": str(path),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "eval_articles": held,
+            "seed": split_seed,
+            "train_titles": titles(train),
+            "dev_titles": titles(dev),
         }
     target = Path(output) / task.display
     with atomic_dir(target) as tmp:

@@ -63,8 +63,9 @@ def f1_v2(prediction: str, gold: str) -> float:
 def _check_ids(scores: dict, answers: dict[str, list[str]], what: str) -> None:
     missing = [qid for qid in answers if qid not in scores]
     if missing:
-        raise MoebertError(f"{what} lack {len(missing)} of the {len(answers)} question ids "
-                           f"(first missing: {missing[0]!r})")
+        raise MoebertError(
+            f"{what} lack {len(missing)} of the {len(answers)} question ids (first missing: {missing[0]!r})"
+        )
 
 
 def _best(metric: Callable[[str, str], float], prediction: str, golds: list[str]) -> float:
@@ -77,8 +78,9 @@ def squad_v1(predictions: dict[str, str], answers: dict[str, list[str]]) -> dict
     empty = [qid for qid, golds in answers.items() if not golds]
     if empty:
         # v1.1 has no unanswerable questions; the official script would crash on max() of nothing.
-        raise MoebertError(f"SQuAD v1.1 needs gold answers; {len(empty)} questions have none "
-                           f"(first: {empty[0]!r})")
+        raise MoebertError(
+            f"SQuAD v1.1 needs gold answers; {len(empty)} questions have none (first: {empty[0]!r})"
+        )
     n = len(answers)
     return {
         "exact_match": 100.0 * sum(_best(exact_match_v1, predictions[q], g) for q, g in answers.items()) / n,
@@ -86,8 +88,12 @@ def squad_v1(predictions: dict[str, str], answers: dict[str, list[str]]) -> dict
     }
 
 
-def _find_best_thresh(predictions: dict[str, str], raw: dict[str, float], null_scores: dict[str, float],
-                      has_ans: dict[str, bool]) -> tuple[float, float]:
+def _find_best_thresh(
+    predictions: dict[str, str],
+    raw: dict[str, float],
+    null_scores: dict[str, float],
+    has_ans: dict[str, bool],
+) -> tuple[float, float]:
     """Best score over thresholds on null_scores: every question above the threshold answered "no answer"."""
     # Threshold below every score: all null, which is right exactly on the unanswerable questions.
     cur = best = sum(not h for h in has_ans.values())
@@ -101,8 +107,9 @@ def _find_best_thresh(predictions: dict[str, str], raw: dict[str, float], null_s
     return 100.0 * best / len(raw), float(best_thresh)
 
 
-def squad_v2(predictions: dict[str, str], answers: dict[str, list[str]],
-             null_scores: dict[str, float] | None = None) -> dict[str, float]:
+def squad_v2(
+    predictions: dict[str, str], answers: dict[str, list[str]], null_scores: dict[str, float] | None = None
+) -> dict[str, float]:
     """Exact match and F1 in percent over the question ids of `answers`, split into HasAns/NoAns, and with
     `null_scores` (higher = more likely unanswerable) the best exact match and F1 over null thresholds.
 
@@ -117,8 +124,10 @@ def squad_v2(predictions: dict[str, str], answers: dict[str, list[str]],
         f1[qid] = _best(f1_v2, predictions[qid], golds)
         has_ans[qid] = bool(texts)
 
-    result: dict[str, float] = {"exact_match": 100.0 * sum(exact.values()) / len(answers),
-                                "f1": 100.0 * sum(f1.values()) / len(answers)}
+    result: dict[str, float] = {
+        "exact_match": 100.0 * sum(exact.values()) / len(answers),
+        "f1": 100.0 * sum(f1.values()) / len(answers),
+    }
     for prefix, kind in (("HasAns", True), ("NoAns", False)):
         qids = [qid for qid in answers if has_ans[qid] == kind]
         if qids:
@@ -129,5 +138,6 @@ def squad_v2(predictions: dict[str, str], answers: dict[str, list[str]],
         _check_ids(null_scores, answers, "null_scores")
         for name, raw in (("exact_match", exact), ("f1", f1)):
             result[f"best_{name}"], result[f"best_{name}_thresh"] = _find_best_thresh(
-                predictions, raw, null_scores, has_ans)
+                predictions, raw, null_scores, has_ans
+            )
     return result

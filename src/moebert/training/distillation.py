@@ -32,24 +32,35 @@ def layer_map(student_layers: int, teacher_layers: int, scope: str = "all") -> l
     last         only the last layer's
     """
     if teacher_layers % student_layers:
-        raise MoebertError(f"a student of {student_layers} layers cannot be matched layer-wise to a teacher of "
-                           f"{teacher_layers}: the depth ratio must be a whole number")
+        raise MoebertError(
+            f"a student of {student_layers} layers cannot be matched layer-wise to a teacher of "
+            f"{teacher_layers}: the depth ratio must be a whole number"
+        )
     ratio = teacher_layers // student_layers
-    kept = {"all": range(student_layers + 1), "every-other": sorted({*range(0, student_layers + 1, 2), student_layers}),
-            "last": [student_layers]}
+    kept = {
+        "all": range(student_layers + 1),
+        "every-other": sorted({*range(0, student_layers + 1, 2), student_layers}),
+        "last": [student_layers],
+    }
     if scope not in kept:
         raise MoebertError(f"unknown distillation scope {scope!r}; choose one of {', '.join(SCOPES)}")
     return [(j, j * ratio) for j in kept[scope]]
 
 
-def hidden_mse(student: tuple, teacher: tuple, attention_mask: torch.Tensor | None,
-               pairs: list[tuple[int, int]] | None = None) -> torch.Tensor:
+def hidden_mse(
+    student: tuple,
+    teacher: tuple,
+    attention_mask: torch.Tensor | None,
+    pairs: list[tuple[int, int]] | None = None,
+) -> torch.Tensor:
     """Sum over the (student, teacher) hidden-state `pairs` (default: all, one to one) of their mean squared
     error. With a mask, padding positions are left out (the reference averages over them too: pass
     attention_mask=None for that)."""
     if pairs is None:
         if len(student) != len(teacher):
-            raise MoebertError(f"student has {len(student)} hidden states, teacher {len(teacher)}: give a layer map")
+            raise MoebertError(
+                f"student has {len(student)} hidden states, teacher {len(teacher)}: give a layer map"
+            )
         pairs = [(j, j) for j in range(len(student))]
     total = student[0].new_zeros(())
     for s, t in ((student[i], teacher[j]) for i, j in pairs):
@@ -80,10 +91,14 @@ def prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
 def span_prediction_loss(student, teacher, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Extractive QA: the mean of the symmetric KLs of the start and of the end distributions over a window's
     positions; padding positions (attention_mask 0) are no position of the window and are left out."""
-    start = symmetric_kl(without_padding(student.start_logits, attention_mask),
-                         without_padding(teacher.start_logits, attention_mask))
-    end = symmetric_kl(without_padding(student.end_logits, attention_mask),
-                       without_padding(teacher.end_logits, attention_mask))
+    start = symmetric_kl(
+        without_padding(student.start_logits, attention_mask),
+        without_padding(teacher.start_logits, attention_mask),
+    )
+    end = symmetric_kl(
+        without_padding(student.end_logits, attention_mask),
+        without_padding(teacher.end_logits, attention_mask),
+    )
     return (start + end) / 2
 
 
@@ -95,8 +110,15 @@ class DistillationTrainer(TaskTrainer):
     stays in eval mode (no dropout) whatever mode the student is in, or, with `teacher_dropout`, in training
     mode as the reference's teacher is (its dropout on, its weights frozen)."""
 
-    def __init__(self, *args, teacher: nn.Module, distill_weight: float, scope: str = "all",
-                 teacher_dropout: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        teacher: nn.Module,
+        distill_weight: float,
+        scope: str = "all",
+        teacher_dropout: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.train(teacher_dropout).requires_grad_(False).to(self.args.device)
         self.distill_weight = distill_weight
@@ -105,10 +127,14 @@ class DistillationTrainer(TaskTrainer):
     def loss_terms(self, model, inputs):
         student, terms = super().loss_terms(model, {**inputs, "output_hidden_states": True})
         with torch.no_grad():
-            teacher = self.teacher(**{k: v for k, v in inputs.items() if k not in TARGETS}, output_hidden_states=True)
+            teacher = self.teacher(
+                **{k: v for k, v in inputs.items() if k not in TARGETS}, output_hidden_states=True
+            )
         mask = self.loss_mask(inputs)
-        terms["hidden"] = (self.distill_weight, hidden_mse(student.hidden_states, teacher.hidden_states, mask,
-                                                                self.pairs))
+        terms["hidden"] = (
+            self.distill_weight,
+            hidden_mse(student.hidden_states, teacher.hidden_states, mask, self.pairs),
+        )
         if hasattr(student, "start_logits"):
             prediction = span_prediction_loss(student, teacher, mask)
         else:

@@ -43,8 +43,13 @@ def _ffn_weights(model: nn.Module):
 def _forward_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     out = model(**{k: v for k, v in batch.items() if k not in TARGETS})
     if "start_positions" in batch:
-        return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"],
-                         batch.get("attention_mask"))
+        return span_loss(
+            out.start_logits,
+            out.end_logits,
+            batch["start_positions"],
+            batch["end_positions"],
+            batch.get("attention_mask"),
+        )
     return per_example_loss(out.logits, batch["labels"])
 
 
@@ -56,8 +61,10 @@ def importance_scores(model: nn.Module, batches: Iterable[dict], progress: bool 
     z_seen: list[torch.Tensor] = []
     h_seen: list[torch.Tensor] = []
     handles = [fc1.register_forward_hook(lambda m, a, out: z_seen.append(out)) for fc1, _ in layers]
-    handles += [layer.intermediate.register_forward_hook(lambda m, a, out: h_seen.append(out))
-                for layer in model.bert.encoder.layer]
+    handles += [
+        layer.intermediate.register_forward_hook(lambda m, a, out: h_seen.append(out))
+        for layer in model.bert.encoder.layer
+    ]
     scores = [torch.zeros(fc1.out_features, dtype=torch.float64, device=device) for fc1, _ in layers]
     try:
         for batch in tqdm(batches, desc="importance", disable=not progress):
@@ -70,7 +77,9 @@ def importance_scores(model: nn.Module, batches: Iterable[dict], progress: bool 
             dz, dh = grads[: len(layers)], grads[len(layers) :]
             with torch.no_grad():
                 for i, (fc1, _) in enumerate(layers):
-                    per_example = (dz[i] * (z_seen[i] - fc1.bias) + h_seen[i] * dh[i]).sum(dim=1)  # [batch, ffn]
+                    per_example = (dz[i] * (z_seen[i] - fc1.bias) + h_seen[i] * dh[i]).sum(
+                        dim=1
+                    )  # [batch, ffn]
                     scores[i] += per_example.abs().sum(0).double()
     finally:
         for handle in handles:

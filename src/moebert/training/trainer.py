@@ -75,8 +75,10 @@ def per_device_batch(total: int, grad_accum: int) -> int:
     """The batch of each device and micro-step that makes `total` examples per optimiser step."""
     processes = world_size()
     if grad_accum < 1 or total % (processes * grad_accum):
-        raise MoebertError(f"--batch-size {total} does not divide into {processes} process(es) x --grad-accum "
-                           f"{grad_accum}; choose a total batch that is a multiple of {processes * grad_accum}")
+        raise MoebertError(
+            f"--batch-size {total} does not divide into {processes} process(es) x --grad-accum "
+            f"{grad_accum}; choose a total batch that is a multiple of {processes * grad_accum}"
+        )
     return total // (processes * grad_accum)
 
 
@@ -90,7 +92,7 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
 
     def __iter__(self):
         indices = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
-        batches = [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        batches = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
         order = torch.randperm(len(batches), generator=self.generator).tolist()
         return iter([index for b in order for index in batches[b]])
 
@@ -124,8 +126,11 @@ class TaskTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         dataset = self.train_dataset if train_dataset is None else train_dataset
         # One sampler batch is one optimiser step, so each accumulated micro-batch is length-grouped too.
-        return ShuffledLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                            dataset=dataset, model_input_name="input_ids")
+        return ShuffledLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            dataset=dataset,
+            model_input_name="input_ids",
+        )
 
     def loss_terms(self, model, inputs) -> tuple[object, dict[str, tuple[float, torch.Tensor]]]:
         """The model's outputs and {name: (weight, value)}: the task loss (extractive QA: `span_loss`, which
@@ -134,8 +139,9 @@ class TaskTrainer(Trainer):
         spans = {key: inputs[key] for key in SPAN_TARGETS if key in inputs}
         outputs = model(**{key: value for key, value in inputs.items() if key not in spans})
         if spans:
-            task = span_loss(outputs.start_logits, outputs.end_logits, **spans,
-                             attention_mask=self.loss_mask(inputs)).mean()
+            task = span_loss(
+                outputs.start_logits, outputs.end_logits, **spans, attention_mask=self.loss_mask(inputs)
+            ).mean()
         else:
             task = outputs.loss
         terms = {"task": (1.0, task)}
@@ -174,7 +180,12 @@ class TaskTrainer(Trainer):
         """Add the mean of every loss term since the last log (`loss/<term>`) to the Trainer's log line,
         which reaches the job log and MLflow."""
         if self._term_batches and "loss" in logs:
-            logs.update({f"loss/{name}": (total / self._term_batches).item() for name, total in self._term_sums.items()})
+            logs.update(
+                {
+                    f"loss/{name}": (total / self._term_batches).item()
+                    for name, total in self._term_sums.items()
+                }
+            )
             self._term_sums, self._term_batches = {}, 0
         super().log(logs, start_time)
 
@@ -206,18 +217,33 @@ def prepare_checkpoints(output, settings: dict) -> Path | None:
             old = {}
         if old.get("fingerprint") != wanted:
             before = old.get("settings", {})
-            changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k)) if before else []
-            print(f"discarding checkpoints in {ckpt}: made with other settings "
-                  f"({', '.join(changed) + ' changed' if changed else 'no fingerprint'}); training from scratch",
-                  flush=True)
+            changed = (
+                sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k)) if before else []
+            )
+            print(
+                f"discarding checkpoints in {ckpt}: made with other settings "
+                f"({', '.join(changed) + ' changed' if changed else 'no fingerprint'}); training from scratch",
+                flush=True,
+            )
             shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
     write_json(stamp, {"fingerprint": wanted, "settings": settings})
     return last_complete_checkpoint(ckpt)
 
 
-def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, device: torch.device,
-          settings: dict, trainer_cls=TaskTrainer, callbacks=(), **trainer_kwargs) -> Trainer:
+def train(
+    model,
+    output,
+    train_dataset,
+    collator,
+    tokenizer,
+    cfg: TrainConfig,
+    device: torch.device,
+    settings: dict,
+    trainer_cls=TaskTrainer,
+    callbacks=(),
+    **trainer_kwargs,
+) -> Trainer:
     """Train `model` in place on `device`, resuming from `<output>.checkpoints` if a checkpoint of the same
     `settings` (everything that decides the result) is there."""
     args = TrainingArguments(
@@ -248,9 +274,11 @@ def train(model, output, train_dataset, collator, tokenizer, cfg: TrainConfig, d
     if args.n_gpu > 1:
         # The Trainer would fall back to DataParallel, whose gathered per-GPU losses the loss terms do not
         # average, and whose batch silently grows with the GPU count.
-        raise MoebertError(f"training sees {args.n_gpu} GPUs in one process: start one process per GPU with "
-                           f"`accelerate launch --num_processes {args.n_gpu} -m moebert.cli ...` (the workflow does "
-                           f"so for resources.gpus > 1), or set CUDA_VISIBLE_DEVICES to a single device")
+        raise MoebertError(
+            f"training sees {args.n_gpu} GPUs in one process: start one process per GPU with "
+            f"`accelerate launch --num_processes {args.n_gpu} -m moebert.cli ...` (the workflow does "
+            f"so for resources.gpus > 1), or set CUDA_VISIBLE_DEVICES to a single device"
+        )
     # Under a multi-process launch the first process discards stale checkpoints and stamps the directory before
     # the others look for one; racing, another would delete the stamp being written. The barrier is the one the
     # arguments set up: a bare accelerate PartialState() is not distributed on CPU under torchrun and holds no one
