@@ -286,6 +286,10 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
         ),
         ({"importance": {"max_samples": "most"}}, "key importance.max_samples: give "),
         (
+            {"training": {"precision": "fp16"}, "resources": {"gpus": 0}},
+            "key training.precision: fp16 mixed precision needs a GPU (resources.gpus is 0)",
+        ),
+        (
             {"resources": {"device_kind": "tpu9"}},
             "key resources.device_kind: 'tpu9' is not a device kind of the throughput table (it has cpu, h100)",
         ),

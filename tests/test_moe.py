@@ -173,6 +173,28 @@ def test_parameter_counts_match_the_paper_for_bert_base():
     assert counts["total"] == 66_987_264 + 12 * 3 * 1_182_720
 
 
+def test_tied_parameter_counts_for_bert_base_by_hand():
+    """Tied: the 512 shared neurons stored once (W1 rows, b1, W2 columns; no b2), each of the 4 experts its 256
+    private neurons, its b2 and its LayerNorm. A token uses as many parameters as in the copied layout."""
+    dense = BertForSequenceClassification(BertConfig(num_labels=2))
+    order = [torch.arange(3072)] * 12
+    copied = parameter_counts(adapt(dense, order, num_experts=4, expert_dim=768, shared_dim=512)[0])
+    tied = parameter_counts(
+        adapt(dense, order, num_experts=4, expert_dim=768, shared_dim=512, shared="tied")[0]
+    )
+    shared = 768 * 512 * 2 + 512
+    expert = 768 * 256 * 2 + 256 + 768 + 2 * 768
+    outside = 23_837_184 + 12 * 2_363_904 + 590_592  # embeddings, attention with its LayerNorm, pooler
+    assert tied == {
+        "total": outside + 12 * (shared + 4 * expert),
+        "effective": outside + 12 * (shared + expert),
+        "head": copied["head"],
+        "per_expert": 12 * expert,
+    }
+    assert tied["effective"] == copied["effective"] == 66_987_264
+    assert copied["total"] - tied["total"] == 12 * 3 * (768 * 512 * 2 + 512)  # three copies less per layer
+
+
 def test_model_names_resolve_to_package_dir_or_hub_id(tmp_path):
     from moebert.models.modeling import PACKAGED_MINILM, resolve_model
 
@@ -358,3 +380,90 @@ def test_moe_model_with_a_dropped_weight_names_no_unexpected_key(teacher, teache
         r"\(unexpected: none\)",
     ):
         load_model(str(tmp_path))
+
+
+# --- tied shared neurons (issue 22) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_tied_student_equals_the_copied_one_at_initialisation(teacher, teacher_orders, router, mode):
+    """Same teacher, importance and seed: the same function, under every router, in training mode (dropout
+    off) and in eval mode; and each equals the dense FFN restricted to its expert's neurons (test_experts)."""
+    counts = torch.arange(50)
+    built = {
+        shared: adapt(
+            teacher,
+            teacher_orders,
+            4,
+            32,
+            24,
+            router=router,
+            seed=3,
+            token_counts=counts,
+            expert_dropout=0.0,
+            shared=shared,
+        )[0]
+        for shared in ("copied", "tied")
+    }
+    batch = inputs(random_batch())
+    outputs = {}
+    for shared, student in built.items():
+        student.train(mode == "train")
+        student.config.hidden_dropout_prob = 0.0
+        for module in student.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        outputs[shared] = student(**batch, output_hidden_states=True)
+    tied, copied = outputs["tied"], outputs["copied"]
+    torch.testing.assert_close(tied.logits, copied.logits, rtol=1e-5, atol=1e-5)
+    for a, b in zip(tied.hidden_states, copied.hidden_states, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    if router.startswith("gate"):
+        torch.testing.assert_close(tied.balance_loss, copied.balance_loss)
+    assert built["tied"].moe_layers()[0].experts.up_proj.shape == (4, 16, 8)  # 8 private neurons of 32
+
+
+def test_tied_shared_weights_get_the_sum_of_the_copies_gradients(teacher, teacher_orders):
+    """That is what tying means: one weight trained by every token, the sum over the experts of what each copy
+    would have received from its tokens."""
+    shared_dim = 24
+    built = {
+        shared: adapt(teacher, teacher_orders, 4, 32, shared_dim, expert_dropout=0.0, shared=shared)[0]
+        for shared in ("copied", "tied")
+    }
+    batch = random_batch()
+    for student in built.values():
+        student.train()
+        for module in student.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        student(**batch).loss.backward()
+    for copied_layer, tied_layer in zip(
+        built["copied"].moe_layers(), built["tied"].moe_layers(), strict=True
+    ):
+        copies, shared = copied_layer.experts, tied_layer.shared
+        torch.testing.assert_close(shared.up_proj.grad, copies.up_proj.grad[:, :, :shared_dim].sum(0))
+        torch.testing.assert_close(shared.up_proj_bias.grad, copies.up_proj_bias.grad[:, :shared_dim].sum(0))
+        torch.testing.assert_close(shared.down_proj.grad, copies.down_proj.grad[:, :shared_dim].sum(0))
+        torch.testing.assert_close(tied_layer.experts.up_proj.grad, copies.up_proj.grad[:, :, shared_dim:])
+        torch.testing.assert_close(tied_layer.experts.down_proj_bias.grad, copies.down_proj_bias.grad)
+        assert shared.up_proj.grad.abs().sum() > 0
+
+
+def test_without_shared_neurons_tied_is_copied(teacher, teacher_orders):
+    tied, _ = adapt(teacher, teacher_orders, 4, 16, 0, shared="tied")
+    copied, _ = adapt(teacher, teacher_orders, 4, 16, 0)
+    assert tied.moe_layers()[0].shared is None
+    assert tied.state_dict().keys() == copied.state_dict().keys()
+    assert all(torch.equal(tied.state_dict()[k], v) for k, v in copied.state_dict().items())
+
+
+def test_tied_student_round_trips_through_save_and_load(teacher, teacher_orders, tmp_path):
+    student, _ = adapt(teacher, teacher_orders, 4, 32, 24, router="gate-token", shared="tied")
+    student.save_pretrained(tmp_path)
+    reloaded = load_model(str(tmp_path)).eval()
+    assert reloaded.config.shared == "tied" and reloaded.moe_layers()[0].shared is not None
+    batch = inputs(random_batch())
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)

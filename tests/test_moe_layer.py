@@ -234,21 +234,43 @@ def test_token_gate_balance_counts_every_token():
 # --- experts implementations -----------------------------------------------------------------------------
 
 
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("router", ROUTERS)
 @pytest.mark.parametrize("implementation", ["batched_mm", "grouped_mm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("tokens", ["empty-expert", "one-token", "batch"])
-def test_implementations_match_eager_outputs_and_gradients(implementation, dtype, tokens):
+def test_implementations_match_eager_outputs_and_gradients(device, router, implementation, dtype, tokens):
+    """Outputs and every gradient (inputs, experts, LayerNorms, the gate) equal the per-expert loop's, within
+    what the dtype allows, with an expert that gets no token and with a batch of one token."""
     ids = {"empty-expert": [0, 2, 2, 0, 2, 0, 0], "one-token": [1], "batch": [0, 1, 2, 1, 0, 2, 2]}[tokens]
     outputs = {}
     for name in ("eager", implementation):
-        layer = make_layer(seed=11, implementation=name).to(dtype).train()
-        x = torch.randn(1, len(ids), HIDDEN, generator=torch.Generator().manual_seed(12)).to(dtype)
+        layer = make_layer(seed=11, implementation=name, router=router).to(device=device, dtype=dtype).train()
+        x = (
+            torch.randn(1, len(ids), HIDDEN, generator=torch.Generator().manual_seed(12))
+            .abs()
+            .to(device, dtype)
+        )
         x.requires_grad_(True)
-        layer.expert_ids = torch.tensor(ids)
+        if layer.router is None:
+            layer.expert_ids = torch.tensor(ids, device=device)
+        else:
+            layer.attention_mask = torch.ones(1, len(ids), device=device)
+            if tokens == "empty-expert":
+                with torch.no_grad():  # positive inputs, a gate row far below zero: expert 1 never wins
+                    layer.router.gate.weight[1] = -100 * layer.router.gate.weight[1].abs()
+                assert 1 not in layer.router(x, layer.attention_mask)[0].tolist()
         out = layer(x, x)
-        (out.float() * torch.linspace(-1, 1, HIDDEN)).sum().backward()
-        outputs[name] = (out, x.grad, *(p.grad for p in layer.experts.parameters()))
+        (out.float() * torch.linspace(-1, 1, HIDDEN, device=device)).sum().backward()
+        outputs[name] = (out, x.grad, *(p.grad for p in layer.parameters() if p.grad is not None))
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    assert len(outputs["eager"]) == len(outputs[implementation])
     for a, b in zip(outputs["eager"], outputs[implementation], strict=True):
         torch.testing.assert_close(b, a, **tolerance)
 
@@ -259,9 +281,70 @@ def test_unknown_implementation_is_refused():
     model = MoEBertForSequenceClassification(layer_config())
     with pytest.raises(
         MoebertError,
-        match=r"^unknown experts implementation 'fast'; choose one of eager, "
+        match=r"^unknown experts implementation 'fast'; choose one of auto, eager, "
         r"batched_mm, grouped_mm$",
     ):
         model.set_experts_implementation("fast")
-    model.set_experts_implementation("batched_mm")
+    assert model.set_experts_implementation("batched_mm") == "batched_mm"
     assert {layer.experts.config._experts_implementation for layer in model.moe_layers()} == {"batched_mm"}
+
+
+def test_auto_picks_the_devices_default_where_the_grouped_kernel_can_run(monkeypatch):
+    from moebert.models import bert_experts
+
+    monkeypatch.setitem(bert_experts.EXPERTS_DEFAULT, "cpu", "grouped_mm")
+    aligned = MoEBertForSequenceClassification(layer_config())  # hidden 8, private width 16: 32 and 64 bytes
+    assert aligned.set_experts_implementation("auto") == "grouped_mm"
+    assert aligned.to(torch.bfloat16).set_experts_implementation("auto") == "grouped_mm"  # 16 and 32 bytes
+    odd = MoEBertForSequenceClassification(layer_config(expert_dim=10, shared_dim=4))  # 40 bytes a row
+    assert odd.set_experts_implementation("auto") == "eager"
+    assert odd.experts_implementation._experts_implementation == "eager"
+    monkeypatch.setitem(bert_experts.EXPERTS_DEFAULT, "cpu", "eager")
+    assert aligned.set_experts_implementation("auto") == "eager"
+    assert (
+        aligned.set_experts_implementation("auto", torch.device("cuda"))
+        == bert_experts.EXPERTS_DEFAULT["cuda"]
+    )
+
+
+def refuse_host_reads(monkeypatch) -> None:
+    """Every read of a tensor's value into Python (what makes a GPU forward wait for the device) raises."""
+    for name in ("tolist", "item", "nonzero"):
+
+        def read(self, *args, _name=name, **kwargs):
+            raise AssertionError(f"host read: Tensor.{_name}")
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+
+@pytest.mark.parametrize("router", ["hash-random", "gate-token", "gate-sentence"])
+def test_the_grouped_forward_never_waits_for_the_device(router, monkeypatch):
+    """grouped_mm keeps the group sizes on the device: a forward reads no tensor back to the host. The eager
+    loop does (its group sizes), which shows that the probe catches a read. With a GPU, torch's sync debug
+    mode asserts the same on the device itself."""
+    model = MoEBertForSequenceClassification(layer_config(router=router)).eval()
+    ids = torch.randint(1, 50, (2, 7), generator=torch.Generator().manual_seed(0))
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+    }
+    with torch.no_grad():
+        model.set_experts_implementation("eager")
+        expected = model(**batch).logits
+        refuse_host_reads(monkeypatch)
+        model.set_experts_implementation("grouped_mm")
+        torch.testing.assert_close(model(**batch).logits, expected, rtol=1e-5, atol=1e-5)
+        model.set_experts_implementation("eager")
+        with pytest.raises(AssertionError, match="host read: Tensor.tolist"):
+            model(**batch)
+    monkeypatch.undo()
+    if torch.cuda.is_available():
+        gpu = model.cuda()
+        gpu.set_experts_implementation("grouped_mm")
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            with torch.no_grad():
+                gpu(**{k: v.cuda() for k, v in batch.items()})
+        finally:
+            torch.cuda.set_sync_debug_mode("default")

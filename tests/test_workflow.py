@@ -59,9 +59,9 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
     "configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device",
     [
         (None, LAPTOP_TASKS, 0, 1, 2, 1, {"cpu": "0"}, "auto"),
-        ("config/paper.yaml", 10, 2, 3, 6, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
-        ("config/claims.yaml", 3, 0, 2, 11, 1, {"cpu": "0"}, "auto"),
-        ("config/sweeps.yaml", 3, 0, 1, 13, 0, {"cpu": "0"}, "auto"),
+        ("config/paper.yaml", 10, 2, 3, 7, 1, {"cpu": "0", "cuda": "1"}, "cuda"),
+        ("config/claims.yaml", 3, 0, 2, 12, 1, {"cpu": "0"}, "auto"),
+        ("config/sweeps.yaml", 3, 0, 1, 14, 0, {"cpu": "0"}, "auto"),
         ("config/mpoe.yaml", 3, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
         ("config/laptop-qa.yaml", 1, 1, 1, 2, 0, {"cpu": "0"}, "auto"),
         ("config/tiny-qa.yaml", 1, 1, 1, 2, 1, {"cpu": "0"}, "auto"),
@@ -161,6 +161,29 @@ def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
     proc = snakemake("-n", "--nolock", "--directory", tmp_path, "--configfile", empty)
     assert proc.returncode == 0, proc.stderr
     assert job_counts(proc.stdout)["distill"] == 7 * 3  # the paper's seven tasks, three seeds
+
+
+def test_one_teacher_per_task_with_per_seed_false(tmp_path, glue_dir):
+    """The reference's protocol: one teacher (and importance) per task, every seed's students distilled from it."""
+    from moebert.dag import dry_run
+
+    config = tmp_path / "one-teacher.yaml"
+    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config.write_text(
+        yaml.safe_dump(
+            {**raw, "data": str(glue_dir), "seeds": [3, 5], "teacher": {**raw["teacher"], "per_seed": False}}
+        )
+    )
+    found = dry_run(["--configfile", str(config), "--directory", str(tmp_path), "-F", "--nolock"])
+    by_rule = {}
+    for job in found:
+        by_rule.setdefault(job.rule, []).append(job)
+    assert {job.wildcards["seed"] for job in by_rule["finetune"] + by_rule["importance"]} == {"3"}
+    assert {job.wildcards["seed"] for job in by_rule["distill"]} == {"3", "5"}
+    for job in by_rule["distill"] + by_rule["adapt"]:
+        assert f"results/teacher/{job.wildcards['task']}/seed3" in job.input
+    teacher_rows = [job for job in by_rule["evaluate"] if job.wildcards["method"] == "teacher"]
+    assert {job.wildcards["seed"] for job in teacher_rows} == {"3"}
 
 
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path):

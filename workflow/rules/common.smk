@@ -181,6 +181,12 @@ def model_device(wildcards, output) -> str:
     return "--device " + ("cuda" if SETTINGS.resources.gpus > 0 else "auto")
 
 
+def experts_implementation(wildcards, output) -> str:
+    """How MoE students compute their experts, where the config names one (else each job's fastest)."""
+    name = SETTINGS.resources.experts_implementation
+    return "" if name == "auto" else f"--experts-implementation {name}"
+
+
 def launcher(wildcards, output) -> str:
     """How a training job starts the CLI: with several GPUs, one process each through `accelerate launch`,
     which shares the config's total batch among them (the CLI divides it)."""

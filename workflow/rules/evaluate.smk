@@ -21,9 +21,10 @@ rule evaluate:
             lambda w: [SETTINGS.evaluate_options(w.task, model_dir(w) or None)]
         ),
         device=model_device,
+        experts=experts_implementation,
         tracking=tracking("evaluate"),
     shell:
         "moebert evaluate --task {wildcards.task} --data {input.data:q}"
         " --output {output:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"
-        " {params.device}"
+        " {params.device} {params.experts}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

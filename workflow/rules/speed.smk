@@ -21,8 +21,9 @@ rule speed_random:
         **job_resources("speed_random"),
     params:
         grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
+        experts=experts_implementation,
     shell:
-        "moebert speed --random {wildcards.dims:q} --reference {params.grid}"
+        "moebert speed --random {wildcards.dims:q} --reference {params.grid} {params.experts}"
         " --output {output.csv:q} > {log:q} 2>&1"
 
 
@@ -45,8 +46,9 @@ rule speed_trained:
             for label, path in input.items()
         ),
         grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
+        experts=experts_implementation,
         control=speed_control,
         tracking=tracking("speed", "all"),
     shell:
         "moebert speed {params.models} {params.control}"
-        " {params.grid} --output {output.csv:q} {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"
+        " {params.grid} {params.experts} --output {output.csv:q} {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -95,6 +95,7 @@ class Importance:
 class Resources:
     gpus: int
     threads: int
+    experts_implementation: str
     device_kind: str
     safety: float
     min_runtime: int

@@ -137,6 +137,11 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
     config["sweep_points"] = points
     _check_claims(config)
     _check_batches(config)
+    if config["training"]["precision"] == "fp16" and config["resources"]["gpus"] == 0:
+        raise ConfigError(
+            ["training", "precision"],
+            "fp16 mixed precision needs a GPU (resources.gpus is 0); use bf16 or fp32 on a CPU",
+        )
     _check_tasks(config)
     kind = config["resources"]["device_kind"]
     if device_kinds is not None and kind not in set(device_kinds):

@@ -24,8 +24,19 @@ from transformers.activations import ACT2FN
 from transformers.integrations.moe import use_experts_implementation
 
 IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
-# The fastest implementation per device type (benchmarks/expert_matmul.py).
+# What "auto" picks per device type: the fastest of benchmarks/moe_speed.py (README, Benchmarks).
 EXPERTS_DEFAULT = {"cpu": "grouped_mm", "cuda": "grouped_mm"}
+
+
+def resolve_implementation(name: str, device_type: str, dims: list[int], dtype: torch.dtype) -> str:
+    """`name`, or for "auto" the default of the device type; eager where the grouped kernel cannot take the
+    experts' dimensions (torch's grouped GEMM needs rows of a multiple of 16 bytes)."""
+    if name != "auto":
+        return name
+    chosen = EXPERTS_DEFAULT.get(device_type, "eager")
+    if chosen == "grouped_mm" and any(dim * dtype.itemsize % 16 for dim in dims):
+        return "eager"
+    return chosen
 
 
 class ExpertsImplementation:

@@ -29,7 +29,11 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput, Sequence
 
 from moebert.errors import MoebertError
 from moebert.hub import PACKAGED_MINILM
-from moebert.models.bert_experts import EXPERTS_DEFAULT, IMPLEMENTATIONS, ExpertsImplementation
+from moebert.models.bert_experts import (
+    IMPLEMENTATIONS,
+    ExpertsImplementation,
+    resolve_implementation,
+)
 from moebert.models.moe_layer import SHARED_LAYOUTS, MoEFFN
 from moebert.models.mpo import DEFAULT_FORWARD
 from moebert.models.mpoe_layer import MPOEFFN, MPOExperts
@@ -113,7 +117,7 @@ class MoEBertMixin:
     config_class = MoEBertConfig
 
     def _install_experts(self, config: MoEBertConfig) -> None:
-        self.experts_implementation = ExpertsImplementation(EXPERTS_DEFAULT["cpu"])
+        self.experts_implementation = ExpertsImplementation()
         if config.ffn == "moe":
             install_ffn(self, lambda i: MoEFFN(config, self.experts_implementation))
         else:
@@ -125,13 +129,22 @@ class MoEBertMixin:
                 hash_random_table(config.num_hidden_layers, config.vocab_size, config.num_experts, seed=0),
             )
 
-    def set_experts_implementation(self, name: str) -> None:
-        """The kernel every MoE layer's experts run with (models/bert_experts.py); MPOE experts have their own."""
-        if name not in IMPLEMENTATIONS:
+    def set_experts_implementation(self, name: str, device: torch.device | None = None) -> str:
+        """The kernel every MoE layer's experts run with (models/bert_experts.py; MPOE experts have their own):
+        one of IMPLEMENTATIONS, or "auto", the fastest on `device` (default: where the model is) for the
+        model's widths and dtype. Returns the one set."""
+        if name not in ("auto", *IMPLEMENTATIONS):
             raise MoebertError(
-                f"unknown experts implementation '{name}'; choose one of {', '.join(IMPLEMENTATIONS)}"
+                f"unknown experts implementation '{name}'; choose one of auto, {', '.join(IMPLEMENTATIONS)}"
             )
-        self.experts_implementation._experts_implementation = name
+        weights = next(self.parameters())
+        dims = [self.config.hidden_size]
+        if self.config.ffn == "moe":
+            dims += [self.moe_layers()[0].experts.up_proj.shape[-1]]
+        device = device or weights.device
+        chosen = resolve_implementation(name, torch.device(device).type, dims, weights.dtype)
+        self.experts_implementation._experts_implementation = chosen
+        return chosen
 
     def moe_layers(self) -> list[MoEFFN | MPOEFFN]:
         return [layer.output for layer in self.bert.encoder.layer]
@@ -202,6 +215,7 @@ class MoEBertForSequenceClassification(MoEBertMixin, BertForSequenceClassificati
         super().__init__(config)
         self._install_experts(config)
         self.post_init()
+        self.set_experts_implementation("auto", "cpu")  # a stage sets it again for its device
 
     def forward(
         self,
@@ -231,6 +245,7 @@ class MoEBertForQuestionAnswering(MoEBertMixin, BertForQuestionAnswering):
         super().__init__(config)
         self._install_experts(config)
         self.post_init()
+        self.set_experts_implementation("auto", "cpu")  # a stage sets it again for its device
 
     def forward(
         self,

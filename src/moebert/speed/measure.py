@@ -32,6 +32,7 @@ from moebert import tracking
 from moebert.device import DEVICE_HELP, cpu_model, resolve_device
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, write_json
+from moebert.models.bert_experts import IMPLEMENTATIONS
 from moebert.models.modeling import (
     MoEBertConfig,
     MoEBertForSequenceClassification,
@@ -66,7 +67,7 @@ DIMENSIONS = (
     "type_vocab_size",
     "layer_norm_eps",
 )
-RANDOM_MODELS = ("teacher", "moebert", "dense-narrow")
+RANDOM_MODELS = ("teacher", "moebert", "moebert-tied", "dense-narrow")
 REFERENCE_SUFFIX = "-reference"
 
 
@@ -96,14 +97,15 @@ def random_models(
     seed: int = 0,
 ) -> dict[str, nn.Module]:
     """Models with random weights and the given dimensions: the dense teacher, MoEBERT (experts of
-    `expert_dim`, default a 1/num_experts share of the FFN) and the dense-narrow control (FFN width
-    expert_dim)."""
+    `expert_dim`, default a 1/num_experts share of the FFN, two thirds of them shared as in the paper's 512
+    of 768) with the shared neurons copied into every expert or tied (stored once), and the dense-narrow
+    control (FFN width expert_dim)."""
     width = expert_dim or BertConfig(**dims).intermediate_size // num_experts
+    moe = {"num_experts": num_experts, "expert_dim": width, "shared_dim": 2 * width // 3, "router": router}
     build = {
         "teacher": lambda: BertForSequenceClassification(BertConfig(**dims)),
-        "moebert": lambda: MoEBertForSequenceClassification(
-            MoEBertConfig(**dims, num_experts=num_experts, expert_dim=width, shared_dim=0, router=router)
-        ),
+        "moebert": lambda: MoEBertForSequenceClassification(MoEBertConfig(**dims, **moe)),
+        "moebert-tied": lambda: MoEBertForSequenceClassification(MoEBertConfig(**dims, **moe, shared="tied")),
         "dense-narrow": lambda: BertForSequenceClassification(
             BertConfig(**{**dims, "intermediate_size": width})
         ),
@@ -262,6 +264,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hw = parser.add_argument_group("hardware")
     hw.add_argument("--device", default="auto", help=DEVICE_HELP + " (or cuda:N)")
     hw.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    hw.add_argument(
+        "--experts-implementation",
+        choices=("auto", *IMPLEMENTATIONS),
+        default="auto",
+        help="how the MoE models compute their experts: auto, the fastest on the device, or one of "
+        "transformers' experts implementations",
+    )
     hw.add_argument("--threads", type=int, help="CPU threads (default: torch's default, all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and token ids")
     parser.add_argument("--output", required=True, help="CSV of the results; the JSON goes beside it (.json)")
@@ -280,6 +289,8 @@ def run(args: argparse.Namespace) -> None:
     models, sources = _build_models(args)
     for model in models.values():
         model.to(device=device, dtype=getattr(torch, args.dtype))
+        if getattr(model.config, "ffn", None) == "moe":
+            model.set_experts_implementation(args.experts_implementation, device)
     params = {label: parameter_counts(model) for label, model in models.items()}
     with contextlib.ExitStack() as stack:
         if args.reference:

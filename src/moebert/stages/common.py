@@ -12,6 +12,7 @@ from moebert.config.options import TrainOptions, flag
 from moebert.device import DEVICE_HELP
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, identity
+from moebert.models.bert_experts import IMPLEMENTATIONS
 from moebert.training.trainer import PADDINGS, SAMPLERS
 
 DATA_HELP = (
@@ -39,8 +40,24 @@ def add_task_arguments(parser: argparse.ArgumentParser, task: bool = True, data:
     tracking.add_tracking_arguments(parser)
 
 
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
+def add_device_argument(parser: argparse.ArgumentParser, experts: bool = False) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP)
+    if experts:
+        parser.add_argument(
+            "--experts-implementation",
+            choices=("auto", *IMPLEMENTATIONS),
+            default="auto",
+            help="how a MoE student computes its experts: auto, the fastest on the device, or one "
+            "of transformers' experts implementations (the same function)",
+        )
+
+
+def place(model, device, experts_implementation: str):
+    """The model on `device`, a MoE student's experts computed as asked (auto: the fastest there)."""
+    model = model.to(device)
+    if hasattr(model, "set_experts_implementation") and getattr(model.config, "ffn", None) == "moe":
+        model.set_experts_implementation(experts_implementation, device)
+    return model
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -148,6 +165,10 @@ def train(
     from moebert.training.trainer import TrainConfig, per_device_batch
     from moebert.training.trainer import train as train_model
 
+    if options.fp16 and device.type != "cuda":
+        raise MoebertError(
+            f"--fp16: fp16 mixed precision needs a GPU (this job runs on {device.type}); use --bf16 or fp32"
+        )
     config = TrainConfig(
         epochs=options.epochs,
         lr=options.lr,

@@ -14,6 +14,7 @@ from moebert.stages.common import (
     add_task_arguments,
     add_train_arguments,
     features,
+    place,
     resolve_task,
     run_params,
     save_trained,
@@ -30,7 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--student", required=True, help="output of `moebert adapt`")
     parser.add_argument("--output", required=True)
     parser.add_argument("--method", default="moebert", help="method label of the run")
-    add_device_argument(parser)
+    add_device_argument(parser, experts=True)
     g = parser.add_argument_group("distillation")
     g.add_argument(
         "--distill-weight",
@@ -92,7 +93,7 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
-    student = load_trained(args.student, task)
+    student = place(load_trained(args.student, task), device, args.experts_implementation)
     check_student(student, distill)
     train_ds = features(
         task,

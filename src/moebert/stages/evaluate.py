@@ -11,7 +11,7 @@ from moebert.config.options import EvaluateOptions
 from moebert.device import resolve_device
 from moebert.errors import MoebertError
 from moebert.files import write_json
-from moebert.stages.common import add_device_argument, add_task_arguments, resolve_task, run_params
+from moebert.stages.common import add_device_argument, add_task_arguments, place, resolve_task, run_params
 
 HELP = "GLUE or SQuAD metrics and parameter counts of a model"
 
@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
         type=float,
         help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)",
     )
-    add_device_argument(parser)
+    add_device_argument(parser, experts=True)
 
 
 def summary(record: dict) -> str:
@@ -77,7 +77,7 @@ def run(args) -> None:
     if not options.majority:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(options.model)
-        model = load_trained(options.model, task).to(device)
+        model = place(load_trained(options.model, task), device, args.experts_implementation)
     with tracking.tracked_run(args, run_params(args)) as run_:
         if options.majority:
             results, counts, prediction = evaluate_majority(

@@ -32,7 +32,7 @@ from moebert.tasks.qa import span_loss
 FINGERPRINT = "fingerprint.json"
 SPAN_TARGETS = ("start_positions", "end_positions")
 # Settings that may change between a killed run and its resumption without making its checkpoint stale.
-RESUMABLE_ACROSS = {"device", "save_steps", "logging_steps", "method"}
+RESUMABLE_ACROSS = {"device", "experts_implementation", "save_steps", "logging_steps", "method"}
 
 
 @dataclass
