@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
 
@@ -96,6 +97,7 @@ REAL = {
     "mrpc": {"train": (3668, {0: 1194, 1: 2474}), "dev": (408, {0: 129, 1: 279})},
     "stsb": {"train": (5749, None), "dev": (1500, None)},
     "rte": {"train": (2490, {0: 1249, 1: 1241}), "dev": (277, {0: 146, 1: 131})},
+    "wnli": {"train": (635, {0: 323, 1: 312}), "dev": (71, {0: 40, 1: 31})},
 }
 # Rows of the unlabelled test splits (data/README.md), the diagnostic set with MNLI.
 REAL_TEST = {("cola", "test"): 1063, ("sst2", "test"): 1821, ("mrpc", "test"): 1725, ("stsb", "test"): 1379,
@@ -163,7 +165,7 @@ def test_real_test_rows_match_the_files(glue_dir):
         "text_a": "The cat did not sit on the mat.", "text_b": "The cat sat on the mat.", "index": 1}
 
 
-@pytest.mark.parametrize("task", ["cola", "mrpc", "stsb", "rte"])
+@pytest.mark.parametrize("task", ["cola", "mrpc", "stsb", "rte", "wnli"])
 def test_prepare_round_trip_of_real_files(glue_dir, tmp_path, task):
     target = prepare(task, glue_dir, tmp_path / "out")
     assert target == tmp_path / "out" / TASKS[task].display
@@ -172,6 +174,17 @@ def test_prepare_round_trip_of_real_files(glue_dir, tmp_path, task):
         assert snapshot(load_split(task, tmp_path / "out", split)) == snapshot(load_split(task, glue_dir, split))
     assert snapshot(load_test_split(task, tmp_path / "out", "test")) == snapshot(load_test_split(task, glue_dir, "test"))
 
+
+def test_wnli_token_lengths_are_measured_on_the_train_file(glue_dir, tokenizer):
+    """The cost model's lengths (base.Task) as the other local tasks' were measured: mean word pieces per train
+    row, and the mean length that random batches of 64 pad to."""
+    wnli = TASKS["wnli"]
+    encoded = data.tokenize(load_split(wnli, glue_dir, "train"), tokenizer, wnli, wnli.max_length)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"][:]])
+    padded = [lengths[np.random.default_rng(seed).permutation(len(lengths))[start:start + 64]].max()
+              for seed in range(200) for start in range(0, len(lengths) - 63, 64)]
+    assert round(lengths.mean()) == wnli.mean_tokens == 37
+    assert abs(np.mean(padded) - wnli.batch_tokens) < 1 and wnli.batch_tokens == 89
 
 
 # ---------------------------------------------------------------- tasks not in the shared copy
