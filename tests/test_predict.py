@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_tsv
 from transformers import AutoTokenizer, BertForSequenceClassification
 
 from moebert.errors import MoebertError
@@ -29,12 +30,6 @@ def run_predict(*args) -> None:
     parser = argparse.ArgumentParser()
     predict.add_arguments(parser)
     predict.run(parser.parse_args([str(a) for a in args]))
-
-
-def write_tsv(path: Path, rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def read_tsv(path: Path) -> list[list[str]]:

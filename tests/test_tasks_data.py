@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import write_tsv
 
 from moebert.errors import MoebertError
 from moebert.tasks import (
@@ -22,12 +23,6 @@ from moebert.tasks import (
     load_test_split,
     prepare,
 )
-
-
-def write_tsv(path: Path, rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def snapshot(ds: datasets.Dataset) -> tuple:
