@@ -25,10 +25,23 @@ BATCH = 64
 LOCAL = ["cola", "sst2", "mrpc", "stsb", "rte", "wnli"]  # the tasks with a test.tsv in the shared data
 
 
-def run_predict(*args) -> None:
+def run_predict(task, data, model, output, *options, max_length=MAX_LENGTH) -> None:
     """The stage as the CLI will call it (the lead wires it into moebert.cli)."""
     parser = argparse.ArgumentParser()
     predict.add_arguments(parser)
+    args = [
+        "--task",
+        task,
+        "--data",
+        data,
+        "--model",
+        model,
+        "--output",
+        output,
+        "--max-length",
+        max_length,
+        *options,
+    ]
     predict.run(parser.parse_args([str(a) for a in args]))
 
 
@@ -40,7 +53,9 @@ def read_tsv(path: Path) -> list[list[str]]:
 def save_classifier(path: Path, base: Path, num_labels: int) -> Path:
     """The tiny random BERT of `base` with a new random head of `num_labels` outputs, saved with its tokenizer."""
     torch.manual_seed(num_labels)
-    model = BertForSequenceClassification.from_pretrained(base, num_labels=num_labels, ignore_mismatched_sizes=True)
+    model = BertForSequenceClassification.from_pretrained(
+        base, num_labels=num_labels, ignore_mismatched_sizes=True
+    )
     model.save_pretrained(path)
     AutoTokenizer.from_pretrained(base).save_pretrained(path)
     return path
@@ -61,7 +76,7 @@ def expected_logits(model_dir: Path, texts: list[list[str]], output: str = "logi
     run = model if output == "logits" else model.bert
     logits = []
     for start in range(0, len(texts[0]), BATCH):
-        batch = [column[start:start + BATCH] for column in texts]
+        batch = [column[start : start + BATCH] for column in texts]
         inputs = tokenizer(*batch, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
         with torch.no_grad():
             logits.append(getattr(run(**inputs), output).numpy())
@@ -85,8 +100,7 @@ def test_submission_file_of_each_local_task_holds_the_models_labels(name, glue_d
     task = get_task(name)
     model_dir = models[task.num_labels]
     out = tmp_path / "submission"
-    run_predict("--task", name, "--data", glue_dir, "--model", model_dir, "--output", out,
-                "--max-length", MAX_LENGTH, "--batch-size", BATCH)
+    run_predict(name, glue_dir, model_dir, out, "--batch-size", BATCH)
 
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{task.display}.tsv", "submission.zip"])
     rows = read_tsv(out / f"{task.display}.tsv")
@@ -108,9 +122,10 @@ def test_a_prepared_copy_predicts_the_same_file_as_its_source(glue_dir, models, 
 
     prepare("wnli", glue_dir, tmp_path / "prepared")
     for data, out in ((glue_dir, "from-source"), (tmp_path / "prepared", "from-copy")):
-        run_predict("--task", "wnli", "--data", data, "--model", models[2], "--output", tmp_path / out,
-                    "--max-length", MAX_LENGTH)
-    assert (tmp_path / "from-copy" / "WNLI.tsv").read_bytes() == (tmp_path / "from-source" / "WNLI.tsv").read_bytes()
+        run_predict("wnli", data, models[2], tmp_path / out)
+    assert (tmp_path / "from-copy" / "WNLI.tsv").read_bytes() == (
+        tmp_path / "from-source" / "WNLI.tsv"
+    ).read_bytes()
 
 
 def test_stsb_scores_are_clipped_to_the_0_to_5_scale(glue_dir, tiny_model_dir, tmp_path):
@@ -127,8 +142,7 @@ def test_stsb_scores_are_clipped_to_the_0_to_5_scale(glue_dir, tiny_model_dir, t
         model.classifier.bias.fill_(2.5 - scale * projection.mean())
     model.save_pretrained(model_dir)
     out = tmp_path / "out"
-    run_predict("--task", "stsb", "--data", glue_dir, "--model", model_dir, "--output", out,
-                "--max-length", MAX_LENGTH)
+    run_predict("stsb", glue_dir, model_dir, out)
     raw = expected_logits(model_dir, texts)[:, 0]
     assert (raw < 0).sum() > 100 and (raw > 5).sum() > 100 and ((raw > 0) & (raw < 5)).sum() > 100
     scores = [row[1] for row in read_tsv(out / "STS-B.tsv")[1:]]
@@ -136,10 +150,25 @@ def test_stsb_scores_are_clipped_to_the_0_to_5_scale(glue_dir, tiny_model_dir, t
     assert {"0.000", "5.000"} <= set(scores) and all(0 <= float(s) <= 5 for s in scores)
 
 
-MNLI_TEST = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"]
-PAIRS = [("A man eats.", "Someone eats."), ("A man eats.", "He is hungry."), ('He said "no.', "He agreed."),
-         ("The cat sat on the mat.", "The cat did not sit on the mat."), ("Dogs bark.", "Animals make noise.")]
+MNLI_TEST = [
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+]
+PAIRS = [
+    ("A man eats.", "Someone eats."),
+    ("A man eats.", "He is hungry."),
+    ('He said "no.', "He agreed."),
+    ("The cat sat on the mat.", "The cat did not sit on the mat."),
+    ("Dogs bark.", "Animals make noise."),
+]
 
 
 def mnli_test_rows(pairs, first_index=0) -> list[list[str]]:
@@ -157,22 +186,28 @@ def mnli_dir(tmp_path) -> Path:
     root = tmp_path / "glue"
     write_tsv(root / "MNLI" / "test_matched.tsv", mnli_test_rows(PAIRS[:3]))
     write_tsv(root / "MNLI" / "test_mismatched.tsv", mnli_test_rows(PAIRS[3:], first_index=7))
-    write_tsv(root / "diagnostic" / "diagnostic.tsv",
-              [["index", "sentence1", "sentence2"], *([str(i), *pair] for i, pair in enumerate(PAIRS))])
+    write_tsv(
+        root / "diagnostic" / "diagnostic.tsv",
+        [["index", "sentence1", "sentence2"], *([str(i), *pair] for i, pair in enumerate(PAIRS))],
+    )
     return root
 
 
 def test_mnli_model_writes_both_test_files_and_with_diagnostic_ax(mnli_dir, models, tmp_path):
     mnli = get_task("mnli")
     out = tmp_path / "out"
-    args = ["--task", "mnli", "--data", mnli_dir, "--model", models[3], "--output", out, "--max-length", MAX_LENGTH]
-    run_predict(*args)
+    run_predict("mnli", mnli_dir, models[3], out)
     assert sorted(p.name for p in out.iterdir()) == ["MNLI-m.tsv", "MNLI-mm.tsv", "submission.zip"]
 
-    run_predict(*args, "--diagnostic")
+    run_predict("mnli", mnli_dir, models[3], out, "--diagnostic")
     assert sorted(p.name for p in out.iterdir()) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "submission.zip"]
-    labels = [mnli.labels[i] for i in expected_logits(models[3], [list(p) for p in zip(*PAIRS)]).argmax(axis=1)]
-    assert read_tsv(out / "AX.tsv") == [["index", "prediction"], *([str(i), label] for i, label in enumerate(labels))]
+    labels = [
+        mnli.labels[i] for i in expected_logits(models[3], [list(p) for p in zip(*PAIRS)]).argmax(axis=1)
+    ]
+    assert read_tsv(out / "AX.tsv") == [
+        ["index", "prediction"],
+        *([str(i), label] for i, label in enumerate(labels)),
+    ]
     assert read_tsv(out / "MNLI-m.tsv")[1:] == [["0", labels[0]], ["1", labels[1]], ["2", labels[2]]]
     assert read_tsv(out / "MNLI-mm.tsv")[1:] == [["7", labels[3]], ["8", labels[4]]]
     assert set(labels) <= {"entailment", "neutral", "contradiction"}
@@ -185,8 +220,7 @@ def test_zip_gathers_every_task_of_the_directory_at_its_top_level(glue_dir, mode
     (out / "notes.tsv").parent.mkdir()
     (out / "notes.tsv").write_text("not a benchmark file\n")
     for name in ("wnli", "cola"):
-        run_predict("--task", name, "--data", glue_dir, "--model", models[2], "--output", out,
-                    "--max-length", MAX_LENGTH)
+        run_predict(name, glue_dir, models[2], out)
     with zipfile.ZipFile(out / "submission.zip") as bundle:
         assert sorted(bundle.namelist()) == ["CoLA.tsv", "WNLI.tsv"]
         for name in bundle.namelist():
@@ -197,9 +231,8 @@ def test_zip_gathers_every_task_of_the_directory_at_its_top_level(glue_dir, mode
 def test_every_benchmark_file_name_is_known():
     from moebert.prediction import submission_files
 
-    assert sorted(submission_files()) == sorted(
-        ["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "QNLI.tsv",
-         "RTE.tsv", "WNLI.tsv", "AX.tsv"])
+    names = "CoLA SST-2 MRPC STS-B QQP MNLI-m MNLI-mm QNLI RTE WNLI AX"
+    assert sorted(submission_files()) == sorted(f"{name}.tsv" for name in names.split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,25 +243,37 @@ CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Pa
 
 
 def test_squad_predictions_are_the_answers_by_question_id(tiny_model_dir, tmp_path):
-    questions = [("q0", "When was the tower built?", "1889"), ("q1", "Where does it stand?", "Paris"),
-                 ("q2", "Who built it?", "Gustave Eiffel")]
-    qas = [{"id": qid, "question": question, "answers": [{"text": answer, "answer_start": CONTEXT.index(answer)}]}
-           for qid, question, answer in questions]
-    document = {"version": "1.1", "data": [{"title": "Tower", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}
+    questions = [
+        ("q0", "When was the tower built?", "1889"),
+        ("q1", "Where does it stand?", "Paris"),
+        ("q2", "Who built it?", "Gustave Eiffel"),
+    ]
+    qas = [
+        {
+            "id": qid,
+            "question": question,
+            "answers": [{"text": answer, "answer_start": CONTEXT.index(answer)}],
+        }
+        for qid, question, answer in questions
+    ]
+    document = {
+        "version": "1.1",
+        "data": [{"title": "Tower", "paragraphs": [{"context": CONTEXT, "qas": qas}]}],
+    }
     (tmp_path / "dev-v1.1.json").write_text(json.dumps(document))
     model_dir = tmp_path / "qa-model"
     load_model(str(tiny_model_dir), head="question-answering").save_pretrained(model_dir)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model_dir)
 
     out = tmp_path / "out"
-    run_predict("--task", "squad", "--data", tmp_path, "--model", model_dir, "--output", out, "--max-length", 24,
-                "--doc-stride", 8)
+    run_predict("squad", tmp_path, model_dir, out, "--doc-stride", 8, max_length=24)
     answers = json.loads((out / "SQuAD-v1.1-predictions.json").read_text())
     assert sorted(answers) == ["q0", "q1", "q2"] and all(answer in CONTEXT for answer in answers.values())
     squad = get_task("squad")
     model = load_model(str(model_dir))
-    _, _, extra = evaluate(model, AutoTokenizer.from_pretrained(model_dir), squad, str(tmp_path), 24,
-                           qa=QaSettings(doc_stride=8))
+    _, _, extra = evaluate(
+        model, AutoTokenizer.from_pretrained(model_dir), squad, str(tmp_path), 24, qa=QaSettings(doc_stride=8)
+    )
     assert answers == extra["predictions"]["SQuAD-v1.1"]
     assert sorted(p.name for p in out.iterdir()) == ["SQuAD-v1.1-predictions.json"]
 
@@ -237,19 +282,28 @@ def test_squad_predictions_are_the_answers_by_question_id(tiny_model_dir, tmp_pa
 # Refused inputs: nothing is written
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([["index", "sentence1", "sentence2"], ["0", "a", "b"], ["1", "a"]],
-     "RTE/test.tsv, line 3: expected 3 tab-separated fields (index, sentence1, sentence2), found 2"),
-    ([["id", "sentence1", "sentence2"], ["0", "a", "b"]],
-     "RTE/test.tsv: header lacks column(s) index of the RTE test layout; found: id, sentence1, sentence2"),
-    ([["index", "sentence1", "sentence2"], ["0", "a", "b"], ["1", "a", "b"], ["0", "c", "d"]],
-     "RTE/test.tsv, line 4: index 0 appears twice (first at line 2)"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [["index", "sentence1", "sentence2"], ["0", "a", "b"], ["1", "a"]],
+            "RTE/test.tsv, line 3: expected 3 tab-separated fields (index, sentence1, sentence2), found 2",
+        ),
+        (
+            [["id", "sentence1", "sentence2"], ["0", "a", "b"]],
+            "RTE/test.tsv: header lacks column(s) index of the RTE test layout; found: id, sentence1, sentence2",
+        ),
+        (
+            [["index", "sentence1", "sentence2"], ["0", "a", "b"], ["1", "a", "b"], ["0", "c", "d"]],
+            "RTE/test.tsv, line 4: index 0 appears twice (first at line 2)",
+        ),
+    ],
+)
 def test_a_malformed_test_file_is_refused_with_file_and_row(rows, message, models, tmp_path):
     path = write_tsv(tmp_path / "glue" / "RTE" / "test.tsv", rows)
     out = tmp_path / "out"
     with pytest.raises(MoebertError) as err:
-        run_predict("--task", "rte", "--data", tmp_path / "glue", "--model", models[2], "--output", out)
+        run_predict("rte", tmp_path / "glue", models[2], out)
     assert str(err.value) == f"{tmp_path / 'glue'}/{message}" and path.is_file()
     assert not out.exists()
 
@@ -257,44 +311,61 @@ def test_a_malformed_test_file_is_refused_with_file_and_row(rows, message, model
 def test_a_missing_test_file_is_named(glue_dir, models, tmp_path):
     data = tmp_path / "glue"
     (data / "MNLI").mkdir(parents=True)
-    with pytest.raises(MoebertError, match=f"missing file {data}/MNLI/test_matched.tsv: expected the MNLI "
-                                           f"'test_matched' split in the classic GLUE layout <data>/MNLI/"):
-        run_predict("--task", "mnli", "--data", data, "--model", models[3], "--output", tmp_path / "out")
+    with pytest.raises(
+        MoebertError,
+        match=f"missing file {data}/MNLI/test_matched.tsv: expected the MNLI "
+        f"'test_matched' split in the classic GLUE layout <data>/MNLI/",
+    ):
+        run_predict("mnli", data, models[3], tmp_path / "out")
     write_tsv(data / "MNLI" / "test_matched.tsv", mnli_test_rows(PAIRS))
     write_tsv(data / "MNLI" / "test_mismatched.tsv", mnli_test_rows(PAIRS))
-    with pytest.raises(MoebertError, match=f"missing file {data}/diagnostic/diagnostic.tsv: expected the MNLI "
-                                           f"'diagnostic' split in the classic GLUE layout <data>/diagnostic/"):
-        run_predict("--task", "mnli", "--data", data, "--model", models[3], "--output", tmp_path / "out",
-                    "--diagnostic")
+    with pytest.raises(
+        MoebertError,
+        match=f"missing file {data}/diagnostic/diagnostic.tsv: expected the MNLI "
+        f"'diagnostic' split in the classic GLUE layout <data>/diagnostic/",
+    ):
+        run_predict("mnli", data, models[3], tmp_path / "out", "--diagnostic")
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name", ["rte", "qnli", "stsb", "squad"])
 def test_diagnostic_is_refused_for_every_task_but_mnli(name, glue_dir, models, tmp_path):
-    with pytest.raises(MoebertError, match=f"--diagnostic: GLUE's diagnostic set AX is predicted with an MNLI "
-                                           f"model, and {name} is not MNLI; leave it out"):
-        run_predict("--task", name, "--data", glue_dir, "--model", models[2], "--output", tmp_path / "out",
-                    "--diagnostic")
+    with pytest.raises(
+        MoebertError,
+        match=f"--diagnostic: GLUE's diagnostic set AX is predicted with an MNLI "
+        f"model, and {name} is not MNLI; leave it out",
+    ):
+        run_predict(name, glue_dir, models[2], tmp_path / "out", "--diagnostic")
     assert not (tmp_path / "out").exists()
 
 
 def test_doc_stride_is_refused_for_glue_tasks(glue_dir, models, tmp_path):
-    with pytest.raises(MoebertError, match=r"--doc-stride: only question-answering tasks take it \(rte is not one\)"):
-        run_predict("--task", "rte", "--data", glue_dir, "--model", models[2], "--output", tmp_path / "out",
-                    "--doc-stride", 16)
+    with pytest.raises(
+        MoebertError, match=r"--doc-stride: only question-answering tasks take it \(rte is not one\)"
+    ):
+        run_predict("rte", glue_dir, models[2], tmp_path / "out", "--doc-stride", 16)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_model_with_another_number_of_outputs_is_refused(mnli_dir, models, tmp_path):
-    with pytest.raises(MoebertError, match=r"the model has 2 output\(s\), but MNLI needs 3 \(entailment, neutral, "
-                                           r"contradiction\): give a model fine-tuned on mnli"):
-        run_predict("--task", "mnli", "--data", mnli_dir, "--model", models[2], "--output", tmp_path / "out")
+    with pytest.raises(
+        MoebertError,
+        match=r"the model has 2 output\(s\), but MNLI needs 3 \(entailment, neutral, "
+        r"contradiction\): give a model fine-tuned on mnli",
+    ):
+        run_predict("mnli", mnli_dir, models[2], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_every_glue_task_names_its_test_splits():
     assert {name: task.test_splits for name, task in TASKS.items() if task.family == "glue"} == {
-        "cola": {"test": "CoLA"}, "sst2": {"test": "SST-2"}, "mrpc": {"test": "MRPC"}, "stsb": {"test": "STS-B"},
-        "qqp": {"test": "QQP"}, "mnli": {"test_matched": "MNLI-m", "test_mismatched": "MNLI-mm", "diagnostic": "AX"},
-        "qnli": {"test": "QNLI"}, "rte": {"test": "RTE"}, "wnli": {"test": "WNLI"},
+        "cola": {"test": "CoLA"},
+        "sst2": {"test": "SST-2"},
+        "mrpc": {"test": "MRPC"},
+        "stsb": {"test": "STS-B"},
+        "qqp": {"test": "QQP"},
+        "mnli": {"test_matched": "MNLI-m", "test_mismatched": "MNLI-mm", "diagnostic": "AX"},
+        "qnli": {"test": "QNLI"},
+        "rte": {"test": "RTE"},
+        "wnli": {"test": "WNLI"},
     }
