@@ -51,6 +51,7 @@ include: "workflow/rules/adapt.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/speed.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -60,3 +61,4 @@ rule all:
         result_tables(),
         "results/plots",
         "results/manifest.json",
+        all_predictions(),

@@ -38,6 +38,13 @@ def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenc
     return randomize_biases(BertForSequenceClassification(config), seed).eval()
 
 
+def write_tsv(path: Path, rows: list[list[str]]) -> Path:
+    """A tab-separated file of `rows` (no quoting, like the classic GLUE files), its folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def random_batch(batch: int = 4, seq: int = 10, vocab: int = 50, num_labels: int = 3, seed: int = 1) -> dict:
     """Sentence pairs: token ids with ragged lengths (right padding), segment ids 0 then 1 (a random split
     point per row), and labels."""

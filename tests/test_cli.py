@@ -888,3 +888,67 @@ def test_distill_refuses_what_its_student_has_nothing_for(tiny_model_dir, glue_d
         )
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_wnli_on_the_local_files_through_every_stage_and_the_report(tiny_model_dir, glue_dir, tmp_path):
+    """WNLI like any GLUE task: prepared (its test split too), fine-tuned, scored, its majority row (the class
+    most train rows have, which beats most models on the adversarial dev set) and its report column."""
+    import csv
+
+    data = tmp_path / "data"
+    assert run("prepare-data", "--task", "wnli", "--source", glue_dir, "--output", data) == 0
+    assert sorted(p.name for p in (data / "WNLI").iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
+    task = ["--task", "wnli", "--data", data]
+    teacher = tmp_path / "teacher"
+    assert run("finetune", *task, "--model", tiny_model_dir, "--output", teacher, "--epochs", 1, *ROWS) == 0
+    assert (
+        run(
+            "evaluate",
+            *task,
+            "--model",
+            teacher,
+            "--output",
+            tmp_path / "teacher.json",
+            "--max-length",
+            64,
+            "--method",
+            "teacher",
+        )
+        == 0
+    )
+    assert (
+        run("evaluate", *task, "--majority", "--output", tmp_path / "majority.json", "--method", "majority")
+        == 0
+    )
+    majority = json.loads((tmp_path / "majority.json").read_text())
+    # Train: 323 rows of class 0, 312 of class 1; dev: 40 of 71 are class 0.
+    assert majority["prediction"] == 0 and majority["results"] == {
+        "WNLI": {"accuracy": pytest.approx(100 * 40 / 71)}
+    }
+    assert json.loads((tmp_path / "teacher.json").read_text())["num_examples"] == {"WNLI": 71}
+    tables = tmp_path / "tables"
+    assert (
+        run(
+            "report",
+            "--metrics",
+            tmp_path / "teacher.json",
+            tmp_path / "majority.json",
+            "--tables-dir",
+            tables,
+            "--plots-dir",
+            tmp_path / "plots",
+            "--manifest",
+            tmp_path / "manifest.json",
+        )
+        == 0
+    )
+    rows = {
+        row["method"]: row
+        for row in csv.DictReader((tables / "glue.csv").read_text().splitlines())
+        if row["task"] == "WNLI"
+    }
+    assert float(rows["majority"]["mean"]) == pytest.approx(100 * 40 / 71) and set(rows) == {
+        "teacher",
+        "majority",
+    }
+    assert "| majority | ours  | 1   | 56.3" in (tables / "glue.md").read_text()

@@ -286,6 +286,13 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
         ),
         ({"importance": {"max_samples": "most"}}, "key importance.max_samples: give "),
         (
+            {
+                "methods": {"moebert": {}, "majority": {"student": "majority"}},
+                "predictions": ["teacher", "majority"],
+            },
+            "key predictions[1]: 'majority' is not a row with a trained model; rows: teacher, moebert",
+        ),
+        (
             {"training": {"precision": "fp16"}, "resources": {"gpus": 0}},
             "key training.precision: fp16 mixed precision needs a GPU (resources.gpus is 0)",
         ),

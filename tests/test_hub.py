@@ -14,7 +14,7 @@ from moebert.cli import main
 from moebert.errors import MoebertError
 from moebert.hub import MIRROR_ENV, fetch_model, hub_source, model_slug
 from moebert.models.modeling import load_model
-from moebert.tasks import get_task, load_split
+from moebert.tasks import get_task, load_split, load_test_split
 from moebert.tasks.glue import TEXT_NAMES
 
 
@@ -84,7 +84,8 @@ def test_fetch_without_mirror_downloads_the_model_files_through_huggingface_hub(
 
 
 def _hub_clone_of_glue(root: Path, glue_dir: Path, task_name: str) -> None:
-    """nyu-mll/glue as a git clone of it looks: README.md with the configs, parquet files per split."""
+    """nyu-mll/glue as a git clone of it looks: README.md with the configs, parquet files per split (the test
+    split unlabelled, -1)."""
     task = get_task(task_name)
     features = datasets.Features(
         {
@@ -102,11 +103,18 @@ def _hub_clone_of_glue(root: Path, glue_dir: Path, task_name: str) -> None:
             {**columns, "label": rows["label"], "idx": list(range(len(rows["label"])))}, features=features
         )
         hub.to_parquet(str(clone / task.hub_config / f"{hub_split}-00000-of-00001.parquet"))
+    rows = load_test_split(task, glue_dir, "test").to_dict()
+    columns = {column: rows[name] for column, name in zip(task.text_columns, TEXT_NAMES)}
+    test = datasets.Dataset.from_dict(
+        {**columns, "label": [-1] * len(rows["index"]), "idx": rows["index"]}, features=features
+    )
+    test.to_parquet(str(clone / task.hub_config / "test-00000-of-00001.parquet"))
     (clone / "README.md").write_text(
         "---\nconfigs:\n"
         f"- config_name: {task.hub_config}\n  data_files:\n"
         f"  - split: train\n    path: {task.hub_config}/train-*\n"
-        f"  - split: validation\n    path: {task.hub_config}/validation-*\n---\n"
+        f"  - split: validation\n    path: {task.hub_config}/validation-*\n"
+        f"  - split: test\n    path: {task.hub_config}/test-*\n---\n"
     )
 
 
@@ -117,7 +125,7 @@ def test_glue_from_a_local_hub_clone_prepares_the_same_files_as_the_tsv(tmp_path
     main(
         ["prepare-data", "--task", "mrpc", "--source", str(glue_dir), "--output", str(tmp_path / "from-tsv")]
     )
-    for split in ("train", "dev"):
+    for split in ("train", "dev", "test"):
         assert filecmp.cmp(
             tmp_path / "from-hub" / "MRPC" / f"{split}.tsv",
             tmp_path / "from-tsv" / "MRPC" / f"{split}.tsv",

@@ -5,17 +5,24 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
+from conftest import write_tsv
 
 from moebert.errors import MoebertError
-from moebert.tasks import TASKS, data, format_task_table, get_task, hub_columns, load_split, prepare
-
-
-def write_tsv(path: Path, rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+from moebert.tasks import (
+    DIAGNOSTIC,
+    TASKS,
+    data,
+    format_task_table,
+    get_task,
+    hub_columns,
+    hub_test_columns,
+    load_split,
+    load_test_split,
+    prepare,
+)
 
 
 def snapshot(ds: datasets.Dataset) -> tuple:
@@ -106,6 +113,17 @@ REAL = {
     "mrpc": {"train": (3668, {0: 1194, 1: 2474}), "dev": (408, {0: 129, 1: 279})},
     "stsb": {"train": (5749, None), "dev": (1500, None)},
     "rte": {"train": (2490, {0: 1249, 1: 1241}), "dev": (277, {0: 146, 1: 131})},
+    "wnli": {"train": (635, {0: 323, 1: 312}), "dev": (71, {0: 40, 1: 31})},
+}
+# Rows of the unlabelled test splits (data/README.md), the diagnostic set with MNLI.
+REAL_TEST = {
+    ("cola", "test"): 1063,
+    ("sst2", "test"): 1821,
+    ("mrpc", "test"): 1725,
+    ("stsb", "test"): 1379,
+    ("rte", "test"): 3000,
+    ("wnli", "test"): 146,
+    ("mnli", DIAGNOSTIC): 1104,
 }
 
 
@@ -157,15 +175,60 @@ def test_subsample_is_seeded_and_keeps_file_order(glue_dir):
         load_split("mrpc", glue_dir, "dev", max_rows=0)
 
 
-@pytest.mark.parametrize("task", ["cola", "mrpc", "stsb", "rte"])
+@pytest.mark.parametrize("task, split", REAL_TEST)
+def test_real_test_split_loads_fully_with_its_index(glue_dir, task, split):
+    ds = load_test_split(task, glue_dir, split)
+    assert len(ds) == REAL_TEST[(task, split)]
+    assert ds.column_names == (["text_a", "text_b", "index"] if TASKS[task].is_pair else ["text_a", "index"])
+    assert ds["index"][:] == list(range(len(ds)))
+    assert all(ds["text_a"][:])
+
+
+def test_real_test_rows_match_the_files(glue_dir):
+    assert load_test_split("cola", glue_dir, "test")[1] == {
+        "text_a": "The car honked its way down the road.",
+        "index": 1,
+    }
+    stsb = load_test_split("stsb", glue_dir, "test")[0]
+    assert stsb == {
+        "text_a": "A girl is styling her hair.",
+        "text_b": "A girl is brushing her hair.",
+        "index": 0,
+    }
+    assert load_test_split("mnli", glue_dir, DIAGNOSTIC)[1] == {
+        "text_a": "The cat did not sit on the mat.",
+        "text_b": "The cat sat on the mat.",
+        "index": 1,
+    }
+
+
+@pytest.mark.parametrize("task", ["cola", "mrpc", "stsb", "rte", "wnli"])
 def test_prepare_round_trip_of_real_files(glue_dir, tmp_path, task):
     target = prepare(task, glue_dir, tmp_path / "out")
     assert target == tmp_path / "out" / TASKS[task].display
-    assert sorted(p.name for p in target.iterdir()) == ["dev.tsv", "train.tsv"]
+    assert sorted(p.name for p in target.iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
     for split in TASKS[task].splits:
         assert snapshot(load_split(task, tmp_path / "out", split)) == snapshot(
             load_split(task, glue_dir, split)
         )
+    assert snapshot(load_test_split(task, tmp_path / "out", "test")) == snapshot(
+        load_test_split(task, glue_dir, "test")
+    )
+
+
+def test_wnli_token_lengths_are_measured_on_the_train_file(glue_dir, tokenizer):
+    """The cost model's lengths (base.Task) as the other local tasks' were measured: mean word pieces per train
+    row, and the mean length that random batches of 64 pad to."""
+    wnli = TASKS["wnli"]
+    encoded = data.tokenize(load_split(wnli, glue_dir, "train"), tokenizer, wnli, wnli.max_length)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"][:]])
+    padded = [
+        lengths[np.random.default_rng(seed).permutation(len(lengths))[start : start + 64]].max()
+        for seed in range(200)
+        for start in range(0, len(lengths) - 63, 64)
+    ]
+    assert round(lengths.mean()) == wnli.mean_tokens == 37
+    assert abs(np.mean(padded) - wnli.batch_tokens) < 1 and wnli.batch_tokens == 89
 
 
 # ---------------------------------------------------------------- tasks not in the shared copy
@@ -277,6 +340,54 @@ def test_qqp_qnli_wnli_layouts(small_glue):
     }
 
 
+MNLI_TEST = MNLI_TRAIN[:-2]  # the test files lack label1 and gold_label
+
+
+def test_mnli_test_splits_and_the_diagnostic_set_are_prepared_in_the_classic_layout(small_glue, tmp_path):
+    write_tsv(
+        small_glue / "MNLI" / "test_matched.tsv",
+        [MNLI_TEST, mnli_row(MNLI_TEST, 0, "Test premise.", "Test.", "")],
+    )
+    write_tsv(
+        small_glue / "MNLI" / "test_mismatched.tsv",
+        [MNLI_TEST] + [mnli_row(MNLI_TEST, i, f"Premise {i}.", f"Hypothesis {i}.", "") for i in (5, 3)],
+    )
+    write_tsv(
+        small_glue / "diagnostic" / "diagnostic.tsv", [["index", "sentence1", "sentence2"], ["0", "P.", "H."]]
+    )
+    assert load_test_split("mnli", small_glue, "test_mismatched").to_dict() == {
+        "text_a": ["Premise 5.", "Premise 3."],
+        "text_b": ["Hypothesis 5.", "Hypothesis 3."],
+        "index": [5, 3],
+    }
+    prepare("mnli", small_glue, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out" / "MNLI").iterdir()) == [
+        "dev_matched.tsv",
+        "dev_mismatched.tsv",
+        "test_matched.tsv",
+        "test_mismatched.tsv",
+        "train.tsv",
+    ]
+    assert (
+        tmp_path / "out" / "diagnostic" / "diagnostic.tsv"
+    ).read_text() == "index\tsentence1\tsentence2\n0\tP.\tH.\n"
+    for split in TASKS["mnli"].test_splits:
+        assert snapshot(load_test_split("mnli", tmp_path / "out", split)) == snapshot(
+            load_test_split("mnli", small_glue, split)
+        )
+    with pytest.raises(MoebertError, match="unknown test split 'diagnostic' for RTE; expected one of: test$"):
+        load_test_split("rte", small_glue, DIAGNOSTIC)
+
+
+def test_qqp_test_file_is_indexed_by_id(small_glue):
+    write_tsv(small_glue / "QQP" / "test.tsv", [["id", "question1", "question2"], ["0", "Why?", "How?"]])
+    assert load_test_split("qqp", small_glue, "test").to_dict() == {
+        "text_a": ["Why?"],
+        "text_b": ["How?"],
+        "index": [0],
+    }
+
+
 @pytest.mark.parametrize("task", ["mnli", "qqp", "qnli", "wnli"])
 def test_prepare_round_trip_of_written_files(small_glue, tmp_path, task):
     target = prepare(task, small_glue, tmp_path / "out")
@@ -345,6 +456,37 @@ def test_bad_score_and_missing_header_column(tmp_path):
         load_split("rte", tmp_path, "dev")
 
 
+RTE_TEST = ["index", "sentence1", "sentence2"]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [RTE_TEST, ["0", "a", "b", "entailment"]],
+            "line 2: expected 3 tab-separated fields (index, sentence1, sentence2), found 4",
+        ),
+        ([["sentence1", "sentence2"], ["a", "b"]], ": header lacks column(s) index of the RTE test layout"),
+        (
+            [RTE_TEST, ["0", "a", "b"], ["zero", "a", "b"]],
+            "line 3: index 'zero' is not a non-negative integer",
+        ),
+        ([RTE_TEST, ["-1", "a", "b"]], "line 2: index '-1' is not a non-negative integer"),
+        (
+            [RTE_TEST, ["4", "a", "b"], ["2", "a", "b"], ["4", "c", "d"]],
+            "line 4: index 4 appears twice (first at line 2)",
+        ),
+        ([RTE_TEST], " holds no rows below its header; expected the RTE test split"),
+    ],
+)
+def test_malformed_test_file_names_file_line_and_problem(tmp_path, rows, message):
+    path = write_tsv(tmp_path / "RTE" / "test.tsv", rows)
+    with pytest.raises(MoebertError) as err:
+        load_test_split("rte", tmp_path, "test")
+    assert str(err.value).startswith(f"{path}{',' if message.startswith('line') else ''}")
+    assert message in str(err.value)
+
+
 def test_prepare_writes_nothing_when_any_split_is_bad(tmp_path):
     good = [RTE_HEADER, ["0", "a", "b", "entailment"]]
     write_tsv(tmp_path / "src" / "RTE" / "train.tsv", good)
@@ -354,6 +496,11 @@ def test_prepare_writes_nothing_when_any_split_is_bad(tmp_path):
     assert not (tmp_path / "out").exists()
     (tmp_path / "src" / "RTE" / "dev.tsv").unlink()
     with pytest.raises(MoebertError, match="missing file"):
+        prepare("rte", tmp_path / "src", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    write_tsv(tmp_path / "src" / "RTE" / "dev.tsv", good)
+    write_tsv(tmp_path / "src" / "RTE" / "test.tsv", [RTE_TEST, ["0", "a", "b"], ["0", "c", "d"]])
+    with pytest.raises(MoebertError, match="index 0 appears twice"):
         prepare("rte", tmp_path / "src", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -448,6 +595,37 @@ def test_hub_rejects_unlabelled_rows_reordered_labels_and_offline(monkeypatch):
         load_split("qqp", "hub", "dev")
 
 
+def hub_test(columns: dict[str, list], labels: tuple[str, ...]) -> datasets.Dataset:
+    """An unlabelled split as the hub has it: label -1 on every row, and idx."""
+    rows = len(columns["idx"])
+    features = {name: datasets.Value("string") for name in columns if name != "idx"}
+    features.update(label=datasets.ClassLabel(names=list(labels)), idx=datasets.Value("int32"))
+    return datasets.Dataset.from_dict({**columns, "label": [-1] * rows}, features=datasets.Features(features))
+
+
+def test_hub_test_splits_and_the_diagnostic_config(monkeypatch):
+    calls = []
+    nli = ("entailment", "neutral", "contradiction")
+
+    def fake_load_dataset(path, name, split):
+        calls.append((path, name, split))
+        return hub_test({"premise": ["p0", "p1"], "hypothesis": ["h0", "h1"], "idx": [0, 1]}, nli)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    expected = {"text_a": ["p0", "p1"], "text_b": ["h0", "h1"], "index": [0, 1]}
+    assert load_test_split("mnli", "hub", DIAGNOSTIC).to_dict() == expected
+    assert load_test_split("mnli", "hub", "test_mismatched").to_dict() == expected
+    assert calls == [("nyu-mll/glue", "ax", "test"), ("nyu-mll/glue", "mnli", "test_mismatched")]
+    cola = hub_test({"sentence": ["s"], "idx": [3]}, ("unacceptable", "acceptable"))
+    assert hub_test_columns(TASKS["cola"], cola, "src") == {"text_a": ["s"], "index": [3]}
+    with pytest.raises(MoebertError, match=r"^src row 2: index 0 appears twice \(first at row 0\)$"):
+        hub_test_columns(
+            TASKS["cola"], hub_test({"sentence": ["a", "b", "c"], "idx": [0, 1, 0]}, ("0", "1")), "src"
+        )
+    with pytest.raises(MoebertError, match=r"^src lacks column\(s\) idx; found: sentence, label$"):
+        hub_test_columns(TASKS["cola"], datasets.Dataset.from_dict({"sentence": ["a"], "label": [-1]}), "src")
+
+
 def test_prepare_from_hub_rejects_text_a_tsv_cannot_hold(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name, split: hub_rte(["tab\there"], [0]))
     with pytest.raises(MoebertError, match=r"RTE train row 0: text 'tab\\there' holds a tab"):
@@ -482,6 +660,16 @@ def test_tokenize_pairs_truncates_without_padding(small_glue, tokenizer):
     batch = data.collator(tokenizer)([encoded[i] for i in range(3)])
     assert batch["input_ids"].shape == (3, 11) and batch["labels"].tolist() == [0, 1, 2]
     assert batch["attention_mask"].sum(1).tolist() == lengths
+
+
+def test_tokenize_an_unlabelled_test_split_gives_inputs_only(glue_dir, tokenizer):
+    test = load_test_split("rte", glue_dir, "test")
+    encoded = data.tokenize(test.select(range(3)), tokenizer, "rte", max_length=64)
+    assert encoded.column_names == ["input_ids", "token_type_ids", "attention_mask"]
+    assert (
+        encoded["input_ids"][:]
+        == tokenizer(test["text_a"][:3], test["text_b"][:3], truncation=True, max_length=64)["input_ids"]
+    )
 
 
 def test_tokenize_single_sentence_and_regression(glue_dir, tokenizer):

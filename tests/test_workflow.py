@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import psutil
@@ -237,6 +238,12 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
         *results.glob("student/*/*/seed0/*.safetensors"),
     ]
     assert len(trained) > 2 and not any(path.stat().st_mode & 0o222 for path in trained)
+    # The benchmark's files of the predicted row, and one upload of them.
+    predictions = results / "predictions" / "moebert" / "seed0"
+    with zipfile.ZipFile(predictions / "glue-submission.zip") as bundle:
+        assert bundle.namelist() == ["STS-B.tsv", "RTE.tsv"]
+    rows = (predictions / "rte" / "RTE.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 3001  # RTE's 3000 test rows
 
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
 
@@ -252,9 +259,9 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     rerun = snakemake("-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", changed, "-n")
     assert rerun.returncode == 0, rerun.stderr
     counts = job_counts(rerun.stdout)
-    assert (
-        counts["adapt"] == 4 and "finetune" not in counts
-    )  # moebert and its sweep point, 2 tasks and "importance" not in counts, counts
+    # moebert and its sweep point on 2 tasks, then their distillation, evaluation and predictions
+    assert counts["adapt"] == 4 and "finetune" not in counts and "importance" not in counts, counts
+    assert counts["predict"] == 2 and counts["submission"] == 1, counts
 
     # Snakemake's own HTML report carries the registered table and plot with their captions.
     html = tmp_path / "report.html"

@@ -24,6 +24,8 @@ COMMANDS = {
     "adapt": "moebert.stages.adapt",
     "distill": "moebert.stages.distill",
     "evaluate": "moebert.stages.evaluate",
+    "predict": "moebert.stages.predict",
+    "submission": "moebert.stages.submission",
     "speed": "moebert.speed.measure",
     "report": "moebert.reporting.report",
 }

@@ -1,5 +1,6 @@
 """Evaluation on a task's dev split(s): predictions, the task's metrics (GLUE, or SQuAD EM/F1 from the best
-answer spans) and the metrics.json record."""
+answer spans) and the metrics.json record. The model runs the same way for the test predictions
+(moebert.prediction)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def predict(
         labels.append(batch["labels"].numpy())
         logits.append(out.logits.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(labels)
+
+
+def predict_unlabelled(model, dataset, collator, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Logits of a tokenised dataset without labels (a test split), in dataset order."""
+    return np.concatenate(
+        [
+            out.logits.float().cpu().numpy()
+            for _, out in _outputs(model, dataset, collator, batch_size, progress)
+        ]
+    )
 
 
 def evaluate(
@@ -91,6 +102,25 @@ def predict_spans(
     return starts, ends
 
 
+def answer_questions(
+    model, tokenizer, task: QaTask, examples, max_length: int, qa: QaSettings, batch_size: int = 64
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The answer text of every question of `examples` (by id) and, for v2.0, its no-answer score: what the
+    official evaluation scripts read (see qa.best_answers)."""
+    windows = eval_features(examples, tokenizer, max_length, qa.doc_stride)
+    starts, ends = predict_spans(model, windows.inputs, task_data.collator(tokenizer), batch_size)
+    return best_answers(
+        examples,
+        windows,
+        starts,
+        ends,
+        task.has_unanswerable,
+        qa.n_best,
+        qa.max_answer_length,
+        qa.null_threshold,
+    )
+
+
 def evaluate_qa(
     model,
     tokenizer,
@@ -106,18 +136,7 @@ def evaluate_qa(
     results, counts, predictions = {}, {}, {}
     for split, key in task.eval_splits.items():
         examples = squad_data.load_split(task, data, split, max_rows=max_eval_samples, seed=seed)
-        windows = eval_features(examples, tokenizer, max_length, qa.doc_stride)
-        starts, ends = predict_spans(model, windows.inputs, task_data.collator(tokenizer), batch_size)
-        answers, null_scores = best_answers(
-            examples,
-            windows,
-            starts,
-            ends,
-            task.has_unanswerable,
-            qa.n_best,
-            qa.max_answer_length,
-            qa.null_threshold,
-        )
+        answers, null_scores = answer_questions(model, tokenizer, task, examples, max_length, qa, batch_size)
         gold = dict(zip(examples["id"], (a["text"] for a in examples["answers"])))
         scores = squad_v2(answers, gold, null_scores) if task.has_unanswerable else squad_v1(answers, gold)
         # Question counts are not scores: they go with the example counts.

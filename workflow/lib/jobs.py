@@ -28,7 +28,7 @@ def gpus(settings: Settings, rule: str, wildcards) -> int:
         return 1 if wildcards["device"] == "cuda" else 0
     if rule == "evaluate" and not _trains(settings, wildcards.get("method")):
         return 0
-    return min(gpus, 1) if rule in ("importance", "evaluate") else 0
+    return min(gpus, 1) if rule in ("importance", "evaluate", "predict") else 0
 
 
 def threads(settings: Settings, rule: str) -> int:
@@ -105,6 +105,9 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
         return cost.inference_work(
             task, dims, cost.rows(task, task_settings.max_eval_samples, "dev"), EVAL_BATCH, length
         )
+    if rule == "predict":  # forwards over the test rows, about as many as the dev rows
+        dims = teacher if method is None else method.kind.dims(teacher, method.options)
+        return cost.inference_work(task, dims, cost.rows(task, None, "dev"), EVAL_BATCH, length)
     if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory
         return cost.Work(train=False, weights=2 * teacher.weights)
     return cost.Work(train=False)

@@ -152,6 +152,40 @@ def all_metrics() -> list[str]:
     ]
 
 
+def glue_predictions(wildcards) -> list[str]:
+    """Input of submission: the prediction directories of a row's GLUE tasks."""
+    glue = [
+        task
+        for task, settings in SETTINGS.tasks.items()
+        if settings.task.family == "glue"
+    ]
+    return [
+        f"results/predictions/{wildcards.method}/seed{wildcards.seed}/{task}"
+        for task in glue
+    ]
+
+
+def all_predictions() -> list[str]:
+    """What `predictions:` asks for: every task's prediction directory and, with a GLUE task, the upload."""
+    glue = any(settings.task.family == "glue" for settings in SETTINGS.tasks.values())
+    return [
+        path
+        for row in SETTINGS.predictions
+        for seed in SETTINGS.seeds
+        for path in [
+            *(
+                f"results/predictions/{row}/seed{seed}/{task}"
+                for task in SETTINGS.tasks
+            ),
+            *(
+                [f"results/predictions/{row}/seed{seed}/glue-submission.zip"]
+                if glue
+                else []
+            ),
+        ]
+    ]
+
+
 def result_tables() -> list[str]:
     """The tables of the task families the config runs: glue.* and (with a QA task) squad.*."""
     families = {settings.task.family for settings in SETTINGS.tasks.values()}

@@ -71,6 +71,15 @@ class EvaluateOptions:
 
 
 @dataclass(frozen=True)
+class PredictOptions:
+    """What `predict` reads: windows as evaluated, and for an MNLI model the diagnostic set too."""
+
+    max_length: int | None = None
+    doc_stride: int | None = None
+    diagnostic: bool = False
+
+
+@dataclass(frozen=True)
 class AdaptOptions:
     """How `adapt` builds a student: its kind and the kind's own options (None: not this kind's); with a
     hash-balance router the train rows it counts tokens on."""

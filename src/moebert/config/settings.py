@@ -11,6 +11,7 @@ from moebert.config.options import (
     DistillOptions,
     EvaluateOptions,
     ImportanceOptions,
+    PredictOptions,
     PrepareOptions,
     SpeedGrid,
     TrainOptions,
@@ -126,6 +127,7 @@ class Settings:
     methods: dict[str, Method]
     sweep_points: dict[str, dict[str, str]]
     claims: list[dict]
+    predictions: list[str]
     importance: Importance
     training: Training
     resources: Resources
@@ -232,6 +234,14 @@ class Settings:
             **answers,
         )
 
+    def predict_options(self, task: str) -> PredictOptions:
+        settings = self.tasks[task]
+        return PredictOptions(
+            max_length=settings.max_length,
+            doc_stride=settings.doc_stride,
+            diagnostic=getattr(settings.task, "predicts_diagnostic", False),
+        )
+
     def prepare_options(self, task: str) -> PrepareOptions:
         qa = self.tasks[task].qa
         split = qa is not None and qa.eval_articles is not None
@@ -294,6 +304,7 @@ def load_settings(raw: dict, device_kinds=None) -> Settings:
         methods=methods,
         sweep_points=config["sweep_points"],
         claims=config["claims"],
+        predictions=config["predictions"],
         importance=_typed(Importance, config["importance"]),
         training=_typed(Training, config["training"]),
         resources=_typed(Resources, config["resources"]),

@@ -136,6 +136,7 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
     config["methods"] = {name: resolved[name] for name in given_methods}
     config["sweep_points"] = points
     _check_claims(config)
+    _check_predictions(config)
     _check_batches(config)
     if config["training"]["precision"] == "fp16" and config["resources"]["gpus"] == 0:
         raise ConfigError(
@@ -221,6 +222,17 @@ def _expand_sweeps(config: dict, methods: dict) -> dict:
                 methods[name] = {**base, key: value}
             points[sweep][str(value)] = name
     return points
+
+
+def _check_predictions(config: dict) -> None:
+    trained = [TEACHER, *(name for name, m in config["methods"].items() if get_student(m["student"]).trains)]
+    for i, row in enumerate(config["predictions"]):
+        if row not in trained:
+            raise ConfigError(
+                ["predictions", i],
+                f"{row!r} is not a row with a trained model; "
+                f"{did_you_mean(row, trained)}rows: {', '.join(trained)}",
+            )
 
 
 def _check_claims(config: dict) -> None:

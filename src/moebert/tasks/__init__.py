@@ -9,20 +9,25 @@ import difflib
 from moebert.errors import MoebertError
 from moebert.tasks.base import HUB, Task
 from moebert.tasks.glue import (
+    DIAGNOSTIC,
     GLUE_TASKS,
     HUB_DATASET,
     TEXT_NAMES,
     GlueTask,
     hub_columns,
+    hub_test_columns,
     load_split,
+    load_test_split,
     prepare,
     tsv_path,
+    unlabelled_path,
 )
 from moebert.tasks.squad import QA_TASKS, QaTask
 
 TASKS: dict[str, Task] = {**GLUE_TASKS, **QA_TASKS}
 
 __all__ = [
+    "DIAGNOSTIC",
     "HUB",
     "HUB_DATASET",
     "TASKS",
@@ -33,9 +38,12 @@ __all__ = [
     "format_task_table",
     "get_task",
     "hub_columns",
+    "hub_test_columns",
     "load_split",
+    "load_test_split",
     "prepare",
     "tsv_path",
+    "unlabelled_path",
 ]
 
 

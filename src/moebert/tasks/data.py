@@ -9,7 +9,8 @@ from moebert.tasks import TEXT_NAMES, GlueTask, get_task
 
 
 def tokenize(ds: datasets.Dataset, tokenizer, task: str | GlueTask, max_length: int) -> datasets.Dataset:
-    """Model inputs and "labels", truncated to `max_length`; padding is left to `collator`."""
+    """Model inputs and "labels" (none for an unlabelled test split), truncated to `max_length`; padding is
+    left to `collator`."""
     task = get_task(task)
     text_names = list(TEXT_NAMES[: len(task.text_columns)])
 
@@ -17,9 +18,11 @@ def tokenize(ds: datasets.Dataset, tokenizer, task: str | GlueTask, max_length: 
         return tokenizer(*(batch[name] for name in text_names), truncation=True, max_length=max_length)
 
     encoded = ds.map(encode, batched=True, remove_columns=text_names, desc=f"tokenizing {task.display}")
-    encoded = encoded.rename_column("label", "labels")
+    targets = ["labels"] if "label" in encoded.column_names else []
+    if targets:
+        encoded = encoded.rename_column("label", "labels")
     inputs = [name for name in tokenizer.model_input_names if name in encoded.column_names]
-    return encoded.select_columns([*inputs, "labels"])
+    return encoded.select_columns([*inputs, *targets])
 
 
 def collator(tokenizer, max_length: int | None = None) -> DataCollatorWithPadding:

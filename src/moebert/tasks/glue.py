@@ -9,7 +9,9 @@ speed over fidelity (the laptop config) pass a shorter --max-length.
 
 Loading: load_split() reads a split from a classic GLUE directory or the hub into the same shape,
 "text_a", "text_b" (pair tasks only) and "label" (class index, or float32 score for regression), so nothing
-downstream knows where the data came from; prepare() writes a validated copy in the classic layout.
+downstream knows where the data came from; load_test_split() reads an unlabelled test split (what the GLUE
+benchmark's server scores) into the texts and each row's "index"; prepare() writes a validated copy in the
+classic layout.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +31,21 @@ from moebert.files import atomic_dir
 from moebert.hub import hub_source
 from moebert.tasks.base import HUB, Task, subsample
 
+# GLUE's diagnostic set AX: unlabelled NLI pairs, predicted with an MNLI model. The classic download keeps it
+# beside the tasks (<dir>/diagnostic/diagnostic.tsv), the hub as its own config.
+DIAGNOSTIC = "diagnostic"
+DIAGNOSTIC_NAME = "AX"
+DIAGNOSTIC_HUB_CONFIG = "ax"
 # Classic split file stem -> split name on the hub.
 HUB_SPLITS = {
     "train": "train",
     "dev": "validation",
     "dev_matched": "validation_matched",
     "dev_mismatched": "validation_mismatched",
+    "test": "test",
+    "test_matched": "test_matched",
+    "test_mismatched": "test_mismatched",
+    DIAGNOSTIC: "test",
 }
 HUB_DATASET = "nyu-mll/glue"
 TEXT_NAMES = ("text_a", "text_b")  # text columns of a loaded split
@@ -53,6 +65,7 @@ class TsvLayout:
     text_fields: tuple[str, ...]
     label_field: str
     has_header: bool = True
+    test_index: str = "index"  # the example id column of the unlabelled test file (which always has a header)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +75,7 @@ class GlueTask(Task):
     hub_label_names: tuple[str, ...] | None  # the hub ClassLabel names of the same classes, same order
     tsv: TsvLayout
     hub_config: str
+    predicts_diagnostic: bool = False  # its models also predict the diagnostic set AX (MNLI)
 
     @property
     def is_regression(self) -> bool:
@@ -74,6 +88,13 @@ class GlueTask(Task):
     @property
     def is_pair(self) -> bool:
         return len(self.text_columns) == 2
+
+    @property
+    def test_splits(self) -> dict[str, str]:
+        """Unlabelled test split stem -> the benchmark's name for its predictions (file <name>.tsv): the name
+        of the matching dev split's result (CoLA, MNLI-m, MNLI-mm, ...), and AX for the diagnostic set."""
+        splits = {stem.replace("dev", "test", 1): key for stem, key in self.eval_splits.items()}
+        return {**splits, DIAGNOSTIC: DIAGNOSTIC_NAME} if self.predicts_diagnostic else splits
 
     def label_text(self) -> str:
         if self.is_regression:
@@ -210,6 +231,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
                 columns=("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
                 text_fields=("question1", "question2"),
                 label_field="is_duplicate",
+                test_index="id",  # QQP's test.tsv: id, question1, question2
             ),
         ),
         _glue(
@@ -224,6 +246,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
             metrics=("accuracy",),
             max_length=128,
             eval_splits={"dev_matched": "MNLI-m", "dev_mismatched": "MNLI-mm"},
+            predicts_diagnostic=True,
             # The train header; dev files add label2..label5 before gold_label, which reading by name absorbs.
             tsv=TsvLayout(
                 columns=(
@@ -280,8 +303,8 @@ GLUE_TASKS: dict[str, GlueTask] = {
             "WNLI",
             train_rows=635,
             eval_rows=71,
-            mean_tokens=50,
-            batch_tokens=80,  # lengths estimated
+            mean_tokens=37,
+            batch_tokens=89,
             text_columns=("sentence1", "sentence2"),
             labels=_BINARY,
             hub_label_names=("not_entailment", "entailment"),
@@ -311,13 +334,25 @@ def features(task: GlueTask) -> datasets.Features:
     return datasets.Features(columns)
 
 
+def unlabelled_features(task: GlueTask) -> datasets.Features:
+    """Columns of every split load_test_split returns for `task`."""
+    columns = {name: datasets.Value("string") for name in TEXT_NAMES[: len(task.text_columns)]}
+    return datasets.Features({**columns, "index": datasets.Value("int64")})
+
+
 def tsv_path(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
     """Where the classic layout keeps a split (e.g. for workflow rule inputs)."""
     return Path(data) / task.display / f"{split}.tsv"
 
 
-def _existing_tsv(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
-    path = tsv_path(task, data, split)
+def unlabelled_path(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
+    """Where the classic layout keeps an unlabelled test split; the diagnostic set lies beside the tasks."""
+    folder = DIAGNOSTIC if split == DIAGNOSTIC else task.display
+    return Path(data) / folder / f"{split}.tsv"
+
+
+def _existing_tsv(task: GlueTask, data: str | os.PathLike, split: str, path: Path) -> Path:
+    layout = f"<data>/{path.relative_to(data).as_posix()}"
     if not Path(data).is_dir():
         raise MoebertError(
             f"data directory {data} not found; expected a classic GLUE download holding {path} "
@@ -325,8 +360,7 @@ def _existing_tsv(task: GlueTask, data: str | os.PathLike, split: str) -> Path:
         )
     if not path.is_file():
         raise MoebertError(
-            f"missing file {path}: expected the {task.display} '{split}' split in the classic GLUE layout "
-            f"<data>/{task.display}/{split}.tsv"
+            f"missing file {path}: expected the {task.display} '{split}' split in the classic GLUE layout {layout}"
         )
     return path
 
@@ -347,64 +381,112 @@ def _parse_label(task: GlueTask, value: str, where: str) -> int | float:
     return task.labels.index(value)
 
 
-def _read_tsv(task: GlueTask, path: Path) -> dict[str, list]:
-    layout = task.tsv
-    needed = (*layout.text_fields, layout.label_field)
+def _parse_index(value: str | int, where: str, seen: dict[int, str], place: str) -> int:
+    """A test row's index, which its prediction is filed under: an integer >= 0 that no earlier row has
+    (`seen`: index -> the place of its row)."""
+    try:
+        index = int(value)
+    except ValueError:
+        index = None
+    if index is None or index < 0:
+        raise MoebertError(f"{where}: index {value!r} is not a non-negative integer")
+    if index in seen:
+        raise MoebertError(f"{where}: index {index} appears twice (first at {seen[index]})")
+    seen[index] = place
+    return index
+
+
+def _line(path: Path, number: int) -> str:
+    return f"{path}, line {number}"
+
+
+def _tsv_records(
+    path: Path, needed: tuple[str, ...], layout: str, header: tuple[str, ...] | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields of `needed` in that order) of every data line of a classic GLUE tsv. The header
+    (the file's first line unless given) must name every needed column of the `layout`, and each line must
+    have as many fields as it."""
     # utf-8-sig drops the BOM some files (MRPC dev) start with; QUOTE_NONE because GLUE text holds
     # unbalanced '"' that a quoting parser would run across lines.
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None) if layout.has_header else list(layout.columns)
+        header = next(reader, None) if header is None else list(header)
         if header is None:
             raise MoebertError(f"{path} is empty; expected a header line naming {', '.join(needed)}")
         missing = [name for name in needed if name not in header]
         if missing:
             raise MoebertError(
-                f"{path}: header lacks column(s) {', '.join(missing)} of the {task.display} layout; "
+                f"{path}: header lacks column(s) {', '.join(missing)} of the {layout} layout; "
                 f"found: {', '.join(header)}"
             )
-        text_at = [header.index(name) for name in layout.text_fields]
-        label_at = header.index(layout.label_field)
-        columns: dict[str, list] = {name: [] for name in (*TEXT_NAMES[: len(text_at)], "label")}
+        positions = [header.index(name) for name in needed]
         for row in reader:
-            where = f"{path}, line {reader.line_num}"
             if len(row) != len(header):
                 raise MoebertError(
-                    f"{where}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
-                    f"found {len(row)}"
+                    f"{_line(path, reader.line_num)}: expected {len(header)} tab-separated fields "
+                    f"({', '.join(header)}), found {len(row)}"
                 )
-            for name, position in zip(TEXT_NAMES, text_at):
-                columns[name].append(row[position])
-            columns["label"].append(_parse_label(task, row[label_at], where))
+            yield reader.line_num, [row[position] for position in positions]
+
+
+def _read_tsv(task: GlueTask, path: Path) -> dict[str, list]:
+    layout = task.tsv
+    texts = TEXT_NAMES[: len(layout.text_fields)]
+    columns: dict[str, list] = {name: [] for name in (*texts, "label")}
+    header = None if layout.has_header else layout.columns
+    for number, (*row_texts, label) in _tsv_records(
+        path, (*layout.text_fields, layout.label_field), task.display, header
+    ):
+        for name, text in zip(texts, row_texts):
+            columns[name].append(text)
+        columns["label"].append(_parse_label(task, label, _line(path, number)))
     return columns
 
 
-def _load_hub(task: GlueTask, split: str) -> datasets.Dataset:
+def _read_test_tsv(task: GlueTask, path: Path, layout: str) -> dict[str, list]:
+    """A test file always has a header (CoLA's too), the index column first."""
+    texts = TEXT_NAMES[: len(task.tsv.text_fields)]
+    columns: dict[str, list] = {name: [] for name in (*texts, "index")}
+    seen: dict[int, str] = {}
+    for number, (index, *row_texts) in _tsv_records(
+        path, (task.tsv.test_index, *task.tsv.text_fields), layout
+    ):
+        columns["index"].append(_parse_index(index, _line(path, number), seen, f"line {number}"))
+        for name, text in zip(texts, row_texts):
+            columns[name].append(text)
+    if not columns["index"]:
+        raise MoebertError(f"{path} holds no rows below its header; expected the {layout} split")
+    return columns
+
+
+def _load_hub(config: str, split: str) -> datasets.Dataset:
     try:
-        return datasets.load_dataset(hub_source(HUB_DATASET), task.hub_config, split=HUB_SPLITS[split])
+        return datasets.load_dataset(hub_source(HUB_DATASET), config, split=split)
     except OSError as exc:  # datasets reports network and not-found failures as OSError subclasses
         raise MoebertError(
-            f"could not load {HUB_DATASET} config '{task.hub_config}' split '{HUB_SPLITS[split]}' "
-            f"from the Hugging Face hub: {exc}"
+            f"could not load {HUB_DATASET} config '{config}' split '{split}' from the Hugging Face hub: {exc}"
         ) from exc
 
 
-def hub_columns(task: GlueTask, hub: datasets.Dataset) -> dict[str, list]:
-    """Map one split of the hub's nyu-mll/glue to text_a/text_b/label lists."""
-    source = f"{HUB_DATASET}/{task.hub_config}"
-    expected = (*task.text_columns, "label")
+def _hub_values(hub: datasets.Dataset, source: str, expected: tuple[str, ...]) -> dict[str, list]:
     missing = [name for name in expected if name not in hub.column_names]
     if missing:
         raise MoebertError(
             f"{source} lacks column(s) {', '.join(missing)}; found: {', '.join(hub.column_names)}"
         )
+    return hub.select_columns(list(expected)).to_dict()
+
+
+def hub_columns(task: GlueTask, hub: datasets.Dataset) -> dict[str, list]:
+    """Map one split of the hub's nyu-mll/glue to text_a/text_b/label lists."""
+    source = f"{HUB_DATASET}/{task.hub_config}"
+    values = _hub_values(hub, source, (*task.text_columns, "label"))
     if not task.is_regression:
         names = getattr(hub.features["label"], "names", None)
         # The registry relies on hub class indices equalling its own; a reordered hub copy must not
         # silently swap classes.
         if names != list(task.hub_label_names):
             raise MoebertError(f"{source} label names are {names}, expected {list(task.hub_label_names)}")
-    values = hub.select_columns(list(expected)).to_dict()
     labels = values["label"]
     if not task.is_regression:
         bad = next((i for i, label in enumerate(labels) if not 0 <= label < task.num_labels), None)
@@ -415,6 +497,19 @@ def hub_columns(task: GlueTask, hub: datasets.Dataset) -> dict[str, list]:
             )
     columns = {name: values[column] for name, column in zip(TEXT_NAMES, task.text_columns)}
     columns["label"] = labels
+    return columns
+
+
+def hub_test_columns(task: GlueTask, hub: datasets.Dataset, source: str) -> dict[str, list]:
+    """Map an unlabelled test split of nyu-mll/glue (its labels are all -1, and ignored) to text_a/text_b
+    and the index lists; `source` names the split in errors."""
+    values = _hub_values(hub, source, (*task.text_columns, "idx"))
+    seen: dict[int, str] = {}
+    columns = {name: values[column] for name, column in zip(TEXT_NAMES, task.text_columns)}
+    columns["index"] = [
+        _parse_index(index, f"{source} row {row}", seen, f"row {row}")
+        for row, index in enumerate(values["idx"])
+    ]
     return columns
 
 
@@ -432,10 +527,32 @@ def load_split(
     task = _resolve(task)
     task.check_split(split)
     if os.fspath(data) == HUB:
-        columns = hub_columns(task, _load_hub(task, split))
+        columns = hub_columns(task, _load_hub(task.hub_config, HUB_SPLITS[split]))
     else:
-        columns = _read_tsv(task, _existing_tsv(task, data, split))
+        columns = _read_tsv(task, _existing_tsv(task, data, split, tsv_path(task, data, split)))
     return datasets.Dataset.from_dict(subsample(columns, max_rows, seed), features=features(task))
+
+
+def load_test_split(task: str | GlueTask, data: str | os.PathLike, split: str) -> datasets.Dataset:
+    """Load and validate an unlabelled test split, whole, from a classic GLUE directory or the hub: "text_a",
+    "text_b" (pair tasks) and each row's "index", under which the benchmark expects its prediction.
+
+    `split` is one of the task's test splits: "test" (MNLI: "test_matched", "test_mismatched"), and for MNLI
+    also DIAGNOSTIC, the diagnostic set AX (hub config "ax")."""
+    task = _resolve(task)
+    if split not in task.test_splits:
+        raise MoebertError(
+            f"unknown test split '{split}' for {task.display}; expected one of: {', '.join(task.test_splits)}"
+        )
+    layout = DIAGNOSTIC_NAME if split == DIAGNOSTIC else f"{task.display} {split}"
+    if os.fspath(data) == HUB:
+        config = DIAGNOSTIC_HUB_CONFIG if split == DIAGNOSTIC else task.hub_config
+        source = f"{HUB_DATASET}/{config}/{HUB_SPLITS[split]}"
+        columns = hub_test_columns(task, _load_hub(config, HUB_SPLITS[split]), source)
+    else:
+        path = _existing_tsv(task, data, split, unlabelled_path(task, data, split))
+        columns = _read_test_tsv(task, path, layout)
+    return datasets.Dataset.from_dict(columns, features=unlabelled_features(task))
 
 
 def _tsv_text(text: str, where: str) -> str:
@@ -461,17 +578,50 @@ def _tsv_lines(task: GlueTask, ds: datasets.Dataset, split: str) -> list[str]:
     return lines
 
 
+def _test_tsv_lines(task: GlueTask, ds: datasets.Dataset, split: str) -> list[str]:
+    """A test split as its index column and the text columns the pipeline reads (by name, as always)."""
+    layout = task.tsv
+    values = ds.to_dict()
+    texts = [values[name] for name in TEXT_NAMES[: len(layout.text_fields)]]
+    lines = ["\t".join((layout.test_index, *layout.text_fields)) + "\n"]
+    for number, (index, *row_texts) in enumerate(zip(values["index"], *texts)):
+        fields = [_tsv_text(text, f"{task.display} {split} row {number}") for text in row_texts]
+        lines.append("\t".join((str(index), *fields)) + "\n")
+    return lines
+
+
 def prepare(task: str | GlueTask, source: str | os.PathLike, output: str | os.PathLike) -> Path:
     """Validate every split of `task` from `source` (a GLUE directory or "hub") and write them to
-    <output>/<display>/{train,<eval splits>}.tsv in the task's classic layout; returns that directory.
+    <output>/<display>/{train,<eval splits>}.tsv in the task's classic layout; returns that directory. The
+    unlabelled test splits that `source` has go beside them (<display>/test.tsv, MNLI's diagnostic set to
+    <output>/diagnostic/diagnostic.tsv, as in the classic download).
 
     Every split is loaded and rendered before anything is written, so bad input leaves no output. Classic
-    columns the pipeline does not read (ids, parses, genre, annotator labels) are written empty."""
+    columns the pipeline does not read (ids, parses, genre, annotator labels) are written empty, and test
+    files keep only the index and text columns."""
     task = _resolve(task)
-    files = {split: _tsv_lines(task, load_split(task, source, split), split) for split in task.splits}
-    target = Path(output) / task.display
-    with atomic_dir(target) as tmp:
-        for split, lines in files.items():
-            with open(tmp / f"{split}.tsv", "w", encoding="utf-8", newline="") as handle:
-                handle.writelines(lines)
-    return target
+    files = {
+        tsv_path(task, output, split): _tsv_lines(task, load_split(task, source, split), split)
+        for split in task.splits
+    }
+    # The hub has every test split; a directory without them still serves training and evaluation.
+    tests = [
+        split
+        for split in task.test_splits
+        if os.fspath(source) == HUB or unlabelled_path(task, source, split).is_file()
+    ]
+    files.update(
+        {
+            unlabelled_path(task, output, split): _test_tsv_lines(
+                task, load_test_split(task, source, split), split
+            )
+            for split in tests
+        }
+    )
+    for folder in dict.fromkeys(path.parent for path in files):
+        with atomic_dir(folder) as tmp:
+            for path, lines in files.items():
+                if path.parent == folder:
+                    with open(tmp / path.name, "w", encoding="utf-8", newline="") as handle:
+                        handle.writelines(lines)
+    return Path(output) / task.display
