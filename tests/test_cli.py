@@ -129,8 +129,8 @@ def test_killed_training_resumes_only_with_the_same_settings(
         out,
         "--epochs",
         2,
-        "--save-steps",
-        2,
+        "--save-minutes",
+        0,
         *ROWS,
     ]
     real_train = training.train

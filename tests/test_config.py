@@ -382,7 +382,7 @@ def test_cli_defaults_are_the_schemas():
     for args, block in ((finetune, "teacher"), (distill, "task.distill")):
         for name in ("epochs", "lr", "batch_size", "weight_decay"):
             assert getattr(args, name) == schema_default(f"{block}.{name}"), (block, name)
-        for name in ("grad_accum", "save_steps", "sampler", "padding"):
+        for name in ("grad_accum", "save_minutes", "sampler", "padding"):
             assert getattr(args, name) == schema_default(f"training.{name}"), name
     assert distill.distill_weight == schema_default("task.distill.distill_weight")
     importance = parser.parse_args(["importance", *REQUIRED["importance"]])

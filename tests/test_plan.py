@@ -71,12 +71,23 @@ def test_forward_flops_match_torchs_count_of_a_bert_encoder(layers, hidden, ffn,
     assert Dims(layers, hidden, ffn).forward_flops(seq) * batch * seq == counter.get_total_flops()
 
 
-def test_student_dims_are_what_one_token_passes_through():
+def test_student_dims_are_what_one_token_passes_through_and_what_is_stored():
+    """A token passes one expert's width; the model stores every expert (parameters counted by hand, biases
+    and LayerNorms left out: the cost model's weights are the matrices)."""
     teacher = Dims(12, 768, 3072)
-    assert get_student("moe").dims(teacher, {"expert_dim": 768}) == Dims(12, 768, 768, moe=True)
+    moe = {"num_experts": 4, "expert_dim": 768, "shared_dim": 512, "shared": "copied"}
+    assert get_student("moe").dims(teacher, moe) == Dims(12, 768, 768, moe=True, stored_ffn=4 * 2 * 768 * 768)
+    tied = get_student("moe").dims(teacher, {**moe, "shared": "tied"})
+    assert tied == Dims(12, 768, 768, moe=True, stored_ffn=2 * 768 * (512 + 4 * 256))
+    switch = get_student("moe").dims(teacher, {**moe, "expert_dim": 3072, "shared_dim": 3072})
+    assert switch.params == 12 * (4 * 768**2 + 4 * 2 * 768 * 3072) + (30522 + 512) * 768  # 278.6M stored
     assert get_student("dense-narrow").dims(teacher, {"expert_dim": 512}) == Dims(12, 768, 512)
     assert get_student("distil-half").dims(teacher, {}) == Dims(6, 768, 3072)
-    assert get_student("mpoe").dims(teacher, {}) == Dims(12, 768, 3072, moe=True)
+    mpoe = get_student("mpoe").dims(
+        teacher, {"num_experts": 4, "mpo_in_factors": None, "mpo_out_factors": None, "mpo_max_bond": None}
+    )
+    # Per matrix the central tensor 2,359,296 once and 184,720 of auxiliaries per expert (docs/method.md §9).
+    assert (mpoe.ffn, mpoe.moe, mpoe.stored_ffn) == (3072, True, 2 * (2_359_296 + 4 * 184_720))
     assert Dims(12, 768, 3072).params == Dims(12, 768, 3072).weights + (30522 + 512) * 768
     assert Dims(12, 768, 3072).weights == 12 * (4 * 768**2 + 2 * 768 * 3072)  # 84.9M: BERT-base's encoder
 
@@ -102,7 +113,7 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     work = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64)
     assert work.steps == 13  # ceil(100 / 16 * 2)
     assert work.flops == 100 * 2 * 53 * 3 * student.forward_flops(53)
-    assert work.train and work.rows_read == 100 and work.weights == student.weights
+    assert work.train and work.rows_read == 100 and work.weights == work.saves == student.params
     assert work.params == student.params and not work.moe
     accumulated = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, accum=4)
     assert (accumulated.steps, accumulated.accum, accumulated.flops) == (13, 4, work.flops)  # 16 rows a step
@@ -110,7 +121,7 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     distill = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, teacher=teacher)
     assert distill.flops == work.flops and distill.teacher_flops == 100 * 2 * 53 * teacher.forward_flops(53)
     assert distill.teacher_layers == 4 and work.teacher_layers == 0
-    assert distill.weights == student.weights + teacher.weights
+    assert distill.weights == student.params + teacher.params and distill.saves == student.params
     forward = inference_work(mrpc, teacher, rows_=50, batch=64, max_length=None)
     assert (forward.steps, forward.train, forward.flops) == (1, False, 50 * 84 * teacher.forward_flops(84))
     assert inference_work(mrpc, teacher, 50, 64, None, backward=True).flops == 3 * forward.flops
@@ -133,7 +144,9 @@ def test_a_student_trained_without_distillation_runs_no_teacher():
     alone = jobs.work(settings, "distill", {"task": "rte", "method": "moebert-nodistil", "seed": "0"})
     assert with_teacher.teacher_layers == 12 and with_teacher.teacher_flops > 0
     assert (alone.teacher_layers, alone.teacher_flops) == (0, 0.0)
-    assert alone.weights == Dims(12, 768, 768).weights  # the student alone in memory
+    # the student alone in memory: BERT-base's encoder (four 768-wide experts store one 3072-wide FFN's weights)
+    # and its word and position embeddings
+    assert alone.weights == 12 * (4 * 768**2 + 2 * 768 * 3072) + (30522 + 512) * 768
     assert (
         alone.steps == with_teacher.steps == 125 and alone.flops == with_teacher.flops
     )  # ceil(1000 / 16 * 2)
@@ -192,11 +205,17 @@ def test_runtime_request_grows_with_work_and_attempts_within_floor_and_cap():
 
 
 def test_memory_request_is_weights_plus_training_state_on_cpu():
-    work = Work(weights=100 * 2**20, activations=50 * 2**20)
-    # 1500 MB + 400 MB of weights on the host; on CPU also grads and Adam (1200 MB) and activations (50 MB)
-    assert memory_mb(work, on_gpu=True, safety=1) == 2000
-    assert memory_mb(work, on_gpu=False, safety=1) == 3500  # 3150 rounded up to 500 MB
-    assert memory_mb(Work(weights=100 * 2**20, train=False), on_gpu=False, safety=2) == 4000
+    mega = 2**20
+    work = Work(weights=100 * mega, params=60 * mega, saves=50 * mega, activations=50 * mega)
+    # 800 MB of framework, 400 MB of weights and a 200 MB copy of what it saves; on a GPU node the CUDA host
+    # libraries (2500 MB): 3900 MB, rounded up to 500 MB
+    assert memory_mb(work, on_gpu=True, safety=1) == 4000
+    # on CPU the gradients and Adam moments of the 60 M trained parameters (720 MB) and activations (50 MB)
+    assert memory_mb(work, on_gpu=False, safety=1) == 2500  # 2170
+    assert memory_mb(work, on_gpu=False, safety=1, attempt=2) == 4500  # 4340: a retry asks for twice as much
+    assert memory_mb(work, on_gpu=True, safety=1, processes=2) == 8000  # 7800: each process its own
+    assert memory_mb(work, on_gpu=False, safety=1.5) == 3500  # 3255
+    assert memory_mb(Work(weights=100 * mega, params=100 * mega, train=False), on_gpu=False, safety=1) == 1500
 
 
 def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):

@@ -3,7 +3,9 @@ and the speed plots (`moebert.reporting.plots`) on tiny models. No timing is ass
 
 import argparse
 import contextlib
+import gc
 import json
+import weakref
 
 import pandas as pd
 import pytest
@@ -238,6 +240,27 @@ def test_speed_command_writes_results_that_the_plots_read(trained_dirs, tmp_path
         for name in ("accuracy_vs_latency", "speed_latency", "speed_speedup")
         for fmt in ("png", "svg")
     ]
+
+
+def test_speed_command_holds_one_model_and_its_twin_at_a_time(trained_dirs, tmp_path, monkeypatch):
+    timed, alive = [], []
+    original = speed.measure
+
+    def recording(models, *args):
+        gc.collect()
+        assert not [ref for ref in alive if ref() is not None], "an earlier model is still in memory"
+        timed.append(sorted(models))
+        alive.extend(weakref.ref(model) for model in models.values())
+        return original(models, *args)
+
+    monkeypatch.setattr(speed, "measure", recording)
+    run_speed(
+        *("--model", f"teacher={trained_dirs / 'teacher'}", "--model", f"moebert={trained_dirs / 'moebert'}"),
+        *("--random", trained_dirs / "teacher", "--random-models", "dense-narrow", "--reference"),
+        *("--batch-sizes", 1, "--seq-lengths", 8, "--repeats", 1, "--threads", 1, "--device", "cpu"),
+        *("--output", tmp_path / "cpu.csv"),
+    )
+    assert timed == [["teacher"], ["moebert", "moebert-reference"], ["dense-narrow"]]
 
 
 def test_speed_plots_skip_what_has_no_data(trained_dirs, tmp_path):

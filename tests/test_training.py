@@ -3,6 +3,8 @@ divergence, weight decay, devices and which checkpoints may be resumed."""
 
 import itertools
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -81,7 +83,7 @@ def run_training(model, tmp_path, ds, tokenizer, trainer_cls=TaskTrainer, settin
             "batch_size": 8,
             "grad_accum": 1,
             "weight_decay": 0.0,
-            "save_steps": 1000,
+            "save_minutes": 60,
             "seed": 0,
             "fp16": False,
             "bf16": False,
@@ -399,7 +401,7 @@ def test_checkpoints_of_other_settings_or_inputs_are_discarded(tmp_path, capsys)
                 "lr": 3e-5,
                 "inputs": {"teacher": [["model.safetensors", 10, 2]]},
                 "device": "cuda",
-                "save_steps": 7,
+                "save_minutes": 7,
                 "logging_steps": 3,
             },
         )
@@ -423,15 +425,19 @@ def test_the_trainer_follows_the_paper_recipe(mrpc_rows, tokenizer, tmp_path):
     """docs/method.md §6: AdamW (0.9, 0.999), clipping at 1.0, no warm-up, linear decay to 0; one checkpoint kept."""
     model = small_bert(tokenizer.vocab_size)
     trainer = run_training(
-        model, tmp_path, mrpc_rows, tokenizer, batch_size=4, lr=1e-3, weight_decay=0.05, save_steps=1, seed=3
+        model,
+        tmp_path,
+        mrpc_rows,
+        tokenizer,
+        batch_size=4,
+        lr=1e-3,
+        weight_decay=0.05,
+        save_minutes=0,
+        seed=3,
     )
     args = trainer.args
-    assert (args.seed, args.save_steps, args.per_device_train_batch_size, args.num_train_epochs) == (
-        3,
-        1,
-        4,
-        1,
-    )
+    assert (args.seed, args.per_device_train_batch_size, args.num_train_epochs) == (3, 4, 1)
+    assert args.save_strategy == "no" and args.save_total_limit == 1  # CheckpointClock decides when
     assert (args.adam_beta1, args.adam_beta2, args.max_grad_norm, args.warmup_steps) == (0.9, 0.999, 1.0, 0)
     assert args.use_cpu and args.dataloader_num_workers == 0 and args.report_to in ("none", [])
     lrs = [log["learning_rate"] for log in trainer.state.log_history if "learning_rate" in log]
@@ -484,7 +490,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp
             mrpc_rows,
             tokenizer,
             batch_size=4,
-            save_steps=2,
+            save_minutes=0,
             callbacks=[KillAt()],
         )
     assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2"]
@@ -501,13 +507,76 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(mrpc_rows, tokenizer, tmp
         mrpc_rows,
         tokenizer,
         batch_size=4,
-        save_steps=2,
+        save_minutes=0,
         callbacks=[count()],
     )
     assert f"resuming from checkpoint {ckpt / 'checkpoint-2'}\n" in capsys.readouterr().out
     assert steps == [3, 4] and trainer.state.global_step == 4  # steps 1-2 came from the checkpoint
     discard_checkpoints(tmp_path / "out")
     assert not ckpt.exists()
+
+
+class SigtermAt(TrainerCallback):
+    """What SLURM does at --signal time: SIGTERM to the job, here during optimiser step 2."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_saves_a_checkpoint_and_stops_then_the_rerun_resumes(mrpc_rows, tokenizer, tmp_path, capsys):
+    """The step under way finishes, is checkpointed (whatever the interval), and the run stops with Terminated;
+    the rerun resumes from that checkpoint and the handler before training is back."""
+    from moebert.tracking import Terminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated, match="terminated at optimiser step 2 of 4, after saving a checkpoint"):
+        run_training(
+            small_bert(tokenizer.vocab_size),
+            tmp_path,
+            mrpc_rows,
+            tokenizer,
+            batch_size=4,
+            save_minutes=60,
+            callbacks=[SigtermAt()],
+        )
+    assert signal.getsignal(signal.SIGTERM) == before
+    ckpt = tmp_path / "out.checkpoints"
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert "SIGTERM: checkpoint at optimiser step 2, then stopping" in capsys.readouterr().out
+    trainer = run_training(
+        small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4, save_minutes=60
+    )
+    assert f"resuming from checkpoint {ckpt / 'checkpoint-2'}" in capsys.readouterr().out
+    assert trainer.state.global_step == 4
+
+
+def test_checkpoints_follow_the_clock_not_the_steps(mrpc_rows, tokenizer, tmp_path, monkeypatch):
+    """The clock reads 7 minutes later at every look: with a checkpoint every 15 minutes, step 3 is saved (then
+    6): only the clock decides; the last checkpoint is kept."""
+    from moebert.training import trainer as training
+
+    saved = []
+    ticks = iter(range(0, 10**6, 7 * 60))
+    monkeypatch.setattr(training, "monotonic", lambda: next(ticks))
+    record = type(
+        "Saves",
+        (TrainerCallback,),
+        {"on_save": lambda self, a, state, c, **k: saved.append(state.global_step)},
+    )
+    run_training(
+        small_bert(tokenizer.vocab_size),
+        tmp_path,
+        mrpc_rows,
+        tokenizer,
+        batch_size=4,
+        epochs=2,
+        save_minutes=15,
+        callbacks=[record()],
+    )
+    assert saved == [3, 6] and sorted(
+        p.name for p in (tmp_path / "out.checkpoints").glob("checkpoint-*")
+    ) == ["checkpoint-6"]
 
 
 def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path):

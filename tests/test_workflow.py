@@ -360,7 +360,7 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     config["tasks"] = ["rte"]
     config["task_settings"]["rte"]["max_train_samples"] = 96
-    config["training"]["save_steps"] = 3
+    config["training"]["save_minutes"] = 0
     config["resources"]["retries"] = retries
     override.write_text(yaml.safe_dump(config))
     target = "results/teacher/rte/seed0"

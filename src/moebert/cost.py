@@ -53,6 +53,7 @@ class Dims:
     ffn: int
     vocab: int = 30522  # BERT's uncased word pieces
     moe: bool = False  # its FFNs are experts a router picks from
+    stored_ffn: int | None = None  # weights an FFN layer stores (all its experts); None: the dense FFN's
 
     @property
     def weights(self) -> int:
@@ -61,8 +62,10 @@ class Dims:
 
     @property
     def params(self) -> int:
-        """What the optimiser updates every step: the encoder and the word and 512 position embeddings."""
-        return self.weights + (self.vocab + 512) * self.hidden
+        """What the model stores, and the optimiser updates every step: the encoder (every expert of every
+        layer) and the word and 512 position embeddings."""
+        ffn = 2 * self.hidden * self.ffn if self.stored_ffn is None else self.stored_ffn
+        return self.layers * (4 * self.hidden**2 + ffn) + (self.vocab + 512) * self.hidden
 
     def forward_flops(self, seq: int) -> float:
         """FLOPs per token of one forward at sequence length `seq`: the weights, plus QK^T and the weighted sum
@@ -105,8 +108,9 @@ class Work:
     moe: bool = False  # the model routes tokens to experts (slower per FLOP than a dense one: moe_factor)
     teacher_flops: float = 0.0  # distillation's teacher forwards (dense, no grad), beside `flops`
     teacher_layers: int = 0  # the teacher's layers, each forward launching its own kernels every step
-    weights: int = 0  # largest weight count held in memory at once (teacher + student when distilling)
+    weights: int = 0  # parameters held in memory at once (every model's stored ones: teacher + student)
     activations: float = 0.0  # bytes of activations per step (training keeps them for the backward)
+    saves: int = 0  # parameters the job saves at its end (safetensors serialises a copy of them)
 
 
 def tokens_per_row(task: Task, max_length: int | None, grouped: bool) -> int:
@@ -150,8 +154,9 @@ def training_work(
         moe=dims.moe,
         teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
         teacher_layers=teacher.layers if teacher else 0,
-        weights=dims.weights + (teacher.weights if teacher else 0),
+        weights=dims.params + (teacher.params if teacher else 0),
         activations=activation_bytes(dims, batch // accum, seq),
+        saves=dims.params,
     )
 
 
@@ -168,13 +173,14 @@ def inference_work(
         train=backward,
         rows_read=rows_,
         moe=dims.moe,
-        weights=dims.weights,
+        weights=dims.params,
         activations=activation_bytes(dims, batch, seq),
     )
 
 
 def speed_work(models: list[Dims], batch_sizes, seq_lengths, repeats: int, warmup: int = 1) -> Work:
-    """moebert speed: every model, every grid point, `repeats` timed and `warmup` untimed forwards."""
+    """moebert speed: every model, every grid point, `repeats` timed and `warmup` untimed forwards; the models
+    are loaded one at a time."""
     flops = sum(b * s * d.forward_flops(s) for d in models for b in batch_sizes for s in seq_lengths)
     steps = len(models) * len(batch_sizes) * len(seq_lengths) * (repeats + warmup)
     return Work(
@@ -182,7 +188,7 @@ def speed_work(models: list[Dims], batch_sizes, seq_lengths, repeats: int, warmu
         flops=flops * (repeats + warmup),
         layers=max(d.layers for d in models),
         train=False,
-        weights=max(d.weights for d in models),
+        weights=max(d.params for d in models),
     )
 
 
@@ -263,14 +269,25 @@ def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
     return speeds
 
 
-def memory_mb(work: Work, on_gpu: bool, safety: float) -> int:
-    """Host memory of a job: the Python process with torch (about 1.5 GB), the weights (4 bytes each,
-    loaded on the host first), and, when it computes on the CPU, the gradients and two Adam moments of a
-    trained model plus the activations; rounded up to 500 MB."""
-    need = 1500 * MB + 4 * work.weights
-    if not on_gpu:
-        need += (12 * work.weights if work.train else 0) + work.activations
-    return int(math.ceil(need * safety / MB / 500) * 500)
+# Host memory of a process before any model: Python, torch, transformers, datasets and a task's rows (measured
+# 560-660 MB on CPU, benchmarks/memory.py; rounded up), and on a GPU node the CUDA libraries and context on the
+# host besides (assumed, not measured here: no GPU was lent).
+PROCESS_MB = 800
+CUDA_HOST_MB = 2500
+
+
+def memory_mb(work: Work, on_gpu: bool, safety: float, attempt: int = 1, processes: int = 1) -> int:
+    """Host memory a job asks for, per node: every process holds the framework, every model's stored weights
+    (4 bytes each; on a GPU loaded on the host first) and a copy of what it saves (safetensors serialises one);
+    computing on the CPU it holds the gradients and two Adam moments of what it trains (12 bytes each) and the
+    activations too. Times resources.safety and the attempt (a job killed for memory asks for more on its
+    retry), rounded up to 500 MB."""
+    need = PROCESS_MB * MB + 4 * (work.weights + work.saves)
+    if on_gpu:
+        need += CUDA_HOST_MB * MB
+    else:
+        need += (12 * work.params if work.train else 0) + work.activations
+    return int(math.ceil(need * processes * safety * attempt / MB / 500) * 500)
 
 
 def runtime_minutes(seconds: float, safety: float, attempt: int, floor: int, cap: int) -> int:

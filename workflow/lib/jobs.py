@@ -108,8 +108,9 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     if rule == "predict":  # forwards over the test rows, about as many as the dev rows
         dims = teacher if method is None else method.kind.dims(teacher, method.options)
         return cost.inference_work(task, dims, cost.rows(task, None, "dev"), EVAL_BATCH, length)
-    if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory
-        return cost.Work(train=False, weights=2 * teacher.weights)
+    if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory, then saved
+        student = method.kind.dims(teacher, method.options).params
+        return cost.Work(train=False, weights=teacher.params + student, saves=student)
     return cost.Work(train=False)
 
 
@@ -144,9 +145,10 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         on_device = seconds[res.device_kind if job_gpus(wildcards) else "cpu"]
         return cost.runtime_minutes(on_device, res.safety, attempt, res.min_runtime, res.max_runtime)
 
-    def mem_mb(wildcards):
-        need = cost.memory_mb(work(settings, rule, named(wildcards)), job_gpus(wildcards) > 0, res.safety)
-        return min(need, res.max_mem_mb)
+    def mem_mb(wildcards, attempt):
+        job_work, on_gpu = work(settings, rule, named(wildcards)), job_gpus(wildcards) > 0
+        processes = settings.processes() if rule in TRAINING_RULES else 1
+        return min(cost.memory_mb(job_work, on_gpu, res.safety, attempt, processes), res.max_mem_mb)
 
     requested = {"gpu": job_gpus, "runtime": runtime, "mem_mb": mem_mb}
     for kind in speeds:

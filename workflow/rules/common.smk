@@ -221,6 +221,11 @@ def experts_implementation(wildcards, output) -> str:
     return "" if name == "auto" else f"--experts-implementation {name}"
 
 
+def checkpoints(wildcards, output) -> str:
+    """How often a training job checkpoints: where its checkpoints go does not change its model."""
+    return f"--save-minutes {SETTINGS.training.save_minutes}"
+
+
 def launcher(wildcards, output) -> str:
     """How a training job starts the CLI: with several GPUs, one process each through `accelerate launch`,
     which shares the config's total batch among them (the CLI divides it)."""

@@ -27,11 +27,12 @@ rule distill:
             ]
         ),
         device=model_device,
+        checkpoints=checkpoints,
         experts=experts_implementation,
         launcher=launcher,
         tracking=tracking("distill"),
     shell:
         "{params.launcher} distill --task {wildcards.task} --data {input.data:q} --teacher {input.teacher:q}"
         " --student {input.student:q} --output {output:q} --seed {wildcards.seed}"
-        " --method {wildcards.method} {params.training} {params.device} {params.experts}"
+        " --method {wildcards.method} {params.training} {params.checkpoints} {params.device} {params.experts}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

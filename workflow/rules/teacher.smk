@@ -22,9 +22,10 @@ rule finetune:
         model=pretrained_model(),
         training=stage_flags(lambda w: [SETTINGS.train_options("teacher", w.task)]),
         device=model_device,
+        checkpoints=checkpoints,
         launcher=launcher,
         tracking=tracking("finetune", TEACHER),
     shell:
         "{params.launcher} finetune --task {wildcards.task} --data {input.data:q} --model {params.model:q}"
-        " --output {output:q} --seed {wildcards.seed} --method teacher {params.training} {params.device}"
+        " --output {output:q} --seed {wildcards.seed} --method teacher {params.training} {params.checkpoints} {params.device}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -25,7 +25,6 @@ class TrainOptions:
     batch_size: int  # total per optimiser step
     grad_accum: int
     weight_decay: float
-    save_steps: int
     max_length: int | None = None
     max_train_samples: int | None = None
     doc_stride: int | None = None

@@ -80,7 +80,7 @@ class Teacher:
 class Training:
     grad_accum: int
     precision: str
-    save_steps: int
+    save_minutes: float
     sampler: str
     padding: str
 
@@ -168,7 +168,6 @@ class Settings:
             batch_size=hyper.batch_size,
             grad_accum=training.grad_accum,
             weight_decay=hyper.weight_decay,
-            save_steps=training.save_steps,
             max_length=settings.max_length,
             max_train_samples=settings.max_train_samples,
             doc_stride=settings.doc_stride,

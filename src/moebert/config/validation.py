@@ -47,7 +47,7 @@ def schema() -> dict:
 
 
 def schema_default(path: str):
-    """The default of a key, by its dotted path from the top (training.save_steps) or from a definition
+    """The default of a key, by its dotted path from the top (training.save_minutes) or from a definition
     (method.num_experts, task.distill.epochs)."""
     first, *rest = path.split(".")
     node = schema()["$defs"][first] if first in schema()["$defs"] else schema()["properties"][first]

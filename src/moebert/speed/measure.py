@@ -4,8 +4,9 @@ over batch sizes and sequence lengths, on CPU with a fixed thread count or on GP
 
 Timings use random token ids: a forward's cost does not depend on the text, except through the MoE's
 per-expert loads, which random ids keep about even. So speed needs no data and, with `--random`, no
-trained weights either. Models take turns within every repetition, so a burst of load on a shared
-machine hits all of them alike.
+trained weights either. The command loads one model at a time (a job may time a dozen trained students)
+and times its whole grid, its reference-style twin beside it; `measure` itself lets the models it is given
+take turns within every repetition (benchmarks/moe_speed.py), so a burst of load hits all of them alike.
 
 Outputs: a CSV with one row per (model, sequence length, batch size) and, beside it, a JSON with the
 same rows, every single timing, the settings and the hardware; `moebert report --speed` plots them.
@@ -286,32 +287,45 @@ def run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    models, sources = _build_models(args)
-    for model in models.values():
-        model.to(device=device, dtype=getattr(torch, args.dtype))
-        if getattr(model.config, "ffn", None) == "moe":
-            model.set_experts_implementation(args.experts_implementation, device)
-    params = {label: parameter_counts(model) for label, model in models.items()}
-    with contextlib.ExitStack() as stack:
-        if args.reference:
-            for label in [label for label, model in models.items() if hasattr(model, "moe_layers")]:
-                reference = label + REFERENCE_SUFFIX
-                models[reference] = stack.enter_context(reference_style(copy.deepcopy(models[label])))
-                sources[reference], params[reference] = sources[label], params[label]
-        with tracking.tracked_run(args, _run_params(args)) as run_handle:
-            timings = measure(
-                models, args.batch_sizes, args.seq_lengths, args.repeats, args.warmup, device, args.seed
-            )
-            table = _results_table(timings, sources, params, device, args)
-            _write_results(args.output, table, timings, hardware(device), args)
-            if run_handle is not None:
-                run_handle.log_metrics(
-                    {
-                        f"latency_ms/{r.model}/b{r.batch_size}_s{r.seq_len}": r.latency_ms_median
-                        for r in table.itertuples()
-                    }
+    loaders, sources = _model_loaders(args)
+    timings, params = [], {}
+    with tracking.tracked_run(args, _run_params(args)) as run_handle:
+        # One model in memory at a time (a job may time a dozen trained students): each times its whole grid,
+        # with its reference-style twin beside it.
+        for label, load in loaders.items():
+            model = load().to(device=device, dtype=getattr(torch, args.dtype))
+            if getattr(model.config, "ffn", None) == "moe":
+                model.set_experts_implementation(args.experts_implementation, device)
+            timed = {label: model}
+            params[label] = parameter_counts(model)
+            with contextlib.ExitStack() as stack:
+                if args.reference and hasattr(model, "moe_layers"):
+                    reference = label + REFERENCE_SUFFIX
+                    timed[reference] = stack.enter_context(reference_style(copy.deepcopy(model)))
+                    sources[reference], params[reference] = sources[label], params[label]
+                timings.append(
+                    measure(
+                        timed,
+                        args.batch_sizes,
+                        args.seq_lengths,
+                        args.repeats,
+                        args.warmup,
+                        device,
+                        args.seed,
+                    )
                 )
-                run_handle.log_artifact(args.output)
+            del model, timed
+        timings = pd.concat(timings, ignore_index=True)
+        table = _results_table(timings, sources, params, device, args)
+        _write_results(args.output, table, timings, hardware(device), args)
+        if run_handle is not None:
+            run_handle.log_metrics(
+                {
+                    f"latency_ms/{r.model}/b{r.batch_size}_s{r.seq_len}": r.latency_ms_median
+                    for r in table.itertuples()
+                }
+            )
+            run_handle.log_artifact(args.output)
     print(
         table[
             ["model", "seq_len", "batch_size", "latency_ms_median", "latency_ms_p90", "examples_per_s"]
@@ -319,27 +333,27 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-def _build_models(args) -> tuple[dict[str, nn.Module], dict[str, tuple[str, str]]]:
-    """Models by label, and each label's (weights, source)."""
-    models, sources = {}, {}
+def _model_loaders(args) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """A function loading each model by label, and each label's (weights, source); nothing is loaded yet."""
+    loaders, sources = {}, {}
     for spec in args.model:
         label, path = parse_model_spec(spec)
-        if label in models:
+        if label in loaders:
             raise MoebertError(f"--model label {label!r} is given twice")
-        models[label], sources[label] = load_model(path).eval(), ("trained", path)
+        loaders[label], sources[label] = (lambda path=path: load_model(path).eval()), ("trained", path)
     if args.random:
         name, dims = dimensions(args.random)
-        built = random_models(
-            dims, args.random_models, args.num_experts, args.expert_dim, args.router, args.seed
-        )
-        for label, model in built.items():
-            if label in models:
+        for label in args.random_models:
+            if label in loaders:
                 raise MoebertError(
                     f"label {label!r} is both a --model and a --random model; label the trained "
                     f"one differently or leave {label} out of --random-models"
                 )
-            models[label], sources[label] = model, ("random", name)
-    return models, sources
+            loaders[label] = lambda label=label: random_models(
+                dims, [label], args.num_experts, args.expert_dim, args.router, args.seed
+            )[label]
+            sources[label] = ("random", name)
+    return loaders, sources
 
 
 def _run_params(args) -> dict:

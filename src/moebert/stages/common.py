@@ -83,10 +83,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
     g.add_argument("--weight-decay", type=float, default=schema_default(f"{hyper}.weight_decay"))
     g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
     g.add_argument(
-        "--save-steps",
-        type=int,
-        default=schema_default("training.save_steps"),
-        help="checkpoint every N optimiser steps (for resume)",
+        "--save-minutes",
+        type=float,
+        default=schema_default("training.save_minutes"),
+        help="minutes of training between checkpoints, one kept (0: every step); SIGTERM also saves one",
     )
     g.add_argument(
         "--sampler",
@@ -147,6 +147,7 @@ def run_params(args: argparse.Namespace) -> dict:
 def train(
     task,
     options: TrainOptions,
+    save_minutes: float,
     seed: int,
     output: str,
     device,
@@ -175,7 +176,7 @@ def train(
         batch_size=per_device_batch(options.batch_size, options.grad_accum),
         grad_accum=options.grad_accum,
         weight_decay=options.weight_decay,
-        save_steps=options.save_steps,
+        save_minutes=save_minutes,
         seed=seed,
         fp16=options.fp16,
         bf16=options.bf16,

@@ -73,6 +73,7 @@ def run(args) -> None:
         train(
             task,
             options,
+            args.save_minutes,
             args.seed,
             args.output,
             device,

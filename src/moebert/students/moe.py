@@ -245,7 +245,15 @@ class MoE(StudentKind):
             )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
-        return replace(teacher, ffn=options["expert_dim"], moe=True)
+        h, n, width, shared = (
+            teacher.hidden,
+            options["num_experts"],
+            options["expert_dim"],
+            options["shared_dim"],
+        )
+        own = width - shared if options["shared"] == "tied" else width  # the neurons each expert stores
+        stored = 2 * h * (n * own + (width - own))
+        return replace(teacher, ffn=width, moe=True, stored_ffn=stored)
 
     def needs_train_tokens(self, options: dict) -> bool:
         return options["router"] == "hash-balance"

@@ -3,12 +3,14 @@ tensor all N experts share, each expert starting as the dense FFN; a Switch-styl
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, ClassVar
 
 from torch import nn
 
 from moebert.cost import Dims
+from moebert.models import mpo
 from moebert.models.mpo import DEFAULT_FORWARD
 from moebert.students.base import StudentKind, StudentOptionError, init_gates, moe_student
 
@@ -68,7 +70,17 @@ class MPOE(StudentKind):
             )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
-        return replace(teacher, moe=True)  # full-width experts
+        """Full-width experts; stored: per matrix the central tensor once and every expert's auxiliaries."""
+        factors = (options["mpo_in_factors"], options["mpo_out_factors"])
+        if factors[0] is None:
+            factors = mpo.factors_for((teacher.hidden, teacher.ffn))
+        stored = 0
+        for in_factors, out_factors in (factors, factors[::-1]):  # the output matrix: the factors swapped
+            shapes = mpo.tensor_shapes(in_factors, out_factors, options["mpo_max_bond"])
+            sizes = [math.prod(shape) for shape in shapes]
+            central = sizes.pop(mpo.central_index(len(shapes)))
+            stored += central + options["num_experts"] * sum(sizes)
+        return replace(teacher, moe=True, stored_ffn=stored)
 
     def build(self, teacher, options, *, seed, orders, token_counts):
         student = adapt_mpo(

@@ -8,31 +8,40 @@ and LayerNorms get no weight decay.
 Checkpoints live beside the final output (`<output>.checkpoints/`), outside what the workflow declares,
 so a killed job leaves them in place and its rerun resumes; they are removed once the final model is
 saved. A fingerprint of the run's settings is kept with them: a rerun with other settings starts afresh.
+One checkpoint is kept, written on a wall-clock interval (`CheckpointClock`: every `save_minutes`, not every
+N steps, so a fast GPU does not write gigabytes a minute) and when SIGTERM announces the end of the job's
+time (SLURM's --signal, scancel): then the run stops after that checkpoint and the job fails, to be
+retried from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from time import monotonic
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from moebert.errors import MoebertError
 from moebert.files import write_json
 from moebert.tasks.qa import span_loss
+from moebert.tracking import Terminated
 
 FINGERPRINT = "fingerprint.json"
 SPAN_TARGETS = ("start_positions", "end_positions")
 # Settings that may change between a killed run and its resumption without making its checkpoint stale.
-RESUMABLE_ACROSS = {"device", "experts_implementation", "save_steps", "logging_steps", "method"}
+RESUMABLE_ACROSS = {"device", "experts_implementation", "save_minutes", "logging_steps", "method"}
 
 
 @dataclass
@@ -44,7 +53,7 @@ class TrainConfig:
     batch_size: int  # per device and micro-step
     grad_accum: int
     weight_decay: float
-    save_steps: int
+    save_minutes: float
     seed: int
     fp16: bool
     bf16: bool
@@ -259,8 +268,7 @@ def train(
         max_grad_norm=1.0,
         warmup_steps=0,
         lr_scheduler_type="linear",
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
+        save_strategy="no",  # CheckpointClock decides
         save_total_limit=1,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,  # every run, however short, shows its loss terms once
@@ -285,21 +293,68 @@ def train(
     # back. Not node-local: the checkpoints are on a shared disk.
     with args.main_process_first(local=False, desc="preparing checkpoints"):
         last = prepare_checkpoints(output, {**asdict(cfg), **settings})
+    clock = CheckpointClock(cfg.save_minutes)
     trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_dataset,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[clock, *callbacks],
         sampler=cfg.sampler,
         padded_losses=cfg.padding == "max-length",
         **trainer_kwargs,
     )
     if last:
         print(f"resuming from checkpoint {last}", flush=True)
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    with clock.on_sigterm():
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if clock.terminating:
+        raise Terminated(
+            f"terminated at optimiser step {trainer.state.global_step} of {trainer.state.max_steps}, "
+            f"after saving a checkpoint in {checkpoint_dir(output)}: a rerun resumes from it"
+        )
     return trainer
+
+
+class CheckpointClock(TrainerCallback):
+    """A checkpoint every `minutes` of training (0: every step) and one when SIGTERM arrives, after which the
+    run stops. Processes of a multi-process run decide together (the first process's clock), so that all of
+    them save at the same step."""
+
+    def __init__(self, minutes: float):
+        self.interval = minutes * 60
+        self.terminating = False
+        self.last = monotonic()
+
+    @contextlib.contextmanager
+    def on_sigterm(self):
+        """While training, SIGTERM asks for a checkpoint and a stop instead of killing the step."""
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "terminating", True))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = torch.tensor([monotonic() - self.last >= self.interval, self.terminating], dtype=torch.int32)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            due = due.to(args.device)
+            torch.distributed.broadcast(due, src=0)
+            due = due.cpu()
+        if due.any():
+            control.should_save = True
+            self.last = monotonic()
+        if due[1]:
+            self.terminating = True
+            control.should_training_stop = True
+            print(f"SIGTERM: checkpoint at optimiser step {state.global_step}, then stopping", flush=True)
 
 
 def discard_checkpoints(output) -> None:
