@@ -320,7 +320,7 @@ def test_model_card_metadata_parses_and_its_numbers_are_the_metrics_files(export
         row = f"| MRPC | {name} | {record['results']['MRPC'][metric]:.2f} | {teacher['results']['MRPC'][metric]:.2f} |"
         assert row in text
     params = record["params"]
-    assert f"| effective (one expert per layer: what a token uses) | {params['effective']:,} |" in text
+    assert f"| effective (what a token uses: one expert per layer) | {params['effective']:,} |" in text
     assert (
         f"| total (encoder with embeddings and pooler) | {params['total']:,} | {teacher['params']['total']:,} |"
         in text
@@ -334,6 +334,7 @@ def test_model_card_metadata_parses_and_its_numbers_are_the_metrics_files(export
         in text
     )
     assert "License not set" not in text
+    assert "trained with the task loss and distillation of the hidden states of `all` layers" in text
 
 
 def test_cards_of_the_other_students(exported):
@@ -426,10 +427,23 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(exported, fake_hub,
     )
 
 
-def test_push_refuses_a_card_without_license_and_reports_hub_errors(exported, fake_hub, monkeypatch):
+def test_push_refuses_a_card_without_license_and_reports_hub_errors(
+    exported, fake_hub, monkeypatch, tmp_path
+):
     with pytest.raises(MoebertError, match="no license.*--license"):
         push_to_hub(exported["qa-moe"].folder, "someone/qa")
     assert fake_hub == []
+    # A license given, or a base model whose license is known, lets it go.
+    licensed = export(exported["qa-moe"].folder, tmp_path / "mit", license="mit")
+    assert (
+        card_metadata(licensed)["license"] == "mit"
+        and "License not set" not in (licensed / "README.md").read_text()
+    )
+    based = export(exported["qa-moe"].folder, tmp_path / "based", base_model="bert-base-uncased")
+    meta = card_metadata(based)
+    assert meta["license"] == "apache-2.0" and meta["base_model"] == "google-bert/bert-base-uncased"
+    push_to_hub(based, "someone/qa")
+    assert [call[0] for call in fake_hub] == ["init", "create_repo", "upload_folder"]
 
     def fail(self, repo_id, **kwargs):
         raise OSError("401 Unauthorized")
@@ -453,6 +467,12 @@ def test_bad_inputs_are_refused_by_name_and_write_nothing(exported, tmp_path, ca
     ).save_pretrained(tmp_path / "encoder")
     with pytest.raises(MoebertError, match="is a BertModel, not a task model"):
         export(tmp_path / "encoder", output)
+    with pytest.raises(MoebertError, match="would replace the model"):
+        export(source, source)
+    no_tokenizer = tmp_path / "no-tokenizer"
+    e.original.save_pretrained(no_tokenizer)
+    with pytest.raises(MoebertError, match=f"model '{no_tokenizer}' has no tokenizer"):
+        export(no_tokenizer, output)
     # Metrics of another model (the teacher's), or of another task.
     with pytest.raises(MoebertError, match="it scores another model"):
         export(source, output, e.teacher_metrics)

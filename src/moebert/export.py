@@ -314,6 +314,13 @@ def export(
 
     model_dir, output = Path(model_dir), Path(output)
     head = _model_head(model_dir)
+    if output.resolve() == model_dir.resolve() or output.resolve() in model_dir.resolve().parents:
+        raise MoebertError(f"--output '{output}' would replace the model '{model_dir}': export elsewhere")
+    if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
+        raise MoebertError(
+            f"model '{model_dir}' has no tokenizer ({', '.join(TOKENIZER_FILES)}): a trained model is saved "
+            f"with its tokenizer"
+        )
     if teacher_metrics is not None and metrics is None:
         raise MoebertError("--teacher-metrics: give the model's own --metrics too, to compare them")
     record = _read_record(metrics, "metrics file") if metrics is not None else None
@@ -353,11 +360,6 @@ def export(
         raise MoebertError(
             f"metrics file '{metrics}' counts {record.get('params')} parameters, but model '{model_dir}' has "
             f"{counts}: it scores another model"
-        )
-    if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
-        raise MoebertError(
-            f"model '{model_dir}' has no tokenizer ({', '.join(TOKENIZER_FILES)}): a trained model is saved "
-            f"with its tokenizer"
         )
     tokenizer = load_tokenizer(str(model_dir))
 
@@ -529,7 +531,7 @@ class ModelCard:
             "dense-narrow": "dense-narrow student (one narrow FFN)",
         }.get(self.kind, "dense model")
         task = f" for {self.task.display}" if self.task else ""
-        return f"{what}{task}"
+        return f"{'an' if self.kind == 'mpoe' else 'a'} {what}{task}"
 
     def tags(self) -> list[str]:
         tags = ["moebert"]
@@ -606,21 +608,27 @@ class ModelCard:
         seed = f", seed {self.record['seed']}" if self.record and self.record.get("seed") is not None else ""
         method = f" (method `{self.method}`{seed})" if self.method else ""
         made = "fine-tuned from" if self.kind == "teacher" else "built from"
+        title = self.title()
         lines = [
             f"# {self.name}",
             "",
             (
-                f"A {self.title()}{method}, {made} {base}{task} by moebert, a reproduction pipeline of MoEBERT, "
-                f"and exported by `moebert export`."
+                f"{title[0].upper()}{title[1:]}{method}, {made} {base}{task} by moebert, a reproduction "
+                f"pipeline of MoEBERT, and exported by `moebert export`."
             ),
         ]
         if self.license is None:
             lines += [
                 "",
                 (
-                    f"**License not set.** The license of the base model (`{self.base or 'unknown'}`) is not known to "
-                    f"moebert, so the metadata says `license: {UNKNOWN_LICENSE}`: replace it with the base model's "
-                    f"license (or export again with `--license`) before you publish this model."
+                    "**License not set.** "
+                    + (
+                        f"moebert does not know the license of the base model `{self.base}`"
+                        if self.base
+                        else "The base model is not known (exported without --config or --base-model)"
+                    )
+                    + f", so the metadata says `license: {UNKNOWN_LICENSE}`: set it to the base model's license "
+                    f"(or export again with `--license`) before you publish this model."
                 ),
             ]
         return "\n".join(lines)
@@ -644,12 +652,10 @@ class ModelCard:
                 "is shared by all experts, while each expert owns its small auxiliary tensors. A learned top-1 "
                 "gate routes every token (Switch style). Here the student starts from the fine-tuned teacher "
                 "(every expert exactly its FFN at full bond) and is trained with MoEBERT's layer-wise "
-                "distillation (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675)), "
-                "with MPOE's gradient mask on the central tensors."
+                "distillation (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675))."
             ),
             "teacher": (
-                "This is the dense teacher of the MoEBERT pipeline (Zuo et al., NAACL 2022, "
-                "[arXiv:2204.07675](https://arxiv.org/abs/2204.07675)): the base model fine-tuned on the task, "
+                "This is the dense teacher of the MoEBERT pipeline: the base model fine-tuned on the task, "
                 "from which the students' experts are cut and against which they are distilled. " + moebert
             ),
             "distil-half": (
@@ -663,7 +669,39 @@ class ModelCard:
             ),
         }.get(self.kind, moebert)
         citations = [MOEBERT_CITATION] + ([MPOE_CITATION] if self.kind == "mpoe" else [])
-        return "\n".join(["## Method", "", text, "", "```bibtex", "\n\n".join(citations), "```"])
+        training = self.training_note()
+        return "\n".join(
+            [
+                "## Method",
+                "",
+                text,
+                *(["", training] if training else []),
+                "",
+                "```bibtex",
+                "\n\n".join(citations),
+                "```",
+            ]
+        )
+
+    def training_note(self) -> str | None:
+        """How this model was trained, where the config's method says it."""
+        settings = self.method_config or {}
+        notes = []
+        scope = settings.get("distill_scope")
+        if scope == "none":
+            notes.append("the task loss alone, without distillation (`distill_scope: none`)")
+        elif scope:
+            notes.append(
+                f"the task loss and distillation of the hidden states of `{scope}` layers (`distill_scope`)"
+            )
+        if self.kind == "mpoe" and "gradient_mask" in settings:
+            mask = settings["gradient_mask"]
+            notes.append(
+                "no gradient mask on the central tensors"
+                if mask is None
+                else f"MPOE's gradient mask: the central tensors' gradient dropped with probability {mask} at each step"
+            )
+        return f"This model was trained with {'; '.join(notes)}." if notes else None
 
     def layout_section(self) -> str:
         c = self.config
@@ -741,7 +779,10 @@ class ModelCard:
             else "counted on the exported model (no metrics file given)"
         )
         rows = [
-            ["effective (one expert per layer: what a token uses)", _number(self.counts["effective"])],
+            [
+                "effective (what a token uses" + (": one expert per layer)" if self.ffn else ")"),
+                _number(self.counts["effective"]),
+            ],
             ["total (encoder with embeddings and pooler)", _number(self.counts["total"])],
             ["task head", _number(self.counts["head"])],
         ]
