@@ -159,10 +159,23 @@ def exported(tmp_path_factory, tiny_model_dir) -> dict[str, Exported]:
 
 
 RELOAD = r"""
-import json, os, sys
+import importlib.abc, json, os, sys
 
-# The package may be installed (editable) in this interpreter: drop every path entry that holds it.
-sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p or os.getcwd(), "moebert"))]
+# The package may be installed in this interpreter. An editable install puts its source directory on the path:
+# dropped. A regular one sits in site-packages beside torch, and an editable one may use a finder: a finder
+# in front of all others refuses it.
+sys.path[:] = [
+    p for p in sys.path if "site-packages" in p or not os.path.isdir(os.path.join(p or os.getcwd(), "moebert"))
+]
+
+
+class NoMoebert(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "moebert":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NoMoebert())
 try:
     import moebert
 except ModuleNotFoundError:
@@ -171,7 +184,6 @@ else:
     sys.exit(f"moebert is importable from {moebert.__file__}")
 
 import torch
-import transformers
 from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
 jobs, batch = json.loads(sys.argv[1]), torch.load(sys.argv[2])
@@ -192,7 +204,8 @@ torch.save(out, sys.argv[3])
 @pytest.fixture(scope="module")
 def reloaded(exported, tmp_path_factory) -> dict[str, torch.Tensor]:
     """Outputs of every exported model loaded by transformers alone, in a Python that cannot import moebert
-    (-I: no PYTHONPATH, no current directory; the script drops the package's path), on one fixed batch."""
+    (-I: no PYTHONPATH, no current directory; the script drops the package's path and refuses its import), on
+    one fixed batch."""
     tmp = tmp_path_factory.mktemp("reload")
     torch.save(inputs(), tmp / "batch.pt")
     jobs = {name: (str(e.folder), e.head, e.remote) for name, e in exported.items()}
@@ -528,3 +541,27 @@ def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_pa
         in caplog.text
     )
     assert (tmp_path / "out" / "README.md").is_file()
+
+
+def test_the_training_run_is_the_finetune_run_for_the_teacher(monkeypatch, tmp_path, caplog):
+    from moebert import tracking
+    from moebert.cli import build_parser
+    from moebert.stages.export import log_to_training_run
+
+    logged = []
+    monkeypatch.setattr(tracking, "log_to_run", lambda args, tags, paths, under: logged.append((tags, under)))
+    store = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+
+    def args(*tags):
+        argv = ["export", "--model", "m", "--output", "o", *store]
+        return build_parser().parse_args([*argv, *(x for tag in tags for x in ("--tag", tag))])
+
+    teacher = args("task=rte", "method=teacher", "seed=1")
+    log_to_training_run(teacher, dict(teacher.tag), ["o"])
+    assert logged == [({"rule": "finetune", "task": "rte", "method": "teacher", "seed": "1"}, "export")]
+    untagged = args("task=rte")
+    log_to_training_run(untagged, dict(untagged.tag), ["o"])
+    assert len(logged) == 1 and "--tag method=..., seed=... missing" in caplog.text
+    store[1] = "off"
+    log_to_training_run(args(), {}, ["o"])
+    assert len(logged) == 1
