@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from moebert.models.modeling import PACKAGED_MINILM, load_model, load_tokenizer
+from moebert.hub import PACKAGED_MINILM
+from moebert.models.loading import load_model, load_tokenizer
 from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split
 from moebert.training.importance import importance_scores, importance_scores_autograd

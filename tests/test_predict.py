@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification
 from moebert.cli import build_parser, main
 from moebert.errors import MoebertError
 from moebert.evaluation import evaluate
-from moebert.models.modeling import load_model
+from moebert.models.loading import load_model
 from moebert.tasks import TASKS, get_task, load_test_split
 from moebert.tasks.qa import QaSettings
 

@@ -11,7 +11,9 @@ from conftest import random_batch, randomize_biases
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
 from moebert.errors import MoebertError
-from moebert.models.modeling import PACKAGED_MINILM, MoEBertForQuestionAnswering, load_model, resolve_model
+from moebert.hub import PACKAGED_MINILM
+from moebert.models.loading import load_model, resolve_model
+from moebert.models.modeling import MoEBertForQuestionAnswering
 from moebert.students.moe import adapt
 from moebert.tasks import get_task
 from moebert.tasks import squad as squad_data

@@ -13,7 +13,8 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from moebert.errors import MoebertError
 from moebert.files import write_json
-from moebert.models.modeling import PACKAGED_MINILM, resolve_model
+from moebert.hub import PACKAGED_MINILM
+from moebert.models.loading import resolve_model
 from moebert.students.moe import adapt
 from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split

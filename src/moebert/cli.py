@@ -25,6 +25,7 @@ COMMANDS = {
     "distill": "moebert.stages.distill",
     "evaluate": "moebert.stages.evaluate",
     "predict": "moebert.stages.predict",
+    "export": "moebert.stages.export",
     "submission": "moebert.stages.submission",
     "speed": "moebert.speed.measure",
     "report": "moebert.reporting.report",

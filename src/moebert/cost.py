@@ -81,7 +81,7 @@ def model_dims(name_or_path: str) -> Dims:
     from transformers import AutoConfig
 
     from moebert.hub import model_slug
-    from moebert.models.modeling import resolve_model
+    from moebert.models.loading import resolve_model
 
     fetched = Path("resources/models") / model_slug(name_or_path)  # fetch_model's copy, in a workflow
     source = str(fetched) if fetched.is_dir() else resolve_model(name_or_path)

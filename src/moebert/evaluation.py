@@ -179,7 +179,7 @@ def metrics_record(
     seed: int,
     **extra,
 ) -> dict:
-    """The metrics.json record; `params` as `modeling.parameter_counts` gives them (`NO_PARAMS`: no model)."""
+    """The metrics.json record; `params` as `models.loading.parameter_counts` gives them (`NO_PARAMS`: no model)."""
     return {
         "task": task.name,
         "model": None if model_path is None else str(model_path),

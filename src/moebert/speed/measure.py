@@ -34,13 +34,8 @@ from moebert.device import DEVICE_HELP, cpu_model, resolve_device
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, write_json
 from moebert.models.bert_experts import IMPLEMENTATIONS
-from moebert.models.modeling import (
-    MoEBertConfig,
-    MoEBertForSequenceClassification,
-    load_model,
-    parameter_counts,
-    resolve_model,
-)
+from moebert.models.loading import load_model, parameter_counts, resolve_model
+from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
 from moebert.models.routing import ROUTERS
 from moebert.speed import COLUMNS
 from moebert.speed.reference_style import reference_style

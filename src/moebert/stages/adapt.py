@@ -143,7 +143,7 @@ def importance_orders(path: str, layers: int):
 
 
 def run(args) -> None:
-    from moebert.models.modeling import load_model, load_tokenizer
+    from moebert.models.loading import load_model, load_tokenizer
 
     adapt = from_args(AdaptOptions, args)
     kind = get_student(adapt.student)

@@ -84,7 +84,7 @@ def check_student(student, distill: DistillOptions) -> None:
 def run(args) -> None:
     from transformers import set_seed
 
-    from moebert.models.modeling import load_tokenizer, load_trained
+    from moebert.models.loading import load_tokenizer, load_trained
     from moebert.training.distillation import DistillationTrainer
     from moebert.training.gradient_mask import CentralGradientMask
 

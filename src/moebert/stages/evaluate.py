@@ -59,7 +59,7 @@ def log_results(run, record: dict, path: Path) -> None:
 
 def run(args) -> None:
     from moebert.evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
-    from moebert.models.modeling import load_tokenizer, load_trained, parameter_counts
+    from moebert.models.loading import load_tokenizer, load_trained, parameter_counts
     from moebert.tasks import QaTask
     from moebert.tasks.qa import QaSettings
 

@@ -50,7 +50,7 @@ def head_settings(task) -> dict:
 def run(args) -> None:
     from transformers import set_seed
 
-    from moebert.models.modeling import load_model, load_tokenizer
+    from moebert.models.loading import load_model, load_tokenizer
 
     task = resolve_task(args)
     options = from_args(TrainOptions, args)

@@ -52,7 +52,7 @@ def run(args) -> None:
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
 
-    from moebert.models.modeling import load_tokenizer, load_trained
+    from moebert.models.loading import load_tokenizer, load_trained
     from moebert.tasks import data as task_data
     from moebert.training.importance import importance_scores, orders
 

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from moebert import prediction
-    from moebert.models.modeling import load_tokenizer, load_trained
+    from moebert.models.loading import load_tokenizer, load_trained
     from moebert.tasks import DIAGNOSTIC, QaTask, load_test_split
     from moebert.tasks import squad as squad_data
     from moebert.tasks.qa import QaSettings

@@ -1,0 +1,94 @@
+"""`moebert export`: a trained model as a folder in the Hugging Face layout with its model card, loadable without
+this package (moebert.export), optionally pushed to the hub; with tracking on, the folder is logged to the run
+that trained the model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from moebert import tracking
+from moebert.errors import MoebertError
+
+log = logging.getLogger(__name__)
+
+HELP = "a trained model as a Hugging Face folder with its model card, loadable without moebert; or pushed"
+# The rule whose run trained a model, by method: the teacher is fine-tuned, every student distilled.
+TRAINED_BY = {"teacher": "finetune"}
+TRAINING_RULE = "distill"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a trained model directory (results/student/... or results/teacher/...)",
+    )
+    parser.add_argument("--output", required=True, help="the folder to write (replaced if it exists)")
+    parser.add_argument(
+        "--metrics",
+        help="the model's metrics.json (moebert evaluate): its dev results and parameters go in the card",
+    )
+    parser.add_argument("--teacher-metrics", help="the teacher's metrics.json, for the card's comparison")
+    parser.add_argument(
+        "--config",
+        help="the resolved workflow config (results/config.json): its part for this model goes in the card",
+    )
+    parser.add_argument(
+        "--base-model",
+        help="hub id of the teacher's base model (default: the config's teacher.model)",
+    )
+    parser.add_argument(
+        "--license",
+        help="the card's license (default: the base model's where known, else a placeholder that --push-to-hub "
+        "refuses)",
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="upload the folder to this hub repository (created if missing), with the token of $HF_TOKEN or "
+        "`hf auth login`",
+    )
+    parser.add_argument("--private", action="store_true", help="--push-to-hub: create the repository private")
+    tracking.add_tracking_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    from moebert.export import export, push_to_hub
+
+    if args.private and not args.push_to_hub:
+        raise MoebertError("--private: only --push-to-hub creates a repository; leave it out")
+    tags = dict(args.tag)
+    folder = export(
+        args.model,
+        args.output,
+        metrics=args.metrics,
+        teacher_metrics=args.teacher_metrics,
+        config=args.config,
+        name=args.push_to_hub,
+        commit=tags.get("git_commit"),
+        base_model=args.base_model,
+        license=args.license,
+    )
+    print(f"exported {args.model} -> {folder}")
+    if args.push_to_hub:
+        print(f"pushed -> {push_to_hub(folder, args.push_to_hub, private=args.private)}")
+    log_to_training_run(args, tags, [folder, *args.log_artifact])
+
+
+def log_to_training_run(args: argparse.Namespace, tags: dict, paths) -> None:
+    """The exported folder (and this job's log) as artifacts under export/ of the run that trained the model:
+    the run of the experiment tagged rule=distill (finetune for the teacher) and this job's task, method and
+    seed. Without those tags nothing is logged (a warning)."""
+    if not tracking.is_on(args):
+        return
+    missing = [key for key in ("task", "method", "seed") if key not in tags]
+    if missing:
+        log.warning(
+            "MLflow: --tag %s missing: cannot tell which run trained the model; the export is not logged",
+            ", ".join(f"{key}=..." for key in missing),
+        )
+        return
+    rule = TRAINED_BY.get(tags["method"], TRAINING_RULE)
+    wanted = {"rule": rule, **{key: tags[key] for key in ("task", "method", "seed")}}
+    tracking.log_to_run(args, wanted, paths, under="export")
