@@ -52,6 +52,7 @@ include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/speed.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -62,3 +63,4 @@ rule all:
         "results/plots",
         "results/manifest.json",
         all_predictions(),
+        all_exports(),

@@ -74,7 +74,7 @@ def random_teacher(dims: str, path: Path) -> dict:
     """A random-weight BERT classifier of the preset's dimensions with the packaged MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from moebert.models.modeling import resolve_model
+    from moebert.models.loading import resolve_model
     from moebert.speed.measure import PRESETS
 
     config = BertConfig(**PRESETS[dims], num_labels=2)

@@ -293,6 +293,10 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
             "key predictions[1]: 'majority' is not a row with a trained model; rows: teacher, moebert",
         ),
         (
+            {"methods": {"moebert": {}}, "exports": ["moebert", "moebrt"]},
+            "key exports[1]: 'moebrt' is not a row with a trained model; did you mean 'moebert'?",
+        ),
+        (
             {"training": {"precision": "fp16"}, "resources": {"gpus": 0}},
             "key training.precision: fp16 mixed precision needs a GPU (resources.gpus is 0)",
         ),

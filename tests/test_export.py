@@ -1,6 +1,7 @@
 """`moebert export`: trained models as Hugging Face folders that load without the package (same logits), their
 model cards, the push to the hub (a mocked API) and the MLflow artifacts."""
 
+import argparse
 import ast
 import json
 import os
@@ -16,6 +17,7 @@ import yaml
 from conftest import REPO, random_batch, randomize_biases, tiny_bert
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, BertModel
 
+from moebert import tracking
 from moebert.cli import main
 from moebert.errors import MoebertError
 from moebert.evaluation import metrics_record
@@ -525,7 +527,17 @@ def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_pa
     log = tmp_path / "export.log"
     log.write_text("exported\n")
     tags = ["--tag", "task=mrpc", "--tag", "method=moebert", "--tag", "seed=0", "--tag", "rule=export"]
-    argv = ["export", "--model", e.folder, "--output", tmp_path / "out", "--tracking-uri", uri]
+    argv = [
+        "export",
+        "--model",
+        e.folder,
+        "--output",
+        tmp_path / "out",
+        "--tracking-uri",
+        uri,
+        "--parent-run",
+        "grid",
+    ]
     assert main([str(a) for a in [*argv, "--experiment", "tiny", *tags, "--log-artifact", log]]) == 0
     logged = {f.path for f in client.list_artifacts(distill, "export")}
     assert logged == {"export/out", "export/export.log"}
@@ -533,6 +545,13 @@ def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_pa
         Path(f.path).name for f in client.list_artifacts(distill, "export/out")
     }
     assert not client.list_artifacts(other_seed) and not client.list_artifacts(evaluate)
+    # The parent run links the export, and the report turns the links into the parent's description.
+    (parent,) = client.search_runs([experiment], filter_string="tags.`moebert.parent_run` = 'grid'")
+    assert parent.data.tags["moebert.export.mrpc/moebert/seed0"] == f"runs:/{distill}/export/out"
+    tracking.describe_parent(tracking_args(uri, "--experiment", "tiny", "--parent-run", "grid"))
+    note = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    link = f"#/experiments/{experiment}/runs/{distill}/artifacts/export/out?workflowType=machine_learning"
+    assert note.splitlines()[2:] == [f"- [mrpc/moebert/seed0]({link}): `runs:/{distill}/export/out`"]
     # No such run (another seed): a warning, and the export stands.
     tags[5] = "seed=7"
     assert main([str(a) for a in [*argv, "--experiment", "tiny", *tags]]) == 0
@@ -541,6 +560,12 @@ def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_pa
         in caplog.text
     )
     assert (tmp_path / "out" / "README.md").is_file()
+
+
+def tracking_args(uri, *argv):
+    parser = argparse.ArgumentParser()
+    tracking.add_tracking_arguments(parser)
+    return parser.parse_args(["--tracking-uri", uri, *argv])
 
 
 def test_the_training_run_is_the_finetune_run_for_the_teacher(monkeypatch, tmp_path, caplog):

@@ -67,6 +67,7 @@ def test_concurrent_jobs_share_one_sqlite_store(tmp_path, monkeypatch):
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("tiny")
     assert experiment.artifact_location == (tmp_path / "mlflow" / "artifacts").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's training view
     assert not (tmp_path / "mlruns").exists()
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get(tracking.PARENT_TAG) == "grid"]
@@ -84,6 +85,16 @@ def test_concurrent_jobs_share_one_sqlite_store(tmp_path, monkeypatch):
         assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, STEPS + 1)]
         assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == STEPS
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
+
+
+def test_an_experiment_made_without_its_kind_gets_it(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    made = client.create_experiment("older", artifact_location=(tmp_path / "artifacts").as_uri())
+    assert tracking._experiment_id(client, "older", uri) == made
+    assert client.get_experiment(made).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_concurrent_parent_creators_converge_on_the_oldest(tmp_path):

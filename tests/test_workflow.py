@@ -245,6 +245,13 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     rows = (predictions / "rte" / "RTE.tsv").read_text().splitlines()
     assert rows[0] == "index\tprediction" and len(rows) == 3001  # RTE's 3000 test rows
 
+    # The exported row: a Hugging Face folder with its card, logged to its distill run, linked by the parent.
+    exported = results / "export" / "rte" / "moebert" / "seed0"
+    assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= {
+        p.name for p in exported.iterdir()
+    }
+    assert "MoEBERT student for RTE" in (exported / "README.md").read_text()
+
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
 
     again = snakemake(*tiny_run_args(tmp_path, glue_dir, "-n"))
@@ -261,7 +268,7 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     counts = job_counts(rerun.stdout)
     # moebert and its sweep point on 2 tasks, then their distillation, evaluation and predictions
     assert counts["adapt"] == 4 and "finetune" not in counts and "importance" not in counts, counts
-    assert counts["predict"] == 2 and counts["submission"] == 1, counts
+    assert counts["predict"] == 2 and counts["submission"] == 1 and counts["export"] == 2, counts
 
     # Snakemake's own HTML report carries the registered table and plot with their captions.
     html = tmp_path / "report.html"
@@ -333,6 +340,22 @@ def _check_mlflow_runs(db: Path) -> None:
         and r.data.tags["task"] == "rte"
     )
     assert "RTE/accuracy" in evaluate.data.metrics
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    rte = next(
+        r
+        for r in children
+        if r.data.tags["rule"] == "distill"
+        and r.data.tags["method"] == "moebert"
+        and r.data.tags["task"] == "rte"
+    )
+    assert [a.path for a in client.list_artifacts(rte.info.run_id, "export")] == [
+        "export/seed0",
+        "export/seed0.log",
+    ]
+    parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"- [rte/moebert/seed0](#/experiments/{experiment.experiment_id}/runs/{rte.info.run_id}/" in note
+    assert "[stsb/moebert/seed0]" in note
 
 
 def _kill_job(snakemake_pid: int, command: str) -> None:

@@ -35,6 +35,14 @@ RETRY_MAX_DELAY_S = 30.0
 # own REST client already.
 TRANSIENT_MARKERS = ("database is locked", "database is busy", "OperationalError", "TEMPORARILY_UNAVAILABLE")
 PARENT_TAG = "moebert.parent_run"
+# On the parent run, + "<task>/<method>/seed<seed>": where an exported model lies (runs:/<run id>/<path>).
+EXPORT_TAG = "moebert.export."
+# Marks an experiment as model training (MLflow 3's experiment kind; the UI's experiment-type setting writes
+# the same tag), for UIs that read it to open the runs rather than the GenAI overview of traces. MLflow 3.17's
+# does not: a switch kept in the browser (GenAI by default) or this URL query picks the view, so the links
+# written here carry the query and the README gives the URL.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+TRAINING_VIEW = "workflowType=machine_learning"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 # Seconds between samples of a run's system metrics (system/cpu_utilization_percentage, memory, disk,
 # network; GPU with nvidia-ml-py): several points even for jobs of a minute or two. The environment's
@@ -277,6 +285,60 @@ def log_to_parent(args: argparse.Namespace, paths) -> None:
     _upload(uri, f"parent run {args.parent_run!r}", parent, paths)
 
 
+def _on_parent(args: argparse.Namespace, what: str, action) -> None:
+    """Call `action(client, parent_run_id)` on the run named `--parent-run`, found or created as the jobs do;
+    nothing when tracking is off or no parent is named; a tracking failure only warns."""
+    from mlflow.tracking import MlflowClient
+
+    uri = _tracking_uri(args)
+    if uri is None or not args.parent_run:
+        return
+    try:
+        with _setup_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            parent = _parent_run_id(client, _experiment_id(client, args.experiment, uri), args.parent_run)
+            action(client, parent)
+    except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
+        log.warning("MLFLOW TRACKING FAILED to %s at %s: %s: %s", what, uri, type(exc).__name__, exc)
+
+
+def link_export(args: argparse.Namespace, name: str, run_id: str, path: str) -> None:
+    """Record on the parent run that the model `name` (task/method/seed) is exported to `path` among the
+    artifacts of run `run_id`; `describe_parent` lists these links."""
+    _on_parent(
+        args,
+        f"link the export of {name} on the parent run",
+        lambda client, parent: retry(client.set_tag, parent, EXPORT_TAG + name, f"runs:/{run_id}/{path}"),
+    )
+
+
+def describe_parent(args: argparse.Namespace) -> None:
+    """The parent run's description (the UI renders it as markdown on the run's page): a link to every
+    exported model's folder, among the artifacts of the run that trained it. Nothing without exports."""
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    def note(client, parent) -> None:
+        run = retry(client.get_run, parent)
+        exports = sorted(
+            (k[len(EXPORT_TAG) :], v) for k, v in run.data.tags.items() if k.startswith(EXPORT_TAG)
+        )
+        if not exports:
+            return
+        header = (
+            "Exported models (moebert export): Hugging Face folders with their model cards, each in the artifacts "
+            "of the run that trained the model."
+        )
+        lines = [header, ""]
+        for name, uri in exports:
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            # MLflow 3.17's UI shows a run's artifacts in its model-training view only when asked to
+            link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{path}?{TRAINING_VIEW}"
+            lines.append(f"- [{name}]({link}): `{uri}`")
+        retry(client.set_tag, parent, MLFLOW_RUN_NOTE, "\n".join(lines))
+
+    _on_parent(args, "describe the parent run", note)
+
+
 def log_to_run(args: argparse.Namespace, tags: dict, paths, under: str | None = None) -> str | None:
     """Upload files and directories (each as a folder of its name, inside `under`) to the latest run of
     `--experiment` that carries every tag of `tags` (e.g. the distill run of a task, method and seed), so a
@@ -409,13 +471,17 @@ def _setup_lock(uri: str):
 def _experiment_id(client, name: str, uri: str) -> str:
     experiment = retry(client.get_experiment_by_name, name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG[0] not in experiment.tags:  # made by an earlier version, or by hand
+            retry(client.set_experiment_tag, experiment.experiment_id, *EXPERIMENT_KIND_TAG)
         return experiment.experiment_id
     db = _sqlite_path(uri)
     # Without an explicit location MLflow writes sqlite-store artifacts into ./mlruns of whatever
     # directory the job runs in; keep them beside the database instead.
     location = (db.parent / "artifacts").resolve().as_uri() if db else None
     try:
-        return retry(client.create_experiment, name, artifact_location=location)
+        return retry(
+            client.create_experiment, name, artifact_location=location, tags=dict([EXPERIMENT_KIND_TAG])
+        )
     except Exception:
         # Another job (on a remote store) created it between our lookup and our create.
         experiment = retry(client.get_experiment_by_name, name)

@@ -111,6 +111,9 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     if rule == "adapt":  # slicing or decomposing weights: the teacher and its student in memory, then saved
         student = method.kind.dims(teacher, method.options).params
         return cost.Work(train=False, weights=teacher.params + student, saves=student)
+    if rule == "export":  # loads the model and writes a copy of it
+        stored = (teacher if method is None else method.kind.dims(teacher, method.options)).params
+        return cost.Work(train=False, weights=stored, saves=stored)
     return cost.Work(train=False)
 
 

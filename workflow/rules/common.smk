@@ -186,6 +186,26 @@ def all_predictions() -> list[str]:
     ]
 
 
+def metrics_path(task, method, seed) -> str:
+    """A row's metrics file; a student's teacher is the one its seed starts from."""
+    if method == TEACHER:
+        seed = SETTINGS.teacher_seed(int(seed))
+    return f"results/metrics/{task}/{method}/seed{seed}.json"
+
+
+def all_exports() -> list[str]:
+    """What `exports:` asks for: every task and seed of each row (the teacher's once per teacher)."""
+    return sorted(
+        {
+            f"results/export/{task}/{row}/seed{seed}"
+            for row in SETTINGS.exports
+            for task in SETTINGS.tasks
+            for seed in SETTINGS.seeds
+            for seed in [SETTINGS.teacher_seed(seed) if row == TEACHER else seed]
+        }
+    )
+
+
 def result_tables() -> list[str]:
     """The tables of the task families the config runs: glue.* and (with a QA task) squad.*."""
     families = {settings.task.family for settings in SETTINGS.tasks.values()}

@@ -128,6 +128,7 @@ class Settings:
     sweep_points: dict[str, dict[str, str]]
     claims: list[dict]
     predictions: list[str]
+    exports: list[str]
     importance: Importance
     training: Training
     resources: Resources
@@ -304,6 +305,7 @@ def load_settings(raw: dict, device_kinds=None) -> Settings:
         sweep_points=config["sweep_points"],
         claims=config["claims"],
         predictions=config["predictions"],
+        exports=config["exports"],
         importance=_typed(Importance, config["importance"]),
         training=_typed(Training, config["training"]),
         resources=_typed(Resources, config["resources"]),

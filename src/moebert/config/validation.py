@@ -136,7 +136,8 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
     config["methods"] = {name: resolved[name] for name in given_methods}
     config["sweep_points"] = points
     _check_claims(config)
-    _check_predictions(config)
+    _check_trained_rows(config, "predictions")
+    _check_trained_rows(config, "exports")
     _check_batches(config)
     if config["training"]["precision"] == "fp16" and config["resources"]["gpus"] == 0:
         raise ConfigError(
@@ -224,12 +225,13 @@ def _expand_sweeps(config: dict, methods: dict) -> dict:
     return points
 
 
-def _check_predictions(config: dict) -> None:
+def _check_trained_rows(config: dict, key: str) -> None:
+    """A list of rows that need a model file: the teacher and the trained students."""
     trained = [TEACHER, *(name for name, m in config["methods"].items() if get_student(m["student"]).trains)]
-    for i, row in enumerate(config["predictions"]):
+    for i, row in enumerate(config[key]):
         if row not in trained:
             raise ConfigError(
-                ["predictions", i],
+                [key, i],
                 f"{row!r} is not a row with a trained model; "
                 f"{did_you_mean(row, trained)}rows: {', '.join(trained)}",
             )

@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> None:
     write_json(args.manifest, manifest(runs, args))
     print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
     tracking.log_to_parent(args, [args.tables_dir, args.plots_dir, args.manifest, *args.log_artifact])
+    tracking.describe_parent(args)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from moebert import tracking
 from moebert.errors import MoebertError
@@ -91,4 +92,7 @@ def log_to_training_run(args: argparse.Namespace, tags: dict, paths) -> None:
         return
     rule = TRAINED_BY.get(tags["method"], TRAINING_RULE)
     wanted = {"rule": rule, **{key: tags[key] for key in ("task", "method", "seed")}}
-    tracking.log_to_run(args, wanted, paths, under="export")
+    run_id = tracking.log_to_run(args, wanted, paths, under="export")
+    if run_id is not None:
+        name = f"{tags['task']}/{tags['method']}/seed{tags['seed']}"
+        tracking.link_export(args, name, run_id, f"export/{Path(paths[0]).name}")
