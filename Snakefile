@@ -22,20 +22,39 @@ if not workflow.overwrite_configfiles:
 
 # Every job reads what the fetching rules (prepare_data, fetch_model) put under resources/, so none needs
 # the hub: compute nodes are often offline, and a silent download there would bypass resources/.
-shell.prefix("set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; ")
+# Nor does a job phone home: telemetry off.
+shell.prefix(
+    "set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1"
+    " MLFLOW_DISABLE_TELEMETRY=true; "
+)
+# The hub's and datasets' caches under resources/, not in a home directory (small, and shared by every job
+# of a user on a cluster), unless the user has chosen where they go.
+if "HF_HOME" not in os.environ:
+    for variable, folder in (
+        ("HF_HUB_CACHE", "hub"),
+        ("HF_DATASETS_CACHE", "datasets"),
+    ):
+        os.environ.setdefault(variable, os.path.abspath(os.path.join("resources", "cache", folder)))
 
 
 include: "workflow/rules/common.smk"
 
 
 SETTINGS = load_config(config)
-CONFIG_HASH = config_hash(SETTINGS)
-GIT_COMMIT = git_commit()
-TRACKING_URI = (
-    SETTINGS.tracking_uri
-    or os.environ.get("MLFLOW_TRACKING_URI")
-    or DEFAULT_TRACKING_URI
-)
+# Retries belong to the controlling Snakemake, which resubmits a failed job with the next attempt's memory and
+# time; the Snakemake inside a cluster job would restart it at once in the same allocation, about to end.
+RETRIES = 0 if workflow.remote_exec else SETTINGS.resources.retries
+TRACKING = runs.Tracking.of(SETTINGS, workflow.basedir)
+
+
+# A chain of jobs submitted as one cluster job (workflow/lib/jobs.py) runs its GPU jobs one after another
+# on the GPUs of its largest: the GPU count is limited within each submitted job, not across them.
+resource_scopes:
+    gpu="local",
+
+
+if "gpu" not in workflow.global_resources:  # --resources gpu=N on the command line wins
+    workflow.register_resource("gpu", max(1, SETTINGS.resources.gpus))
 
 
 wildcard_constraints:
@@ -54,6 +73,10 @@ include: "workflow/rules/speed.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
+
+
+onstart:
+    refuse_shared_sqlite(workflow.non_local_exec, workflow.executor_plugin.name)
 
 
 rule all:

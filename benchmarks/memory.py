@@ -3,7 +3,9 @@ weights, for the cost model's memory requests (moebert.cost.memory_mb): each sta
 through the CLI, and the peak resident set of that process is read from the OS when it ends.
 
 Students: moebert (4 experts of a quarter of the FFN sharing two thirds of it), its tied layout, switch (4
-copies of the whole FFN, the most stored parameters of any student) and mpoe. A few rows and short
+copies of the whole FFN, the most stored parameters of any student), mpoe (whose training rebuilds every
+expert's matrices from its MPO chain and keeps the chain's intermediates for the backward), the half-depth
+and the dense-narrow controls. A few rows and short
 sequences keep it quick: the peaks are the weights', the optimiser's and the framework's, which the row
 count barely moves.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from moebert.files import atomic_file, write_json
+from moebert.students import get_student
 
 ROWS = ["--max-train-samples", "32", "--max-length", "64", "--batch-size", "8"]
 STUDENTS = {
@@ -49,6 +52,8 @@ STUDENTS = {
         "gate-token",
     ],
     "mpoe": ["--student", "mpoe", "--num-experts", "4"],
+    "distil-half": ["--student", "distil-half"],
+    "dense-narrow": ["--student", "dense-narrow", "--expert-dim", "{quarter}"],
 }
 # What the child reports when it ends: its own peak resident set in kB (Linux ru_maxrss).
 PEAK = (
@@ -94,7 +99,7 @@ def stored_params(model_dir: Path) -> int:
         return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 (no dict)
 
 
-def measure(dims: str, data: Path, work: Path) -> list[dict]:
+def measure(dims: str, data: Path, work: Path, students: list[str]) -> list[dict]:
     teacher = work / "teacher"
     shape = random_teacher(dims, work / "pretrained")
     task = ["--task", "mrpc", "--data", data]
@@ -152,10 +157,12 @@ def measure(dims: str, data: Path, work: Path) -> list[dict]:
         ),
     )
     trained = {"teacher": teacher}
-    for name, options in STUDENTS.items():
+    for name in students:
+        options = STUDENTS[name]
         adapted, student = work / f"{name}-adapted", work / name
         flags = [o.format(**shape) for o in options]
-        needs = [] if "mpoe" in flags else ["--importance", importance]
+        kind = get_student(flags[flags.index("--student") + 1] if "--student" in flags else "moe")
+        needs = ["--importance", importance] if kind.needs_importance else []
         record(
             "adapt", name, peak_mb("adapt", "--model", teacher, "--output", adapted, *needs, *flags), adapted
         )
@@ -221,12 +228,13 @@ def main() -> None:
         "--data", default="../shared/data/glue", help="GLUE in the classic layout (MRPC rows)"
     )
     parser.add_argument("--dims", nargs="+", default=["minilm", "bert-base"])
+    parser.add_argument("--students", nargs="+", choices=list(STUDENTS), default=list(STUDENTS))
     parser.add_argument("--out", default="results/benchmarks/memory")
     args = parser.parse_args()
     rows = []
     for dims in args.dims:
         with tempfile.TemporaryDirectory() as work:
-            rows += measure(dims, Path(args.data).resolve(), Path(work))
+            rows += measure(dims, Path(args.data).resolve(), Path(work), args.students)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     with atomic_file(f"{args.out}.csv") as tmp:

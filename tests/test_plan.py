@@ -10,17 +10,19 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from moebert.config import load_settings
 from moebert.cost import (
     DeviceSpeed,
     Dims,
     Work,
+    checkpoint_mb,
     inference_work,
     load_speeds,
     memory_mb,
@@ -31,7 +33,7 @@ from moebert.cost import (
 )
 from moebert.dag import dry_run
 from moebert.errors import MoebertError
-from moebert.plan import JobEstimate, local_wall_s, other_machine_note
+from moebert.plan import JobEstimate, checkpoints, local_wall_s, other_machine_note, plan_table
 from moebert.students import get_student
 from moebert.tasks import get_task
 
@@ -83,11 +85,12 @@ def test_student_dims_are_what_one_token_passes_through_and_what_is_stored():
     assert switch.params == 12 * (4 * 768**2 + 4 * 2 * 768 * 3072) + (30522 + 512) * 768  # 278.6M stored
     assert get_student("dense-narrow").dims(teacher, {"expert_dim": 512}) == Dims(12, 768, 512)
     assert get_student("distil-half").dims(teacher, {}) == Dims(6, 768, 3072)
-    mpoe = get_student("mpoe").dims(
-        teacher, {"num_experts": 4, "mpo_in_factors": None, "mpo_out_factors": None, "mpo_max_bond": None}
-    )
+    mpo = {"num_experts": 4, "mpo_in_factors": None, "mpo_out_factors": None, "mpo_max_bond": None}
+    mpoe = get_student("mpoe").dims(teacher, {**mpo, "mpo_forward": "rebuild"})
     # Per matrix the central tensor 2,359,296 once and 184,720 of auxiliaries per expert (docs/method.md §9).
     assert (mpoe.ffn, mpoe.moe, mpoe.stored_ffn) == (3072, True, 2 * (2_359_296 + 4 * 184_720))
+    assert mpoe.rebuilt_ffn == 4 * 2 * 768 * 3072  # every expert's two matrices, every forward
+    assert get_student("mpoe").dims(teacher, {**mpo, "mpo_forward": "contract"}).rebuilt_ffn == 0
     assert Dims(12, 768, 3072).params == Dims(12, 768, 3072).weights + (30522 + 512) * 768
     assert Dims(12, 768, 3072).weights == 12 * (4 * 768**2 + 2 * 768 * 3072)  # 84.9M: BERT-base's encoder
 
@@ -125,6 +128,17 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     forward = inference_work(mrpc, teacher, rows_=50, batch=64, max_length=None)
     assert (forward.steps, forward.train, forward.flops) == (1, False, 50 * 84 * teacher.forward_flops(84))
     assert inference_work(mrpc, teacher, 50, 64, None, backward=True).flops == 3 * forward.flops
+    # Activations, 4 bytes each: the backward keeps all 4 layers' (53 tokens a row, grouped), a forward holds
+    # one layer's at a time (84 tokens, random batches)
+    assert work.activations == 4 * 16 * 53 * 4 * (16 * 64 + 2 * 128 + 12 * 53)
+    assert forward.activations == 4 * 64 * 84 * 1 * (16 * 64 + 2 * 256 + 12 * 84)
+    # An MPO student rebuilds its experts' matrices every forward: their intermediates, 4 bytes each, ten
+    # times the rebuilt weights in training and three times in inference, on top of the activations.
+    rebuilding = replace(student, rebuilt_ffn=1000)
+    trained = training_work(mrpc, rebuilding, rows_=100, epochs=2, batch=16, max_length=64)
+    assert trained.activations - work.activations == 4 * 10 * 4 * 1000
+    inferred = inference_work(mrpc, rebuilding, rows_=50, batch=64, max_length=None)
+    assert inferred.activations - inference_work(mrpc, student, 50, 64, None).activations == 4 * 3 * 4 * 1000
 
 
 def test_a_student_trained_without_distillation_runs_no_teacher():
@@ -201,6 +215,7 @@ def test_runtime_request_grows_with_work_and_attempts_within_floor_and_cap():
     assert runtime_minutes(600, safety=2, attempt=2, floor=10, cap=120) == 40  # a retry asks for more
     assert runtime_minutes(601, safety=1, attempt=1, floor=1, cap=120) == 11  # rounded up
     assert runtime_minutes(60, safety=2, attempt=1, floor=10, cap=120) == 10
+    assert runtime_minutes(60, safety=2, attempt=2, floor=10, cap=120) == 20  # the floor grows on a retry too
     assert runtime_minutes(10**6, safety=2, attempt=3, floor=10, cap=120) == 120
 
 
@@ -208,14 +223,31 @@ def test_memory_request_is_weights_plus_training_state_on_cpu():
     mega = 2**20
     work = Work(weights=100 * mega, params=60 * mega, saves=50 * mega, activations=50 * mega)
     # 800 MB of framework, 400 MB of weights and a 200 MB copy of what it saves; on a GPU node the CUDA host
-    # libraries (2500 MB): 3900 MB, rounded up to 500 MB
-    assert memory_mb(work, on_gpu=True, safety=1) == 4000
+    # libraries (2500 MB); the job's Snakemake processes (1000 MB): 4900 MB, rounded up to 500 MB
+    assert memory_mb(work, on_gpu=True, safety=1) == 5000
     # on CPU the gradients and Adam moments of the 60 M trained parameters (720 MB) and activations (50 MB)
-    assert memory_mb(work, on_gpu=False, safety=1) == 2500  # 2170
-    assert memory_mb(work, on_gpu=False, safety=1, attempt=2) == 4500  # 4340: a retry asks for twice as much
-    assert memory_mb(work, on_gpu=True, safety=1, processes=2) == 8000  # 7800: each process its own
-    assert memory_mb(work, on_gpu=False, safety=1.5) == 3500  # 3255
-    assert memory_mb(Work(weights=100 * mega, params=100 * mega, train=False), on_gpu=False, safety=1) == 1500
+    assert memory_mb(work, on_gpu=False, safety=1) == 3500  # 3170
+    assert memory_mb(work, on_gpu=False, safety=1, attempt=2) == 6500  # 6340: a retry asks for twice as much
+    assert memory_mb(work, on_gpu=True, safety=1, processes=2) == 9000  # 8800: each process its own
+    assert memory_mb(work, on_gpu=False, safety=1.5) == 5000  # 4755
+    assert memory_mb(Work(weights=100 * mega, params=100 * mega, train=False), on_gpu=False, safety=1) == 2500
+
+
+def test_checkpoints_hold_weights_and_adam_moments_one_per_interval_of_training():
+    mega = 2**20
+    # 4 bytes of the 12 M stored parameters and 8 (two Adam moments) of the 10 M trained ones
+    assert checkpoint_mb(Work(steps=100, params=10 * mega, saves=12 * mega)) == 128
+    assert checkpoint_mb(Work(params=10 * mega, saves=12 * mega, train=False)) == 0
+    assert checkpoint_mb(Work(params=10 * mega)) == 0  # importance: a backward, no model saved
+    job = JobEstimate("distill", {}, 1, 4, 90, {"a100": 100.0, "h100": 3700.0}, (), (), 128, 100, 900)
+    assert checkpoints(job, "h100") == 4  # 3700 s // 900 s
+    assert checkpoints(job, "a100") == 0  # done before the first interval ends
+    assert checkpoints(replace(job, save_s=0), "a100") == 100  # save_minutes 0: every step
+    assert checkpoints(replace(job, save_s=1), "h100") == 100  # never more than one a step
+    assert checkpoints(job, "cpu") == 0
+    evaluate = replace(job, rule="evaluate", checkpoint_mb=0, train_steps=0, save_s=0)
+    table = plan_table([job, job, evaluate], ["a100", "h100"], cores=2)
+    assert "0 checkpoints, 0.0 GB written on a100, 8 checkpoints, 1.0 GB written on h100." in table
 
 
 def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):
@@ -291,17 +323,20 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
     }.items():
         monkeypatch.setenv(name, value)
     found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm")
-    gpu_rules = {"finetune", "distill", "importance", "evaluate", "speed_random", "speed_trained"}
+    gpu_rules = {"finetune", "distill", "importance", "evaluate", "predict", "speed_random", "speed_trained"}
+    # A chain (one cluster job) runs on a GPU node whole, its CPU steps (adapt, export) too.
+    chain_rules = {"finetune", "importance", "adapt", "distill", "evaluate", "predict", "export"}
     for job in found:
         res = job.resources
         gpus = int(res.get("gpu", 0))
         majority = job.wildcards.get("method") == "majority"
         cpu_work = job.rule not in gpu_rules or majority or job.wildcards.get("device") == "cpu"
         assert (gpus == 0) == cpu_work, job
-        if job.rule in ("prepare_data", "report", "resolved_config"):
+        if job.rule in ("prepare_data", "report", "resolved_config", "fetch_model", "submission"):
             continue  # local rules: they run on the submit host
-        assert res["slurm_partition"] == ("cpu" if cpu_work else "gpu"), job
-        assert res.get("gpu_model", "") == ("" if cpu_work else "h100"), job
+        cpu_node = cpu_work and (job.rule not in chain_rules or majority)
+        assert res["slurm_partition"] == ("cpu" if cpu_node else "gpu"), job
+        assert res.get("gpu_model", "") == ("" if cpu_node else "h100"), job
     # Requests follow the work: MNLI's MoEBERT distillation is longer than RTE's, both under the cap.
     runtime = {
         (j.rule, j.wildcards.get("task"), j.wildcards.get("method")): int(j.resources["runtime"])
@@ -310,6 +345,58 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
     }
     assert 10 <= runtime["distill", "rte", "moebert"] < runtime["distill", "mnli", "moebert"] <= 2880
     assert runtime["distill", "mnli", "distil-half"] < runtime["distill", "mnli", "moebert"]
+    # A teacher's checkpoint: BERT-base's 109.5 M parameters (on the meta device) at 12 bytes, every 15 min.
+    with torch.device("meta"):
+        teacher = sum(p.numel() for p in BertForSequenceClassification(BertConfig()).parameters())
+    finetune = next(j for j in found if j.rule == "finetune")
+    assert int(finetune.resources["checkpoint_mb"]) == pytest.approx(12 * teacher / 2**20, rel=0.01)
+    assert int(finetune.resources["save_s"]) == 900 and int(finetune.resources["train_steps"]) > 0
+    assert all("checkpoint_mb" not in j.resources for j in found if j.rule not in ("finetune", "distill"))
+
+
+# Each rule's stage in benchmarks/memory.py, whose peaks tests/data/stage_peaks.csv holds.
+MEASURED_STAGE = {
+    "finetune": "finetune",
+    "importance": "importance",
+    "evaluate": "evaluate",
+    "predict": "evaluate",
+    "adapt": "adapt",
+    "distill": "distill",
+    "speed_random": "speed",
+    "speed_trained": "speed",
+}
+
+
+@pytest.mark.parametrize(
+    ("configfile", "dims"),
+    [("config/paper.yaml", "bert-base"), ("config/config.yaml", "minilm"), ("config/mpoe.yaml", "minilm")],
+)
+def test_every_job_asks_at_least_the_measured_peak_of_its_stage(configfile, dims, tmp_path):
+    """Peak RSS of each stage, measured on CPU by `benchmarks/memory.py` (random weights of the config's
+    dimensions), against the first attempt's request of each job run on CPU (the paper config's GPU jobs hold
+    less on the host: the training state and MPO rebuilds live on the GPU). A student measured there is
+    compared with its own peak (moebert-nodistil with moebert's), any other with the largest of its stage."""
+    peaks = pd.read_csv(REPO / "tests" / "data" / "stage_peaks.csv")
+    peaks = peaks[peaks["dims"] == dims]
+    config = yaml.safe_load((REPO / configfile).read_text())
+    config["resources"]["gpus"] = 0
+    config.setdefault("training", {})["precision"] = "fp32"  # as measured
+    config["data"] = str((REPO / config["data"]).resolve()) if config["data"] != "hub" else "hub"
+    on_cpu = tmp_path / "cpu.yaml"
+    on_cpu.write_text(yaml.safe_dump(config))
+    compared = set()
+    for job in _dry_run("--configfile", on_cpu):
+        stage = MEASURED_STAGE.get(job.rule)
+        models = [p for p in job.input if p.startswith(("results/teacher/", "results/student/"))]
+        if stage is None or (stage == "evaluate" and not models):  # no model held: data, report, majority
+            continue
+        mine = peaks[peaks["stage"] == stage]
+        model = {"moebert-nodistil": "moebert"}.get(job.wildcards.get("method"), job.wildcards.get("method"))
+        model = model or "teacher"
+        measured = mine[mine["model"] == model] if model in set(mine["model"]) else mine
+        assert int(job.resources["mem_mb"]) >= measured["peak_mb"].max(), (job.rule, job.wildcards)
+        compared.add(job.rule)
+    assert {"finetune", "importance", "evaluate", "adapt", "distill", "speed_trained"} <= compared
 
 
 def test_runtime_requests_stay_under_the_configured_cap(tmp_path):

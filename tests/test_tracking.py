@@ -87,6 +87,34 @@ def test_concurrent_jobs_share_one_sqlite_store(tmp_path, monkeypatch):
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
 
 
+def test_step_metrics_of_a_server_run_are_queued_and_waited_for_at_the_end(tmp_path, monkeypatch):
+    """A store that is not a sqlite file (a tracking server; here MLflow's file store, which behaves alike)
+    takes the training steps' metrics asynchronously: the step does not wait, the run's end does."""
+    from mlflow.tracking import MlflowClient
+    from transformers import TrainerState
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    uri = (tmp_path / "mlruns").as_uri()
+    with tracking.tracked_run(parse(["--tracking-uri", uri, "--experiment", "x"]), {"lr": 1}) as run:
+        callback = run.trainer_callback()
+        for step in range(1, STEPS + 1):
+            callback.on_log(None, TrainerState(global_step=step), None, logs={"loss": 1.0 / step})
+        assert len(run.pending) == STEPS
+        run.log_metrics({"accuracy": 80.0})  # not a training step: written at once
+        assert len(run.pending) == STEPS
+    assert run.pending == []
+    client = MlflowClient(tracking_uri=uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name("x").experiment_id])
+    history = client.get_metric_history(logged.info.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, STEPS + 1)]
+    assert logged.data.metrics["accuracy"] == 80.0 and logged.info.status == "FINISHED"
+    sqlite = parse(["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--experiment", "x"])
+    with tracking.tracked_run(sqlite, {}) as run:
+        run.trainer_callback().on_log(None, TrainerState(global_step=1), None, logs={"loss": 1.0})
+        assert not run.background and run.pending == []  # sqlite: written at once, retried when locked
+
+
 def test_an_experiment_made_without_its_kind_gets_it(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -54,6 +54,9 @@ class Dims:
     vocab: int = 30522  # BERT's uncased word pieces
     moe: bool = False  # its FFNs are experts a router picks from
     stored_ffn: int | None = None  # weights an FFN layer stores (all its experts); None: the dense FFN's
+    rebuilt_ffn: int = (
+        0  # weights an FFN layer rebuilds every forward (an MPO layer: every expert's matrices)
+    )
 
     @property
     def weights(self) -> int:
@@ -124,10 +127,18 @@ def rows(task: Task, cap: int | None, split: str = "train") -> int:
     return min(total, cap) if cap else total
 
 
-def activation_bytes(dims: Dims, batch: int, seq: int) -> float:
-    """Hidden states, attention probabilities and FFN activations of one step (training keeps them for the
-    backward), 4 bytes each."""
-    return batch * seq * dims.layers * 4 * (16 * dims.hidden + 2 * dims.ffn + 12 * seq)
+# An MPO layer's rebuild of its experts' matrices holds the chain's intermediates: about 10 times the rebuilt
+# weights in training (kept for the backward), 3 times in inference (einsum temporaries), as
+# benchmarks/memory.py measured at MiniLM and BERT-base dimensions (the same multiples at both).
+REBUILD_TRAIN, REBUILD_INFER = 10, 3
+
+
+def activation_bytes(dims: Dims, batch: int, seq: int, backward: bool) -> float:
+    """Hidden states, attention probabilities and FFN activations of one step, every layer's where the backward
+    needs them and one layer's in a forward alone, and the intermediates of rebuilt weights, 4 bytes each."""
+    kept = dims.layers if backward else 1
+    rebuilt = dims.layers * dims.rebuilt_ffn * (REBUILD_TRAIN if backward else REBUILD_INFER)
+    return 4 * (batch * seq * kept * (16 * dims.hidden + 2 * dims.ffn + 12 * seq) + rebuilt)
 
 
 def training_work(
@@ -155,7 +166,7 @@ def training_work(
         teacher_flops=tokens * teacher.forward_flops(seq) if teacher else 0.0,
         teacher_layers=teacher.layers if teacher else 0,
         weights=dims.params + (teacher.params if teacher else 0),
-        activations=activation_bytes(dims, batch // accum, seq),
+        activations=activation_bytes(dims, batch // accum, seq, backward=True),
         saves=dims.params,
     )
 
@@ -174,7 +185,7 @@ def inference_work(
         rows_read=rows_,
         moe=dims.moe,
         weights=dims.params,
-        activations=activation_bytes(dims, batch, seq),
+        activations=activation_bytes(dims, batch, seq, backward),
     )
 
 
@@ -274,23 +285,33 @@ def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
 # host besides (assumed, not measured here: no GPU was lent).
 PROCESS_MB = 800
 CUDA_HOST_MB = 2500
+# The Snakemake processes that run a job on a cluster node, besides the job's own: the job script's and its
+# step's, each holding the workflow (518 MB resident for a dry run of config/tiny.yaml, rounded up).
+SNAKEMAKE_MB = 1000
 
 
 def memory_mb(work: Work, on_gpu: bool, safety: float, attempt: int = 1, processes: int = 1) -> int:
     """Host memory a job asks for, per node: every process holds the framework, every model's stored weights
     (4 bytes each; on a GPU loaded on the host first) and a copy of what it saves (safetensors serialises one);
     computing on the CPU it holds the gradients and two Adam moments of what it trains (12 bytes each) and the
-    activations too. Times resources.safety and the attempt (a job killed for memory asks for more on its
-    retry), rounded up to 500 MB."""
+    activations too; beside them, the Snakemake processes running the job. Times resources.safety and the
+    attempt (a job killed for memory asks for more on its retry), rounded up to 500 MB."""
     need = PROCESS_MB * MB + 4 * (work.weights + work.saves)
     if on_gpu:
         need += CUDA_HOST_MB * MB
     else:
         need += (12 * work.params if work.train else 0) + work.activations
-    return int(math.ceil(need * processes * safety * attempt / MB / 500) * 500)
+    need = need * processes + SNAKEMAKE_MB * MB
+    return int(math.ceil(need * safety * attempt / MB / 500) * 500)
+
+
+def checkpoint_mb(work: Work) -> int:
+    """One training checkpoint, as the Trainer writes it: the stored weights (4 bytes each) and the two Adam
+    moments of what it trains (8 bytes each); the scheduler's and random states are a few kB."""
+    return round((4 * work.saves + 8 * work.params) / MB) if work.train and work.saves else 0
 
 
 def runtime_minutes(seconds: float, safety: float, attempt: int, floor: int, cap: int) -> int:
-    """The wall time a job asks for: the estimate with its safety factor, times the attempt (a job that ran
-    out of time resumes from its checkpoint with more), at least `floor` and at most `cap` minutes."""
-    return int(min(cap, max(floor, math.ceil(seconds * safety * attempt / 60))))
+    """The wall time a job asks for: the estimate with its safety factor, at least `floor` minutes, times the
+    attempt (a job that ran out of time resumes from its checkpoint with more), at most `cap` minutes."""
+    return int(min(cap, max(floor, math.ceil(seconds * safety / 60)) * attempt))

@@ -29,6 +29,9 @@ class JobEstimate:
     seconds: dict  # device kind -> estimated seconds of the job on it
     inputs: tuple = ()
     outputs: tuple = ()
+    checkpoint_mb: int = 0  # one checkpoint of a training job (0: the job writes none)
+    train_steps: int = 0
+    save_s: int = 0  # seconds of training between checkpoints (0: every step)
 
 
 ESTIMATE = "estimate_s_"  # + device kind: the resource holding a job's estimated seconds on that kind
@@ -56,7 +59,20 @@ def estimate(job: Job) -> JobEstimate:
         seconds,
         tuple(job.input),
         tuple(job.output),
+        int(job.resources.get("checkpoint_mb", 0)),
+        int(job.resources.get("train_steps", 0)),
+        int(job.resources.get("save_s", 0)),
     )
+
+
+def checkpoints(job: JobEstimate, kind: str) -> int:
+    """Checkpoints a training job writes on `kind`: one per `save_s` of its estimated time there (every step
+    with save_s 0), never more than its steps. The SIGTERM one before a time limit replaces a due one."""
+    if not job.checkpoint_mb or kind not in job.seconds:
+        return 0
+    if not job.save_s:
+        return job.train_steps
+    return min(job.train_steps, int(job.seconds[kind] // job.save_s))
 
 
 def device_hours(job: JobEstimate, kind: str) -> float:
@@ -154,6 +170,14 @@ def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> st
             "is what the jobs ask the scheduler for (GPU-hours for GPU jobs, with the safety factor)."
         )
     ]
+    if any(e.checkpoint_mb for e in estimates):
+        volumes = ", ".join(
+            f"{sum(checkpoints(e, k) for e in estimates)} checkpoints, "
+            f"{sum(checkpoints(e, k) * e.checkpoint_mb for e in estimates) / 1024:.1f} GB written on {k}"
+            for k in kinds
+            if any(e.checkpoint_mb and k in e.seconds for e in estimates)
+        )
+        notes.append(f"Training checkpoints (weights and Adam moments, one kept per job): {volumes}.")
     if all(e.gpus == 0 for e in estimates):
         notes.append(
             f"A local run on {cores} cores: about {local_wall_s(estimates, cores) / 60:.0f} min "

@@ -141,12 +141,16 @@ class TrackedRun:
     """Handle of one MLflow run. After a call fails for good, the handle goes quiet (no more calls), so
     a dead tracking server costs the job one round of retries, not one per logging step."""
 
-    def __init__(self, client, run_id: str, end_artifacts=(), monitor=None):
+    def __init__(self, client, run_id: str, end_artifacts=(), monitor=None, background=False):
         self.client = client
         self.run_id = run_id
         self.end_artifacts = list(end_artifacts)
         self.monitor = monitor  # mlflow's SystemMetricsMonitor of the run, or None
         self.failed = False
+        # Step metrics go through MLflow's asynchronous queue (a training step never waits for the server);
+        # not to a sqlite file, where a write is local and fast and "database is locked" needs our retries.
+        self.background = background
+        self.pending = []  # the queued writes, waited for when the run ends
 
     def _call(self, what: str, fn, *args, **kwargs) -> None:
         if self.failed:
@@ -173,8 +177,9 @@ class TrackedRun:
                 "log params", self.client.log_batch, self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH]
             )
 
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        """Log the numeric values of a (possibly nested) dict; anything else (e.g. strings) is skipped."""
+    def log_metrics(self, metrics: dict, step: int | None = None, background: bool = False) -> None:
+        """Log the numeric values of a (possibly nested) dict; anything else (e.g. strings) is skipped. With
+        `background`, queued without waiting where the run logs in the background."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -183,8 +188,15 @@ class TrackedRun:
             for k, v in _flatten(metrics).items()
             if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
         ]
-        if items:
+        if not items:
+            return
+        if background and self.background:
+            self._call("queue metrics", self._queue, items)
+        else:
             self._call("log metrics", self.client.log_batch, self.run_id, metrics=items)
+
+    def _queue(self, metrics) -> None:
+        self.pending.append(self.client.log_batch(self.run_id, metrics=metrics, synchronous=False))
 
     def log_artifact(self, path: str | os.PathLike) -> None:
         self._call(f"log artifact {path}", self.client.log_artifact, self.run_id, str(path))
@@ -198,7 +210,7 @@ class TrackedRun:
 
         class MlflowStepLogger(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kwargs):
-                run.log_metrics(logs or {}, step=state.global_step)
+                run.log_metrics(logs or {}, step=state.global_step, background=True)
 
         return MlflowStepLogger()
 
@@ -206,6 +218,9 @@ class TrackedRun:
         if self.monitor is not None:  # before the run ends: it flushes its last samples
             self.monitor.finish()
             self.monitor = None
+        for operation in self.pending:
+            self._call("log metrics in the background", operation.wait)
+        self.pending = []
         for path in self.end_artifacts:
             if Path(path).is_file():
                 self.log_artifact(path)
@@ -440,7 +455,9 @@ def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun |
             exc,
         )
         return None
-    run = TrackedRun(client, run_id, args.log_artifact, _system_metrics(uri, run_id))
+    run = TrackedRun(
+        client, run_id, args.log_artifact, _system_metrics(uri, run_id), background=_sqlite_path(uri) is None
+    )
     # Tags are params too, so the UI's run comparison shows e.g. the config hash and git commit.
     run.log_params({**params, **dict(args.tag)})
     return run

@@ -12,10 +12,25 @@ import os
 
 from moebert import cost
 from moebert.config import TEACHER, Settings
+from moebert.errors import MoebertError
 
 TRAINING_RULES = ("finetune", "distill")
+# Rules whose jobs form chains, each submitted to a cluster as one job (a `group`): a teacher's fine-tuning,
+# importance and evaluation; a student's adaptation, distillation, evaluation, predictions and export.
+CHAIN_RULES = ("finetune", "importance", "adapt", "distill", "evaluate", "predict", "export")
 SPEED_RULES = ("speed_random", "speed_trained")
 EVAL_BATCH = 64  # moebert evaluate's batch
+
+
+def load_speeds(path) -> dict[str, cost.DeviceSpeed]:
+    """The device speeds that size every job (benchmarks/throughput.py measures a device kind); a workflow
+    always has CPU jobs, so the table must have a cpu row."""
+    speeds = cost.load_speeds(path)
+    if "cpu" not in speeds:
+        raise MoebertError(
+            f"{path} has no cpu row; measure one with benchmarks/throughput.py --device cpu --kind cpu --update"
+        )
+    return speeds
 
 
 def gpus(settings: Settings, rule: str, wildcards) -> int:
@@ -29,6 +44,21 @@ def gpus(settings: Settings, rule: str, wildcards) -> int:
     if rule == "evaluate" and not _trains(settings, wildcards.get("method")):
         return 0
     return min(gpus, 1) if rule in ("importance", "evaluate", "predict") else 0
+
+
+def chain(wildcards) -> str:
+    """The chain (CHAIN_RULES) a job belongs to: its teacher's, or its student's."""
+    task, seed, method = wildcards["task"], wildcards["seed"], wildcards.get("method", TEACHER)
+    if method == TEACHER:
+        return f"teacher-{task}-seed{seed}"
+    return f"student-{task}-{method}-seed{seed}"
+
+
+def on_gpu_node(settings: Settings, rule: str, wildcards) -> bool:
+    """Whether a job runs on a GPU node: it uses a GPU, or the rest of its chain does (a chain is one job)."""
+    if gpus(settings, rule, wildcards):
+        return True
+    return rule in CHAIN_RULES and settings.resources.gpus > 0 and _trains(settings, wildcards.get("method"))
 
 
 def threads(settings: Settings, rule: str) -> int:
@@ -154,6 +184,12 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         return min(cost.memory_mb(job_work, on_gpu, res.safety, attempt, processes), res.max_mem_mb)
 
     requested = {"gpu": job_gpus, "runtime": runtime, "mem_mb": mem_mb}
+    if rule in TRAINING_RULES:  # for `moebert plan`'s checkpoint write volume
+        requested["checkpoint_mb"] = lambda wildcards: cost.checkpoint_mb(
+            work(settings, rule, named(wildcards))
+        )
+        requested["train_steps"] = lambda wildcards: work(settings, rule, named(wildcards)).steps
+        requested["save_s"] = round(settings.training.save_minutes * 60)
     for kind in speeds:
         requested[f"estimate_s_{kind}"] = lambda wildcards, kind=kind: round(
             estimates(settings, speeds, rule, named(wildcards)).get(kind, 0)
@@ -162,10 +198,14 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         os.environ.get("MOEBERT_SLURM_PARTITION"),
         os.environ.get("MOEBERT_SLURM_GPU_PARTITION"),
     )
+
+    def gpu_node(wildcards) -> bool:
+        return on_gpu_node(settings, rule, named(wildcards))
+
     if gpu_partition:
         requested["slurm_partition"] = lambda wildcards: (
-            gpu_partition if job_gpus(wildcards) else partition or ""
+            gpu_partition if gpu_node(wildcards) else partition or ""
         )
     if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
-        requested["gpu_model"] = lambda wildcards: gpu_type if job_gpus(wildcards) else ""
+        requested["gpu_model"] = lambda wildcards: gpu_type if gpu_node(wildcards) else ""
     return requested

@@ -14,6 +14,9 @@ rule adapt:
         temp(directory("results/moe/{task}/{method}/seed{seed}")),
     log:
         "logs/adapt/{task}/{method}/seed{seed}.log",
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads
@@ -22,11 +25,7 @@ rule adapt:
         **job_resources("adapt"),
     params:
         student=stage_flags(
-            lambda w: [
-                SETTINGS.adapt_options(
-                    w.method, w.task, importance_path(w), data_dir(w)
-                )
-            ]
+            lambda w: [SETTINGS.adapt_options(w.method, w.task, importance_path(w), data_dir(w))]
         ),
         tracking=tracking("adapt"),
     shell:

@@ -2,66 +2,34 @@
 # functions that render each job's flags from the config (moebert.config: every setting's meaning lives
 # there) and its resources from the cost model (workflow/lib/jobs.py).
 
-import hashlib
-import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from moebert.config import TEACHER, ConfigError, flags, load_settings
-from moebert.cost import load_speeds
 from moebert.hub import PACKAGED_MINILM, model_slug
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
 import jobs  # noqa: E402 (workflow/lib: what each rule's job computes and asks for)
+import runs  # noqa: E402 (workflow/lib: how a job's command starts and where it logs)
 
 # The repository's conda environment: `snakemake --sdm conda` builds it, a plain run uses the
 # current Python (where `pip install -e .` put the moebert CLI).
 CONDA_ENV = "../../envs/moebert.yaml"
-DEFAULT_TRACKING_URI = "sqlite:///results/mlflow/mlflow.db"
 # The fetching rules turn the hub back on for their command (the Snakefile turns it off for all others).
 HUB_ON = "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0"
-# Device speeds of the cost model that sizes every job (benchmarks/throughput.py measures a device kind).
-SPEEDS = load_speeds(Path(workflow.basedir) / "config" / "throughput.yaml")
+SPEEDS = jobs.load_speeds(Path(workflow.basedir) / "config" / "throughput.yaml")
 
 
 def load_config(config) -> object:
     """The typed settings of the config, checked before the DAG is built so a bad config stops before any
     job, with the one-line error that names the key."""
-    if "cpu" not in SPEEDS:
-        raise WorkflowError(
-            "config/throughput.yaml has no cpu row; measure one with benchmarks/throughput.py "
-            "--device cpu --kind cpu --update"
-        )
     try:
         return load_settings(config, SPEEDS)
     except ConfigError as err:
         raise WorkflowError(str(err)) from None
-
-
-def config_hash(settings) -> str:
-    """Short hash of the validated config (defaults included): which config produced a run."""
-    return hashlib.sha256(
-        json.dumps(settings.resolved, sort_keys=True).encode()
-    ).hexdigest()[:12]
-
-
-def git_commit() -> str:
-    """HEAD of the repository, with -dirty when tracked files have uncommitted changes."""
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", workflow.basedir, *args], capture_output=True, text=True
-        )
-
-    head = git("rev-parse", "--short=12", "HEAD")
-    if head.returncode:
-        return "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,21 +89,19 @@ def importance_path(wildcards) -> str:
 
 def adapt_importance(wildcards) -> list[str]:
     """Input of adapt: the importance scores, for the students that keep the most important neurons."""
-    return (
-        [importance_path(wildcards)]
-        if SETTINGS.methods[wildcards.method].kind.needs_importance
-        else []
-    )
+    return [importance_path(wildcards)] if SETTINGS.methods[wildcards.method].kind.needs_importance else []
 
 
 def model_dir(wildcards):
     """The model that `evaluate` scores (none for an untrained row: majority)."""
-    if (
-        wildcards.method != TEACHER
-        and not SETTINGS.methods[wildcards.method].kind.trains
-    ):
+    if wildcards.method != TEACHER and not SETTINGS.methods[wildcards.method].kind.trains:
         return []
     return model_path(wildcards.task, wildcards.method, wildcards.seed)
+
+
+def chain_group(wildcards) -> str:
+    """The chain a job belongs to (workflow/lib/jobs.py), submitted to a cluster as one job."""
+    return jobs.chain(dict(wildcards.items()))
 
 
 def all_metrics() -> list[str]:
@@ -145,24 +111,15 @@ def all_metrics() -> list[str]:
         for task in SETTINGS.tasks
         for method in SETTINGS.task_methods(task)
         for seed in sorted(
-            {SETTINGS.teacher_seed(s) for s in SETTINGS.seeds}
-            if method == TEACHER
-            else SETTINGS.seeds
+            {SETTINGS.teacher_seed(s) for s in SETTINGS.seeds} if method == TEACHER else SETTINGS.seeds
         )
     ]
 
 
 def glue_predictions(wildcards) -> list[str]:
     """Input of submission: the prediction directories of a row's GLUE tasks."""
-    glue = [
-        task
-        for task, settings in SETTINGS.tasks.items()
-        if settings.task.family == "glue"
-    ]
-    return [
-        f"results/predictions/{wildcards.method}/seed{wildcards.seed}/{task}"
-        for task in glue
-    ]
+    glue = [task for task, settings in SETTINGS.tasks.items() if settings.task.family == "glue"]
+    return [f"results/predictions/{wildcards.method}/seed{wildcards.seed}/{task}" for task in glue]
 
 
 def all_predictions() -> list[str]:
@@ -173,15 +130,8 @@ def all_predictions() -> list[str]:
         for row in SETTINGS.predictions
         for seed in SETTINGS.seeds
         for path in [
-            *(
-                f"results/predictions/{row}/seed{seed}/{task}"
-                for task in SETTINGS.tasks
-            ),
-            *(
-                [f"results/predictions/{row}/seed{seed}/glue-submission.zip"]
-                if glue
-                else []
-            ),
+            *(f"results/predictions/{row}/seed{seed}/{task}" for task in SETTINGS.tasks),
+            *([f"results/predictions/{row}/seed{seed}/glue-submission.zip"] if glue else []),
         ]
     ]
 
@@ -209,14 +159,8 @@ def all_exports() -> list[str]:
 def result_tables() -> list[str]:
     """The tables of the task families the config runs: glue.* and (with a QA task) squad.*."""
     families = {settings.task.family for settings in SETTINGS.tasks.values()}
-    names = [
-        name
-        for name, family in (("glue", "glue"), ("squad", "qa"))
-        if family in families
-    ]
-    return [
-        f"results/tables/{name}.{ext}" for name in names for ext in ("md", "csv", "tex")
-    ]
+    names = [name for name, family in (("glue", "glue"), ("squad", "qa")) if family in families]
+    return [f"results/tables/{name}.{ext}" for name in names for ext in ("md", "csv", "tex")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,16 +190,9 @@ def checkpoints(wildcards, output) -> str:
     return f"--save-minutes {SETTINGS.training.save_minutes}"
 
 
-def launcher(wildcards, output) -> str:
-    """How a training job starts the CLI: with several GPUs, one process each through `accelerate launch`,
-    which shares the config's total batch among them (the CLI divides it)."""
-    processes = SETTINGS.processes()
-    if processes == 1:
-        return "moebert"
-    return (
-        f"accelerate launch --num_processes {processes} --num_machines 1 --mixed_precision no "
-        f"--dynamo_backend no -m moebert.cli"
-    )
+def launcher(wildcards, output, threads) -> str:
+    """How a training job starts the CLI (workflow/lib/runs.py)."""
+    return runs.launcher(SETTINGS.processes(), threads)
 
 
 def speed_control(wildcards, input) -> str:
@@ -268,10 +205,7 @@ def speed_control(wildcards, input) -> str:
 
 def speed_models(wildcards) -> dict:
     """The trained models of one task and seed: the teacher and every method's student, by method name."""
-    return {
-        m: model_path(wildcards.task, m, wildcards.seed)
-        for m in [TEACHER, *SETTINGS.trained_methods()]
-    }
+    return {m: model_path(wildcards.task, m, wildcards.seed) for m in [TEACHER, *SETTINGS.trained_methods()]}
 
 
 def speed_results() -> list[str]:
@@ -282,61 +216,34 @@ def speed_results() -> list[str]:
         path
         for device in SETTINGS.speed.devices
         for path in [
-            *(
-                f"results/speed/{device}/random-{dims}.csv"
-                for dims in SETTINGS.speed.random
-            ),
+            *(f"results/speed/{device}/random-{dims}.csv" for dims in SETTINGS.speed.random),
             f"results/speed/{device}/trained/{task}/seed{seed}.csv",
         ]
     ]
 
 
 # ---------------------------------------------------------------------------------------------
-# MLflow. The config hash and git commit are computed once per Snakemake process; these params take
-# `output` so that a new commit or an edit elsewhere in the config does not make finished jobs stale.
-
-
-def _store_options() -> str:
-    """Where every run of this config goes: the store, the experiment and the parent run."""
-    return (
-        f"--tracking-uri {shlex.quote(TRACKING_URI)} --experiment {SETTINGS.experiment}"
-        f" --parent-run {SETTINGS.experiment}-{CONFIG_HASH}"
-    )
+# MLflow (workflow/lib/runs.py). These params take `output`, which keeps them out of the params check.
 
 
 def tracking(rule: str, method: str | None = None):
-    """Params function: the MLflow options of one job."""
+    """Params function: the MLflow options of one job; speed jobs differ by device."""
 
     def args(wildcards, output) -> str:
-        job_method = method or wildcards.method
-        job_rule = "-".join(
-            filter(None, [rule, getattr(wildcards, "device", None)])
-        )  # speed jobs differ by device
-        tags = {
-            "task": wildcards.task,
-            "method": job_method,
-            "seed": wildcards.seed,
-            "rule": job_rule,
-            "config_hash": CONFIG_HASH,
-            "git_commit": GIT_COMMIT,
-        }
-        name = (
-            f"--run-name {job_rule}-{wildcards.task}-{job_method}-seed{wildcards.seed}"
-        )
-        return " ".join(
-            [
-                _store_options(),
-                name,
-                *(f"--tag {shlex.quote(f'{k}={v}')}" for k, v in tags.items()),
-            ]
-        )
+        job_rule = "-".join(filter(None, [rule, getattr(wildcards, "device", None)]))
+        return TRACKING.job_options(job_rule, wildcards.task, method or wildcards.method, wildcards.seed)
 
     return args
 
 
 def report_tracking(wildcards, output) -> str:
     """The MLflow options of the report, which logs its tables and plots to the parent run of the jobs."""
-    return _store_options()
+    return TRACKING.store_options()
+
+
+def refuse_shared_sqlite(cluster: bool, executor: str) -> None:
+    if reason := TRACKING.refusal(cluster, executor):
+        raise WorkflowError(reason)
 
 
 def job_resources(rule: str) -> dict:

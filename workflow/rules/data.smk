@@ -17,6 +17,7 @@ rule prepare_data:
         directory("resources/data/{task}"),
     log:
         "logs/prepare_data/{task}.log",
+    retries: RETRIES
     conda:
         CONDA_ENV
     resources:
@@ -34,6 +35,7 @@ rule fetch_model:
         directory("resources/models/{model}"),
     log:
         "logs/fetch_model/{model}.log",
+    retries: RETRIES
     conda:
         CONDA_ENV
     resources:

@@ -13,7 +13,9 @@ rule distill:
         protected(directory("results/student/{task}/{method}/seed{seed}")),
     log:
         "logs/distill/{task}/{method}/seed{seed}.log",
-    retries: SETTINGS.resources.retries
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

@@ -10,16 +10,16 @@ rule evaluate:
         "results/metrics/{task}/{method}/seed{seed}.json",
     log:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
-    retries: SETTINGS.resources.retries
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads
     resources:
         **job_resources("evaluate"),
     params:
-        evaluation=stage_flags(
-            lambda w: [SETTINGS.evaluate_options(w.task, model_dir(w) or None)]
-        ),
+        evaluation=stage_flags(lambda w: [SETTINGS.evaluate_options(w.task, model_dir(w) or None)]),
         device=model_device,
         experts=experts_implementation,
         tracking=tracking("evaluate"),

@@ -12,6 +12,9 @@ rule export:
         directory("results/export/{task}/{method}/seed{seed}"),
     log:
         "logs/export/{task}/{method}/seed{seed}.log",
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     resources:

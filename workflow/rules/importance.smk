@@ -9,7 +9,9 @@ rule importance:
         "results/importance/{task}/seed{seed}.safetensors",
     log:
         "logs/importance/{task}/seed{seed}.log",
-    retries: SETTINGS.resources.retries
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

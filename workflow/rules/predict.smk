@@ -3,6 +3,11 @@
 # upload per row and seed.
 
 
+# Zipping a few files: on a cluster the submit host does it instead of a queued job.
+localrules:
+    submission,
+
+
 rule predict:
     input:
         data="resources/data/{task}",
@@ -11,7 +16,9 @@ rule predict:
         directory("results/predictions/{method}/seed{seed}/{task}"),
     log:
         "logs/predict/{method}/seed{seed}/{task}.log",
-    retries: SETTINGS.resources.retries
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

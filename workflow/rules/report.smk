@@ -1,6 +1,8 @@
 # Tables, plots and the run manifest from every metrics file; no model is loaded, so the report
 # regenerates from results/ without retraining.
 
+import json
+
 
 # Cheap: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:
@@ -33,10 +35,7 @@ rule report:
         exports=all_exports(),
     output:
         **(
-            {
-                f"ablations_{ext}": f"results/tables/ablations.{ext}"
-                for ext in ("md", "csv", "tex")
-            }
+            {f"ablations_{ext}": f"results/tables/ablations.{ext}" for ext in ("md", "csv", "tex")}
             if SETTINGS.sweep_points
             else {}
         ),

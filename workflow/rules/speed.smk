@@ -14,6 +14,7 @@ rule speed_random:
         json="results/speed/{device}/random-{dims}.json",
     log:
         "logs/speed/{device}/random-{dims}.log",
+    retries: RETRIES
     conda:
         CONDA_ENV
     threads: SETTINGS.speed.threads
@@ -35,6 +36,7 @@ rule speed_trained:
         json="results/speed/{device}/trained/{task}/seed{seed}.json",
     log:
         "logs/speed/{device}/trained/{task}/seed{seed}.log",
+    retries: RETRIES
     conda:
         CONDA_ENV
     threads: SETTINGS.speed.threads
@@ -42,8 +44,7 @@ rule speed_trained:
         **job_resources("speed_trained"),
     params:
         models=lambda wildcards, input: " ".join(
-            f"--model {shlex.quote(f'{label}={path}')}"
-            for label, path in input.items()
+            f"--model {shlex.quote(f'{label}={path}')}" for label, path in input.items()
         ),
         grid=stage_flags(lambda w: [SETTINGS.speed_grid(w.device)]),
         experts=experts_implementation,

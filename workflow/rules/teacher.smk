@@ -12,7 +12,9 @@ rule finetune:
         protected(directory("results/teacher/{task}/seed{seed}")),
     log:
         "logs/finetune/{task}/seed{seed}.log",
-    retries: SETTINGS.resources.retries
+    retries: RETRIES
+    group:
+        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

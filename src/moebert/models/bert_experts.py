@@ -24,8 +24,10 @@ from transformers.activations import ACT2FN
 from transformers.integrations.moe import use_experts_implementation
 
 IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
-# What "auto" picks per device type: the fastest of benchmarks/moe_speed.py (README, Benchmarks).
-EXPERTS_DEFAULT = {"cpu": "grouped_mm", "cuda": "grouped_mm"}
+# What "auto" picks per device type. CPU: the fastest of benchmarks/moe_speed.py (README, Benchmarks), where
+# torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, unmeasured (no GPU lent so far),
+# for the host synchronisation it avoids; run benchmarks/gpu_check.py on one.
+EXPERTS_DEFAULT = {"cpu": "eager", "cuda": "grouped_mm"}
 
 
 def resolve_implementation(name: str, device_type: str, dims: list[int], dtype: torch.dtype) -> str:

@@ -65,7 +65,10 @@ def run(args) -> None:
                 "gpus": e.gpus,
                 "threads": e.threads,
                 "requested_min": e.requested_min,
+                "checkpoint_mb": e.checkpoint_mb,
+                "train_steps": e.train_steps,
                 **{f"{kind}_s": round(s, 1) for kind, s in e.seconds.items()},
+                **{f"{kind}_checkpoints": plan.checkpoints(e, kind) for kind in e.seconds},
             }
             for e in estimates
         ]

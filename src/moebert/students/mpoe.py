@@ -80,7 +80,12 @@ class MPOE(StudentKind):
             sizes = [math.prod(shape) for shape in shapes]
             central = sizes.pop(mpo.central_index(len(shapes)))
             stored += central + options["num_experts"] * sum(sizes)
-        return replace(teacher, moe=True, stored_ffn=stored)
+        rebuilt = (
+            options["num_experts"] * 2 * teacher.hidden * teacher.ffn
+            if options["mpo_forward"] == "rebuild"
+            else 0
+        )
+        return replace(teacher, moe=True, stored_ffn=stored, rebuilt_ffn=rebuilt)
 
     def build(self, teacher, options, *, seed, orders, token_counts):
         student = adapt_mpo(

@@ -1,0 +1,113 @@
+"""How a job's command starts and where it logs: the MLflow options of a config's runs (store, experiment,
+parent run, each job's name and tags) and the launcher of a multi-process training job.
+
+The config hash and git commit are computed once per Snakemake process; the rules pass these options as
+params that take `output`, so that a new commit or an edit elsewhere in the config does not make finished
+jobs stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+from moebert.config import Settings
+
+DEFAULT_TRACKING_URI = "sqlite:///results/mlflow/mlflow.db"
+
+
+def config_hash(settings: Settings) -> str:
+    """Short hash of the validated config (defaults included): which config produced a run."""
+    return hashlib.sha256(json.dumps(settings.resolved, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def git_commit(repository: str) -> str:
+    """HEAD of the repository, with -dirty when tracked files have uncommitted changes."""
+
+    def git(*args):
+        return subprocess.run(["git", "-C", repository, *args], capture_output=True, text=True, check=False)
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head.returncode:
+        return "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """The MLflow store, experiment and parent run of one config's jobs."""
+
+    uri: str
+    named: bool  # the config or the environment names the store (else the sqlite default)
+    experiment: str
+    config_hash: str
+    git_commit: str
+
+    @classmethod
+    def of(cls, settings: Settings, repository: str) -> Tracking:
+        named = settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return cls(
+            named or DEFAULT_TRACKING_URI,
+            bool(named),
+            settings.experiment,
+            config_hash(settings),
+            git_commit(repository),
+        )
+
+    def store_options(self) -> str:
+        """Where every run of this config goes: the store, the experiment and the parent run."""
+        return (
+            f"--tracking-uri {shlex.quote(self.uri)} --experiment {self.experiment}"
+            f" --parent-run {self.experiment}-{self.config_hash}"
+        )
+
+    def job_options(self, rule: str, task: str, method: str, seed: str) -> str:
+        """The MLflow options of one job: the store's, its run name and its tags."""
+        tags = {
+            "task": task,
+            "method": method,
+            "seed": seed,
+            "rule": rule,
+            "config_hash": self.config_hash,
+            "git_commit": self.git_commit,
+        }
+        return " ".join(
+            [
+                self.store_options(),
+                f"--run-name {rule}-{task}-{method}-seed{seed}",
+                *(f"--tag {shlex.quote(f'{k}={v}')}" for k, v in tags.items()),
+            ]
+        )
+
+    def refusal(self, cluster: bool, executor: str) -> str | None:
+        """Why a run must not start: cluster jobs on many nodes must not all write the default sqlite file on
+        the shared file system (its locks are unreliable there, and every logging call of every job waits on
+        them). A store the config or the environment names is used as given."""
+        if not cluster or self.named:
+            return None
+        return (
+            f"tracking: the {executor} executor's jobs would all log to the sqlite file {DEFAULT_TRACKING_URI} "
+            "on the shared file system. Start a tracking server on this host, in tmux: "
+            "scripts/mlflow-server.sh, run the `export MLFLOW_TRACKING_URI=...` line it prints, and start "
+            f"snakemake again from that shell. Or keep sqlite with `tracking_uri: {DEFAULT_TRACKING_URI}` in "
+            "the config, or `tracking_uri: off`."
+        )
+
+
+def launcher(processes: int, threads: int) -> str:
+    """How a training job starts the CLI: with several GPUs, one process each through `accelerate launch`,
+    which shares the config's total batch among them (the CLI divides it). Each process gets its share of
+    the job's cores (Snakemake's OMP_NUM_THREADS is the whole count), and a free port: two jobs on one node
+    would otherwise both take 29500."""
+    if processes == 1:
+        return "moebert"
+    return (
+        f"accelerate launch --num_processes {processes} --num_machines 1 --main_process_port 0"
+        f" --num_cpu_threads_per_process {max(1, threads // processes)}"
+        " --mixed_precision no --dynamo_backend no -m moebert.cli"
+    )
