@@ -121,6 +121,11 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     accumulated = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, accum=4)
     assert (accumulated.steps, accumulated.accum, accumulated.flops) == (13, 4, work.flops)  # 16 rows a step
     assert accumulated.activations == work.activations / 4  # the backward keeps one micro-batch's
+    thirds = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, accum=3)
+    assert thirds.activations == work.activations / 16 * 5  # micro-batches of 5 rows (16 // 3)
+    assert training_work(
+        mrpc, student, 100, 2, 16, max_length=32
+    ).flops == 100 * 2 * 32 * 3 * student.forward_flops(32)  # rows cut to the max length
     distill = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=64, teacher=teacher)
     assert distill.flops == work.flops and distill.teacher_flops == 100 * 2 * 53 * teacher.forward_flops(53)
     assert distill.teacher_layers == 4 and work.teacher_layers == 0
@@ -231,6 +236,8 @@ def test_memory_request_is_weights_plus_training_state_on_cpu():
     assert memory_mb(work, on_gpu=True, safety=1, processes=2) == 9000  # 8800: each process its own
     assert memory_mb(work, on_gpu=False, safety=1.5) == 5000  # 4755
     assert memory_mb(Work(weights=100 * mega, params=100 * mega, train=False), on_gpu=False, safety=1) == 2500
+    # 800 + 12 x 1000 (training state) + 500 (activations) + 1000 = 14300 MB
+    assert memory_mb(Work(params=1000 * mega, activations=500 * mega), on_gpu=False, safety=1) == 14500
 
 
 def test_checkpoints_hold_weights_and_adam_moments_one_per_interval_of_training():
@@ -245,9 +252,12 @@ def test_checkpoints_hold_weights_and_adam_moments_one_per_interval_of_training(
     assert checkpoints(replace(job, save_s=0), "a100") == 100  # save_minutes 0: every step
     assert checkpoints(replace(job, save_s=1), "h100") == 100  # never more than one a step
     assert checkpoints(job, "cpu") == 0
-    evaluate = replace(job, rule="evaluate", checkpoint_mb=0, train_steps=0, save_s=0)
-    table = plan_table([job, job, evaluate], ["a100", "h100"], cores=2)
-    assert "0 checkpoints, 0.0 GB written on a100, 8 checkpoints, 1.0 GB written on h100." in table
+    evaluate = replace(job, rule="evaluate", seconds={"cpu": 10.0}, checkpoint_mb=0, train_steps=0, save_s=0)
+    big = replace(job, checkpoint_mb=1000)
+    table = plan_table([big, replace(big, save_s=0), evaluate], ["a100", "cpu", "h100"], cores=2)
+    # a100: 0 + 100 checkpoints of 1000 MB; h100: 4 + 100; cpu runs no training job and is left out
+    note = "100 checkpoints, 97.7 GB written on a100, 104 checkpoints, 101.6 GB written on h100."
+    assert f"(weights and Adam moments, one kept per job): {note}" in table
 
 
 def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):
