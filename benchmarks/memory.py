@@ -117,6 +117,20 @@ def measure(dims: str, data: Path, work: Path, students: list[str]) -> list[dict
         )
         print(f"{dims:<9} {stage:<10} {model:<13} {mb:8.0f} MB", flush=True)
 
+    def evaluate_peak(model_dir):
+        return peak_mb(
+            "evaluate",
+            *task,
+            "--model",
+            model_dir,
+            "--output",
+            work / "m.json",
+            "--max-eval-samples",
+            16,
+            "--max-length",
+            64,
+        )
+
     record(
         "finetune",
         "teacher",
@@ -140,22 +154,7 @@ def measure(dims: str, data: Path, work: Path, students: list[str]) -> list[dict
             64,
         ),
     )
-    record(
-        "evaluate",
-        "teacher",
-        peak_mb(
-            "evaluate",
-            *task,
-            "--model",
-            teacher,
-            "--output",
-            work / "m.json",
-            "--max-eval-samples",
-            16,
-            "--max-length",
-            64,
-        ),
-    )
+    record("evaluate", "teacher", evaluate_peak(teacher))
     trained = {"teacher": teacher}
     for name in students:
         options = STUDENTS[name]
@@ -183,22 +182,7 @@ def measure(dims: str, data: Path, work: Path, students: list[str]) -> list[dict
                 *ROWS,
             ),
         )
-        record(
-            "evaluate",
-            name,
-            peak_mb(
-                "evaluate",
-                *task,
-                "--model",
-                student,
-                "--output",
-                work / "m.json",
-                "--max-eval-samples",
-                16,
-                "--max-length",
-                64,
-            ),
-        )
+        record("evaluate", name, evaluate_peak(student))
         trained[name] = student
     models = [f"--model={label}={path}" for label, path in trained.items()]
     record(
