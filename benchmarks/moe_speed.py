@@ -56,7 +56,7 @@ def targets(implementations) -> list[tuple]:
                 ("latency vs dense-narrow", label(layout, implementation), "dense-narrow", "all", None)
             )
     rows += [
-        ("tied vs dense-narrow (issue 22)", label(TIED, "{best}"), "dense-narrow", [1], "<= 1.05"),
+        ("tied vs dense-narrow", label(TIED, "{best}"), "dense-narrow", [1], "<= 1.05"),
         ("tied vs copied", label(TIED, "{best}"), label(MOE, "{best}"), "all", None),
         ("speed-up over BERT-base", "teacher", label(MOE, "{best}"), [32], ">= 1.8"),
         ("speed-up over reference-style", REFERENCE, label(MOE, "{best}"), "all", ">= 1.0"),

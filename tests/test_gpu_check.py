@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py with --device cpu: the checks a lent GPU runs, at small sizes, so the script is known
+"""benchmarks/gpu_check.py with --device cpu: the checks a GPU machine runs, at small sizes, so the script is known
 to work before a GPU is there to run it."""
 
 import json

@@ -379,7 +379,7 @@ def test_moe_model_with_a_dropped_weight_names_no_unexpected_key(teacher, teache
         load_model(str(tmp_path))
 
 
-# --- tied shared neurons (issue 22) -------------------------------------------------------------------------
+# --- tied shared neurons ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("router", ROUTERS)

@@ -354,3 +354,19 @@ def test_a_speed_csv_missing_a_column_is_named_and_no_plot_is_written(tmp_path):
     with pytest.raises(MoebertError, match=f"speed results file not found: {tmp_path / 'none.csv'}"):
         plots.load_speed([tmp_path / "none.csv"])
     assert not (tmp_path / "plots").exists()
+
+
+def test_random_moe_names_exactly_the_random_models_with_moe_layers():
+    """The cost model counts a reference-style twin for each name in RANDOM_MOE: it must be every random
+    model with MoE layers, and only those."""
+    dims = {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 48,
+        "vocab_size": 64,
+        "max_position_embeddings": 32,
+    }
+    models = speed.random_models(dims)
+    assert set(models) == set(speed.RANDOM_MODELS)
+    assert {name for name, model in models.items() if hasattr(model, "moe_layers")} == set(speed.RANDOM_MOE)

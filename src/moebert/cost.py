@@ -282,7 +282,7 @@ def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
 
 # Host memory of a process before any model: Python, torch, transformers, datasets and a task's rows (measured
 # 560-660 MB on CPU, benchmarks/memory.py; rounded up), and on a GPU node the CUDA libraries and context on the
-# host besides (assumed, not measured here: no GPU was lent).
+# host besides (assumed, not measured: no GPU row exists yet).
 PROCESS_MB = 800
 CUDA_HOST_MB = 2500
 # The Snakemake processes that run a job on a cluster node, besides the job's own: the job script's and its

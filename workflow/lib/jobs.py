@@ -85,10 +85,12 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     methods = settings.methods
     if rule in SPEED_RULES:
         speed = settings.speed
-        if (
-            rule == "speed_random"
-        ):  # the random teacher, MoEBERT and dense-narrow, and the reference-style MoE
-            models = [_speed_dims(wildcards["dims"])] * 4
+        if rule == "speed_random":
+            from moebert.speed.measure import RANDOM_MODELS, RANDOM_MOE
+
+            # Every random model of the same dimensions, and each MoE one again as its reference-style
+            # twin (the rule passes --reference).
+            models = [_speed_dims(wildcards["dims"])] * (len(RANDOM_MODELS) + len(RANDOM_MOE))
         else:
             models = [teacher, *(m.kind.dims(teacher, m.options) for m in methods.values() if m.kind.trains)]
         return cost.speed_work(models, speed.batch_sizes, speed.seq_lengths, speed.repeats)

@@ -25,7 +25,7 @@ from transformers.integrations.moe import use_experts_implementation
 
 IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
 # What "auto" picks per device type. CPU: the fastest of benchmarks/moe_speed.py (README, Benchmarks), where
-# torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, unmeasured (no GPU lent so far),
+# torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, not yet measured,
 # for the host synchronisation it avoids; run benchmarks/gpu_check.py on one.
 EXPERTS_DEFAULT = {"cpu": "eager", "cuda": "grouped_mm"}
 

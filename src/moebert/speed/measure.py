@@ -64,6 +64,8 @@ DIMENSIONS = (
     "layer_norm_eps",
 )
 RANDOM_MODELS = ("teacher", "moebert", "moebert-tied", "dense-narrow")
+# Those of RANDOM_MODELS with MoE layers: `--reference` times each beside its reference-style twin.
+RANDOM_MOE = ("moebert", "moebert-tied")
 REFERENCE_SUFFIX = "-reference"
 
 

@@ -1,4 +1,4 @@
-"""The reference-style MoE forward (docs/method.md §7): the peer the fast forward of models/moe_layer.py is timed
+"""The reference-style MoE forward (docs/method.md §8): the peer the fast forward of models/moe_layer.py is timed
 against (`moebert speed --reference`, benchmarks/moe_speed.py). Same outputs, the reference
 implementation's grouping and data movement."""
 

@@ -90,7 +90,7 @@ def construct(
     shared_dim: int,
     seed: int,
 ) -> list[torch.Tensor]:
-    """Neuron indices of each expert of one layer under a construction (the ablations of issue 11):
+    """Neuron indices of each expert of one layer under a construction (the paper's ablations):
 
     importance  the `shared_dim` most important neurons shared, the rest dealt by rank (MoEBERT, §3)
     inverse     the same with the ranking reversed: the least important shared (the paper's Figure 2)
