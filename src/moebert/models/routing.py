@@ -69,6 +69,16 @@ class GateRouter(nn.Module):
         self.num_experts = num_experts
         self.batch1 = batch1
 
+    def probabilities(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The gate's distribution over the experts for every routed item: [batch, experts] for sentences
+        (from the mean of their real tokens), [batch * seq, experts] for tokens."""
+        batch, seq, _ = x.shape
+        if self.per_sentence:
+            mask = x.new_ones(batch, seq) if attention_mask is None else attention_mask.to(x.dtype)
+            pooled = (x * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            return self.gate(pooled).softmax(-1)
+        return self.gate(x.reshape(batch * seq, -1)).softmax(-1)
+
     def forward(
         self, x: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -76,12 +86,7 @@ class GateRouter(nn.Module):
         scales its output (None: no scaling) and this layer's load-balancing loss. Nothing here waits on
         the device: the expert ids stay tensors."""
         batch, seq, _ = x.shape
-        if self.per_sentence:
-            mask = x.new_ones(batch, seq) if attention_mask is None else attention_mask.to(x.dtype)
-            pooled = (x * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-            probs = self.gate(pooled).softmax(-1)  # [batch, experts]
-        else:
-            probs = self.gate(x.reshape(batch * seq, -1)).softmax(-1)  # [tokens, experts]
+        probs = self.probabilities(x, attention_mask)
         top_prob, top_expert = probs.max(-1)
         balance = balance_loss(probs, top_expert, self.num_experts)
         if not self.per_sentence:
