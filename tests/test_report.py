@@ -362,3 +362,29 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     assert {"tables/glue.csv", "tables/glue.md", "tables/params.csv"} <= tables
     assert "plots/accuracy_vs_params.png" in {a.path for a in client.list_artifacts(parent_id, "plots")}
     assert client.list_artifacts(job.run_id) == []  # the job's own run is untouched
+
+
+def test_claims_and_ablations_get_intervals_from_the_per_example_predictions(tmp_path):
+    """Metrics files that name their per-example predictions: the claims and ablation tables carry the paired
+    bootstrap's interval and verdict (moebert right on all 400 RTE examples, the teacher wrong on 40)."""
+    labels = [0] * 400
+    files = []
+    for method, wrong in (("teacher", 40), ("moebert", 0)):
+        for seed in (0, 1):
+            path = tmp_path / "metrics" / "rte" / method / f"seed{seed}.json"
+            predictions = [1] * wrong + [0] * (400 - wrong)
+            files.append(write_metrics(path, method, "rte", seed, {"RTE": {"accuracy": 100 - wrong / 4}}))
+            record = json.loads(path.read_text())
+            pd.DataFrame(
+                {"split": "RTE", "example": range(400), "label": labels, "prediction": predictions}
+            ).to_csv(path.with_suffix(".examples.csv"), index=False)
+            path.write_text(json.dumps({**record, "examples": path.with_suffix(".examples.csv").name}))
+    claims = [{"claim": "moebert 5 ahead", "method": "moebert", "vs": "teacher", "at_least": 5.0}]
+    sweeps = {"teach": {"1": "moebert", "2": "teach-2"}, "other": {"a": "moebert", "b": "teacher"}}
+    run_report(tmp_path, files, "--claims", json.dumps(claims), "--sweeps", json.dumps(sweeps))
+    table = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert table.verdict.tolist() == ["holds"] and table.difference[0] == 10.0
+    assert 5.0 < table.ci_low[0] < 10.0 < table.ci_high[0] < 15.0
+    ablations = pd.read_csv(tmp_path / "tables" / "ablations.csv", keep_default_na=False)
+    other = ablations[ablations.sweep == "other"]
+    assert other["vs base"].tolist() == ["", "lower"] and other["diff"].tolist() == ["", "-10.0"]
