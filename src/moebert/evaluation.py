@@ -20,12 +20,10 @@ from moebert.tasks.metrics import compute_metrics, predicted
 from moebert.tasks.qa import QaSettings, best_answers, eval_features
 from moebert.tasks.squad_metrics import question_scores, squad_v1, squad_v2
 
-# The per-example table: the result key (split) and the example's position in it, then for a GLUE task the
-# label and the prediction (class index, or score for regression), for a QA task each question's scores.
-EXAMPLE_KEYS = ("split", "example")
-
 
 def glue_examples(key: str, values: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """The per-example table: the result key (split) and the example's position in it, then the label and the
+    prediction (class index, or score for regression). A QA task's has the question id and its scores."""
     return pd.DataFrame(
         {"split": key, "example": np.arange(len(labels)), "label": labels, "prediction": values}
     )
@@ -77,7 +75,7 @@ def evaluate(
     qa: QaSettings | None = None,
 ) -> tuple[dict, dict, dict]:
     """Metrics (percent) and example counts for every eval split of the task, keyed like the paper's tables,
-    and what else the record keeps: `examples`, the per-example table (EXAMPLE_KEYS, then what the metrics
+    and what else the record keeps: `examples`, the per-example table (`glue_examples`: what the metrics
     are recomputed from), and for a MoE model `routing`, per split the diagnostics of every MoE layer (QA:
     also the predicted answers, and how the data departs from the standard)."""
     if isinstance(task, QaTask):
