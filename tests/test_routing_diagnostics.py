@@ -147,3 +147,30 @@ def test_routing_heatmaps_one_per_split(tmp_path):
         "routing_mnli-mm.svg",
     ]
     assert not (tmp_path / "routing_old.png").exists()
+
+
+def test_evaluate_logs_the_diagnostics_and_the_examples_to_the_run(tmp_path):
+    from moebert.stages.evaluate import log_results
+
+    class Run:
+        def __init__(self):
+            self.metrics, self.artifacts = {}, []
+
+        def log_metrics(self, metrics):
+            self.metrics.update(metrics)
+
+        def log_artifact(self, path):
+            self.artifacts.append(path)
+
+    stats = layer_stats(torch.tensor([3.0, 1.0]), 0.0, 0.0, False)
+    record = {
+        "results": {"RTE": {"accuracy": 60.0}},
+        "params": {"total": 10},
+        "routing": {"RTE": [stats]},
+        "examples": "seed0.examples.csv",
+    }
+    run = Run()
+    log_results(run, record, tmp_path / "seed0.json")
+    assert run.metrics["routing/RTE/layer0/expert0_share"] == 0.75
+    assert run.metrics["routing/RTE/layer0/cv"] == pytest.approx(0.5)  # shares 0.75, 0.25: std 0.25, mean 0.5
+    assert run.artifacts == [tmp_path / "seed0.json", tmp_path / "seed0.examples.csv"]
