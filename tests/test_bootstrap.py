@@ -105,6 +105,9 @@ def test_runs_on_different_examples_get_no_interval():
         (-1.5, -0.2, 0.0, False, "fails"),
         (-0.3, 0.8, 0.0, False, "inconclusive"),
         (0.0, 0.8, 0.0, False, "inconclusive"),  # the threshold on the interval's end: not cleared
+        (-0.8, 0.0, 0.0, False, "inconclusive"),
+        (1.0, 1.4, 1.0, True, "inconclusive"),
+        (0.4, 1.0, 1.0, True, "inconclusive"),
         (-2.0, -1.2, -1.0, False, "fails"),
         (0.1, 0.9, 1.0, True, "holds"),
         (1.1, 1.9, 1.0, True, "fails"),
