@@ -2,11 +2,14 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from safetensors import safe_open
 from transformers import TrainerCallback
 
 from moebert.cli import main
+from moebert.tasks.metrics import compute_metrics
 
 ROWS = ["--max-train-samples", "32", "--max-length", "64", "--batch-size", "8"]
 
@@ -393,11 +396,33 @@ def test_mpoe_and_switch_students_through_the_cli(p_b, tiny_model_dir, glue_dir,
         )
         == 0
     )
+    examples = tmp_path / "examples" / "s.csv"
     assert (
-        run("evaluate", *data, "--model", switch, "--output", tmp_path / "s.json", "--max-eval-samples", 8)
+        run(
+            "evaluate",
+            *data,
+            "--model",
+            switch,
+            "--output",
+            tmp_path / "s.json",
+            "--max-eval-samples",
+            8,
+            "--examples",
+            examples,
+        )
         == 0
     )
-    switch_params = json.loads((tmp_path / "s.json").read_text())["params"]
+    switch_record = json.loads((tmp_path / "s.json").read_text())
+    switch_params = switch_record["params"]
+    # The per-example predictions recompute the metrics; the routes of every layer cover the two experts.
+    assert switch_record["examples"] == "examples/s.csv"
+    rows = pd.read_csv(examples)
+    assert rows.columns.tolist() == ["split", "example", "label", "prediction"] and len(rows) == 8
+    logits = np.eye(2)[rows.prediction]
+    assert compute_metrics("mrpc", logits, rows.label) == pytest.approx(switch_record["results"]["MRPC"])
+    routing = switch_record["routing"]["MRPC"]
+    assert len(routing) == 2 and all(sum(layer["share"]) == pytest.approx(1) for layer in routing)
+    assert all(0 < layer["chosen_probability"] <= 1 for layer in routing)
     assert switch_params["per_expert"] > params["per_expert"]  # a whole FFN per expert, against auxiliaries
 
 
@@ -745,11 +770,23 @@ def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, 
         params = json.loads((tmp_path / "m.json").read_text())["params"]
         assert params["per_expert"] == 0 and params["effective"] == params["total"]
 
+    majority_examples = tmp_path / "majority.examples.csv"
     assert (
-        run("evaluate", *data, "--majority", "--output", tmp_path / "majority.json", "--method", "majority")
+        run(
+            "evaluate",
+            *data,
+            "--majority",
+            "--output",
+            tmp_path / "majority.json",
+            "--method",
+            "majority",
+            "--examples",
+            majority_examples,
+        )
         == 0
     )
     record = json.loads((tmp_path / "majority.json").read_text())
+    rows = pd.read_csv(majority_examples)
     with open(glue_dir / "MRPC" / "train.tsv", newline="") as f:
         train = [row["Quality"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
     with open(glue_dir / "MRPC" / "dev.tsv", newline="", encoding="utf-8-sig") as f:  # this file has a BOM
@@ -758,6 +795,8 @@ def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, 
     accuracy = 100 * dev.count(majority) / len(dev)
     assert record["prediction"] == int(majority) and record["params"]["total"] == 0
     assert record["results"]["MRPC"]["accuracy"] == pytest.approx(accuracy)
+    assert rows.label.astype(str).tolist() == dev and set(rows.prediction) == {int(majority)}
+    assert "routing" not in record  # no router
 
 
 def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_path, capsys):
@@ -798,6 +837,7 @@ def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_
             [*moe, "--gate-sentence-batch1", "skip"],
             "--gate-sentence-batch1: only router gate-sentence routes whole",
         ),
+        ([*moe, "--hash-balance", "per-layer"], "--hash-balance: only router hash-balance builds a balanced"),
         (
             [*moe, "--task", "mrpc", "--data", glue_dir],
             "--task, --data: only a student routed by hash-balance counts",

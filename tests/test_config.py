@@ -217,6 +217,10 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
             "key methods.moebert.gate_sentence_batch1: only router gate-sentence routes whole sentences",
         ),
         (
+            {"methods": {"moebert": {"hash_balance": "per-layer"}}},
+            "key methods.moebert.hash_balance: only router hash-balance builds a balanced table",
+        ),
+        (
             {"methods": {"maj": {"student": "majority", "distill_scope": "none"}}},
             "key methods.maj.distill_scope: not a setting of student majority",
         ),

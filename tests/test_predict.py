@@ -277,10 +277,15 @@ def test_squad_predictions_are_the_answers_by_question_id(tiny_model_dir, tmp_pa
     assert sorted(answers) == ["q0", "q1", "q2"] and all(answer in CONTEXT for answer in answers.values())
     squad = get_task("squad")
     model = load_model(str(model_dir))
-    _, _, extra = evaluate(
+    results, _, extra = evaluate(
         model, AutoTokenizer.from_pretrained(model_dir), squad, str(tmp_path), 24, qa=QaSettings(doc_stride=8)
     )
     assert answers == extra["predictions"]["SQuAD-v1.1"]
+    # One row per question with its scores; their means are the overall scores.
+    examples = extra["examples"]
+    assert examples.id.tolist() == ["q0", "q1", "q2"] and examples.example.tolist() == [0, 1, 2]
+    for metric in ("exact_match", "f1"):
+        assert 100 * examples[metric].mean() == pytest.approx(results["SQuAD-v1.1"][metric])
     assert sorted(p.name for p in out.iterdir()) == ["SQuAD-v1.1-predictions.json"]
 
 

@@ -265,19 +265,30 @@ def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
     ]
     run_report(tmp_path, fake_metrics(tmp_path), "--claims", json.dumps(claims))
     table = pd.read_csv(tmp_path / "tables" / "claims.csv", dtype=str, keep_default_na=False)
-    assert table.holds.tolist() == ["True", "False", "False", "True", "", "True", "False"]
+    # These metrics files name no per-example predictions: no interval, the point estimate's verdict, marked.
+    assert table.verdict.tolist() == [
+        "holds (no interval)",
+        "fails (no interval)",
+        "fails (no interval)",
+        "holds (no interval)",
+        "not measured",
+        "holds (no interval)",
+        "fails (no interval)",
+    ]
     assert table.claim.tolist() == [claim["claim"] for claim in claims]
-    assert (
-        table.measured[0]
-        == "moebert 83.0 vs teacher 75.0: +8.0 (holds at >= +8.0); per task RTE +11.0, MRPC +5.0"
+    missing = "no interval (per-example predictions missing or not paired)"
+    assert table.measured[0] == (
+        f"moebert 83.0 vs teacher 75.0: +8.0, {missing} (holds at >= +8.0); per task RTE +11.0, MRPC +5.0"
     )
-    assert table.measured[2] == "teacher 75.0, moebert 83.0: spread 8.0 (holds at <= 7.5)"
+    assert table.measured[2] == f"teacher 75.0, moebert 83.0: spread 8.0, {missing} (holds at <= 7.5)"
     assert table.measured[4] == "not measured: no average for dense-narrow"
     assert table.measured[6] == (
-        "moebert - teacher per task RTE +11.0, MRPC +5.0: smallest +5.0 (holds at >= +6.0 on every task)"
+        f"moebert - teacher per task RTE +11.0, MRPC +5.0: smallest +5.0, {missing} (holds at >= +6.0 on "
+        "every task)"
     )
+    assert table.difference.tolist()[:4] == ["8.0", "8.0", "8.0", "8.0"] and table.ci_low[0] == ""
     text = (tmp_path / "tables" / "claims.md").read_text()
-    assert text.count("| does not hold") == 3 and "| not measured" in text
+    assert text.count("| fails (no interval)") == 3 and "| not measured" in text
 
 
 def test_no_claims_and_no_sweeps_write_no_tables(tmp_path):
@@ -301,7 +312,12 @@ def test_ablation_table_has_each_points_main_metrics_and_a_plot_per_sweep(tmp_pa
         ["router", "gate-token", "dense-narrow"],
         ["teach", "1", "teacher"],
     ]
-    assert table.columns.tolist() == ["sweep", "value", "method", "RTE", "MRPC", "avg"]
+    assert table.columns.tolist() == [
+        *["sweep", "value", "method", "RTE", "MRPC", "avg"],
+        *["vs", "diff", "ci_low", "ci_high", "vs base"],
+    ]
+    # Each sweep's base is its point not named <sweep>-<value>; no average or no examples: no difference.
+    assert table.vs.tolist() == ["moebert", "moebert", "teacher"] and table["diff"].isna().all()
     assert table.iloc[0][["RTE", "MRPC", "avg"]].tolist() == [73.0, 93.0, 83.0]  # MRPC's main metric is F1
     assert table.iloc[1].RTE == 58.0 and math.isnan(table.iloc[1].avg)
     assert {p.name for p in (tmp_path / "plots").glob("ablation_*")} == {
@@ -346,3 +362,29 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     assert {"tables/glue.csv", "tables/glue.md", "tables/params.csv"} <= tables
     assert "plots/accuracy_vs_params.png" in {a.path for a in client.list_artifacts(parent_id, "plots")}
     assert client.list_artifacts(job.run_id) == []  # the job's own run is untouched
+
+
+def test_claims_and_ablations_get_intervals_from_the_per_example_predictions(tmp_path):
+    """Metrics files that name their per-example predictions: the claims and ablation tables carry the paired
+    bootstrap's interval and verdict (moebert right on all 400 RTE examples, the teacher wrong on 40)."""
+    labels = [0] * 400
+    files = []
+    for method, wrong in (("teacher", 40), ("moebert", 0)):
+        for seed in (0, 1):
+            path = tmp_path / "metrics" / "rte" / method / f"seed{seed}.json"
+            predictions = [1] * wrong + [0] * (400 - wrong)
+            files.append(write_metrics(path, method, "rte", seed, {"RTE": {"accuracy": 100 - wrong / 4}}))
+            record = json.loads(path.read_text())
+            pd.DataFrame(
+                {"split": "RTE", "example": range(400), "label": labels, "prediction": predictions}
+            ).to_csv(path.with_suffix(".examples.csv"), index=False)
+            path.write_text(json.dumps({**record, "examples": path.with_suffix(".examples.csv").name}))
+    claims = [{"claim": "moebert 5 ahead", "method": "moebert", "vs": "teacher", "at_least": 5.0}]
+    sweeps = {"teach": {"1": "moebert", "2": "teach-2"}, "other": {"a": "moebert", "b": "teacher"}}
+    run_report(tmp_path, files, "--claims", json.dumps(claims), "--sweeps", json.dumps(sweeps))
+    table = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert table.verdict.tolist() == ["holds"] and table.difference[0] == 10.0
+    assert 5.0 < table.ci_low[0] < 10.0 < table.ci_high[0] < 15.0
+    ablations = pd.read_csv(tmp_path / "tables" / "ablations.csv", keep_default_na=False)
+    other = ablations[ablations.sweep == "other"]
+    assert other["vs base"].tolist() == ["", "lower"] and other["diff"].tolist() == ["", "-10.0"]

@@ -3,6 +3,7 @@ load-balancing loss, each against a computation written out here or numbers work
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def test_hash_random_table_is_seeded_and_drawn_per_layer():
 
 
 def reference_hash_balance(counts: list[int], num_layers: int, num_experts: int, seed: int) -> torch.Tensor:
-    """docs/method.md §4 written out: unseen tokens keep the seeded random table; seen tokens, most frequent first
+    """The per-layer layout (docs/method.md §4) written out: unseen tokens keep the seeded random table; seen tokens, most frequent first
     (ties by token id), go to the least-loaded expert (lowest index on ties); each layer then relabels the
     experts by its own permutation drawn from a generator seeded with seed + 1."""
     table = torch.randint(
@@ -55,7 +56,7 @@ def test_hash_balance_greedy_assignment_worked_by_hand():
     # 1 -> e0 (6,0,0); 2 -> e1 (6,5,0); 3 -> e2 (6,5,4); 4 -> e2 (6,5,5); 5 -> e1 (6,6,5); 6 -> e2 (6,6,6).
     counts = torch.zeros(30, dtype=torch.long)
     counts[1:7] = torch.tensor([6, 5, 4, 1, 1, 1])
-    table = hash_balance_table(counts, num_layers=4, num_experts=3, seed=2)
+    table = hash_balance_table(counts, num_layers=4, num_experts=3, seed=2, layout="per-layer")
     groups = [[1], [2, 5], [3, 4, 6]]
     for layer in table:
         labels = [{int(layer[t]) for t in group} for group in groups]
@@ -72,9 +73,70 @@ def test_hash_balance_greedy_assignment_worked_by_hand():
 def test_hash_balance_matches_reference_with_many_ties():
     gen = torch.Generator().manual_seed(0)
     counts = torch.randint(0, 4, (300,), generator=gen)  # many equal counts, a quarter unseen
-    table = hash_balance_table(counts, num_layers=3, num_experts=4, seed=9)
+    table = hash_balance_table(counts, num_layers=3, num_experts=4, seed=9, layout="per-layer")
     assert torch.equal(table, reference_hash_balance(counts.tolist(), 3, 4, seed=9))
-    assert torch.equal(table, hash_balance_table(counts, num_layers=3, num_experts=4, seed=9))  # reproducible
+    assert torch.equal(table, hash_balance_table(counts, 3, 4, seed=9, layout="per-layer"))  # reproducible
+
+
+def reference_code_hash_balance(frequency: list[int], num_buckets: int, seed: int) -> list[int]:
+    """The reference's hash_balance.py construction, step by step as it is written there: the counts sorted
+    descending beside numpy's argsort reversed, walked together; a zero count draws a bucket from numpy's global
+    generator seeded once, a positive one takes np.argmin of the bucket loads."""
+    np.random.seed(seed)
+    frequency = np.array(frequency)
+    frequency_sorted = np.sort(frequency)[::-1].tolist()
+    frequency_ind = np.argsort(frequency)[::-1].tolist()
+    balance_list = [0 for _ in range(len(frequency))]
+    bucket_size = np.array([0 for _ in range(num_buckets)])
+    for freq, ind in zip(frequency_sorted, frequency_ind):
+        if freq == 0:
+            balance_list[ind] = np.random.randint(low=0, high=num_buckets)
+        else:
+            bucket_ind = np.argmin(bucket_size)
+            bucket_size[bucket_ind] += freq
+            balance_list[ind] = int(bucket_ind)
+    return balance_list
+
+
+def test_hash_balance_reference_layout_worked_by_hand():
+    # Counts of ids 0..5: 0, 3, 5, 3, 0, 1. numpy's argsort of a short array keeps equal counts in id order, so
+    # reversed the larger id comes first: 2 (5), 3 (3), 1 (3), 5 (1), then the unseen 4 and 0. Three experts:
+    # 2 -> e0 (5,0,0); 3 -> e1 (5,3,0); 1 -> e2 (5,3,3); 5 -> e1 (5,4,3). A stable descending sort would take 1
+    # before 3 and swap their experts.
+    counts = [0, 3, 5, 3, 0, 1]
+    assert np.argsort(np.array(counts)).tolist() == [0, 4, 5, 1, 3, 2], "numpy orders equal counts otherwise"
+    table = hash_balance_table(torch.tensor(counts), num_layers=3, num_experts=3, seed=0)
+    unseen = np.random.RandomState(0).randint(0, 3, size=2).tolist()  # drawn for 4, then 0
+    expected = [unseen[1], 2, 0, 1, unseen[0], 1]
+    assert table.tolist() == [expected] * 3  # one table for every layer
+    per_layer = hash_balance_table(
+        torch.tensor(counts), num_layers=1, num_experts=3, seed=0, layout="per-layer"
+    )
+    # The stable order's partition: 2 -> e0; 1 -> e1; 3 -> e2; 5 -> e1: id 5 meets id 1, not id 3.
+    assert per_layer[0, 5] == per_layer[0, 1] and len({int(per_layer[0, t]) for t in (2, 1, 3)}) == 3
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_hash_balance_reference_layout_equals_the_reference_construction(seed):
+    """Many ties, a quarter of the ids unseen, a vocabulary long enough for numpy's argsort not to be stable."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.randint(0, 6, (3000,), generator=gen) * torch.randint(0, 40, (3000,), generator=gen)
+    table = hash_balance_table(counts, num_layers=4, num_experts=4, seed=seed)
+    expected = reference_code_hash_balance(counts.tolist(), 4, seed)
+    assert table.tolist() == [expected] * 4
+    # Not the per-layer layout, whose tie order and labels differ; both balance the load the same way.
+    per_layer = hash_balance_table(counts, num_layers=4, num_experts=4, seed=seed, layout="per-layer")
+    assert not torch.equal(table, per_layer)
+    for row in (table[0], per_layer[0]):
+        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, row, counts)
+        assert load.max() - load.min() <= counts.max()
+
+
+def test_hash_balance_layout_is_checked():
+    with pytest.raises(
+        ValueError, match="unknown hash-balance layout 'shared'; choose one of reference, per-layer"
+    ):
+        hash_balance_table(torch.ones(5, dtype=torch.long), 1, 2, 0, layout="shared")
 
 
 # --- gates -------------------------------------------------------------------------------------------------

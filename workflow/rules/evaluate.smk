@@ -1,5 +1,6 @@
 # GLUE metrics and parameter counts of every row the tables report: the teacher, each method's student,
-# and the majority baseline (no model: its input is the data alone).
+# and the majority baseline (no model: its input is the data alone); beside them the per-example
+# predictions the report's confidence intervals resample.
 
 
 rule evaluate:
@@ -7,7 +8,8 @@ rule evaluate:
         data="resources/data/{task}",
         model=model_dir,
     output:
-        "results/metrics/{task}/{method}/seed{seed}.json",
+        metrics="results/metrics/{task}/{method}/seed{seed}.json",
+        examples="results/metrics/{task}/{method}/seed{seed}.examples.csv",
     log:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
     retries: RETRIES
@@ -25,6 +27,6 @@ rule evaluate:
         tracking=tracking("evaluate"),
     shell:
         "moebert evaluate --task {wildcards.task} --data {input.data:q}"
-        " --output {output:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"
+        " --output {output.metrics:q} --examples {output.examples:q} --seed {wildcards.seed} --method {wildcards.method} {params.evaluation}"
         " {params.device} {params.experts}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -27,6 +27,8 @@ rule resolved_config:
 rule report:
     input:
         metrics=all_metrics(),
+        # Read through the metrics files: the per-example predictions behind the confidence intervals.
+        examples=[path.replace(".json", ".examples.csv") for path in all_metrics()],
         config="results/config.json",
         # Hashed into the manifest: the exact data the numbers came from.
         data=expand("resources/data/{task}", task=SETTINGS.tasks),

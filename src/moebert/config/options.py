@@ -92,6 +92,7 @@ class AdaptOptions:
     router: str | None = None
     expert_dropout: float | None = None
     gate_sentence_batch1: str | None = None
+    hash_balance: str | None = None
     shared: str | None = None
     mpo_max_bond: int | None = None
     mpo_forward: str | None = None

@@ -8,6 +8,7 @@ the experts (models/bert_experts.py) compute and the layer (models/moe_layer.py)
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,6 +18,9 @@ ROUTERS = HASH_ROUTERS + GATE_ROUTERS
 # gate-sentence at batch size 1: "scale" by the gate probability as at every other batch size, or "skip" the
 # scaling and the balance loss as the reference does (docs/method.md, difference 7).
 SENTENCE_GATE_BATCH1 = ("scale", "skip")
+# hash-balance: the reference's one table for every layer, or the project's earlier table relabelled per layer
+# (docs/method.md §4).
+HASH_BALANCE_LAYOUTS = ("reference", "per-layer")
 
 
 def hash_random_table(num_layers: int, vocab_size: int, num_experts: int, seed: int) -> torch.Tensor:
@@ -26,14 +30,35 @@ def hash_random_table(num_layers: int, vocab_size: int, num_experts: int, seed: 
 
 
 def hash_balance_table(
-    token_counts: torch.Tensor, num_layers: int, num_experts: int, seed: int
+    token_counts: torch.Tensor, num_layers: int, num_experts: int, seed: int, layout: str = "reference"
 ) -> torch.Tensor:
-    """Greedy balance: tokens, most frequent first, go to the currently least-loaded expert.
+    """Greedy balance: token ids, most frequent first, go to the currently least-loaded expert (the lowest
+    index among equals). Ids never seen in the training split carry no load, so greedy assignment would pile
+    them all onto one expert; they get a random expert instead. Shape [layers, vocab].
 
-    Tokens never seen in the training split carry no load, so greedy assignment would pile them all onto
-    one expert; they keep a random expert instead. Each layer relabels the experts with its own random
-    permutation, so layers differ while every layer stays balanced.
+    layout "reference" builds the reference's table (its hash_balance.py) and uses it in every layer: ids in
+    the order of numpy's default argsort of the counts, reversed (equal counts in the order that sort leaves
+    them, reversed), unseen ids drawn in that order from numpy's RandomState(seed) (the reference seeds 0).
+    layout "per-layer" (the project's earlier construction) orders equal counts by id (a stable sort), draws
+    unseen ids per layer from torch's generator and relabels the experts per layer with a random
+    permutation, so that layers differ while each stays balanced.
     """
+    if layout == "reference":
+        counts = token_counts.numpy()
+        order = np.argsort(counts)[::-1]
+        unseen = order[counts[order] == 0]
+        row = np.empty(len(counts), dtype=np.int64)
+        row[unseen] = np.random.RandomState(seed).randint(0, num_experts, size=len(unseen))
+        load = [0] * num_experts
+        for token in order[counts[order] > 0].tolist():
+            expert = min(range(num_experts), key=load.__getitem__)
+            load[expert] += int(counts[token])
+            row[token] = expert
+        return torch.from_numpy(row).expand(num_layers, -1).clone()
+    if layout != "per-layer":
+        raise ValueError(
+            f"unknown hash-balance layout {layout!r}; choose one of {', '.join(HASH_BALANCE_LAYOUTS)}"
+        )
     table = hash_random_table(num_layers, token_counts.numel(), num_experts, seed)
     seen = torch.nonzero(token_counts > 0).flatten()
     seen = seen[torch.argsort(token_counts[seen], descending=True, stable=True)]
@@ -69,6 +94,16 @@ class GateRouter(nn.Module):
         self.num_experts = num_experts
         self.batch1 = batch1
 
+    def probabilities(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The gate's distribution over the experts for every routed item: [batch, experts] for sentences
+        (from the mean of their real tokens), [batch * seq, experts] for tokens."""
+        batch, seq, _ = x.shape
+        if self.per_sentence:
+            mask = x.new_ones(batch, seq) if attention_mask is None else attention_mask.to(x.dtype)
+            pooled = (x * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            return self.gate(pooled).softmax(-1)
+        return self.gate(x.reshape(batch * seq, -1)).softmax(-1)
+
     def forward(
         self, x: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -76,12 +111,7 @@ class GateRouter(nn.Module):
         scales its output (None: no scaling) and this layer's load-balancing loss. Nothing here waits on
         the device: the expert ids stay tensors."""
         batch, seq, _ = x.shape
-        if self.per_sentence:
-            mask = x.new_ones(batch, seq) if attention_mask is None else attention_mask.to(x.dtype)
-            pooled = (x * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-            probs = self.gate(pooled).softmax(-1)  # [batch, experts]
-        else:
-            probs = self.gate(x.reshape(batch * seq, -1)).softmax(-1)  # [tokens, experts]
+        probs = self.probabilities(x, attention_mask)
         top_prob, top_expert = probs.max(-1)
         balance = balance_loss(probs, top_expert, self.num_experts)
         if not self.per_sentence:

@@ -1,5 +1,7 @@
 """Ablation sweeps (MoEBERT Figures 2-3): one table row per sweep point with each task's main metric and
-their average, and one plot per sweep (`sweeps:` in a config; the workflow names the point methods).
+their average, its difference from the sweep's base point (the method the sweep varies) with a 95% confidence
+interval from the paired bootstrap (reporting/bootstrap.py), and one plot per sweep (`sweeps:` in a config; the
+workflow names the point methods, `<sweep>-<value>` for every point but the base).
 
 Outputs: <tables-dir>/ablations.{csv,md,tex}, <plots-dir>/ablation_<sweep>.{png,svg}.
 """
@@ -11,6 +13,38 @@ from pathlib import Path
 import pandas as pd
 
 from moebert.files import atomic_file
+from moebert.reporting.bootstrap import interval, verdict
+
+# A point against its sweep's base: its interval wholly above 0, wholly below, or containing 0.
+DIRECTIONS = {"holds": "higher", "fails": "lower", "inconclusive": "inconclusive"}
+
+
+def base_point(sweep: str, points: dict[str, str]) -> str | None:
+    """The method a sweep varies: its point not named `<sweep>-<value>` (none when no value equals it)."""
+    return next((m for v, m in points.items() if m != f"{sweep}-{v}"), None)
+
+
+def comparisons(table: pd.DataFrame, sweeps: dict, average: str, boot) -> pd.DataFrame:
+    """vs (the base point), diff (avg - the base's avg), ci_low, ci_high and the direction for each row."""
+    keys = [c for c in table.columns[3:] if c != average]
+    rows = []
+    avg = dict(zip(table.method, table[average]))
+    for sweep, method in zip(table.sweep, table.method):
+        base = base_point(sweep, sweeps[sweep])
+        if base is None or base == method or base not in avg:
+            rows.append(
+                {"vs": base or "", "diff": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+            )
+            continue
+        draws = boot.average(method, keys) - boot.average(base, keys) if boot else [float("nan")]
+        low, high = interval(pd.Series(draws).to_numpy())
+        rows.append({"vs": base, "diff": avg[method] - avg[base], "ci_low": low, "ci_high": high})
+    out = pd.DataFrame(rows, columns=["vs", "diff", "ci_low", "ci_high"], index=table.index)
+    out["vs base"] = [
+        "" if pd.isna(d) else "no interval" if pd.isna(lo) else DIRECTIONS[verdict(lo, hi, 0.0)]
+        for d, lo, hi in zip(out["diff"], out.ci_low, out.ci_high)
+    ]
+    return out
 
 
 def ablation_table(main: pd.DataFrame, sweeps: dict[str, dict[str, str]]) -> pd.DataFrame:
@@ -53,7 +87,12 @@ def _plot(rows: pd.DataFrame, sweep: str, average: str, plots_dir: Path) -> None
 
 
 def write_ablations(
-    main: pd.DataFrame, average: str, sweeps: dict[str, dict[str, str]], tables_dir: Path, plots_dir: Path
+    main: pd.DataFrame,
+    average: str,
+    sweeps: dict[str, dict[str, str]],
+    tables_dir: Path,
+    plots_dir: Path,
+    boot=None,
 ) -> pd.DataFrame | None:
     """The ablation table and plots; none without sweeps (and stale ones are removed)."""
     if not sweeps:
@@ -61,12 +100,22 @@ def write_ablations(
             path.unlink()
         return None
     table = ablation_table(main, sweeps)
+    compared = pd.concat([table, comparisons(table, sweeps, average, boot)], axis=1)
     with atomic_file(tables_dir / "ablations.csv") as tmp:
-        table.round(6).to_csv(tmp, index=False)
-    shown = table.round(1)
+        compared.round(6).to_csv(tmp, index=False)
+    shown = compared.round(1).assign(
+        ci=[
+            "" if pd.isna(lo) else f"[{lo:+.1f}, {hi:+.1f}]"
+            for lo, hi in zip(compared.ci_low, compared.ci_high)
+        ]
+    )
+    shown = shown.drop(columns=["ci_low", "ci_high"])
     note = (
         "Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
-        f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over seeds."
+        f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over "
+        "seeds; diff: the point's average minus that of the method (vs), with its 95% confidence interval "
+        "from a paired bootstrap over dev examples and seeds; 'vs base': higher or lower when the interval "
+        "excludes 0, else inconclusive."
     )
     with atomic_file(tables_dir / "ablations.md") as tmp:
         tmp.write_text(f"# Ablations\n\n{note}\n\n{shown.to_markdown(index=False, floatfmt='.1f')}\n")
@@ -75,4 +124,4 @@ def write_ablations(
     plots_dir.mkdir(parents=True, exist_ok=True)
     for sweep, rows in table.groupby("sweep", sort=False):
         _plot(rows.reset_index(drop=True), sweep, average, plots_dir)
-    return table
+    return compared

@@ -9,7 +9,10 @@ placeholder. Outputs, one table per task family that has results (glue: GLUE, sq
   <tables-dir>/params.csv, params.md  per method: total, effective (active per token) and per-expert
       parameters, and the MPOE paper's comparison, total parameters switch / mpoe, where both ran
   <plots-dir>/accuracy_vs_params.{png,svg}
-  ablations (sweeps) and claims: see ablations.py and claims.py
+  ablations (sweeps) and claims: see ablations.py and claims.py; their confidence intervals come from the
+      per-example predictions each metrics file names (bootstrap.py)
+  <plots-dir>/routing_<task>.{png,svg}  the share of tokens per layer and expert of every routed method
+      (routing.py)
   <manifest>  package versions, seeds, sha256 of metrics/data/config files, git commit, hardware
 With tracking on and --parent-run given, the tables and plots directories, the manifest and the --log-artifact
 files become artifacts of that parent run (tables/, plots/), beside the jobs' runs.
@@ -34,8 +37,10 @@ from moebert import tracking
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, read_json, write_json
 from moebert.reporting.ablations import write_ablations
+from moebert.reporting.bootstrap import Replicates
 from moebert.reporting.claims import write_claims
 from moebert.reporting.plots import write_speed_plots
+from moebert.reporting.routing import collapsed_routers, write_routing_plots
 from moebert.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -121,8 +126,10 @@ def run(args: argparse.Namespace) -> None:
     print(write_params_table(runs, Path(args.tables_dir)))
     write_plot(stats, runs, Path(args.plots_dir))
     main = main_metrics(stats)
-    write_ablations(main, AVERAGE, args.sweeps, Path(args.tables_dir), Path(args.plots_dir))
-    claims = write_claims(main, AVERAGE, args.claims, Path(args.tables_dir))
+    boot = replicates(runs, stats) if args.claims or args.sweeps else None
+    write_ablations(main, AVERAGE, args.sweeps, Path(args.tables_dir), Path(args.plots_dir), boot)
+    claims = write_claims(main, AVERAGE, args.claims, Path(args.tables_dir), boot, collapsed_routers(runs))
+    write_routing_plots(runs, Path(args.plots_dir))
     if claims is not None:
         print((Path(args.tables_dir) / "claims.md").read_text())
     if args.speed:
@@ -167,6 +174,8 @@ def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
                 "per_expert_params": params.get("per_expert"),
                 "task_key": next(iter(metrics["results"]), None),
                 "data_note": metrics.get("data_note"),
+                "examples": str(Path(path).parent / metrics["examples"]) if metrics.get("examples") else None,
+                "routing": metrics.get("routing") or {},
             }
         )
         for task, values in metrics["results"].items():
@@ -190,6 +199,26 @@ def load_metrics(paths) -> tuple[list[dict], pd.DataFrame]:
             f"file: {', '.join(sorted(set(twice.file)))}"
         )
     return runs, scores
+
+
+def replicates(runs: list[dict], stats: pd.DataFrame) -> Replicates | None:
+    """The bootstrap replicates of every method's main metric (bootstrap.py) from the per-example predictions
+    of the runs that have them; None when none has."""
+    main = stats[stats.task != AVERAGE].drop_duplicates(["method", "task"])
+    metrics = dict(zip(main.task, main.metric))
+    tables = []
+    for run in runs:
+        if run["examples"] is None:
+            continue
+        try:
+            examples = pd.read_csv(run["examples"])
+        except FileNotFoundError:
+            raise MoebertError(
+                f"{run['file']}: its per-example predictions {run['examples']} are missing"
+            ) from None
+        for key, table in examples.groupby("split", sort=False):
+            tables.append((run["method"], run["seed"], key, table.reset_index(drop=True)))
+    return Replicates(tables, metrics) if tables else None
 
 
 def load_paper(path) -> pd.DataFrame:
@@ -489,7 +518,9 @@ def manifest(runs: list[dict], args: argparse.Namespace) -> dict:
         "packages": versions(),
         "hardware": hardware(),
         "seeds": sorted({r["seed"] for r in runs}),
-        "runs": [{**r, "sha256": sha256(r["file"])} for r in runs],
+        "runs": [
+            {**{k: v for k, v in r.items() if k != "routing"}, "sha256": sha256(r["file"])} for r in runs
+        ],
         "data_files": {str(p): sha256(p) for p in _files(args.data_files)},
         "paper_results": {"path": str(args.paper), "sha256": sha256(args.paper)},
     }

@@ -14,7 +14,7 @@ from moebert.errors import MoebertError
 from moebert.files import atomic_dir, write_json
 from moebert.models.moe_layer import SHARED_LAYOUTS
 from moebert.models.mpo import FORWARD_MODES
-from moebert.models.routing import ROUTERS, SENTENCE_GATE_BATCH1
+from moebert.models.routing import HASH_BALANCE_LAYOUTS, ROUTERS, SENTENCE_GATE_BATCH1
 from moebert.stages.common import (
     DATA_HELP,
     add_task_arguments,
@@ -73,6 +73,12 @@ def add_arguments(parser) -> None:
         choices=SENTENCE_GATE_BATCH1,
         help="moe with router gate-sentence, at batch size 1: scale by the gate probability as at any "
         "other batch size (default), or skip it (and the balance loss) as the reference does",
+    )
+    g.add_argument(
+        "--hash-balance",
+        choices=HASH_BALANCE_LAYOUTS,
+        help="moe with router hash-balance: reference (default): the reference's table, one for every layer; "
+        "per-layer: equal counts ordered by id, the experts relabelled per layer",
     )
     g.add_argument(
         "--shared",

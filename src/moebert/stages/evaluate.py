@@ -1,8 +1,10 @@
 """`moebert evaluate`: the metrics of a model on its task's dev split(s) as the paper defines them
-(docs/method.md §8), and its parameter counts; or those of the majority predictor."""
+(docs/method.md §8), its parameter counts and what its routers did; or those of the majority predictor. With
+--examples also the per-example predictions the report's confidence intervals resample."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from moebert import tracking
@@ -10,7 +12,8 @@ from moebert.config import from_args
 from moebert.config.options import EvaluateOptions
 from moebert.device import resolve_device
 from moebert.errors import MoebertError
-from moebert.files import write_json
+from moebert.files import atomic_file, write_json
+from moebert.routing_diagnostics import flat_metrics
 from moebert.stages.common import add_device_argument, add_task_arguments, place, resolve_task, run_params
 
 HELP = "GLUE or SQuAD metrics and parameter counts of a model"
@@ -26,6 +29,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--max-train-samples", type=int, help="--majority: the seeded train rows it counts")
     parser.add_argument("--output", required=True, help="metrics.json")
+    parser.add_argument(
+        "--examples",
+        help="also write the per-example predictions here (CSV, one row per dev example: what the metrics are "
+        "recomputed from); metrics.json records where",
+    )
     parser.add_argument("--method", help="method label recorded in metrics.json")
     parser.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
     g = parser.add_argument_group("question answering")
@@ -54,7 +62,17 @@ def log_results(run, record: dict, path: Path) -> None:
         {f"{key}/{name}": value for key, res in record["results"].items() for name, value in res.items()}
     )
     run.log_metrics({f"params_{k}": v for k, v in record["params"].items()})
+    run.log_metrics(flat_metrics(record.get("routing", {})))
     run.log_artifact(path)
+    if "examples" in record:
+        run.log_artifact(path.parent / record["examples"])
+
+
+def write_examples(examples, output: str, metrics_path: str) -> str:
+    """The per-example table as CSV; returns its path relative to the metrics file's directory."""
+    with atomic_file(output) as tmp:
+        examples.to_csv(tmp, index=False)
+    return os.path.relpath(output, Path(metrics_path).parent)
 
 
 def run(args) -> None:
@@ -80,12 +98,11 @@ def run(args) -> None:
         model = place(load_trained(options.model, task), device, args.experts_implementation)
     with tracking.tracked_run(args, run_params(args)) as run_:
         if options.majority:
-            results, counts, prediction = evaluate_majority(
+            results, counts, prediction, examples = evaluate_majority(
                 task, args.data, options.max_train_samples, options.max_eval_samples, args.seed
             )
-            record = metrics_record(
-                task, NO_PARAMS, None, results, counts, args.method, args.seed, prediction=prediction
-            )
+            extra = {"prediction": prediction}
+            params, model_path = NO_PARAMS, None
         else:
             qa = None
             if isinstance(task, QaTask):
@@ -105,9 +122,11 @@ def run(args) -> None:
                 args.seed,
                 qa=qa,
             )
-            record = metrics_record(
-                task, parameter_counts(model), options.model, results, counts, args.method, args.seed, **extra
-            )
+            examples = extra.pop("examples", None)
+            params, model_path = parameter_counts(model), options.model
+        if args.examples is not None:
+            extra["examples"] = write_examples(examples, args.examples, args.output)
+        record = metrics_record(task, params, model_path, results, counts, args.method, args.seed, **extra)
         write_json(args.output, record)
         log_results(run_, record, Path(args.output))
     print(summary(record))

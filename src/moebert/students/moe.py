@@ -130,6 +130,7 @@ def adapt(
     construction: str = "importance",
     shared: str = "copied",
     gate_sentence_batch1: str = "scale",
+    hash_balance: str = "reference",
 ) -> tuple[nn.Module, list[list[list[int]]]]:
     """Build the MoE student from a fine-tuned dense BERT task model (classifier or QA), its experts cut from each
     FFN by `construction` (see `construct`), each with a copy of the FFN's output bias and LayerNorm. With
@@ -181,7 +182,7 @@ def adapt(
             table = (
                 hash_random_table(layers, vocab, num_experts, seed)
                 if router == "hash-random"
-                else hash_balance_table(token_counts, layers, num_experts, seed)
+                else hash_balance_table(token_counts, layers, num_experts, seed, hash_balance)
             )
             student.hash_table.copy_(table)
         else:
@@ -208,6 +209,7 @@ class MoE(StudentKind):
         "router",
         "expert_dropout",
         "gate_sentence_batch1",
+        "hash_balance",
         "shared",
         "load_balance",
     )
@@ -223,6 +225,8 @@ class MoE(StudentKind):
             )
         if key == "gate_sentence_batch1" and router != "gate-sentence":
             return f"only router gate-sentence routes whole sentences (this one is {router}); leave it out"
+        if key == "hash_balance" and router != "hash-balance":
+            return f"only router hash-balance builds a balanced table (this one is {router}); leave it out"
         return super().unused(key, options)
 
     def check(self, options: dict) -> None:

@@ -26,8 +26,8 @@ def _correlation(correlate, scores, labels) -> float:
     return correlate(scores, labels)[0]
 
 
-def _predicted(task: GlueTask, predictions: np.ndarray, count: int) -> np.ndarray:
-    """Class indices from logits, or scores as a flat vector for regression."""
+def predicted(task: GlueTask, predictions: np.ndarray, count: int) -> np.ndarray:
+    """Class indices from logits, or scores as a flat vector for regression: what every metric reads."""
     if task.is_regression:
         scores = predictions[:, 0] if predictions.shape == (count, 1) else predictions
         if scores.shape == (count,):
@@ -46,5 +46,5 @@ def compute_metrics(task: str | GlueTask, predictions, labels) -> dict[str, floa
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"{task.display} labels have shape {labels.shape}; expected (N,)")
-    predicted = _predicted(task, np.asarray(predictions), len(labels))
-    return {name: 100.0 * float(METRICS[name](labels, predicted)) for name in task.metrics}
+    values = predicted(task, np.asarray(predictions), len(labels))
+    return {name: 100.0 * float(METRICS[name](labels, values)) for name in task.metrics}

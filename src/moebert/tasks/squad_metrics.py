@@ -72,20 +72,34 @@ def _best(metric: Callable[[str, str], float], prediction: str, golds: list[str]
     return max(metric(prediction, gold) for gold in golds)
 
 
+def question_scores(
+    predictions: dict[str, str], answers: dict[str, list[str]], unanswerable: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Exact match and F1 of every question of `answers` (0 to 1, the best over its golds), as v1.1 scores
+    them or, with `unanswerable`, as v2.0 does (see squad_v2). Their means are the overall scores; the
+    per-question values are what a resampling of the questions needs (reporting/bootstrap.py)."""
+    _check_ids(predictions, answers, "predictions")
+    if unanswerable:
+        golds = {qid: [t for t in texts if normalize_answer(t)] or [""] for qid, texts in answers.items()}
+        em, f1 = exact_match_v2, f1_v2
+    else:
+        empty = [qid for qid, texts in answers.items() if not texts]
+        if empty:
+            # v1.1 has no unanswerable questions; the official script would crash on max() of nothing.
+            raise MoebertError(
+                f"SQuAD v1.1 needs gold answers; {len(empty)} questions have none (first: {empty[0]!r})"
+            )
+        golds, em, f1 = answers, exact_match_v1, f1_v1
+    exact = {qid: _best(em, predictions[qid], g) for qid, g in golds.items()}
+    overlap = {qid: _best(f1, predictions[qid], g) for qid, g in golds.items()}
+    return exact, overlap
+
+
 def squad_v1(predictions: dict[str, str], answers: dict[str, list[str]]) -> dict[str, float]:
     """{"exact_match", "f1"} in percent over the question ids of `answers`, each the max over its golds."""
-    _check_ids(predictions, answers, "predictions")
-    empty = [qid for qid, golds in answers.items() if not golds]
-    if empty:
-        # v1.1 has no unanswerable questions; the official script would crash on max() of nothing.
-        raise MoebertError(
-            f"SQuAD v1.1 needs gold answers; {len(empty)} questions have none (first: {empty[0]!r})"
-        )
+    exact, f1 = question_scores(predictions, answers, unanswerable=False)
     n = len(answers)
-    return {
-        "exact_match": 100.0 * sum(_best(exact_match_v1, predictions[q], g) for q, g in answers.items()) / n,
-        "f1": 100.0 * sum(_best(f1_v1, predictions[q], g) for q, g in answers.items()) / n,
-    }
+    return {"exact_match": 100.0 * sum(exact.values()) / n, "f1": 100.0 * sum(f1.values()) / n}
 
 
 def _find_best_thresh(
@@ -116,13 +130,8 @@ def squad_v2(
     `answers[qid]` lists the gold texts, empty for an unanswerable question. As in the official script, texts
     that normalize to nothing are dropped, and a question left with none is scored against "" (only an empty
     prediction scores); HasAns/NoAns follow the raw list being non-empty, also as there."""
-    _check_ids(predictions, answers, "predictions")
-    exact, f1, has_ans = {}, {}, {}
-    for qid, texts in answers.items():
-        golds = [t for t in texts if normalize_answer(t)] or [""]
-        exact[qid] = _best(exact_match_v2, predictions[qid], golds)
-        f1[qid] = _best(f1_v2, predictions[qid], golds)
-        has_ans[qid] = bool(texts)
+    exact, f1 = question_scores(predictions, answers, unanswerable=True)
+    has_ans = {qid: bool(texts) for qid, texts in answers.items()}
 
     result: dict[str, float] = {
         "exact_match": 100.0 * sum(exact.values()) / len(answers),
