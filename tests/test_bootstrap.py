@@ -89,6 +89,14 @@ def test_replicates_pair_the_examples_and_the_seeds():
     assert np.isnan(boot.average("a", ["RTE", "MRPC"])).all()  # a key without examples: no replicate
 
 
+def test_regression_labels_pair_across_float32_and_float64():
+    """A model's evaluation writes STS-B's 3.8 as float32 (3.799999952316284), the majority row as 3.8."""
+    labels = np.array([3.8, 0.2, 5.0])
+    as_float32 = labels.astype(np.float32).astype(np.float64)
+    assert bootstrap.same_examples([glue_table(labels, labels), glue_table(as_float32, labels)])
+    assert not bootstrap.same_examples([glue_table(labels, labels), glue_table(labels + 0.01, labels)])
+
+
 def test_runs_on_different_examples_get_no_interval():
     runs = [
         ("a", 0, "RTE", glue_table([0, 1, 1], [0, 1, 0])),

@@ -388,3 +388,8 @@ def test_claims_and_ablations_get_intervals_from_the_per_example_predictions(tmp
     ablations = pd.read_csv(tmp_path / "tables" / "ablations.csv", keep_default_na=False)
     other = ablations[ablations.sweep == "other"]
     assert other["vs base"].tolist() == ["", "lower"] and other["diff"].tolist() == ["", "-10.0"]
+    md = (tmp_path / "tables" / "ablations.md").read_text()
+    assert (
+        "| other   | b       | teacher  |  90.0 |  90.0 | moebert |  -10.0 | [-13.0, -7.2] | lower     |"
+        in md
+    )

@@ -174,3 +174,26 @@ def test_evaluate_logs_the_diagnostics_and_the_examples_to_the_run(tmp_path):
     assert run.metrics["routing/RTE/layer0/expert0_share"] == 0.75
     assert run.metrics["routing/RTE/layer0/cv"] == pytest.approx(0.5)  # shares 0.75, 0.25: std 0.25, mean 0.5
     assert run.artifacts == [tmp_path / "seed0.json", tmp_path / "seed0.examples.csv"]
+
+
+def test_a_sentence_gate_counts_each_sentences_real_tokens(teacher, teacher_orders):
+    student, _ = adapt(teacher, teacher_orders, 4, 32, 24, router="gate-sentence", seed=2)
+    student.eval()
+    batch = random_batch(seed=6)
+    seen = []
+    handles = [
+        layer.router.register_forward_hook(lambda m, args, out: seen.append(m.probabilities(*args).clone()))
+        for layer in student.moe_layers()
+    ]
+    with RoutingRecorder(student) as recorder, torch.no_grad():
+        student(**inputs(batch))
+    for handle in handles:
+        handle.remove()
+    lengths = batch["attention_mask"].sum(1).tolist()
+    for probs, stats in zip(seen, recorder.layers()):
+        count = [0] * 4
+        for sentence, length in zip(probs.argmax(-1).tolist(), lengths):
+            count[sentence] += length  # every real token of the sentence goes to its expert
+        assert stats["share"] == pytest.approx([c / sum(lengths) for c in count])
+        chosen = sum(float(p.max()) * n for p, n in zip(probs, lengths)) / sum(lengths)
+        assert stats["chosen_probability"] == pytest.approx(chosen)

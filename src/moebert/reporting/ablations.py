@@ -103,13 +103,15 @@ def write_ablations(
     compared = pd.concat([table, comparisons(table, sweeps, average, boot)], axis=1)
     with atomic_file(tables_dir / "ablations.csv") as tmp:
         compared.round(6).to_csv(tmp, index=False)
+    # The comparison as text: blank on a sweep's base row, which is compared with nothing.
     shown = compared.round(1).assign(
+        diff=["" if pd.isna(d) else f"{d:+.1f}" for d in compared["diff"]],
         ci=[
             "" if pd.isna(lo) else f"[{lo:+.1f}, {hi:+.1f}]"
             for lo, hi in zip(compared.ci_low, compared.ci_high)
-        ]
+        ],
     )
-    shown = shown.drop(columns=["ci_low", "ci_high"])
+    shown = shown[[*table.columns, "vs", "diff", "ci", "vs base"]]
     note = (
         "Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
         f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over "

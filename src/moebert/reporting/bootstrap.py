@@ -89,10 +89,19 @@ def score(metric: str, examples: pd.DataFrame, draws: np.ndarray) -> np.ndarray:
 
 def same_examples(tables: list[pd.DataFrame]) -> bool:
     """Whether the runs scored the same examples in the same order (what pairing needs): equal lengths and
-    equal labels, or equal question ids."""
+    equal labels, or equal question ids. Regression labels are compared as float32: a model's evaluation
+    reads them through float32 tensors, the majority row straight from the data."""
     column = "id" if "id" in tables[0].columns else "label"
     first = tables[0][column].to_numpy()
-    return all(len(t) == len(first) and (t[column].to_numpy() == first).all() for t in tables[1:])
+
+    def same(values: np.ndarray) -> bool:
+        if len(values) != len(first):
+            return False
+        if first.dtype.kind == "f" or values.dtype.kind == "f":
+            return bool((values.astype(np.float32) == first.astype(np.float32)).all())
+        return bool((values == first).all())
+
+    return all(same(t[column].to_numpy()) for t in tables[1:])
 
 
 def seed_means(per_seed: np.ndarray, seed_draws: np.ndarray) -> np.ndarray:
