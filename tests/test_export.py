@@ -264,6 +264,49 @@ def test_the_folder_has_the_hugging_face_layout(exported):
     assert not list(folder.parent.glob(".*tmp*"))  # written atomically: no temporary left
 
 
+def test_every_file_of_the_folder_has_the_same_mode_as_a_new_file(exported):
+    umask = os.umask(0)
+    os.umask(umask)
+    for e in exported.values():
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in e.folder.iterdir()}
+        assert set(modes.values()) == {oct(0o666 & ~umask)}, modes  # model.safetensors included
+
+
+def _run_without_terminal(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cards_load_snippet_runs_without_a_terminal(exported, tmp_path):
+    """The card's code as a user pastes it, with stdin closed, whole and its tokenizer line alone (after the
+    model, the folder's classes are registered; alone, AutoTokenizer reads the folder's auto_map and, without
+    trust_remote_code, asks on the terminal)."""
+    e = exported["moe-copied-hash"]
+    text = (e.folder / "README.md").read_text()
+    code = text.split("## How to load", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    # Its loading lines: the test's tiny model has a smaller vocabulary than the tokenizer it was saved with.
+    code = code[: code.index("\n", code.index("AutoTokenizer.from_pretrained"))]
+    (tokenizer_line,) = [line for line in code.splitlines() if line.startswith("tokenizer = ")]
+    ids = '\nprint(tokenizer("A sentence.")["input_ids"][:1])'
+    for snippet, expected in (
+        (code + "\nprint(type(model).__name__)" + ids, "MoEBertForSequenceClassification\n[101]"),
+        ("from transformers import AutoTokenizer\n" + tokenizer_line + ids, "[101]"),
+    ):
+        done = _run_without_terminal(snippet, tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip() == expected  # no prompt
+        assert "custom code" not in done.stderr and "model of type" not in done.stderr, done.stderr[-3000:]
+
+
 def test_shipped_sources_are_the_package_modules_with_relative_imports(exported):
     from transformers.dynamic_module_utils import get_relative_import_files
 
@@ -344,10 +387,13 @@ def test_model_card_metadata_parses_and_its_numbers_are_the_metrics_files(export
     assert "arXiv:2204.07675" in text and "zuo-etal-2022-moebert" in text and "2203.01104" not in text
     assert "| experts per layer | 4 |" in text and "a copy in every expert" in text and "hash-random" in text
     assert "`0123456789ab`" in text and "config hash: `" in text and '"expert_dim": 32' in text
-    assert (
-        'AutoModelForSequenceClassification.from_pretrained("./moe-copied-hash", trust_remote_code=True)'
-        in text
-    )
+    # Named by its task, method and seed (the folder's name says none of them); loaded from the folder as given.
+    assert text.split("---\n", 2)[2].startswith("\n# mrpc-moebert-seed0\n")
+    assert index["name"] == "mrpc-moebert-seed0"
+    assert f'AutoModelForSequenceClassification.from_pretrained("{e.folder}", trust_remote_code=True)' in text
+    assert f'AutoTokenizer.from_pretrained("{e.folder}", trust_remote_code=True)' in text
+    # A dense teacher has no experts: its column says so rather than 0.
+    assert f"| one more expert in every layer | {params['per_expert']:,} | - |" in text
     assert "License not set" not in text
     assert "trained with the task loss and distillation of the hidden states of `all` layers" in text
 
@@ -432,6 +478,7 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(exported, fake_hub,
     kind, upload, files = fake_hub[2]
     assert kind == "upload_folder" and upload["repo_id"] == "someone/tiny-moebert"
     assert upload["folder_path"] == str(output) and upload["repo_type"] == "model"
+    assert ".snakemake_timestamp" in upload["ignore_patterns"]  # a workflow's marker is no part of the model
     assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= set(files)
     assert "https://huggingface.co/someone/tiny-moebert" in capsys.readouterr().out
     # The card names the repository and loads from it.

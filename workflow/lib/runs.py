@@ -8,21 +8,21 @@ jobs stale.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
 import subprocess
 from dataclasses import dataclass
 
+import moebert.config
 from moebert.config import Settings
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow/mlflow.db"
 
 
 def config_hash(settings: Settings) -> str:
-    """Short hash of the validated config (defaults included): which config produced a run."""
-    return hashlib.sha256(json.dumps(settings.resolved, sort_keys=True).encode()).hexdigest()[:12]
+    """Short hash of the validated config (defaults included; keys that only add outputs left out): which
+    config produced a run."""
+    return moebert.config.config_hash(settings.resolved)
 
 
 def git_commit(repository: str) -> str:

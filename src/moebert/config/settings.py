@@ -3,6 +3,8 @@ what the workflow renders into each job's flags and the cost model reads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,6 +21,17 @@ from moebert.config.options import (
 from moebert.config.validation import TEACHER, hyper_parameters, validate
 from moebert.students import StudentKind, get_student
 from moebert.tasks import QaTask, Task, get_task
+
+# Keys that only add outputs of models already trained (prediction files, exported folders, registered
+# models): a config that adds them is the same experiment and its jobs join the same parent run.
+OUTPUT_ONLY_KEYS = ("predictions", "exports", "register_exports")
+
+
+def config_hash(resolved: dict) -> str:
+    """Short hash of a validated config (defaults included, `OUTPUT_ONLY_KEYS` left out): which config produced
+    a run."""
+    kept = {key: value for key, value in resolved.items() if key not in OUTPUT_ONLY_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _typed(cls, values: dict):

@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the resolved workflow config (results/config.json): its part for this model goes in the card",
     )
     parser.add_argument(
+        "--name",
+        help="what the card calls the model (its title and model-index name; default: the --push-to-hub "
+        "repository, else <task>-<method>-seed<seed> of --metrics, else the folder's name)",
+    )
+    parser.add_argument(
         "--base-model",
         help="hub id of the teacher's base model (default: the config's teacher.model)",
     )
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> None:
         metrics=args.metrics,
         teacher_metrics=args.teacher_metrics,
         config=args.config,
-        name=args.push_to_hub,
+        name=args.name,
+        repo=args.push_to_hub,
         commit=tags.get("git_commit"),
         base_model=args.base_model,
         license=args.license,
