@@ -13,6 +13,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 import yaml
@@ -268,10 +269,11 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
 
     # The exported row: a Hugging Face folder with its card, logged to its distill run, linked by the parent.
     exported = results / "export" / "rte" / "moebert" / "seed0"
-    assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= {
-        p.name for p in exported.iterdir()
-    }
-    assert "MoEBERT student for RTE" in (exported / "README.md").read_text()
+    names = {p.name for p in exported.iterdir()}
+    assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= names
+    assert not [name for name in names if name.startswith(".")]  # no Snakemake marker in the model's folder
+    card = (exported / "README.md").read_text()
+    assert "MoEBERT student for RTE" in card and "\n# rte-moebert-seed0\n" in card
 
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
 
@@ -291,13 +293,61 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     assert counts["adapt"] == 4 and "finetune" not in counts and "importance" not in counts, counts
     assert counts["predict"] == 2 and counts["submission"] == 1 and counts["export"] == 2, counts
 
-    # Snakemake's own HTML report carries the registered table and plot with their captions.
+    # Snakemake's own HTML report, as a reader sees it in a browser.
     html = tmp_path / "report.html"
     proc = snakemake(*tiny_run_args(tmp_path, glue_dir, "--report", html))
     assert proc.returncode == 0, proc.stderr[-5000:]
-    page = html.read_text()
-    assert "glue.csv" in page and "accuracy_vs_params.png" in page
-    assert "speed_latency.png" in page and "accuracy_vs_latency.png" in page
+    _check_report_in_a_browser(html, results)
+
+
+# The tables of the tiny config's report (label: page), and what each plot's caption names.
+REPORT_TABLES = {
+    "GLUE dev results": "glue",
+    "Parameters": "params",
+    "The paper's claims": "claims",
+    "Ablations": "ablations",
+    "Inference speed": "speed",
+}
+PLOT_CAPTIONS = {
+    "accuracy_vs_params": "effective parameters (x, millions)",
+    "ablation_construction": "Ablation sweep construction",
+    "speed_latency": "Latency against batch size, on cpu with 1 thread(s)",
+    "speed_speedup": "Speed-up over the teacher against batch size, on cpu",
+    "accuracy_vs_latency": "against its median latency (x, milliseconds) on cpu",
+}
+
+
+def _check_report_in_a_browser(html: Path, results: Path) -> None:
+    """Every table is shown in the page (not a download link) with the cells of its file, every plot is shown
+    with a caption of its own; the first page says what ran and at which commit."""
+    import browser
+    from test_report import html_cells
+
+    assert browser.chromium(), (
+        "the report is read in headless Chromium: apt-get install chromium (.ci/run does)"
+    )
+    wanted = [("Tables", title) for title in REPORT_TABLES] + [("Plots", name) for name in PLOT_CAPTIONS]
+    shown = browser.shown_results(html, wanted)
+    assert ("error", "error") not in shown, shown[("error", "error")]
+    for title, name in REPORT_TABLES.items():
+        assert (title, "shown") in shown, (title, {k: v[:60] for k, v in shown.items() if k[0] == title})
+        cells = browser.cells(shown[(title, "shown")])
+        assert cells == html_cells((results / "tables" / f"{name}.html").read_text()) and len(cells) >= 6
+        assert f"results/tables/{name}" in shown[(title, "caption")]
+    glue = browser.cells(shown[("GLUE dev results", "shown")])
+    table = pd.read_csv(results / "tables" / "glue.csv")
+    moebert = table[(table.method == "moebert") & (table.task == "RTE")].iloc[0]
+    assert f"{moebert['mean']:.1f}" in glue and "RTE accuracy" in glue
+    captions = {}
+    for name, quantity in PLOT_CAPTIONS.items():
+        assert shown[(name, "image")].startswith("data:image/png"), name
+        caption = shown[(name, "caption")].split("Description", 1)[1].split("Size", 1)[0]
+        assert quantity in caption, (name, caption)
+        captions[name] = caption
+    assert len(set(captions.values())) == len(captions)  # one caption per plot
+    first = browser.first_page(html)  # as it opens, nothing clicked
+    assert "MoEBERT reproduction" in first and "Results of 10 evaluations: tasks rte, stsb" in first
+    assert "experiment <tt" in first and "commit: <tt" in first
 
 
 @pytest.mark.slow

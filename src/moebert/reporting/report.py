@@ -408,12 +408,13 @@ def write_params_table(runs: list[dict], tables_dir: Path) -> str:
     )
     with atomic_file(tables_dir / "params.md") as tmp:
         tmp.write_text(text)
-    shown = table.round(2).rename_axis("method").reset_index()
+    note = PARAMS_NOTE + (f" {ratio}" if ratio else "")
     write_html(
         tables_dir / "params.html",
-        shown,
+        table.rename_axis("method").reset_index(),
         "Parameters (millions)",
-        PARAMS_NOTE + (f" {ratio}" if ratio else ""),
+        note,
+        2,
     )
     return text
 
@@ -470,10 +471,12 @@ p {{ max-width: 60em; }}
 """
 
 
-def write_html(path: Path, table: pd.DataFrame, title: str, note: str = "") -> Path:
-    """`table` as a page of its own: the title, the note and the table; numbers with one decimal unless the
-    frame is already formatted."""
-    body = table.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.1f}", escape=True)
+def write_html(path: Path, table: pd.DataFrame, title: str, note: str = "", decimals: int = 1) -> Path:
+    """`table` as a page of its own: the title, the note and the table, its numbers with `decimals` (as the
+    markdown table beside it)."""
+    body = table.to_html(
+        index=False, border=0, na_rep="", float_format=lambda v: f"{v:.{decimals}f}", escape=True
+    )
     with atomic_file(path) as tmp:
         tmp.write_text(PAGE.format(title=html_escape(title), note=html_escape(note), table=body))
     return path
@@ -484,8 +487,9 @@ def write_html_or_remove(path: Path, table: pd.DataFrame | None, title: str, not
     if table is None:
         path.unlink(missing_ok=True)
         return
-    if "holds" in table.columns:  # the claims: as their markdown table spells the verdict
-        table = table.assign(holds=table.holds.map(CLAIMS_VERDICT).fillna("not measured"))
+    if "holds" in table.columns:  # the claims: as their markdown table spells and orders them
+        verdict = table.holds.map(CLAIMS_VERDICT).fillna("not measured")
+        table = table.assign(holds=verdict)[["holds", "claim", "measured"]]
     write_html(path, table, title, note)
 
 
