@@ -263,7 +263,12 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     # The benchmark's files of the predicted row, and one upload of them.
     predictions = results / "predictions" / "moebert" / "seed0"
     with zipfile.ZipFile(predictions / "glue-submission.zip") as bundle:
-        assert bundle.namelist() == ["STS-B.tsv", "RTE.tsv"]
+        assert len(bundle.namelist()) == 11  # every file the benchmark takes, the others placeholders
+        assert bundle.read("RTE.tsv") == (predictions / "rte" / "RTE.tsv").read_bytes()
+    assert (
+        "placeholders, not predictions: CoLA.tsv (every row 0)"
+        in (tmp_path / "logs" / "submission" / "moebert" / "seed0.log").read_text()
+    )
     rows = (predictions / "rte" / "RTE.tsv").read_text().splitlines()
     assert rows[0] == "index\tprediction" and len(rows) == 3001  # RTE's 3000 test rows
 

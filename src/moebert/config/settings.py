@@ -229,15 +229,20 @@ class Settings:
             student=kind.name, importance=importance if kind.needs_importance else None, **adapt
         )
 
+    def answer_options(self, task: str) -> dict:
+        """How a QA task's windows are cut and its answers searched, for `evaluate` and `predict` alike (the
+        prediction files must hold the answers that were scored); none for the other tasks."""
+        qa = self.tasks[task].qa
+        if qa is None:
+            return {}
+        return {
+            key: getattr(qa, key) for key in ("doc_stride", "n_best", "max_answer_length", "null_threshold")
+        }
+
     def evaluate_options(self, task: str, model: str | None) -> EvaluateOptions:
         """`evaluate` of a model, or (model None) of the majority of the train rows the teacher trains on."""
         settings = self.tasks[task]
-        answers = {}
-        if settings.qa:
-            answers = {
-                key: getattr(settings.qa, key)
-                for key in ("doc_stride", "n_best", "max_answer_length", "null_threshold")
-            }
+        answers = self.answer_options(task)
         return EvaluateOptions(
             model=model,
             majority=model is None,
@@ -251,8 +256,8 @@ class Settings:
         settings = self.tasks[task]
         return PredictOptions(
             max_length=settings.max_length,
-            doc_stride=settings.doc_stride,
             diagnostic=getattr(settings.task, "predicts_diagnostic", False),
+            **self.answer_options(task),
         )
 
     def prepare_options(self, task: str) -> PrepareOptions:
