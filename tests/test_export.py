@@ -557,7 +557,7 @@ def test_bad_inputs_are_refused_by_name_and_write_nothing(exported, tmp_path, ca
     assert not output.exists()
 
 
-def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_path, monkeypatch, caplog):
+def test_the_export_is_a_logged_model_of_the_run_that_trained_it(exported, tmp_path, monkeypatch, caplog):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
@@ -574,39 +574,72 @@ def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_pa
     log = tmp_path / "export.log"
     log.write_text("exported\n")
     tags = ["--tag", "task=mrpc", "--tag", "method=moebert", "--tag", "seed=0", "--tag", "rule=export"]
-    argv = [
-        "export",
-        "--model",
-        e.folder,
-        "--output",
-        tmp_path / "out",
-        "--tracking-uri",
-        uri,
-        "--parent-run",
-        "grid",
-    ]
-    assert main([str(a) for a in [*argv, "--experiment", "tiny", *tags, "--log-artifact", log]]) == 0
-    logged = {f.path for f in client.list_artifacts(distill, "export")}
-    assert logged == {"export/out", "export/export.log"}
+    argv = ["export", "--model", e.folder, "--output", tmp_path / "out", "--metrics", e.metrics]
+    argv += ["--tracking-uri", uri, "--parent-run", "grid", "--experiment", "tiny", "--register"]
+    assert main([str(a) for a in [*argv, *tags, "--log-artifact", log]]) == 0
+    # The folder is a logged model whose source is the distill run (and one of its outputs); the run keeps the
+    # job's log.
+    (model,) = client.search_logged_models([experiment])
+    assert model.name == "mrpc-moebert-seed0" and model.source_run_id == distill and model.status == "READY"
+    assert model.tags["task"] == "mrpc" and model.tags["seed"] == "0"
+    record = json.loads(e.metrics.read_text())
+    assert model.params["MRPC F1"] == str(record["results"]["MRPC"]["f1"])
     assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= {
-        Path(f.path).name for f in client.list_artifacts(distill, "export/out")
+        Path(f.path).name for f in client.list_logged_model_artifacts(model.model_id)
     }
+    assert [o.model_id for o in client.get_run(distill).outputs.model_outputs] == [model.model_id]
+    assert {f.path for f in client.list_artifacts(distill, "export")} == {"export/export.log"}
     assert not client.list_artifacts(other_seed) and not client.list_artifacts(evaluate)
+    # Registered as mrpc-moebert, its version aliased seed0 and, the only one, best.
+    version = client.get_model_version_by_alias("mrpc-moebert", "best")
+    assert version.source == f"models:/{model.model_id}" and version.run_id == distill
+    assert client.get_model_version_by_alias("mrpc-moebert", "seed0").version == version.version
+    # A better seed takes best; a worse one does not (main metric of MRPC: F1, as the tables rank it).
+    for seed, f1 in ((1, record["results"]["MRPC"]["f1"] + 1), (2, 0.0)):
+        trained("distill", seed)
+        metrics = tmp_path / f"seed{seed}.json"
+        metrics.write_text(
+            json.dumps({**record, "seed": seed, "results": {"MRPC": {"accuracy": 99.0, "f1": f1}}})
+        )
+        again = [
+            *argv[:4],
+            tmp_path / f"out{seed}",
+            "--metrics",
+            metrics,
+            *argv[7:],
+            *tags[:5],
+            f"seed={seed}",
+        ]
+        assert main([str(a) for a in again]) == 0
+    best = client.get_model_version_by_alias("mrpc-moebert", "best")
+    assert (
+        best.version == client.get_model_version_by_alias("mrpc-moebert", "seed1").version != version.version
+    )
+    assert best.tags["main_metric"] == repr(record["results"]["MRPC"]["f1"] + 1)
     # The parent run links the export, and the report turns the links into the parent's description.
     (parent,) = client.search_runs([experiment], filter_string="tags.`moebert.parent_run` = 'grid'")
-    assert parent.data.tags["moebert.export.mrpc/moebert/seed0"] == f"runs:/{distill}/export/out"
+    assert parent.data.tags["moebert.export.mrpc/moebert/seed0"] == f"models:/{model.model_id}"
     tracking.describe_parent(tracking_args(uri, "--experiment", "tiny", "--parent-run", "grid"))
     note = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
-    link = f"#/experiments/{experiment}/runs/{distill}/artifacts/export/out?workflowType=machine_learning"
-    assert note.splitlines()[2:] == [f"- [mrpc/moebert/seed0]({link}): `runs:/{distill}/export/out`"]
+    link = f"#/experiments/{experiment}/models/{model.model_id}"
+    assert f"- [mrpc/moebert/seed0]({link}): `models:/{model.model_id}`" in note.splitlines()
     # No such run (another seed): a warning, and the export stands.
     tags[5] = "seed=7"
-    assert main([str(a) for a in [*argv, "--experiment", "tiny", *tags]]) == 0
+    assert main([str(a) for a in [*argv[:-1], *tags]]) == 0
     assert (
         "found no run tagged rule=distill, task=mrpc, method=moebert, seed=7 in experiment 'tiny'"
         in caplog.text
     )
     assert (tmp_path / "out" / "README.md").is_file()
+
+
+def test_register_needs_tracking_and_metrics(exported, tmp_path, capsys):
+    e = exported["moe-tied-gate"]
+    argv = ["export", "--model", str(e.folder), "--output", str(tmp_path / "out"), "--register"]
+    assert main([*argv, "--tracking-uri", "off", "--metrics", str(e.metrics)]) == 2
+    assert main([*argv, "--tracking-uri", f"sqlite:///{tmp_path}/db"]) == 2
+    assert "--register: the model registry is MLflow's" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def tracking_args(uri, *argv):
@@ -615,13 +648,17 @@ def tracking_args(uri, *argv):
     return parser.parse_args(["--tracking-uri", uri, *argv])
 
 
-def test_the_training_run_is_the_finetune_run_for_the_teacher(monkeypatch, tmp_path, caplog):
+def test_the_training_run_is_the_finetune_run_for_the_teacher(exported, monkeypatch, tmp_path, caplog):
     from moebert import tracking
     from moebert.cli import build_parser
     from moebert.stages.export import log_to_training_run
 
     logged = []
     monkeypatch.setattr(tracking, "log_to_run", lambda args, tags, paths, under: logged.append((tags, under)))
+    monkeypatch.setattr(
+        tracking, "log_exported_model", lambda args, tags, *rest: logged.append((tags, "model"))
+    )
+    folder = str(exported["teacher"].folder)
     store = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
 
     def args(*tags):
@@ -629,11 +666,12 @@ def test_the_training_run_is_the_finetune_run_for_the_teacher(monkeypatch, tmp_p
         return build_parser().parse_args([*argv, *(x for tag in tags for x in ("--tag", tag))])
 
     teacher = args("task=rte", "method=teacher", "seed=1")
-    log_to_training_run(teacher, dict(teacher.tag), ["o"])
-    assert logged == [({"rule": "finetune", "task": "rte", "method": "teacher", "seed": "1"}, "export")]
+    log_to_training_run(teacher, dict(teacher.tag), [folder])
+    run = {"rule": "finetune", "task": "rte", "method": "teacher", "seed": "1"}
+    assert logged == [(run, "model"), (run, "export")]
     untagged = args("task=rte")
-    log_to_training_run(untagged, dict(untagged.tag), ["o"])
-    assert len(logged) == 1 and "--tag method=..., seed=... missing" in caplog.text
+    log_to_training_run(untagged, dict(untagged.tag), [folder])
+    assert len(logged) == 2 and "--tag method=..., seed=... missing" in caplog.text
     store[1] = "off"
-    log_to_training_run(args(), {}, ["o"])
-    assert len(logged) == 1
+    log_to_training_run(args(), {}, [folder])
+    assert len(logged) == 2

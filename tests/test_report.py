@@ -327,7 +327,13 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
         pass
     log = tmp_path / "report.log"
     log.write_text("report log\n")
-    run_report(tmp_path, fake_metrics(tmp_path), *options, "--log-artifact", str(log))
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps({"experiment": "tiny", "seeds": [0, 1], "teacher": {"model": "m"}, "exports": ["x"]})
+    )
+    run_report(
+        tmp_path, fake_metrics(tmp_path), *options, "--log-artifact", str(log), "--config-file", str(config)
+    )
 
     client = MlflowClient(tracking_uri=uri)
     parent_id = client.get_run(job.run_id).data.tags["mlflow.parentRunId"]
@@ -346,6 +352,32 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     assert {"tables/glue.csv", "tables/glue.md", "tables/params.csv"} <= tables
     assert "plots/accuracy_vs_params.png" in {a.path for a in client.list_artifacts(parent_id, "plots")}
     assert client.list_artifacts(job.run_id) == []  # the job's own run is untouched
+    # The parent's row says what ran and how it went: the config as params (not the keys that only add
+    # outputs), each method's main metric per task and their average as metrics, a description.
+    parent = client.get_run(parent_id)
+    assert parent.data.params == {"experiment": "tiny", "seeds": "[0, 1]", "teacher/model": "m"}
+    assert parent.data.metrics == {
+        "teacher/RTE": 62.0,
+        "teacher/MRPC": 88.0,  # MRPC's main metric: F1
+        "teacher/avg": 75.0,
+        "moebert/RTE": 73.0,
+        "moebert/MRPC": 93.0,
+        "moebert/avg": 83.0,
+        "dense-narrow/RTE": 58.0,
+    }
+    from moebert.config import config_hash
+    from moebert.export import package_commit
+
+    assert parent.data.tags["config_hash"] == config_hash(json.loads(config.read_text()))
+    assert parent.data.tags["git_commit"] == package_commit()
+    note = parent.data.tags["mlflow.note.content"]
+    assert (
+        note.startswith(report.HEADLINE)
+        and "experiment `tiny` (teacher `m`; tasks mrpc, rte; seeds 0, 1" in note
+    )
+    rows = {cells[0]: cells[1:] for cells in map(markdown_cells, note.splitlines()) if cells}
+    assert rows["method"] == ["RTE", "MRPC", "avg"]
+    assert rows["moebert"] == ["73.0", "93.0", "83.0"] and rows["dense-narrow"] == ["58.0", "-", "-"]
 
 
 def markdown_cells(text: str) -> list[str]:

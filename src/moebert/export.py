@@ -443,6 +443,12 @@ def card_metadata(folder: str | os.PathLike) -> dict:
 NOT_UPLOADED = (".snakemake_timestamp", ".snakemake*")
 
 
+def card_name(folder: str | os.PathLike) -> str:
+    """What an exported folder's card calls the model: its title."""
+    body = (Path(folder) / "README.md").read_text(encoding="utf-8").split("---\n", 2)[-1]
+    return next(line[2:].strip() for line in body.splitlines() if line.startswith("# "))
+
+
 def push_to_hub(
     folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None
 ) -> str:

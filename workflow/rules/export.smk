@@ -23,8 +23,9 @@ rule export:
         **job_resources("export"),
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
+        register="--register" if SETTINGS.register_exports else "",
         tracking=tracking("export"),
     shell:
         "moebert export --model {input.model:q} --output {params.folder:q} --metrics {input.metrics:q}"
         " --teacher-metrics {input.teacher_metrics:q} --config {input.config:q}"
-        " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"
+        " {params.register} {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -142,6 +142,7 @@ class Settings:
     claims: list[dict]
     predictions: list[str]
     exports: list[str]
+    register_exports: bool
     importance: Importance
     training: Training
     resources: Resources
@@ -324,6 +325,7 @@ def load_settings(raw: dict, device_kinds=None) -> Settings:
         claims=config["claims"],
         predictions=config["predictions"],
         exports=config["exports"],
+        register_exports=config["register_exports"],
         importance=_typed(Importance, config["importance"]),
         training=_typed(Training, config["training"]),
         resources=_typed(Resources, config["resources"]),

@@ -151,7 +151,9 @@ def run(args: argparse.Namespace) -> None:
             tmp.write_text(description(runs, main, record, args.config_file))
     print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
     tracking.log_to_parent(args, [args.tables_dir, args.plots_dir, args.manifest, *args.log_artifact])
-    tracking.describe_parent(args)
+    config = read_config(args.config_file)
+    tracking.summarise_parent(args, *parent_record(config, main, record))
+    tracking.describe_parent(args, parent_note(runs, main, record, config))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +238,21 @@ def column_order(scores: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[str, s
         ranked = [m for m in dict.fromkeys(paper.metric[paper.task == task]) if m in ours]
         columns += [(task, metric) for metric in ranked + [m for m in ours if m not in ranked]]
     return columns
+
+
+def main_metric(key: str, metrics: list[str], paper: pd.DataFrame | None = None) -> str:
+    """A result's main metric among `metrics`: the paper's first for that result key (its headline, e.g. F1 for
+    MRPC), else the first given; as the tables order a task's columns."""
+    paper = load_paper(PAPER_CSV) if paper is None else paper
+    ranked = [m for m in dict.fromkeys(paper.metric[paper.task == key]) if m in metrics]
+    return (ranked or list(metrics))[0]
+
+
+def main_result(results: dict) -> tuple[str, float]:
+    """("<result key>/<metric>", value) of the main metric of a metrics file's first result."""
+    key, values = next(iter(results.items()))
+    metric = main_metric(key, list(values))
+    return f"{key}/{metric}", float(values[metric])
 
 
 def method_order(methods) -> list[str]:
@@ -509,12 +526,22 @@ def html_escape(text: str) -> str:
 # The report's first page
 
 
+def read_config(path: str | None) -> dict:
+    """The config the results came from (the workflow's resolved results/config.json, or a YAML file)."""
+    import yaml
+
+    if path is None:
+        return {}
+    config = yaml.safe_load(Path(path).read_text())
+    return config if isinstance(config, dict) else {}
+
+
 def description(runs: list[dict], main: pd.DataFrame, record: dict, config_file: str | None) -> str:
     """What ran (tasks, methods, seeds, the teacher), the config and its hash, the commit and the headline:
     each method's average main metric, as reStructuredText."""
     from moebert.config import config_hash
 
-    config = read_json(config_file) if config_file else {}
+    config = read_config(config_file)
     tasks = sorted({r["task"] for r in runs})
     methods = method_order({r["method"] for r in runs})
     seeds = ", ".join(map(str, record["seeds"]))
@@ -540,6 +567,57 @@ def description(runs: list[dict], main: pd.DataFrame, record: dict, config_file:
         lines += [f"- {method}: {value:.1f}" for method, value in average.items()]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent run of the config's MLflow runs
+
+HEADLINE = (
+    "MoEBERT reproduction: a fine-tuned BERT teacher per task, its FFNs split into experts that share the most "
+    "important neurons, one expert per token, trained by layer-wise distillation and evaluated on the dev split."
+)
+
+
+def parent_record(config: dict, main: pd.DataFrame, record: dict) -> tuple[dict, dict, dict]:
+    """(params, metrics, tags) of the parent run: the config without the keys that only add outputs (they do
+    not change the run, whose name is the hash of the rest), each method's main metric per task and their
+    average as `<method>/<task>` (`<method>/avg`), and the config hash and commit (tags: a new commit reuses
+    the parent)."""
+    from moebert.config import config_hash
+    from moebert.config.settings import OUTPUT_ONLY_KEYS
+
+    params = {key: value for key, value in config.items() if key not in OUTPUT_ONLY_KEYS}
+    metrics = {
+        f"{method}/{task}": value
+        for method, row in main.iterrows()
+        for task, value in row.items()
+        if pd.notna(value)
+    }
+    tags = {"git_commit": record["git_commit"]}
+    if config:
+        tags["config_hash"] = config_hash(config)
+    return params, metrics, tags
+
+
+def parent_note(runs: list[dict], main: pd.DataFrame, record: dict, config: dict) -> str:
+    """The parent run's description (markdown): the headline, what ran, and the main metrics' table."""
+    tasks = ", ".join(sorted({r["task"] for r in runs}))
+    seeds = ", ".join(map(str, record["seeds"]))
+    teacher = (config.get("teacher") or {}).get("model", "unknown")
+    table = main.map(lambda v: "-" if pd.isna(v) else f"{v:.1f}").rename_axis("method").reset_index()
+    lines = [
+        HEADLINE,
+        "",
+        (
+            f"This run groups the jobs of experiment `{config.get('experiment', '')}` (teacher `{teacher}`; tasks "
+            f"{tasks}; seeds {seeds}; commit `{record['git_commit']}`): its params are the config, its metrics each "
+            "method's main metric per task and their average (`<method>/<task>`), its artifacts the tables, plots and "
+            "manifest. Main metric per task (%), mean over seeds:"
+        ),
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from moebert.stages.common import (
 )
 
 HELP = "GLUE or SQuAD metrics and parameter counts of a model"
+MAIN_METRIC = "main"  # the run's metric that every task has
 
 
 def add_arguments(parser) -> None:
@@ -54,6 +55,10 @@ def log_results(run, record: dict, path: Path) -> None:
     run.log_metrics(
         {f"{key}/{name}": value for key, res in record["results"].items() for name, value in res.items()}
     )
+    # One column for every task in the runs table: the first result's main metric, as the tables rank it.
+    from moebert.reporting.report import main_result
+
+    run.log_metrics({MAIN_METRIC: main_result(record["results"])[1]})
     run.log_metrics({f"params_{k}": v for k, v in record["params"].items()})
     run.log_artifact(path)
 
