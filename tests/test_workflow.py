@@ -209,6 +209,28 @@ def test_a_cluster_run_refuses_the_shared_sqlite_default_before_any_job(tmp_path
     assert (tmp_path / "results" / "config.json").is_file()
 
 
+def test_a_store_copied_from_another_directory_is_refused_before_any_job(tmp_path, glue_dir, monkeypatch):
+    """MLflow keeps absolute artifact locations: a copied project's store would write into the original's
+    results/. The run stops before any job and says what to do; the original runs."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = tmp_path / "original" / "results" / "mlflow"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    client.create_experiment("moebert-laptop", artifact_location=(store / "artifacts").as_uri())
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    args = ("--cores", 1, "--config", f"data={glue_dir}", "--until", "resolved_config")
+    proc = snakemake("--directory", tmp_path / "copy", *args)
+    assert proc.returncode != 0
+    assert (
+        f"tracking: the MLflow store results/mlflow/mlflow.db keeps the files of experiment 'moebert-laptop' in "
+        f"{(store / 'artifacts').as_uri()}, not beside it in {(tmp_path / 'copy' / store.relative_to(tmp_path / 'original')).as_uri()}/artifacts"
+    ) in proc.stderr.replace("\n", " "), proc.stderr[-3000:]
+    assert not (tmp_path / "copy" / "results" / "config.json").exists()
+    home = snakemake("--directory", tmp_path / "original", *args)
+    assert home.returncode == 0, home.stderr[-3000:]
+
+
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path):
     """The workflow reads its config through moebert.config (tests/test_config.py checks every error)."""
     bad = tmp_path / "bad.yaml"
@@ -424,14 +446,20 @@ def _check_mlflow_runs(db: Path) -> None:
         and r.data.tags["method"] == "moebert"
         and r.data.tags["task"] == "rte"
     )
-    assert [a.path for a in client.list_artifacts(rte.info.run_id, "export")] == [
-        "export/seed0",
-        "export/seed0.log",
-    ]
+    assert [a.path for a in client.list_artifacts(rte.info.run_id, "export")] == ["export/seed0.log"]
+    # The export is a logged model of the run that trained it.
+    (model,) = client.search_logged_models(
+        [experiment.experiment_id], filter_string="name = 'rte-moebert-seed0'"
+    )
+    assert model.source_run_id == rte.info.run_id
     parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
     note = parent.data.tags["mlflow.note.content"]
-    assert f"- [rte/moebert/seed0](#/experiments/{experiment.experiment_id}/runs/{rte.info.run_id}/" in note
-    assert "[stsb/moebert/seed0]" in note
+    assert f"- [rte/moebert/seed0](#/experiments/{experiment.experiment_id}/models/{model.model_id})" in note
+    assert "[stsb/moebert/seed0]" in note and note.startswith("MoEBERT reproduction")
+    # The parent run carries the config and the results.
+    assert parent.data.params["experiment"] == "moebert-tiny" and "exports" not in parent.data.params
+    assert {"moebert/avg", "teacher/avg", "moebert/RTE", "majority/STS-B"} <= set(parent.data.metrics)
+    assert "main" in evaluate.data.metrics
 
 
 def _kill_job(snakemake_pid: int, command: str) -> None:

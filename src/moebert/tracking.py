@@ -569,14 +569,14 @@ def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun |
         )
         return None
     run = TrackedRun(
-        client, run_id, args.log_artifact, _system_metrics(uri, run_id), background=_sqlite_path(uri) is None
+        client, run_id, args.log_artifact, _system_metrics(uri, run_id), background=sqlite_path(uri) is None
     )
     # Tags are params too, so the UI's run comparison shows e.g. the config hash and git commit.
     run.log_params({**params, **dict(args.tag)})
     return run
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or uri == prefix + ":memory:":
         return None
@@ -588,7 +588,7 @@ def _setup_lock(uri: str):
     """Serialise store creation and parent find-or-create between jobs sharing one sqlite file: a fresh
     database is initialised by its first user (concurrent schema migrations clash) and concurrent
     find-or-create would make one parent per job. Remote stores rely on _parent_run_id converging."""
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         yield
         return
@@ -604,7 +604,7 @@ def _experiment_id(client, name: str, uri: str) -> str:
         if EXPERIMENT_KIND_TAG[0] not in experiment.tags:  # made by an earlier version, or by hand
             retry(client.set_experiment_tag, experiment.experiment_id, *EXPERIMENT_KIND_TAG)
         return experiment.experiment_id
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     # Without an explicit location MLflow writes sqlite-store artifacts into ./mlruns of whatever
     # directory the job runs in; keep them beside the database instead.
     location = (db.parent / "artifacts").resolve().as_uri() if db else None
