@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import logging
 import math
 import numbers
@@ -342,6 +343,41 @@ def summarise_parent(args: argparse.Namespace, params: dict, metrics: dict, tags
     _on_parent(args, "record the config and results on the parent run", record)
 
 
+# MLflow keeps no default columns for an experiment's runs table (its UI remembers a choice per browser); its
+# UI does open a view shared by URL (?viewStateShareKey=<key>), whose state it reads from this experiment tag
+# + key: the columns, the sort and the expanded rows. The experiment's description links it.
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+RESULTS_VIEW = "results"
+
+
+def results_view_link(experiment_id: str) -> str:
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={RESULTS_VIEW}&{TRAINING_VIEW}"
+
+
+def set_results_view(args: argparse.Namespace, columns: list[str], description: str) -> None:
+    """The experiment's view `RESULTS_VIEW`: the runs table with `columns` ("tags.`task`", "metrics.`main`"),
+    the parent run expanded, newest first; and the experiment's description, `description` and a link to the
+    view. Nothing when tracking is off or no parent is named; a tracking failure only warns."""
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    def view(client, parent) -> None:
+        experiment_id = retry(client.get_run, parent).info.experiment_id
+        state = {
+            "searchFilter": "",
+            "orderByKey": "attributes.start_time",
+            "orderByAsc": False,
+            "selectedColumns": columns,
+            "runsExpanded": {parent: True},
+        }
+        retry(client.set_experiment_tag, experiment_id, SHARED_VIEW_TAG + RESULTS_VIEW, json.dumps(state))
+        note = (
+            f"{description}\n\n[The results view]({results_view_link(experiment_id)}): {', '.join(columns)}."
+        )
+        retry(client.set_experiment_tag, experiment_id, MLFLOW_RUN_NOTE, note)
+
+    _on_parent(args, "set the experiment's results view", view)
+
+
 def describe_parent(args: argparse.Namespace, summary: str = "") -> None:
     """The parent run's description (the UI renders it as markdown on the run's page): `summary` (what ran and
     its results), then a link to every exported model's folder, among the artifacts of the run that trained it,
@@ -455,7 +491,7 @@ def log_exported_model(
         retry(client.log_outputs, run_id, [LoggedModelOutput(model.model_id, step=0)])
         if register is not None:
             with _setup_lock(uri):  # the best alias is read, compared and moved by one job at a time
-                _register(client, model.model_id, run_id, *register)
+                _register(client, model, run_id, *register)
     except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
         log.warning(
             "MLFLOW TRACKING FAILED to log the model of the %s at %s: %s: %s -- the folder under results/ is "
@@ -469,7 +505,7 @@ def log_exported_model(
     return model.model_id
 
 
-def _register(client, model_id: str, run_id: str, name: str, alias: str, score: float) -> None:
+def _register(client, model, run_id: str, name: str, alias: str, score: float) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -480,9 +516,11 @@ def _register(client, model_id: str, run_id: str, name: str, alias: str, score: 
     version = retry(
         client.create_model_version,
         name,
-        source=f"models:/{model_id}",
+        # The model's files, not models:/<id>: MLflow's sqlite registry looks that up in the process's global
+        # store (MLFLOW_TRACKING_URI), not this client's.
+        source=model.artifact_location,
         run_id=run_id,
-        model_id=model_id,
+        model_id=model.model_id,
         tags={SCORE_TAG: repr(float(score))},
     ).version
     retry(client.set_registered_model_alias, name, alias, version)
