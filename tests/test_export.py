@@ -594,6 +594,8 @@ def test_the_export_is_a_logged_model_of_the_run_that_trained_it(exported, tmp_p
     version = client.get_model_version_by_alias("mrpc-moebert", "best")
     assert version.source == model.artifact_location and version.run_id == distill
     assert client.get_model_version_by_alias("mrpc-moebert", "seed0").version == version.version
+    links = json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"])
+    assert links == [{"name": "mrpc-moebert", "version": version.version}]  # the Models tab's link
     # A better seed takes best; a worse one does not (main metric of MRPC: F1, as the tables rank it).
     for seed, f1 in ((1, record["results"]["MRPC"]["f1"] + 1), (2, 0.0)):
         trained("distill", seed)

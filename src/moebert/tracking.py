@@ -507,6 +507,7 @@ def log_exported_model(
 
 def _register(client, model, run_id: str, name: str, alias: str, score: float) -> None:
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     try:
         retry(client.create_registered_model, name)
@@ -524,6 +525,9 @@ def _register(client, model, run_id: str, name: str, alias: str, score: float) -
         tags={SCORE_TAG: repr(float(score))},
     ).version
     retry(client.set_registered_model_alias, name, alias, version)
+    # The logged model's link to its version, as mlflow.register_model records it (the Models tab shows it).
+    versions = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS, "[]")) + [{"name": name, "version": version}]
+    retry(client.set_logged_model_tags, model.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
     try:
         best = retry(client.get_model_version_by_alias, name, BEST_ALIAS)
     except MlflowException:
