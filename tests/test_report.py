@@ -375,6 +375,14 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
         note.startswith(report.HEADLINE)
         and "experiment `tiny` (teacher `m`; tasks mrpc, rte; seeds 0, 1" in note
     )
+    # The experiment opens on the results: a view of the evaluate runs with what each scored and its main
+    # metric, linked from the experiment's description.
+    experiment = client.get_experiment(experiment_id)
+    view = json.loads(experiment.tags["mlflow.sharedViewState.results"])
+    assert view["searchFilter"] == "tags.`rule` = 'evaluate'"
+    assert view["selectedColumns"][:4] == ["tags.`task`", "tags.`method`", "tags.`seed`", "metrics.`main`"]
+    link = f"#/experiments/{experiment_id}/runs?viewStateShareKey=results&workflowType=machine_learning"
+    assert f"[The results]({link})" in experiment.tags["mlflow.note.content"]
     rows = {cells[0]: cells[1:] for cells in map(markdown_cells, note.splitlines()) if cells}
     assert rows["method"] == ["RTE", "MRPC", "avg"]
     assert rows["moebert"] == ["73.0", "93.0", "83.0"] and rows["dense-narrow"] == ["58.0", "-", "-"]

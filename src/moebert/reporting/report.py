@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
     config = read_config(args.config_file)
     tracking.summarise_parent(args, *parent_record(config, main, record))
     tracking.describe_parent(args, parent_note(runs, main, record, config))
-    tracking.set_results_view(args, view_columns(main), HEADLINE)
+    tracking.set_results_view(args, "tags.`rule` = 'evaluate'", VIEW_COLUMNS, HEADLINE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,14 +600,13 @@ def parent_record(config: dict, main: pd.DataFrame, record: dict) -> tuple[dict,
     return params, metrics, tags
 
 
-def view_columns(main: pd.DataFrame) -> list[str]:
-    """The runs table's columns in the experiment's results view: what each job ran on, its main metric (the
-    evaluate jobs'), each method's average (the parent's) and the config's hash."""
-    tags = [f"tags.`{key}`" for key in ("task", "method", "seed", "rule")]
-    averages = [
-        f"metrics.`{method}/{AVERAGE}`" for method in main.index if pd.notna(main.loc[method, AVERAGE])
-    ]
-    return [*tags, "metrics.`main`", *averages, "tags.`config_hash`"]
+# The columns of the experiment's results view, which lists the evaluate runs: what each scored and its main
+# metric (each method's average is on the parent run).
+VIEW_COLUMNS = [
+    *(f"tags.`{key}`" for key in ("task", "method", "seed")),
+    "metrics.`main`",
+    "tags.`config_hash`",
+]
 
 
 def parent_note(runs: list[dict], main: pd.DataFrame, record: dict, config: dict) -> str:
