@@ -40,6 +40,10 @@ if "HF_HOME" not in os.environ:
 include: "workflow/rules/common.smk"
 
 
+# The first page of `snakemake --report`: what ran, the config, the commit (written by the report rule).
+report: "workflow/report/workflow.rst"
+
+
 SETTINGS = load_config(config)
 # Retries belong to the controlling Snakemake, which resubmits a failed job with the next attempt's memory and
 # time; the Snakemake inside a cluster job would restart it at once in the same allocation, about to end.

@@ -415,3 +415,16 @@ def test_every_option_field_is_a_flag_of_its_command():
         dests = vars(parser.parse_args([command, *REQUIRED[command]]))
         assert {f.name for f in fields(cls)} <= set(dests), cls
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+def test_keys_that_only_add_outputs_leave_the_config_hash_alone():
+    """An export or prediction of trained models belongs to the same experiment: its job joins the parent run of
+    the jobs that trained them."""
+    from moebert.config import config_hash
+
+    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    plain = {key: value for key, value in raw.items() if key not in ("exports", "predictions")}
+    settings = load_settings(raw)
+    assert settings.exports and settings.predictions  # the shipped tiny config has both
+    assert config_hash(settings.resolved) == config_hash(load_settings(plain).resolved)
+    assert config_hash(load_settings({**plain, "seeds": [1]}).resolved) != config_hash(settings.resolved)

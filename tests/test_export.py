@@ -264,6 +264,49 @@ def test_the_folder_has_the_hugging_face_layout(exported):
     assert not list(folder.parent.glob(".*tmp*"))  # written atomically: no temporary left
 
 
+def test_every_file_of_the_folder_has_the_same_mode_as_a_new_file(exported):
+    umask = os.umask(0)
+    os.umask(umask)
+    for e in exported.values():
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in e.folder.iterdir()}
+        assert set(modes.values()) == {oct(0o666 & ~umask)}, modes  # model.safetensors included
+
+
+def _run_without_terminal(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cards_load_snippet_runs_without_a_terminal(exported, tmp_path):
+    """The card's code as a user pastes it, with stdin closed, whole and its tokenizer line alone (after the
+    model, the folder's classes are registered; alone, AutoTokenizer reads the folder's auto_map and, without
+    trust_remote_code, asks on the terminal)."""
+    e = exported["moe-copied-hash"]
+    text = (e.folder / "README.md").read_text()
+    code = text.split("## How to load", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    # Its loading lines: the test's tiny model has a smaller vocabulary than the tokenizer it was saved with.
+    code = code[: code.index("\n", code.index("AutoTokenizer.from_pretrained"))]
+    (tokenizer_line,) = [line for line in code.splitlines() if line.startswith("tokenizer = ")]
+    ids = '\nprint(tokenizer("A sentence.")["input_ids"][:1])'
+    for snippet, expected in (
+        (code + "\nprint(type(model).__name__)" + ids, "MoEBertForSequenceClassification\n[101]"),
+        ("from transformers import AutoTokenizer\n" + tokenizer_line + ids, "[101]"),
+    ):
+        done = _run_without_terminal(snippet, tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip() == expected  # no prompt
+        assert "custom code" not in done.stderr and "model of type" not in done.stderr, done.stderr[-3000:]
+
+
 def test_shipped_sources_are_the_package_modules_with_relative_imports(exported):
     from transformers.dynamic_module_utils import get_relative_import_files
 
@@ -344,10 +387,13 @@ def test_model_card_metadata_parses_and_its_numbers_are_the_metrics_files(export
     assert "arXiv:2204.07675" in text and "zuo-etal-2022-moebert" in text and "2203.01104" not in text
     assert "| experts per layer | 4 |" in text and "a copy in every expert" in text and "hash-random" in text
     assert "`0123456789ab`" in text and "config hash: `" in text and '"expert_dim": 32' in text
-    assert (
-        'AutoModelForSequenceClassification.from_pretrained("./moe-copied-hash", trust_remote_code=True)'
-        in text
-    )
+    # Named by its task, method and seed (the folder's name says none of them); loaded from the folder as given.
+    assert text.split("---\n", 2)[2].startswith("\n# mrpc-moebert-seed0\n")
+    assert index["name"] == "mrpc-moebert-seed0"
+    assert f'AutoModelForSequenceClassification.from_pretrained("{e.folder}", trust_remote_code=True)' in text
+    assert f'AutoTokenizer.from_pretrained("{e.folder}", trust_remote_code=True)' in text
+    # A dense teacher has no experts: its column says so rather than 0.
+    assert f"| one more expert in every layer | {params['per_expert']:,} | - |" in text
     assert "License not set" not in text
     assert "trained with the task loss and distillation of the hidden states of `all` layers" in text
 
@@ -432,6 +478,7 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(exported, fake_hub,
     kind, upload, files = fake_hub[2]
     assert kind == "upload_folder" and upload["repo_id"] == "someone/tiny-moebert"
     assert upload["folder_path"] == str(output) and upload["repo_type"] == "model"
+    assert ".snakemake_timestamp" in upload["ignore_patterns"]  # a workflow's marker is no part of the model
     assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= set(files)
     assert "https://huggingface.co/someone/tiny-moebert" in capsys.readouterr().out
     # The card names the repository and loads from it.
@@ -510,7 +557,7 @@ def test_bad_inputs_are_refused_by_name_and_write_nothing(exported, tmp_path, ca
     assert not output.exists()
 
 
-def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_path, monkeypatch, caplog):
+def test_the_export_is_a_logged_model_of_the_run_that_trained_it(exported, tmp_path, monkeypatch, caplog):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
@@ -527,39 +574,74 @@ def test_the_export_is_logged_to_the_run_that_trained_the_model(exported, tmp_pa
     log = tmp_path / "export.log"
     log.write_text("exported\n")
     tags = ["--tag", "task=mrpc", "--tag", "method=moebert", "--tag", "seed=0", "--tag", "rule=export"]
-    argv = [
-        "export",
-        "--model",
-        e.folder,
-        "--output",
-        tmp_path / "out",
-        "--tracking-uri",
-        uri,
-        "--parent-run",
-        "grid",
-    ]
-    assert main([str(a) for a in [*argv, "--experiment", "tiny", *tags, "--log-artifact", log]]) == 0
-    logged = {f.path for f in client.list_artifacts(distill, "export")}
-    assert logged == {"export/out", "export/export.log"}
+    argv = ["export", "--model", e.folder, "--output", tmp_path / "out", "--metrics", e.metrics]
+    argv += ["--tracking-uri", uri, "--parent-run", "grid", "--experiment", "tiny", "--register"]
+    assert main([str(a) for a in [*argv, *tags, "--log-artifact", log]]) == 0
+    # The folder is a logged model whose source is the distill run (and one of its outputs); the run keeps the
+    # job's log.
+    (model,) = client.search_logged_models([experiment])
+    assert model.name == "mrpc-moebert-seed0" and model.source_run_id == distill and model.status == "READY"
+    assert model.tags["task"] == "mrpc" and model.tags["seed"] == "0"
+    record = json.loads(e.metrics.read_text())
+    assert model.params["MRPC F1"] == str(record["results"]["MRPC"]["f1"])
     assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= {
-        Path(f.path).name for f in client.list_artifacts(distill, "export/out")
+        Path(f.path).name for f in client.list_logged_model_artifacts(model.model_id)
     }
+    assert [o.model_id for o in client.get_run(distill).outputs.model_outputs] == [model.model_id]
+    assert {f.path for f in client.list_artifacts(distill, "export")} == {"export/export.log"}
     assert not client.list_artifacts(other_seed) and not client.list_artifacts(evaluate)
+    # Registered as mrpc-moebert, its version aliased seed0 and, the only one, best.
+    version = client.get_model_version_by_alias("mrpc-moebert", "best")
+    assert version.source == model.artifact_location and version.run_id == distill
+    assert client.get_model_version_by_alias("mrpc-moebert", "seed0").version == version.version
+    links = json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"])
+    assert links == [{"name": "mrpc-moebert", "version": version.version}]  # the Models tab's link
+    # A better seed takes best; a worse one does not (main metric of MRPC: F1, as the tables rank it).
+    for seed, f1 in ((1, record["results"]["MRPC"]["f1"] + 1), (2, 0.0)):
+        trained("distill", seed)
+        metrics = tmp_path / f"seed{seed}.json"
+        metrics.write_text(
+            json.dumps({**record, "seed": seed, "results": {"MRPC": {"accuracy": 99.0, "f1": f1}}})
+        )
+        again = [
+            *argv[:4],
+            tmp_path / f"out{seed}",
+            "--metrics",
+            metrics,
+            *argv[7:],
+            *tags[:5],
+            f"seed={seed}",
+        ]
+        assert main([str(a) for a in again]) == 0
+    best = client.get_model_version_by_alias("mrpc-moebert", "best")
+    assert (
+        best.version == client.get_model_version_by_alias("mrpc-moebert", "seed1").version != version.version
+    )
+    assert best.tags["main_metric"] == repr(record["results"]["MRPC"]["f1"] + 1)
     # The parent run links the export, and the report turns the links into the parent's description.
     (parent,) = client.search_runs([experiment], filter_string="tags.`moebert.parent_run` = 'grid'")
-    assert parent.data.tags["moebert.export.mrpc/moebert/seed0"] == f"runs:/{distill}/export/out"
+    assert parent.data.tags["moebert.export.mrpc/moebert/seed0"] == f"models:/{model.model_id}"
     tracking.describe_parent(tracking_args(uri, "--experiment", "tiny", "--parent-run", "grid"))
     note = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
-    link = f"#/experiments/{experiment}/runs/{distill}/artifacts/export/out?workflowType=machine_learning"
-    assert note.splitlines()[2:] == [f"- [mrpc/moebert/seed0]({link}): `runs:/{distill}/export/out`"]
+    link = f"#/experiments/{experiment}/models/{model.model_id}"
+    assert f"- [mrpc/moebert/seed0]({link}): `models:/{model.model_id}`" in note.splitlines()
     # No such run (another seed): a warning, and the export stands.
     tags[5] = "seed=7"
-    assert main([str(a) for a in [*argv, "--experiment", "tiny", *tags]]) == 0
+    assert main([str(a) for a in [*argv[:-1], *tags]]) == 0
     assert (
         "found no run tagged rule=distill, task=mrpc, method=moebert, seed=7 in experiment 'tiny'"
         in caplog.text
     )
     assert (tmp_path / "out" / "README.md").is_file()
+
+
+def test_register_needs_tracking_and_metrics(exported, tmp_path, capsys):
+    e = exported["moe-tied-gate"]
+    argv = ["export", "--model", str(e.folder), "--output", str(tmp_path / "out"), "--register"]
+    assert main([*argv, "--tracking-uri", "off", "--metrics", str(e.metrics)]) == 2
+    assert main([*argv, "--tracking-uri", f"sqlite:///{tmp_path}/db"]) == 2
+    assert "--register: the model registry is MLflow's" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def tracking_args(uri, *argv):
@@ -568,13 +650,17 @@ def tracking_args(uri, *argv):
     return parser.parse_args(["--tracking-uri", uri, *argv])
 
 
-def test_the_training_run_is_the_finetune_run_for_the_teacher(monkeypatch, tmp_path, caplog):
+def test_the_training_run_is_the_finetune_run_for_the_teacher(exported, monkeypatch, tmp_path, caplog):
     from moebert import tracking
     from moebert.cli import build_parser
     from moebert.stages.export import log_to_training_run
 
     logged = []
     monkeypatch.setattr(tracking, "log_to_run", lambda args, tags, paths, under: logged.append((tags, under)))
+    monkeypatch.setattr(
+        tracking, "log_exported_model", lambda args, tags, *rest: logged.append((tags, "model"))
+    )
+    folder = str(exported["teacher"].folder)
     store = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
 
     def args(*tags):
@@ -582,11 +668,12 @@ def test_the_training_run_is_the_finetune_run_for_the_teacher(monkeypatch, tmp_p
         return build_parser().parse_args([*argv, *(x for tag in tags for x in ("--tag", tag))])
 
     teacher = args("task=rte", "method=teacher", "seed=1")
-    log_to_training_run(teacher, dict(teacher.tag), ["o"])
-    assert logged == [({"rule": "finetune", "task": "rte", "method": "teacher", "seed": "1"}, "export")]
+    log_to_training_run(teacher, dict(teacher.tag), [folder])
+    run = {"rule": "finetune", "task": "rte", "method": "teacher", "seed": "1"}
+    assert logged == [(run, "model"), (run, "export")]
     untagged = args("task=rte")
-    log_to_training_run(untagged, dict(untagged.tag), ["o"])
-    assert len(logged) == 1 and "--tag method=..., seed=... missing" in caplog.text
+    log_to_training_run(untagged, dict(untagged.tag), [folder])
+    assert len(logged) == 2 and "--tag method=..., seed=... missing" in caplog.text
     store[1] = "off"
-    log_to_training_run(args(), {}, ["o"])
-    assert len(logged) == 1
+    log_to_training_run(args(), {}, [folder])
+    assert len(logged) == 2

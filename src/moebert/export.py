@@ -16,7 +16,6 @@ commit that produced the model, and how to load it. `push_to_hub` uploads the fo
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from moebert.config import config_hash
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, read_json
 
@@ -264,11 +264,6 @@ def base_model_and_license(base: str | None) -> tuple[str | None, str | None]:
     return base, None
 
 
-def config_hash(resolved: dict) -> str:
-    """The workflow's hash of a resolved config (workflow/rules/common.smk)."""
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def package_commit() -> str:
     """The git commit of this package's checkout (with -dirty for uncommitted changes), or "unknown"."""
     root = Path(__file__).resolve().parents[2]
@@ -298,6 +293,7 @@ def export(
     config: str | os.PathLike | None = None,
     *,
     name: str | None = None,
+    repo: str | None = None,
     commit: str | None = None,
     base_model: str | None = None,
     license: str | None = None,
@@ -306,7 +302,8 @@ def export(
 
     `metrics` and `teacher_metrics` are metrics.json files of `moebert evaluate` for this model and its
     teacher; `config` the resolved workflow config (results/config.json). `name` is what the card calls the
-    model and loads it from (a hub repo id; default: the folder's name); `commit` the git commit recorded
+    model (default: the hub repository `repo`, else `<task>-<method>-seed<seed>` of the metrics file, else the
+    folder's name); the card loads it from `repo`, else from `output` as given; `commit` the git commit recorded
     (default: this package's checkout); `base_model` and `license` override what the config's teacher gives."""
     from moebert.models.loading import load_model, load_tokenizer, parameter_counts
     from moebert.models.modeling import MoEBertMixin
@@ -368,9 +365,11 @@ def export(
         _check_method(resolved, config, record, model, metrics)
     base = base_model or ((resolved or {}).get("teacher") or {}).get("model")
     base_id, base_license = base_model_and_license(base)
+    if name is None and repo is None and record is not None:
+        name = f"{record['task']}-{record['method']}-seed{record['seed']}"
     card = ModelCard(
-        name=name or output.name,
-        source=name or f"./{output.name}",
+        name=name or repo or output.name,
+        source=repo or str(output),
         head=head,
         model=model,
         counts=counts,
@@ -397,6 +396,11 @@ def export(
                 (tmp / file).write_text(text, encoding="utf-8")
             _check_shipped(tmp, list(sources))
         (tmp / "README.md").write_text(card.render(), encoding="utf-8")
+        # Every file as the card, which the umask made: the weights are otherwise written private (0600) while
+        # the rest is readable by all.
+        mode = (tmp / "README.md").stat().st_mode & 0o777
+        for path in tmp.iterdir():
+            path.chmod(mode)
     return output
 
 
@@ -435,6 +439,16 @@ def card_metadata(folder: str | os.PathLike) -> dict:
     return yaml.safe_load(text.split("---\n", 2)[1])
 
 
+# What a workflow leaves in a folder that is not the model's: Snakemake's marker of a directory output's time.
+NOT_UPLOADED = (".snakemake_timestamp", ".snakemake*")
+
+
+def card_name(folder: str | os.PathLike) -> str:
+    """What an exported folder's card calls the model: its title."""
+    body = (Path(folder) / "README.md").read_text(encoding="utf-8").split("---\n", 2)[-1]
+    return next(line[2:].strip() for line in body.splitlines() if line.startswith("# "))
+
+
 def push_to_hub(
     folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None
 ) -> str:
@@ -458,6 +472,7 @@ def push_to_hub(
             repo_id=repo_id,
             repo_type="model",
             folder_path=str(folder),
+            ignore_patterns=list(NOT_UPLOADED),
             commit_message=f"Upload {folder.name} exported by moebert",
         )
     except Exception as err:
@@ -792,7 +807,9 @@ class ModelCard:
         if self.teacher and isinstance(self.teacher.get("params"), dict):
             header.append("teacher")
             for row, key in zip(rows, ("effective", "total", "head", "per_expert")):
-                row.append(_number(self.teacher["params"].get(key, "")))
+                # A dense teacher has no experts: "-", not 0.
+                value = self.teacher["params"].get(key)
+                row.append("-" if value is None or (key == "per_expert" and not value) else _number(value))
         return "\n".join(
             [
                 "## Parameters",
@@ -866,7 +883,8 @@ class ModelCard:
             f"from transformers import {auto}, AutoTokenizer",
             "",
             f'model = {auto}.from_pretrained("{self.source}"{remote}).eval()',
-            f'tokenizer = AutoTokenizer.from_pretrained("{self.source}")',
+            # The folder's config names its own classes: without the flag, AutoTokenizer asks on the terminal.
+            f'tokenizer = AutoTokenizer.from_pretrained("{self.source}"{remote})',
             *example,
         ]
         lines = ["## How to load", "", "```python", *code, "```", ""]

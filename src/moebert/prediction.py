@@ -5,7 +5,8 @@ GLUE (gluebenchmark.com scores the unlabelled test splits): one tab-separated fi
 benchmark names it (CoLA.tsv, SST-2.tsv, MRPC.tsv, STS-B.tsv, QQP.tsv, MNLI-m.tsv, MNLI-mm.tsv, QNLI.tsv,
 RTE.tsv, WNLI.tsv, and AX.tsv for the diagnostic set, predicted with an MNLI model), with the header
 `index<TAB>prediction` and one row per test row, under that row's index; the files go, at the top level, into
-one zip for upload. Labels are spelled as in the classic GLUE files, which the registry keeps (GlueTask.labels):
+one zip for upload, which the benchmark takes only with all eleven: a test split not predicted gets a placeholder
+file (`placeholders()`, a constant on each of its rows). Labels are spelled as in the classic GLUE files, which the registry keeps (GlueTask.labels):
 0/1 for CoLA, SST-2, MRPC, QQP and WNLI, entailment/not_entailment for QNLI and RTE,
 entailment/neutral/contradiction for MNLI and AX; the STS-B score is clipped to its 0-5 scale and written with 3
 decimals. This is what jiant, maintained by the benchmark's authors, submits (nyu-mll/jiant-v1-legacy,
@@ -40,6 +41,25 @@ from moebert.tasks.qa import QaSettings
 
 SUBMISSION_HEADER = ("index", "prediction")
 SCORE_RANGE = (0.0, 5.0)  # STS-B, the one regression task: similarity from 0 to 5
+# The benchmark takes an upload only with every file, each with every row of its test split; rows are numbered
+# 0..n-1 in each (the classic files' `index` column, the hub's `idx`). These counts are those splits' sizes.
+TEST_ROWS = {
+    "CoLA": 1063,
+    "SST-2": 1821,
+    "MRPC": 1725,
+    "STS-B": 1379,
+    "QQP": 390965,
+    "MNLI-m": 9796,
+    "MNLI-mm": 9847,
+    "QNLI": 5463,
+    "RTE": 3000,
+    "WNLI": 146,
+    "AX": 1104,
+}
+# What the file of a test split that was not predicted holds: one constant for every row, the first label as
+# the GLUE files spell it (0, or entailment for the inference tasks), STS-B the middle of its scale. It scores as
+# a trivial predictor; the upload's other files are the model's.
+PLACEHOLDER_SCORE = "2.500"
 
 
 def submission_files() -> list[str]:
@@ -107,9 +127,22 @@ def glue_submission(
     ]
 
 
-def zip_submission(directories: list[str | os.PathLike], archive: str | os.PathLike) -> Path:
+def placeholders() -> dict[str, str]:
+    """File name -> the placeholder prediction of its test split."""
+    return {
+        f"{name}.tsv": PLACEHOLDER_SCORE if task.is_regression else task.labels[0]
+        for task in GLUE_TASKS.values()
+        for name in task.test_splits.values()
+    }
+
+
+def zip_submission(
+    directories: list[str | os.PathLike], archive: str | os.PathLike, fill: bool = True
+) -> tuple[Path, list[str]]:
     """Zip the GLUE submission files that `directories` hold (the predictions of one model on several tasks) at
-    the top level of `archive`, as the benchmark takes them; a file name found twice is refused."""
+    the top level of `archive`, as the benchmark takes them, every file it expects: one not predicted holds
+    `placeholders()` on each row (with `fill` false, it is refused by name). A file name found twice is
+    refused. Returns the archive and the names of the placeholder files."""
     found = {}
     for directory in map(Path, directories):
         for name in submission_files():
@@ -125,11 +158,22 @@ def zip_submission(directories: list[str | os.PathLike], archive: str | os.PathL
             f"{', '.join(map(str, directories))} hold none of the GLUE submission files "
             f"({', '.join(submission_files())})"
         )
+    missing = [name for name in submission_files() if name not in found]
+    if missing and not fill:
+        raise MoebertError(
+            f"the benchmark takes an upload with all {len(submission_files())} files; not predicted: "
+            f"{', '.join(missing)}"
+        )
+    filler = placeholders()
     with atomic_file(archive) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for name in submission_files():
             if name in found:
                 bundle.write(found[name] / name, arcname=name)
-    return Path(archive)
+            else:
+                rows = TEST_ROWS[Path(name).stem]
+                lines = ["\t".join(SUBMISSION_HEADER), *(f"{i}\t{filler[name]}" for i in range(rows))]
+                bundle.writestr(name, "\n".join(lines) + "\n")
+    return Path(archive), missing
 
 
 def squad_predictions(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import logging
 import math
 import numbers
@@ -35,7 +36,7 @@ RETRY_MAX_DELAY_S = 30.0
 # own REST client already.
 TRANSIENT_MARKERS = ("database is locked", "database is busy", "OperationalError", "TEMPORARILY_UNAVAILABLE")
 PARENT_TAG = "moebert.parent_run"
-# On the parent run, + "<task>/<method>/seed<seed>": where an exported model lies (runs:/<run id>/<path>).
+# On the parent run, + "<task>/<method>/seed<seed>": the logged model an export is (models:/<model id>).
 EXPORT_TAG = "moebert.export."
 # Marks an experiment as model training (MLflow 3's experiment kind; the UI's experiment-type setting writes
 # the same tag), for UIs that read it to open the runs rather than the GenAI overview of traces. MLflow 3.17's
@@ -317,19 +318,71 @@ def _on_parent(args: argparse.Namespace, what: str, action) -> None:
         log.warning("MLFLOW TRACKING FAILED to %s at %s: %s: %s", what, uri, type(exc).__name__, exc)
 
 
-def link_export(args: argparse.Namespace, name: str, run_id: str, path: str) -> None:
-    """Record on the parent run that the model `name` (task/method/seed) is exported to `path` among the
-    artifacts of run `run_id`; `describe_parent` lists these links."""
+def link_export(args: argparse.Namespace, name: str, model_id: str) -> None:
+    """Record on the parent run that the model `name` (task/method/seed) is exported as the logged model
+    `model_id`; `describe_parent` lists these links."""
     _on_parent(
         args,
         f"link the export of {name} on the parent run",
-        lambda client, parent: retry(client.set_tag, parent, EXPORT_TAG + name, f"runs:/{run_id}/{path}"),
+        lambda client, parent: retry(client.set_tag, parent, EXPORT_TAG + name, f"models:/{model_id}"),
     )
 
 
-def describe_parent(args: argparse.Namespace) -> None:
-    """The parent run's description (the UI renders it as markdown on the run's page): a link to every
-    exported model's folder, among the artifacts of the run that trained it. Nothing without exports."""
+def summarise_parent(args: argparse.Namespace, params: dict, metrics: dict, tags: dict) -> None:
+    """The config as the parent run's params (flattened), the results as its metrics, and `tags`, so the runs
+    table shows them on the parent's row. Nothing when tracking is off or no parent is named; a tracking
+    failure only warns."""
+
+    def record(client, parent) -> None:
+        run = TrackedRun(client, parent)
+        run.log_params(params)
+        run.log_metrics(metrics)
+        for key, value in tags.items():
+            run._call(f"tag {key}", client.set_tag, parent, key, str(value))
+
+    _on_parent(args, "record the config and results on the parent run", record)
+
+
+# MLflow keeps no default columns for an experiment's runs table (its UI remembers a choice per browser); its
+# UI does open a view shared by URL (?viewStateShareKey=<key>), whose state it reads from this experiment tag
+# + key: the filter, the sort and the columns (not which rows are expanded: a parent run stays folded, so the
+# view filters the evaluate runs, which hold the results). The experiment's description links it.
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+RESULTS_VIEW = "results"
+
+
+def results_view_link(experiment_id: str) -> str:
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={RESULTS_VIEW}&{TRAINING_VIEW}"
+
+
+def set_results_view(args: argparse.Namespace, search: str, columns: list[str], description: str) -> None:
+    """The experiment's view `RESULTS_VIEW`: the runs that match `search` (e.g. the evaluate runs), newest
+    first, with `columns` ("tags.`task`", "metrics.`main`"); and the experiment's description, `description`
+    and a link to the view. Nothing when tracking is off or no parent is named; a tracking failure only warns."""
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    def view(client, parent) -> None:
+        experiment_id = retry(client.get_run, parent).info.experiment_id
+        state = {
+            "searchFilter": search,
+            "orderByKey": "attributes.start_time",
+            "orderByAsc": False,
+            "selectedColumns": columns,
+        }
+        retry(client.set_experiment_tag, experiment_id, SHARED_VIEW_TAG + RESULTS_VIEW, json.dumps(state))
+        named = ", ".join(column.split("`")[1] for column in columns)
+        note = (
+            f"{description}\n\n[The results]({results_view_link(experiment_id)}): `{search}`, with {named}."
+        )
+        retry(client.set_experiment_tag, experiment_id, MLFLOW_RUN_NOTE, note)
+
+    _on_parent(args, "set the experiment's results view", view)
+
+
+def describe_parent(args: argparse.Namespace, summary: str = "") -> None:
+    """The parent run's description (the UI renders it as markdown on the run's page): `summary` (what ran and
+    its results), then a link to every exported model's folder, among the artifacts of the run that trained it,
+    and to its logged model."""
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
     def note(client, parent) -> None:
@@ -337,19 +390,22 @@ def describe_parent(args: argparse.Namespace) -> None:
         exports = sorted(
             (k[len(EXPORT_TAG) :], v) for k, v in run.data.tags.items() if k.startswith(EXPORT_TAG)
         )
-        if not exports:
+        if not exports and not summary:
             return
-        header = (
-            "Exported models (moebert export): Hugging Face folders with their model cards, each in the artifacts "
-            "of the run that trained the model."
-        )
-        lines = [header, ""]
+        lines = [summary, ""] if summary else []
+        if exports:
+            lines += [
+                (
+                    "Exported models (moebert export): Hugging Face folders with their model cards, each a logged "
+                    "model of the run that trained it (the experiment's Models tab)."
+                ),
+                "",
+            ]
         for name, uri in exports:
-            run_id, _, path = uri.removeprefix("runs:/").partition("/")
-            # MLflow 3.17's UI shows a run's artifacts in its model-training view only when asked to
-            link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{path}?{TRAINING_VIEW}"
+            model_id = uri.removeprefix("models:/")
+            link = f"#/experiments/{run.info.experiment_id}/models/{model_id}"
             lines.append(f"- [{name}]({link}): `{uri}`")
-        retry(client.set_tag, parent, MLFLOW_RUN_NOTE, "\n".join(lines))
+        retry(client.set_tag, parent, MLFLOW_RUN_NOTE, "\n".join(lines).strip() + "\n")
 
     _on_parent(args, "describe the parent run", note)
 
@@ -365,20 +421,120 @@ def log_to_run(args: argparse.Namespace, tags: dict, paths, under: str | None = 
     what = "run tagged " + ", ".join(f"{k}={v}" for k, v in tags.items())
 
     def tagged(client):
-        experiment = retry(client.get_experiment_by_name, args.experiment)
-        if experiment is None:
-            return None
-        condition = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        runs = retry(
-            client.search_runs,
-            [experiment.experiment_id],
-            filter_string=condition,
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return runs[0].info.run_id if runs else None
+        run = _latest_tagged_run(client, args.experiment, tags)
+        return run.info.run_id if run else None
 
     return _upload(uri, f"{what} in experiment {args.experiment!r}", tagged, paths, under)
+
+
+def _latest_tagged_run(client, experiment_name: str, tags: dict):
+    """The latest run of the experiment that carries every tag of `tags`, or None."""
+    experiment = retry(client.get_experiment_by_name, experiment_name)
+    if experiment is None:
+        return None
+    condition = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = retry(
+        client.search_runs,
+        [experiment.experiment_id],
+        filter_string=condition,
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+# On a registered model's version: the main metric that decides which version is `best`.
+SCORE_TAG = "main_metric"
+BEST_ALIAS = "best"
+
+
+def log_exported_model(
+    args: argparse.Namespace,
+    run_tags: dict,
+    folder,
+    name: str,
+    params: dict,
+    register: tuple[str, str, float] | None = None,
+) -> str | None:
+    """The exported folder as an MLflow logged model named `name`, with `params`, made by (and an output of) the
+    latest run of `--experiment` tagged `run_tags`, the run that trained it. With `register` = (registered model,
+    alias, score), also a version of that registered model with the alias, and the alias `best` when its score
+    beats the current best's. Returns the logged model's id; None when tracking is off, no such run exists or
+    tracking fails (a warning: the job carries on)."""
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.tracking import MlflowClient
+
+    uri = _tracking_uri(args)
+    if uri is None:
+        return None
+    what = "run tagged " + ", ".join(f"{k}={v}" for k, v in run_tags.items())
+    try:
+        with _setup_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            run = _latest_tagged_run(client, args.experiment, run_tags)
+        if run is None:
+            log.warning(
+                "MLflow: found no %s in experiment %r at %s -- no logged model.", what, args.experiment, uri
+            )
+            return None
+        run_id = run.info.run_id
+        model = retry(
+            client.create_logged_model,
+            run.info.experiment_id,
+            name=name,
+            source_run_id=run_id,
+            tags={key: str(value) for key, value in run_tags.items() if key != "rule"},
+            params={key: str(value) for key, value in params.items()},
+            model_type="transformers",
+        )
+        retry(client.log_model_artifacts, model.model_id, str(folder))
+        retry(client.finalize_logged_model, model.model_id, "READY")
+        retry(client.log_outputs, run_id, [LoggedModelOutput(model.model_id, step=0)])
+        if register is not None:
+            with _setup_lock(uri):  # the best alias is read, compared and moved by one job at a time
+                _register(client, model, run_id, *register)
+    except Exception as exc:  # noqa: BLE001 -- any tracking error must spare the job
+        log.warning(
+            "MLFLOW TRACKING FAILED to log the model of the %s at %s: %s: %s -- the folder under results/ is "
+            "unaffected.",
+            what,
+            uri,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+    return model.model_id
+
+
+def _register(client, model, run_id: str, name: str, alias: str, score: float) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    try:
+        retry(client.create_registered_model, name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = retry(
+        client.create_model_version,
+        name,
+        # The model's files, not models:/<id>: MLflow's sqlite registry looks that up in the process's global
+        # store (MLFLOW_TRACKING_URI), not this client's.
+        source=model.artifact_location,
+        run_id=run_id,
+        model_id=model.model_id,
+        tags={SCORE_TAG: repr(float(score))},
+    ).version
+    retry(client.set_registered_model_alias, name, alias, version)
+    # The logged model's link to its version, as mlflow.register_model records it (the Models tab shows it).
+    versions = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS, "[]")) + [{"name": name, "version": version}]
+    retry(client.set_logged_model_tags, model.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
+    try:
+        best = retry(client.get_model_version_by_alias, name, BEST_ALIAS)
+    except MlflowException:
+        best = None
+    if best is None or float(best.tags.get(SCORE_TAG, "-inf")) < score:
+        retry(client.set_registered_model_alias, name, BEST_ALIAS, version)
 
 
 def _upload(uri: str, what: str, find_run, paths, under: str | None = None) -> str | None:
@@ -456,14 +612,14 @@ def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun |
         )
         return None
     run = TrackedRun(
-        client, run_id, args.log_artifact, _system_metrics(uri, run_id), background=_sqlite_path(uri) is None
+        client, run_id, args.log_artifact, _system_metrics(uri, run_id), background=sqlite_path(uri) is None
     )
     # Tags are params too, so the UI's run comparison shows e.g. the config hash and git commit.
     run.log_params({**params, **dict(args.tag)})
     return run
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or uri == prefix + ":memory:":
         return None
@@ -475,7 +631,7 @@ def _setup_lock(uri: str):
     """Serialise store creation and parent find-or-create between jobs sharing one sqlite file: a fresh
     database is initialised by its first user (concurrent schema migrations clash) and concurrent
     find-or-create would make one parent per job. Remote stores rely on _parent_run_id converging."""
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         yield
         return
@@ -491,7 +647,7 @@ def _experiment_id(client, name: str, uri: str) -> str:
         if EXPERIMENT_KIND_TAG[0] not in experiment.tags:  # made by an earlier version, or by hand
             retry(client.set_experiment_tag, experiment.experiment_id, *EXPERIMENT_KIND_TAG)
         return experiment.experiment_id
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     # Without an explicit location MLflow writes sqlite-store artifacts into ./mlruns of whatever
     # directory the job runs in; keep them beside the database instead.
     location = (db.parent / "artifacts").resolve().as_uri() if db else None

@@ -8,21 +8,24 @@ jobs stale.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import os
 import shlex
+import sqlite3
 import subprocess
 from dataclasses import dataclass
 
+import moebert.config
 from moebert.config import Settings
+from moebert.tracking import sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow/mlflow.db"
 
 
 def config_hash(settings: Settings) -> str:
-    """Short hash of the validated config (defaults included): which config produced a run."""
-    return hashlib.sha256(json.dumps(settings.resolved, sort_keys=True).encode()).hexdigest()[:12]
+    """Short hash of the validated config (defaults included; keys that only add outputs left out): which
+    config produced a run."""
+    return moebert.config.config_hash(settings.resolved)
 
 
 def git_commit(repository: str) -> str:
@@ -85,9 +88,12 @@ class Tracking:
         )
 
     def refusal(self, cluster: bool, executor: str) -> str | None:
-        """Why a run must not start: cluster jobs on many nodes must not all write the default sqlite file on
-        the shared file system (its locks are unreliable there, and every logging call of every job waits on
-        them). A store the config or the environment names is used as given."""
+        """Why a run must not start: a sqlite store whose artifacts live in another directory
+        (`_foreign_store`); cluster jobs on many nodes must not all write the default sqlite file on the shared
+        file system (its locks are unreliable there, and every logging call of every job waits on them). A
+        store the config or the environment names is used as given."""
+        if foreign := _foreign_store(self.uri):
+            return foreign
         if not cluster or self.named:
             return None
         return (
@@ -97,6 +103,39 @@ class Tracking:
             f"snakemake again from that shell. Or keep sqlite with `tracking_uri: {DEFAULT_TRACKING_URI}` in "
             "the config, or `tracking_uri: off`."
         )
+
+
+def _foreign_store(uri: str) -> str | None:
+    """Why a sqlite store must not be written: MLflow records every experiment's artifact location as an
+    absolute path, so a store copied or moved from another directory (a copied project) would write its new
+    runs' files into that directory. The jobs put a sqlite store's artifacts beside it (`artifacts/`); an
+    experiment elsewhere is refused by name. A store not yet made, or not a sqlite file, is fine."""
+    db = sqlite_path(uri)
+    if db is None or not db.is_file():
+        return None
+    expected = (db.parent / "artifacts").resolve().as_uri()
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            rows = connection.execute("SELECT name, artifact_location FROM experiments").fetchall()
+    except sqlite3.Error:
+        return None  # not (yet) an MLflow store: MLflow says what is wrong with it
+    elsewhere = [
+        (name, location)
+        for name, location in rows
+        if location
+        and location.startswith("file:")
+        and location.rstrip("/") != expected
+        and not location.startswith(expected + "/")
+    ]
+    if not elsewhere:
+        return None
+    name, location = elsewhere[0]
+    return (
+        f"tracking: the MLflow store {db} keeps the files of experiment {name!r} in {location}, not beside it in "
+        f"{expected}: it was copied or moved from another directory, and MLflow records absolute artifact "
+        "locations, so this project's runs would write into that one. Move it aside to start a store here "
+        f"(mv {db.parent} {db.parent}.moved), or log to the original store with `tracking_uri:` in the config."
+    )
 
 
 def launcher(processes: int, threads: int) -> str:

@@ -147,7 +147,7 @@ def all_exports() -> list[str]:
     """What `exports:` asks for: every task and seed of each row (the teacher's once per teacher)."""
     return sorted(
         {
-            f"results/export/{task}/{row}/seed{seed}"
+            f"results/export/{task}/{row}/seed{seed}/README.md"
             for row in SETTINGS.exports
             for task in SETTINGS.tasks
             for seed in SETTINGS.seeds

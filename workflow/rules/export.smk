@@ -9,7 +9,9 @@ rule export:
         teacher_metrics=lambda w: metrics_path(w.task, TEACHER, w.seed),
         config="results/config.json",
     output:
-        directory("results/export/{task}/{method}/seed{seed}"),
+        # The card stands for the folder: a directory output would get Snakemake's .snakemake_timestamp, which
+        # is no part of the model and would be uploaded with it.
+        "results/export/{task}/{method}/seed{seed}/README.md",
     log:
         "logs/export/{task}/{method}/seed{seed}.log",
     retries: RETRIES
@@ -20,8 +22,10 @@ rule export:
     resources:
         **job_resources("export"),
     params:
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        register="--register" if SETTINGS.register_exports else "",
         tracking=tracking("export"),
     shell:
-        "moebert export --model {input.model:q} --output {output:q} --metrics {input.metrics:q}"
+        "moebert export --model {input.model:q} --output {params.folder:q} --metrics {input.metrics:q}"
         " --teacher-metrics {input.teacher_metrics:q} --config {input.config:q}"
-        " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"
+        " {params.register} {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -3,6 +3,42 @@
 
 import json
 
+# The label of each table in the report's Results.
+TABLE_TITLES = {
+    "glue": "GLUE dev results",
+    "squad": "SQuAD dev results",
+    "params": "Parameters",
+    "claims": "The paper's claims",
+    "ablations": "Ablations",
+    "speed": "Inference speed",
+}
+
+
+def result_pages() -> list[str]:
+    """The HTML page of every table the config makes: the task families', the parameters', the claims' and
+    ablations' where it states them, the timings' where it times a device."""
+    names = [Path(path).stem for path in result_tables() if path.endswith(".csv")] + ["params"]
+    names += ["claims"] * bool(SETTINGS.claims) + ["ablations"] * bool(SETTINGS.sweep_points)
+    names += ["speed"] * bool(speed_results())
+    return [f"results/tables/{name}.html" for name in names]
+
+
+def report_facts(wildcards, output) -> dict:
+    """What the captions name: the teacher, the timed devices and settings, the task and seed whose trained
+    models are timed."""
+    speed = SETTINGS.speed
+    return {
+        "teacher": SETTINGS.teacher.model,
+        "devices": ", ".join(speed.devices) or "none",
+        "threads": speed.threads,
+        "random": ", ".join(speed.random) or "none",
+        "batch_sizes": ", ".join(map(str, speed.batch_sizes)),
+        "seq_lengths": ", ".join(map(str, speed.seq_lengths)),
+        "timed_task": next(iter(SETTINGS.tasks)),
+        "timed_seed": SETTINGS.seeds[0],
+        "tasks": len(SETTINGS.tasks),
+    }
+
 
 # Cheap: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:
@@ -49,30 +85,32 @@ rule report:
             if SETTINGS.claims
             else {}
         ),
-        tables=[
-            (
-                report(
-                    path,
-                    caption="../report/table.rst",
-                    category="Results",
-                    labels={"figure": f"{Path(path).stem} table"},
-                )
-                if path.endswith(".csv")
-                else path
+        tables=result_tables(),
+        # Every table as a page of its own, shown in the report's Results (a CSV would be a download link).
+        pages=[
+            report(
+                path,
+                caption=f"../report/{Path(path).stem}.rst",
+                category="Results",
+                subcategory="Tables",
+                labels={"result": TABLE_TITLES[Path(path).stem]},
             )
-            for path in result_tables()
+            for path in result_pages()
         ],
         params="results/tables/params.md",
         params_csv="results/tables/params.csv",
+        # One caption for all plots, which says what each one shows by its name.
         plots=report(
             directory("results/plots"),
             patterns=["{name}.png"],
             caption="../report/plots.rst",
             category="Results",
-            labels={"figure": "{name}"},
+            subcategory="Plots",
+            labels={"result": "{name}"},
         ),
+        # Included by the report's first page (workflow/report/workflow.rst).
+        description="results/report/description.rst",
         manifest="results/manifest.json",
-        # Only what the config asks for: sweeps make the ablation table, claims their statements.
     log:
         "logs/report.log",
     conda:
@@ -80,6 +118,8 @@ rule report:
     resources:
         **job_resources("report"),
     params:
+        # Read by the captions of the report's results (the device and the models a plot shows).
+        facts=report_facts,
         sweeps=json.dumps(SETTINGS.sweep_points),
         claims=json.dumps(SETTINGS.claims),
         tracking=report_tracking,
@@ -87,5 +127,6 @@ rule report:
         "moebert report --metrics {input.metrics:q} --config-file {input.config:q}"
         " --data-files {input.data:q} --speed {input.speed:q}"
         " --tables-dir $(dirname {output.params:q}) --plots-dir {output.plots:q}"
-        " --manifest {output.manifest:q} --sweeps {params.sweeps:q} --claims {params.claims:q}"
+        " --manifest {output.manifest:q} --description {output.description:q}"
+        " --sweeps {params.sweeps:q} --claims {params.claims:q}"
         " {params.tracking} --log-artifact {log:q} > {log:q} 2>&1"

@@ -4,7 +4,7 @@ and the cost model read (`load_settings`); the stages' options and the flags ren
 (`options`)."""
 
 from moebert.config.options import flags, from_args
-from moebert.config.settings import Method, Settings, TaskSettings, load_settings
+from moebert.config.settings import Method, Settings, TaskSettings, config_hash, load_settings
 from moebert.config.validation import TEACHER, ConfigError, schema_default, validate
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Method",
     "Settings",
     "TaskSettings",
+    "config_hash",
     "flags",
     "from_args",
     "load_settings",

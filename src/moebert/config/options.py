@@ -71,10 +71,13 @@ class EvaluateOptions:
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """What `predict` reads: windows as evaluated, and for an MNLI model the diagnostic set too."""
+    """What `predict` reads: windows and answers as evaluated, and for an MNLI model the diagnostic set too."""
 
     max_length: int | None = None
     doc_stride: int | None = None
+    n_best: int | None = None
+    max_answer_length: int | None = None
+    null_threshold: float | None = None
     diagnostic: bool = False
 
 

@@ -3,6 +3,8 @@ what the workflow renders into each job's flags and the cost model reads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,6 +21,17 @@ from moebert.config.options import (
 from moebert.config.validation import TEACHER, hyper_parameters, validate
 from moebert.students import StudentKind, get_student
 from moebert.tasks import QaTask, Task, get_task
+
+# Keys that only add outputs of models already trained (prediction files, exported folders, registered
+# models): a config that adds them is the same experiment and its jobs join the same parent run.
+OUTPUT_ONLY_KEYS = ("predictions", "exports", "register_exports")
+
+
+def config_hash(resolved: dict) -> str:
+    """Short hash of a validated config (defaults included, `OUTPUT_ONLY_KEYS` left out): which config produced
+    a run."""
+    kept = {key: value for key, value in resolved.items() if key not in OUTPUT_ONLY_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _typed(cls, values: dict):
@@ -129,6 +142,7 @@ class Settings:
     claims: list[dict]
     predictions: list[str]
     exports: list[str]
+    register_exports: bool
     importance: Importance
     training: Training
     resources: Resources
@@ -216,15 +230,20 @@ class Settings:
             student=kind.name, importance=importance if kind.needs_importance else None, **adapt
         )
 
+    def answer_options(self, task: str) -> dict:
+        """How a QA task's windows are cut and its answers searched, for `evaluate` and `predict` alike (the
+        prediction files must hold the answers that were scored); none for the other tasks."""
+        qa = self.tasks[task].qa
+        if qa is None:
+            return {}
+        return {
+            key: getattr(qa, key) for key in ("doc_stride", "n_best", "max_answer_length", "null_threshold")
+        }
+
     def evaluate_options(self, task: str, model: str | None) -> EvaluateOptions:
         """`evaluate` of a model, or (model None) of the majority of the train rows the teacher trains on."""
         settings = self.tasks[task]
-        answers = {}
-        if settings.qa:
-            answers = {
-                key: getattr(settings.qa, key)
-                for key in ("doc_stride", "n_best", "max_answer_length", "null_threshold")
-            }
+        answers = self.answer_options(task)
         return EvaluateOptions(
             model=model,
             majority=model is None,
@@ -238,8 +257,8 @@ class Settings:
         settings = self.tasks[task]
         return PredictOptions(
             max_length=settings.max_length,
-            doc_stride=settings.doc_stride,
             diagnostic=getattr(settings.task, "predicts_diagnostic", False),
+            **self.answer_options(task),
         )
 
     def prepare_options(self, task: str) -> PrepareOptions:
@@ -306,6 +325,7 @@ def load_settings(raw: dict, device_kinds=None) -> Settings:
         claims=config["claims"],
         predictions=config["predictions"],
         exports=config["exports"],
+        register_exports=config["register_exports"],
         importance=_typed(Importance, config["importance"]),
         training=_typed(Training, config["training"]),
         resources=_typed(Resources, config["resources"]),

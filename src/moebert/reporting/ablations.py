@@ -86,6 +86,16 @@ def _plot(rows: pd.DataFrame, sweep: str, average: str, plots_dir: Path) -> None
     plt.close(fig)
 
 
+TITLE = "Ablations"
+NOTE = (
+    "Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
+    "brackets in the plots); columns: each task's main metric and their average ({average}), mean over "
+    "seeds; diff: the point's average minus that of the method (vs), with its 95% confidence interval "
+    "from a paired bootstrap over dev examples and seeds (docs/method.md §8.1); 'vs base': higher or lower "
+    "when the interval excludes 0, else inconclusive."
+)
+
+
 def write_ablations(
     main: pd.DataFrame,
     average: str,
@@ -94,7 +104,8 @@ def write_ablations(
     plots_dir: Path,
     boot=None,
 ) -> pd.DataFrame | None:
-    """The ablation table and plots; none without sweeps (and stale ones are removed)."""
+    """The ablation table and plots; none without sweeps (and stale ones are removed). Returns the table as
+    ablations.md shows it."""
     if not sweeps:
         for path in [*tables_dir.glob("ablations.*"), *plots_dir.glob("ablation_*")]:
             path.unlink()
@@ -112,18 +123,12 @@ def write_ablations(
         ],
     )
     shown = shown[[*table.columns, "vs", "diff", "ci", "vs base"]]
-    note = (
-        "Each sweep varies one setting of a method (the point that equals it is the method itself, named in "
-        f"brackets in the plots); columns: each task's main metric and their average ({average}), mean over "
-        "seeds; diff: the point's average minus that of the method (vs), with its 95% confidence interval "
-        "from a paired bootstrap over dev examples and seeds; 'vs base': higher or lower when the interval "
-        "excludes 0, else inconclusive."
-    )
+    note = NOTE.format(average=average)
     with atomic_file(tables_dir / "ablations.md") as tmp:
-        tmp.write_text(f"# Ablations\n\n{note}\n\n{shown.to_markdown(index=False, floatfmt='.1f')}\n")
+        tmp.write_text(f"# {TITLE}\n\n{note}\n\n{shown.to_markdown(index=False, floatfmt='.1f')}\n")
     with atomic_file(tables_dir / "ablations.tex") as tmp:
         tmp.write_text(f"% {note}\n" + shown.to_latex(index=False, float_format="%.1f", escape=True))
     plots_dir.mkdir(parents=True, exist_ok=True)
     for sweep, rows in table.groupby("sweep", sort=False):
         _plot(rows.reset_index(drop=True), sweep, average, plots_dir)
-    return compared
+    return shown

@@ -99,6 +99,16 @@ def check(claim: dict, main: pd.DataFrame, average: str, boot=None, collapsed: d
     }
 
 
+TITLE = "The paper's claims on these runs"
+NOTE = (
+    "Average main metric over the tasks (mean over seeds), in points. Each claim's difference comes with a 95% "
+    "confidence interval from a paired bootstrap over the dev examples and the seeds (docs/method.md §8.1): "
+    "it **holds** when the whole interval clears the threshold, **fails** when none of it does, and is "
+    "**inconclusive** when the interval contains the threshold. routing: a method whose router sent under 1% "
+    "of a layer's tokens to some expert (collapsed)."
+)
+
+
 def write_claims(
     main: pd.DataFrame,
     average: str,
@@ -107,7 +117,8 @@ def write_claims(
     boot=None,
     collapsed: dict | None = None,
 ) -> pd.DataFrame | None:
-    """claims.csv and claims.md; none when the config states no claims (and a stale pair is removed)."""
+    """claims.csv and claims.md; none when the config states no claims (and a stale pair is removed). Returns
+    the table as claims.md shows it."""
     paths = [tables_dir / f"claims.{ext}" for ext in ("csv", "md")]
     if not claims:
         for path in paths:
@@ -119,16 +130,7 @@ def write_claims(
     shown = table[["verdict", "claim", "measured"]]
     if table.routing.fillna("").str.len().any():
         shown = shown.assign(routing=table.routing.fillna(""))
-    resamples = f" ({boot.resamples} resamples)" if boot else ""
-    text = (
-        "# The paper's claims on these runs\n\nAverage main metric over the tasks (mean over seeds), in "
-        "points. Each claim's difference comes with a 95% confidence interval from a paired bootstrap over the "
-        f"dev examples and the seeds{resamples}: it **holds** when the whole interval clears the threshold, "
-        "**fails** when none of it does, and is **inconclusive** when the interval contains the threshold. "
-        "routing: a method whose router sent under 1% of a layer's tokens to some expert (collapsed).\n\n"
-        + shown.to_markdown(index=False)
-        + "\n"
-    )
+    text = f"# {TITLE}\n\n{NOTE}\n\n" + shown.to_markdown(index=False) + "\n"
     with atomic_file(tables_dir / "claims.md") as tmp:
         tmp.write_text(text)
-    return table
+    return shown

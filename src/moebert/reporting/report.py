@@ -13,7 +13,10 @@ placeholder. Outputs, one table per task family that has results (glue: GLUE, sq
       per-example predictions each metrics file names (bootstrap.py)
   <plots-dir>/routing_<task>.{png,svg}  the share of tokens per layer and expert of every routed method
       (routing.py)
+  <tables-dir>/<table>.html  every table above (and, with --speed, speed.html: the timings) as a page of its
+      own, which Snakemake's report shows in the browser (a CSV there is only a download link)
   <manifest>  package versions, seeds, sha256 of metrics/data/config files, git commit, hardware
+  --description  the report's first page (reStructuredText): what ran, the config and the commit
 With tracking on and --parent-run given, the tables and plots directories, the manifest and the --log-artifact
 files become artifacts of that parent run (tables/, plots/), beside the jobs' runs.
 """
@@ -27,7 +30,7 @@ import json
 import logging
 import os
 import platform
-import subprocess
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,11 +38,14 @@ import pandas as pd
 
 from moebert import tracking
 from moebert.errors import MoebertError
+from moebert.export import package_commit
 from moebert.files import atomic_file, read_json, write_json
+from moebert.reporting import ablations as ablation_table
+from moebert.reporting import claims as claim_table
 from moebert.reporting.ablations import write_ablations
 from moebert.reporting.bootstrap import Replicates
 from moebert.reporting.claims import write_claims
-from moebert.reporting.plots import write_speed_plots
+from moebert.reporting.plots import load_speed, write_speed_plots
 from moebert.reporting.routing import collapsed_routers, write_routing_plots
 from moebert.tasks import TASKS
 
@@ -97,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data files (or directories, walked) the results used; hashed into the manifest",
     )
     parser.add_argument(
+        "--description",
+        metavar="RST",
+        help="write the run's description (what ran, the config, the commit, the headline) to this "
+        "reStructuredText file, the first page of Snakemake's report",
+    )
+    parser.add_argument(
         "--sweeps",
         type=json.loads,
         default={},
@@ -126,21 +138,38 @@ def run(args: argparse.Namespace) -> None:
     print(write_params_table(runs, Path(args.tables_dir)))
     write_plot(stats, runs, Path(args.plots_dir))
     main = main_metrics(stats)
+    tables_dir = Path(args.tables_dir)
     boot = replicates(runs, stats) if args.claims or args.sweeps else None
-    write_ablations(main, AVERAGE, args.sweeps, Path(args.tables_dir), Path(args.plots_dir), boot)
-    claims = write_claims(main, AVERAGE, args.claims, Path(args.tables_dir), boot, collapsed_routers(runs))
+    ablations = write_ablations(main, AVERAGE, args.sweeps, tables_dir, Path(args.plots_dir), boot)
+    write_html_or_remove(
+        tables_dir / "ablations.html",
+        ablations,
+        ablation_table.TITLE,
+        ablation_table.NOTE.format(average=AVERAGE),
+    )
+    claims = write_claims(main, AVERAGE, args.claims, tables_dir, boot, collapsed_routers(runs))
+    write_html_or_remove(tables_dir / "claims.html", claims, claim_table.TITLE, claim_table.NOTE)
     write_routing_plots(runs, Path(args.plots_dir))
     if claims is not None:
-        print((Path(args.tables_dir) / "claims.md").read_text())
+        print((tables_dir / "claims.md").read_text())
+    speed = load_speed(args.speed)
+    write_html_or_remove(tables_dir / "speed.html", speed_table(speed) if len(speed) else None, *SPEED_PAGE)
     if args.speed:
         average = stats[stats.task == AVERAGE].set_index("method")["mean"]
         write_speed_plots(
             args.speed, average, stats.task[stats.task != AVERAGE].nunique(), Path(args.plots_dir)
         )
-    write_json(args.manifest, manifest(runs, args))
+    record = manifest(runs, args)
+    write_json(args.manifest, record)
+    if args.description:
+        with atomic_file(args.description) as tmp:
+            tmp.write_text(description(runs, main, record, args.config_file))
     print(f"report: {len(runs)} metrics files -> {args.tables_dir}, {args.plots_dir}, {args.manifest}")
     tracking.log_to_parent(args, [args.tables_dir, args.plots_dir, args.manifest, *args.log_artifact])
-    tracking.describe_parent(args)
+    config = read_config(args.config_file)
+    tracking.summarise_parent(args, *parent_record(config, main, record))
+    tracking.describe_parent(args, parent_note(runs, main, record, config))
+    tracking.set_results_view(args, "tags.`rule` = 'evaluate'", VIEW_COLUMNS, HEADLINE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +276,21 @@ def column_order(scores: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[str, s
         ranked = [m for m in dict.fromkeys(paper.metric[paper.task == task]) if m in ours]
         columns += [(task, metric) for metric in ranked + [m for m in ours if m not in ranked]]
     return columns
+
+
+def main_metric(key: str, metrics: list[str], paper: pd.DataFrame | None = None) -> str:
+    """A result's main metric among `metrics`: the paper's first for that result key (its headline, e.g. F1 for
+    MRPC), else the first given; as the tables order a task's columns."""
+    paper = load_paper(PAPER_CSV) if paper is None else paper
+    ranked = [m for m in dict.fromkeys(paper.metric[paper.task == key]) if m in metrics]
+    return (ranked or list(metrics))[0]
+
+
+def main_result(results: dict) -> tuple[str, float]:
+    """("<result key>/<metric>", value) of the main metric of a metrics file's first result."""
+    key, values = next(iter(results.items()))
+    metric = main_metric(key, list(values))
+    return f"{key}/{metric}", float(values[metric])
 
 
 def method_order(methods) -> list[str]:
@@ -375,6 +419,7 @@ def write_tables(
     latex = table.to_latex(index=False, escape=True, column_format="ll" + "r" * (table.shape[1] - 2))
     with atomic_file(tables_dir / f"{name}.tex") as tmp:
         tmp.write_text(f"% {note}\n" + latex.replace("±", r"$\pm$"))
+    write_html(tables_dir / f"{name}.html", table, title, note)
 
 
 def parameter_table(runs: list[dict]) -> pd.DataFrame:
@@ -398,6 +443,12 @@ def switch_mpoe_ratio(table: pd.DataFrame) -> str | None:
     )
 
 
+PARAMS_NOTE = (
+    "Encoder with embeddings and pooler, no task head (the paper's count); effective = active per token (one "
+    "expert per layer); per expert = what one more expert in every layer adds."
+)
+
+
 def write_params_table(runs: list[dict], tables_dir: Path) -> str:
     """params.csv and params.md; returns the markdown."""
     table = parameter_table(runs)
@@ -405,13 +456,203 @@ def write_params_table(runs: list[dict], tables_dir: Path) -> str:
     with atomic_file(tables_dir / "params.csv") as tmp:
         table.mul(1e6).round().astype("Int64").rename_axis("method").to_csv(tmp)
     text = (
-        "# Parameters (millions)\n\nEncoder with embeddings and pooler, no task head (the paper's count); "
-        "effective = active per token (one expert per layer); per expert = what one more expert in every "
-        "layer adds.\n\n" + table.to_markdown(floatfmt=".2f") + "\n" + (f"\n{ratio}\n" if ratio else "")
+        f"# Parameters (millions)\n\n{PARAMS_NOTE}\n\n"
+        + table.to_markdown(floatfmt=".2f")
+        + "\n"
+        + (f"\n{ratio}\n" if ratio else "")
     )
     with atomic_file(tables_dir / "params.md") as tmp:
         tmp.write_text(text)
+    note = PARAMS_NOTE + (f" {ratio}" if ratio else "")
+    write_html(
+        tables_dir / "params.html",
+        table.rename_axis("method").reset_index(),
+        "Parameters (millions)",
+        note,
+        2,
+    )
     return text
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML pages: Snakemake's report shows an HTML result in the page (a CSV only as a download link)
+
+# The speed table's columns, as `moebert speed` names them and as the page heads them.
+SPEED_COLUMNS = {
+    "model": "model",
+    "weights": "weights",
+    "source": "source",
+    "device": "device",
+    "dtype": "dtype",
+    "threads": "threads",
+    "seq_len": "length",
+    "batch_size": "batch",
+    "latency_ms_median": "median ms",
+    "latency_ms_p90": "p90 ms",
+    "examples_per_s": "examples/s",
+    "params_effective": "effective params (M)",
+}
+SPEED_NOTE = (
+    "One forward pass per batch (moebert speed): median and 90th percentile latency over the repeats, and "
+    "examples per second at the median; trained models and, where the config asks, random-weight models of a "
+    "named size ('source')."
+)
+SPEED_PAGE = ("Inference speed", SPEED_NOTE)
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; font-size: 14px; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
+th {{ background: #f3f3f3; }}
+td:first-child, th:first-child {{ text-align: left; }}
+p {{ max-width: 60em; }}
+</style></head>
+<body><h1>{title}</h1>
+<p>{note}</p>
+{table}
+</body></html>
+"""
+
+
+def write_html(path: Path, table: pd.DataFrame, title: str, note: str = "", decimals: int = 1) -> Path:
+    """`table` as a page of its own: the title, the note and the table, its numbers with `decimals` (as the
+    markdown table beside it)."""
+    body = table.to_html(
+        index=False, border=0, na_rep="", float_format=lambda v: f"{v:.{decimals}f}", escape=True
+    )
+    with atomic_file(path) as tmp:
+        # The notes are the markdown tables' own: their **bold** is bold in the page too.
+        note = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html_escape(note))
+        tmp.write_text(PAGE.format(title=html_escape(title), note=note, table=body))
+    return path
+
+
+def write_html_or_remove(path: Path, table: pd.DataFrame | None, title: str, note: str) -> None:
+    """The page of a table the config asks for; a stale page removed when it asks for none."""
+    if table is None:
+        path.unlink(missing_ok=True)
+        return
+    write_html(path, table, title, note)
+
+
+def speed_table(speed: pd.DataFrame) -> pd.DataFrame:
+    """The timings of every speed results file, one row per model, length and batch size."""
+    table = speed[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
+    return table.assign(**{"effective params (M)": table["effective params (M)"] / 1e6})
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's first page
+
+
+def read_config(path: str | None) -> dict:
+    """The config the results came from (the workflow's resolved results/config.json, or a YAML file)."""
+    import yaml
+
+    if path is None:
+        return {}
+    config = yaml.safe_load(Path(path).read_text())
+    return config if isinstance(config, dict) else {}
+
+
+def description(runs: list[dict], main: pd.DataFrame, record: dict, config_file: str | None) -> str:
+    """What ran (tasks, methods, seeds, the teacher), the config and its hash, the commit and the headline:
+    each method's average main metric, as reStructuredText."""
+    from moebert.config import config_hash
+
+    config = read_config(config_file)
+    tasks = sorted({r["task"] for r in runs})
+    methods = method_order({r["method"] for r in runs})
+    seeds = ", ".join(map(str, record["seeds"]))
+    lines = [
+        f"Results of {len(runs)} evaluations: tasks {', '.join(tasks)}; methods {', '.join(methods)}; seeds {seeds}.",
+        "",
+    ]
+    if config:
+        teacher = config.get("teacher", {}).get("model", "unknown")
+        what = f"experiment ``{config.get('experiment')}``, hash ``{config_hash(config)}``"
+        lines.append(
+            f"- config: {what} (``{config_file}``: every key with its default); teacher ``{teacher}``"
+        )
+    hardware = record["hardware"]
+    lines += [
+        f"- commit: ``{record['git_commit']}``; report made {record['created']} on {hardware['cpu']}"
+        + (f" and {hardware['gpu']}" if hardware["gpu"] else ""),
+        "",
+    ]
+    average = main[AVERAGE].dropna() if AVERAGE in main else pd.Series(dtype=float)
+    if len(average):
+        lines += ["Average main metric over the tasks (%):", ""]
+        lines += [f"- {method}: {value:.1f}" for method, value in average.items()]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent run of the config's MLflow runs
+
+HEADLINE = (
+    "MoEBERT reproduction: a fine-tuned BERT teacher per task, its FFNs split into experts that share the most "
+    "important neurons, one expert per token, trained by layer-wise distillation and evaluated on the dev split."
+)
+
+
+def parent_record(config: dict, main: pd.DataFrame, record: dict) -> tuple[dict, dict, dict]:
+    """(params, metrics, tags) of the parent run: the config without the keys that only add outputs (they do
+    not change the run, whose name is the hash of the rest), each method's main metric per task and their
+    average as `<method>/<task>` (`<method>/avg`), and the config hash and commit (tags: a new commit reuses
+    the parent)."""
+    from moebert.config import config_hash
+    from moebert.config.settings import OUTPUT_ONLY_KEYS
+
+    params = {key: value for key, value in config.items() if key not in OUTPUT_ONLY_KEYS}
+    metrics = {
+        f"{method}/{task}": value
+        for method, row in main.iterrows()
+        for task, value in row.items()
+        if pd.notna(value)
+    }
+    tags = {"git_commit": record["git_commit"]}
+    if config:
+        tags["config_hash"] = config_hash(config)
+    return params, metrics, tags
+
+
+# The columns of the experiment's results view, which lists the evaluate runs: what each scored and its main
+# metric (each method's average is on the parent run).
+VIEW_COLUMNS = [
+    *(f"tags.`{key}`" for key in ("task", "method", "seed")),
+    "metrics.`main`",
+    "tags.`config_hash`",
+]
+
+
+def parent_note(runs: list[dict], main: pd.DataFrame, record: dict, config: dict) -> str:
+    """The parent run's description (markdown): the headline, what ran, and the main metrics' table."""
+    tasks = ", ".join(sorted({r["task"] for r in runs}))
+    seeds = ", ".join(map(str, record["seeds"]))
+    teacher = (config.get("teacher") or {}).get("model", "unknown")
+    table = main.map(lambda v: "-" if pd.isna(v) else f"{v:.1f}").rename_axis("method").reset_index()
+    lines = [
+        HEADLINE,
+        "",
+        (
+            f"This run groups the jobs of experiment `{config.get('experiment', '')}` (teacher `{teacher}`; tasks "
+            f"{tasks}; seeds {seeds}; commit `{record['git_commit']}`): its params are the config, its metrics each "
+            "method's main metric per task and their average (`<method>/<task>`), its artifacts the tables, plots and "
+            "manifest. Main metric per task (%), mean over seeds:"
+        ),
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,14 +717,6 @@ def _files(paths) -> list[Path]:
     return files
 
 
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    except FileNotFoundError:  # no git installed
-        return "unknown"
-    return head.stdout.strip() if head.returncode == 0 else "unknown"
-
-
 def hardware() -> dict:
     """The machine that runs the report (on a cluster not necessarily the one that trained)."""
     import torch
@@ -513,7 +746,9 @@ def versions() -> dict:
 def manifest(runs: list[dict], args: argparse.Namespace) -> dict:
     out = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        # The checkout of the package that made the numbers, not the directory the report runs in (the
+        # workflow's --directory may be anywhere).
+        "git_commit": package_commit(),
         "python": platform.python_version(),
         "packages": versions(),
         "hardware": hardware(),

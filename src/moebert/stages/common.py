@@ -107,6 +107,32 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
 
 
+def add_answer_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a QA model's answers are searched: `evaluate` and `predict` take the same options."""
+    group = parser.add_argument_group("question answering")
+    group.add_argument("--n-best", type=int, help="start and end candidates per window (default 20)")
+    group.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
+    group.add_argument(
+        "--null-threshold",
+        type=float,
+        help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)",
+    )
+
+
+def answer_settings(task, options):
+    """The QaSettings of a QA task from the options given (`doc_stride`, `n_best`, `max_answer_length`,
+    `null_threshold`; None leaves the default), the task's stride by default; one place for `evaluate` and
+    `predict`, so a prediction file holds the answers that were scored."""
+    from moebert.tasks.qa import QaSettings
+
+    given = {
+        name: getattr(options, name)
+        for name in vars(QaSettings())
+        if getattr(options, name, None) is not None
+    }
+    return QaSettings(**{"doc_stride": task.doc_stride, **given})
+
+
 def resolve_task(args: argparse.Namespace):
     """The task of `--task`, resolved once; QA-only options are refused for the other tasks."""
     from moebert.tasks import QaTask, get_task

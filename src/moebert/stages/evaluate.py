@@ -14,9 +14,18 @@ from moebert.device import resolve_device
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, write_json
 from moebert.routing_diagnostics import flat_metrics
-from moebert.stages.common import add_device_argument, add_task_arguments, place, resolve_task, run_params
+from moebert.stages.common import (
+    add_answer_arguments,
+    add_device_argument,
+    add_task_arguments,
+    answer_settings,
+    place,
+    resolve_task,
+    run_params,
+)
 
 HELP = "GLUE or SQuAD metrics and parameter counts of a model"
+MAIN_METRIC = "main"  # the run's metric that every task has
 
 
 def add_arguments(parser) -> None:
@@ -36,14 +45,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--method", help="method label recorded in metrics.json")
     parser.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
-    g = parser.add_argument_group("question answering")
-    g.add_argument("--n-best", type=int, help="start and end candidates per window (default 20)")
-    g.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
-    g.add_argument(
-        "--null-threshold",
-        type=float,
-        help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)",
-    )
+    add_answer_arguments(parser)
     add_device_argument(parser, experts=True)
 
 
@@ -61,6 +63,10 @@ def log_results(run, record: dict, path: Path) -> None:
     run.log_metrics(
         {f"{key}/{name}": value for key, res in record["results"].items() for name, value in res.items()}
     )
+    # One column for every task in the runs table: the first result's main metric, as the tables rank it.
+    from moebert.reporting.report import main_result
+
+    run.log_metrics({MAIN_METRIC: main_result(record["results"])[1]})
     run.log_metrics({f"params_{k}": v for k, v in record["params"].items()})
     run.log_metrics(flat_metrics(record.get("routing", {})))
     run.log_artifact(path)
@@ -79,7 +85,6 @@ def run(args) -> None:
     from moebert.evaluation import NO_PARAMS, evaluate, evaluate_majority, metrics_record
     from moebert.models.loading import load_tokenizer, load_trained, parameter_counts
     from moebert.tasks import QaTask
-    from moebert.tasks.qa import QaSettings
 
     task = resolve_task(args)
     options = from_args(EvaluateOptions, args)
@@ -104,14 +109,7 @@ def run(args) -> None:
             extra = {"prediction": prediction}
             params, model_path = NO_PARAMS, None
         else:
-            qa = None
-            if isinstance(task, QaTask):
-                given = {
-                    name: getattr(options, name)
-                    for name in vars(QaSettings())
-                    if getattr(options, name) is not None
-                }
-                qa = QaSettings(**{"doc_stride": task.doc_stride, **given})
+            qa = answer_settings(task, options) if isinstance(task, QaTask) else None
             results, counts, extra = evaluate(
                 model,
                 tokenizer,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from moebert import tracking
 from moebert.errors import MoebertError
+from moebert.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the resolved workflow config (results/config.json): its part for this model goes in the card",
     )
     parser.add_argument(
+        "--name",
+        help="what the card calls the model (its title and model-index name; default: the --push-to-hub "
+        "repository, else <task>-<method>-seed<seed> of --metrics, else the folder's name)",
+    )
+    parser.add_argument(
         "--base-model",
         help="hub id of the teacher's base model (default: the config's teacher.model)",
     )
@@ -51,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "`hf auth login`",
     )
     parser.add_argument("--private", action="store_true", help="--push-to-hub: create the repository private")
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="with tracking on: register the model in MLflow's model registry as <task>-<method>, its version "
+        "aliased seed<seed>, and best where its main metric is the highest (needs --metrics)",
+    )
     tracking.add_tracking_arguments(parser)
 
 
@@ -59,6 +71,11 @@ def run(args: argparse.Namespace) -> None:
 
     if args.private and not args.push_to_hub:
         raise MoebertError("--private: only --push-to-hub creates a repository; leave it out")
+    if args.register and not (tracking.is_on(args) and args.metrics):
+        raise MoebertError(
+            "--register: the model registry is MLflow's and its versions are ranked by their metrics: give "
+            "--tracking-uri (or set MLFLOW_TRACKING_URI) and --metrics"
+        )
     tags = dict(args.tag)
     folder = export(
         args.model,
@@ -66,7 +83,8 @@ def run(args: argparse.Namespace) -> None:
         metrics=args.metrics,
         teacher_metrics=args.teacher_metrics,
         config=args.config,
-        name=args.push_to_hub,
+        name=args.name,
+        repo=args.push_to_hub,
         commit=tags.get("git_commit"),
         base_model=args.base_model,
         license=args.license,
@@ -78,9 +96,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def log_to_training_run(args: argparse.Namespace, tags: dict, paths) -> None:
-    """The exported folder (and this job's log) as artifacts under export/ of the run that trained the model:
-    the run of the experiment tagged rule=distill (finetune for the teacher) and this job's task, method and
-    seed. Without those tags nothing is logged (a warning)."""
+    """The exported folder as a logged model of the run that trained the model (the run of the experiment
+    tagged rule=distill, finetune for the teacher, and this job's task, method and seed), registered with
+    --register, and this job's log under export/ of that run. Without those tags nothing is logged (a
+    warning)."""
     if not tracking.is_on(args):
         return
     missing = [key for key in ("task", "method", "seed") if key not in tags]
@@ -90,9 +109,31 @@ def log_to_training_run(args: argparse.Namespace, tags: dict, paths) -> None:
             ", ".join(f"{key}=..." for key in missing),
         )
         return
+    from moebert.export import card_metadata, card_name
+
+    folder = Path(paths[0])
     rule = TRAINED_BY.get(tags["method"], TRAINING_RULE)
     wanted = {"rule": rule, **{key: tags[key] for key in ("task", "method", "seed")}}
-    run_id = tracking.log_to_run(args, wanted, paths, under="export")
-    if run_id is not None:
-        name = f"{tags['task']}/{tags['method']}/seed{tags['seed']}"
-        tracking.link_export(args, name, run_id, f"export/{Path(paths[0]).name}")
+    params = {
+        "folder": str(folder),
+        **{key: tags[key] for key in ("config_hash", "git_commit") if key in tags},
+    }
+    for index in card_metadata(folder).get("model-index", []):  # none without metrics
+        params.update(_card_results(index))
+    register = None
+    if args.register:
+        from moebert.reporting.report import main_result
+
+        score = main_result(read_json(args.metrics)["results"])[1]
+        register = (f"{tags['task']}-{tags['method']}", f"seed{tags['seed']}", score)
+    model_id = tracking.log_exported_model(args, wanted, folder, card_name(folder), params, register)
+    tracking.log_to_run(args, wanted, paths[1:], under="export")
+    if model_id is not None:
+        tracking.link_export(args, f"{tags['task']}/{tags['method']}/seed{tags['seed']}", model_id)
+
+
+def _card_results(index: dict) -> dict:
+    """The card's dev results as params of the logged model ("<split> <metric>": value)."""
+    return {
+        metric["name"]: metric["value"] for result in index.get("results", []) for metric in result["metrics"]
+    }

@@ -9,7 +9,13 @@ import argparse
 
 from moebert.device import resolve_device
 from moebert.errors import MoebertError
-from moebert.stages.common import add_device_argument, place, resolve_task
+from moebert.stages.common import (
+    add_answer_arguments,
+    add_device_argument,
+    answer_settings,
+    place,
+    resolve_task,
+)
 
 HELP = "predictions on a task's test split as the benchmark takes them (GLUE files, SQuAD JSON)"
 
@@ -37,8 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--doc-stride",
         type=int,
-        help="QA tasks: tokens shared by neighbouring windows of a context, as evaluated (default: the task's, 128)",
+        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128); this and "
+        "the answer options below as `evaluate` was given them, so the file holds the answers it scored",
     )
+    add_answer_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
     add_device_argument(parser, experts=True)
     parser.add_argument(
@@ -53,7 +61,6 @@ def run(args: argparse.Namespace) -> None:
     from moebert.models.loading import load_tokenizer, load_trained
     from moebert.tasks import DIAGNOSTIC, QaTask, load_test_split
     from moebert.tasks import squad as squad_data
-    from moebert.tasks.qa import QaSettings
 
     task = resolve_task(args)
     if args.diagnostic and not getattr(task, "predicts_diagnostic", False):
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model)
     model = place(load_trained(args.model, task), device, args.experts_implementation)
     if isinstance(task, QaTask):
-        qa = QaSettings(args.doc_stride or task.doc_stride)
+        qa = answer_settings(task, args)  # as `evaluate` searches them
         written = prediction.squad_predictions(
             model, tokenizer, task, inputs, args.output, max_length, args.batch_size, qa
         )
