@@ -4,6 +4,7 @@ runtime and memory requests, the throughput table's errors; the jobs of a dry ru
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -300,6 +301,86 @@ def test_dry_run_jobs_come_from_snakemake_with_their_estimates(glue_dir):
         dry_run(["--config", "seeds=x", "--nolock"])
 
 
+def test_a_chain_ends_with_its_training_and_a_tasks_scores_are_one_submission(glue_dir):
+    """Snakemake deletes every output of a failed group job and reruns every member, so no group may hold a
+    step after a training step; the evaluations, predictions and exports of a task, which do not depend on
+    each other, are joined into one submission by the profile's group-components."""
+    found = _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")
+    groups: dict[str, list] = {}
+    for job in found:
+        groups.setdefault(job.group, []).append(job)
+    for group, members in groups.items():
+        if group is None:
+            continue
+        trained = {path for job in members if job.rule in ("finetune", "distill") for path in job.output}
+        assert not trained & {path for job in members for path in job.input}, group
+    rules = {group: sorted(job.rule for job in members) for group, members in groups.items()}
+    assert rules["teacher-rte-seed0"] == ["finetune"]
+    assert rules["moebert-rte-seed0"] == ["adapt", "distill"]
+    # The teacher, moebert, distil-half, the construction-random point and the majority row; moebert's
+    # predictions and export.
+    assert rules["rte-scores"] == ["evaluate"] * 5 + ["export", "predict"]
+    assert sorted(rules[None]) == sorted(
+        ["importance", "prepare_data", "report", "resolved_config", "speed_trained", "submission"]
+        + ["importance", "prepare_data"]
+    )
+    assert len(groups) - 1 == 2 * (1 + 3 + 1)  # per task the teacher's, three students' and the scores
+
+
+def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch, glue_dir):
+    """Signal, account and partition are the rules' own resources: a --default-resources on the command line
+    (which replaces the profile's whole block) leaves them, and the signal margin follows its variable."""
+    monkeypatch.setenv("MOEBERT_SLURM_PARTITION", "short")
+    monkeypatch.setenv("MOEBERT_SLURM_ACCOUNT", "proj42")
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "420")
+    found = _dry_run(
+        "--configfile",
+        "config/tiny.yaml",
+        "--config",
+        f"data={glue_dir}",
+        "--profile",
+        "slurm",
+        "--default-resources",
+        "mem_mb=1000",
+    )
+    cluster = [
+        job for job in found if job.rule not in ("prepare_data", "report", "resolved_config", "submission")
+    ]
+    assert cluster
+    for job in cluster:
+        assert job.resources["slurm_extra"] == "--signal=TERM@420", job
+        assert job.resources["slurm_account"] == "proj42" and job.resources["slurm_partition"] == "short", job
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "30")
+    with pytest.raises(MoebertError, match="MOEBERT_SLURM_SIGNAL_S must be .* at least 60; got '30'"):
+        _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")
+
+
+def test_the_job_limit_is_the_sites_variable(monkeypatch):
+    import yte
+
+    profile = (REPO / "slurm" / "config.yaml").read_text()
+    assert yte.process_yaml(profile, require_use_yte=True)["jobs"] == 100
+    monkeypatch.setenv("MOEBERT_SLURM_JOBS", "12")
+    assert yte.process_yaml(profile, require_use_yte=True)["jobs"] == 12
+
+
+def test_a_memory_cap_that_makes_retries_pointless_is_named():
+    """Eight processes of BERT-base fine-tuning on RTE hold more than the paper config's 64000 MB cap at their
+    first attempt: 8 x (800 MB framework + 2500 MB CUDA + 4 x 2 x 109.5 M parameters) + 1000 MB, times 2."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    speeds = jobs.load_speeds(REPO / "config" / "throughput.yaml")
+    assert jobs.memory_capped(load_settings(config, speeds)) == []
+    config["resources"]["gpus"] = 8
+    capped = jobs.memory_capped(load_settings(config, speeds))
+    with torch.device("meta"):
+        teacher = sum(p.numel() for p in BertForSequenceClassification(BertConfig()).parameters())
+    per_process = 800 * 2**20 + 2500 * 2**20 + 8 * teacher
+    expected = math.ceil((8 * per_process + 1000 * 2**20) * 2 / 2**20 / 500) * 500
+    assert f"finetune rte ({expected} MB)" in capped
+    settings = load_settings(config, speeds)
+    assert len(capped) == len(settings.tasks) * (1 + len(settings.trained_methods()))  # every one
+
+
 def _job(rule, seconds, inputs=(), outputs=(), threads=1):
     return JobEstimate(rule, {}, 0, threads, 0, {"cpu": seconds}, tuple(inputs), tuple(outputs))
 
@@ -334,8 +415,9 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
         monkeypatch.setenv(name, value)
     found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm")
     gpu_rules = {"finetune", "distill", "importance", "evaluate", "predict", "speed_random", "speed_trained"}
-    # A chain (one cluster job) runs on a GPU node whole, its CPU steps (adapt, export) too.
-    chain_rules = {"finetune", "importance", "adapt", "distill", "evaluate", "predict", "export"}
+    # A chain (one cluster job) runs on a GPU node whole, its CPU steps (adapt, export, the majority row's
+    # evaluation) too.
+    chain_rules = {"finetune", "adapt", "distill", "evaluate", "predict", "export"}
     for job in found:
         res = job.resources
         gpus = int(res.get("gpu", 0))
@@ -344,7 +426,7 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
         assert (gpus == 0) == cpu_work, job
         if job.rule in ("prepare_data", "report", "resolved_config", "fetch_model", "submission"):
             continue  # local rules: they run on the submit host
-        cpu_node = cpu_work and (job.rule not in chain_rules or majority)
+        cpu_node = cpu_work and job.rule not in chain_rules
         assert res["slurm_partition"] == ("cpu" if cpu_node else "gpu"), job
         assert res.get("gpu_model", "") == ("" if cpu_node else "h100"), job
     # Requests follow the work: MNLI's MoEBERT distillation is longer than RTE's, both under the cap.

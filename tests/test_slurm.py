@@ -1,7 +1,10 @@
 """The slurm profile for real, on a one-node SLURM cluster (Debian's slurm-wlm + munge, started here by
 ../shared/tools/local-slurm.sh as root): the tiny pipeline through sbatch with its chains grouped, a failing
-job that stops nothing else, a job killed for memory that succeeds on its retry, and a job told its time is
-up that checkpoints and resumes."""
+job that stops nothing else, a failure after training that keeps the trained model, a job killed for memory
+that succeeds on its retry, and a job told its time is up that checkpoints and resumes.
+
+Every campaign runs as a normal user (created if missing), from a copy of the workflow that user owns, as on
+a cluster: root ignores permissions, so a run as root hides what a read-only file does to Snakemake."""
 
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +31,12 @@ SLURM_CONF = Path("/etc/slurm/slurm.conf")
 # of every task sampled each second.
 ENFORCE_MEMORY = "JobAcctGatherType=jobacct_gather/linux\nJobAcctGatherFrequency=task=1\nJobAcctGatherParams=OverMemoryKill\n"
 SUBMITTED = r"Job \S+ has been submitted with SLURM jobid (\d+)"
+# Who runs the campaigns: any normal user; created if missing.
+USER = os.environ.get("MOEBERT_SLURM_TEST_USER", "moebert-slurm")
+# What a user's copy of the workflow holds: the workflow, its configs and profile, and the package's source
+# (PYTHONPATH), so the jobs run this checkout's code.
+WORKFLOW = ("Snakefile", "workflow", "config", "slurm", "envs", "scripts", "src")
+SLURMCTLD_LOG = Path("/var/log/slurm/slurmctld.log")
 
 
 def _cluster_is_up() -> bool:
@@ -86,48 +98,126 @@ def memory_enforcing(slurm_cluster):
     _start()
 
 
-def tiny_config(tmp_path: Path, glue_dir: Path, **changes) -> Path:
-    """config/tiny.yaml with the shared data, sqlite tracking named explicitly (a cluster run refuses the
-    default), and `changes` merged into its top-level sections."""
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
-    config.update(data=str(glue_dir), tracking_uri="sqlite:///results/mlflow/mlflow.db")
-    for key, value in changes.items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+@dataclass
+class Campaign:
+    """A normal user's copy of the workflow (`root`, owned by `user`), run there with the slurm profile
+    exactly as users type it."""
 
+    root: Path
+    user: str
+    partition: str
 
-def through_sbatch(partition: str, workdir: Path, config: Path, *extra, timeout=1800):
-    """Snakemake with the slurm profile exactly as users type it, from the repository root (so that
-    `--profile slurm` resolves to ./slurm)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOEBERT_SLURM_", "MLFLOW_TRACKING"))}
-    env["MOEBERT_SLURM_PARTITION"] = partition
-    argv = ["--cores", "all", "--profile", "slurm", "-s", "Snakefile", "--directory", workdir]
-    proc = subprocess.run(
+    def config(self, glue_dir: Path, **changes) -> Path:
+        """config/tiny.yaml with the shared data, sqlite tracking named explicitly (a cluster run refuses
+        the default), and `changes` merged into its top-level sections."""
+        config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+        config.update(data=str(glue_dir), tracking_uri="sqlite:///results/mlflow/mlflow.db")
+        for key, value in changes.items():
+            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        path = self.root / "test-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MOEBERT_SLURM_", "MLFLOW_TRACKING"))}
+        home = Path(f"~{self.user}").expanduser()
+        env.update(
+            HOME=str(home),
+            USER=self.user,
+            LOGNAME=self.user,
+            PYTHONPATH=str(self.root / "src"),
+            MOEBERT_SLURM_PARTITION=self.partition,
+            PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}",
+        )
+        env.pop("TMPDIR", None)  # pytest's may be root's own
+        return env
+
+    def run(self, config: Path, *extra, env: dict | None = None, timeout=1800, wait=True):
+        """Snakemake as the user; with wait False, the started process (its output in `controller.log`)."""
+        subprocess.run(["chown", "-R", f"{self.user}:", str(self.root.parent)], check=True)
+        argv = ["--cores", "all", "--profile", "slurm", *map(str, extra), "--configfile", str(config)]
+        command = ["runuser", "-u", self.user, "--", sys.executable, "-m", "snakemake", *argv]
+        if not wait:
+            with open(self.root / "controller.log", "w") as log:
+                return subprocess.Popen(
+                    command, cwd=self.root, env=env or self.env(), stdout=log, stderr=subprocess.STDOUT
+                )
         # the targets before --configfile, which takes several files
-        [sys.executable, "-m", "snakemake", *map(str, argv), *map(str, extra), "--configfile", str(config)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return proc, proc.stdout + proc.stderr
+        proc = subprocess.run(
+            command,
+            cwd=self.root,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return proc, proc.stdout + proc.stderr
 
 
-def test_tiny_pipeline_runs_end_to_end_through_sbatch_one_submission_per_chain(
-    slurm_cluster, tmp_path, glue_dir
-):
-    proc, output = through_sbatch(slurm_cluster, tmp_path / "run", tiny_config(tmp_path, glue_dir))
+def _can(user: str, *test) -> bool:
+    return subprocess.run(["runuser", "-u", user, "--", "test", *test], check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def slurm_user(slurm_cluster) -> str:
+    """The normal user, able to run this interpreter: a folder on its way that others may not enter (a
+    pyenv Python under /root) gets their search bit (x), not their read bit."""
+    if subprocess.run(["id", "-u", USER], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--create-home", USER], check=True)
+    interpreter = Path(sys.executable).resolve()
+    for folder in reversed(interpreter.parents):
+        if not _can(USER, "-x", str(folder)):
+            folder.chmod(folder.stat().st_mode | 0o001)
+    if not _can(USER, "-x", str(interpreter)):
+        pytest.skip(f"user {USER} cannot run {interpreter}")
+    return USER
+
+
+@pytest.fixture
+def campaign(slurm_cluster, slurm_user, glue_dir):
+    """A fresh copy of the workflow owned by the normal user, outside root's temporary directories (which
+    only root may enter); removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="moebert-slurm-")) / "campaign"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in WORKFLOW:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=ignore)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    yield Campaign(root, slurm_user, slurm_cluster)
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def submissions(output: str) -> dict[str, str]:
+    """SLURM job id -> the group or rule Snakemake submitted as it (its log folder names it)."""
+    found = re.findall(SUBMITTED + r" \(log: \S*slurm_logs/(?:group|rule)_([^/]+)/", output)
+    return dict(found)
+
+
+def endings(jobs) -> dict[str, tuple[str, float]]:
+    """The scheduler's own record of how and when each job ended (slurmctld's log: `[time] _job_complete:
+    JobId=N WEXITSTATUS c`, in local time): job id -> (exit status, epoch seconds)."""
+    log = SLURMCTLD_LOG.read_text(errors="replace")
+    return {
+        job: (m.group(2), datetime.fromisoformat(m.group(1)).timestamp())
+        for job in jobs
+        if (m := re.search(rf"\[([\d\-T:.]+)\] _job_complete: JobId={job} WEXITSTATUS (\d+)", log))
+    }
+
+
+def test_tiny_pipeline_runs_end_to_end_through_sbatch_one_submission_per_chain(campaign, glue_dir):
+    proc, output = campaign.run(campaign.config(glue_dir))
     assert proc.returncode == 0, output[-8000:]
     submitted = re.findall(SUBMITTED, output)
-    # One submission per chain: per task the teacher's (finetune, importance, evaluate) and each student's
-    # (adapt, distill, evaluate; predict and export for moebert) for moebert, distil-half and the
-    # construction-random point; the majority row's evaluation; and one speed job. 32 without the chains.
-    assert len(set(submitted)) == len(submitted) == 2 * (1 + 3 + 1) + 1
-    results = tmp_path / "run" / "results"
+    # One submission per chain: per task the teacher's training (finetune), its importance, each student's
+    # training (adapt, distill) for moebert, distil-half and the construction-random point, and the task's
+    # scores (every row's evaluation, moebert's predictions and export); and one speed job. 32 without the
+    # chains.
+    assert len(set(submitted)) == len(submitted) == 2 * (1 + 1 + 3 + 1) + 1
+    results = campaign.root / "results"
     assert (results / "speed" / "cpu" / "trained" / "rte" / "seed0.csv").is_file()
     assert (results / "tables" / "glue.md").is_file()
     assert (results / "metrics" / "stsb" / "moebert" / "seed0.json").is_file()
@@ -136,78 +226,121 @@ def test_tiny_pipeline_runs_end_to_end_through_sbatch_one_submission_per_chain(
     assert not list(results.glob("moe/*/*/*"))  # the adapted students stayed temporary inside their chains
 
 
-def test_a_failing_job_stops_nothing_that_does_not_need_it(slurm_cluster, tmp_path, glue_dir):
-    workdir = tmp_path / "run"
+def test_a_failing_job_stops_nothing_that_does_not_need_it(campaign, glue_dir):
     # RTE's teacher cannot write its checkpoints (a file where their folder goes): it fails on every attempt.
-    blocked = workdir / "results" / "teacher" / "rte" / "seed0.checkpoints"
+    blocked = campaign.root / "results" / "teacher" / "rte" / "seed0.checkpoints"
     blocked.parent.mkdir(parents=True)
     blocked.write_text("in the way\n")
-    config = tiny_config(tmp_path, glue_dir, resources={"retries": 0}, predictions=[], exports=[])
-    proc, output = through_sbatch(slurm_cluster, workdir, config)
+    config = campaign.config(glue_dir, resources={"retries": 0}, predictions=[], exports=[])
+    proc, output = campaign.run(config)
     assert proc.returncode != 0
     assert "Error in group teacher-rte-seed0" in output, output[-8000:]
-    results = workdir / "results"
+    results = campaign.root / "results"
     for method in ("teacher", "moebert", "distil-half", "construction-random", "majority"):
         assert (results / "metrics" / "stsb" / method / "seed0.json").is_file(), method
     assert not (results / "teacher" / "rte" / "seed0").exists()
     assert (results / "metrics" / "rte" / "majority" / "seed0.json").is_file()  # needs no teacher
 
 
-def test_a_job_killed_for_memory_succeeds_on_its_retry(memory_enforcing, tmp_path, glue_dir):
+FAULTY_EVALUATE = """#!/bin/bash
+# The moebert CLI, except that its first evaluate fails: a fault after the teacher's training finished.
+if [ "$1" = evaluate ] && rm "$(dirname "$0")/../evaluate-fails" 2>/dev/null; then
+  echo "injected fault: evaluate fails once" >&2
+  exit 3
+fi
+exec "{moebert}" "$@"
+"""
+
+
+def test_a_failure_after_training_keeps_the_trained_model(campaign, glue_dir):
+    """The teacher's evaluation fails at its first attempt, after its fine-tuning finished (a stand-in
+    `moebert` first on the jobs' PATH fails once): the retry evaluates the same model, the teacher is trained
+    once, keeps its file and mtime, and the controller ends cleanly (no PermissionError on a read-only
+    output, no ProtectedOutputException); a second controller has nothing to do."""
+    faults = campaign.root / "faults"
+    (faults / "bin").mkdir(parents=True)
+    stand_in = faults / "bin" / "moebert"
+    stand_in.write_text(FAULTY_EVALUATE.format(moebert=Path(sys.executable).parent / "moebert"))
+    stand_in.chmod(0o755)
+    (faults / "evaluate-fails").write_text("")
+    env = campaign.env()
+    env["PATH"] = f"{faults / 'bin'}:{env['PATH']}"
+    config = campaign.config(glue_dir, resources={"retries": 1})
+    targets = ("results/metrics/rte/teacher/seed0.json", "results/importance/rte/seed0.safetensors")
+    proc, output = campaign.run(config, *targets, env=env)
+    assert proc.returncode == 0, output[-8000:]
+    assert "PermissionError" not in output and "ProtectedOutput" not in output, output[-8000:]
+    assert not (faults / "evaluate-fails").exists()  # the fault did happen
+    jobs = submissions(output)
+    # The training chain and importance once, the scores chain twice.
+    assert sorted(jobs.values()) == [
+        "importance",
+        "rte-scores_evaluate",
+        "rte-scores_evaluate",
+        "teacher-rte-seed0_finetune",
+    ], output[-8000:]
+    # The scheduler's own log: the first scores job failed, every other job succeeded.
+    ended = endings(jobs)
+    scores = sorted(int(job) for job, group in jobs.items() if group == "rte-scores_evaluate")
+    assert [ended[str(job)][0] for job in scores] == ["1", "0"], ended
+    assert all(ended[job][0] == "0" for job, group in jobs.items() if "scores" not in group), ended
+    # The model was written before the failure, and never again.
+    model = campaign.root / "results" / "teacher" / "rte" / "seed0" / "model.safetensors"
+    trained_at = model.stat().st_mtime_ns
+    assert trained_at / 1e9 < ended[str(scores[0])][1], (trained_at, ended)
+    metrics = campaign.root / "results" / "metrics" / "rte" / "teacher" / "seed0.json"
+    assert metrics.stat().st_mtime_ns > trained_at
+
+    again, output = campaign.run(config, *targets)
+    assert again.returncode == 0, output[-8000:]
+    assert "Nothing to be done" in output, output[-8000:]
+    assert model.stat().st_mtime_ns == trained_at
+
+
+def test_a_job_killed_for_memory_succeeds_on_its_retry(memory_enforcing, campaign, glue_dir):
     """The cost model's request is an upper bound, so the first request is forced below what the job holds
     (about 1.5 GB: fine-tuning MiniLM and Snakemake's own process in the job's step), growing with the
     attempt as the workflow's own does: 600 MB and 1200 MB are killed, 1800 MB suffices."""
-    config = tiny_config(tmp_path, glue_dir, resources={"retries": 2})
-    proc, output = through_sbatch(
-        memory_enforcing,
-        tmp_path / "run",
-        config,
-        "results/teacher/rte/seed0",
-        "--set-resources",
-        "finetune:mem_mb=600*attempt",
+    config = campaign.config(glue_dir, resources={"retries": 2})
+    proc, output = campaign.run(
+        config, "results/teacher/rte/seed0", "--set-resources", "finetune:mem_mb=600*attempt"
     )
     assert proc.returncode == 0, output[-8000:]
     requests = [int(mem) for mem in re.findall(r"rule finetune:(?:.*\n)*?.*mem_mb=(\d+)", output)]
     assert requests == [600, 1200, 1800], output[-8000:]
     # Killed by SLURM for memory, as the job logs say (squeue, which the profile polls, does not say why).
-    logs = sorted((tmp_path / "run" / ".snakemake" / "slurm_logs").rglob("*.log"))
+    logs = sorted((campaign.root / ".snakemake" / "slurm_logs").rglob("*.log"))
     killed = [log for log in logs if "Exceeded job memory limit" in log.read_text()]
     assert len(killed) == 2, [log.read_text()[-2000:] for log in logs]
-    assert (tmp_path / "run" / "results" / "teacher" / "rte" / "seed0" / "model.safetensors").is_file()
+    assert (campaign.root / "results" / "teacher" / "rte" / "seed0" / "model.safetensors").is_file()
 
 
-def test_a_job_told_its_time_is_up_checkpoints_and_resumes(slurm_cluster, tmp_path, glue_dir):
+def test_a_job_told_its_time_is_up_checkpoints_and_resumes(campaign, glue_dir):
     """The profile asks SLURM for SIGTERM 3 minutes before the time limit: with 4 minutes, fine-tuning (624
     steps, 2-5 minutes) gets it after 1 or 2, saves a checkpoint and stops; the retry, with twice the time as
     the workflow's own request grows, resumes. The time is forced down: the cost model's request, with its
     safety factor, would let the job finish."""
-    config = tiny_config(
-        tmp_path,
+    config = campaign.config(
         glue_dir,
         resources={"retries": 1},
         training={"save_minutes": 60},  # no checkpoint but the one the signal asks for
         task_settings={"rte": {"max_length": 64, "max_train_samples": 2490, "distill": {"epochs": 1}}},
         teacher={"epochs": 2},
     )
-    proc, output = through_sbatch(
-        slurm_cluster,
-        tmp_path / "run",
-        config,
-        "results/teacher/rte/seed0",
-        "--set-resources",
-        "finetune:runtime=4*attempt",
+    proc, output = campaign.run(
+        config, "results/teacher/rte/seed0", "--set-resources", "finetune:runtime=4*attempt"
     )
     assert proc.returncode == 0, output[-8000:]
     runtimes = [int(m) for m in re.findall(r"rule finetune:(?:.*\n)*?.*runtime=(\d+)", output)]
     assert runtimes == [4, 8], output[-8000:]
-    log = (tmp_path / "run" / "logs" / "finetune" / "rte" / "seed0.log").read_text()
+    log = (campaign.root / "logs" / "finetune" / "rte" / "seed0.log").read_text()
     resumed = re.findall(
         r"resuming from checkpoint results/teacher/rte/seed0\.checkpoints/checkpoint-(\d+)", log
     )
     assert resumed and int(resumed[0]) > 0, log[-3000:]
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'results' / 'mlflow' / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{campaign.root / 'results' / 'mlflow' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("moebert-tiny")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]

@@ -15,9 +15,16 @@ from moebert.config import TEACHER, Settings
 from moebert.errors import MoebertError
 
 TRAINING_RULES = ("finetune", "distill")
-# Rules whose jobs form chains, each submitted to a cluster as one job (a `group`): a teacher's fine-tuning,
-# importance and evaluation; a student's adaptation, distillation, evaluation, predictions and export.
-CHAIN_RULES = ("finetune", "importance", "adapt", "distill", "evaluate", "predict", "export")
+# Rules whose jobs form chains, each submitted to a cluster as one job (a `group`). A chain ends with its
+# training step: when any member of a group job fails, Snakemake deletes the outputs of every member and its
+# retry runs every member again (`--force` on each), so a finished model in a group with a later step that
+# fails would be thrown away and trained again. A teacher's chain is its fine-tuning, a student's its
+# adaptation and distillation; importance, which the students' chains need, is a job of its own; the
+# evaluations, predictions and exports of every row and seed of a task are one chain after all its models.
+CHAIN_RULES = ("finetune", "adapt", "distill", "evaluate", "predict", "export")
+TEACHER_CHAIN = "teacher-{task}-seed{seed}"
+STUDENT_CHAIN = "{method}-{task}-seed{seed}"
+SCORES_CHAIN = "{task}-scores"
 SPEED_RULES = ("speed_random", "speed_trained")
 EVAL_BATCH = 64  # moebert evaluate's batch
 
@@ -46,19 +53,23 @@ def gpus(settings: Settings, rule: str, wildcards) -> int:
     return min(gpus, 1) if rule in ("importance", "evaluate", "predict") else 0
 
 
-def chain(wildcards) -> str:
-    """The chain (CHAIN_RULES) a job belongs to: its teacher's, or its student's."""
-    task, seed, method = wildcards["task"], wildcards["seed"], wildcards.get("method", TEACHER)
-    if method == TEACHER:
-        return f"teacher-{task}-seed{seed}"
-    return f"student-{task}-{method}-seed{seed}"
+def chain(rule: str) -> str:
+    """The chain (CHAIN_RULES) a rule's jobs belong to, as a group name with wildcards. A scores chain's jobs
+    need their models, not each other, so each is a connected part of its own, which Snakemake submits apart
+    unless the profile's `group-components` (slurm/config.yaml) joins them into one job."""
+    if rule == "finetune":
+        return TEACHER_CHAIN
+    if rule in ("adapt", "distill"):
+        return STUDENT_CHAIN
+    return SCORES_CHAIN
 
 
 def on_gpu_node(settings: Settings, rule: str, wildcards) -> bool:
-    """Whether a job runs on a GPU node: it uses a GPU, or the rest of its chain does (a chain is one job)."""
+    """Whether a job runs on a GPU node: it uses a GPU, or the rest of its chain does (a chain is one job, and
+    every chain holds a GPU step: training, or the evaluation of a trained model)."""
     if gpus(settings, rule, wildcards):
         return True
-    return rule in CHAIN_RULES and settings.resources.gpus > 0 and _trains(settings, wildcards.get("method"))
+    return rule in CHAIN_RULES and settings.resources.gpus > 0
 
 
 def threads(settings: Settings, rule: str) -> int:
@@ -202,10 +213,48 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
     def gpu_node(wildcards) -> bool:
         return on_gpu_node(settings, rule, named(wildcards))
 
-    if gpu_partition:
+    # The site's settings are the rules' own resources, not the profile's default-resources, which a
+    # --default-resources on the command line would replace whole (signal, account and partition gone).
+    requested["slurm_extra"] = f"--signal=TERM@{signal_margin_s()}"
+    if account := os.environ.get("MOEBERT_SLURM_ACCOUNT"):
+        requested["slurm_account"] = account
+    if gpu_partition or partition:
         requested["slurm_partition"] = lambda wildcards: (
-            gpu_partition if gpu_node(wildcards) else partition or ""
+            gpu_partition if gpu_partition and gpu_node(wildcards) else partition or ""
         )
     if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
         requested["gpu_model"] = lambda wildcards: gpu_type if gpu_node(wildcards) else ""
     return requested
+
+
+SIGNAL_MARGIN_S = 180
+
+
+def signal_margin_s() -> int:
+    """Seconds before its time limit at which SLURM sends a job's step SIGTERM, for a training job to save a
+    checkpoint and stop (MOEBERT_SLURM_SIGNAL_S; SLURM may send it up to a minute earlier)."""
+    text = os.environ.get("MOEBERT_SLURM_SIGNAL_S", str(SIGNAL_MARGIN_S))
+    if not text.isdigit() or int(text) < 60:
+        raise MoebertError(
+            f"MOEBERT_SLURM_SIGNAL_S must be a whole number of seconds, at least 60; got {text!r}"
+        )
+    return int(text)
+
+
+def memory_capped(settings: Settings) -> list[str]:
+    """The training jobs whose first attempt already asks resources.max_mem_mb: a retry after an
+    out-of-memory kill asks no more, so it is pointless (e.g. several GPUs' processes on one node)."""
+    res, capped = settings.resources, []
+    for task in settings.tasks:
+        for rule, methods in (("finetune", [TEACHER]), ("distill", settings.trained_methods())):
+            for method in methods:
+                wildcards = {"task": task, "seed": "0", "method": method}
+                job_work = work(settings, rule, wildcards)
+                need = cost.memory_mb(
+                    job_work, gpus(settings, rule, wildcards) > 0, res.safety, 1, settings.processes()
+                )
+                if need >= res.max_mem_mb:
+                    capped.append(
+                        f"{rule} {task}" + ("" if method == TEACHER else f" {method}") + f" ({need} MB)"
+                    )
+    return capped
