@@ -147,6 +147,28 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     assert inferred.activations - inference_work(mrpc, student, 50, 64, None).activations == 4 * 3 * 4 * 1000
 
 
+def test_training_work_follows_the_configs_sampler_and_padding(glue_dir):
+    """Random batches pad each row to about the batch's longest (MRPC: 84 tokens, 53 grouped by length);
+    max-length padding to the max length itself; and the workflow passes the config's choice on."""
+    mrpc, student = get_task("mrpc"), Dims(4, 64, 128)
+    assert tokens_per_row(mrpc, 128, grouped=True, padded=True) == 128
+    grouped = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=128)
+    shuffled = training_work(mrpc, student, 100, 2, 16, max_length=128, sampler="random")
+    padded = training_work(mrpc, student, 100, 2, 16, max_length=128, sampler="random", padding="max-length")
+    assert grouped.flops == 100 * 2 * 53 * 3 * student.forward_flops(53)
+    assert shuffled.flops == 100 * 2 * 84 * 3 * student.forward_flops(84)
+    assert padded.flops == 100 * 2 * 128 * 3 * student.forward_flops(128)
+    assert shuffled.activations == 4 * 16 * 84 * 4 * (16 * 64 + 2 * 128 + 12 * 84)
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    speeds = jobs.load_speeds(REPO / "config" / "throughput.yaml")
+    assert config["training"]["sampler"] == "random"
+    teacher = model_dims("bert-base-uncased")
+    for sampler, seq in (("random", 84), ("length-grouped", 53)):
+        config["training"]["sampler"] = sampler
+        work = jobs.work(load_settings(config, speeds), "finetune", {"task": "mrpc", "seed": "0"})
+        assert work.flops == 3668 * 3 * seq * 3 * teacher.forward_flops(seq), sampler  # 3668 rows, 3 epochs
+
+
 def test_a_student_trained_without_distillation_runs_no_teacher():
     methods = {
         "moebert": {"expert_dim": 768},
@@ -327,6 +349,49 @@ def test_a_chain_ends_with_its_training_and_a_tasks_scores_are_one_submission(gl
     assert len(groups) - 1 == 2 * (1 + 3 + 1)  # per task the teacher's, three students' and the scores
 
 
+def test_every_group_asks_its_members_estimates_with_the_safety_factor_within_the_cap():
+    """A group job's -t is what Snakemake adds up from its members' runtimes (one after another where the
+    GPU or the cores make them wait): on the paper config with 16 cores, at least the members' estimated
+    seconds on the config's device kind (CPU jobs on cpu) times resources.safety, and at most
+    resources.max_runtime."""
+    found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm", "--cores", "16")
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    settings = load_settings(config, jobs.load_speeds(REPO / "config" / "throughput.yaml"))
+    kind, safety, cap = (
+        settings.resources.device_kind,
+        settings.resources.safety,
+        settings.resources.max_runtime,
+    )
+    groups: dict[str, list] = {}
+    for job in found:
+        if job.group:
+            groups.setdefault(job.group, []).append(job)
+    assert len(groups) == 30 + 210 + 10  # teachers, students, the tasks' scores
+    for group, members in groups.items():
+        estimated = sum(
+            float(job.resources[f"estimate_s_{kind}"] or job.resources["estimate_s_cpu"]) for job in members
+        )
+        runtime = members[0].group_runtime
+        assert estimated * safety <= runtime * 60 and runtime <= cap, (group, runtime, estimated)
+
+
+def test_a_student_chain_fits_the_cap_and_scores_pay_no_floor_each():
+    """With a 60-minute cap, MNLI's distillation (hours) leaves its adaptation its minutes, so the chain's
+    sum is the cap, at every attempt; evaluate asks its estimate with the safety factor, not the floor."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    speeds = jobs.load_speeds(REPO / "config" / "throughput.yaml")
+    config["resources"]["max_runtime"] = 60
+    settings = load_settings(config, speeds)
+    wildcards = {"task": "mnli", "method": "moebert", "seed": "0"}
+    for attempt in (1, 2):
+        adapt = jobs.runtime_minutes(settings, speeds, "adapt", wildcards, attempt)
+        distill = jobs.runtime_minutes(settings, speeds, "distill", wildcards, attempt)
+        assert adapt == 10 * attempt and adapt + distill == 60, attempt  # the floor, then the cap
+    rte = {"task": "rte", "method": "majority", "seed": "0"}
+    seconds = jobs.estimates(settings, speeds, "evaluate", rte)["cpu"]
+    assert jobs.runtime_minutes(settings, speeds, "evaluate", rte, 1) == math.ceil(seconds * 2 / 60) < 10
+
+
 def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch, glue_dir):
     """Signal, account and partition are the rules' own resources: a --default-resources on the command line
     (which replaces the profile's whole block) leaves them, and the signal margin follows its variable."""
@@ -496,10 +561,11 @@ def test_runtime_requests_stay_under_the_configured_cap(tmp_path):
     config["resources"]["max_runtime"] = 90
     path = tmp_path / "capped.yaml"
     path.write_text(yaml.safe_dump(config))
-    runtimes = [
-        int(j.resources["runtime"]) for j in _dry_run("--configfile", path) if "runtime" in j.resources
-    ]
+    found = [j for j in _dry_run("--configfile", path) if "runtime" in j.resources]
+    runtimes = [int(j.resources["runtime"]) for j in found if j.rule not in jobs.SCORES_RULES]
     assert max(runtimes) == 90 and min(runtimes) == 10
+    # The scores chain's rows pay no floor each (their group pays their start-ups).
+    assert min(int(j.resources["runtime"]) for j in found if j.rule in jobs.SCORES_RULES) < 10
 
 
 def test_unknown_device_kind_stops_naming_the_key_and_the_table(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -295,6 +296,78 @@ def test_a_failure_after_training_keeps_the_trained_model(campaign, glue_dir):
     assert again.returncode == 0, output[-8000:]
     assert "Nothing to be done" in output, output[-8000:]
     assert model.stat().st_mtime_ns == trained_at
+
+
+def _submitted_since(job: int) -> list[str]:
+    """The jobs slurmctld accepted after job id `job`, in order."""
+    found = re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", SLURMCTLD_LOG.read_text(errors="replace"))
+    return [j for j in found if int(j) > job]
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(2)
+    return found
+
+
+def test_a_restarted_controller_never_runs_a_job_twice(campaign, glue_dir):
+    """A controller killed while its training job runs leaves the job running; the next one refuses to start,
+    naming the job and the scancel line; `workflow/lib/controller.py` waits for it; the one after builds its
+    DAG on the finished teacher and only adds importance. The scheduler ran one job per output."""
+    config = campaign.config(glue_dir, resources={"retries": 0}, teacher={"epochs": 3})
+    target = "results/importance/rte/seed0.safetensors"
+    before = _submitted_since(0)
+    before = int(before[-1]) if before else 0
+    first = campaign.run(config, target, wait=False)
+    log = campaign.root / "controller.log"
+    training = _wait_for(
+        lambda: re.findall(SUBMITTED, log.read_text()), 300, "the training job's submission"
+    )[0]
+    _wait_for(
+        lambda: (
+            "RUNNING"
+            in subprocess.run(
+                ["squeue", "-h", "-j", training, "-o", "%T"], capture_output=True, text=True, check=False
+            ).stdout
+        ),
+        300,
+        f"job {training} to run",
+    )
+    # SIGKILL to the controller itself (runuser's child): nothing of it survives to cancel its jobs.
+    children = Path(f"/proc/{first.pid}/task/{first.pid}/children").read_text().split()
+    for child in children:
+        os.kill(int(child), signal.SIGKILL)
+    first.wait(timeout=60)
+
+    unlock, output = campaign.run(config, target, "--unlock")
+    assert unlock.returncode == 0, output[-4000:]
+    second, output = campaign.run(config, target)
+    assert second.returncode != 0
+    assert f"still queued or running: {training}." in output and f"scancel {training}" in output, output[
+        -4000:
+    ]
+    assert not re.findall(SUBMITTED, output)
+
+    waited = subprocess.run(
+        ["runuser", "-u", campaign.user, "--", sys.executable, "workflow/lib/controller.py"],
+        cwd=campaign.root,
+        env=campaign.env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    assert f"left running here: {training}" in waited.stdout
+    third, output = campaign.run(config, target)
+    assert third.returncode == 0, output[-8000:]
+    assert list(submissions(output).values()) == ["importance"], output[-8000:]
+    ended = endings([training])
+    assert ended[training][0] == "0", ended
+    # The scheduler's own log: the three controllers made two jobs, the teacher's and importance's.
+    assert _submitted_since(before) == [training, *submissions(output)], output[-8000:]
 
 
 def test_a_job_killed_for_memory_succeeds_on_its_retry(memory_enforcing, campaign, glue_dir):

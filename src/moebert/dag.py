@@ -27,6 +27,7 @@ class Job:
     output: tuple[str, ...] = ()
     shellcmd: str | None = None
     group: str | None = None  # the group job it is submitted in (a cluster executor's dry run), if any
+    group_runtime: int | None = None  # that group job's runtime (sbatch -t), as Snakemake adds its members'
 
 
 def dry_run(args: list[str]) -> list[Job]:
@@ -43,7 +44,11 @@ def dry_run(args: list[str]) -> list[Job]:
 
     def capture(record) -> bool:
         if getattr(record, "event", None) == LogEvent.GROUP_INFO:
-            groups.update({key(job.rule.name, job.wildcards_dict): record.group_id for job in record.jobs})
+            first = next(iter(record.jobs))
+            runtime = int(first.dag.get_job_group(first).resources.get("runtime", 0))
+            groups.update(
+                {key(job.rule.name, job.wildcards_dict): (record.group_id, runtime) for job in record.jobs}
+            )
         if getattr(record, "event", None) == LogEvent.JOB_INFO and record.rule_name != "all":
             jobs.append(
                 Job(
@@ -68,4 +73,8 @@ def dry_run(args: list[str]) -> list[Job]:
         logger.removeFilter(capture)
     if not ok:
         raise MoebertError(f"snakemake --dry-run {' '.join(args)} failed:\n{printed.getvalue().strip()}")
-    return [replace(job, group=groups.get(key(job.rule, job.wildcards))) for job in jobs]
+    return [
+        replace(job, group=group, group_runtime=runtime)
+        for job in jobs
+        for group, runtime in [groups.get(key(job.rule, job.wildcards), (None, None))]
+    ]

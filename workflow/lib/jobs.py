@@ -21,10 +21,13 @@ TRAINING_RULES = ("finetune", "distill")
 # fails would be thrown away and trained again. A teacher's chain is its fine-tuning, a student's its
 # adaptation and distillation; importance, which the students' chains need, is a job of its own; the
 # evaluations, predictions and exports of every row and seed of a task are one chain after all its models.
-CHAIN_RULES = ("finetune", "adapt", "distill", "evaluate", "predict", "export")
+SCORES_RULES = ("evaluate", "predict", "export")
+CHAIN_RULES = ("finetune", "adapt", "distill", *SCORES_RULES)
 TEACHER_CHAIN = "teacher-{task}-seed{seed}"
 STUDENT_CHAIN = "{method}-{task}-seed{seed}"
 SCORES_CHAIN = "{task}-scores"
+# The rules the submit host runs (their `localrules:`): never a submission.
+LOCAL_RULES = ("prepare_data", "fetch_model", "resolved_config", "report", "submission")
 SPEED_RULES = ("speed_random", "speed_trained")
 EVAL_BATCH = 64  # moebert evaluate's batch
 
@@ -61,7 +64,9 @@ def chain(rule: str) -> str:
         return TEACHER_CHAIN
     if rule in ("adapt", "distill"):
         return STUDENT_CHAIN
-    return SCORES_CHAIN
+    if rule in SCORES_RULES:
+        return SCORES_CHAIN
+    raise MoebertError(f"rule {rule} is in no chain")
 
 
 def on_gpu_node(settings: Settings, rule: str, wildcards) -> bool:
@@ -109,11 +114,12 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     task, length = task_settings.task, task_settings.max_length
     method = methods.get(wildcards.get("method"))
     train_rows = cost.rows(task, task_settings.max_train_samples)
-    accum = settings.training.grad_accum
+    training = settings.training
+    batching = {"accum": training.grad_accum, "sampler": training.sampler, "padding": training.padding}
     if rule == "finetune":
         hyper = task_settings.teacher
         return cost.training_work(
-            task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, accum=accum
+            task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, **batching
         )
     if rule == "distill":
         hyper = task_settings.distill
@@ -126,7 +132,7 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
             hyper.batch_size,
             length,
             teacher=teacher if distilled else None,
-            accum=accum,
+            **batching,
         )
     if rule == "importance":
         importance = settings.importance
@@ -172,6 +178,24 @@ def estimates(
     }
 
 
+def runtime_minutes(
+    settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str, wildcards: dict, attempt: int
+) -> int:
+    """The wall time a job asks for (cost.runtime_minutes) such that its group job's, the sum of its members'
+    (Snakemake's sbatch -t), stays within resources.max_runtime: distillation leaves its chain's adaptation
+    its minutes. The scores chain's jobs, many to a group, ask no floor of their own: each estimate already
+    holds its start-up (the device row's job_s), and the floor would be paid once per row."""
+    res = settings.resources
+    seconds = estimates(settings, speeds, rule, wildcards)[
+        res.device_kind if gpus(settings, rule, wildcards) else "cpu"
+    ]
+    cap = res.max_runtime
+    if rule == "distill":
+        cap -= runtime_minutes(settings, speeds, "adapt", wildcards, attempt)
+    floor = 1 if rule in SCORES_RULES else res.min_runtime
+    return cost.runtime_minutes(seconds, res.safety, attempt, floor, max(cap, 1))
+
+
 def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str) -> dict:
     """A rule's `resources:`, each a function of the job's wildcards. On SLURM `gpu` becomes sbatch --gpus;
     the partition of GPU jobs and a typed GPU come from the environment (see slurm/config.yaml), so CPU jobs
@@ -185,9 +209,7 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         return gpus(settings, rule, named(wildcards))
 
     def runtime(wildcards, attempt):
-        seconds = estimates(settings, speeds, rule, named(wildcards))
-        on_device = seconds[res.device_kind if job_gpus(wildcards) else "cpu"]
-        return cost.runtime_minutes(on_device, res.safety, attempt, res.min_runtime, res.max_runtime)
+        return runtime_minutes(settings, speeds, rule, named(wildcards), attempt)
 
     def mem_mb(wildcards, attempt):
         job_work, on_gpu = work(settings, rule, named(wildcards)), job_gpus(wildcards) > 0
@@ -195,6 +217,8 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         return min(cost.memory_mb(job_work, on_gpu, res.safety, attempt, processes), res.max_mem_mb)
 
     requested = {"gpu": job_gpus, "runtime": runtime, "mem_mb": mem_mb}
+    if rule in LOCAL_RULES:  # for `moebert plan`'s count of submissions
+        requested["local"] = 1
     if rule in TRAINING_RULES:  # for `moebert plan`'s checkpoint write volume
         requested["checkpoint_mb"] = lambda wildcards: cost.checkpoint_mb(
             work(settings, rule, named(wildcards))
