@@ -370,6 +370,76 @@ def test_a_restarted_controller_never_runs_a_job_twice(campaign, glue_dir):
     assert _submitted_since(before) == [training, *submissions(output)], output[-8000:]
 
 
+def test_the_controller_job_hands_over_to_its_successor_at_its_time_limit(campaign, glue_dir):
+    """scripts/controller-job.sh with a 2-minute limit while the teacher trains for longer: SLURM ends the
+    first link at its limit (the training job goes on); the successor it queued starts, waits for that job,
+    finds the teacher done, submits nothing, and cancels its own successor. One training job in all."""
+    config = campaign.config(
+        glue_dir,
+        resources={"retries": 0},
+        task_settings={"rte": {"max_length": 64, "max_train_samples": 2490, "distill": {"epochs": 1}}},
+        teacher={"epochs": 2},
+    )
+    # Every link on one of the node's two CPUs, so that link 2 starts beside the training job it waits for.
+    script = campaign.root / "scripts" / "controller-job.sh"
+    script.write_text(
+        script.read_text().replace("--cpus-per-task=2", "--cpus-per-task=1").replace("--mem=8G", "--mem=3G")
+    )
+    before = _submitted_since(0)
+    before = int(before[-1]) if before else 0
+    subprocess.run(["chown", "-R", f"{campaign.user}:", str(campaign.root.parent)], check=True)
+    submit = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            campaign.user,
+            "--",
+            "sbatch",
+            "--parsable",
+            "--time=2",
+            "--cpus-per-task=1",
+            "--mem=3G",
+            "scripts/controller-job.sh",
+            "--configfile",
+            str(config),
+            "results/teacher/rte/seed0",
+        ],
+        cwd=campaign.root,
+        env=campaign.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first = submit.stdout.strip()
+
+    def settled():
+        jobs = _submitted_since(before)
+        states = subprocess.run(
+            ["squeue", "-h", "-u", campaign.user, "-o", "%i"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return jobs if len(jobs) >= 4 and not states else None
+
+    jobs = _wait_for(settled, 1500, "the controller links and their jobs to end")
+    log = SLURMCTLD_LOG.read_text(errors="replace")
+    # Link 1, link 2 (queued by link 1 before anything else), the training job, link 3 (queued by link 2,
+    # cancelled by it): four jobs, one of them training.
+    assert len(jobs) == 4 and jobs[0] == first, jobs
+    link1, link2, training, link3 = jobs
+    limit = re.search(rf"\[([\d\-T:.]+)\] Time limit exhausted for JobId={link1}\b", log)
+    assert limit, log[-3000:]
+    started = re.search(rf"\[([\d\-T:.]+)\] sched: Allocate JobId={link2}\b", log)
+    ended = endings([training, link2])
+    assert ended[training][0] == "0" and ended[link2][0] == "0", ended
+    # The training outlived link 1; link 2 started beside it and waited for it.
+    assert datetime.fromisoformat(limit.group(1)).timestamp() < ended[training][1], (limit, ended)
+    assert datetime.fromisoformat(started.group(1)).timestamp() < ended[training][1], (started, ended)
+    assert re.search(rf"(?:KILL|CANCEL)\w* JobId={link3}\b", log), log[-3000:]
+    assert not (campaign.root / f"slurm-{link3}.out").exists()  # it never ran
+    second = (campaign.root / f"slurm-{link2}.out").read_text()
+    assert f"left running here: {training}" in second and "Nothing to be done" in second, second[-3000:]
+    assert (campaign.root / "results" / "teacher" / "rte" / "seed0" / "model.safetensors").is_file()
+
+
 def test_a_job_killed_for_memory_succeeds_on_its_retry(memory_enforcing, campaign, glue_dir):
     """The cost model's request is an upper bound, so the first request is forced below what the job holds
     (about 1.5 GB: fine-tuning MiniLM and Snakemake's own process in the job's step), growing with the

@@ -251,11 +251,13 @@ def refuse_shared_sqlite(cluster: bool, executor: str) -> None:
         raise WorkflowError(reason)
 
 
-def refuse_second_controller(executor: str) -> None:
-    """On SLURM, no controller starts beside the jobs an earlier one left running here (workflow/lib/controller.py)."""
+def refuse_second_controller(executor: str, submitted_from) -> None:
+    """On SLURM, no controller starts beside the jobs an earlier one left running here (workflow/lib/controller.py).
+    `submitted_from`: the directory the slurm executor submits its jobs from (sbatch -D), where Snakemake started.
+    """
     if executor == "slurm":
         own = os.environ.get("SLURM_JOB_ID")
-        if reason := controller.refusal(os.getcwd(), getpass.getuser(), own):
+        if reason := controller.refusal(submitted_from, getpass.getuser(), own):
             raise WorkflowError(reason)
 
 
