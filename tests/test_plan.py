@@ -281,6 +281,12 @@ def test_checkpoints_hold_weights_and_adam_moments_one_per_interval_of_training(
     # a100: 0 + 100 checkpoints of 1000 MB; h100: 4 + 100; cpu runs no training job and is left out
     note = "100 checkpoints, 97.7 GB written on a100, 104 checkpoints, 101.6 GB written on h100."
     assert f"(weights and Adam moments, one kept per job): {note}" in table
+    assert "between SIGTERM" not in table  # no margin known
+    table = plan_table([replace(big, signal_s=180), replace(job, signal_s=180)], ["h100"], cores=2)
+    assert (
+        "The largest checkpoint (1000 MB, distill) must be written within the 180 s between SIGTERM and the "
+        "time limit: at least 6 MB/s on the results file system." in table
+    )
 
 
 def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):

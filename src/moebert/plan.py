@@ -32,6 +32,7 @@ class JobEstimate:
     checkpoint_mb: int = 0  # one checkpoint of a training job (0: the job writes none)
     train_steps: int = 0
     save_s: int = 0  # seconds of training between checkpoints (0: every step)
+    signal_s: int = 0  # seconds between SIGTERM and the time limit (a training job's last checkpoint)
     group: str | None = None  # the group job it is submitted in, if any
     local: bool = False  # run by the submit host: never submitted
 
@@ -64,6 +65,7 @@ def estimate(job: Job) -> JobEstimate:
         int(job.resources.get("checkpoint_mb", 0)),
         int(job.resources.get("train_steps", 0)),
         int(job.resources.get("save_s", 0)),
+        int(job.resources.get("signal_s", 0)),
         job.group,
         bool(job.resources.get("local", 0)),
     )
@@ -204,6 +206,13 @@ def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> st
             if any(e.checkpoint_mb and k in e.seconds for e in estimates)
         )
         notes.append(f"Training checkpoints (weights and Adam moments, one kept per job): {volumes}.")
+        largest = max((e for e in estimates if e.checkpoint_mb), key=lambda e: e.checkpoint_mb)
+        if largest.signal_s:
+            notes.append(
+                f"The largest checkpoint ({largest.checkpoint_mb} MB, {largest.rule}) must be written within "
+                f"the {largest.signal_s} s between SIGTERM and the time limit: at least "
+                f"{largest.checkpoint_mb / largest.signal_s:.0f} MB/s on the results file system."
+            )
     if (cluster := submissions(estimates)) and any(e.group for e in estimates):
         short = (
             ", ".join(

@@ -225,6 +225,7 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         )
         requested["train_steps"] = lambda wildcards: work(settings, rule, named(wildcards)).steps
         requested["save_s"] = round(settings.training.save_minutes * 60)
+        requested["signal_s"] = signal_margin_s()  # the time it has to save a checkpoint when told to stop
     for kind in speeds:
         requested[f"estimate_s_{kind}"] = lambda wildcards, kind=kind: round(
             estimates(settings, speeds, rule, named(wildcards)).get(kind, 0)
