@@ -403,7 +403,7 @@ def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch
     (which replaces the profile's whole block) leaves them, and the signal margin follows its variable."""
     monkeypatch.setenv("MOEBERT_SLURM_PARTITION", "short")
     monkeypatch.setenv("MOEBERT_SLURM_ACCOUNT", "proj42")
-    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "420")
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "900")
     found = _dry_run(
         "--configfile",
         "config/tiny.yaml",
@@ -419,8 +419,13 @@ def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch
     ]
     assert cluster
     for job in cluster:
-        assert job.resources["slurm_extra"] == "--signal=TERM@420", job
         assert job.resources["slurm_account"] == "proj42" and job.resources["slurm_partition"] == "short", job
+        if job.rule in jobs.SCORES_RULES:  # they save nothing, and a signal would come before they start
+            assert "slurm_extra" not in job.resources, job
+            continue
+        # Told to stop 15 minutes (SLURM: up to 16) before the limit, each job has at least a minute beyond.
+        assert job.resources["slurm_extra"] == "--signal=TERM@900", job
+        assert int(job.resources["runtime"]) == 17, job  # tiny jobs: the floor, above min_runtime's 10
     monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "30")
     with pytest.raises(MoebertError, match="MOEBERT_SLURM_SIGNAL_S must be .* at least 60; got '30'"):
         _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")

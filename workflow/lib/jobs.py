@@ -8,6 +8,7 @@ requests: `gpu`, `runtime` (the estimate with resources.safety, times the attemp
 
 from __future__ import annotations
 
+import math
 import os
 
 from moebert import cost
@@ -184,7 +185,9 @@ def runtime_minutes(
     """The wall time a job asks for (cost.runtime_minutes) such that its group job's, the sum of its members'
     (Snakemake's sbatch -t), stays within resources.max_runtime: distillation leaves its chain's adaptation
     its minutes. The scores chain's jobs, many to a group, ask no floor of their own: each estimate already
-    holds its start-up (the device row's job_s), and the floor would be paid once per row."""
+    holds its start-up (the device row's job_s), and the floor would be paid once per row; nor do they get
+    SIGTERM before their time limit (they save nothing), which would come before they start. A signalled
+    job's time outlasts its signal margin (SLURM may send it a minute early) by at least a minute."""
     res = settings.resources
     seconds = estimates(settings, speeds, rule, wildcards)[
         res.device_kind if gpus(settings, rule, wildcards) else "cpu"
@@ -192,7 +195,7 @@ def runtime_minutes(
     cap = res.max_runtime
     if rule == "distill":
         cap -= runtime_minutes(settings, speeds, "adapt", wildcards, attempt)
-    floor = 1 if rule in SCORES_RULES else res.min_runtime
+    floor = 1 if rule in SCORES_RULES else max(res.min_runtime, math.ceil(signal_margin_s() / 60) + 2)
     return cost.runtime_minutes(seconds, res.safety, attempt, floor, max(cap, 1))
 
 
@@ -240,7 +243,8 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
 
     # The site's settings are the rules' own resources, not the profile's default-resources, which a
     # --default-resources on the command line would replace whole (signal, account and partition gone).
-    requested["slurm_extra"] = f"--signal=TERM@{signal_margin_s()}"
+    if rule not in SCORES_RULES:  # nothing of theirs to save, and their short times are all work
+        requested["slurm_extra"] = f"--signal=TERM@{signal_margin_s()}"
     if account := os.environ.get("MOEBERT_SLURM_ACCOUNT"):
         requested["slurm_account"] = account
     if gpu_partition or partition:
