@@ -5,6 +5,8 @@
 #
 #   sbatch scripts/controller-job.sh --configfile config/paper.yaml
 #
+# (targets, if any, before --configfile, which takes several files).
+#
 # Each link queues its successor first (to start when this one ends, however it ends), waits for the jobs
 # an earlier link left running (workflow/lib/controller.py: their outputs would otherwise be submitted
 # again), and runs Snakemake. At the time limit SLURM stops Snakemake (SIGTERM: it submits nothing more,
@@ -20,10 +22,12 @@ set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-.}"
 successor=$(sbatch --parsable --dependency="afterany:${SLURM_JOB_ID}" scripts/controller-job.sh "$@")
 echo "controller ${SLURM_JOB_ID}: successor ${successor} queued"
+# The successor stays queued only when SLURM stops this link (SIGTERM at its time limit); however else
+# it ends, done, failed for good or failing at once (a bad argument), the successor goes: no endless chain.
+stopping=
+trap 'stopping=1' TERM
+trap '[ -n "${stopping}" ] || scancel "${successor}"' EXIT
 python workflow/lib/controller.py
 # The previous link was killed holding Snakemake's lock; it has ended (the dependency), so nothing holds it.
 snakemake --unlock "$@"
-status=0
-snakemake --cores 256 --profile slurm "$@" || status=$?
-scancel "${successor}"
-exit "${status}"
+snakemake --cores 256 --profile slurm "$@"
