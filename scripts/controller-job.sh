@@ -11,7 +11,8 @@
 # an earlier link left running (workflow/lib/controller.py: their outputs would otherwise be submitted
 # again), and runs Snakemake. At the time limit SLURM stops Snakemake (SIGTERM: it submits nothing more,
 # and is killed when KillWait runs out), its jobs go on, and the successor takes over once they end. When
-# Snakemake ends by itself, done or failed for good, the successor is cancelled.
+# Snakemake ends by itself, done or failed for good, the successor is cancelled. To stop the campaign, cancel
+# the links (scancel --name moebert-controller), then its jobs (python workflow/lib/controller.py names them).
 # --cores caps every job's threads (Snakemake applies it to cluster jobs too), so it is not this job's own
 # CPU count; set it above the config's resources.threads.
 #SBATCH --job-name=moebert-controller
