@@ -81,6 +81,9 @@ include: "workflow/rules/report.smk"
 
 onstart:
     refuse_shared_sqlite(workflow.non_local_exec, workflow.executor_plugin.name)
+    refuse_capped_threads(workflow.non_local_exec, workflow.global_resources.get("_cores"))
+    refuse_second_controller(workflow.executor_plugin.name, workflow.workdir_init)
+    warn_memory_capped(workflow.non_local_exec)
 
 
 rule all:

@@ -4,6 +4,7 @@ runtime and memory requests, the throughput table's errors; the jobs of a dry ru
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -146,6 +147,28 @@ def test_training_work_counts_steps_tokens_and_the_teachers_forward():
     assert inferred.activations - inference_work(mrpc, student, 50, 64, None).activations == 4 * 3 * 4 * 1000
 
 
+def test_training_work_follows_the_configs_sampler_and_padding(glue_dir):
+    """Random batches pad each row to about the batch's longest (MRPC: 84 tokens, 53 grouped by length);
+    max-length padding to the max length itself; and the workflow passes the config's choice on."""
+    mrpc, student = get_task("mrpc"), Dims(4, 64, 128)
+    assert tokens_per_row(mrpc, 128, grouped=True, padded=True) == 128
+    grouped = training_work(mrpc, student, rows_=100, epochs=2, batch=16, max_length=128)
+    shuffled = training_work(mrpc, student, 100, 2, 16, max_length=128, sampler="random")
+    padded = training_work(mrpc, student, 100, 2, 16, max_length=128, sampler="random", padding="max-length")
+    assert grouped.flops == 100 * 2 * 53 * 3 * student.forward_flops(53)
+    assert shuffled.flops == 100 * 2 * 84 * 3 * student.forward_flops(84)
+    assert padded.flops == 100 * 2 * 128 * 3 * student.forward_flops(128)
+    assert shuffled.activations == 4 * 16 * 84 * 4 * (16 * 64 + 2 * 128 + 12 * 84)
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    speeds = jobs.load_speeds(REPO / "config" / "throughput.yaml")
+    assert config["training"]["sampler"] == "random"
+    teacher = model_dims("bert-base-uncased")
+    for sampler, seq in (("random", 84), ("length-grouped", 53)):
+        config["training"]["sampler"] = sampler
+        work = jobs.work(load_settings(config, speeds), "finetune", {"task": "mrpc", "seed": "0"})
+        assert work.flops == 3668 * 3 * seq * 3 * teacher.forward_flops(seq), sampler  # 3668 rows, 3 epochs
+
+
 def test_a_student_trained_without_distillation_runs_no_teacher():
     methods = {
         "moebert": {"expert_dim": 768},
@@ -258,6 +281,12 @@ def test_checkpoints_hold_weights_and_adam_moments_one_per_interval_of_training(
     # a100: 0 + 100 checkpoints of 1000 MB; h100: 4 + 100; cpu runs no training job and is left out
     note = "100 checkpoints, 97.7 GB written on a100, 104 checkpoints, 101.6 GB written on h100."
     assert f"(weights and Adam moments, one kept per job): {note}" in table
+    assert "between SIGTERM" not in table  # no margin known
+    table = plan_table([replace(big, signal_s=180), replace(job, signal_s=180)], ["h100"], cores=2)
+    assert (
+        "The largest checkpoint (1000 MB, distill) must be written within the 180 s between SIGTERM and the "
+        "time limit: at least 6 MB/s on the results file system." in table
+    )
 
 
 def test_throughput_table_errors_name_the_file_kind_and_field(tmp_path):
@@ -300,6 +329,134 @@ def test_dry_run_jobs_come_from_snakemake_with_their_estimates(glue_dir):
         dry_run(["--config", "seeds=x", "--nolock"])
 
 
+def test_a_chain_ends_with_its_training_and_a_tasks_scores_are_one_submission(glue_dir):
+    """Snakemake deletes every output of a failed group job and reruns every member, so no group may hold a
+    step after a training step; the evaluations, predictions and exports of a task, which do not depend on
+    each other, are joined into one submission by the profile's group-components."""
+    found = _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")
+    groups: dict[str, list] = {}
+    for job in found:
+        groups.setdefault(job.group, []).append(job)
+    for group, members in groups.items():
+        if group is None:
+            continue
+        trained = {path for job in members if job.rule in ("finetune", "distill") for path in job.output}
+        assert not trained & {path for job in members for path in job.input}, group
+    rules = {group: sorted(job.rule for job in members) for group, members in groups.items()}
+    assert rules["teacher-rte-seed0"] == ["finetune"]
+    assert rules["moebert-rte-seed0"] == ["adapt", "distill"]
+    # The teacher, moebert, distil-half, the construction-random point and the majority row; moebert's
+    # predictions and export.
+    assert rules["rte-scores"] == ["evaluate"] * 5 + ["export", "predict"]
+    assert sorted(rules[None]) == sorted(
+        ["importance", "prepare_data", "report", "resolved_config", "speed_trained", "submission"]
+        + ["importance", "prepare_data"]
+    )
+    assert len(groups) - 1 == 2 * (1 + 3 + 1)  # per task the teacher's, three students' and the scores
+
+
+def test_every_group_asks_its_members_estimates_with_the_safety_factor_within_the_cap():
+    """A group job's -t is what Snakemake adds up from its members' runtimes (one after another where the
+    GPU or the cores make them wait): on the paper config with 16 cores, at least the members' estimated
+    seconds on the config's device kind (CPU jobs on cpu) times resources.safety, and at most
+    resources.max_runtime."""
+    found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm", "--cores", "16")
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    settings = load_settings(config, jobs.load_speeds(REPO / "config" / "throughput.yaml"))
+    kind, safety, cap = (
+        settings.resources.device_kind,
+        settings.resources.safety,
+        settings.resources.max_runtime,
+    )
+    groups: dict[str, list] = {}
+    for job in found:
+        if job.group:
+            groups.setdefault(job.group, []).append(job)
+    assert len(groups) == 30 + 210 + 10  # teachers, students, the tasks' scores
+    for group, members in groups.items():
+        estimated = sum(
+            float(job.resources[f"estimate_s_{kind}"] or job.resources["estimate_s_cpu"]) for job in members
+        )
+        runtime = members[0].group_runtime
+        assert estimated * safety <= runtime * 60 and runtime <= cap, (group, runtime, estimated)
+
+
+def test_a_student_chain_fits_the_cap_and_scores_pay_no_floor_each():
+    """With a 60-minute cap, MNLI's distillation (hours) leaves its adaptation its minutes, so the chain's
+    sum is the cap, at every attempt; evaluate asks its estimate with the safety factor, not the floor."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    speeds = jobs.load_speeds(REPO / "config" / "throughput.yaml")
+    config["resources"]["max_runtime"] = 60
+    settings = load_settings(config, speeds)
+    wildcards = {"task": "mnli", "method": "moebert", "seed": "0"}
+    for attempt in (1, 2):
+        adapt = jobs.runtime_minutes(settings, speeds, "adapt", wildcards, attempt)
+        distill = jobs.runtime_minutes(settings, speeds, "distill", wildcards, attempt)
+        assert adapt == 10 * attempt and adapt + distill == 60, attempt  # the floor, then the cap
+    rte = {"task": "rte", "method": "majority", "seed": "0"}
+    seconds = jobs.estimates(settings, speeds, "evaluate", rte)["cpu"]
+    assert jobs.runtime_minutes(settings, speeds, "evaluate", rte, 1) == math.ceil(seconds * 2 / 60) < 10
+
+
+def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch, glue_dir):
+    """Signal, account and partition are the rules' own resources: a --default-resources on the command line
+    (which replaces the profile's whole block) leaves them, and the signal margin follows its variable."""
+    monkeypatch.setenv("MOEBERT_SLURM_PARTITION", "short")
+    monkeypatch.setenv("MOEBERT_SLURM_ACCOUNT", "proj42")
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "900")
+    found = _dry_run(
+        "--configfile",
+        "config/tiny.yaml",
+        "--config",
+        f"data={glue_dir}",
+        "--profile",
+        "slurm",
+        "--default-resources",
+        "mem_mb=1000",
+    )
+    cluster = [
+        job for job in found if job.rule not in ("prepare_data", "report", "resolved_config", "submission")
+    ]
+    assert cluster
+    for job in cluster:
+        assert job.resources["slurm_account"] == "proj42" and job.resources["slurm_partition"] == "short", job
+        if job.rule in jobs.SCORES_RULES:  # they save nothing, and a signal would come before they start
+            assert "slurm_extra" not in job.resources, job
+            continue
+        # Told to stop 15 minutes (SLURM: up to 16) before the limit, each job has at least a minute beyond.
+        assert job.resources["slurm_extra"] == "--signal=TERM@900", job
+        assert int(job.resources["runtime"]) == 17, job  # tiny jobs: the floor, above min_runtime's 10
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "30")
+    with pytest.raises(MoebertError, match="MOEBERT_SLURM_SIGNAL_S must be .* at least 60; got '30'"):
+        _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")
+
+
+def test_the_job_limit_is_the_sites_variable(monkeypatch):
+    import yte
+
+    profile = (REPO / "slurm" / "config.yaml").read_text()
+    assert yte.process_yaml(profile, require_use_yte=True)["jobs"] == 100
+    monkeypatch.setenv("MOEBERT_SLURM_JOBS", "12")
+    assert yte.process_yaml(profile, require_use_yte=True)["jobs"] == 12
+
+
+def test_a_memory_cap_that_makes_retries_pointless_is_named():
+    """Eight processes of BERT-base fine-tuning on RTE hold more than the paper config's 64000 MB cap at their
+    first attempt: 8 x (800 MB framework + 2500 MB CUDA + 4 x 2 x 109.5 M parameters) + 1000 MB, times 2."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    speeds = jobs.load_speeds(REPO / "config" / "throughput.yaml")
+    assert jobs.memory_capped(load_settings(config, speeds)) == []
+    config["resources"]["gpus"] = 8
+    capped = jobs.memory_capped(load_settings(config, speeds))
+    with torch.device("meta"):
+        teacher = sum(p.numel() for p in BertForSequenceClassification(BertConfig()).parameters())
+    per_process = 800 * 2**20 + 2500 * 2**20 + 8 * teacher
+    expected = math.ceil((8 * per_process + 1000 * 2**20) * 2 / 2**20 / 500) * 500
+    assert f"finetune rte ({expected} MB)" in capped
+    settings = load_settings(config, speeds)
+    assert len(capped) == len(settings.tasks) * (1 + len(settings.trained_methods()))  # every one
+
+
 def _job(rule, seconds, inputs=(), outputs=(), threads=1):
     return JobEstimate(rule, {}, 0, threads, 0, {"cpu": seconds}, tuple(inputs), tuple(outputs))
 
@@ -334,8 +491,9 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
         monkeypatch.setenv(name, value)
     found = _dry_run("--configfile", "config/paper.yaml", "--profile", "slurm")
     gpu_rules = {"finetune", "distill", "importance", "evaluate", "predict", "speed_random", "speed_trained"}
-    # A chain (one cluster job) runs on a GPU node whole, its CPU steps (adapt, export) too.
-    chain_rules = {"finetune", "importance", "adapt", "distill", "evaluate", "predict", "export"}
+    # A chain (one cluster job) runs on a GPU node whole, its CPU steps (adapt, export, the majority row's
+    # evaluation) too.
+    chain_rules = {"finetune", "adapt", "distill", "evaluate", "predict", "export"}
     for job in found:
         res = job.resources
         gpus = int(res.get("gpu", 0))
@@ -344,7 +502,7 @@ def test_paper_config_on_slurm_asks_gpus_and_the_gpu_partition_only_for_gpu_work
         assert (gpus == 0) == cpu_work, job
         if job.rule in ("prepare_data", "report", "resolved_config", "fetch_model", "submission"):
             continue  # local rules: they run on the submit host
-        cpu_node = cpu_work and (job.rule not in chain_rules or majority)
+        cpu_node = cpu_work and job.rule not in chain_rules
         assert res["slurm_partition"] == ("cpu" if cpu_node else "gpu"), job
         assert res.get("gpu_model", "") == ("" if cpu_node else "h100"), job
     # Requests follow the work: MNLI's MoEBERT distillation is longer than RTE's, both under the cap.
@@ -414,10 +572,11 @@ def test_runtime_requests_stay_under_the_configured_cap(tmp_path):
     config["resources"]["max_runtime"] = 90
     path = tmp_path / "capped.yaml"
     path.write_text(yaml.safe_dump(config))
-    runtimes = [
-        int(j.resources["runtime"]) for j in _dry_run("--configfile", path) if "runtime" in j.resources
-    ]
+    found = [j for j in _dry_run("--configfile", path) if "runtime" in j.resources]
+    runtimes = [int(j.resources["runtime"]) for j in found if j.rule not in jobs.SCORES_RULES]
     assert max(runtimes) == 90 and min(runtimes) == 10
+    # The scores chain's rows pay no floor each (their group pays their start-ups).
+    assert min(int(j.resources["runtime"]) for j in found if j.rule in jobs.SCORES_RULES) < 10
 
 
 def test_unknown_device_kind_stops_naming_the_key_and_the_table(tmp_path):

@@ -276,12 +276,6 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     # are temporary.
     assert not list(results.glob("**/*.checkpoints"))
     assert not list(results.glob("moe/**/*.safetensors"))
-    # Trained teachers and students are write-protected.
-    trained = [
-        *results.glob("teacher/*/seed0/*.safetensors"),
-        *results.glob("student/*/*/seed0/*.safetensors"),
-    ]
-    assert len(trained) > 2 and not any(path.stat().st_mode & 0o222 for path in trained)
     # The benchmark's files of the predicted row, and one upload of them.
     predictions = results / "predictions" / "moebert" / "seed0"
     with zipfile.ZipFile(predictions / "glue-submission.zip") as bundle:

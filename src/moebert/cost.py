@@ -116,10 +116,11 @@ class Work:
     saves: int = 0  # parameters the job saves at its end (safetensors serialises a copy of them)
 
 
-def tokens_per_row(task: Task, max_length: int | None, grouped: bool) -> int:
+def tokens_per_row(task: Task, max_length: int | None, grouped: bool, padded: bool = False) -> int:
     """The typical padded length of a row, capped by the max length: about the mean in length-grouped
-    (training) batches, the longest of the batch in random ones."""
-    return min(task.mean_tokens if grouped else task.batch_tokens, max_length or task.max_length)
+    batches, the longest of the batch in random ones, the max length itself when every row is padded to it."""
+    cap = max_length or task.max_length
+    return cap if padded else min(task.mean_tokens if grouped else task.batch_tokens, cap)
 
 
 def rows(task: Task, cap: int | None, split: str = "train") -> int:
@@ -150,10 +151,16 @@ def training_work(
     max_length: int | None,
     teacher: Dims | None = None,
     accum: int = 1,
+    sampler: str = "length-grouped",
+    padding: str = "dynamic",
 ) -> Work:
     """Fine-tuning (or, with `teacher`, distillation: a teacher forward beside every student forward).
-    `batch` is the total batch of an optimiser step, `accum` the micro-batches it is accumulated from."""
-    seq = tokens_per_row(task, max_length, grouped=True)
+    `batch` is the total batch of an optimiser step, `accum` the micro-batches it is accumulated from;
+    `sampler` and `padding` are the config's (training.sampler, training.padding), which set the padded
+    length of a row."""
+    seq = tokens_per_row(
+        task, max_length, grouped=sampler == "length-grouped", padded=padding == "max-length"
+    )
     tokens = rows_ * epochs * seq
     return Work(
         steps=math.ceil(rows_ / batch * epochs),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from moebert.errors import MoebertError
 
@@ -26,6 +26,8 @@ class Job:
     input: tuple[str, ...] = ()
     output: tuple[str, ...] = ()
     shellcmd: str | None = None
+    group: str | None = None  # the group job it is submitted in (a cluster executor's dry run), if any
+    group_runtime: int | None = None  # that group job's runtime (sbatch -t), as Snakemake adds its members'
 
 
 def dry_run(args: list[str]) -> list[Job]:
@@ -35,9 +37,18 @@ def dry_run(args: list[str]) -> list[Job]:
     from snakemake.logging import logger
     from snakemake_interface_logger_plugins.common import LogEvent
 
-    jobs = []
+    jobs, groups = [], {}
+
+    def key(rule: str, wildcards) -> tuple:
+        return rule, tuple(sorted(dict(wildcards).items()))
 
     def capture(record) -> bool:
+        if getattr(record, "event", None) == LogEvent.GROUP_INFO:
+            first = next(iter(record.jobs))
+            runtime = int(first.dag.get_job_group(first).resources.get("runtime", 0))
+            groups.update(
+                {key(job.rule.name, job.wildcards_dict): (record.group_id, runtime) for job in record.jobs}
+            )
         if getattr(record, "event", None) == LogEvent.JOB_INFO and record.rule_name != "all":
             jobs.append(
                 Job(
@@ -62,4 +73,8 @@ def dry_run(args: list[str]) -> list[Job]:
         logger.removeFilter(capture)
     if not ok:
         raise MoebertError(f"snakemake --dry-run {' '.join(args)} failed:\n{printed.getvalue().strip()}")
-    return jobs
+    return [
+        replace(job, group=group, group_runtime=runtime)
+        for job in jobs
+        for group, runtime in [groups.get(key(job.rule, job.wildcards), (None, None))]
+    ]

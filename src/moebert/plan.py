@@ -32,6 +32,9 @@ class JobEstimate:
     checkpoint_mb: int = 0  # one checkpoint of a training job (0: the job writes none)
     train_steps: int = 0
     save_s: int = 0  # seconds of training between checkpoints (0: every step)
+    signal_s: int = 0  # seconds between SIGTERM and the time limit (a training job's last checkpoint)
+    group: str | None = None  # the group job it is submitted in, if any
+    local: bool = False  # run by the submit host: never submitted
 
 
 ESTIMATE = "estimate_s_"  # + device kind: the resource holding a job's estimated seconds on that kind
@@ -62,6 +65,9 @@ def estimate(job: Job) -> JobEstimate:
         int(job.resources.get("checkpoint_mb", 0)),
         int(job.resources.get("train_steps", 0)),
         int(job.resources.get("save_s", 0)),
+        int(job.resources.get("signal_s", 0)),
+        job.group,
+        bool(job.resources.get("local", 0)),
     )
 
 
@@ -78,6 +84,28 @@ def checkpoints(job: JobEstimate, kind: str) -> int:
 def device_hours(job: JobEstimate, kind: str) -> float:
     """Hours the job holds devices of `kind`: GPUs x wall time, or CPU threads x wall time."""
     return job.seconds.get(kind, 0.0) * (job.gpus or job.threads) / 3600
+
+
+SHORT_S = 600  # a submission with less work than this waits in the queue for longer than it runs
+
+
+def submissions(estimates: list[JobEstimate]) -> list[list[JobEstimate]]:
+    """The cluster submissions: each group job, and each job in none; local rules are none."""
+    grouped: dict[str, list[JobEstimate]] = {}
+    alone = []
+    for e in estimates:
+        if e.local:
+            continue
+        if e.group is None:
+            alone.append([e])
+        else:
+            grouped.setdefault(e.group, []).append(e)
+    return [*grouped.values(), *alone]
+
+
+def submission_seconds(members: list[JobEstimate], kind: str) -> float:
+    """A submission's estimated work on GPU kind `kind` (its CPU jobs on cpu), its members one after another."""
+    return sum(e.seconds.get(kind, e.seconds.get("cpu", 0.0)) for e in members)
 
 
 def local_wall_s(estimates: list[JobEstimate], cores: int) -> float:
@@ -178,6 +206,26 @@ def plan_table(estimates: list[JobEstimate], kinds: list[str], cores: int) -> st
             if any(e.checkpoint_mb and k in e.seconds for e in estimates)
         )
         notes.append(f"Training checkpoints (weights and Adam moments, one kept per job): {volumes}.")
+        largest = max((e for e in estimates if e.checkpoint_mb), key=lambda e: e.checkpoint_mb)
+        if largest.signal_s:
+            notes.append(
+                f"The largest checkpoint ({largest.checkpoint_mb} MB, {largest.rule}) must be written within "
+                f"the {largest.signal_s} s between SIGTERM and the time limit: at least "
+                f"{largest.checkpoint_mb / largest.signal_s:.0f} MB/s on the results file system."
+            )
+    if (cluster := submissions(estimates)) and any(e.group for e in estimates):
+        short = (
+            ", ".join(
+                f"{sum(submission_seconds(s, k) < SHORT_S for s in cluster)} on {k}"
+                for k in kinds
+                if k != "cpu"
+            )
+            or f"{sum(submission_seconds(s, 'cpu') < SHORT_S for s in cluster)} on cpu"
+        )
+        notes.append(
+            f"Cluster submissions (group jobs and single jobs): {len(cluster)}; with under "
+            f"{SHORT_S // 60} minutes of estimated work: {short}."
+        )
     if all(e.gpus == 0 for e in estimates):
         notes.append(
             f"A local run on {cores} cores: about {local_wall_s(estimates, cores) / 60:.0f} min "

@@ -8,6 +8,7 @@ requests: `gpu`, `runtime` (the estimate with resources.safety, times the attemp
 
 from __future__ import annotations
 
+import math
 import os
 
 from moebert import cost
@@ -15,9 +16,19 @@ from moebert.config import TEACHER, Settings
 from moebert.errors import MoebertError
 
 TRAINING_RULES = ("finetune", "distill")
-# Rules whose jobs form chains, each submitted to a cluster as one job (a `group`): a teacher's fine-tuning,
-# importance and evaluation; a student's adaptation, distillation, evaluation, predictions and export.
-CHAIN_RULES = ("finetune", "importance", "adapt", "distill", "evaluate", "predict", "export")
+# Rules whose jobs form chains, each submitted to a cluster as one job (a `group`). A chain ends with its
+# training step: when any member of a group job fails, Snakemake deletes the outputs of every member and its
+# retry runs every member again (`--force` on each), so a finished model in a group with a later step that
+# fails would be thrown away and trained again. A teacher's chain is its fine-tuning, a student's its
+# adaptation and distillation; importance, which the students' chains need, is a job of its own; the
+# evaluations, predictions and exports of every row and seed of a task are one chain after all its models.
+SCORES_RULES = ("evaluate", "predict", "export")
+CHAIN_RULES = ("finetune", "adapt", "distill", *SCORES_RULES)
+TEACHER_CHAIN = "teacher-{task}-seed{seed}"
+STUDENT_CHAIN = "{method}-{task}-seed{seed}"
+SCORES_CHAIN = "{task}-scores"
+# The rules the submit host runs (their `localrules:`): never a submission.
+LOCAL_RULES = ("prepare_data", "fetch_model", "resolved_config", "report", "submission")
 SPEED_RULES = ("speed_random", "speed_trained")
 EVAL_BATCH = 64  # moebert evaluate's batch
 
@@ -46,19 +57,25 @@ def gpus(settings: Settings, rule: str, wildcards) -> int:
     return min(gpus, 1) if rule in ("importance", "evaluate", "predict") else 0
 
 
-def chain(wildcards) -> str:
-    """The chain (CHAIN_RULES) a job belongs to: its teacher's, or its student's."""
-    task, seed, method = wildcards["task"], wildcards["seed"], wildcards.get("method", TEACHER)
-    if method == TEACHER:
-        return f"teacher-{task}-seed{seed}"
-    return f"student-{task}-{method}-seed{seed}"
+def chain(rule: str) -> str:
+    """The chain (CHAIN_RULES) a rule's jobs belong to, as a group name with wildcards. A scores chain's jobs
+    need their models, not each other, so each is a connected part of its own, which Snakemake submits apart
+    unless the profile's `group-components` (slurm/config.yaml) joins them into one job."""
+    if rule == "finetune":
+        return TEACHER_CHAIN
+    if rule in ("adapt", "distill"):
+        return STUDENT_CHAIN
+    if rule in SCORES_RULES:
+        return SCORES_CHAIN
+    raise MoebertError(f"rule {rule} is in no chain")
 
 
 def on_gpu_node(settings: Settings, rule: str, wildcards) -> bool:
-    """Whether a job runs on a GPU node: it uses a GPU, or the rest of its chain does (a chain is one job)."""
+    """Whether a job runs on a GPU node: it uses a GPU, or the rest of its chain does (a chain is one job, and
+    every chain holds a GPU step: training, or the evaluation of a trained model)."""
     if gpus(settings, rule, wildcards):
         return True
-    return rule in CHAIN_RULES and settings.resources.gpus > 0 and _trains(settings, wildcards.get("method"))
+    return rule in CHAIN_RULES and settings.resources.gpus > 0
 
 
 def threads(settings: Settings, rule: str) -> int:
@@ -100,11 +117,12 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
     task, length = task_settings.task, task_settings.max_length
     method = methods.get(wildcards.get("method"))
     train_rows = cost.rows(task, task_settings.max_train_samples)
-    accum = settings.training.grad_accum
+    training = settings.training
+    batching = {"accum": training.grad_accum, "sampler": training.sampler, "padding": training.padding}
     if rule == "finetune":
         hyper = task_settings.teacher
         return cost.training_work(
-            task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, accum=accum
+            task, teacher, train_rows, hyper.epochs, hyper.batch_size, length, **batching
         )
     if rule == "distill":
         hyper = task_settings.distill
@@ -117,7 +135,7 @@ def work(settings: Settings, rule: str, wildcards) -> cost.Work:
             hyper.batch_size,
             length,
             teacher=teacher if distilled else None,
-            accum=accum,
+            **batching,
         )
     if rule == "importance":
         importance = settings.importance
@@ -163,6 +181,26 @@ def estimates(
     }
 
 
+def runtime_minutes(
+    settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str, wildcards: dict, attempt: int
+) -> int:
+    """The wall time a job asks for (cost.runtime_minutes) such that its group job's, the sum of its members'
+    (Snakemake's sbatch -t), stays within resources.max_runtime: distillation leaves its chain's adaptation
+    its minutes. The scores chain's jobs, many to a group, ask no floor of their own: each estimate already
+    holds its start-up (the device row's job_s), and the floor would be paid once per row; nor do they get
+    SIGTERM before their time limit (they save nothing), which would come before they start. A signalled
+    job's time outlasts its signal margin (SLURM may send it a minute early) by at least a minute."""
+    res = settings.resources
+    seconds = estimates(settings, speeds, rule, wildcards)[
+        res.device_kind if gpus(settings, rule, wildcards) else "cpu"
+    ]
+    cap = res.max_runtime
+    if rule == "distill":
+        cap -= runtime_minutes(settings, speeds, "adapt", wildcards, attempt)
+    floor = 1 if rule in SCORES_RULES else max(res.min_runtime, math.ceil(signal_margin_s() / 60) + 2)
+    return cost.runtime_minutes(seconds, res.safety, attempt, floor, max(cap, 1))
+
+
 def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str) -> dict:
     """A rule's `resources:`, each a function of the job's wildcards. On SLURM `gpu` becomes sbatch --gpus;
     the partition of GPU jobs and a typed GPU come from the environment (see slurm/config.yaml), so CPU jobs
@@ -176,9 +214,7 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         return gpus(settings, rule, named(wildcards))
 
     def runtime(wildcards, attempt):
-        seconds = estimates(settings, speeds, rule, named(wildcards))
-        on_device = seconds[res.device_kind if job_gpus(wildcards) else "cpu"]
-        return cost.runtime_minutes(on_device, res.safety, attempt, res.min_runtime, res.max_runtime)
+        return runtime_minutes(settings, speeds, rule, named(wildcards), attempt)
 
     def mem_mb(wildcards, attempt):
         job_work, on_gpu = work(settings, rule, named(wildcards)), job_gpus(wildcards) > 0
@@ -186,12 +222,15 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
         return min(cost.memory_mb(job_work, on_gpu, res.safety, attempt, processes), res.max_mem_mb)
 
     requested = {"gpu": job_gpus, "runtime": runtime, "mem_mb": mem_mb}
+    if rule in LOCAL_RULES:  # for `moebert plan`'s count of submissions
+        requested["local"] = 1
     if rule in TRAINING_RULES:  # for `moebert plan`'s checkpoint write volume
         requested["checkpoint_mb"] = lambda wildcards: cost.checkpoint_mb(
             work(settings, rule, named(wildcards))
         )
         requested["train_steps"] = lambda wildcards: work(settings, rule, named(wildcards)).steps
         requested["save_s"] = round(settings.training.save_minutes * 60)
+        requested["signal_s"] = signal_margin_s()  # the time it has to save a checkpoint when told to stop
     for kind in speeds:
         requested[f"estimate_s_{kind}"] = lambda wildcards, kind=kind: round(
             estimates(settings, speeds, rule, named(wildcards)).get(kind, 0)
@@ -204,10 +243,49 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
     def gpu_node(wildcards) -> bool:
         return on_gpu_node(settings, rule, named(wildcards))
 
-    if gpu_partition:
+    # The site's settings are the rules' own resources, not the profile's default-resources, which a
+    # --default-resources on the command line would replace whole (signal, account and partition gone).
+    if rule not in SCORES_RULES:  # nothing of theirs to save, and their short times are all work
+        requested["slurm_extra"] = f"--signal=TERM@{signal_margin_s()}"
+    if account := os.environ.get("MOEBERT_SLURM_ACCOUNT"):
+        requested["slurm_account"] = account
+    if gpu_partition or partition:
         requested["slurm_partition"] = lambda wildcards: (
-            gpu_partition if gpu_node(wildcards) else partition or ""
+            gpu_partition if gpu_partition and gpu_node(wildcards) else partition or ""
         )
     if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
         requested["gpu_model"] = lambda wildcards: gpu_type if gpu_node(wildcards) else ""
     return requested
+
+
+SIGNAL_MARGIN_S = 180
+
+
+def signal_margin_s() -> int:
+    """Seconds before its time limit at which SLURM sends a job's step SIGTERM, for a training job to save a
+    checkpoint and stop (MOEBERT_SLURM_SIGNAL_S; SLURM may send it up to a minute earlier)."""
+    text = os.environ.get("MOEBERT_SLURM_SIGNAL_S", str(SIGNAL_MARGIN_S))
+    if not text.isdigit() or int(text) < 60:
+        raise MoebertError(
+            f"MOEBERT_SLURM_SIGNAL_S must be a whole number of seconds, at least 60; got {text!r}"
+        )
+    return int(text)
+
+
+def memory_capped(settings: Settings) -> list[str]:
+    """The training jobs whose first attempt already asks resources.max_mem_mb: a retry after an
+    out-of-memory kill asks no more, so it is pointless (e.g. several GPUs' processes on one node)."""
+    res, capped = settings.resources, []
+    for task in settings.tasks:
+        for rule, methods in (("finetune", [TEACHER]), ("distill", settings.trained_methods())):
+            for method in methods:
+                wildcards = {"task": task, "seed": "0", "method": method}
+                job_work = work(settings, rule, wildcards)
+                need = cost.memory_mb(
+                    job_work, gpus(settings, rule, wildcards) > 0, res.safety, 1, settings.processes()
+                )
+                if need >= res.max_mem_mb:
+                    capped.append(
+                        f"{rule} {task}" + ("" if method == TEACHER else f" {method}") + f" ({need} MB)"
+                    )
+    return capped

@@ -16,7 +16,7 @@ rule adapt:
         "logs/adapt/{task}/{method}/seed{seed}.log",
     retries: RETRIES
     group:
-        chain_group
+        chain_group("adapt")
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

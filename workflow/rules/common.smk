@@ -2,16 +2,20 @@
 # functions that render each job's flags from the config (moebert.config: every setting's meaning lives
 # there) and its resources from the cost model (workflow/lib/jobs.py).
 
+import getpass
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from moebert.config import TEACHER, ConfigError, flags, load_settings
 from moebert.hub import PACKAGED_MINILM, model_slug
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
+import controller  # noqa: E402 (workflow/lib: one controller at a time on a working directory)
 import jobs  # noqa: E402 (workflow/lib: what each rule's job computes and asks for)
 import runs  # noqa: E402 (workflow/lib: how a job's command starts and where it logs)
 
@@ -99,9 +103,10 @@ def model_dir(wildcards):
     return model_path(wildcards.task, wildcards.method, wildcards.seed)
 
 
-def chain_group(wildcards) -> str:
-    """The chain a job belongs to (workflow/lib/jobs.py), submitted to a cluster as one job."""
-    return jobs.chain(dict(wildcards.items()))
+def chain_group(rule: str) -> str:
+    """Group of a chain rule: the chain its jobs belong to (workflow/lib/jobs.py), submitted to a cluster as
+    one job."""
+    return jobs.chain(rule)
 
 
 def all_metrics() -> list[str]:
@@ -244,6 +249,35 @@ def report_tracking(wildcards, output) -> str:
 def refuse_shared_sqlite(cluster: bool, executor: str) -> None:
     if reason := TRACKING.refusal(cluster, executor):
         raise WorkflowError(reason)
+
+
+def refuse_second_controller(executor: str, submitted_from) -> None:
+    """On SLURM, no controller starts beside the jobs an earlier one left running here (workflow/lib/controller.py).
+    `submitted_from`: the directory the slurm executor submits its jobs from (sbatch -D), where Snakemake started.
+    """
+    if executor == "slurm":
+        own = os.environ.get("SLURM_JOB_ID")
+        if reason := controller.refusal(submitted_from, getpass.getuser(), own):
+            raise WorkflowError(reason)
+
+
+def refuse_capped_threads(cluster: bool, cores) -> None:
+    """`cores`: Snakemake's `_cores` resource (--cores), or None."""
+    threads = max(SETTINGS.resources.threads, SETTINGS.speed.threads)
+    if cluster and (reason := controller.capped_threads(getattr(cores, "value", cores), threads)):
+        raise WorkflowError(reason)
+
+
+def warn_memory_capped(cluster: bool) -> None:
+    """Say before any job when a training job's first request is already the cap, so that its retries after
+    an out-of-memory kill would ask no more."""
+    if cluster and SETTINGS.resources.retries and (capped := jobs.memory_capped(SETTINGS)):
+        logger.warning(
+            f"{len(capped)} training job(s) ask resources.max_mem_mb ({SETTINGS.resources.max_mem_mb} MB) at "
+            f"their first attempt, so a retry after an out-of-memory kill asks no more memory: "
+            f"{', '.join(capped[:5])}{' ...' if len(capped) > 5 else ''}. Raise max_mem_mb to your nodes' "
+            f"memory, or use fewer GPUs (processes) per job."
+        )
 
 
 def job_resources(rule: str) -> dict:

@@ -8,14 +8,14 @@ rule distill:
         teacher=teacher_dir,
         student="results/moe/{task}/{method}/seed{seed}",
     output:
-        # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume. Protected, as
-        # the teacher.
-        protected(directory("results/student/{task}/{method}/seed{seed}")),
+        # Checkpoints in the undeclared sibling <output>.checkpoints/ let a killed job resume. Not
+        # protected, as the teacher.
+        directory("results/student/{task}/{method}/seed{seed}"),
     log:
         "logs/distill/{task}/{method}/seed{seed}.log",
     retries: RETRIES
     group:
-        chain_group
+        chain_group("distill")
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

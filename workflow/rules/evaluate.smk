@@ -14,7 +14,7 @@ rule evaluate:
         "logs/evaluate/{task}/{method}/seed{seed}.log",
     retries: RETRIES
     group:
-        chain_group
+        chain_group("evaluate")
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

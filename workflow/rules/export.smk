@@ -16,7 +16,7 @@ rule export:
         "logs/export/{task}/{method}/seed{seed}.log",
     retries: RETRIES
     group:
-        chain_group
+        chain_group("export")
     conda:
         CONDA_ENV
     resources:

@@ -10,8 +10,6 @@ rule importance:
     log:
         "logs/importance/{task}/seed{seed}.log",
     retries: RETRIES
-    group:
-        chain_group
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

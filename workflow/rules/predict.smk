@@ -18,7 +18,7 @@ rule predict:
         "logs/predict/{method}/seed{seed}/{task}.log",
     retries: RETRIES
     group:
-        chain_group
+        chain_group("predict")
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads

@@ -7,14 +7,15 @@ rule finetune:
         pretrained=pretrained_input,
     output:
         # Trainer checkpoints go to the undeclared sibling <output>.checkpoints/, which survives a
-        # killed job (Snakemake deletes only declared outputs), so the rerun resumes from it. Protected
-        # (read-only once written): hours of GPU time, never overwritten by a rerun without deleting it first.
-        protected(directory("results/teacher/{task}/seed{seed}")),
+        # killed job (Snakemake deletes only declared outputs), so the rerun resumes from it. Not
+        # protected(): Snakemake deletes a failed job's outputs, and a read-only one it cannot delete
+        # stops the controller; a finished model is kept by ending its chain here (workflow/lib/jobs.py).
+        directory("results/teacher/{task}/seed{seed}"),
     log:
         "logs/finetune/{task}/seed{seed}.log",
     retries: RETRIES
     group:
-        chain_group
+        chain_group("finetune")
     conda:
         CONDA_ENV
     threads: SETTINGS.resources.threads
