@@ -122,7 +122,7 @@ def test_label_names_fix_the_class_order_and_numbers_sort_as_numbers(tmp_path):
     assert task.labels == ("neg", "mid", "pos")
     numbers = [
         ["id", "title", "body", "stars"],
-        *([str(i), "t", "b", s] for i, s in enumerate("2 10 1".split())),
+        *([str(i), "t", "b", s] for i, s in enumerate(["2", "10", "1"])),
     ]
     task, _ = custom.read("reviews", reviews(tmp_path, train=numbers, dev=numbers[:2], test=None))
     assert task.labels == ("1", "2", "10")
