@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -546,3 +547,83 @@ def test_the_example_script_writes_the_walkthrough_tasks(tmp_path):
                 "title",
                 "body",
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# The workflow
+
+
+def _snakemake(workdir: Path, *args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", REPO / "Snakefile", "--directory", workdir]
+    command += ["--configfile", REPO / "config" / "tiny-custom.yaml", *args]
+    return subprocess.run(
+        list(map(str, command)), check=False, cwd=REPO, capture_output=True, text=True, timeout=3600
+    )
+
+
+def _example(workdir: Path) -> None:
+    script = [
+        sys.executable,
+        REPO / "scripts" / "make_example_task.py",
+        "--output",
+        workdir / "data" / "example",
+    ]
+    subprocess.run(list(map(str, script)), check=True)
+
+
+def test_tiny_custom_config_plans_every_stage_for_each_user_task(tmp_path):
+    _example(tmp_path)
+    proc = _snakemake(tmp_path, "-n", "-p")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    table = proc.stdout.split("Job stats:", 1)[1]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+    # 3 tasks: 4 trained students each, a majority row for the two that are not QA, predictions and exports.
+    assert counts["prepare_data"] == counts["finetune"] == counts["importance"] == 3
+    assert counts["adapt"] == counts["distill"] == 12 and counts["evaluate"] == 3 * 5 + 2
+    assert counts["predict"] == counts["export"] == 3 and "submission" not in counts
+    assert "results/tables/user.md" in proc.stdout and "results/tables/glue.md" not in proc.stdout
+    prepares = [line for line in proc.stdout.splitlines() if "moebert prepare-data" in line]
+    assert len(prepares) == 3 and all("--declaration" in line and "--source" not in line for line in prepares)
+
+
+@pytest.mark.slow
+def test_tiny_custom_config_runs_every_stage(tmp_path):
+    _example(tmp_path)
+    proc = _snakemake(tmp_path, "--cores", 2)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    results = tmp_path / "results"
+    table = (results / "tables" / "user.md").read_text()
+    print(table)
+    for expected in (
+        "teacher",
+        "moebert",
+        "mpoe",
+        "dense-narrow",
+        "distil-half",
+        "majority",
+        "reviews",
+        "ratings",
+        "facts",
+    ):
+        assert expected in table, expected
+    # One prediction per test row (per dev row where no test is declared), under its id, with the label names.
+    predictions = results / "predictions" / "moebert" / "seed0"
+    reviews = (predictions / "reviews" / "test-predictions.tsv").read_text().splitlines()
+    test = (tmp_path / "data" / "example" / "reviews" / "test.csv").read_text().splitlines()
+    assert reviews[0] == "id\tprediction" and len(reviews) == len(test)
+    assert [row.split("\t")[0] for row in reviews[1:]] == [row.split(",")[0] for row in test[1:]]
+    assert {row.split("\t")[1] for row in reviews[1:]} <= {"negative", "neutral", "positive"}
+    ratings = (predictions / "ratings" / "dev-predictions.tsv").read_text().splitlines()
+    assert len(ratings) == 1 + len(
+        (tmp_path / "data" / "example" / "ratings" / "dev.jsonl").read_text().splitlines()
+    )
+    facts = (predictions / "facts" / "test-predictions.tsv").read_text().splitlines()
+    assert len(facts) == 1 + len(
+        (tmp_path / "data" / "example" / "facts" / "test.jsonl").read_text().splitlines()
+    )
+    for task in ("reviews", "ratings", "facts"):
+        exported = results / "export" / task / "moebert" / "seed0"
+        assert (exported / "model.safetensors").is_file() and (exported / "README.md").is_file()
+    assert (results / "speed" / "cpu" / "trained" / "reviews" / "seed0.csv").is_file()
+    again = _snakemake(tmp_path, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
