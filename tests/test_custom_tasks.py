@@ -193,6 +193,48 @@ def test_squad_format_files_are_read_as_they_are(tmp_path):
     assert squad_data.load_split(task, tmp_path / "out", "dev")["id"] == ["s1"]
 
 
+def test_a_hub_dataset_is_read_with_its_class_names(tmp_path, monkeypatch):
+    """Splits of a hub dataset (here its clone in a mirror, as the hub module reads one offline): class labels
+    as their names, the -1 of an unlabelled test split as no label."""
+    import datasets
+
+    from moebert.hub import MIRROR_ENV
+
+    clone = tmp_path / "mirror" / "someone" / "opinions"
+    clone.mkdir(parents=True)
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["bad", "good"])}
+    )
+    splits = {
+        "train": (["fine", "awful", "great", "poor"], [1, 0, 1, 0]),
+        "validation": (["nice", "dull"], [1, 0]),
+        "test": (["hmm", "wow", "meh"], [-1, -1, -1]),
+    }
+    for split, (texts, labels) in splits.items():
+        rows = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+        rows.to_parquet(str(clone / f"{split}-00000-of-00001.parquet"))
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "mirror"))
+    declaration = check_custom_task(
+        "opinions",
+        {
+            "kind": "classification",
+            **{
+                key: f"hub:someone/opinions:{split}"
+                for key, split in (("train", "train"), ("dev", "validation"), ("test", "test"))
+            },
+        },
+    )
+    custom.prepare("opinions", declaration, tmp_path / "out")
+    task = custom.load_declared("opinions", tmp_path / "out")
+    assert task.labels == ("bad", "good")
+    assert load_split(task, tmp_path / "out", "train")["label"] == [1, 0, 1, 0]
+    ids, rows = task.predict_rows(tmp_path / "out")
+    assert ids == ["0", "1", "2"] and rows["text_a"] == ["hmm", "wow", "meh"]
+    with pytest.raises(MoebertError, match="hub:someone/missing:train: could not load it"):
+        custom.prepare("opinions", {**declaration, "train": "hub:someone/missing:train"}, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: the message names the file and the row, and nothing is written
 

@@ -147,7 +147,8 @@ class Settings:
         the hub)."""
         declared = self.resolved["custom_tasks"].get(task)
         if declared is not None:
-            return [declared[split] for split in ("train", "dev", "test") if declared[split]]
+            splits = [declared[split] for split in ("train", "dev", "test") if declared[split]]
+            return [path for path in splits if not path.startswith("hub:")]  # a hub split is no file
         source = self.data_source(task)
         return [] if source == "hub" else [source]
 

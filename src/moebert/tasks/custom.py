@@ -46,6 +46,7 @@ DEFAULT_METRICS = {
     "extractive-qa": ("exact_match", "f1"),
 }
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
+HUB_PREFIX = "hub:"  # hub:<dataset id>:<split>, a split of a dataset on the Hugging Face hub
 # Tabs and line breaks inside a text become spaces in the prepared tsv: BERT's tokenizers split on any white
 # space, so the word pieces are the same.
 _BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
@@ -68,6 +69,8 @@ class DeclarationError(MoebertError):
 
 
 def file_format(path: str, given: str = "auto") -> str:
+    if path.startswith(HUB_PREFIX):
+        return "hub"
     if given != "auto":
         return given
     suffix = Path(path).suffix.lower()
@@ -92,9 +95,13 @@ def _text(path: Path) -> str:
         ) from None
 
 
-def read_rows(path: str | os.PathLike, fmt: str, quoting: str = "csv") -> list[tuple[str, dict]]:
+def read_rows(
+    path: str | os.PathLike, fmt: str, quoting: str = "csv", hub_config: str | None = None
+) -> list[tuple[str, dict]]:
     """(where, row) for every row of a .csv/.tsv (header first), .jsonl (an object per line) or .json file (a
-    list of objects, or {"data": [...]} for SQuAD, returned as one row)."""
+    list of objects, or {"data": [...]} for SQuAD, returned as one row), or of a hub split."""
+    if fmt == "hub":
+        return _hub_rows(str(path), hub_config)
     path = Path(path)
     if not path.is_file():
         raise MoebertError(f"{path}: file not found; check the path (relative to the repository root)")
@@ -115,6 +122,34 @@ def read_rows(path: str | os.PathLike, fmt: str, quoting: str = "csv") -> list[t
     if not isinstance(document, list):
         raise MoebertError(f"{path}: expected a JSON list of objects (one per row) or a SQuAD file")
     return [(f"{path}, record {i}", _object(row, f"{path}, record {i}")) for i, row in enumerate(document)]
+
+
+def _hub_rows(spec: str, config: str | None) -> list[tuple[str, dict]]:
+    """The rows of hub:<dataset id>:<split> (through the mirror where MOEBERT_HUB_MIRROR is set); class
+    labels as their names, and the -1 of an unlabelled test split as no label."""
+    from moebert.hub import hub_source
+
+    dataset, _, split = spec[len(HUB_PREFIX) :].rpartition(":")
+    if not dataset or not split:
+        raise DeclarationError("", f"{spec}: give a hub split as hub:<dataset id>:<split>, e.g. hub:imdb:train")
+    try:
+        loaded = datasets.load_dataset(hub_source(dataset), config, split=split)
+    except (OSError, ValueError, MoebertError) as err:  # network, not found, split or config, mirror
+        raise MoebertError(f"{spec}: could not load it from the Hugging Face hub: {err}") from None
+    names = {
+        column: feature.names
+        for column, feature in loaded.features.items()
+        if isinstance(feature, datasets.ClassLabel)
+    }
+    rows = []
+    for i, row in enumerate(loaded.to_list()):
+        for column, labels in names.items():
+            if row.get(column) == -1:
+                del row[column]
+            elif row.get(column) is not None:
+                row[column] = labels[row[column]]
+        rows.append((f"{spec}, row {i}", row))
+    return rows
 
 
 def _json(text: str, where: str):
@@ -439,9 +474,15 @@ def check_declaration(name: str, declaration: dict) -> None:
             file_format(declaration[split], declaration["format"])
 
 
+def _rows(declaration: dict, split: str) -> list[tuple[str, dict]]:
+    path = declaration[split]
+    fmt = file_format(path, declaration["format"])
+    return read_rows(path, fmt, declaration["quoting"], declaration["hub_config"])
+
+
 def _read_text_split(declaration: dict, split: str) -> Split:
     path = declaration[split]
-    rows = read_rows(path, file_format(path, declaration["format"]), declaration["quoting"])
+    rows = _rows(declaration, split)
     if not rows:
         raise MoebertError(f"{path}: holds no rows; the {split} split needs at least one")
     texts = declaration["text"]
@@ -470,7 +511,7 @@ def _qa_rows(declaration: dict, split: str, task: QaTask) -> dict[str, list]:
     context and answers columns (answers as the hub gives them, {"text": [...], "answer_start": [...]},
     or SQuAD's list of {"text", "answer_start"}; a CSV cell holds it as JSON)."""
     path = declaration[split]
-    rows = read_rows(path, file_format(path, declaration["format"]), declaration["quoting"])
+    rows = _rows(declaration, split)
     if len(rows) == 1 and "data" in rows[0][1] and isinstance(rows[0][1]["data"], list):
         if split == "test":
             document = rows[0][1]
