@@ -290,7 +290,6 @@ def package_commit() -> str:
 # Export
 
 
-
 def _declared_task(name: str, config: str | os.PathLike | None):
     """A user task by its declaration in the resolved config (custom_tasks), its files read again; None if
     the config declares no task of that name."""
@@ -300,6 +299,7 @@ def _declared_task(name: str, config: str | os.PathLike | None):
         return None
     declared = (read_json(config).get("custom_tasks") or {}).get(name)
     return None if declared is None else custom.read(name, declared)[0]
+
 
 def export(
     model_dir: str | os.PathLike,

@@ -305,11 +305,13 @@ def _check_custom_tasks(config: dict) -> None:
     for key, names in (("tasks", list(config["tasks"])), ("task_settings", list(config["task_settings"]))):
         for i, name in enumerate(names):
             if name not in known:
-                path = [key, i] if key == "tasks" else [key, name]
+                path, what = (
+                    ([key, i], f"{name!r} is not allowed") if key == "tasks" else ([key, name], "unknown key")
+                )
                 raise ConfigError(
                     path,
-                    f"{name!r} is neither a registered task nor under custom_tasks; "
-                    f"{did_you_mean(name, known)}registered: {', '.join(TASKS)}",
+                    f"{what}; {did_you_mean(name, known)}allowed: {', '.join(known)} "
+                    f"(or declare it under custom_tasks)",
                 )
     for name, declaration in declared.items():
         try:

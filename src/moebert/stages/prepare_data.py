@@ -16,7 +16,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source", help=f"{DATA_HELP}; not with --declaration")
     parser.add_argument(
         "--declaration",
-        type=json.loads,
         metavar="JSON",
         help="a user task: its declaration (a config's custom_tasks.<task>, as JSON), which names its files",
     )
@@ -67,7 +66,11 @@ def _prepare_declared(args) -> None:
     if given:
         raise MoebertError(f"--{given[0].replace('_', '-')}: a user task's declaration names its files")
     try:
-        declaration = check_custom_task(args.task, args.declaration)
+        try:
+            given = json.loads(args.declaration)
+        except json.JSONDecodeError as err:
+            raise MoebertError(f"--declaration: not JSON ({err})") from None
+        declaration = check_custom_task(args.task, given)
         target = custom.prepare(args.task, declaration, args.output)
     except custom.DeclarationError as err:
         raise ConfigError(["custom_tasks", args.task, *([err.key] if err.key else [])], str(err)) from None

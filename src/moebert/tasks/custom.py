@@ -131,7 +131,9 @@ def _hub_rows(spec: str, config: str | None) -> list[tuple[str, dict]]:
 
     dataset, _, split = spec[len(HUB_PREFIX) :].rpartition(":")
     if not dataset or not split:
-        raise DeclarationError("", f"{spec}: give a hub split as hub:<dataset id>:<split>, e.g. hub:imdb:train")
+        raise DeclarationError(
+            "", f"{spec}: give a hub split as hub:<dataset id>:<split>, e.g. hub:imdb:train"
+        )
     try:
         loaded = datasets.load_dataset(hub_source(dataset), config, split=split)
     except (OSError, ValueError, MoebertError) as err:  # network, not found, split or config, mirror
@@ -446,6 +448,9 @@ def check_declaration(name: str, declaration: dict) -> None:
             f"the name collides with the registered task {registered[_normalise(name)]!r}; rename the "
             f"user task (or list the registered one under tasks)",
         )
+    for split in ("train", "dev"):
+        if not declaration.get(split):
+            raise DeclarationError(split, f"give the {split} file (or hub:<dataset id>:<split>)")
     kind = declaration["kind"]
     allowed = KIND_METRICS[kind]
     for metric in declaration["metrics"] or ():
