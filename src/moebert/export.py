@@ -297,8 +297,10 @@ def _declared_task(name: str, config: str | os.PathLike | None):
 
     if config is None or not Path(config).is_file():
         return None
+    from moebert.config.validation import check_custom_task
+
     declared = (read_json(config).get("custom_tasks") or {}).get(name)
-    return None if declared is None else custom.read(name, declared)[0]
+    return None if declared is None else custom.read(name, check_custom_task(name, declared))[0]
 
 
 def export(

@@ -521,12 +521,17 @@ def _qa_rows(declaration: dict, split: str, task: QaTask) -> dict[str, list]:
         if split == "test":
             document = rows[0][1]
             flat = {"id": [], "context": [], "question": []}
-            for article in document["data"]:
-                for paragraph in article.get("paragraphs", []):
-                    for qa in paragraph.get("qas", []):
-                        flat["id"].append(str(qa.get("id")))
-                        flat["context"].append(paragraph.get("context"))
-                        flat["question"].append(qa.get("question"))
+            for a, article in enumerate(document["data"]):
+                for p, paragraph in enumerate(article.get("paragraphs", [])):
+                    for q, qa in enumerate(paragraph.get("qas", [])):
+                        where = f"{path}: article {a}, paragraph {p}, question {q}"
+                        texts = (qa.get("id"), paragraph.get("context"), qa.get("question"))
+                        if not all(isinstance(text, str) and text.strip() for text in texts):
+                            raise MoebertError(f"{where}: needs an id, a context and a question, as text")
+                        for name, text in zip(("id", "context", "question"), texts):
+                            flat[name].append(text)
+            if len(set(flat["id"])) != len(flat["id"]):
+                raise MoebertError(f"{path}: a question id appears twice; ids must be unique")
             return flat
         return rows_from_document(task, rows[0][1], str(path))
     if not rows:
@@ -685,6 +690,8 @@ def load_declared(name: str, data: str | os.PathLike) -> Task | None:
     path = Path(data) / name / DECLARATION_FILE
     if not path.is_file():
         return None
+    from moebert.config.validation import check_custom_task
+
     record = json.loads(path.read_text(encoding="utf-8"))
-    declaration = {**record["declaration"], "name": record["name"]}
+    declaration = {**check_custom_task(record["name"], record["declaration"]), "name": record["name"]}
     return build(record["name"], declaration, record["label_names"], record["size"])
