@@ -285,6 +285,19 @@ def package_commit() -> str:
 # Export
 
 
+def _declared_task(name: str, config: str | os.PathLike | None):
+    """A user task by its declaration in the resolved config (custom_tasks), its files read again; None if
+    the config declares no task of that name."""
+    from moebert.tasks import custom
+
+    if config is None or not Path(config).is_file():
+        return None
+    from moebert.config.validation import check_custom_task
+
+    declared = (read_json(config).get("custom_tasks") or {}).get(name)
+    return None if declared is None else custom.read(name, check_custom_task(name, declared))[0]
+
+
 def export(
     model_dir: str | os.PathLike,
     output: str | os.PathLike,
@@ -327,7 +340,9 @@ def export(
         try:
             task = get_task(record["task"])
         except MoebertError as err:
-            raise MoebertError(f"metrics file '{metrics}': {err}") from err
+            task = _declared_task(record["task"], config)
+            if task is None:
+                raise MoebertError(f"metrics file '{metrics}': {err}") from err
         if task.head != head:
             raise MoebertError(
                 f"metrics file '{metrics}' scores {task.name}, a {task.head} task, but model '{model_dir}' "
@@ -562,8 +577,11 @@ class ModelCard:
     def _splits(self) -> dict[str, tuple[str, str, str | None]]:
         """Result key -> (dataset id, split on the hub, config name)."""
         from moebert.tasks import QaTask
+        from moebert.tasks.custom import CustomTask
         from moebert.tasks.glue import HUB_DATASET, HUB_SPLITS
 
+        if isinstance(self.task, CustomTask):  # a user's own files: no dataset on the hub
+            return {}
         if isinstance(self.task, QaTask):
             return {
                 key: (self.task.hub_dataset, "validation", None) for key in self.task.eval_splits.values()
@@ -582,12 +600,13 @@ class ModelCard:
         if self.task is None:
             return meta
         splits = self._splits()
-        meta["datasets"] = sorted({dataset for dataset, _, _ in splits.values()})
+        if splits:
+            meta["datasets"] = sorted({dataset for dataset, _, _ in splits.values()})
         meta["metrics"] = [METRIC_TYPES.get(m, m) for m in self.task.metrics]
         results = []
         for key, values in self.record["results"].items():
             dataset, split, hub_config = splits.get(key, (None, "validation", None))
-            entry = {"name": key if self.task.family == "qa" else f"GLUE {key}"}
+            entry = {"name": f"GLUE {key}" if self.task.family == "glue" else key}
             if dataset:
                 entry["type"] = dataset
             if hub_config:

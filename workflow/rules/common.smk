@@ -46,9 +46,9 @@ def data_dir(wildcards):
 
 
 def data_source(wildcards):
-    """Input of prepare_data: the configured directory of the task's family (none for the hub)."""
-    source = SETTINGS.data_source(wildcards.task)
-    return [] if source == "hub" else source
+    """Input of prepare_data: the configured directory of the task's family (none for the hub), or a user
+    task's files."""
+    return SETTINGS.data_inputs(wildcards.task)
 
 
 def _is_hub_model(name: str) -> bool:
@@ -162,9 +162,11 @@ def all_exports() -> list[str]:
 
 
 def result_tables() -> list[str]:
-    """The tables of the task families the config runs: glue.* and (with a QA task) squad.*."""
+    """The tables of the task families the config runs: glue.*, (with a QA task) squad.* and (with a user
+    task) user.*."""
     families = {settings.task.family for settings in SETTINGS.tasks.values()}
-    names = [name for name, family in (("glue", "glue"), ("squad", "qa")) if family in families]
+    tables = (("glue", "glue"), ("squad", "qa"), ("user", "user"))
+    names = [name for name, family in tables if family in families]
     return [f"results/tables/{name}.{ext}" for name in names for ext in ("md", "csv", "tex")]
 
 

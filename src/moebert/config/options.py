@@ -110,9 +110,10 @@ class AdaptOptions:
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    source: str
+    source: str | None  # None: a user task, whose declaration names its files
     eval_articles: int | None = None
     split_seed: int | None = None
+    declaration: str | None = None  # a user task's declaration (custom_tasks.<name>) as JSON
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,16 @@ class Settings:
         """The configured source of a task's data: `squad_data` for QA tasks, `data` for GLUE."""
         return self.squad_data if isinstance(self.tasks[task].task, QaTask) else self.data
 
+    def data_inputs(self, task: str) -> list[str]:
+        """What prepare_data reads for a task: a user task's files, else the configured directory (none for
+        the hub)."""
+        declared = self.resolved["custom_tasks"].get(task)
+        if declared is not None:
+            splits = [declared[split] for split in ("train", "dev", "test") if declared[split]]
+            return [path for path in splits if not path.startswith("hub:")]  # a hub split is no file
+        source = self.data_source(task)
+        return [] if source == "hub" else [source]
+
     def teacher_seed(self, seed: int) -> int:
         """The seed of the teacher (and importance) a seed's students start from."""
         return seed if self.teacher.per_seed else self.seeds[0]
@@ -262,6 +272,9 @@ class Settings:
         )
 
     def prepare_options(self, task: str) -> PrepareOptions:
+        declared = self.resolved["custom_tasks"].get(task)
+        if declared is not None:  # a user task: its declaration, whose files the job reads
+            return PrepareOptions(source=None, declaration=json.dumps(declared, sort_keys=True))
         qa = self.tasks[task].qa
         split = qa is not None and qa.eval_articles is not None
         return PrepareOptions(

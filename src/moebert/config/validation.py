@@ -16,7 +16,7 @@ import yaml
 
 from moebert.errors import MoebertError
 from moebert.students import STUDENTS, StudentOptionError, get_student
-from moebert.tasks import QaTask, get_task
+from moebert.tasks import TASKS, QaTask, declare, get_task
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 TEACHER = "teacher"  # the dense model's row in metrics and tables: no method may take its name
@@ -109,6 +109,7 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
     config = copy.deepcopy(raw)
     given_methods = copy.deepcopy(config.get("methods") or schema_default("methods"))
     _check(config, schema())
+    _check_custom_tasks(config)
     # A listed task without an entry under task_settings runs with the defaults.
     for task in config["tasks"]:
         config["task_settings"].setdefault(task, {})
@@ -291,6 +292,48 @@ def _check_tasks(config: dict) -> None:
                 f"directory {config[key]!r} does not exist (relative to {os.getcwd()}); give a "
                 f"directory {layout} or 'hub'",
             )
+
+
+def _check_custom_tasks(config: dict) -> None:
+    """Every listed task registered or declared under custom_tasks; each declared task that is listed read
+    and checked whole (its files, columns, labels: tasks/custom.py) and made known to get_task, so a bad
+    file stops the run before any job."""
+    from moebert.tasks import custom
+
+    declared = config["custom_tasks"]
+    known = [*TASKS, *declared]
+    for key, names in (("tasks", list(config["tasks"])), ("task_settings", list(config["task_settings"]))):
+        for i, name in enumerate(names):
+            if name not in known:
+                path, what = (
+                    ([key, i], f"{name!r} is not allowed") if key == "tasks" else ([key, name], "unknown key")
+                )
+                raise ConfigError(
+                    path,
+                    f"{what}; {did_you_mean(name, known)}allowed: {', '.join(known)} "
+                    f"(or declare it under custom_tasks)",
+                )
+    for name, declaration in declared.items():
+        try:
+            custom.check_declaration(name, declaration)
+            if name in config["tasks"]:
+                declare(custom.read(name, declaration)[0])
+        except custom.DeclarationError as err:
+            raise ConfigError(["custom_tasks", name, *([err.key] if err.key else [])], str(err)) from None
+        except MoebertError as err:
+            raise ConfigError(["custom_tasks", name], str(err)) from None
+        if (config["task_settings"].get(name) or {}).get("eval_articles") is not None:
+            raise ConfigError(
+                ["task_settings", name, "eval_articles"],
+                "a user task has its own dev file; drop the key (the article split is SQuAD's)",
+            )
+
+
+def check_custom_task(name: str, declaration: dict) -> dict:
+    """One user task's declaration checked against the schema, defaults filled in (moebert prepare-data)."""
+    declaration = copy.deepcopy(declaration)
+    _check(declaration, schema()["$defs"]["custom_task"], ["custom_tasks", name])
+    return declaration
 
 
 def hyper_parameters(config: dict, stage: str, task: str) -> dict:

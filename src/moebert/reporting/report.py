@@ -2,7 +2,7 @@
 metrics.json files alone, so the report regenerates from results/ without retraining.
 
 It shows only what exists: a method or task appears when some metrics file has it, never as a
-placeholder. Outputs, one table per task family that has results (glue: GLUE, squad: SQuAD):
+placeholder. Outputs, one table per task family that has results (glue: GLUE, squad: SQuAD, user: user tasks):
   <tables-dir>/<family>.csv  tidy, full precision: method, task, metric, n, mean, std, paper_model, paper, diff
   <tables-dir>/<family>.md, .tex  rows = methods (with their paper row and ours - paper), columns = task metrics;
       a task whose data departs from the standard splits (the offline SQuAD article split) is marked and noted
@@ -61,8 +61,13 @@ PLOT_NAME = "accuracy_vs_params"
 # MPOE (COLING 2022) reports this reduction of total parameters against Switch Transformers (T5, GPT-2);
 # the report sets our measured ratio beside it.
 MPOE_PAPER_REDUCTION = 27.2
-# The table of each task family, and the family of each result key ("MRPC", "SQuAD-v1.1", ...).
-TABLES = {"glue": ("glue", "GLUE dev results"), "qa": ("squad", "SQuAD dev results")}
+# The table of each task family, and the family of each result key ("MRPC", "SQuAD-v1.1", ...); a key that no
+# registered task has is a user task's (tasks/custom.py), whose name is its key.
+TABLES = {
+    "glue": ("glue", "GLUE dev results"),
+    "qa": ("squad", "SQuAD dev results"),
+    "user": ("user", "User task dev results"),
+}
 FAMILY = {key: task.family for task in TASKS.values() for key in task.eval_splits.values()}
 
 
@@ -132,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
     stats = summarise(scores, paper)
     notes = {r["task_key"]: r["data_note"] for r in runs if r["data_note"]}
     for family, (name, title) in TABLES.items():
-        part = scores[scores.task.map(lambda key: FAMILY.get(key, "glue")) == family]
+        part = scores[scores.task.map(lambda key: FAMILY.get(key, "user")) == family]
         if len(part):
             write_tables(summarise(part, paper), Path(args.tables_dir), name, title, notes)
     print(write_params_table(runs, Path(args.tables_dir)))

@@ -134,9 +134,16 @@ def answer_settings(task, options):
 
 
 def resolve_task(args: argparse.Namespace):
-    """The task of `--task`, resolved once; QA-only options are refused for the other tasks."""
-    from moebert.tasks import QaTask, get_task
+    """The task of `--task`, resolved once; QA-only options are refused for the other tasks. A user task is
+    resolved from the declaration its prepared data holds (<data>/<task>/task.json)."""
+    from moebert.tasks import TASKS, QaTask, declare, get_task
+    from moebert.tasks.custom import load_declared
 
+    data = getattr(args, "data", None)
+    if args.task not in TASKS and data and data != "hub":
+        declared = load_declared(args.task, data)
+        if declared is not None:
+            declare(declared)
     task = get_task(args.task)
     if not isinstance(task, QaTask):
         given = [flag(name) for name in QA_OPTIONS if getattr(args, name, None) is not None]

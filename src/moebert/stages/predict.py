@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> None:
     from moebert.models.loading import load_tokenizer, load_trained
     from moebert.tasks import DIAGNOSTIC, QaTask, load_test_split
     from moebert.tasks import squad as squad_data
+    from moebert.tasks.custom import CustomTask
 
     task = resolve_task(args)
     if args.diagnostic and not getattr(task, "predicts_diagnostic", False):
@@ -72,6 +73,16 @@ def run(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise MoebertError(f"{flag} must be a positive number, got {value}")
     max_length = args.max_length or task.max_length
+    if isinstance(task, CustomTask):  # a user task: one file, a prediction per row of its test split
+        device = resolve_device(args.device)
+        tokenizer = load_tokenizer(args.model)
+        model = place(load_trained(args.model, task), device, args.experts_implementation)
+        qa = answer_settings(task, args) if isinstance(task, QaTask) else None  # as `evaluate` searches them
+        for path in task.write_predictions(
+            model, tokenizer, args.data, args.output, max_length, args.batch_size, qa
+        ):
+            print(f"{task.display} predictions -> {path}")
+        return
     # The data is read and checked before the model loads, so a missing or bad file fails at once.
     if isinstance(task, QaTask):
         inputs = {split: squad_data.load_split(task, args.data, split) for split in task.eval_splits}

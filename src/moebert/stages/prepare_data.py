@@ -3,6 +3,8 @@ directory or the hub; offline, SQuAD's train and dev can be cut from its dev fil
 
 from __future__ import annotations
 
+import json
+
 from moebert.config import schema_default
 from moebert.stages.common import DATA_HELP, resolve_task
 
@@ -11,7 +13,12 @@ HELP = "validate a task's data and write a prepared copy (GLUE tsv, SQuAD json)"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--task", required=True)
-    parser.add_argument("--source", required=True, help=DATA_HELP)
+    parser.add_argument("--source", help=f"{DATA_HELP}; not with --declaration")
+    parser.add_argument(
+        "--declaration",
+        metavar="JSON",
+        help="a user task: its declaration (a config's custom_tasks.<task>, as JSON), which names its files",
+    )
     parser.add_argument(
         "--output",
         required=True,
@@ -34,6 +41,10 @@ def run(args) -> None:
     from moebert.errors import MoebertError
     from moebert.tasks import QaTask
 
+    if args.declaration is not None:
+        return _prepare_declared(args)
+    if args.source is None:
+        raise MoebertError("--source: give the task's data (or a user task's --declaration)")
     task = resolve_task(args)
     if args.split_seed is not None and args.eval_articles is None:
         raise MoebertError("--split-seed: only an article split (--eval-articles) is seeded; leave it out")
@@ -42,3 +53,25 @@ def run(args) -> None:
         seed = schema_default("task.split_seed") if args.split_seed is None else args.split_seed
         split = {"eval_articles": args.eval_articles, "split_seed": seed}
     print(f"{task.display} -> {task.prepare(args.source, args.output, **split)}")
+
+
+def _prepare_declared(args) -> None:
+    """A user task: its declaration checked against the schema (defaults filled in), its files read, checked
+    and written with task.json beside them."""
+    from moebert.config.validation import ConfigError, check_custom_task
+    from moebert.errors import MoebertError
+    from moebert.tasks import custom
+
+    given = [name for name in ("source", "eval_articles", "split_seed") if getattr(args, name) is not None]
+    if given:
+        raise MoebertError(f"--{given[0].replace('_', '-')}: a user task's declaration names its files")
+    try:
+        try:
+            given = json.loads(args.declaration)
+        except json.JSONDecodeError as err:
+            raise MoebertError(f"--declaration: not JSON ({err})") from None
+        declaration = check_custom_task(args.task, given)
+        target = custom.prepare(args.task, declaration, args.output)
+    except custom.DeclarationError as err:
+        raise ConfigError(["custom_tasks", args.task, *([err.key] if err.key else [])], str(err)) from None
+    print(f"{args.task} -> {target}")

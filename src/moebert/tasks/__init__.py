@@ -25,6 +25,9 @@ from moebert.tasks.glue import (
 from moebert.tasks.squad import QA_TASKS, QaTask
 
 TASKS: dict[str, Task] = {**GLUE_TASKS, **QA_TASKS}
+# User tasks (tasks/custom.py) this process has resolved from their declaration: the config's, or the
+# prepared data's task.json. get_task finds them by their exact name.
+DECLARED: dict[str, Task] = {}
 
 __all__ = [
     "DIAGNOSTIC",
@@ -35,6 +38,7 @@ __all__ = [
     "GlueTask",
     "QaTask",
     "Task",
+    "declare",
     "format_task_table",
     "get_task",
     "hub_columns",
@@ -58,6 +62,8 @@ def get_task(name: str | Task) -> Task:
     """Look a task up by any common spelling ("MRPC", "sst-2", "STS_B", "squad_v2"); a Task passes through."""
     if isinstance(name, Task):
         return name
+    if str(name) in DECLARED:
+        return DECLARED[str(name)]
     key = _normalise(str(name))
     if key in _KEYS:
         return TASKS[_KEYS[key]]
@@ -65,6 +71,12 @@ def get_task(name: str | Task) -> Task:
     guess = difflib.get_close_matches(str(name).lower(), TASKS, n=1)
     hint = f"; did you mean '{guess[0]}'?" if guess else ";"
     raise MoebertError(f"unknown task '{name}'{hint} known: {known}")
+
+
+def declare(task: Task) -> Task:
+    """Make a user task known to get_task in this process (its name cannot be a registered task's)."""
+    DECLARED[task.name] = task
+    return task
 
 
 def format_task_table() -> str:

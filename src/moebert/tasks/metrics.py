@@ -12,6 +12,8 @@ from moebert.tasks import GlueTask, get_task
 METRICS = {
     "accuracy": accuracy_score,
     "f1": lambda labels, predicted: f1_score(labels, predicted, pos_label=1, average="binary"),
+    # User tasks: the unweighted mean of the per-class F1s over the classes the labels or predictions hold.
+    "macro_f1": lambda labels, predicted: f1_score(labels, predicted, average="macro", zero_division=0),
     "mcc": matthews_corrcoef,
     "pearson": lambda labels, scores: _correlation(pearsonr, scores, labels),
     "spearman": lambda labels, scores: _correlation(spearmanr, scores, labels),
