@@ -381,6 +381,7 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     view = json.loads(experiment.tags["mlflow.sharedViewState.results"])
     assert view["searchFilter"] == "tags.`rule` = 'evaluate'"
     assert view["selectedColumns"][:4] == ["tags.`task`", "tags.`method`", "tags.`seed`", "metrics.`main`"]
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "method"}]
     link = f"#/experiments/{experiment_id}/runs?viewStateShareKey=results&workflowType=machine_learning"
     assert f"[The results]({link})" in experiment.tags["mlflow.note.content"]
     rows = {cells[0]: cells[1:] for cells in map(markdown_cells, note.splitlines()) if cells}
