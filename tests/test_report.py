@@ -452,4 +452,4 @@ def test_the_description_says_what_ran_the_config_and_the_commit(built):
     assert "- teacher: 75.0\n- moebert: 83.0\n" in text and "dense-narrow:" not in text
     from docutils.core import publish_parts
 
-    publish_parts(text, writer_name="html", settings_overrides={"halt_level": 2})  # valid rst, no warning
+    publish_parts(text, writer="html", settings_overrides={"halt_level": 2})  # valid rst, no warning
