@@ -397,6 +397,7 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
     view = json.loads(experiment.tags["mlflow.sharedViewState.results"])
     assert view["searchFilter"] == "tags.`rule` = 'evaluate'"
     assert view["selectedColumns"][:4] == ["tags.`task`", "tags.`method`", "tags.`seed`", "metrics.`main`"]
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "method"}]
     link = f"#/experiments/{experiment_id}/runs?viewStateShareKey=results&workflowType=machine_learning"
     assert f"[The results]({link})" in experiment.tags["mlflow.note.content"]
     rows = {cells[0]: cells[1:] for cells in map(markdown_cells, note.splitlines()) if cells}
@@ -467,7 +468,7 @@ def test_the_description_says_what_ran_the_config_and_the_commit(built):
     assert "- teacher: 75.0\n- moebert: 83.0\n" in text and "dense-narrow:" not in text
     from docutils.core import publish_parts
 
-    publish_parts(text, writer_name="html", settings_overrides={"halt_level": 2})  # valid rst, no warning
+    publish_parts(text, writer="html", settings_overrides={"halt_level": 2})  # valid rst, no warning
 
 
 def test_claims_and_ablations_get_intervals_from_the_per_example_predictions(tmp_path):

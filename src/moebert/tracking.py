@@ -345,8 +345,9 @@ def summarise_parent(args: argparse.Namespace, params: dict, metrics: dict, tags
 
 # MLflow keeps no default columns for an experiment's runs table (its UI remembers a choice per browser); its
 # UI does open a view shared by URL (?viewStateShareKey=<key>), whose state it reads from this experiment tag
-# + key: the filter, the sort and the columns (not which rows are expanded: a parent run stays folded, so the
-# view filters the evaluate runs, which hold the results). The experiment's description links it.
+# + key: the filter, the sort, the columns and the grouping (not which rows are expanded: a parent run stays
+# folded, so the view lists the evaluate runs, which hold the results, grouped by method with the average of
+# their main metric on each group's row). The experiment's description links it.
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
 RESULTS_VIEW = "results"
 
@@ -355,10 +356,13 @@ def results_view_link(experiment_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs?viewStateShareKey={RESULTS_VIEW}&{TRAINING_VIEW}"
 
 
-def set_results_view(args: argparse.Namespace, search: str, columns: list[str], description: str) -> None:
+def set_results_view(
+    args: argparse.Namespace, search: str, columns: list[str], group_by: str, description: str
+) -> None:
     """The experiment's view `RESULTS_VIEW`: the runs that match `search` (e.g. the evaluate runs), newest
-    first, with `columns` ("tags.`task`", "metrics.`main`"); and the experiment's description, `description`
-    and a link to the view. Nothing when tracking is off or no parent is named; a tracking failure only warns."""
+    first, with `columns` ("tags.`task`", "metrics.`main`"), grouped by the tag `group_by` (each group's row
+    averages its runs' metrics); and the experiment's description, `description` and a link to the view. Nothing
+    when tracking is off or no parent is named; a tracking failure only warns."""
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
     def view(client, parent) -> None:
@@ -368,12 +372,15 @@ def set_results_view(args: argparse.Namespace, search: str, columns: list[str], 
             "orderByKey": "attributes.start_time",
             "orderByAsc": False,
             "selectedColumns": columns,
+            "groupBy": {
+                "aggregateFunction": "average",
+                "groupByKeys": [{"mode": "tag", "groupByData": group_by}],
+            },
         }
         retry(client.set_experiment_tag, experiment_id, SHARED_VIEW_TAG + RESULTS_VIEW, json.dumps(state))
         named = ", ".join(column.split("`")[1] for column in columns)
-        note = (
-            f"{description}\n\n[The results]({results_view_link(experiment_id)}): `{search}`, with {named}."
-        )
+        link = results_view_link(experiment_id)
+        note = f"{description}\n\n[The results]({link}): `{search}`, with {named}, by {group_by}."
         retry(client.set_experiment_tag, experiment_id, MLFLOW_RUN_NOTE, note)
 
     _on_parent(args, "set the experiment's results view", view)

@@ -3,42 +3,6 @@
 
 import json
 
-# The label of each table in the report's Results.
-TABLE_TITLES = {
-    "glue": "GLUE dev results",
-    "squad": "SQuAD dev results",
-    "params": "Parameters",
-    "claims": "The paper's claims",
-    "ablations": "Ablations",
-    "speed": "Inference speed",
-}
-
-
-def result_pages() -> list[str]:
-    """The HTML page of every table the config makes: the task families', the parameters', the claims' and
-    ablations' where it states them, the timings' where it times a device."""
-    names = [Path(path).stem for path in result_tables() if path.endswith(".csv")] + ["params"]
-    names += ["claims"] * bool(SETTINGS.claims) + ["ablations"] * bool(SETTINGS.sweep_points)
-    names += ["speed"] * bool(speed_results())
-    return [f"results/tables/{name}.html" for name in names]
-
-
-def report_facts(wildcards, output) -> dict:
-    """What the captions name: the teacher, the timed devices and settings, the task and seed whose trained
-    models are timed."""
-    speed = SETTINGS.speed
-    return {
-        "teacher": SETTINGS.teacher.model,
-        "devices": ", ".join(speed.devices) or "none",
-        "threads": speed.threads,
-        "random": ", ".join(speed.random) or "none",
-        "batch_sizes": ", ".join(map(str, speed.batch_sizes)),
-        "seq_lengths": ", ".join(map(str, speed.seq_lengths)),
-        "timed_task": next(iter(SETTINGS.tasks)),
-        "timed_seed": SETTINGS.seeds[0],
-        "tasks": len(SETTINGS.tasks),
-    }
-
 
 # Cheap: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:

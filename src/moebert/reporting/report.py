@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> None:
     config = read_config(args.config_file)
     tracking.summarise_parent(args, *parent_record(config, main, record))
     tracking.describe_parent(args, parent_note(runs, main, record, config))
-    tracking.set_results_view(args, "tags.`rule` = 'evaluate'", VIEW_COLUMNS, HEADLINE)
+    tracking.set_results_view(args, "tags.`rule` = 'evaluate'", VIEW_COLUMNS, "method", HEADLINE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,8 +630,8 @@ def parent_record(config: dict, main: pd.DataFrame, record: dict) -> tuple[dict,
     return params, metrics, tags
 
 
-# The columns of the experiment's results view, which lists the evaluate runs: what each scored and its main
-# metric (each method's average is on the parent run).
+# The columns of the experiment's results view, which lists the evaluate runs by method: what each scored and
+# its main metric (a method's row: their average).
 VIEW_COLUMNS = [
     *(f"tags.`{key}`" for key in ("task", "method", "seed")),
     "metrics.`main`",
