@@ -666,6 +666,8 @@ def test_tiny_custom_config_runs_every_stage(tmp_path):
     for task in ("reviews", "ratings", "facts"):
         exported = results / "export" / task / "moebert" / "seed0"
         assert (exported / "model.safetensors").is_file() and (exported / "README.md").is_file()
+        card = (exported / "README.md").read_text()
+        assert f"name: {task}\n" in card and "GLUE" not in card.split("---")[1]  # no hub dataset claimed
     assert (results / "speed" / "cpu" / "trained" / "reviews" / "seed0.csv").is_file()
     again = _snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
