@@ -666,6 +666,19 @@ def test_tiny_custom_config_runs_every_stage(tmp_path):
     for task in ("reviews", "ratings", "facts"):
         exported = results / "export" / task / "moebert" / "seed0"
         assert (exported / "model.safetensors").is_file() and (exported / "README.md").is_file()
+        card = (exported / "README.md").read_text()
+        assert f"name: {task}\n" in card and "GLUE" not in card.split("---")[1]  # no hub dataset claimed
     assert (results / "speed" / "cpu" / "trained" / "reviews" / "seed0.csv").is_file()
     again = _snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_macro_f1_is_the_mean_of_the_per_class_f1s(tmp_path):
+    import numpy as np
+
+    from moebert.tasks.metrics import compute_metrics
+
+    task, _ = custom.read("reviews", reviews(tmp_path))
+    logits = np.eye(3)[[0, 2, 2, 1]]  # predicted classes 0, 2, 2, 1 against labels 0, 1, 2, 2
+    # class 0: F1 1; class 1: no hit, 0; class 2: one of two predicted, one of two labelled, 0.5
+    assert compute_metrics(task, logits, [0, 1, 2, 2]) == {"accuracy": 50.0, "macro_f1": 50.0}
