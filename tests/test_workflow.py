@@ -335,6 +335,7 @@ PLOT_CAPTIONS = {
     "speed_latency": "Latency against batch size, on cpu with 1 thread(s)",
     "speed_speedup": "Speed-up over the teacher against batch size, on cpu",
     "accuracy_vs_latency": "against its median latency (x, milliseconds) on cpu",
+    "routing_rte": "Routing on the dev split rte: the share of its real tokens",
 }
 
 

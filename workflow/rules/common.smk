@@ -174,6 +174,7 @@ def result_tables() -> list[str]:
 TABLE_TITLES = {
     "glue": "GLUE dev results",
     "squad": "SQuAD dev results",
+    "user": "User task dev results",
     "params": "Parameters",
     "claims": "The paper's claims",
     "ablations": "Ablations",
