@@ -363,3 +363,75 @@ def test_jobs_log_to_the_cluster_server_script(tmp_path, monkeypatch):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_tracking_server_that_does_not_answer_fails_the_job_at_once_naming_it(tmp_path):
+    """Nothing listens at the address: the job stops before any work, within seconds, with the address in
+    the message (MLflow's client would retry the refused connection for minutes)."""
+    import time
+
+    from moebert.errors import MoebertError
+
+    uri = f"http://127.0.0.1:{_free_port()}"
+    args = argparse.Namespace(
+        tracking_uri=uri, tag=[], run_name=None, experiment="e", parent_run=None, log_artifact=[]
+    )
+    started = time.monotonic()
+    with (
+        pytest.raises(MoebertError, match=f"MLflow server at {uri} did not answer within 10 s"),
+        tracking.tracked_run(args, {}),
+    ):
+        pytest.fail("the job's work ran")
+    assert time.monotonic() - started < 10  # refused at once, not after MLflow's retries
+
+
+def test_a_silent_tracking_server_times_out_and_any_http_answer_counts_as_there(monkeypatch):
+    import http.server
+    import socket
+    import threading
+
+    # Accepts the connection but never answers: the probe gives up after its timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("MOEBERT_TRACKING_TIMEOUT_S", "0.5")
+        assert "did not answer within 0.5 s" in tracking.unreachable(uri)
+
+    class Answers(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404 if self.path != "/health" else 401)  # even an error is an answer
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert tracking.unreachable(f"http://127.0.0.1:{server.server_port}/") is None
+    finally:
+        server.shutdown()
+    assert tracking.unreachable("sqlite:///mlflow.db") is None  # not a server: nothing to ask
+
+
+def test_the_workflow_refuses_to_start_on_a_tracking_server_that_does_not_answer():
+    """The controller's check (onstart) before any job: the same message as a job's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "workflow" / "lib"))
+    import runs
+
+    uri = f"http://127.0.0.1:{_free_port()}"
+    store = runs.Tracking(uri, True, "e", "hash", "commit")
+    assert store.refusal(cluster=True, executor="slurm").startswith(f"tracking: the MLflow server at {uri}")
+    assert runs.Tracking("sqlite:///x/mlflow.db", True, "e", "hash", "commit").refusal(True, "slurm") is None

@@ -3,7 +3,10 @@
 Tracking is a view on the pipeline, not part of it: the files under results/ are the source of truth.
 So every MLflow call is retried on transient store errors (sqlite "database is locked" when several
 jobs write at once), and when a call still fails the run is abandoned with a loud warning while the
-job itself carries on: a tracking outage must never kill a long training or corrupt its outputs.
+job itself carries on: a tracking outage must never kill a long training or corrupt its outputs. The one
+exception comes before any work: a tracking server that does not answer when a job starts fails the job
+within seconds, naming its address (`unreachable`), instead of running every job of a campaign untracked
+after minutes of MLflow's own connection retries.
 
 Runs talk to MLflow through MlflowClient with explicit run ids (no fluent global active run), so each
 call can be retried on its own and several runs can never get mixed up.
@@ -24,6 +27,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -596,10 +601,41 @@ def _system_metrics(uri: str, run_id: str):
     return monitor
 
 
+# Seconds a job waits for the tracking server's first answer (MOEBERT_TRACKING_TIMEOUT_S overrides it).
+SERVER_TIMEOUT_S = 10.0
+
+
+def unreachable(uri: str, timeout: float | None = None) -> str | None:
+    """Why the tracking server at an http(s) `uri` cannot be used: it gave no answer within `timeout` seconds.
+    MLflow's client retries a refused connection for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES with backoff),
+    which every job of a campaign would pay; one short request to the server's /health says it at once. Any
+    HTTP answer, an error status included, shows a server there. Other stores (sqlite, files): None."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    if timeout is None:
+        timeout = float(os.environ.get("MOEBERT_TRACKING_TIMEOUT_S", SERVER_TIMEOUT_S))
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except OSError as exc:  # refused, unknown host, timed out (URLError is an OSError)
+        reason = getattr(exc, "reason", exc)
+        return (
+            f"tracking: the MLflow server at {uri} did not answer within {timeout:g} s ({reason}). Start it "
+            "(scripts/mlflow-server.sh), point MLFLOW_TRACKING_URI or the config's tracking_uri at a running "
+            "one, or set tracking_uri: off"
+        )
+    return None
+
+
 def _start_run(uri: str, args: argparse.Namespace, params: dict) -> TrackedRun | None:
     from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+    from moebert.errors import MoebertError
+
+    if down := unreachable(uri):
+        raise MoebertError(down)
     tags = dict(args.tag)
     name = args.run_name or "-".join(tags[k] for k in ("rule", "task", "method", "seed") if k in tags) or None
     try:

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 
 import moebert.config
+from moebert import tracking
 from moebert.config import Settings
 from moebert.tracking import sqlite_path
 
@@ -89,11 +90,14 @@ class Tracking:
 
     def refusal(self, cluster: bool, executor: str) -> str | None:
         """Why a run must not start: a sqlite store whose artifacts live in another directory
-        (`_foreign_store`); cluster jobs on many nodes must not all write the default sqlite file on the shared
-        file system (its locks are unreliable there, and every logging call of every job waits on them). A
-        store the config or the environment names is used as given."""
+        (`_foreign_store`); a tracking server that does not answer (every job would fail at its start);
+        cluster jobs on many nodes must not all write the default sqlite file on the shared file system (its
+        locks are unreliable there, and every logging call of every job waits on them). A store the config or
+        the environment names is used as given."""
         if foreign := _foreign_store(self.uri):
             return foreign
+        if down := tracking.unreachable(self.uri):
+            return down
         if not cluster or self.named:
             return None
         return (
