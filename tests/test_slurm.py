@@ -490,3 +490,49 @@ def test_a_job_told_its_time_is_up_checkpoints_and_resumes(campaign, glue_dir):
     experiment = client.get_experiment_by_name("moebert-tiny")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+
+
+def test_two_processes_told_their_time_is_up_checkpoint_and_resume(campaign, glue_dir, tmp_path):
+    """The same for a training job of two processes (`accelerate launch`, as for two GPUs; the local cluster
+    has none, so the copy's jobs ask SLURM for none and run on the CPU): SLURM signals every process of the
+    step, torchrun forwards the signal to its two workers and waits the profile's margin for them rather
+    than its own 30 s, both save the same step, and the retry's two processes resume from it."""
+    config = campaign.config(
+        glue_dir,
+        resources={"retries": 1, "gpus": 2, "threads": 2},
+        training={"save_minutes": 60},
+        task_settings={"rte": {"max_length": 64, "max_train_samples": 2490, "distill": {"epochs": 1}}},
+        teacher={"epochs": 1},
+    )
+    rules = campaign.root / "workflow" / "rules" / "common.smk"
+    device = '"cuda" if SETTINGS.resources.gpus > 0 else "auto"'
+    assert device in rules.read_text()
+    rules.write_text(rules.read_text().replace(device, '"cpu"'))
+    proc, output = campaign.run(
+        config, "results/teacher/rte/seed0", "--set-resources", "finetune:runtime=5*attempt", "finetune:gpu=0"
+    )
+    assert proc.returncode == 0, output[-8000:]
+    runtimes = [int(m) for m in re.findall(r"rule finetune:(?:.*\n)*?.*runtime=(\d+)", output)]
+    assert runtimes == [5, 10], output[-8000:]
+    # The scheduler's own log: the first job failed (signalled), its retry succeeded.
+    jobs = list(submissions(output))
+    ended = endings(jobs)
+    assert len(jobs) == 2 and ended[jobs[0]][0] != "0" and ended[jobs[1]][0] == "0", ended
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{campaign.root / 'results' / 'mlflow' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("moebert-tiny")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+    # The first attempt's log (the retry overwrites the rule's log; its run kept a copy).
+    killed = next(r for r in runs if r.info.status == "KILLED")
+    first = Path(client.download_artifacts(killed.info.run_id, "seed0.log", str(tmp_path))).read_text()
+    assert "Received 15 death signal, shutting down workers" in first, first[-3000:]
+    stopped = re.findall(r"SIGTERM: checkpoint at optimiser step (\d+), then stopping", first)
+    assert len(stopped) == 2 and len(set(stopped)) == 1, first[-3000:]  # both processes, the same step
+    log = (campaign.root / "logs" / "finetune" / "rte" / "seed0.log").read_text()
+    resumed = re.findall(
+        r"resuming from checkpoint results/teacher/rte/seed0\.checkpoints/checkpoint-(\d+)", log
+    )
+    assert resumed == [stopped[0]] * 2, log[-3000:]
+    assert (campaign.root / "results" / "teacher" / "rte" / "seed0" / "model.safetensors").is_file()

@@ -548,7 +548,8 @@ def test_several_gpus_launch_training_through_accelerate_with_the_total_batch(tm
     assert proc.returncode == 0, proc.stderr + proc.stdout
     # A free port each (two such jobs may share a node) and half the job's 8 cores per process.
     launch = (
-        "accelerate launch --num_processes 2 --num_machines 1 --main_process_port 0 "
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=180 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
+        "--main_process_port 0 "
         "--num_cpu_threads_per_process 4 --mixed_precision no --dynamo_backend no -m moebert.cli"
     )
     for stage in ("finetune", "distill"):

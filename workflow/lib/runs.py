@@ -142,15 +142,22 @@ def _foreign_store(uri: str) -> str | None:
     )
 
 
-def launcher(processes: int, threads: int) -> str:
+def launcher(processes: int, threads: int, grace_s: int) -> str:
     """How a training job starts the CLI: with several GPUs, one process each through `accelerate launch`,
     which shares the config's total batch among them (the CLI divides it). Each process gets its share of
     the job's cores (Snakemake's OMP_NUM_THREADS is the whole count), and a free port: two jobs on one node
-    would otherwise both take 29500."""
+    would otherwise both take 29500.
+
+    --multi_gpu starts the processes through torchrun whatever devices the node has: left to detect them,
+    accelerate starts a single process where it sees fewer than two GPUs. torchrun forwards SIGTERM to its
+    processes and kills them `TORCH_ELASTIC_SHUTDOWN_TIMEOUT` seconds later (30 by default, shorter than a
+    large model's checkpoint on a slow file system): `grace_s`, the job's SIGTERM margin, lets their save
+    run until SLURM's own kill at the time limit."""
     if processes == 1:
         return "moebert"
     return (
-        f"accelerate launch --num_processes {processes} --num_machines 1 --main_process_port 0"
+        f"TORCH_ELASTIC_SHUTDOWN_TIMEOUT={grace_s} accelerate launch --multi_gpu"
+        f" --num_processes {processes} --num_machines 1 --main_process_port 0"
         f" --num_cpu_threads_per_process {max(1, threads // processes)}"
         " --mixed_precision no --dynamo_backend no -m moebert.cli"
     )

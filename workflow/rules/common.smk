@@ -237,7 +237,7 @@ def checkpoints(wildcards, output) -> str:
 
 def launcher(wildcards, output, threads) -> str:
     """How a training job starts the CLI (workflow/lib/runs.py)."""
-    return runs.launcher(SETTINGS.processes(), threads)
+    return runs.launcher(SETTINGS.processes(), threads, jobs.signal_margin_s())
 
 
 def speed_control(wildcards, input) -> str:
