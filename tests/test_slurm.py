@@ -498,7 +498,11 @@ def test_two_processes_told_their_time_is_up_checkpoint_and_resume(campaign, glu
     step, torchrun forwards the signal to its two workers and waits the profile's margin for them rather
     than its own 30 s, both save the same step, and the retry's two processes resume from it. Two processes
     on the node's two cores take 2.5-5 s a step: 156 steps, 5 minutes (the signal after 1 or 2), then 20 for
-    the retry; the memory cap within the node's."""
+    the retry; the memory cap within the node's.
+
+    Under proctrack/cgroup (PROCTRACK=cgroup) this fails: SLURM sends the --signal and the time limit's
+    SIGTERM only to the step's task, the job's Snakemake, which lets its running job go on, and the rest
+    of the step only gets the SIGKILL (Slurm 22.05 here; observed: no checkpoint written)."""
     config = campaign.config(
         glue_dir,
         resources={"retries": 1, "gpus": 2, "threads": 2, "max_mem_mb": 8000},
