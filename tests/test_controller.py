@@ -3,6 +3,7 @@ directory, read from squeue's output, and the cap --cores puts on every cluster 
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 from test_workflow import REPO
@@ -39,6 +40,20 @@ def test_a_second_controller_is_refused_with_the_jobs_and_the_scancel_line(tmp_p
     assert reason.startswith(f"3 cluster job(s) an earlier controller submitted from {tmp_path.resolve()}")
     assert reason.endswith("scancel 101 102 105")
     assert controller.refusal(tmp_path, "me", None, query=lambda user: "") is None
+
+
+def test_without_squeue_to_ask_nothing_is_refused_and_it_says_so(tmp_path, capsys):
+    """No SLURM client on the host, or its controller down: the executor could submit nothing either."""
+
+    def down(user):
+        raise subprocess.CalledProcessError(1, ["squeue"], stderr="slurm_load_jobs error")
+
+    def absent(user):
+        raise FileNotFoundError(2, "No such file or directory", "squeue")
+
+    for query in (down, absent):
+        assert controller.refusal(tmp_path, "me", None, query=query) is None
+        assert "squeue failed" in capsys.readouterr().err
 
 
 def test_the_controller_job_waits_until_the_earlier_jobs_are_gone(tmp_path):

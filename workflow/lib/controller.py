@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,8 +49,18 @@ def squeue(user: str) -> str:
 
 
 def refusal(workdir: str | os.PathLike, user: str, own_job: str | None, query=squeue) -> str | None:
-    """Why a controller must not start here, or None."""
-    jobs = earlier_jobs(query(user), workdir, own_job)
+    """Why a controller must not start here, or None. Where squeue cannot be asked (no SLURM client on this
+    host, or its controller down), nothing is checked: the executor's own squeue status checks would fail the
+    same way, so no job can be submitted twice from here."""
+    try:
+        queued = query(user)
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(
+            f"controller: squeue failed ({err}); not checking for an earlier controller's jobs",
+            file=sys.stderr,
+        )
+        return None
+    jobs = earlier_jobs(queued, workdir, own_job)
     if not jobs:
         return None
     return (
