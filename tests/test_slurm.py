@@ -26,6 +26,9 @@ from test_workflow import REPO
 
 pytestmark = pytest.mark.slurm
 
+# How a training step says it saved and stopped: at SIGTERM, or at the same margin before the job's time limit
+# by itself (under proctrack/cgroup the signal never reaches it).
+STOPPED = r"(?:SIGTERM|\d+ s before the job's time limit): checkpoint at optimiser step (\d+), then stopping"
 LOCAL_SLURM = REPO.parent / "shared" / "tools" / "local-slurm.sh"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 # What makes the local cluster kill a job step whose processes hold more than the job's --mem: the memory
@@ -460,12 +463,13 @@ def test_a_job_killed_for_memory_succeeds_on_its_retry(memory_enforcing, campaig
     assert (campaign.root / "results" / "teacher" / "rte" / "seed0" / "model.safetensors").is_file()
 
 
-def test_a_job_told_its_time_is_up_checkpoints_and_resumes(campaign, glue_dir):
+def test_a_job_told_its_time_is_up_checkpoints_and_resumes(campaign, glue_dir, tmp_path):
     """The profile asks SLURM for SIGTERM 3 minutes before the time limit (SLURM may send it a minute
     early): with 5 minutes, fine-tuning (312 steps, 2-6 minutes on a shared 2-core machine) gets it after 1
     or 2, saves a checkpoint and stops; the retry, with twice the time as the workflow's own request grows,
     resumes. The time is forced down: the cost model's request, with its safety factor, would let the job
-    finish. (With 4 minutes the first attempt may get its signal as it starts.)"""
+    finish. (With 4 minutes the first attempt may get its signal as it starts.) Under proctrack/cgroup the
+    signal stops at the job's Snakemake, and the training stops by the time left that squeue states."""
     config = campaign.config(
         glue_dir,
         resources={"retries": 1},
@@ -490,6 +494,9 @@ def test_a_job_told_its_time_is_up_checkpoints_and_resumes(campaign, glue_dir):
     experiment = client.get_experiment_by_name("moebert-tiny")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+    killed = next(r for r in runs if r.info.status == "KILLED")
+    first = Path(client.download_artifacts(killed.info.run_id, "seed0.log", str(tmp_path))).read_text()
+    assert re.findall(STOPPED, first) == resumed[:1], first[-3000:]
 
 
 def test_two_processes_told_their_time_is_up_checkpoint_and_resume(campaign, glue_dir, tmp_path):
@@ -500,9 +507,9 @@ def test_two_processes_told_their_time_is_up_checkpoint_and_resume(campaign, glu
     on the node's two cores take 2.5-5 s a step: 156 steps, 5 minutes (the signal after 1 or 2), then 20 for
     the retry; the memory cap within the node's.
 
-    Under proctrack/cgroup (PROCTRACK=cgroup) this fails: SLURM sends the --signal and the time limit's
-    SIGTERM only to the step's task, the job's Snakemake, which lets its running job go on, and the rest
-    of the step only gets the SIGKILL (Slurm 22.05 here; observed: no checkpoint written)."""
+    Under proctrack/cgroup (PROCTRACK=cgroup) SLURM sends the --signal only to the step's task, the job's
+    Snakemake, which lets its running job go on (Slurm 22.05 here): there the first process stops by the
+    time left that squeue states, at the same margin, and tells the other."""
     config = campaign.config(
         glue_dir,
         resources={"retries": 1, "gpus": 2, "threads": 2, "max_mem_mb": 8000},
@@ -537,12 +544,49 @@ def test_two_processes_told_their_time_is_up_checkpoint_and_resume(campaign, glu
     # The first attempt's log (the retry overwrites the rule's log; its run kept a copy).
     killed = next(r for r in runs if r.info.status == "KILLED")
     first = Path(client.download_artifacts(killed.info.run_id, "seed0.log", str(tmp_path))).read_text()
-    assert "Received 15 death signal, shutting down workers" in first, first[-3000:]
-    stopped = re.findall(r"SIGTERM: checkpoint at optimiser step (\d+), then stopping", first)
+    stopped = re.findall(STOPPED, first)
     assert len(stopped) == 2 and len(set(stopped)) == 1, first[-3000:]  # both processes, the same step
+    if "SIGTERM: checkpoint" in first:  # the signal came first: torchrun passed it on
+        assert "Received 15 death signal, shutting down workers" in first, first[-3000:]
     log = (campaign.root / "logs" / "finetune" / "rte" / "seed0.log").read_text()
     resumed = re.findall(
         r"resuming from checkpoint results/teacher/rte/seed0\.checkpoints/checkpoint-(\d+)", log
     )
     assert resumed == [stopped[0]] * 2, log[-3000:]
     assert (campaign.root / "results" / "teacher" / "rte" / "seed0" / "model.safetensors").is_file()
+
+
+def _proctrack() -> str:
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    return re.search(r"ProctrackType\s*=\s*proctrack/(\w+)", config).group(1)
+
+
+def test_an_orphan_of_a_step_dies_with_it_under_cgroup_only(slurm_cluster, slurm_user, tmp_path):
+    """What process tracking does to a process that a step's main process leaves behind (a launcher's worker,
+    a detached server): proctrack/cgroup kills it when the step ends, as production clusters do;
+    linuxproc, which tracks by parent process, lets it escape (this cluster's default; PROCTRACK=cgroup
+    ../shared/tools/local-slurm.sh after a stop switches)."""
+    folder = Path(tempfile.mkdtemp(prefix="moebert-orphan-"))
+    folder.chmod(0o777)
+    pid_file = folder / "pid"
+    step = f"setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > {pid_file}"
+    submitted = subprocess.run(
+        ["runuser", "-u", slurm_user, "--", "sbatch", "--parsable", "-p", slurm_cluster, "-t", "2",
+         "-o", str(folder / "job.out"), "--wrap", f"srun bash -c '{step}'"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    job = submitted.split(";")[0]
+    for _ in range(120):
+        queued = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True, check=False)
+        if not queued.stdout.strip():
+            break
+        time.sleep(1)
+    time.sleep(2)  # slurmstepd's cleanup of the step
+    pid = int(pid_file.read_text())
+    alive = Path(f"/proc/{pid}").exists()
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
+    tracking = _proctrack()
+    print(f"proctrack/{tracking}: orphan {pid} of job {job} {'survived' if alive else 'killed'}")
+    assert alive == (tracking == "linuxproc"), tracking

@@ -18,6 +18,7 @@ from moebert.models.loading import resolve_model
 from moebert.students.moe import adapt
 from moebert.tasks import data as task_data
 from moebert.tasks import get_task, load_split
+from moebert.training import time_limit
 from moebert.training.distillation import DistillationTrainer
 from moebert.training.trainer import (
     FINGERPRINT,
@@ -550,6 +551,78 @@ def test_sigterm_saves_a_checkpoint_and_stops_then_the_rerun_resumes(mrpc_rows, 
     )
     assert f"resuming from checkpoint {ckpt / 'checkpoint-2'}" in capsys.readouterr().out
     assert trainer.state.global_step == 4
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("1-02:03:04", 93784),
+        ("2:03:04", 7384),
+        ("03:04", 184),
+        ("0:00", 0),
+        ("UNLIMITED", None),
+        ("INVALID", None),
+    ],
+)
+def test_squeue_time_left_reads_as_seconds(text, seconds):
+    assert time_limit.parse_time_left(text) == seconds
+
+
+def test_the_time_left_is_this_jobs_from_squeue(tmp_path, monkeypatch, capsys):
+    squeue = tmp_path / "squeue"
+    squeue.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/asked\necho 1:00:00\n')
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert time_limit.seconds_left() is None and not (tmp_path / "asked").exists()  # not a SLURM job
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    assert time_limit.seconds_left() == 3600
+    assert (tmp_path / "asked").read_text() == "--noheader --jobs 4242 --format %L\n"
+    squeue.write_text("#!/bin/sh\nexit 1\n")
+    assert time_limit.seconds_left() is None
+    assert "no time limit read for SLURM job 4242" in capsys.readouterr().err
+
+
+def test_the_time_left_is_asked_again_every_five_minutes(monkeypatch):
+    """The scheduler says 1000 s are left at time 0 (and as many fewer later): with a 180 s margin, time is up
+    at 820; squeue is asked at 0, 301 and 819, not at 100 or 820."""
+    from moebert.training.trainer import CheckpointClock
+
+    asked = []
+    monkeypatch.setattr(time_limit, "seconds_left", lambda: asked.append(now) or 1000 - now)
+    clock = CheckpointClock(15, margin_s=180)
+    ups = []
+    for now in (0, 100, 301, 819, 820):
+        ups.append(clock.time_up(now))
+    assert ups == [False, False, False, False, True] and asked == [0, 301, 819]
+
+
+def test_the_margin_before_the_time_limit_saves_a_checkpoint_and_stops(
+    mrpc_rows, tokenizer, tmp_path, monkeypatch, capsys
+):
+    """Under proctrack/cgroup SIGTERM never reaches the training: it stops by itself MOEBERT_SLURM_SIGNAL_S
+    before the limit squeue states. 301 s left after step 1, 300 after step 2, margin 300: step 2 is saved
+    and the run stops as after SIGTERM; the rerun resumes there."""
+    from moebert.tracking import Terminated
+    from moebert.training.trainer import CheckpointClock
+
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "300")
+    monkeypatch.setattr(CheckpointClock, "POLL_S", 0)
+    left = iter([301, 300])
+    monkeypatch.setattr(time_limit, "seconds_left", lambda: next(left))
+    with pytest.raises(Terminated, match="terminated at optimiser step 2 of 4, after saving a checkpoint"):
+        run_training(
+            small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4, save_minutes=60
+        )
+    assert sorted(p.name for p in (tmp_path / "out.checkpoints").glob("checkpoint-*")) == ["checkpoint-2"]
+    assert "300 s before the job's time limit: checkpoint at optimiser step 2, then stopping" in (
+        capsys.readouterr().out
+    )
+    monkeypatch.setattr(time_limit, "seconds_left", lambda: None)
+    trainer = run_training(
+        small_bert(tokenizer.vocab_size), tmp_path, mrpc_rows, tokenizer, batch_size=4, save_minutes=60
+    )
+    assert "resuming from checkpoint" in capsys.readouterr().out and trainer.state.global_step == 4
 
 
 def test_checkpoints_follow_the_clock_not_the_steps(mrpc_rows, tokenizer, tmp_path, monkeypatch):

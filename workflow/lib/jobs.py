@@ -14,6 +14,7 @@ import os
 from moebert import cost
 from moebert.config import TEACHER, Settings
 from moebert.errors import MoebertError
+from moebert.training.time_limit import signal_margin_s
 
 TRAINING_RULES = ("finetune", "distill")
 # Rules whose jobs form chains, each submitted to a cluster as one job (a `group`). A chain ends with its
@@ -256,20 +257,6 @@ def resources(settings: Settings, speeds: dict[str, cost.DeviceSpeed], rule: str
     if gpu_type := os.environ.get("MOEBERT_SLURM_GPU_TYPE"):
         requested["gpu_model"] = lambda wildcards: gpu_type if gpu_node(wildcards) else ""
     return requested
-
-
-SIGNAL_MARGIN_S = 180
-
-
-def signal_margin_s() -> int:
-    """Seconds before its time limit at which SLURM sends a job's step SIGTERM, for a training job to save a
-    checkpoint and stop (MOEBERT_SLURM_SIGNAL_S; SLURM may send it up to a minute earlier)."""
-    text = os.environ.get("MOEBERT_SLURM_SIGNAL_S", str(SIGNAL_MARGIN_S))
-    if not text.isdigit() or int(text) < 60:
-        raise MoebertError(
-            f"MOEBERT_SLURM_SIGNAL_S must be a whole number of seconds, at least 60; got {text!r}"
-        )
-    return int(text)
 
 
 def memory_capped(settings: Settings) -> list[str]:

@@ -10,8 +10,8 @@ so a killed job leaves them in place and its rerun resumes; they are removed onc
 saved. A fingerprint of the run's settings is kept with them: a rerun with other settings starts afresh.
 One checkpoint is kept, written on a wall-clock interval (`CheckpointClock`: every `save_minutes`, not every
 N steps, so a fast GPU does not write gigabytes a minute) and when SIGTERM announces the end of the job's
-time (SLURM's --signal, scancel): then the run stops after that checkpoint and the job fails, to be
-retried from it.
+time (SLURM's --signal, scancel) or the job's time limit is near (`time_limit`): then the run stops after
+that checkpoint and the job fails, to be retried from it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from moebert.errors import MoebertError
 from moebert.files import write_json
 from moebert.tasks.qa import span_loss
 from moebert.tracking import Terminated
+from moebert.training import time_limit
 
 FINGERPRINT = "fingerprint.json"
 SPAN_TARGETS = ("start_positions", "end_positions")
@@ -318,14 +319,21 @@ def train(
 
 
 class CheckpointClock(TrainerCallback):
-    """A checkpoint every `minutes` of training (0: every step) and one when SIGTERM arrives, after which the
-    run stops. Processes of a multi-process run decide together (the first process's clock), so that all of
-    them save at the same step."""
+    """A checkpoint every `minutes` of training (0: every step), and one before the job's time is up, after
+    which the run stops: when SIGTERM arrives, or `margin_s` before the batch job's time limit
+    (`time_limit`: the signal may never reach the training). Processes of a multi-process run decide together
+    (the first process's clock), so that all of them save at the same step."""
 
-    def __init__(self, minutes: float):
+    # How often the time left is asked again: an administrator may change a job's limit while it runs.
+    POLL_S = 300
+
+    def __init__(self, minutes: float, margin_s: int | None = None):
         self.interval = minutes * 60
+        self.margin_s = time_limit.signal_margin_s() if margin_s is None else margin_s
         self.terminating = False
         self.last = monotonic()
+        self.deadline: float | None = None  # monotonic time to stop at; None: no limit known
+        self.polled = -math.inf
 
     @contextlib.contextmanager
     def on_sigterm(self):
@@ -339,11 +347,21 @@ class CheckpointClock(TrainerCallback):
         finally:
             signal.signal(signal.SIGTERM, previous)
 
+    def time_up(self, now: float) -> bool:
+        if now - self.polled >= self.POLL_S:
+            self.polled = now
+            left = time_limit.seconds_left()
+            self.deadline = None if left is None else now + left - self.margin_s
+        return self.deadline is not None and now >= self.deadline
+
     def on_train_begin(self, args, state, control, **kwargs):
         self.last = monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        due = torch.tensor([monotonic() - self.last >= self.interval, self.terminating], dtype=torch.int32)
+        # 1: SIGTERM, 2: the time limit (the first process's clock alone: every process would ask squeue).
+        now = monotonic()
+        stop = 1 if self.terminating else 2 if args.process_index == 0 and self.time_up(now) else 0
+        due = torch.tensor([now - self.last >= self.interval, stop], dtype=torch.int32)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             due = due.to(args.device)
             torch.distributed.broadcast(due, src=0)
@@ -352,9 +370,10 @@ class CheckpointClock(TrainerCallback):
             control.should_save = True
             self.last = monotonic()
         if due[1]:
+            why = "SIGTERM" if due[1] == 1 else f"{self.margin_s} s before the job's time limit"
             self.terminating = True
             control.should_training_stop = True
-            print(f"SIGTERM: checkpoint at optimiser step {state.global_step}, then stopping", flush=True)
+            print(f"{why}: checkpoint at optimiser step {state.global_step}, then stopping", flush=True)
 
 
 def discard_checkpoints(output) -> None:
