@@ -1,4 +1,4 @@
-"""What the routers did on a dataset (docs/method.md §8): per MoE layer, the share of the real tokens (padding
+"""What the routers did on a dataset (docs/method.md §8.2): per MoE layer, the share of the real tokens (padding
 excluded) each expert received, the load's coefficient of variation and entropy, and for gate routers the mean
 entropy of the gate's distribution and the mean probability of the chosen expert.
 
