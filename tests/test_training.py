@@ -585,16 +585,29 @@ def test_the_time_left_is_this_jobs_from_squeue(tmp_path, monkeypatch, capsys):
 
 def test_the_time_left_is_asked_again_every_five_minutes(monkeypatch):
     """The scheduler says 1000 s are left at time 0 (and as many fewer later): with a 180 s margin, time is up
-    at 820; squeue is asked at 0, 301 and 819, not at 100 or 820."""
+    at 820; squeue is asked at 0, 300 and 819, not at 299, 599 or 820."""
     from moebert.training.trainer import CheckpointClock
 
     asked = []
     monkeypatch.setattr(time_limit, "seconds_left", lambda: asked.append(now) or 1000 - now)
     clock = CheckpointClock(15, margin_s=180)
     ups = []
-    for now in (0, 100, 301, 819, 820):
+    for now in (0, 299, 300, 599, 819, 820):
         ups.append(clock.time_up(now))
-    assert ups == [False, False, False, False, True] and asked == [0, 301, 819]
+    assert ups == [False] * 5 + [True] and asked == [0, 300, 819]
+
+
+def test_the_margin_is_180_s_unless_set_and_at_least_60(monkeypatch):
+    monkeypatch.delenv("MOEBERT_SLURM_SIGNAL_S", raising=False)
+    assert time_limit.signal_margin_s() == 180
+    monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "60")
+    assert time_limit.signal_margin_s() == 60
+    for wrong in ("59", "2m", ""):
+        monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", wrong)
+        with pytest.raises(
+            MoebertError, match=f"MOEBERT_SLURM_SIGNAL_S must be .* at least 60; got '{wrong}'"
+        ):
+            time_limit.signal_margin_s()
 
 
 def test_the_margin_before_the_time_limit_saves_a_checkpoint_and_stops(
