@@ -300,6 +300,25 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
             "key task_settings.squad.eval_articles: an article split is made from a dev file on disk",
         ),
         (
+            {"tasks": ["squad"], "squad_data": "hub", "task_settings": {"squad": {"null_threshold": 1.0}}},
+            "key task_settings.squad.null_threshold: squad has no unanswerable questions (only SQuAD v2.0 does)",
+        ),
+        (
+            {
+                "tasks": ["mrpc"],
+                "methods": {"nod": {"distill_scope": "none"}, "maj": {"student": "majority"}},
+                "task_settings": {"mrpc": {"distill": {"distill_weight": 3}}},
+            },
+            (
+                "key task_settings.mrpc.distill.distill_weight: no method distils (every trained method has "
+                "distill_scope none"
+            ),
+        ),
+        (
+            {"methods": {"half": {"student": "distil-half"}}, "importance": {"max_samples": 64}},
+            "key importance.max_samples: no method keeps neurons by importance (students: distil-half)",
+        ),
+        (
             {"tasks": ["squad"], "squad_data": "no/such/squad"},
             "key squad_data: directory 'no/such/squad' does not exist",
         ),
@@ -407,7 +426,12 @@ def test_cli_defaults_are_the_schemas():
             assert getattr(args, name) == schema_default(f"{block}.{name}"), (block, name)
         for name in ("grad_accum", "save_minutes", "sampler", "padding"):
             assert getattr(args, name) == schema_default(f"training.{name}"), name
-    assert distill.distill_weight == schema_default("task.distill.distill_weight")
+    from moebert.stages.distill import with_defaults
+
+    assert distill.distill_weight is None  # not given: a stage can tell it from the default applied after
+    resolved = with_defaults(from_args(DistillOptions, distill))
+    assert resolved.distill_weight == schema_default("task.distill.distill_weight")
+    assert with_defaults(DistillOptions(distill_scope="none")).distill_weight is None
     importance = parser.parse_args(["importance", *REQUIRED["importance"]])
     assert [importance.split, importance.max_samples, importance.batch_size] == [
         schema_default(f"importance.{key}") for key in ("split", "max_samples", "batch_size")
@@ -443,3 +467,19 @@ def test_keys_that_only_add_outputs_leave_the_config_hash_alone():
     assert settings.exports and settings.predictions  # the shipped tiny config has both
     assert config_hash(settings.resolved) == config_hash(load_settings(plain).resolved)
     assert config_hash(load_settings({**plain, "seeds": [1]}).resolved) != config_hash(settings.resolved)
+
+
+def test_the_experts_implementation_reaches_only_models_with_experts():
+    """The workflow passes --experts-implementation to MoE students' jobs alone: the others refuse it."""
+    raw = {
+        "methods": {"moebert": {}, "half": {"student": "distil-half"}, "mpoe": {"student": "mpoe"}},
+        "resources": {"experts_implementation": "eager"},
+    }
+    settings = load_settings(raw, ["cpu", "h100"])
+    assert [settings.experts_flag(row) for row in ("moebert", "half", "mpoe", "teacher")] == [
+        "--experts-implementation eager",
+        "",
+        "",
+        "",
+    ]
+    assert load_settings({}, ["cpu", "h100"]).experts_flag("moebert") == ""  # auto: each job's fastest

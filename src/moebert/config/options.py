@@ -38,7 +38,7 @@ class TrainOptions:
 class DistillOptions:
     """What `distill` adds to training: the loss of Eq. 7 and the student's own training keys."""
 
-    distill_weight: float
+    distill_weight: float | None = None  # scope none: no distillation loss to weigh
     load_balance: float | None = None  # gate routers only
     distill_scope: str = "all"
     gradient_mask: float | None = None  # MPOE only

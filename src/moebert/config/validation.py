@@ -146,6 +146,7 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
             "fp16 mixed precision needs a GPU (resources.gpus is 0); use bf16 or fp32 on a CPU",
         )
     _check_tasks(config)
+    _check_used(raw, config)
     kind = config["resources"]["device_kind"]
     if device_kinds is not None and kind not in set(device_kinds):
         raise ConfigError(
@@ -274,6 +275,12 @@ def _check_tasks(config: dict) -> None:
                     ["task_settings", task, given[0]],
                     "only question-answering tasks (squad, squad_v2) take it; drop the key",
                 )
+        elif settings["null_threshold"] is not None and not get_task(task).has_unanswerable:
+            raise ConfigError(
+                ["task_settings", task, "null_threshold"],
+                f"{task} has no unanswerable questions (only SQuAD v2.0 does), so no answer is ever left "
+                f"empty; drop the key",
+            )
         elif settings["eval_articles"] is not None and config["squad_data"] == "hub":
             raise ConfigError(
                 ["task_settings", task, "eval_articles"],
@@ -292,6 +299,33 @@ def _check_tasks(config: dict) -> None:
                 f"directory {config[key]!r} does not exist (relative to {os.getcwd()}); give a "
                 f"directory {layout} or 'hub'",
             )
+
+
+def _check_used(raw: dict, config: dict) -> None:
+    """Given keys that no method's training reads are refused: a task's distill_weight where every trained
+    method trains on the task loss alone (distill_scope none), importance settings where no student keeps
+    neurons by importance."""
+    kinds = {name: get_student(m["student"]) for name, m in config["methods"].items()}
+    distilled = [
+        name
+        for name, kind in kinds.items()
+        if kind.trains and config["methods"][name]["distill_scope"] != "none"
+    ]
+    for task, settings in (raw.get("task_settings") or {}).items():
+        if not distilled and "distill_weight" in ((settings or {}).get("distill") or {}):
+            raise ConfigError(
+                ["task_settings", task, "distill", "distill_weight"],
+                "no method distils (every trained method has distill_scope none, the task loss alone); "
+                "drop the key",
+            )
+    given = sorted(raw.get("importance") or {})
+    if given and not any(kind.needs_importance for kind in kinds.values()):
+        raise ConfigError(
+            ["importance", given[0]],
+            f"no method keeps neurons by importance (students: "
+            f"{', '.join(sorted({kind.name for kind in kinds.values()}))}), so no importance is scored; "
+            f"drop the importance block",
+        )
 
 
 def _check_custom_tasks(config: dict) -> None:

@@ -46,18 +46,38 @@ def add_device_argument(parser: argparse.ArgumentParser, experts: bool = False) 
         parser.add_argument(
             "--experts-implementation",
             choices=("auto", *IMPLEMENTATIONS),
-            default="auto",
-            help="how a MoE student computes its experts: auto, the fastest on the device, or one "
-            "of transformers' experts implementations (the same function)",
+            help="MoE students only: how the experts are computed: auto (default), the fastest on the "
+            "device, or one of transformers' experts implementations (the same function)",
         )
 
 
-def place(model, device, experts_implementation: str):
-    """The model on `device`, a MoE student's experts computed as asked (auto: the fastest there)."""
+def place(model, device, experts_implementation: str | None):
+    """The model on `device`, a MoE student's experts computed as asked (None: not given, the config schema's
+    default, auto: the fastest there). A model without such experts refuses the option."""
     model = model.to(device)
     if hasattr(model, "set_experts_implementation") and getattr(model.config, "ffn", None) == "moe":
-        model.set_experts_implementation(experts_implementation, device)
+        chosen = experts_implementation or schema_default("resources.experts_implementation")
+        model.set_experts_implementation(chosen, device)
+    elif experts_implementation is not None:
+        what = getattr(model.config, "ffn", None) or "dense"
+        raise MoebertError(
+            f"--experts-implementation: only MoE students (student moe) compute experts; this model's FFNs "
+            f"are {what}; leave it out"
+        )
     return model
+
+
+def check_max_length(model, max_length: int | None) -> None:
+    """A given --max-length within the model's positions, refused by name instead of failing in the
+    embeddings' lookup."""
+    from moebert.models.loading import max_positions
+
+    limit = max_positions(model.config)
+    if max_length is not None and max_length > limit:
+        raise MoebertError(
+            f"--max-length {max_length}: the model has {limit} position embeddings "
+            f"(max_position_embeddings of its config); give at most {limit}"
+        )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -151,6 +171,11 @@ def resolve_task(args: argparse.Namespace):
             raise MoebertError(
                 f"{', '.join(given)}: only question-answering tasks take it ({task.name} is not one)"
             )
+    elif not task.has_unanswerable and getattr(args, "null_threshold", None) is not None:
+        raise MoebertError(
+            f"--null-threshold: {task.name} has no unanswerable questions (only SQuAD v2.0 does), so no "
+            f"answer is ever left empty; leave it out"
+        )
     return task
 
 

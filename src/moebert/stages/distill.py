@@ -3,6 +3,8 @@ Eqs. 5-7; docs/method.md §5), or with the task loss alone (scope none)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from moebert import tracking
 from moebert.config import from_args, schema_default
 from moebert.config.options import DistillOptions, TrainOptions
@@ -13,6 +15,7 @@ from moebert.stages.common import (
     add_device_argument,
     add_task_arguments,
     add_train_arguments,
+    check_max_length,
     features,
     place,
     resolve_task,
@@ -36,8 +39,8 @@ def add_arguments(parser) -> None:
     g.add_argument(
         "--distill-weight",
         type=float,
-        default=schema_default("task.distill.distill_weight"),
-        help="lambda of Eq. 7",
+        help=f"lambda of Eq. 7 (default {schema_default('task.distill.distill_weight')}); scope none has no "
+        "distillation loss to weigh",
     )
     g.add_argument(
         "--load-balance",
@@ -74,11 +77,23 @@ def check_student(student, distill: DistillOptions) -> None:
         raise MoebertError(f"--load-balance: the student has no gate to balance ({what}); leave it out")
     if distill.gradient_mask is not None and not getattr(student, "central_parameters", list)():
         raise MoebertError("--gradient-mask: only MPOE students have central tensors to mask; leave it out")
+    if distill.distill_weight is not None and distill.distill_scope == "none":
+        raise MoebertError(
+            "--distill-weight: --distill-scope none trains on the task loss alone, with no distillation loss "
+            "to weigh; leave it out"
+        )
     if distill.teacher_dropout and distill.distill_scope == "none":
         raise MoebertError(
             "--teacher-dropout: --distill-scope none trains on the task loss alone, with no teacher; "
             "leave it out"
         )
+
+
+def with_defaults(distill: DistillOptions) -> DistillOptions:
+    """The options with the schema's distill weight where none was given and a distillation loss is weighed."""
+    if distill.distill_weight is None and distill.distill_scope != "none":
+        return replace(distill, distill_weight=schema_default("task.distill.distill_weight"))
+    return distill
 
 
 def run(args) -> None:
@@ -95,6 +110,9 @@ def run(args) -> None:
     tokenizer = load_tokenizer(args.student)
     student = place(load_trained(args.student, task), device, args.experts_implementation)
     check_student(student, distill)
+    distill = with_defaults(distill)
+    args.distill_weight = distill.distill_weight  # the run's parameters record the weight it trained with
+    check_max_length(student, options.max_length)
     train_ds = features(
         task,
         tokenizer,

@@ -19,6 +19,7 @@ from moebert.stages.common import (
     add_device_argument,
     add_task_arguments,
     answer_settings,
+    check_max_length,
     place,
     resolve_task,
     run_params,
@@ -101,6 +102,7 @@ def run(args) -> None:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(options.model)
         model = place(load_trained(options.model, task), device, args.experts_implementation)
+        check_max_length(model, options.max_length)
     with tracking.tracked_run(args, run_params(args)) as run_:
         if options.majority:
             results, counts, prediction, examples = evaluate_majority(

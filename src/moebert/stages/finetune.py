@@ -10,6 +10,7 @@ from moebert.stages.common import (
     add_device_argument,
     add_task_arguments,
     add_train_arguments,
+    check_max_length,
     features,
     resolve_task,
     run_params,
@@ -68,6 +69,7 @@ def run(args) -> None:
         options.doc_stride,
     )
     model = load_model(args.model, head=task.head, **head_settings(task))
+    check_max_length(model, options.max_length)
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
         train(

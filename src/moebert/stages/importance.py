@@ -10,7 +10,14 @@ from moebert.config import from_args, schema_default
 from moebert.config.options import ImportanceOptions
 from moebert.device import resolve_device
 from moebert.files import atomic_file
-from moebert.stages.common import add_device_argument, add_task_arguments, features, resolve_task, run_params
+from moebert.stages.common import (
+    add_device_argument,
+    add_task_arguments,
+    check_max_length,
+    features,
+    resolve_task,
+    run_params,
+)
 
 HELP = "score FFN neurons by importance (Eq. 4)"
 
@@ -61,6 +68,7 @@ def run(args) -> None:
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
     model = load_trained(args.model, task).to(device)
+    check_max_length(model, options.max_length)
     # dev: every eval split, as the reference sums over (MNLI: matched and mismatched), each capped alike. QA: windows
     # with answer positions, so the loss of Eq. 4 is defined on them.
     splits = ["train"] if options.split == "train" else list(task.eval_splits)

@@ -13,6 +13,7 @@ from moebert.stages.common import (
     add_answer_arguments,
     add_device_argument,
     answer_settings,
+    check_max_length,
     place,
     resolve_task,
 )
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> None:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(args.model)
         model = place(load_trained(args.model, task), device, args.experts_implementation)
+        check_max_length(model, args.max_length)
         qa = answer_settings(task, args) if isinstance(task, QaTask) else None  # as `evaluate` searches them
         for path in task.write_predictions(
             model, tokenizer, args.data, args.output, max_length, args.batch_size, qa
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
     model = place(load_trained(args.model, task), device, args.experts_implementation)
+    check_max_length(model, args.max_length)
     if isinstance(task, QaTask):
         qa = answer_settings(task, args)  # as `evaluate` searches them
         written = prediction.squad_predictions(

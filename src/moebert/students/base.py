@@ -48,6 +48,8 @@ class StudentKind:
     defaults: ClassVar[dict[str, Any]] = {}
     needs_importance: ClassVar[bool] = False
     trains: ClassVar[bool] = True
+    # Its model computes its experts through transformers' experts interface (--experts-implementation).
+    computes_experts: ClassVar[bool] = False
     # A trained student of this kind is the dense control `moebert speed` times the MoE against.
     speed_control: ClassVar[bool] = False
 

@@ -216,6 +216,7 @@ class MoE(StudentKind):
     distill_keys = ("load_balance",)
     sweep_keys = ("router", "num_experts", "expert_dim", "shared_dim", "construction", "shared")
     needs_importance = True
+    computes_experts = True
 
     def unused(self, key: str, options: dict) -> str | None:
         router = options["router"]
