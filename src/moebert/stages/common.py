@@ -8,7 +8,7 @@ from pathlib import Path
 
 from moebert import tracking
 from moebert.config import schema_default
-from moebert.config.options import TrainOptions, flag
+from moebert.config.options import TrainOptions, flag, from_args
 from moebert.device import DEVICE_HELP
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, identity
@@ -203,53 +203,29 @@ def run_params(args: argparse.Namespace) -> dict:
 
 
 def train(
-    task,
-    options: TrainOptions,
-    save_minutes: float,
-    seed: int,
-    output: str,
-    device,
-    model,
-    train_ds,
-    tokenizer,
-    run,
-    settings: dict,
-    inputs: dict[str, str],
-    callbacks=(),
-    **trainer,
-) -> None:
-    """Train on `device`, resuming only a checkpoint of the same `settings` (the run's parameters) and the same
-    `inputs` (name -> path, fingerprinted by their files)."""
+    args, task, model, tokenizer, train_ds, *, device, run, inputs: dict[str, str], callbacks=(), **trainer
+):
+    """Train on `device` with the command's training options (`args`, parsed once into TrainOptions), resuming
+    only a checkpoint of the same run parameters and the same `inputs` (name -> path, fingerprinted by their
+    files). `trainer`: the trainer class and its own arguments (distillation)."""
     from moebert.tasks import data as task_data
-    from moebert.training.trainer import TrainConfig, per_device_batch
+    from moebert.training.trainer import TrainConfig
     from moebert.training.trainer import train as train_model
 
+    options = from_args(TrainOptions, args)
     if options.fp16 and device.type != "cuda":
         raise MoebertError(
             f"--fp16: fp16 mixed precision needs a GPU (this job runs on {device.type}); use --bf16 or fp32"
         )
-    config = TrainConfig(
-        epochs=options.epochs,
-        lr=options.lr,
-        batch_size=per_device_batch(options.batch_size, options.grad_accum),
-        grad_accum=options.grad_accum,
-        weight_decay=options.weight_decay,
-        save_minutes=save_minutes,
-        seed=seed,
-        fp16=options.fp16,
-        bf16=options.bf16,
-        sampler=options.sampler,
-        padding=options.padding,
-    )
     padded_to = (options.max_length or task.max_length) if options.padding == "max-length" else None
-    fingerprint = {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}}
+    fingerprint = {**run_params(args), "inputs": {name: identity(path) for name, path in inputs.items()}}
     train_model(
         model,
-        output,
+        args.output,
         train_ds,
         task_data.collator(tokenizer, padded_to),
         tokenizer,
-        config,
+        TrainConfig(options, args.save_minutes, args.seed),
         device,
         fingerprint,
         callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],

@@ -142,17 +142,13 @@ def run(args) -> None:
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
         train(
+            args,
             task,
-            options,
-            args.save_minutes,
-            args.seed,
-            args.output,
-            device,
             student,
-            train_ds,
             tokenizer,
-            run_,
-            params,
+            train_ds,
+            device=device,
+            run=run_,
             inputs={"teacher": args.teacher, "student": args.student, "data": args.data},
             callbacks=callbacks,
             **trainer,

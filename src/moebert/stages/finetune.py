@@ -73,17 +73,13 @@ def run(args) -> None:
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
         train(
+            args,
             task,
-            options,
-            args.save_minutes,
-            args.seed,
-            args.output,
-            device,
             model,
-            train_ds,
             tokenizer,
-            run_,
-            params,
+            train_ds,
+            device=device,
+            run=run_,
             inputs={"model": args.model, "data": args.data},
         )
         save_trained(args.output, model, tokenizer)
