@@ -632,6 +632,10 @@ def test_stage_defaults_are_the_documented_ones():
     distill = parser.parse_args(
         ["distill", "--task", "mrpc", "--data", "d", "--teacher", "t", "--student", "s", "--output", "o"]
     )
+    from moebert.config.options import DistillOptions
+
+    assert (distill.distill_scope, distill.teacher_dropout) == (None, None)  # not given, until resolved:
+    from_args(DistillOptions, distill)
     assert (
         distill.padding,
         distill.sampler,

@@ -23,7 +23,7 @@ from moebert.config.options import (
     PrepareOptions,
     TrainOptions,
 )
-from moebert.config.validation import SCHEMA_PATH
+from moebert.config.validation import SCHEMA_PATH, schema
 from moebert.students import STUDENTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -483,3 +483,111 @@ def test_the_experts_implementation_reaches_only_models_with_experts():
         "",
     ]
     assert load_settings({}, ["cpu", "h100"]).experts_flag("moebert") == ""  # auto: each job's fastest
+
+
+# --- one declaration per method key: the schema's, from which the kinds' keys and the flags are made ---------
+
+
+def test_each_kinds_keys_are_the_ones_the_schema_declares_for_it():
+    expected = {
+        "moe": [
+            "num_experts",
+            "expert_dim",
+            "shared_dim",
+            "construction",
+            "router",
+            "expert_dropout",
+            "gate_sentence_batch1",
+            "hash_balance",
+            "shared",
+            "load_balance",
+            "distill_scope",
+            "teacher_dropout",
+        ],
+        "mpoe": [
+            "num_experts",
+            "router",
+            "mpo_max_bond",
+            "mpo_forward",
+            "mpo_in_factors",
+            "mpo_out_factors",
+            "load_balance",
+            "gradient_mask",
+            "distill_scope",
+            "teacher_dropout",
+        ],
+        "dense-narrow": ["expert_dim", "distill_scope", "teacher_dropout"],
+        "distil-half": ["distill_scope", "teacher_dropout"],
+        "majority": [],
+    }
+    assert {name: list(kind.accepted) for name, kind in STUDENTS.items()} == expected
+    assert STUDENTS["moe"].distill_keys == ("load_balance",)
+    assert STUDENTS["mpoe"].distill_keys == ("load_balance", "gradient_mask")
+
+
+@pytest.mark.parametrize(
+    ("stage", "cls", "own"),
+    [
+        (
+            "adapt",
+            AdaptOptions,
+            ("student", "importance", "task", "data", "max_length", "max_train_samples", "doc_stride"),
+        ),
+        ("distill", DistillOptions, ("distill_weight",)),
+    ],
+)
+def test_every_method_key_is_one_flag_naming_the_kinds_that_take_it(stage, cls, own):
+    """Each method key the stage reads is one options field and one flag, whose type, choices and default
+    (not given) come from its declaration and whose help names exactly the kinds whose registry entry
+    accepts it."""
+    from moebert.cli import build_parser
+
+    keys = schema()["$defs"]["method"]["properties"]
+    declared = [key for key, prop in keys.items() if prop.get("stage") == stage]
+    assert [f.name for f in fields(cls) if f.name not in own] == declared
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = subparsers.choices[stage]._actions
+    for key in declared:
+        (action,) = [a for a in actions if a.option_strings == ["--" + key.replace("_", "-")]]
+        kinds = [name for name, kind in STUDENTS.items() if key in kind.accepted]
+        assert action.help.split(": ", 1)[0] == ", ".join(kinds), key
+        assert action.default is None, key
+        prop = keys[key]
+        if "enum" in prop:
+            assert list(action.choices) == prop["enum"], key
+        elif prop["type"] == "boolean":
+            assert action.nargs == 0, key
+        else:
+            types = [prop["type"]] if isinstance(prop["type"], str) else prop["type"]
+            scalar = prop["items"]["type"] if "array" in types else next(t for t in types if t != "null")
+            assert action.type is {"integer": int, "number": float}[scalar], key
+            assert (action.nargs == "+") == ("array" in types), key
+
+
+def test_the_schemas_allowed_values_are_the_codes():
+    """Values the code defines (what it can build or run) and the schema's enums, which the config and the
+    flags are checked against, are the same lists."""
+    from moebert.models.bert_experts import IMPLEMENTATIONS
+    from moebert.models.moe_layer import SHARED_LAYOUTS
+    from moebert.models.mpo import FORWARD_MODES
+    from moebert.models.routing import HASH_BALANCE_LAYOUTS, ROUTERS, SENTENCE_GATE_BATCH1
+    from moebert.students.moe import CONSTRUCTIONS
+    from moebert.training.distillation import SCOPES
+    from moebert.training.trainer import PADDINGS, SAMPLERS
+
+    method = schema()["$defs"]["method"]["properties"]
+    top = schema()["properties"]
+    pairs = [
+        (method["construction"]["enum"], CONSTRUCTIONS),
+        (method["router"]["enum"], ROUTERS),
+        (method["shared"]["enum"], SHARED_LAYOUTS),
+        (method["mpo_forward"]["enum"], FORWARD_MODES),
+        (method["hash_balance"]["enum"], HASH_BALANCE_LAYOUTS),
+        (method["gate_sentence_batch1"]["enum"], SENTENCE_GATE_BATCH1),
+        (method["distill_scope"]["enum"], (*SCOPES, "none")),
+        (top["training"]["properties"]["sampler"]["enum"], SAMPLERS),
+        (top["training"]["properties"]["padding"]["enum"], PADDINGS),
+        (top["resources"]["properties"]["experts_implementation"]["enum"], ("auto", *IMPLEMENTATIONS)),
+    ]
+    for enum, code in pairs:
+        assert enum == list(code)

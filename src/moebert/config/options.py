@@ -1,8 +1,8 @@
 """The typed options of the stages: what a CLI command parses its flags into and what the workflow renders a
 job's flags from, so that one definition serves both.
 
-A field is a flag: `--field-name value`; None leaves the flag out (the command's default applies), a bool
-is a bare switch, a list gives its items after the flag. `flags(...)` renders options for a shell command,
+A field is a flag: `--field-name value`; None leaves the flag out (the field's default, or the command's,
+applies), a bool is a bare switch, a list gives its items after the flag. `flags(...)` renders options for a shell command,
 `from_args(...)` reads them back from an argparse namespace; `from_args(parse(flags(o))) == o`.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
+
+from moebert.config.validation import schema_default
 
 T = TypeVar("T")
 
@@ -40,9 +42,9 @@ class DistillOptions:
 
     distill_weight: float | None = None  # scope none: no distillation loss to weigh
     load_balance: float | None = None  # gate routers only
-    distill_scope: str = "all"
+    distill_scope: str = schema_default("method.distill_scope")
     gradient_mask: float | None = None  # MPOE only
-    teacher_dropout: bool = False
+    teacher_dropout: bool = schema_default("method.teacher_dropout")
 
 
 @dataclass(frozen=True)
@@ -147,5 +149,16 @@ def flags(*options) -> str:
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:
-    """The options of `cls` from a parsed command line (its destinations are the field names)."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.name not in fixed}, **fixed)
+    """The options of `cls` from a parsed command line (its destinations are the field names). A flag not given
+    (None) takes the field's default, which is written back to `args` too, so that the run's parameters record
+    the value the stage used."""
+    values = {}
+    for f in fields(cls):
+        if f.name in fixed:
+            continue
+        value = getattr(args, f.name)
+        if value is None and f.default is not MISSING and f.default is not None:
+            value = f.default
+            setattr(args, f.name, value)
+        values[f.name] = value
+    return cls(**values, **fixed)

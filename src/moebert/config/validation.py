@@ -56,6 +56,24 @@ def schema_default(path: str):
     return copy.deepcopy(node["default"])
 
 
+# A method key's `students` that names every kind that is trained, not a list.
+TRAINED = "trained"
+
+
+def method_keys() -> dict[str, dict]:
+    """Every method key but `student`, in the schema's order: its declaration (type, default, allowed values,
+    description, `students` taking it, `stage` reading it)."""
+    return {key: prop for key, prop in schema()["$defs"]["method"]["properties"].items() if key != "student"}
+
+
+def taken_by(key: str) -> list[str]:
+    """The student kinds that take a method key, in the registry's order."""
+    students = method_keys()[key]["students"]
+    return [
+        name for name, kind in STUDENTS.items() if (kind.trains if students == TRAINED else name in students)
+    ]
+
+
 def _filling_validator():
     """jsonschema's validator, extended to write each property's default into the instance before
     validating it (the extension jsonschema's documentation describes)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from moebert import tracking
 from moebert.config import schema_default
 from moebert.config.options import TrainOptions, flag, from_args
+from moebert.config.validation import method_keys, taken_by
 from moebert.device import DEVICE_HELP
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, identity
@@ -78,6 +79,44 @@ def check_max_length(model, max_length: int | None) -> None:
             f"--max-length {max_length}: the model has {limit} position embeddings "
             f"(max_position_embeddings of its config); give at most {limit}"
         )
+
+
+def _argument_type(prop: dict) -> dict:
+    """argparse's type, choices or action for a schema declaration."""
+    if "enum" in prop:
+        return {"choices": prop["enum"]}
+    (kind,) = [t for t in ([prop["type"]] if isinstance(prop["type"], str) else prop["type"]) if t != "null"]
+    scalar = {"integer": int, "number": float}
+    if kind == "boolean":
+        return {"action": "store_true", "default": None}
+    if kind == "array":
+        return {"type": scalar[prop["items"]["type"]], "nargs": "+"}
+    return {"type": scalar[kind]}
+
+
+def method_help(key: str) -> str:
+    """A method key's flag help: the student kinds that take it, its description and its default(s)."""
+    from moebert.students import STUDENTS
+
+    prop = method_keys()[key]
+    kinds = taken_by(key)
+    defaults = {name: STUDENTS[name].defaults.get(key, prop["default"]) for name in kinds}
+    shown = {name: "none" if value is None else value for name, value in defaults.items()}
+    if len(set(map(repr, defaults.values()))) == 1:
+        default = f"default {shown[kinds[0]]}"
+    else:
+        default = "defaults " + ", ".join(f"{name} {value}" for name, value in shown.items())
+    description = " ".join(prop["description"].split()).replace("%", "%%")
+    return f"{', '.join(kinds)}: {description} ({default})"
+
+
+def add_method_arguments(group, stage: str) -> None:
+    """The flags of the method keys that `stage` (adapt or distill) reads, made from their declarations in the
+    config schema. Each defaults to not given (None): the student kind, or the stage, applies the schema's
+    default after, so a flag given to a kind that does not take it is refused."""
+    for key, prop in method_keys().items():
+        if prop["stage"] == stage:
+            group.add_argument(flag(key), help=method_help(key), **_argument_type(prop))
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:

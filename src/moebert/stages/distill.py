@@ -13,6 +13,7 @@ from moebert.errors import MoebertError
 from moebert.models.routing import GATE_ROUTERS
 from moebert.stages.common import (
     add_device_argument,
+    add_method_arguments,
     add_task_arguments,
     add_train_arguments,
     check_max_length,
@@ -23,7 +24,6 @@ from moebert.stages.common import (
     save_trained,
     train,
 )
-from moebert.training.distillation import SCOPES
 
 HELP = "train a student with layer-wise distillation from the teacher"
 
@@ -42,29 +42,7 @@ def add_arguments(parser) -> None:
         help=f"lambda of Eq. 7 (default {schema_default('task.distill.distill_weight')}); scope none has no "
         "distillation loss to weigh",
     )
-    g.add_argument(
-        "--load-balance",
-        type=float,
-        help="students with a gate router: weight of the load-balancing loss (default 0)",
-    )
-    g.add_argument(
-        "--distill-scope",
-        choices=(*SCOPES, "none"),
-        default=schema_default("method.distill_scope"),
-        help="hidden states distilled: all, every-other, last; none trains on the task loss alone",
-    )
-    g.add_argument(
-        "--gradient-mask",
-        type=float,
-        metavar="P_B",
-        help="MPOE students: drop the central tensors' gradient at each step with this probability "
-        "(1 freezes them, 0 trains them; default: no mask)",
-    )
-    g.add_argument(
-        "--teacher-dropout",
-        action="store_true",
-        help="keep the teacher's dropout on while it is distilled from (the reference's; default: off)",
-    )
+    add_method_arguments(g, "distill")
     add_train_arguments(parser, "distill")
 
 
