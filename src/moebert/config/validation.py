@@ -46,14 +46,19 @@ def schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def schema_default(path: str):
-    """The default of a key, by its dotted path from the top (training.save_minutes) or from a definition
+def declaration(path: str) -> dict:
+    """A key's declaration, by its dotted path from the top (training.save_minutes) or from a definition
     (method.num_experts, task.distill.epochs)."""
     first, *rest = path.split(".")
     node = schema()["$defs"][first] if first in schema()["$defs"] else schema()["properties"][first]
     for part in rest:
         node = node["properties"][part]
-    return copy.deepcopy(node["default"])
+    return node
+
+
+def schema_default(path: str):
+    """The default of a key, by its dotted path (see `declaration`)."""
+    return copy.deepcopy(declaration(path)["default"])
 
 
 # A method key's `students` that names every kind that is trained, not a list.

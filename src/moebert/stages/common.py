@@ -9,12 +9,11 @@ from pathlib import Path
 from moebert import tracking
 from moebert.config import schema_default
 from moebert.config.options import TrainOptions, flag, from_args
-from moebert.config.validation import method_keys, taken_by
+from moebert.config.validation import declaration, method_keys, taken_by
 from moebert.device import DEVICE_HELP
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, identity
 from moebert.models.bert_experts import IMPLEMENTATIONS
-from moebert.training.trainer import PADDINGS, SAMPLERS
 
 DATA_HELP = (
     "a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
@@ -30,15 +29,14 @@ def add_task_arguments(parser: argparse.ArgumentParser, task: bool = True, data:
     if data:
         parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--max-length", type=int, help="max tokens per example or QA window (default: the task's)"
-    )
-    parser.add_argument(
-        "--doc-stride",
-        type=int,
-        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128)",
-    )
+    add_window_arguments(parser)
     tracking.add_tracking_arguments(parser)
+
+
+def add_window_arguments(parser, stride_note: str = "") -> None:
+    """How examples are cut into model inputs: --max-length and, for QA, --doc-stride."""
+    add_declared(parser, "task.max_length")
+    add_declared(parser, "task.doc_stride", note=stride_note)
 
 
 def add_device_argument(parser: argparse.ArgumentParser, experts: bool = False) -> None:
@@ -79,6 +77,20 @@ def check_max_length(model, max_length: int | None) -> None:
             f"--max-length {max_length}: the model has {limit} position embeddings "
             f"(max_position_embeddings of its config); give at most {limit}"
         )
+
+
+def add_declared(group, path: str, *, default=None, note: str = "") -> None:
+    """The flag of a config key (its dotted schema path) with the key's type, allowed values and description;
+    not given (None) unless `default`; `note` adds what the flag means beside the config key."""
+    prop = declaration(path)
+    text = " ".join(prop["description"].split()) + (f" {note}" if note else "")
+    shown = f" (default {default})" if default is not None else ""
+    group.add_argument(
+        flag(path.rsplit(".", 1)[-1]),
+        help=(text + shown).replace("%", "%%"),
+        **_argument_type(prop),
+        **({"default": default} if default is not None else {}),
+    )
 
 
 def _argument_type(prop: dict) -> dict:
@@ -124,44 +136,17 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
     distill), the shared settings to its `training` block."""
     hyper = "teacher" if stage == "teacher" else "task.distill"
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=float, default=schema_default(f"{hyper}.epochs"))
-    g.add_argument("--lr", type=float, default=schema_default(f"{hyper}.lr"))
-    g.add_argument(
-        "--batch-size",
-        type=int,
-        default=schema_default(f"{hyper}.batch_size"),
-        help="total batch per optimiser step, over all processes (accelerate launch) and accumulation "
-        "steps; each device takes batch / (processes x --grad-accum)",
-    )
-    g.add_argument(
-        "--grad-accum",
-        type=int,
-        default=schema_default("training.grad_accum"),
-        help="gradient accumulation steps",
-    )
-    g.add_argument("--weight-decay", type=float, default=schema_default(f"{hyper}.weight_decay"))
-    g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
-    g.add_argument(
-        "--save-minutes",
-        type=float,
-        default=schema_default("training.save_minutes"),
-        help="minutes of training between checkpoints, one kept (0: every step); SIGTERM also saves one",
-    )
-    g.add_argument(
-        "--sampler",
-        choices=SAMPLERS,
-        default=schema_default("training.sampler"),
-        help="length-grouped: batches of similar lengths in random order (less padding); random: random "
-        "rows, the reference's",
-    )
-    g.add_argument(
-        "--padding",
-        choices=PADDINGS,
-        default=schema_default("training.padding"),
-        help="dynamic: each batch padded to its longest row, padding left out of every loss; max-length: "
-        "every row padded to --max-length and every position counted in the losses (the "
-        "reference's hidden-state MSE and QA losses)",
-    )
+    for key in ("epochs", "lr", "batch_size", "weight_decay"):
+        note = "(over all processes and accumulation steps: each device takes batch / (processes x --grad-accum))"
+        add_declared(
+            g,
+            f"{hyper}.{key}",
+            default=schema_default(f"{hyper}.{key}"),
+            note=note if key == "batch_size" else "",
+        )
+    add_declared(g, "task.max_train_samples")
+    for key in ("grad_accum", "save_minutes", "sampler", "padding"):
+        add_declared(g, f"training.{key}", default=schema_default(f"training.{key}"))
     g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
 
@@ -169,13 +154,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
 def add_answer_arguments(parser: argparse.ArgumentParser) -> None:
     """How a QA model's answers are searched: `evaluate` and `predict` take the same options."""
     group = parser.add_argument_group("question answering")
-    group.add_argument("--n-best", type=int, help="start and end candidates per window (default 20)")
-    group.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
-    group.add_argument(
-        "--null-threshold",
-        type=float,
-        help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)",
-    )
+    for key in ("n_best", "max_answer_length", "null_threshold"):
+        add_declared(group, f"task.{key}")
 
 
 def answer_settings(task, options):
@@ -233,6 +213,20 @@ def features(
 
     qa = {"doc_stride": doc_stride} if isinstance(task, QaTask) else {}
     return task.features(tokenizer, data, split, max_length, rows, seed, **qa)
+
+
+def train_rows(args: argparse.Namespace, task, tokenizer, options: TrainOptions):
+    """The rows a training stage trains on: the train split, capped and cut as its options say."""
+    return features(
+        task,
+        tokenizer,
+        args.data,
+        "train",
+        options.max_length,
+        options.max_train_samples,
+        args.seed,
+        options.doc_stride,
+    )
 
 
 def run_params(args: argparse.Namespace) -> dict:

@@ -17,12 +17,12 @@ from moebert.stages.common import (
     add_task_arguments,
     add_train_arguments,
     check_max_length,
-    features,
     place,
     resolve_task,
     run_params,
     save_trained,
     train,
+    train_rows,
 )
 
 HELP = "train a student with layer-wise distillation from the teacher"
@@ -91,16 +91,7 @@ def run(args) -> None:
     distill = with_defaults(distill)
     args.distill_weight = distill.distill_weight  # the run's parameters record the weight it trained with
     check_max_length(student, options.max_length)
-    train_ds = features(
-        task,
-        tokenizer,
-        args.data,
-        "train",
-        options.max_length,
-        options.max_train_samples,
-        args.seed,
-        options.doc_stride,
-    )
+    train_ds = train_rows(args, task, tokenizer, options)
     student.config.load_balance = distill.load_balance or 0.0
     callbacks = []
     if distill.gradient_mask is not None:

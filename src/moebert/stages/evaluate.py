@@ -16,6 +16,7 @@ from moebert.files import atomic_file, write_json
 from moebert.routing_diagnostics import flat_metrics
 from moebert.stages.common import (
     add_answer_arguments,
+    add_declared,
     add_device_argument,
     add_task_arguments,
     answer_settings,
@@ -45,7 +46,7 @@ def add_arguments(parser) -> None:
         "recomputed from); metrics.json records where",
     )
     parser.add_argument("--method", help="method label recorded in metrics.json")
-    parser.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
+    add_declared(parser, "task.max_eval_samples")
     add_answer_arguments(parser)
     add_device_argument(parser, experts=True)
 

@@ -11,11 +11,11 @@ from moebert.stages.common import (
     add_task_arguments,
     add_train_arguments,
     check_max_length,
-    features,
     resolve_task,
     run_params,
     save_trained,
     train,
+    train_rows,
 )
 
 HELP = "fine-tune a BERT on a task (the teacher)"
@@ -58,16 +58,7 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
-    train_ds = features(
-        task,
-        tokenizer,
-        args.data,
-        "train",
-        options.max_length,
-        options.max_train_samples,
-        args.seed,
-        options.doc_stride,
-    )
+    train_ds = train_rows(args, task, tokenizer, options)
     model = load_model(args.model, head=task.head, **head_settings(task))
     check_max_length(model, options.max_length)
     params = run_params(args)

@@ -11,6 +11,7 @@ from moebert.config.options import ImportanceOptions
 from moebert.device import resolve_device
 from moebert.files import atomic_file
 from moebert.stages.common import (
+    add_declared,
     add_device_argument,
     add_task_arguments,
     check_max_length,
@@ -37,20 +38,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--output", required=True, help="safetensors file with scores.<layer> and order.<layer>"
     )
-    parser.add_argument(
-        "--split",
-        choices=("train", "dev"),
-        default=schema_default("importance.split"),
-        help="train (default) or dev: every evaluation split (MNLI: matched and mismatched), the "
-        "reference's choice, which leaks the evaluation set",
-    )
+    add_declared(parser, "importance.split", default=schema_default("importance.split"))
     parser.add_argument(
         "--max-samples",
         type=rows_or_all,
         default=schema_default("importance.max_samples"),
         help="seeded subsample of each split, or 'all' (the reference scores every dev row)",
     )
-    parser.add_argument("--batch-size", type=int, default=schema_default("importance.batch_size"))
+    add_declared(parser, "importance.batch_size", default=schema_default("importance.batch_size"))
     add_device_argument(parser)
 
 

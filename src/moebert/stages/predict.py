@@ -12,6 +12,7 @@ from moebert.errors import MoebertError
 from moebert.stages.common import (
     add_answer_arguments,
     add_device_argument,
+    add_window_arguments,
     answer_settings,
     check_max_length,
     place,
@@ -38,14 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory receiving the submission file(s) (GLUE: <Name>.tsv and submission.zip; "
         "SQuAD: <result key>-predictions.json)",
     )
-    parser.add_argument(
-        "--max-length", type=int, help="max tokens per example or QA window (default: the task's)"
-    )
-    parser.add_argument(
-        "--doc-stride",
-        type=int,
-        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128); this and "
-        "the answer options below as `evaluate` was given them, so the file holds the answers it scored",
+    add_window_arguments(
+        parser,
+        "Give this and the answer options below as `evaluate` was given them, so that the file holds the "
+        "answers it scored.",
     )
     add_answer_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
