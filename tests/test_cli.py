@@ -780,6 +780,11 @@ def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, 
         (["predict", *data, "--model", tmp_path / "narrow-all"], ["--experts-implementation", "auto"], dense),
         (["predict", *data, "--model", teacher], ["--experts-implementation", "eager"], dense),
         (
+            ["evaluate", *data, "--majority"],
+            ["--experts-implementation", "eager"],
+            "--experts-implementation: --majority scores no model; leave it out",
+        ),
+        (
             ["distill", *data, "--teacher", teacher, "--student", narrow, *ROWS[:2]],
             ["--experts-implementation", "eager"],
             dense,

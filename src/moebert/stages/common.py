@@ -50,14 +50,16 @@ def add_device_argument(parser: argparse.ArgumentParser, experts: bool = False) 
         )
 
 
-def place(model, device, experts_implementation: str | None):
-    """The model on `device`, a MoE student's experts computed as asked (None: not given, the config schema's
-    default, auto: the fastest there). A model without such experts refuses the option."""
+def place(model, device, args: argparse.Namespace):
+    """The model on `device`, a MoE student's experts computed as --experts-implementation asks (not given: the
+    config schema's default, auto: the fastest there); a model without such experts refuses the flag. The
+    value is written back to `args`, whose run parameters record it."""
     model = model.to(device)
+    given = args.experts_implementation
+    args.experts_implementation = given or schema_default("resources.experts_implementation")
     if hasattr(model, "set_experts_implementation") and getattr(model.config, "ffn", None) == "moe":
-        chosen = experts_implementation or schema_default("resources.experts_implementation")
-        model.set_experts_implementation(chosen, device)
-    elif experts_implementation is not None:
+        model.set_experts_implementation(args.experts_implementation, device)
+    elif given is not None:
         what = getattr(model.config, "ffn", None) or "dense"
         raise MoebertError(
             f"--experts-implementation: only MoE students (student moe) compute experts; this model's FFNs "

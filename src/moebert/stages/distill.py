@@ -86,7 +86,7 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
-    student = place(load_trained(args.student, task), device, args.experts_implementation)
+    student = place(load_trained(args.student, task), device, args)
     check_student(student, distill)
     distill = with_defaults(distill)
     args.distill_weight = distill.distill_weight  # the run's parameters record the weight it trained with

@@ -99,10 +99,12 @@ def run(args) -> None:
         )
     if options.max_train_samples is not None and not options.majority:
         raise MoebertError("--max-train-samples: only --majority counts train rows; leave it out")
+    if options.majority and args.experts_implementation is not None:
+        raise MoebertError("--experts-implementation: --majority scores no model; leave it out")
     if not options.majority:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(options.model)
-        model = place(load_trained(options.model, task), device, args.experts_implementation)
+        model = place(load_trained(options.model, task), device, args)
         check_max_length(model, options.max_length)
     with tracking.tracked_run(args, run_params(args)) as run_:
         if options.majority:

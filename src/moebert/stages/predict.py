@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
     if isinstance(task, CustomTask):  # a user task: one file, a prediction per row of its test split
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(args.model)
-        model = place(load_trained(args.model, task), device, args.experts_implementation)
+        model = place(load_trained(args.model, task), device, args)
         check_max_length(model, args.max_length)
         qa = answer_settings(task, args) if isinstance(task, QaTask) else None  # as `evaluate` searches them
         for path in task.write_predictions(
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
         }
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
-    model = place(load_trained(args.model, task), device, args.experts_implementation)
+    model = place(load_trained(args.model, task), device, args)
     check_max_length(model, args.max_length)
     if isinstance(task, QaTask):
         qa = answer_settings(task, args)  # as `evaluate` searches them
