@@ -959,6 +959,7 @@ def test_distill_refuses_what_its_student_has_nothing_for(tiny_model_dir, glue_d
             ["--load-balance", 0.01],
             ("--load-balance: the student has no gate to balance (router hash-random is a fixed table)"),
         ),
+        (["--load-balance", 0], "--load-balance: the student has no gate to balance"),  # given, though 0
         (["--gradient-mask", 0.5], "--gradient-mask: only MPOE students have central tensors to mask"),
         (["--teacher-dropout", "--distill-scope", "none"], "--teacher-dropout: --distill-scope none trains"),
         (

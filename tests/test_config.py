@@ -228,6 +228,10 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
             "key methods.moebert.load_balance: router hash-random is a fixed table with no gate to balance",
         ),
         (
+            {"methods": {"moebert": {"load_balance": 0}}},  # given, though it equals the default
+            "key methods.moebert.load_balance: router hash-random is a fixed table with no gate to balance",
+        ),
+        (
             {"methods": {"moebert": {"router": "gate-token", "gate_sentence_batch1": "skip"}}},
             "key methods.moebert.gate_sentence_batch1: only router gate-sentence routes whole sentences",
         ),
