@@ -632,6 +632,10 @@ def test_stage_defaults_are_the_documented_ones():
     distill = parser.parse_args(
         ["distill", "--task", "mrpc", "--data", "d", "--teacher", "t", "--student", "s", "--output", "o"]
     )
+    from moebert.config.options import DistillOptions
+
+    assert (distill.distill_scope, distill.teacher_dropout) == (None, None)  # not given, until resolved:
+    from_args(DistillOptions, distill)
     assert (
         distill.padding,
         distill.sampler,
@@ -639,7 +643,7 @@ def test_stage_defaults_are_the_documented_ones():
         distill.distill_scope,
         distill.distill_weight,
         distill.load_balance,
-    ) == ("dynamic", "length-grouped", False, "all", 1.0, None)
+    ) == ("dynamic", "length-grouped", False, "all", None, None)  # weight: the schema's 1.0 unless scope none
     from moebert.stages.adapt import student_options
 
     adapt = from_args(AdaptOptions, parser.parse_args(["adapt", "--model", "m", "--output", "o"]))
@@ -769,6 +773,40 @@ def test_baseline_students_and_the_majority_row_through_the_cli(tiny_model_dir, 
         )
         params = json.loads((tmp_path / "m.json").read_text())["params"]
         assert params["per_expert"] == 0 and params["effective"] == params["total"]
+    # Options a model has nothing for are refused by name, never ignored.
+    dense = "--experts-implementation: only MoE students (student moe) compute experts; this model's FFNs are dense"
+    refused = [
+        (["evaluate", *data, "--model", tmp_path / "half-all"], ["--experts-implementation", "eager"], dense),
+        (["predict", *data, "--model", tmp_path / "narrow-all"], ["--experts-implementation", "auto"], dense),
+        (["predict", *data, "--model", teacher], ["--experts-implementation", "eager"], dense),
+        (
+            ["evaluate", *data, "--majority"],
+            ["--experts-implementation", "eager"],
+            "--experts-implementation: --majority scores no model; leave it out",
+        ),
+        (
+            ["distill", *data, "--teacher", teacher, "--student", narrow, *ROWS[:2]],
+            ["--experts-implementation", "eager"],
+            dense,
+        ),
+        (
+            ["evaluate", *data, "--model", teacher],
+            ["--max-length", 200],
+            (
+                "--max-length 200: the model has 128 position embeddings (max_position_embeddings of its config); "
+                "give at most 128"
+            ),
+        ),
+        (
+            ["finetune", *data, "--model", tiny_model_dir, *ROWS[:2]],
+            ["--max-length", 129],
+            "--max-length 129: the model has 128 position embeddings",
+        ),
+    ]
+    for command, args, message in refused:
+        assert run(*command, "--output", tmp_path / "refused", *args) == 2, command
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()
 
     majority_examples = tmp_path / "majority.examples.csv"
     assert (
@@ -882,6 +920,20 @@ def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_
     assert not (tmp_path / "m.json").exists()
 
 
+def test_null_threshold_is_refused_where_no_question_is_unanswerable(capsys):
+    """SQuAD v1.1 answers every question: a threshold for leaving one unanswered would do nothing."""
+    for command in (
+        ["evaluate", "--model", "m"],
+        ["predict", "--model", "m"],
+    ):
+        args = [*command, "--task", "squad", "--data", "hub", "--output", "o", "--null-threshold", 0.5]
+        assert run(*args) == 2
+        assert (
+            "--null-threshold: squad has no unanswerable questions (only SQuAD v2.0 does)"
+            in capsys.readouterr().err
+        )
+
+
 def test_distill_refuses_what_its_student_has_nothing_for(tiny_model_dir, glue_dir, tmp_path, capsys):
     data = ["--task", "mrpc", "--data", glue_dir]
     importance = _importance(tiny_model_dir, data, tmp_path)
@@ -907,8 +959,13 @@ def test_distill_refuses_what_its_student_has_nothing_for(tiny_model_dir, glue_d
             ["--load-balance", 0.01],
             ("--load-balance: the student has no gate to balance (router hash-random is a fixed table)"),
         ),
+        (["--load-balance", 0], "--load-balance: the student has no gate to balance"),  # given, though 0
         (["--gradient-mask", 0.5], "--gradient-mask: only MPOE students have central tensors to mask"),
         (["--teacher-dropout", "--distill-scope", "none"], "--teacher-dropout: --distill-scope none trains"),
+        (
+            ["--distill-weight", 3, "--distill-scope", "none"],
+            "--distill-weight: --distill-scope none trains on the task loss alone, with no distillation loss",
+        ),
     ]
     for args, message in cases:
         assert (

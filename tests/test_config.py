@@ -23,7 +23,7 @@ from moebert.config.options import (
     PrepareOptions,
     TrainOptions,
 )
-from moebert.config.validation import SCHEMA_PATH
+from moebert.config.validation import SCHEMA_PATH, schema
 from moebert.students import STUDENTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,6 +228,10 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
             "key methods.moebert.load_balance: router hash-random is a fixed table with no gate to balance",
         ),
         (
+            {"methods": {"moebert": {"load_balance": 0}}},  # given, though it equals the default
+            "key methods.moebert.load_balance: router hash-random is a fixed table with no gate to balance",
+        ),
+        (
             {"methods": {"moebert": {"router": "gate-token", "gate_sentence_batch1": "skip"}}},
             "key methods.moebert.gate_sentence_batch1: only router gate-sentence routes whole sentences",
         ),
@@ -298,6 +302,25 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
         (
             {"tasks": ["squad"], "squad_data": "hub", "task_settings": {"squad": {"eval_articles": 12}}},
             "key task_settings.squad.eval_articles: an article split is made from a dev file on disk",
+        ),
+        (
+            {"tasks": ["squad"], "squad_data": "hub", "task_settings": {"squad": {"null_threshold": 1.0}}},
+            "key task_settings.squad.null_threshold: squad has no unanswerable questions (only SQuAD v2.0 does)",
+        ),
+        (
+            {
+                "tasks": ["mrpc"],
+                "methods": {"nod": {"distill_scope": "none"}, "maj": {"student": "majority"}},
+                "task_settings": {"mrpc": {"distill": {"distill_weight": 3}}},
+            },
+            (
+                "key task_settings.mrpc.distill.distill_weight: no method distils (every trained method has "
+                "distill_scope none"
+            ),
+        ),
+        (
+            {"methods": {"half": {"student": "distil-half"}}, "importance": {"max_samples": 64}},
+            "key importance.max_samples: no method keeps neurons by importance (students: distil-half)",
         ),
         (
             {"tasks": ["squad"], "squad_data": "no/such/squad"},
@@ -407,7 +430,12 @@ def test_cli_defaults_are_the_schemas():
             assert getattr(args, name) == schema_default(f"{block}.{name}"), (block, name)
         for name in ("grad_accum", "save_minutes", "sampler", "padding"):
             assert getattr(args, name) == schema_default(f"training.{name}"), name
-    assert distill.distill_weight == schema_default("task.distill.distill_weight")
+    from moebert.stages.distill import with_defaults
+
+    assert distill.distill_weight is None  # not given: a stage can tell it from the default applied after
+    resolved = with_defaults(from_args(DistillOptions, distill))
+    assert resolved.distill_weight == schema_default("task.distill.distill_weight")
+    assert with_defaults(DistillOptions(distill_scope="none")).distill_weight is None
     importance = parser.parse_args(["importance", *REQUIRED["importance"]])
     assert [importance.split, importance.max_samples, importance.batch_size] == [
         schema_default(f"importance.{key}") for key in ("split", "max_samples", "batch_size")
@@ -443,3 +471,127 @@ def test_keys_that_only_add_outputs_leave_the_config_hash_alone():
     assert settings.exports and settings.predictions  # the shipped tiny config has both
     assert config_hash(settings.resolved) == config_hash(load_settings(plain).resolved)
     assert config_hash(load_settings({**plain, "seeds": [1]}).resolved) != config_hash(settings.resolved)
+
+
+def test_the_experts_implementation_reaches_only_models_with_experts():
+    """The workflow passes --experts-implementation to MoE students' jobs alone: the others refuse it."""
+    raw = {
+        "methods": {"moebert": {}, "half": {"student": "distil-half"}, "mpoe": {"student": "mpoe"}},
+        "resources": {"experts_implementation": "eager"},
+    }
+    settings = load_settings(raw, ["cpu", "h100"])
+    assert [settings.experts_flag(row) for row in ("moebert", "half", "mpoe", "teacher")] == [
+        "--experts-implementation eager",
+        "",
+        "",
+        "",
+    ]
+    assert load_settings({}, ["cpu", "h100"]).experts_flag("moebert") == ""  # auto: each job's fastest
+
+
+# --- one declaration per method key: the schema's, from which the kinds' keys and the flags are made ---------
+
+
+def test_each_kinds_keys_are_the_ones_the_schema_declares_for_it():
+    expected = {
+        "moe": [
+            "num_experts",
+            "expert_dim",
+            "shared_dim",
+            "construction",
+            "router",
+            "expert_dropout",
+            "gate_sentence_batch1",
+            "hash_balance",
+            "shared",
+            "load_balance",
+            "distill_scope",
+            "teacher_dropout",
+        ],
+        "mpoe": [
+            "num_experts",
+            "router",
+            "mpo_max_bond",
+            "mpo_forward",
+            "mpo_in_factors",
+            "mpo_out_factors",
+            "load_balance",
+            "gradient_mask",
+            "distill_scope",
+            "teacher_dropout",
+        ],
+        "dense-narrow": ["expert_dim", "distill_scope", "teacher_dropout"],
+        "distil-half": ["distill_scope", "teacher_dropout"],
+        "majority": [],
+    }
+    assert {name: list(kind.accepted) for name, kind in STUDENTS.items()} == expected
+    assert STUDENTS["moe"].distill_keys == ("load_balance",)
+    assert STUDENTS["mpoe"].distill_keys == ("load_balance", "gradient_mask")
+
+
+@pytest.mark.parametrize(
+    ("stage", "cls", "own"),
+    [
+        (
+            "adapt",
+            AdaptOptions,
+            ("student", "importance", "task", "data", "max_length", "max_train_samples", "doc_stride"),
+        ),
+        ("distill", DistillOptions, ("distill_weight",)),
+    ],
+)
+def test_every_method_key_is_one_flag_naming_the_kinds_that_take_it(stage, cls, own):
+    """Each method key the stage reads is one options field and one flag, whose type, choices and default
+    (not given) come from its declaration and whose help names exactly the kinds whose registry entry
+    accepts it."""
+    from moebert.cli import build_parser
+
+    keys = schema()["$defs"]["method"]["properties"]
+    declared = [key for key, prop in keys.items() if prop.get("stage") == stage]
+    assert [f.name for f in fields(cls) if f.name not in own] == declared
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = subparsers.choices[stage]._actions
+    for key in declared:
+        (action,) = [a for a in actions if a.option_strings == ["--" + key.replace("_", "-")]]
+        kinds = [name for name, kind in STUDENTS.items() if key in kind.accepted]
+        assert action.help.split(": ", 1)[0] == ", ".join(kinds), key
+        assert action.default is None, key
+        prop = keys[key]
+        if "enum" in prop:
+            assert list(action.choices) == prop["enum"], key
+        elif prop["type"] == "boolean":
+            assert action.nargs == 0, key
+        else:
+            types = [prop["type"]] if isinstance(prop["type"], str) else prop["type"]
+            scalar = prop["items"]["type"] if "array" in types else next(t for t in types if t != "null")
+            assert action.type is {"integer": int, "number": float}[scalar], key
+            assert (action.nargs == "+") == ("array" in types), key
+
+
+def test_the_schemas_allowed_values_are_the_codes():
+    """Values the code defines (what it can build or run) and the schema's enums, which the config and the
+    flags are checked against, are the same lists."""
+    from moebert.models.bert_experts import IMPLEMENTATIONS
+    from moebert.models.moe_layer import SHARED_LAYOUTS
+    from moebert.models.mpo import FORWARD_MODES
+    from moebert.models.routing import HASH_BALANCE_LAYOUTS, ROUTERS, SENTENCE_GATE_BATCH1
+    from moebert.students.moe import CONSTRUCTIONS
+    from moebert.training.distillation import SCOPES
+    from moebert.training.trainer import PADDINGS, SAMPLERS
+
+    method = schema()["$defs"]["method"]["properties"]
+    top = schema()["properties"]
+    pairs = [
+        (method["construction"]["enum"], CONSTRUCTIONS),
+        (method["router"]["enum"], ROUTERS),
+        (method["shared"]["enum"], SHARED_LAYOUTS),
+        (method["mpo_forward"]["enum"], FORWARD_MODES),
+        (method["hash_balance"]["enum"], HASH_BALANCE_LAYOUTS),
+        (method["gate_sentence_batch1"]["enum"], SENTENCE_GATE_BATCH1),
+        (method["distill_scope"]["enum"], (*SCOPES, "none")),
+        (top["training"]["properties"]["sampler"]["enum"], SAMPLERS),
+        (top["training"]["properties"]["padding"]["enum"], PADDINGS),
+        (top["resources"]["properties"]["experts_implementation"]["enum"], ("auto", *IMPLEMENTATIONS)),
+    ]
+    for enum, code in pairs:
+        assert enum == list(code)

@@ -157,6 +157,22 @@ def test_layer_equals_the_reference_layer(router, shared, implementation, mode):
         assert layer.router.gate.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("router", ["hash-random", "gate-token"])
+def test_tied_layout_input_gradient_equals_the_reference(router):
+    """The gradient w.r.t. the layer's input passes through the tied shared neurons as through the first
+    neurons of every reference expert (a shared FFN cut off from the input's gradient would train alike)."""
+    layer = make_layer(seed=5, router=router, shared="tied")
+    x = torch.randn(2, 7, HIDDEN, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    ids = routed(layer, router, x, seed=7)
+    weights = torch.randn(2, 7, HIDDEN, generator=torch.Generator().manual_seed(8))
+    (layer(x, x) * weights).sum().backward()
+    x_ref = x.detach().clone().requires_grad_(True)
+    expected, _ = reference_moe(layer, x_ref, ids, layer.attention_mask)
+    (expected * weights).sum().backward()
+    assert x.grad.abs().sum() > 0
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_dropout_is_one_dropout_after_fc2_at_the_expert_rate():
     """p = 1 leaves each expert LayerNorm_e(input): nothing of fc1 or fc2, whatever hidden_dropout_prob says."""
     layer = make_layer(seed=5, expert_dropout=1.0, hidden_dropout_prob=0.0).train()

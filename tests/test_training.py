@@ -11,6 +11,7 @@ import torch
 from conftest import randomize_biases
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, TrainerCallback
 
+from moebert.config.options import TrainOptions
 from moebert.errors import MoebertError
 from moebert.files import write_json
 from moebert.hub import PACKAGED_MINILM
@@ -77,21 +78,20 @@ def moe_student(teacher, expert_dropout: float = 0.0, router: str = "hash-random
 
 
 def run_training(model, tmp_path, ds, tokenizer, trainer_cls=TaskTrainer, settings=None, callbacks=(), **kw):
-    cfg_keys = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    """`batch_size`: per micro-step (the options' total is it times grad_accum, one process)."""
+    run_keys = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    option_keys = {k: kw.pop(k) for k in list(kw) if k in TrainOptions.__dataclass_fields__}
+    option_keys = {
+        "epochs": 1,
+        "lr": 2e-5,
+        "batch_size": 8,
+        "grad_accum": 1,
+        "weight_decay": 0.0,
+        **option_keys,
+    }
+    option_keys["batch_size"] *= option_keys["grad_accum"]
     cfg = TrainConfig(
-        **{
-            "epochs": 1,
-            "lr": 2e-5,
-            "batch_size": 8,
-            "grad_accum": 1,
-            "weight_decay": 0.0,
-            "save_minutes": 60,
-            "seed": 0,
-            "fp16": False,
-            "bf16": False,
-            "logging_steps": 1,
-            **cfg_keys,
-        }
+        TrainOptions(**option_keys), **{"save_minutes": 60, "seed": 0, "logging_steps": 1, **run_keys}
     )
     return train(
         model,

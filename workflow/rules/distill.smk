@@ -30,7 +30,7 @@ rule distill:
         ),
         device=model_device,
         checkpoints=checkpoints,
-        experts=experts_implementation,
+        experts=lambda wildcards, output: SETTINGS.experts_flag(wildcards.method),
         launcher=launcher,
         tracking=tracking("distill"),
     shell:

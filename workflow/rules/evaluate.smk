@@ -23,7 +23,7 @@ rule evaluate:
     params:
         evaluation=stage_flags(lambda w: [SETTINGS.evaluate_options(w.task, model_dir(w) or None)]),
         device=model_device,
-        experts=experts_implementation,
+        experts=lambda wildcards, output: SETTINGS.experts_flag(wildcards.method),
         tracking=tracking("evaluate"),
     shell:
         "moebert evaluate --task {wildcards.task} --data {input.data:q}"

@@ -27,7 +27,7 @@ rule predict:
     params:
         options=stage_flags(lambda w: [SETTINGS.predict_options(w.task)]),
         device=model_device,
-        experts=experts_implementation,
+        experts=lambda wildcards, output: SETTINGS.experts_flag(wildcards.method),
     shell:
         "moebert predict --task {wildcards.task} --data {input.data:q} --model {input.model:q}"
         " --output {output:q} {params.options} {params.device} {params.experts} > {log:q} 2>&1"

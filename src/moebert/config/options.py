@@ -1,17 +1,21 @@
 """The typed options of the stages: what a CLI command parses its flags into and what the workflow renders a
 job's flags from, so that one definition serves both.
 
-A field is a flag: `--field-name value`; None leaves the flag out (the command's default applies), a bool
-is a bare switch, a list gives its items after the flag. `flags(...)` renders options for a shell command,
-`from_args(...)` reads them back from an argparse namespace; `from_args(parse(flags(o))) == o`.
+A field is a flag: `--field-name value`; None leaves the flag out (the field's default, or the command's,
+applies), a bool is a bare switch, a list gives its items after the flag. `flags(...)` renders options for a shell command,
+`from_args(...)` reads them back from an argparse namespace; `from_args(parse(flags(o))) == o`. The fields of
+the method keys (AdaptOptions, DistillOptions) are made from the keys' declarations in the config schema.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from typing import Any, TypeVar
+
+from moebert.config.validation import TRAINED, method_keys
 
 T = TypeVar("T")
 
@@ -32,17 +36,6 @@ class TrainOptions:
     padding: str = "dynamic"
     fp16: bool = False
     bf16: bool = False
-
-
-@dataclass(frozen=True)
-class DistillOptions:
-    """What `distill` adds to training: the loss of Eq. 7 and the student's own training keys."""
-
-    distill_weight: float
-    load_balance: float | None = None  # gate routers only
-    distill_scope: str = "all"
-    gradient_mask: float | None = None  # MPOE only
-    teacher_dropout: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,31 +74,45 @@ class PredictOptions:
     diagnostic: bool = False
 
 
-@dataclass(frozen=True)
-class AdaptOptions:
-    """How `adapt` builds a student: its kind and the kind's own options (None: not this kind's); with a
-    hash-balance router the train rows it counts tokens on."""
+def _method_fields(stage: str) -> list[tuple]:
+    """The fields of the method keys that `stage` reads, made from their schema declarations, in the schema's
+    order: a key every trained kind takes defaults to the schema's default, a kind's own key to None (not
+    given: the kind resolves it, or refuses it)."""
+    made = []
+    for key, prop in method_keys().items():
+        if prop["stage"] == stage:
+            default = copy.deepcopy(prop["default"]) if prop["students"] == TRAINED else None
+            made.append((key, Any, field(default=default)))
+    return made
 
-    student: str
-    importance: str | None = None
-    num_experts: int | None = None
-    expert_dim: int | None = None
-    shared_dim: int | None = None
-    construction: str | None = None
-    router: str | None = None
-    expert_dropout: float | None = None
-    gate_sentence_batch1: str | None = None
-    hash_balance: str | None = None
-    shared: str | None = None
-    mpo_max_bond: int | None = None
-    mpo_forward: str | None = None
-    mpo_in_factors: list[int] | None = None
-    mpo_out_factors: list[int] | None = None
-    task: str | None = None
-    data: str | None = None
-    max_length: int | None = None
-    max_train_samples: int | None = None
-    doc_stride: int | None = None
+
+def _options(name: str, doc: str, fields_: list[tuple]) -> type:
+    made = make_dataclass(name, fields_, frozen=True)
+    made.__doc__, made.__module__ = doc, __name__
+    return made
+
+
+DistillOptions = _options(
+    "DistillOptions",
+    """What `distill` adds to training: the loss of Eq. 7 and the student's own training keys (the method keys
+    of stage distill).""",
+    [("distill_weight", float | None, field(default=None)), *_method_fields("distill")],
+)
+
+AdaptOptions = _options(
+    "AdaptOptions",
+    """How `adapt` builds a student: its kind and the kind's own options (the method keys of stage adapt; None:
+    not given, or not this kind's); with a hash-balance router the train rows it counts tokens on.""",
+    [
+        ("student", str),
+        ("importance", str | None, field(default=None)),
+        *_method_fields("adapt"),
+        *(
+            (name, Any, field(default=None))
+            for name in ("task", "data", "max_length", "max_train_samples", "doc_stride")
+        ),
+    ],
+)
 
 
 @dataclass(frozen=True)
@@ -147,5 +154,16 @@ def flags(*options) -> str:
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:
-    """The options of `cls` from a parsed command line (its destinations are the field names)."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.name not in fixed}, **fixed)
+    """The options of `cls` from a parsed command line (its destinations are the field names). A flag not given
+    (None) takes the field's default, which is written back to `args` too, so that the run's parameters record
+    the value the stage used."""
+    values = {}
+    for f in fields(cls):
+        if f.name in fixed:
+            continue
+        value = getattr(args, f.name)
+        if value is None and f.default is not MISSING and f.default is not None:
+            value = f.default
+            setattr(args, f.name, value)
+        values[f.name] = value
+    return cls(**values, **fixed)

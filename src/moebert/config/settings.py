@@ -17,6 +17,7 @@ from moebert.config.options import (
     PrepareOptions,
     SpeedGrid,
     TrainOptions,
+    flag,
 )
 from moebert.config.validation import TEACHER, hyper_parameters, validate
 from moebert.students import StudentKind, get_student
@@ -177,6 +178,15 @@ class Settings:
         qa = isinstance(self.tasks[task].task, QaTask)
         return [TEACHER, *(name for name, m in self.methods.items() if m.kind.trains or not qa)]
 
+    def experts_flag(self, row: str) -> str:
+        """--experts-implementation of a job on a row's model, where the config names one and the model computes
+        experts (a MoE student; the teacher and the other students refuse the flag)."""
+        name = self.resources.experts_implementation
+        method = self.methods.get(row)
+        if name == "auto" or method is None or not method.kind.computes_experts:
+            return ""
+        return f"{flag('experts_implementation')} {name}"
+
     def processes(self) -> int:
         """Processes of a training job: one per GPU (resources.gpus), one on CPU."""
         return max(self.resources.gpus, 1)
@@ -204,8 +214,9 @@ class Settings:
 
     def distill_options(self, method: str, task: str) -> DistillOptions:
         options = self.methods[method].options
+        distills = options["distill_scope"] != "none"
         return DistillOptions(
-            distill_weight=self.tasks[task].distill.distill_weight,
+            distill_weight=self.tasks[task].distill.distill_weight if distills else None,
             load_balance=options.get("load_balance"),
             distill_scope=options["distill_scope"],
             gradient_mask=options.get("gradient_mask"),

@@ -46,14 +46,37 @@ def schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def schema_default(path: str):
-    """The default of a key, by its dotted path from the top (training.save_minutes) or from a definition
+def declaration(path: str) -> dict:
+    """A key's declaration, by its dotted path from the top (training.save_minutes) or from a definition
     (method.num_experts, task.distill.epochs)."""
     first, *rest = path.split(".")
     node = schema()["$defs"][first] if first in schema()["$defs"] else schema()["properties"][first]
     for part in rest:
         node = node["properties"][part]
-    return copy.deepcopy(node["default"])
+    return node
+
+
+def schema_default(path: str):
+    """The default of a key, by its dotted path (see `declaration`)."""
+    return copy.deepcopy(declaration(path)["default"])
+
+
+# A method key's `students` that names every kind that is trained, not a list.
+TRAINED = "trained"
+
+
+def method_keys() -> dict[str, dict]:
+    """Every method key but `student`, in the schema's order: its declaration (type, default, allowed values,
+    description, `students` taking it, `stage` reading it)."""
+    return {key: prop for key, prop in schema()["$defs"]["method"]["properties"].items() if key != "student"}
+
+
+def taken_by(key: str) -> list[str]:
+    """The student kinds that take a method key, in the registry's order."""
+    students = method_keys()[key]["students"]
+    return [
+        name for name, kind in STUDENTS.items() if (kind.trains if students == TRAINED else name in students)
+    ]
 
 
 def _filling_validator():
@@ -146,6 +169,7 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
             "fp16 mixed precision needs a GPU (resources.gpus is 0); use bf16 or fp32 on a CPU",
         )
     _check_tasks(config)
+    _check_used(raw, config)
     kind = config["resources"]["device_kind"]
     if device_kinds is not None and kind not in set(device_kinds):
         raise ConfigError(
@@ -274,6 +298,12 @@ def _check_tasks(config: dict) -> None:
                     ["task_settings", task, given[0]],
                     "only question-answering tasks (squad, squad_v2) take it; drop the key",
                 )
+        elif settings["null_threshold"] is not None and not get_task(task).has_unanswerable:
+            raise ConfigError(
+                ["task_settings", task, "null_threshold"],
+                f"{task} has no unanswerable questions (only SQuAD v2.0 does), so no answer is ever left "
+                f"empty; drop the key",
+            )
         elif settings["eval_articles"] is not None and config["squad_data"] == "hub":
             raise ConfigError(
                 ["task_settings", task, "eval_articles"],
@@ -292,6 +322,33 @@ def _check_tasks(config: dict) -> None:
                 f"directory {config[key]!r} does not exist (relative to {os.getcwd()}); give a "
                 f"directory {layout} or 'hub'",
             )
+
+
+def _check_used(raw: dict, config: dict) -> None:
+    """Given keys that no method's training reads are refused: a task's distill_weight where every trained
+    method trains on the task loss alone (distill_scope none), importance settings where no student keeps
+    neurons by importance."""
+    kinds = {name: get_student(m["student"]) for name, m in config["methods"].items()}
+    distilled = [
+        name
+        for name, kind in kinds.items()
+        if kind.trains and config["methods"][name]["distill_scope"] != "none"
+    ]
+    for task, settings in (raw.get("task_settings") or {}).items():
+        if not distilled and "distill_weight" in ((settings or {}).get("distill") or {}):
+            raise ConfigError(
+                ["task_settings", task, "distill", "distill_weight"],
+                "no method distils (every trained method has distill_scope none, the task loss alone); "
+                "drop the key",
+            )
+    given = sorted(raw.get("importance") or {})
+    if given and not any(kind.needs_importance for kind in kinds.values()):
+        raise ConfigError(
+            ["importance", given[0]],
+            f"no method keeps neurons by importance (students: "
+            f"{', '.join(sorted({kind.name for kind in kinds.values()}))}), so no importance is scored; "
+            f"drop the importance block",
+        )
 
 
 def _check_custom_tasks(config: dict) -> None:

@@ -16,6 +16,16 @@ from moebert.errors import MoebertError
 from moebert.hub import PACKAGED_MINILM
 from moebert.models.modeling import AUTO_HEADS, FFN_TYPES, MoEBertMixin
 
+# Model types whose position ids start after the padding index (RoBERTa's family): their first
+# pad_token_id + 1 position embeddings are no token's. BERT's start at 0.
+OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert"})
+
+
+def max_positions(config) -> int:
+    """The longest input the model embeds: its position embeddings, less any offset of its position ids."""
+    offset = config.pad_token_id + 1 if config.model_type in OFFSET_POSITIONS else 0
+    return config.max_position_embeddings - offset
+
 
 def resolve_model(name_or_path: str) -> str:
     """A local directory, the packaged offline MiniLM by its package name, or a hub id (left to transformers)."""

@@ -12,11 +12,9 @@ from moebert.config import from_args, schema_default
 from moebert.config.options import AdaptOptions, flag
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, write_json
-from moebert.models.moe_layer import SHARED_LAYOUTS
-from moebert.models.mpo import FORWARD_MODES
-from moebert.models.routing import HASH_BALANCE_LAYOUTS, ROUTERS, SENTENCE_GATE_BATCH1
 from moebert.stages.common import (
     DATA_HELP,
+    add_method_arguments,
     add_task_arguments,
     features,
     require_file,
@@ -24,7 +22,6 @@ from moebert.stages.common import (
     run_params,
 )
 from moebert.students import STUDENTS, StudentOptionError, get_student
-from moebert.students.moe import CONSTRUCTIONS
 
 HELP = "build a student from the teacher: experts (moe, mpoe) or a dense control"
 # The rows hash-balance counts its tokens on: the options of a student that needs train tokens only.
@@ -50,60 +47,9 @@ def add_arguments(parser) -> None:
         "--expert-dim most important neurons; distil-half: every other teacher layer, dense",
     )
     parser.add_argument("--importance", help="output of `moebert importance` (moe, dense-narrow)")
-    g = parser.add_argument_group("student options (each kind takes its own; defaults: the config schema's)")
-    g.add_argument("--num-experts", type=int, help="moe, mpoe: experts per FFN (default 4)")
-    g.add_argument("--expert-dim", type=int, help="moe, dense-narrow: width of each expert (default 768)")
-    g.add_argument("--shared-dim", type=int, help="moe: neurons shared by all experts (default 512)")
-    g.add_argument(
-        "--construction",
-        choices=CONSTRUCTIONS,
-        help="moe: how neurons become experts: importance (MoEBERT, default), inverse (least important "
-        "shared), random (seeded permutation), kmeans (balanced clusters of W1 rows, shared-dim 0)",
-    )
-    g.add_argument(
-        "--router", choices=ROUTERS, help="moe: default hash-random; mpoe: gate-token, its only router"
-    )
-    g.add_argument(
-        "--expert-dropout",
-        type=float,
-        help="moe: dropout of each expert's output, before its residual and LayerNorm (default 0.1)",
-    )
-    g.add_argument(
-        "--gate-sentence-batch1",
-        choices=SENTENCE_GATE_BATCH1,
-        help="moe with router gate-sentence, at batch size 1: scale by the gate probability as at any "
-        "other batch size (default), or skip it (and the balance loss) as the reference does",
-    )
-    g.add_argument(
-        "--hash-balance",
-        choices=HASH_BALANCE_LAYOUTS,
-        help="moe with router hash-balance: reference (default): the reference's table, one for every layer; "
-        "per-layer: equal counts ordered by id, the experts relabelled per layer",
-    )
-    g.add_argument(
-        "--shared",
-        choices=SHARED_LAYOUTS,
-        help="moe: copied (default): every expert holds its own copy of the shared neurons (the paper's "
-        "model); tied: the shared neurons stored once, a dense FFN every token runs beside the "
-        "routed experts",
-    )
-    g.add_argument(
-        "--mpo-max-bond", type=int, help="mpoe: truncate every bond to this dimension (default: full, exact)"
-    )
-    g.add_argument(
-        "--mpo-forward",
-        choices=FORWARD_MODES,
-        help="mpoe: rebuild each expert's matrix (default: faster) or contract the tokens through the tensors",
-    )
-    g.add_argument(
-        "--mpo-in-factors",
-        type=int,
-        nargs="+",
-        metavar="I",
-        help="mpoe: factors of the hidden size for the MPO (default: set for BERT-base and MiniLM shapes)",
-    )
-    g.add_argument(
-        "--mpo-out-factors", type=int, nargs="+", metavar="J", help="mpoe: factors of the FFN width, as many"
+    add_method_arguments(
+        parser.add_argument_group("student options (each kind takes its own; defaults: the config schema's)"),
+        "adapt",
     )
     g = parser.add_argument_group("train rows (a student whose router is hash-balance counts their tokens)")
     g.add_argument("--task", help="task of the train rows")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from moebert import tracking
 from moebert.config import schema_default
-from moebert.config.options import TrainOptions, flag
+from moebert.config.options import TrainOptions, flag, from_args
+from moebert.config.validation import declaration, method_keys, taken_by
 from moebert.device import DEVICE_HELP
 from moebert.errors import MoebertError
 from moebert.files import atomic_dir, identity
 from moebert.models.bert_experts import IMPLEMENTATIONS
-from moebert.training.trainer import PADDINGS, SAMPLERS
 
 DATA_HELP = (
     "a directory (GLUE: the classic layout <dir>/<TASK>/train.tsv ...; SQuAD: the official JSON files or a "
@@ -29,15 +29,14 @@ def add_task_arguments(parser: argparse.ArgumentParser, task: bool = True, data:
     if data:
         parser.add_argument("--data", required=True, help=DATA_HELP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--max-length", type=int, help="max tokens per example or QA window (default: the task's)"
-    )
-    parser.add_argument(
-        "--doc-stride",
-        type=int,
-        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128)",
-    )
+    add_window_arguments(parser)
     tracking.add_tracking_arguments(parser)
+
+
+def add_window_arguments(parser, stride_note: str = "") -> None:
+    """How examples are cut into model inputs: --max-length and, for QA, --doc-stride."""
+    add_declared(parser, "task.max_length")
+    add_declared(parser, "task.doc_stride", note=stride_note)
 
 
 def add_device_argument(parser: argparse.ArgumentParser, experts: bool = False) -> None:
@@ -46,18 +45,92 @@ def add_device_argument(parser: argparse.ArgumentParser, experts: bool = False) 
         parser.add_argument(
             "--experts-implementation",
             choices=("auto", *IMPLEMENTATIONS),
-            default="auto",
-            help="how a MoE student computes its experts: auto, the fastest on the device, or one "
-            "of transformers' experts implementations (the same function)",
+            help="MoE students only: how the experts are computed: auto (default), the fastest on the "
+            "device, or one of transformers' experts implementations (the same function)",
         )
 
 
-def place(model, device, experts_implementation: str):
-    """The model on `device`, a MoE student's experts computed as asked (auto: the fastest there)."""
+def place(model, device, args: argparse.Namespace):
+    """The model on `device`, a MoE student's experts computed as --experts-implementation asks (not given: the
+    config schema's default, auto: the fastest there); a model without such experts refuses the flag. The
+    value is written back to `args`, whose run parameters record it."""
     model = model.to(device)
+    given = args.experts_implementation
+    args.experts_implementation = given or schema_default("resources.experts_implementation")
     if hasattr(model, "set_experts_implementation") and getattr(model.config, "ffn", None) == "moe":
-        model.set_experts_implementation(experts_implementation, device)
+        model.set_experts_implementation(args.experts_implementation, device)
+    elif given is not None:
+        what = getattr(model.config, "ffn", None) or "dense"
+        raise MoebertError(
+            f"--experts-implementation: only MoE students (student moe) compute experts; this model's FFNs "
+            f"are {what}; leave it out"
+        )
     return model
+
+
+def check_max_length(model, max_length: int | None) -> None:
+    """A given --max-length within the model's positions, refused by name instead of failing in the
+    embeddings' lookup."""
+    from moebert.models.loading import max_positions
+
+    limit = max_positions(model.config)
+    if max_length is not None and max_length > limit:
+        raise MoebertError(
+            f"--max-length {max_length}: the model has {limit} position embeddings "
+            f"(max_position_embeddings of its config); give at most {limit}"
+        )
+
+
+def add_declared(group, path: str, *, default=None, note: str = "") -> None:
+    """The flag of a config key (its dotted schema path) with the key's type, allowed values and description;
+    not given (None) unless `default`; `note` adds what the flag means beside the config key."""
+    prop = declaration(path)
+    text = " ".join(prop["description"].split()) + (f" {note}" if note else "")
+    shown = f" (default {default})" if default is not None else ""
+    group.add_argument(
+        flag(path.rsplit(".", 1)[-1]),
+        help=(text + shown).replace("%", "%%"),
+        **_argument_type(prop),
+        **({"default": default} if default is not None else {}),
+    )
+
+
+def _argument_type(prop: dict) -> dict:
+    """argparse's type, choices or action for a schema declaration."""
+    if "enum" in prop:
+        return {"choices": prop["enum"]}
+    (kind,) = [t for t in ([prop["type"]] if isinstance(prop["type"], str) else prop["type"]) if t != "null"]
+    scalar = {"integer": int, "number": float}
+    if kind == "boolean":
+        return {"action": "store_true", "default": None}
+    if kind == "array":
+        return {"type": scalar[prop["items"]["type"]], "nargs": "+"}
+    return {"type": scalar[kind]}
+
+
+def method_help(key: str) -> str:
+    """A method key's flag help: the student kinds that take it, its description and its default(s)."""
+    from moebert.students import STUDENTS
+
+    prop = method_keys()[key]
+    kinds = taken_by(key)
+    defaults = {name: STUDENTS[name].defaults.get(key, prop["default"]) for name in kinds}
+    shown = {name: "none" if value is None else value for name, value in defaults.items()}
+    if len(set(map(repr, defaults.values()))) == 1:
+        default = f"default {shown[kinds[0]]}"
+    else:
+        default = "defaults " + ", ".join(f"{name} {value}" for name, value in shown.items())
+    description = " ".join(prop["description"].split()).replace("%", "%%")
+    return f"{', '.join(kinds)}: {description} ({default})"
+
+
+def add_method_arguments(group, stage: str) -> None:
+    """The flags of the method keys that `stage` (adapt or distill) reads, made from their declarations in the
+    config schema. Each defaults to not given (None): the student kind, or the stage, applies the schema's
+    default after, so a flag given to a kind that does not take it is refused."""
+    for key, prop in method_keys().items():
+        if prop["stage"] == stage:
+            group.add_argument(flag(key), help=method_help(key), **_argument_type(prop))
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -65,44 +138,17 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
     distill), the shared settings to its `training` block."""
     hyper = "teacher" if stage == "teacher" else "task.distill"
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=float, default=schema_default(f"{hyper}.epochs"))
-    g.add_argument("--lr", type=float, default=schema_default(f"{hyper}.lr"))
-    g.add_argument(
-        "--batch-size",
-        type=int,
-        default=schema_default(f"{hyper}.batch_size"),
-        help="total batch per optimiser step, over all processes (accelerate launch) and accumulation "
-        "steps; each device takes batch / (processes x --grad-accum)",
-    )
-    g.add_argument(
-        "--grad-accum",
-        type=int,
-        default=schema_default("training.grad_accum"),
-        help="gradient accumulation steps",
-    )
-    g.add_argument("--weight-decay", type=float, default=schema_default(f"{hyper}.weight_decay"))
-    g.add_argument("--max-train-samples", type=int, help="seeded subsample of the train split")
-    g.add_argument(
-        "--save-minutes",
-        type=float,
-        default=schema_default("training.save_minutes"),
-        help="minutes of training between checkpoints, one kept (0: every step); SIGTERM also saves one",
-    )
-    g.add_argument(
-        "--sampler",
-        choices=SAMPLERS,
-        default=schema_default("training.sampler"),
-        help="length-grouped: batches of similar lengths in random order (less padding); random: random "
-        "rows, the reference's",
-    )
-    g.add_argument(
-        "--padding",
-        choices=PADDINGS,
-        default=schema_default("training.padding"),
-        help="dynamic: each batch padded to its longest row, padding left out of every loss; max-length: "
-        "every row padded to --max-length and every position counted in the losses (the "
-        "reference's hidden-state MSE and QA losses)",
-    )
+    for key in ("epochs", "lr", "batch_size", "weight_decay"):
+        note = "(over all processes and accumulation steps: each device takes batch / (processes x --grad-accum))"
+        add_declared(
+            g,
+            f"{hyper}.{key}",
+            default=schema_default(f"{hyper}.{key}"),
+            note=note if key == "batch_size" else "",
+        )
+    add_declared(g, "task.max_train_samples")
+    for key in ("grad_accum", "save_minutes", "sampler", "padding"):
+        add_declared(g, f"training.{key}", default=schema_default(f"training.{key}"))
     g.add_argument("--fp16", action="store_true", help="mixed precision (GPU)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
 
@@ -110,13 +156,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
 def add_answer_arguments(parser: argparse.ArgumentParser) -> None:
     """How a QA model's answers are searched: `evaluate` and `predict` take the same options."""
     group = parser.add_argument_group("question answering")
-    group.add_argument("--n-best", type=int, help="start and end candidates per window (default 20)")
-    group.add_argument("--max-answer-length", type=int, help="longest answer in tokens (default 30)")
-    group.add_argument(
-        "--null-threshold",
-        type=float,
-        help="SQuAD v2.0: answer nothing when null score - best span score exceeds this (default 0)",
-    )
+    for key in ("n_best", "max_answer_length", "null_threshold"):
+        add_declared(group, f"task.{key}")
 
 
 def answer_settings(task, options):
@@ -151,6 +192,11 @@ def resolve_task(args: argparse.Namespace):
             raise MoebertError(
                 f"{', '.join(given)}: only question-answering tasks take it ({task.name} is not one)"
             )
+    elif not task.has_unanswerable and getattr(args, "null_threshold", None) is not None:
+        raise MoebertError(
+            f"--null-threshold: {task.name} has no unanswerable questions (only SQuAD v2.0 does), so no "
+            f"answer is ever left empty; leave it out"
+        )
     return task
 
 
@@ -171,6 +217,20 @@ def features(
     return task.features(tokenizer, data, split, max_length, rows, seed, **qa)
 
 
+def train_rows(args: argparse.Namespace, task, tokenizer, options: TrainOptions):
+    """The rows a training stage trains on: the train split, capped and cut as its options say."""
+    return features(
+        task,
+        tokenizer,
+        args.data,
+        "train",
+        options.max_length,
+        options.max_train_samples,
+        args.seed,
+        options.doc_stride,
+    )
+
+
 def run_params(args: argparse.Namespace) -> dict:
     """The command's own options as run parameters; tracking options travel as tags instead."""
     skip = {"func", *tracking.OPTION_DESTS}
@@ -178,53 +238,29 @@ def run_params(args: argparse.Namespace) -> dict:
 
 
 def train(
-    task,
-    options: TrainOptions,
-    save_minutes: float,
-    seed: int,
-    output: str,
-    device,
-    model,
-    train_ds,
-    tokenizer,
-    run,
-    settings: dict,
-    inputs: dict[str, str],
-    callbacks=(),
-    **trainer,
-) -> None:
-    """Train on `device`, resuming only a checkpoint of the same `settings` (the run's parameters) and the same
-    `inputs` (name -> path, fingerprinted by their files)."""
+    args, task, model, tokenizer, train_ds, *, device, run, inputs: dict[str, str], callbacks=(), **trainer
+):
+    """Train on `device` with the command's training options (`args`, parsed once into TrainOptions), resuming
+    only a checkpoint of the same run parameters and the same `inputs` (name -> path, fingerprinted by their
+    files). `trainer`: the trainer class and its own arguments (distillation)."""
     from moebert.tasks import data as task_data
-    from moebert.training.trainer import TrainConfig, per_device_batch
+    from moebert.training.trainer import TrainConfig
     from moebert.training.trainer import train as train_model
 
+    options = from_args(TrainOptions, args)
     if options.fp16 and device.type != "cuda":
         raise MoebertError(
             f"--fp16: fp16 mixed precision needs a GPU (this job runs on {device.type}); use --bf16 or fp32"
         )
-    config = TrainConfig(
-        epochs=options.epochs,
-        lr=options.lr,
-        batch_size=per_device_batch(options.batch_size, options.grad_accum),
-        grad_accum=options.grad_accum,
-        weight_decay=options.weight_decay,
-        save_minutes=save_minutes,
-        seed=seed,
-        fp16=options.fp16,
-        bf16=options.bf16,
-        sampler=options.sampler,
-        padding=options.padding,
-    )
     padded_to = (options.max_length or task.max_length) if options.padding == "max-length" else None
-    fingerprint = {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}}
+    fingerprint = {**run_params(args), "inputs": {name: identity(path) for name, path in inputs.items()}}
     train_model(
         model,
-        output,
+        args.output,
         train_ds,
         task_data.collator(tokenizer, padded_to),
         tokenizer,
-        config,
+        TrainConfig(options, args.save_minutes, args.seed),
         device,
         fingerprint,
         callbacks=[*callbacks, *([run.trainer_callback()] if run else [])],

@@ -3,6 +3,8 @@ Eqs. 5-7; docs/method.md §5), or with the task loss alone (scope none)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from moebert import tracking
 from moebert.config import from_args, schema_default
 from moebert.config.options import DistillOptions, TrainOptions
@@ -11,16 +13,17 @@ from moebert.errors import MoebertError
 from moebert.models.routing import GATE_ROUTERS
 from moebert.stages.common import (
     add_device_argument,
+    add_method_arguments,
     add_task_arguments,
     add_train_arguments,
-    features,
+    check_max_length,
     place,
     resolve_task,
     run_params,
     save_trained,
     train,
+    train_rows,
 )
-from moebert.training.distillation import SCOPES
 
 HELP = "train a student with layer-wise distillation from the teacher"
 
@@ -36,32 +39,10 @@ def add_arguments(parser) -> None:
     g.add_argument(
         "--distill-weight",
         type=float,
-        default=schema_default("task.distill.distill_weight"),
-        help="lambda of Eq. 7",
+        help=f"lambda of Eq. 7 (default {schema_default('task.distill.distill_weight')}); scope none has no "
+        "distillation loss to weigh",
     )
-    g.add_argument(
-        "--load-balance",
-        type=float,
-        help="students with a gate router: weight of the load-balancing loss (default 0)",
-    )
-    g.add_argument(
-        "--distill-scope",
-        choices=(*SCOPES, "none"),
-        default=schema_default("method.distill_scope"),
-        help="hidden states distilled: all, every-other, last; none trains on the task loss alone",
-    )
-    g.add_argument(
-        "--gradient-mask",
-        type=float,
-        metavar="P_B",
-        help="MPOE students: drop the central tensors' gradient at each step with this probability "
-        "(1 freezes them, 0 trains them; default: no mask)",
-    )
-    g.add_argument(
-        "--teacher-dropout",
-        action="store_true",
-        help="keep the teacher's dropout on while it is distilled from (the reference's; default: off)",
-    )
+    add_method_arguments(g, "distill")
     add_train_arguments(parser, "distill")
 
 
@@ -74,11 +55,23 @@ def check_student(student, distill: DistillOptions) -> None:
         raise MoebertError(f"--load-balance: the student has no gate to balance ({what}); leave it out")
     if distill.gradient_mask is not None and not getattr(student, "central_parameters", list)():
         raise MoebertError("--gradient-mask: only MPOE students have central tensors to mask; leave it out")
+    if distill.distill_weight is not None and distill.distill_scope == "none":
+        raise MoebertError(
+            "--distill-weight: --distill-scope none trains on the task loss alone, with no distillation loss "
+            "to weigh; leave it out"
+        )
     if distill.teacher_dropout and distill.distill_scope == "none":
         raise MoebertError(
             "--teacher-dropout: --distill-scope none trains on the task loss alone, with no teacher; "
             "leave it out"
         )
+
+
+def with_defaults(distill: DistillOptions) -> DistillOptions:
+    """The options with the schema's distill weight where none was given and a distillation loss is weighed."""
+    if distill.distill_weight is None and distill.distill_scope != "none":
+        return replace(distill, distill_weight=schema_default("task.distill.distill_weight"))
+    return distill
 
 
 def run(args) -> None:
@@ -93,18 +86,12 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.student)
-    student = place(load_trained(args.student, task), device, args.experts_implementation)
+    student = place(load_trained(args.student, task), device, args)
     check_student(student, distill)
-    train_ds = features(
-        task,
-        tokenizer,
-        args.data,
-        "train",
-        options.max_length,
-        options.max_train_samples,
-        args.seed,
-        options.doc_stride,
-    )
+    distill = with_defaults(distill)
+    args.distill_weight = distill.distill_weight  # the run's parameters record the weight it trained with
+    check_max_length(student, options.max_length)
+    train_ds = train_rows(args, task, tokenizer, options)
     student.config.load_balance = distill.load_balance or 0.0
     callbacks = []
     if distill.gradient_mask is not None:
@@ -124,17 +111,13 @@ def run(args) -> None:
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
         train(
+            args,
             task,
-            options,
-            args.save_minutes,
-            args.seed,
-            args.output,
-            device,
             student,
-            train_ds,
             tokenizer,
-            run_,
-            params,
+            train_ds,
+            device=device,
+            run=run_,
             inputs={"teacher": args.teacher, "student": args.student, "data": args.data},
             callbacks=callbacks,
             **trainer,

@@ -16,9 +16,11 @@ from moebert.files import atomic_file, write_json
 from moebert.routing_diagnostics import flat_metrics
 from moebert.stages.common import (
     add_answer_arguments,
+    add_declared,
     add_device_argument,
     add_task_arguments,
     answer_settings,
+    check_max_length,
     place,
     resolve_task,
     run_params,
@@ -44,7 +46,7 @@ def add_arguments(parser) -> None:
         "recomputed from); metrics.json records where",
     )
     parser.add_argument("--method", help="method label recorded in metrics.json")
-    parser.add_argument("--max-eval-samples", type=int, help="seeded subsample of each eval split")
+    add_declared(parser, "task.max_eval_samples")
     add_answer_arguments(parser)
     add_device_argument(parser, experts=True)
 
@@ -97,10 +99,13 @@ def run(args) -> None:
         )
     if options.max_train_samples is not None and not options.majority:
         raise MoebertError("--max-train-samples: only --majority counts train rows; leave it out")
+    if options.majority and args.experts_implementation is not None:
+        raise MoebertError("--experts-implementation: --majority scores no model; leave it out")
     if not options.majority:
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(options.model)
-        model = place(load_trained(options.model, task), device, args.experts_implementation)
+        model = place(load_trained(options.model, task), device, args)
+        check_max_length(model, options.max_length)
     with tracking.tracked_run(args, run_params(args)) as run_:
         if options.majority:
             results, counts, prediction, examples = evaluate_majority(

@@ -10,11 +10,12 @@ from moebert.stages.common import (
     add_device_argument,
     add_task_arguments,
     add_train_arguments,
-    features,
+    check_max_length,
     resolve_task,
     run_params,
     save_trained,
     train,
+    train_rows,
 )
 
 HELP = "fine-tune a BERT on a task (the teacher)"
@@ -57,31 +58,19 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
-    train_ds = features(
-        task,
-        tokenizer,
-        args.data,
-        "train",
-        options.max_length,
-        options.max_train_samples,
-        args.seed,
-        options.doc_stride,
-    )
+    train_ds = train_rows(args, task, tokenizer, options)
     model = load_model(args.model, head=task.head, **head_settings(task))
+    check_max_length(model, options.max_length)
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
         train(
+            args,
             task,
-            options,
-            args.save_minutes,
-            args.seed,
-            args.output,
-            device,
             model,
-            train_ds,
             tokenizer,
-            run_,
-            params,
+            train_ds,
+            device=device,
+            run=run_,
             inputs={"model": args.model, "data": args.data},
         )
         save_trained(args.output, model, tokenizer)

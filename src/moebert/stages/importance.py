@@ -10,7 +10,15 @@ from moebert.config import from_args, schema_default
 from moebert.config.options import ImportanceOptions
 from moebert.device import resolve_device
 from moebert.files import atomic_file
-from moebert.stages.common import add_device_argument, add_task_arguments, features, resolve_task, run_params
+from moebert.stages.common import (
+    add_declared,
+    add_device_argument,
+    add_task_arguments,
+    check_max_length,
+    features,
+    resolve_task,
+    run_params,
+)
 
 HELP = "score FFN neurons by importance (Eq. 4)"
 
@@ -30,20 +38,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--output", required=True, help="safetensors file with scores.<layer> and order.<layer>"
     )
-    parser.add_argument(
-        "--split",
-        choices=("train", "dev"),
-        default=schema_default("importance.split"),
-        help="train (default) or dev: every evaluation split (MNLI: matched and mismatched), the "
-        "reference's choice, which leaks the evaluation set",
-    )
+    add_declared(parser, "importance.split", default=schema_default("importance.split"))
     parser.add_argument(
         "--max-samples",
         type=rows_or_all,
         default=schema_default("importance.max_samples"),
         help="seeded subsample of each split, or 'all' (the reference scores every dev row)",
     )
-    parser.add_argument("--batch-size", type=int, default=schema_default("importance.batch_size"))
+    add_declared(parser, "importance.batch_size", default=schema_default("importance.batch_size"))
     add_device_argument(parser)
 
 
@@ -61,6 +63,7 @@ def run(args) -> None:
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
     model = load_trained(args.model, task).to(device)
+    check_max_length(model, options.max_length)
     # dev: every eval split, as the reference sums over (MNLI: matched and mismatched), each capped alike. QA: windows
     # with answer positions, so the loss of Eq. 4 is defined on them.
     splits = ["train"] if options.split == "train" else list(task.eval_splits)

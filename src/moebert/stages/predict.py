@@ -12,7 +12,9 @@ from moebert.errors import MoebertError
 from moebert.stages.common import (
     add_answer_arguments,
     add_device_argument,
+    add_window_arguments,
     answer_settings,
+    check_max_length,
     place,
     resolve_task,
 )
@@ -37,14 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory receiving the submission file(s) (GLUE: <Name>.tsv and submission.zip; "
         "SQuAD: <result key>-predictions.json)",
     )
-    parser.add_argument(
-        "--max-length", type=int, help="max tokens per example or QA window (default: the task's)"
-    )
-    parser.add_argument(
-        "--doc-stride",
-        type=int,
-        help="QA tasks: tokens shared by neighbouring windows of a context (default: the task's, 128); this and "
-        "the answer options below as `evaluate` was given them, so the file holds the answers it scored",
+    add_window_arguments(
+        parser,
+        "Give this and the answer options below as `evaluate` was given them, so that the file holds the "
+        "answers it scored.",
     )
     add_answer_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -76,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
     if isinstance(task, CustomTask):  # a user task: one file, a prediction per row of its test split
         device = resolve_device(args.device)
         tokenizer = load_tokenizer(args.model)
-        model = place(load_trained(args.model, task), device, args.experts_implementation)
+        model = place(load_trained(args.model, task), device, args)
+        check_max_length(model, args.max_length)
         qa = answer_settings(task, args) if isinstance(task, QaTask) else None  # as `evaluate` searches them
         for path in task.write_predictions(
             model, tokenizer, args.data, args.output, max_length, args.batch_size, qa
@@ -94,7 +93,8 @@ def run(args: argparse.Namespace) -> None:
         }
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model)
-    model = place(load_trained(args.model, task), device, args.experts_implementation)
+    model = place(load_trained(args.model, task), device, args)
+    check_max_length(model, args.max_length)
     if isinstance(task, QaTask):
         qa = answer_settings(task, args)  # as `evaluate` searches them
         written = prediction.squad_predictions(

@@ -2,8 +2,8 @@
 their ablation constructions), the MPOE experts, and the controls (half-depth, dense-narrow, majority).
 
 The registry below is what the config, the CLI, the workflow and the cost model ask about a kind
-(`students.base.StudentKind`); a new kind is one file of this package and one entry here (and the value
-of the config schema's `student` enum)."""
+(`students.base.StudentKind`); a new kind is one file of this package, one entry here, the value of the
+config schema's `student` enum and its name in the `students` of each method key it takes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """What every student kind declares (`StudentKind`), and the model-building steps the kinds share.
 
-A kind is one file of this package and one entry of its registry (`moebert.students.STUDENTS`). It says
-which method keys it takes (config keys under `methods.<name>`, flags of `moebert adapt` and `distill`),
-which of them a sweep may vary, whether it needs importance scores, how wide a token's path through it
+A kind is one file of this package and one entry of its registry (`moebert.students.STUDENTS`). The config
+schema declares which method keys it takes (config keys under `methods.<name>`, flags of `moebert adapt` and
+`distill`: each key's `students`); the kind says which of them a sweep may vary, whether it needs importance scores, how wide a token's path through it
 is (the cost model's dimensions), its own checks, and how it is built from a fine-tuned teacher. The
 config, the CLI, the workflow and the cost model ask the kind; none of them branches on its name.
 """
@@ -21,9 +21,6 @@ from transformers import BertPreTrainedModel
 from moebert.cost import Dims
 from moebert.errors import MoebertError
 
-# Keys of every student that is trained (by distillation, or by the task loss alone with scope none).
-TRAINING_KEYS = ("distill_scope", "teacher_dropout")
-
 
 class StudentOptionError(MoebertError):
     """A method key (config) or option (CLI) the student cannot take: `key` and why, for the caller to name in
@@ -38,22 +35,38 @@ class StudentKind:
     """One kind of student. Subclasses set the class attributes and override what differs."""
 
     name: ClassVar[str]
-    # Its own method keys, in the order `moebert adapt` and `distill` take them; those of `distill_keys` go to
-    # distillation, the others to adaptation.
-    keys: ClassVar[tuple[str, ...]] = ()
-    distill_keys: ClassVar[tuple[str, ...]] = ()
     # Its keys a sweep may vary (a sweep over a key the kind ignores would train identical models).
     sweep_keys: ClassVar[tuple[str, ...]] = ()
     # Defaults that differ from the config schema's for this kind.
     defaults: ClassVar[dict[str, Any]] = {}
     needs_importance: ClassVar[bool] = False
     trains: ClassVar[bool] = True
+    # Its model computes its experts through transformers' experts interface (--experts-implementation).
+    computes_experts: ClassVar[bool] = False
     # A trained student of this kind is the dense control `moebert speed` times the MoE against.
     speed_control: ClassVar[bool] = False
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        """Its own method keys: those whose declaration in the config schema names this kind, in its order."""
+        from moebert.config.validation import method_keys
+
+        return tuple(key for key, prop in method_keys().items() if self.name in prop["students"])
+
+    @property
+    def distill_keys(self) -> tuple[str, ...]:
+        """Its own keys that distillation reads (the others, adaptation)."""
+        from moebert.config.validation import method_keys
+
+        return tuple(key for key in self.keys if method_keys()[key]["stage"] == "distill")
+
+    @property
     def accepted(self) -> tuple[str, ...]:
-        return self.keys + (TRAINING_KEYS if self.trains else ())
+        """Its own keys, then those of every trained kind (schema `students: trained`) if it is trained."""
+        from moebert.config.validation import TRAINED, method_keys
+
+        training = tuple(key for key, prop in method_keys().items() if prop["students"] == TRAINED)
+        return self.keys + (training if self.trains else ())
 
     @property
     def sweepable(self) -> tuple[str, ...]:

@@ -44,7 +44,6 @@ def dense_narrow(
 
 class DenseNarrow(StudentKind):
     name = "dense-narrow"
-    keys = ("expert_dim",)
     sweep_keys = ("expert_dim",)
     needs_importance = True
     speed_control = True

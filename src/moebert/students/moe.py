@@ -201,21 +201,9 @@ class MoE(StudentKind):
     copies of the dense FFN: the Switch-style baseline)."""
 
     name = "moe"
-    keys = (
-        "num_experts",
-        "expert_dim",
-        "shared_dim",
-        "construction",
-        "router",
-        "expert_dropout",
-        "gate_sentence_batch1",
-        "hash_balance",
-        "shared",
-        "load_balance",
-    )
-    distill_keys = ("load_balance",)
     sweep_keys = ("router", "num_experts", "expert_dim", "shared_dim", "construction", "shared")
     needs_importance = True
+    computes_experts = True
 
     def unused(self, key: str, options: dict) -> str | None:
         router = options["router"]
@@ -271,6 +259,6 @@ class MoE(StudentKind):
             orders,
             seed=seed,
             token_counts=token_counts,
-            **{key: options[key] for key in self.keys if key in options and key != "load_balance"},
+            **{key: options[key] for key in self.keys if key in options and key not in self.distill_keys},
         )
         return student, {**built, "indices": indices}

@@ -43,17 +43,6 @@ def adapt_mpo(
 
 class MPOE(StudentKind):
     name = "mpoe"
-    keys = (
-        "num_experts",
-        "router",
-        "mpo_max_bond",
-        "mpo_forward",
-        "mpo_in_factors",
-        "mpo_out_factors",
-        "load_balance",
-        "gradient_mask",
-    )
-    distill_keys = ("load_balance", "gradient_mask")
     sweep_keys = ("num_experts",)
     defaults: ClassVar[dict[str, Any]] = {"router": "gate-token"}
 

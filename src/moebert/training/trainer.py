@@ -33,6 +33,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from moebert.config.options import TrainOptions
 from moebert.errors import MoebertError
 from moebert.files import write_json
 from moebert.tasks.qa import span_loss
@@ -47,20 +48,24 @@ RESUMABLE_ACROSS = {"device", "experts_implementation", "save_minutes", "logging
 
 @dataclass
 class TrainConfig:
-    """What the CLI's training options set (their defaults live there)."""
+    """A training run: the stage's options as parsed (total batch per optimiser step, precision, sampler,
+    padding) and the run's own settings."""
 
-    epochs: float
-    lr: float
-    batch_size: int  # per device and micro-step
-    grad_accum: int
-    weight_decay: float
+    options: TrainOptions
     save_minutes: float
     seed: int
-    fp16: bool
-    bf16: bool
     logging_steps: int = 10
-    sampler: str = "length-grouped"  # SAMPLERS
-    padding: str = "dynamic"  # PADDINGS
+
+    @property
+    def batch_size(self) -> int:
+        """Per device and micro-step."""
+        return per_device_batch(self.options.batch_size, self.options.grad_accum)
+
+    def flat(self) -> dict:
+        """Every setting by name, one level, as a checkpoint's fingerprint holds them beside the run's
+        parameters (which name the same keys, and win)."""
+        run = {key: value for key, value in asdict(self).items() if key != "options"}
+        return {**asdict(self.options), **run, "batch_size": self.batch_size}
 
 
 # Batches of similar lengths in random order (ShuffledLengthGroupedSampler), or rows in random order (the
@@ -256,13 +261,14 @@ def train(
 ) -> Trainer:
     """Train `model` in place on `device`, resuming from `<output>.checkpoints` if a checkpoint of the same
     `settings` (everything that decides the result) is there."""
+    options = cfg.options
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(output)),
-        num_train_epochs=cfg.epochs,
-        learning_rate=cfg.lr,
+        num_train_epochs=options.epochs,
+        learning_rate=options.lr,
         per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        weight_decay=cfg.weight_decay,
+        gradient_accumulation_steps=options.grad_accum,
+        weight_decay=options.weight_decay,
         # docs/method.md §6: AdamW (0.9, 0.999), gradient clipping at 1.0, no warm-up, linear decay.
         adam_beta1=0.9,
         adam_beta2=0.999,
@@ -274,8 +280,8 @@ def train(
         logging_steps=cfg.logging_steps,
         logging_first_step=True,  # every run, however short, shows its loss terms once
         seed=cfg.seed,
-        fp16=cfg.fp16,
-        bf16=cfg.bf16,
+        fp16=options.fp16,
+        bf16=options.bf16,
         use_cpu=device.type == "cpu",
         report_to="none",
         dataloader_num_workers=0,
@@ -293,7 +299,7 @@ def train(
     # arguments set up: a bare accelerate PartialState() is not distributed on CPU under torchrun and holds no one
     # back. Not node-local: the checkpoints are on a shared disk.
     with args.main_process_first(local=False, desc="preparing checkpoints"):
-        last = prepare_checkpoints(output, {**asdict(cfg), **settings})
+        last = prepare_checkpoints(output, {**cfg.flat(), **settings})
     clock = CheckpointClock(cfg.save_minutes)
     trainer = trainer_cls(
         model=model,
@@ -302,8 +308,8 @@ def train(
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=[clock, *callbacks],
-        sampler=cfg.sampler,
-        padded_losses=cfg.padding == "max-length",
+        sampler=options.sampler,
+        padded_losses=options.padding == "max-length",
         **trainer_kwargs,
     )
     if last:
