@@ -85,7 +85,7 @@ def resolved_config(path):
     """A resolved workflow config whose `moebert` method is the tiny student below."""
     from moebert.config import load_settings
 
-    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    raw = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     raw["methods"]["moebert"] = {"num_experts": 4, "expert_dim": 32, "shared_dim": 24}
     write_json(path, load_settings(raw).resolved)
     return path

@@ -14,7 +14,9 @@ from snakemake.logging import logger
 from moebert.config import TEACHER, ConfigError, flags, load_settings
 from moebert.hub import PACKAGED_MINILM, model_slug
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
+# The repository: the main Snakefile is its workflow/Snakefile.
+REPOSITORY = Path(workflow.basedir).parent
+sys.path.insert(0, str(REPOSITORY / "workflow" / "lib"))
 import controller  # noqa: E402 (workflow/lib: one controller at a time on a working directory)
 import jobs  # noqa: E402 (workflow/lib: what each rule's job computes and asks for)
 import runs  # noqa: E402 (workflow/lib: how a job's command starts and where it logs)
@@ -24,7 +26,7 @@ import runs  # noqa: E402 (workflow/lib: how a job's command starts and where it
 CONDA_ENV = "../../envs/moebert.yaml"
 # The fetching rules turn the hub back on for their command (the Snakefile turns it off for all others).
 HUB_ON = "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0"
-SPEEDS = jobs.load_speeds(Path(workflow.basedir) / "config" / "throughput.yaml")
+SPEEDS = jobs.load_speeds(REPOSITORY / "config" / "throughput.yaml")
 
 
 def load_config(config) -> object:
