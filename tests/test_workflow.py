@@ -159,6 +159,63 @@ def test_lint_is_clean():
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
+# What Snakemake itself puts in every workflow file's namespace: the rule language's functions and objects.
+SNAKEMAKE_NAMES = {
+    *("workflow", "config", "rules", "checkpoints", "shell", "scatter", "gather", "storage", "access"),
+    *("expand", "temp", "temporary", "directory", "protected", "ancient", "touch", "pipe", "service"),
+    *("report", "multiext", "unpack", "local", "ensure", "flag", "glob_wildcards", "repeat", "lookup"),
+    *("evaluate", "branch", "collect", "exists", "update", "before_update", "from_queue"),
+}
+
+
+def workflow_names(path: Path) -> tuple[set[str], set[str], set[str]]:
+    """(names a workflow file reads from its module namespace, names it defines there, names it imports there),
+    from the Python that Snakemake compiles the file to."""
+    import builtins
+    import symtable
+    import types
+
+    import snakemake.api  # noqa: F401 (imports the modules snakemake.parser needs in their order)
+    from snakemake.parser import parse
+    from snakemake.sourcecache import LocalSourceFile
+
+    class Sources:
+        def open(self, source):
+            return open(source.get_path_or_uri(secret_free=True), encoding="utf-8")
+
+    code, _ = parse(LocalSourceFile(str(path)), types.SimpleNamespace(sourcecache=Sources()), {})
+    used, defined, imported = set(), set(), set()
+
+    def walk(table):
+        module = table.get_type() == "module"
+        for symbol in table.get_symbols():
+            if module and symbol.is_imported():
+                imported.add(symbol.get_name())
+            elif module and symbol.is_assigned():
+                defined.add(symbol.get_name())
+            if symbol.is_referenced() and (module or symbol.is_global()):
+                used.add(symbol.get_name())
+        for child in table.get_children():
+            walk(child)
+
+    walk(symtable.symtable(code, str(path), "exec"))
+    return used - set(dir(builtins)), defined, imported
+
+
+def test_every_workflow_file_imports_or_defines_what_it_uses():
+    """No name works only because another file defined or imported it first: every workflow file uses the names
+    it defines or imports, Snakemake's, and what common.smk (included first by the Snakefile) defines."""
+    common = workflow_names(REPO / "workflow" / "rules" / "common.smk")[1]
+    files = [SNAKEFILE, *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for path in files:
+        used, defined, imported = workflow_names(path)
+        assert used - defined - imported - common - SNAKEMAKE_NAMES == set(), path.name
+    # common.smk's names reach the rules because the Snakefile includes it before them.
+    includes = re.findall(r'^include: "(.+)"$', files[0].read_text(), re.MULTILINE)
+    assert includes[0] == "rules/common.smk"
+    assert sorted(includes[1:]) == sorted(f"rules/{p.name}" for p in files[1:] if p.name != "common.smk")
+
+
 def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("{}\n")

@@ -38,6 +38,13 @@ def load_config(config) -> object:
         raise WorkflowError(str(err)) from None
 
 
+SETTINGS = load_config(config)
+# Retries belong to the controlling Snakemake, which resubmits a failed job with the next attempt's memory and
+# time; the Snakemake inside a cluster job would restart it at once in the same allocation, about to end.
+RETRIES = 0 if workflow.remote_exec else SETTINGS.resources.retries
+TRACKING = runs.Tracking.of(SETTINGS, str(REPOSITORY))
+
+
 # ---------------------------------------------------------------------------------------------
 # Paths. Every (task, seed) has one teacher (shared by the seeds with teacher.per_seed false); every
 # (task, method, seed) one student.
