@@ -11,7 +11,7 @@ from transformers import BertPreTrainedModel
 
 from moebert.cost import Dims
 from moebert.errors import MoebertError
-from moebert.students.base import StudentKind, dense_copy
+from moebert.students.base import MOEBERT_METHOD, StudentKind, dense_copy
 
 
 def dense_narrow(
@@ -48,6 +48,11 @@ class DenseNarrow(StudentKind):
     sweep_keys = ("expert_dim",)
     needs_importance = True
     speed_control = True
+    card_title = "a dense-narrow student (one narrow FFN)"
+    card_text = (
+        "A control of the MoEBERT reproduction: a dense student whose FFNs keep only the most important "
+        "neurons (MoEBERT with one expert), trained with the same layer-wise distillation. " + MOEBERT_METHOD
+    )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
         return replace(teacher, ffn=options["expert_dim"])
