@@ -3,9 +3,8 @@
 A kind is one file of this package and one entry of its registry (`moebert.students.STUDENTS`). It says
 which method keys it takes (config keys under `methods.<name>`, flags of `moebert adapt` and `distill`),
 which of them a sweep may vary, whether it needs importance scores, how wide a token's path through it
-is (the cost model's dimensions), its own checks, how it is built from a fine-tuned teacher, and how an
-exported model's card names and describes it. The config, the CLI, the workflow, the cost model and the model
-card ask the kind; none of them branches on its name.
+is (the cost model's dimensions), its own checks, and how it is built from a fine-tuned teacher. The
+config, the CLI, the workflow and the cost model ask the kind; none of them branches on its name.
 """
 
 from __future__ import annotations
@@ -24,24 +23,6 @@ from moebert.errors import MoebertError
 
 # Keys of every student that is trained (by distillation, or by the task loss alone with scope none).
 TRAINING_KEYS = ("distill_scope", "teacher_dropout")
-
-# The method every student of this package comes from, as a model card states it.
-MOEBERT_METHOD = (
-    "MoEBERT (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675)) turns a "
-    "fine-tuned BERT into a mixture of experts: it scores every FFN neuron of the teacher by its "
-    "importance (how much the task loss depends on it), cuts each FFN into experts that share the "
-    "most important neurons and divide the others, routes each token to one expert, and trains the "
-    "student with the task loss and layer-wise distillation from the dense teacher. A token passes "
-    "through one expert per layer, so the model computes like a narrower BERT while keeping most of "
-    "the teacher's parameters."
-)
-# What each router does, as a model card's architecture table says it.
-ROUTER_NOTES = {
-    "hash-random": " (a fixed random token-id -> expert table per layer, saved with the weights)",
-    "hash-balance": " (a fixed token-id -> expert table per layer, balanced on the train split's token counts)",
-    "gate-token": " (a learned top-1 gate per token; its probability scales the expert's output)",
-    "gate-sentence": " (a learned top-1 gate per sequence, from the mean of its tokens)",
-}
 
 
 class StudentOptionError(MoebertError):
@@ -69,14 +50,6 @@ class StudentKind:
     trains: ClassVar[bool] = True
     # A trained student of this kind is the dense control `moebert speed` times the MoE against.
     speed_control: ClassVar[bool] = False
-    # How the model card of an exported student (moebert export) names and describes it: `card_title` follows
-    # the card's first words, `card_text` is its Method section. Every kind states its own (no default), so a
-    # new kind without them fails the registry's test instead of being described as another kind.
-    card_title: ClassVar[str]
-    card_text: ClassVar[str]
-    # The card's tags and citations beyond MoEBERT's, which every card has.
-    card_tags: ClassVar[tuple[str, ...]] = ()
-    card_citations: ClassVar[tuple[str, ...]] = ()
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -144,6 +117,15 @@ class StudentKind:
         """Whether building needs token counts of the train split (hash-balance routing)."""
         return False
 
+    # How the model card of an exported student (moebert export) names and describes it: `card_title` follows
+    # the card's first words, `card_text` is its Method section. Every kind states its own (no default), so a
+    # new kind without them fails the registry's test instead of being described as another kind.
+    card_title: ClassVar[str]
+    card_text: ClassVar[str]
+    # The card's tags and citations beyond MoEBERT's, which every card has.
+    card_tags: ClassVar[tuple[str, ...]] = ()
+    card_citations: ClassVar[tuple[str, ...]] = ()
+
     def describe(self, config, settings: dict) -> tuple[str, str]:
         """(title, Method section) of the model card of a student of this kind: `config` is the saved model's,
         `settings` the method's in the workflow config ({} when the export was given none)."""
@@ -208,3 +190,25 @@ def dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:
     missing, unexpected = student.load_state_dict(outside, strict=False)
     assert not unexpected and all(k.startswith("bert.encoder.") for k in missing), (missing, unexpected)
     return student
+
+
+# ---------------------------------------------------------------------------------------------
+# The model card's words shared by the kinds
+
+# The method every student of this package comes from, as a model card states it.
+MOEBERT_METHOD = (
+    "MoEBERT (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675)) turns a "
+    "fine-tuned BERT into a mixture of experts: it scores every FFN neuron of the teacher by its "
+    "importance (how much the task loss depends on it), cuts each FFN into experts that share the "
+    "most important neurons and divide the others, routes each token to one expert, and trains the "
+    "student with the task loss and layer-wise distillation from the dense teacher. A token passes "
+    "through one expert per layer, so the model computes like a narrower BERT while keeping most of "
+    "the teacher's parameters."
+)
+# What each router does, as a model card's architecture table says it.
+ROUTER_NOTES = {
+    "hash-random": " (a fixed random token-id -> expert table per layer, saved with the weights)",
+    "hash-balance": " (a fixed token-id -> expert table per layer, balanced on the train split's token counts)",
+    "gate-token": " (a learned top-1 gate per token; its probability scales the expert's output)",
+    "gate-sentence": " (a learned top-1 gate per sequence, from the mean of its tokens)",
+}

@@ -48,11 +48,6 @@ class DenseNarrow(StudentKind):
     sweep_keys = ("expert_dim",)
     needs_importance = True
     speed_control = True
-    card_title = "a dense-narrow student (one narrow FFN)"
-    card_text = (
-        "A control of the MoEBERT reproduction: a dense student whose FFNs keep only the most important "
-        "neurons (MoEBERT with one expert), trained with the same layer-wise distillation. " + MOEBERT_METHOD
-    )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
         return replace(teacher, ffn=options["expert_dim"])
@@ -60,3 +55,9 @@ class DenseNarrow(StudentKind):
     def build(self, teacher, options, *, seed, orders, token_counts):
         student, kept = dense_narrow(teacher, orders, options["expert_dim"])
         return student, {"expert_dim": options["expert_dim"], "indices": kept}
+
+    card_title = "a dense-narrow student (one narrow FFN)"
+    card_text = (
+        "A control of the MoEBERT reproduction: a dense student whose FFNs keep only the most important "
+        "neurons (MoEBERT with one expert), trained with the same layer-wise distillation. " + MOEBERT_METHOD
+    )

@@ -243,32 +243,6 @@ class MoE(StudentKind):
     distill_keys = ("load_balance",)
     sweep_keys = ("router", "num_experts", "expert_dim", "shared_dim", "construction", "shared")
     needs_importance = True
-    card_title = "a MoEBERT student"
-    card_text = MOEBERT_METHOD
-    card_tags = ("mixture-of-experts",)
-
-    def describe(self, config, settings: dict) -> tuple[str, str]:
-        if config.shared_dim == config.expert_dim == config.intermediate_size:
-            return SWITCH_TITLE, SWITCH_TEXT
-        construction = settings.get("construction", "importance")
-        if construction in ABLATION_NOTES:
-            return self.card_title, (
-                f"{self.card_text} This model is an ablation of that construction (`construction: "
-                f"{construction}`): its experts are cut from {ABLATION_NOTES[construction]}."
-            )
-        return self.card_title, self.card_text
-
-    def card_rows(self, model) -> list[list[str]]:
-        c = model.config
-        tied = c.shared == "tied" and c.shared_dim > 0
-        layout = "stored once (tied): one dense FFN every token runs" if tied else "a copy in every expert"
-        return [
-            ["experts per layer", str(c.num_experts)],
-            ["expert width (neurons)", f"{c.expert_dim} (of the teacher's FFN width {c.intermediate_size})"],
-            ["shared neurons", f"{c.shared_dim}, {layout}; {c.expert_dim - c.shared_dim} private per expert"],
-            ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
-            ["expert dropout", str(c.expert_dropout)],
-        ]
 
     def unused(self, key: str, options: dict) -> str | None:
         router = options["router"]
@@ -327,3 +301,30 @@ class MoE(StudentKind):
             **{key: options[key] for key in self.keys if key in options and key != "load_balance"},
         )
         return student, {**built, "indices": indices}
+
+    card_title = "a MoEBERT student"
+    card_text = MOEBERT_METHOD
+    card_tags = ("mixture-of-experts",)
+
+    def describe(self, config, settings: dict) -> tuple[str, str]:
+        if config.shared_dim == config.expert_dim == config.intermediate_size:
+            return SWITCH_TITLE, SWITCH_TEXT
+        construction = settings.get("construction", "importance")
+        if construction in ABLATION_NOTES:
+            return self.card_title, (
+                f"{self.card_text} This model is an ablation of that construction (`construction: "
+                f"{construction}`): its experts are cut from {ABLATION_NOTES[construction]}."
+            )
+        return self.card_title, self.card_text
+
+    def card_rows(self, model) -> list[list[str]]:
+        c = model.config
+        tied = c.shared == "tied" and c.shared_dim > 0
+        layout = "stored once (tied): one dense FFN every token runs" if tied else "a copy in every expert"
+        return [
+            ["experts per layer", str(c.num_experts)],
+            ["expert width (neurons)", f"{c.expert_dim} (of the teacher's FFN width {c.intermediate_size})"],
+            ["shared neurons", f"{c.shared_dim}, {layout}; {c.expert_dim - c.shared_dim} private per expert"],
+            ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
+            ["expert dropout", str(c.expert_dropout)],
+        ]

@@ -65,58 +65,6 @@ class MPOE(StudentKind):
     distill_keys = ("load_balance", "gradient_mask")
     sweep_keys = ("num_experts",)
     defaults: ClassVar[dict[str, Any]] = {"router": "gate-token"}
-    card_title = "an MPOE student"
-    card_text = (
-        "MPOE (Gao et al., COLING 2022, [arXiv:2203.01104](https://arxiv.org/abs/2203.01104)) builds "
-        "the experts of each FFN by matrix product operator (MPO) decomposition: every FFN matrix "
-        "becomes a chain of small tensors whose central tensor, which holds most of the parameters, "
-        "is shared by all experts, while each expert owns its small auxiliary tensors. A learned top-1 "
-        "gate routes every token (Switch style). Here the student starts from the fine-tuned teacher "
-        "(every expert exactly its FFN at full bond) and is trained with MoEBERT's layer-wise "
-        "distillation (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675))."
-    )
-    card_tags = ("mixture-of-experts", "mpoe", "mpo")
-    card_citations = (MPOE_CITATION,)
-
-    def card_notes(self, settings: dict) -> list[str]:
-        if "gradient_mask" not in settings:
-            return []
-        mask = settings["gradient_mask"]
-        return [
-            "no gradient mask on the central tensors"
-            if mask is None
-            else f"MPOE's gradient mask: the central tensors' gradient dropped with probability {mask} at each step"
-        ]
-
-    def card_rows(self, model) -> list[list[str]]:
-        from moebert.models.mpoe_layer import mpo_factors
-
-        c = model.config
-        in_factors, out_factors = mpo_factors(c)
-        layer = model.moe_layers()[0]
-        central = layer.w_in.central.numel() + layer.w_out.central.numel()
-        return [
-            ["experts per layer", str(c.num_experts)],
-            ["FFN width", str(c.intermediate_size)],
-            [
-                "MPO factors (hidden -> FFN)",
-                f"in {in_factors}, out {out_factors} (the FFN -> hidden matrix swaps them)",
-            ],
-            [
-                "MPO bonds",
-                f"{mpo.bond_dims(in_factors, out_factors, c.mpo_max_bond)} "
-                + ("(full: exact)" if c.mpo_max_bond is None else f"(at most {c.mpo_max_bond})"),
-            ],
-            [
-                "central tensor (shared)",
-                (
-                    f"{list(layer.w_in.central.shape)} and {list(layer.w_out.central.shape)}, "
-                    f"{central:,} parameters per layer"
-                ),
-            ],
-            ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
-            ["MPO forward", str(c.mpo_forward)],
-        ]
 
     def check(self, options: dict) -> None:
         if options["router"] != "gate-token":
@@ -172,3 +120,56 @@ class MPOE(StudentKind):
             "max_bond": options["mpo_max_bond"],
             "matrices": matrices,
         }
+
+    card_title = "an MPOE student"
+    card_text = (
+        "MPOE (Gao et al., COLING 2022, [arXiv:2203.01104](https://arxiv.org/abs/2203.01104)) builds "
+        "the experts of each FFN by matrix product operator (MPO) decomposition: every FFN matrix "
+        "becomes a chain of small tensors whose central tensor, which holds most of the parameters, "
+        "is shared by all experts, while each expert owns its small auxiliary tensors. A learned top-1 "
+        "gate routes every token (Switch style). Here the student starts from the fine-tuned teacher "
+        "(every expert exactly its FFN at full bond) and is trained with MoEBERT's layer-wise "
+        "distillation (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675))."
+    )
+    card_tags = ("mixture-of-experts", "mpoe", "mpo")
+    card_citations = (MPOE_CITATION,)
+
+    def card_notes(self, settings: dict) -> list[str]:
+        if "gradient_mask" not in settings:
+            return []
+        mask = settings["gradient_mask"]
+        return [
+            "no gradient mask on the central tensors"
+            if mask is None
+            else f"MPOE's gradient mask: the central tensors' gradient dropped with probability {mask} at each step"
+        ]
+
+    def card_rows(self, model) -> list[list[str]]:
+        from moebert.models.mpoe_layer import mpo_factors
+
+        c = model.config
+        in_factors, out_factors = mpo_factors(c)
+        layer = model.moe_layers()[0]
+        central = layer.w_in.central.numel() + layer.w_out.central.numel()
+        return [
+            ["experts per layer", str(c.num_experts)],
+            ["FFN width", str(c.intermediate_size)],
+            [
+                "MPO factors (hidden -> FFN)",
+                f"in {in_factors}, out {out_factors} (the FFN -> hidden matrix swaps them)",
+            ],
+            [
+                "MPO bonds",
+                f"{mpo.bond_dims(in_factors, out_factors, c.mpo_max_bond)} "
+                + ("(full: exact)" if c.mpo_max_bond is None else f"(at most {c.mpo_max_bond})"),
+            ],
+            [
+                "central tensor (shared)",
+                (
+                    f"{list(layer.w_in.central.shape)} and {list(layer.w_out.central.shape)}, "
+                    f"{central:,} parameters per layer"
+                ),
+            ],
+            ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
+            ["MPO forward", str(c.mpo_forward)],
+        ]
