@@ -2,7 +2,7 @@
 
 1. the MoE layer's tests on the device (every experts implementation against the reference layer; the
    grouped forward with torch's sync debug mode on, so a host synchronisation fails it);
-2. the tiny pipeline end to end (config/tiny.yaml, every model job on the device);
+2. the tiny pipeline end to end (.test/config/config.yaml, every model job on the device);
 3. the cost model's row of the device (benchmarks/throughput.py, BERT-base in bf16; not written into
    config/throughput.yaml: copy the row from the output if it is to replace the assumed one);
 4. the speed of BERT-base, dense-narrow, MoEBERT (every experts implementation, copied and tied shared
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 def steps(device: str, out: Path, data: Path, cores: int) -> dict[str, list[str]]:
     """Each check's command: full sizes on a GPU, small ones on a CPU (the CI's slow test)."""
     gpu = device == "cuda"
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     config.update(data=str(data), tracking_uri="off")
     config["resources"] = {**config["resources"], "gpus": 1 if gpu else 0}
     tiny = out / "tiny.yaml"
@@ -52,7 +52,7 @@ def steps(device: str, out: Path, data: Path, cores: int) -> dict[str, list[str]
             "--directory",
             str(out / "pipeline"),
             "--snakefile",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
         ],
         "throughput": [
             python,

@@ -71,6 +71,25 @@ def random_batch(batch: int = 4, seq: int = 10, vocab: int = 50, num_labels: int
     }
 
 
+def inputs(batch: dict) -> dict:
+    """A batch as a model's forward takes it: without the labels."""
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+@pytest.fixture(scope="module")
+def teacher() -> BertForSequenceClassification:
+    """The tiny dense teacher that experts are cut from (a test module may define its own)."""
+    return tiny_bert()
+
+
+@pytest.fixture(scope="module")
+def teacher_orders(teacher) -> list[torch.Tensor]:
+    """Its FFN neurons of each layer, most important first, scored on one random batch."""
+    from moebert.training.importance import importance_scores, orders
+
+    return orders(importance_scores(teacher, [random_batch()], progress=False))
+
+
 @pytest.fixture(scope="session")
 def glue_dir() -> Path:
     """The shared classic-GLUE copy (never inside the repo); MOEBERT_SHARED_DATA overrides its parent."""

@@ -465,7 +465,7 @@ def test_keys_that_only_add_outputs_leave_the_config_hash_alone():
     the jobs that trained them."""
     from moebert.config import config_hash
 
-    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    raw = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     plain = {key: value for key, value in raw.items() if key not in ("exports", "predictions")}
     settings = load_settings(raw)
     assert settings.exports and settings.predictions  # the shipped tiny config has both

@@ -554,10 +554,10 @@ def test_mrpc_as_a_user_task_scores_as_the_registered_task(tmp_path, glue_dir, t
 
 @pytest.mark.slow
 def test_mrpc_as_a_user_task_scores_as_the_registered_task_at_the_tiny_settings(tmp_path, glue_dir):
-    """The packaged MiniLM at config/tiny.yaml's teacher settings, on the whole dev split."""
+    """The packaged MiniLM at .test/config/config.yaml's teacher settings, on the whole dev split."""
     data = tmp_path / "mrpc_files"
     custom.prepare("mrpc_files", mrpc_declaration(glue_dir), data)
-    tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    tiny = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     teacher, rte = tiny["teacher"], tiny["task_settings"]["rte"]
     train = [
         "--epochs", str(teacher["epochs"]), "--lr", str(teacher["lr"]), "--batch-size", str(teacher["batch_size"]),
@@ -596,7 +596,15 @@ def test_the_example_script_writes_the_walkthrough_tasks(tmp_path):
 
 
 def _snakemake(workdir: Path, *args) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", REPO / "Snakefile", "--directory", workdir]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        REPO / "workflow" / "Snakefile",
+        "--directory",
+        workdir,
+    ]
     command += ["--configfile", REPO / "config" / "tiny-custom.yaml", *args]
     return subprocess.run(
         list(map(str, command)), check=False, cwd=REPO, capture_output=True, text=True, timeout=3600

@@ -21,10 +21,15 @@ from moebert import tracking
 from moebert.cli import main
 from moebert.errors import MoebertError
 from moebert.evaluation import metrics_record
-from moebert.export import card_metadata, export, model_sources, push_to_hub
+from moebert.export.folder import export
+from moebert.export.hub import push_to_hub
+from moebert.export.metadata import card_metadata
+from moebert.export.sources import model_sources
 from moebert.files import write_json
 from moebert.models.loading import load_model, parameter_counts
-from moebert.students.moe import adapt
+from moebert.students import STUDENTS
+from moebert.students.base import MOEBERT_METHOD
+from moebert.students.moe import ABLATION_NOTES, CONSTRUCTIONS, adapt
 from moebert.students.mpoe import adapt_mpo
 from moebert.tasks import get_task
 
@@ -85,7 +90,7 @@ def resolved_config(path):
     """A resolved workflow config whose `moebert` method is the tiny student below."""
     from moebert.config import load_settings
 
-    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    raw = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     raw["methods"]["moebert"] = {"num_experts": 4, "expert_dim": 32, "shared_dim": 24}
     write_json(path, load_settings(raw).resolved)
     return path
@@ -414,6 +419,40 @@ def test_cards_of_the_other_students(exported):
     # No config: the base model and its license are unknown, and the card says so.
     assert meta["license"] == "unknown" and "base_model" not in meta
     assert "License not set" in (qa.folder / "README.md").read_text()
+
+
+def test_every_student_kind_states_its_own_card_words():
+    """The card's title and Method text of a kind come from the kind's own entry in the student registry: a new
+    kind (or a subclass of one) that states none fails here, instead of a card calling it another kind."""
+    for name, kind in STUDENTS.items():
+        own = vars(type(kind))
+        assert "card_title" in own and "card_text" in own, name
+        if name != "moe":  # the one kind whose words depend on the model (below)
+            assert kind.describe(None, {}) == (kind.card_title, kind.card_text), name
+    for words in ("card_title", "card_text"):
+        texts = [getattr(kind, words) for kind in STUDENTS.values()]
+        assert len(set(texts)) == len(texts), words
+
+
+def test_the_card_tells_switch_copies_and_construction_ablations_from_moebert():
+    moe = STUDENTS["moe"]
+    switch = adapt(tiny_bert(num_labels=2), ORDERS, 4, 64, 64, router="gate-token")[0]
+    assert moe.describe(switch.config, {})[0] == "a Switch-style MoE student (copies of the dense FFN)"
+    assert (
+        "every expert starts as an exact copy of the teacher's fine-tuned FFN"
+        in moe.describe(switch.config, {})[1]
+    )
+    sliced = adapt(tiny_bert(num_labels=2), ORDERS, 4, 32, 24)[0]
+    assert moe.describe(sliced.config, {}) == moe.describe(sliced.config, {"construction": "importance"})
+    assert moe.describe(sliced.config, {}) == ("a MoEBERT student", MOEBERT_METHOD)
+    assert set(ABLATION_NOTES) == set(CONSTRUCTIONS) - {"importance"}
+    for construction, note in ABLATION_NOTES.items():
+        title, text = moe.describe(sliced.config, {"construction": construction})
+        assert title == "a MoEBERT student"
+        assert (
+            text
+            == f"{MOEBERT_METHOD} This model is an ablation of that construction (`construction: {construction}`): its experts are cut from {note}."
+        )
 
 
 def test_the_package_never_loads_remote_code(exported, monkeypatch):

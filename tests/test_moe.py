@@ -4,7 +4,7 @@ import re
 
 import pytest
 import torch
-from conftest import random_batch, tiny_bert
+from conftest import inputs, random_batch, tiny_bert
 from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.errors import MoebertError
@@ -12,21 +12,6 @@ from moebert.models.loading import load_model, parameter_counts
 from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification, install_ffn
 from moebert.models.routing import ROUTERS, hash_balance_table
 from moebert.students.moe import adapt, check_expert_shape, expert_indices
-from moebert.training.importance import importance_scores, orders
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return tiny_bert()
-
-
-@pytest.fixture(scope="module")
-def teacher_orders(teacher):
-    return orders(importance_scores(teacher, [random_batch()], progress=False))
-
-
-def inputs(batch):
-    return {k: v for k, v in batch.items() if k != "labels"}
 
 
 def test_one_full_expert_equals_dense(teacher, teacher_orders):

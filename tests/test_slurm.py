@@ -39,7 +39,7 @@ SUBMITTED = r"Job \S+ has been submitted with SLURM jobid (\d+)"
 USER = os.environ.get("MOEBERT_SLURM_TEST_USER", "moebert-slurm")
 # What a user's copy of the workflow holds: the workflow, its configs and profile, and the package's source
 # (PYTHONPATH), so the jobs run this checkout's code.
-WORKFLOW = ("Snakefile", "workflow", "config", "slurm", "envs", "scripts", "src")
+WORKFLOW = ("workflow", "config", "slurm", "envs", "scripts", "src")
 SLURMCTLD_LOG = Path("/var/log/slurm/slurmctld.log")
 
 
@@ -112,9 +112,9 @@ class Campaign:
     partition: str
 
     def config(self, glue_dir: Path, **changes) -> Path:
-        """config/tiny.yaml with the shared data, sqlite tracking named explicitly (a cluster run refuses
+        """.test/config/config.yaml with the shared data, sqlite tracking named explicitly (a cluster run refuses
         the default), and `changes` merged into its top-level sections."""
-        config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+        config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
         config.update(data=str(glue_dir), tracking_uri="sqlite:///results/mlflow/mlflow.db")
         for key, value in changes.items():
             config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value

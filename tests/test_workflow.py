@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"  # what `snakemake` finds by itself from the repository root
 LAPTOP_TASKS = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["tasks"])
 
 
@@ -40,14 +41,14 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
-    """Run config/tiny.yaml in its own working directory, so tests never touch the repo's results/."""
+    """Run .test/config/config.yaml in its own working directory, so tests never touch the repo's results/."""
     return [
         "-s",
-        REPO / "Snakefile",
+        SNAKEFILE,
         "--directory",
         workdir,
         "--configfile",
-        REPO / "config" / "tiny.yaml",
+        REPO / ".test" / "config" / "config.yaml",
         "--config",
         f"data={glue}",
         *extra,
@@ -158,6 +159,63 @@ def test_lint_is_clean():
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
+# What Snakemake itself puts in every workflow file's namespace: the rule language's functions and objects.
+SNAKEMAKE_NAMES = {
+    *("workflow", "config", "rules", "checkpoints", "shell", "scatter", "gather", "storage", "access"),
+    *("expand", "temp", "temporary", "directory", "protected", "ancient", "touch", "pipe", "service"),
+    *("report", "multiext", "unpack", "local", "ensure", "flag", "glob_wildcards", "repeat", "lookup"),
+    *("evaluate", "branch", "collect", "exists", "update", "before_update", "from_queue"),
+}
+
+
+def workflow_names(path: Path) -> tuple[set[str], set[str], set[str]]:
+    """(names a workflow file reads from its module namespace, names it defines there, names it imports there),
+    from the Python that Snakemake compiles the file to."""
+    import builtins
+    import symtable
+    import types
+
+    import snakemake.api  # noqa: F401 (imports the modules snakemake.parser needs in their order)
+    from snakemake.parser import parse
+    from snakemake.sourcecache import LocalSourceFile
+
+    class Sources:
+        def open(self, source):
+            return open(source.get_path_or_uri(secret_free=True), encoding="utf-8")
+
+    code, _ = parse(LocalSourceFile(str(path)), types.SimpleNamespace(sourcecache=Sources()), {})
+    used, defined, imported = set(), set(), set()
+
+    def walk(table):
+        module = table.get_type() == "module"
+        for symbol in table.get_symbols():
+            if module and symbol.is_imported():
+                imported.add(symbol.get_name())
+            elif module and symbol.is_assigned():
+                defined.add(symbol.get_name())
+            if symbol.is_referenced() and (module or symbol.is_global()):
+                used.add(symbol.get_name())
+        for child in table.get_children():
+            walk(child)
+
+    walk(symtable.symtable(code, str(path), "exec"))
+    return used - set(dir(builtins)), defined, imported
+
+
+def test_every_workflow_file_imports_or_defines_what_it_uses():
+    """No name works only because another file defined or imported it first: every workflow file uses the names
+    it defines or imports, Snakemake's, and what common.smk (included first by the Snakefile) defines."""
+    common = workflow_names(REPO / "workflow" / "rules" / "common.smk")[1]
+    files = [SNAKEFILE, *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for path in files:
+        used, defined, imported = workflow_names(path)
+        assert used - defined - imported - common - SNAKEMAKE_NAMES == set(), path.name
+    # common.smk's names reach the rules because the Snakefile includes it before them.
+    includes = re.findall(r'^include: "(.+)"$', files[0].read_text(), re.MULTILINE)
+    assert includes[0] == "rules/common.smk"
+    assert sorted(includes[1:]) == sorted(f"rules/{p.name}" for p in files[1:] if p.name != "common.smk")
+
+
 def test_an_empty_config_is_complete_from_the_schema_defaults(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("{}\n")
@@ -171,7 +229,7 @@ def test_one_teacher_per_task_with_per_seed_false(tmp_path, glue_dir):
     from moebert.dag import dry_run
 
     config = tmp_path / "one-teacher.yaml"
-    raw = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    raw = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     config.write_text(
         yaml.safe_dump(
             {**raw, "data": str(glue_dir), "seeds": [3, 5], "teacher": {**raw["teacher"], "per_seed": False}}
@@ -246,7 +304,7 @@ def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Slow: real runs of config/tiny.yaml
+# Slow: real runs of .test/config/config.yaml
 
 
 @pytest.mark.slow
@@ -303,11 +361,11 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     assert "Nothing to be done" in again.stdout + again.stderr
     # A changed student setting rebuilds that student (and what follows), nothing else.
     changed = tmp_path / "changed.yaml"
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     config["methods"]["moebert"]["shared_dim"] = 128
     config["data"] = str(glue_dir)
     changed.write_text(yaml.safe_dump(config))
-    rerun = snakemake("-s", REPO / "Snakefile", "--directory", tmp_path, "--configfile", changed, "-n")
+    rerun = snakemake("-s", SNAKEFILE, "--directory", tmp_path, "--configfile", changed, "-n")
     assert rerun.returncode == 0, rerun.stderr
     counts = job_counts(rerun.stdout)
     # moebert and its sweep point on 2 tasks, then their distillation, evaluation and predictions
@@ -379,7 +437,7 @@ def test_tiny_qa_config_runs_end_to_end(tmp_path):
         pytest.skip(f"shared SQuAD dev file not found in {squad}")
     proc = snakemake(
         "-s",
-        REPO / "Snakefile",
+        SNAKEFILE,
         "--directory",
         tmp_path,
         "--configfile",
@@ -479,7 +537,7 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
     # checkpoint after every step. With retries the same Snakemake run starts the job again (as after a SLURM time limit);
     # without, the user's rerun does.
     override = tmp_path / "resume.yaml"
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     config["tasks"] = ["rte"]
     config["task_settings"]["rte"]["max_train_samples"] = 96
     config["training"]["save_minutes"] = 0
@@ -488,7 +546,7 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
     target = "results/teacher/rte/seed0"
     args = [
         "-s",
-        REPO / "Snakefile",
+        SNAKEFILE,
         "--directory",
         tmp_path,
         "--configfile",
@@ -537,7 +595,7 @@ def test_training_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path, glue_
 
 
 def test_several_gpus_launch_training_through_accelerate_with_the_total_batch(tmp_path, glue_dir):
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
     config["data"] = str(glue_dir)
     config["resources"].update(gpus=2, threads=8)
     path = tmp_path / "two-gpus.yaml"

@@ -1,8 +1,7 @@
 """`moebert` command line: one command per pipeline stage, explicit inputs and outputs.
 
 Every stage reads and validates its inputs before it writes anything, and writes its outputs atomically. Each
-command lives in its module (moebert/stages/, moebert/speed/measure.py, moebert/reporting/report.py); this file
-only dispatches.
+command is a module of moebert/stages/, of the command's name; this file only dispatches.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ COMMANDS = {
     "predict": "moebert.stages.predict",
     "export": "moebert.stages.export",
     "submission": "moebert.stages.submission",
-    "speed": "moebert.speed.measure",
-    "report": "moebert.reporting.report",
+    "speed": "moebert.stages.speed",
+    "report": "moebert.stages.report",
 }
 
 

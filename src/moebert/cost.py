@@ -293,7 +293,7 @@ def load_speeds(path: str | os.PathLike) -> dict[str, DeviceSpeed]:
 PROCESS_MB = 800
 CUDA_HOST_MB = 2500
 # The Snakemake processes that run a job on a cluster node, besides the job's own: the job script's and its
-# step's, each holding the workflow (518 MB resident for a dry run of config/tiny.yaml, rounded up).
+# step's, each holding the workflow (518 MB resident for a dry run of .test/config/config.yaml, rounded up).
 SNAKEMAKE_MB = 1000
 
 

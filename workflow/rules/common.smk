@@ -14,7 +14,9 @@ from snakemake.logging import logger
 from moebert.config import TEACHER, ConfigError, flags, load_settings
 from moebert.hub import PACKAGED_MINILM, model_slug
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
+# The repository: the main Snakefile is its workflow/Snakefile.
+REPOSITORY = Path(workflow.basedir).parent
+sys.path.insert(0, str(REPOSITORY / "workflow" / "lib"))
 import controller  # noqa: E402 (workflow/lib: one controller at a time on a working directory)
 import jobs  # noqa: E402 (workflow/lib: what each rule's job computes and asks for)
 import runs  # noqa: E402 (workflow/lib: how a job's command starts and where it logs)
@@ -24,7 +26,7 @@ import runs  # noqa: E402 (workflow/lib: how a job's command starts and where it
 CONDA_ENV = "../../envs/moebert.yaml"
 # The fetching rules turn the hub back on for their command (the Snakefile turns it off for all others).
 HUB_ON = "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0"
-SPEEDS = jobs.load_speeds(Path(workflow.basedir) / "config" / "throughput.yaml")
+SPEEDS = jobs.load_speeds(REPOSITORY / "config" / "throughput.yaml")
 
 
 def load_config(config) -> object:
@@ -34,6 +36,13 @@ def load_config(config) -> object:
         return load_settings(config, SPEEDS)
     except ConfigError as err:
         raise WorkflowError(str(err)) from None
+
+
+SETTINGS = load_config(config)
+# Retries belong to the controlling Snakemake, which resubmits a failed job with the next attempt's memory and
+# time; the Snakemake inside a cluster job would restart it at once in the same allocation, about to end.
+RETRIES = 0 if workflow.remote_exec else SETTINGS.resources.retries
+TRACKING = runs.Tracking.of(SETTINGS, str(REPOSITORY))
 
 
 # ---------------------------------------------------------------------------------------------

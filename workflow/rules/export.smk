@@ -1,6 +1,10 @@
 # The rows under `exports:` as Hugging Face folders with their model cards (moebert export), for others to
 # load without this package; with tracking on, each folder is logged to the run that trained its model.
 
+import os
+
+from moebert.config import TEACHER
+
 
 rule export:
     input:

@@ -1,5 +1,7 @@
 # Importance of every FFN neuron of the teacher (docs/method.md §2), which decides what the experts keep.
 
+from moebert.config import TEACHER
+
 
 rule importance:
     input:

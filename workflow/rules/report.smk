@@ -2,6 +2,7 @@
 # regenerates from results/ without retraining.
 
 import json
+from pathlib import Path
 
 
 # Cheap: on a cluster they run on the submit host instead of waiting in the queue.

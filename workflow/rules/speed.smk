@@ -3,6 +3,8 @@
 # claims `speed.threads` cores and runs with that many torch threads; the grid is kept small enough
 # for a laptop.
 
+import shlex
+
 
 wildcard_constraints:
     device="cpu|cuda",

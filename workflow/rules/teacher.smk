@@ -1,5 +1,7 @@
 # The teacher: the dense model fine-tuned on each task, one per seed.
 
+from moebert.config import TEACHER
+
 
 rule finetune:
     input:

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from moebert import tracking
+from moebert import package_commit, tracking
 from moebert.errors import MoebertError
-from moebert.export import package_commit
 from moebert.files import atomic_file, read_json, write_json
 from moebert.reporting import ablations as ablation_table
 from moebert.reporting import claims as claim_table

@@ -1,5 +1,5 @@
 """`moebert export`: a trained model as a folder in the Hugging Face layout with its model card, loadable without
-this package (moebert.export), optionally pushed to the hub; with tracking on, the folder is logged to the run
+this package (moebert.export.folder), optionally pushed to the hub; with tracking on, the folder is logged to the run
 that trained the model."""
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from moebert.export import export, push_to_hub
+    from moebert.export.folder import export
+    from moebert.export.hub import push_to_hub
 
     if args.private and not args.push_to_hub:
         raise MoebertError("--private: only --push-to-hub creates a repository; leave it out")
@@ -109,7 +110,7 @@ def log_to_training_run(args: argparse.Namespace, tags: dict, paths) -> None:
             ", ".join(f"{key}=..." for key in missing),
         )
         return
-    from moebert.export import card_metadata, card_name
+    from moebert.export.metadata import card_metadata, card_name
 
     folder = Path(paths[0])
     rule = TRAINED_BY.get(tags["method"], TRAINING_RULE)

@@ -130,6 +130,28 @@ class StudentKind:
         """Whether building needs token counts of the train split (hash-balance routing)."""
         return False
 
+    # How the model card of an exported student (moebert export) names and describes it: `card_title` follows
+    # the card's first words, `card_text` is its Method section. Every kind states its own (no default), so a
+    # new kind without them fails the registry's test instead of being described as another kind.
+    card_title: ClassVar[str]
+    card_text: ClassVar[str]
+    # The card's tags and citations beyond MoEBERT's, which every card has.
+    card_tags: ClassVar[tuple[str, ...]] = ()
+    card_citations: ClassVar[tuple[str, ...]] = ()
+
+    def describe(self, config, settings: dict) -> tuple[str, str]:
+        """(title, Method section) of the model card of a student of this kind: `config` is the saved model's,
+        `settings` the method's in the workflow config ({} when the export was given none)."""
+        return self.card_title, self.card_text
+
+    def card_notes(self, settings: dict) -> list[str]:
+        """How the kind's own method settings trained the model, for the card's training sentence."""
+        return []
+
+    def card_rows(self, model) -> list[list[str]]:
+        """The card's architecture rows beyond layers, hidden size and heads: a dense model's FFN."""
+        return [["FFN width", str(model.config.intermediate_size)], ["experts", "none (a dense BERT)"]]
+
 
 def in_ffn(key: str) -> bool:
     """A weight of a BertLayer's FFN (BertIntermediate, BertOutput), which the experts replace; the attention's
@@ -181,3 +203,25 @@ def dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:
     missing, unexpected = student.load_state_dict(outside, strict=False)
     assert not unexpected and all(k.startswith("bert.encoder.") for k in missing), (missing, unexpected)
     return student
+
+
+# ---------------------------------------------------------------------------------------------
+# The model card's words shared by the kinds
+
+# The method every student of this package comes from, as a model card states it.
+MOEBERT_METHOD = (
+    "MoEBERT (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675)) turns a "
+    "fine-tuned BERT into a mixture of experts: it scores every FFN neuron of the teacher by its "
+    "importance (how much the task loss depends on it), cuts each FFN into experts that share the "
+    "most important neurons and divide the others, routes each token to one expert, and trains the "
+    "student with the task loss and layer-wise distillation from the dense teacher. A token passes "
+    "through one expert per layer, so the model computes like a narrower BERT while keeping most of "
+    "the teacher's parameters."
+)
+# What each router does, as a model card's architecture table says it.
+ROUTER_NOTES = {
+    "hash-random": " (a fixed random token-id -> expert table per layer, saved with the weights)",
+    "hash-balance": " (a fixed token-id -> expert table per layer, balanced on the train split's token counts)",
+    "gate-token": " (a learned top-1 gate per token; its probability scales the expert's output)",
+    "gate-sentence": " (a learned top-1 gate per sequence, from the mean of its tokens)",
+}

@@ -11,7 +11,7 @@ from transformers import BertPreTrainedModel
 
 from moebert.cost import Dims
 from moebert.errors import MoebertError
-from moebert.students.base import StudentKind, dense_copy
+from moebert.students.base import MOEBERT_METHOD, StudentKind, dense_copy
 
 
 def dense_narrow(
@@ -54,3 +54,9 @@ class DenseNarrow(StudentKind):
     def build(self, teacher, options, *, seed, orders, token_counts):
         student, kept = dense_narrow(teacher, orders, options["expert_dim"])
         return student, {"expert_dim": options["expert_dim"], "indices": kept}
+
+    card_title = "a dense-narrow student (one narrow FFN)"
+    card_text = (
+        "A control of the MoEBERT reproduction: a dense student whose FFNs keep only the most important "
+        "neurons (MoEBERT with one expert), trained with the same layer-wise distillation. " + MOEBERT_METHOD
+    )

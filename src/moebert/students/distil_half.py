@@ -11,7 +11,7 @@ from transformers import BertPreTrainedModel
 
 from moebert.cost import Dims
 from moebert.errors import MoebertError
-from moebert.students.base import StudentKind, dense_copy
+from moebert.students.base import MOEBERT_METHOD, StudentKind, dense_copy
 
 
 def half_depth_layers(num_layers: int) -> list[int]:
@@ -32,6 +32,12 @@ def distil_half(teacher: nn.Module) -> tuple[BertPreTrainedModel, list[int]]:
 
 class DistilHalf(StudentKind):
     name = "distil-half"
+    card_title = "a distil-half student (dense, half depth)"
+    card_text = (
+        "A control of the MoEBERT reproduction: a dense student of half the teacher's depth (every "
+        "other teacher layer, DistilBERT-style), trained with the same layer-wise distillation as "
+        "the MoEBERT students, at about their compute per token. " + MOEBERT_METHOD
+    )
 
     def dims(self, teacher: Dims, options: dict) -> Dims:
         return replace(teacher, layers=max(teacher.layers // 2, 1))

@@ -31,3 +31,9 @@ def majority_logits(prediction: float, count: int, num_labels: int) -> np.ndarra
 class Majority(StudentKind):
     name = "majority"
     trains = False
+    # No weights, so no card is ever rendered; stated for the registry all the same.
+    card_title = "a majority baseline (no model)"
+    card_text = (
+        "A baseline of the MoEBERT reproduction: the train split's most frequent label (or, for regression, "
+        "its mean score) predicted for every example, which says whether a teacher learned anything."
+    )

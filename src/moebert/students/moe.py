@@ -11,7 +11,14 @@ from torch import nn
 from moebert.cost import Dims
 from moebert.errors import MoebertError
 from moebert.models.routing import GATE_ROUTERS, HASH_ROUTERS, hash_balance_table, hash_random_table
-from moebert.students.base import StudentKind, StudentOptionError, init_gates, moe_student
+from moebert.students.base import (
+    MOEBERT_METHOD,
+    ROUTER_NOTES,
+    StudentKind,
+    StudentOptionError,
+    init_gates,
+    moe_student,
+)
 
 
 def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_dim: int) -> None:
@@ -115,6 +122,26 @@ def construct(
 
 
 CONSTRUCTIONS = ("importance", "inverse", "random", "kmeans")
+# What an ablation's experts are cut from, as a model card says it (importance is MoEBERT's own).
+ABLATION_NOTES = {
+    "inverse": "the neurons ranked in reverse, so that the least important are shared (the paper's Figure 2)",
+    "random": "a seeded random permutation of the neurons in place of their importance ranking",
+    "kmeans": (
+        "balanced k-means clusters of each FFN's neurons, one per expert, nothing shared (MoEfication's "
+        "construction)"
+    ),
+}
+# The Switch-style baseline of MPOE's comparison: every expert a whole copy of the dense FFN.
+SWITCH_TITLE = "a Switch-style MoE student (copies of the dense FFN)"
+SWITCH_TEXT = (
+    "A Switch-style mixture of experts, the baseline of MPOE's comparison (Gao et al., COLING 2022, "
+    "[arXiv:2203.01104](https://arxiv.org/abs/2203.01104)): every expert starts as an exact copy of the "
+    "teacher's fine-tuned FFN (sparse upcycling: every neuron shared, `shared_dim` = `expert_dim` = the FFN "
+    "width), and the router sends each token to one of them. The experts come apart in training, which uses "
+    "MoEBERT's layer-wise distillation from the dense teacher (Zuo et al., NAACL 2022, "
+    "[arXiv:2204.07675](https://arxiv.org/abs/2204.07675)): a token costs what it costs in the teacher, while "
+    "the model holds one FFN per expert."
+)
 
 
 def adapt(
@@ -262,3 +289,30 @@ class MoE(StudentKind):
             **{key: options[key] for key in self.keys if key in options and key not in self.distill_keys},
         )
         return student, {**built, "indices": indices}
+
+    card_title = "a MoEBERT student"
+    card_text = MOEBERT_METHOD
+    card_tags = ("mixture-of-experts",)
+
+    def describe(self, config, settings: dict) -> tuple[str, str]:
+        if config.shared_dim == config.expert_dim == config.intermediate_size:
+            return SWITCH_TITLE, SWITCH_TEXT
+        construction = settings.get("construction", "importance")
+        if construction in ABLATION_NOTES:
+            return self.card_title, (
+                f"{self.card_text} This model is an ablation of that construction (`construction: "
+                f"{construction}`): its experts are cut from {ABLATION_NOTES[construction]}."
+            )
+        return self.card_title, self.card_text
+
+    def card_rows(self, model) -> list[list[str]]:
+        c = model.config
+        tied = c.shared == "tied" and c.shared_dim > 0
+        layout = "stored once (tied): one dense FFN every token runs" if tied else "a copy in every expert"
+        return [
+            ["experts per layer", str(c.num_experts)],
+            ["expert width (neurons)", f"{c.expert_dim} (of the teacher's FFN width {c.intermediate_size})"],
+            ["shared neurons", f"{c.shared_dim}, {layout}; {c.expert_dim - c.shared_dim} private per expert"],
+            ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
+            ["expert dropout", str(c.expert_dropout)],
+        ]

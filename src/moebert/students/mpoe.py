@@ -12,7 +12,16 @@ from torch import nn
 from moebert.cost import Dims
 from moebert.models import mpo
 from moebert.models.mpo import DEFAULT_FORWARD
-from moebert.students.base import StudentKind, StudentOptionError, init_gates, moe_student
+from moebert.students.base import ROUTER_NOTES, StudentKind, StudentOptionError, init_gates, moe_student
+
+MPOE_CITATION = """@inproceedings{gao-etal-2022-mpoe,
+  title = {Parameter-Efficient Mixture-of-Experts Architecture for Pre-trained Language Models},
+  author = {Gao, Ze-Feng and Liu, Peiyu and Zhao, Wayne Xin and Lu, Zhong-Yi and Wen, Ji-Rong},
+  booktitle = {Proceedings of the 29th International Conference on Computational Linguistics (COLING)},
+  year = {2022},
+  eprint = {2203.01104},
+  archivePrefix = {arXiv},
+}"""
 
 
 def adapt_mpo(
@@ -100,3 +109,56 @@ class MPOE(StudentKind):
             "max_bond": options["mpo_max_bond"],
             "matrices": matrices,
         }
+
+    card_title = "an MPOE student"
+    card_text = (
+        "MPOE (Gao et al., COLING 2022, [arXiv:2203.01104](https://arxiv.org/abs/2203.01104)) builds "
+        "the experts of each FFN by matrix product operator (MPO) decomposition: every FFN matrix "
+        "becomes a chain of small tensors whose central tensor, which holds most of the parameters, "
+        "is shared by all experts, while each expert owns its small auxiliary tensors. A learned top-1 "
+        "gate routes every token (Switch style). Here the student starts from the fine-tuned teacher "
+        "(every expert exactly its FFN at full bond) and is trained with MoEBERT's layer-wise "
+        "distillation (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675))."
+    )
+    card_tags = ("mixture-of-experts", "mpoe", "mpo")
+    card_citations = (MPOE_CITATION,)
+
+    def card_notes(self, settings: dict) -> list[str]:
+        if "gradient_mask" not in settings:
+            return []
+        mask = settings["gradient_mask"]
+        return [
+            "no gradient mask on the central tensors"
+            if mask is None
+            else f"MPOE's gradient mask: the central tensors' gradient dropped with probability {mask} at each step"
+        ]
+
+    def card_rows(self, model) -> list[list[str]]:
+        from moebert.models.mpoe_layer import mpo_factors
+
+        c = model.config
+        in_factors, out_factors = mpo_factors(c)
+        layer = model.moe_layers()[0]
+        central = layer.w_in.central.numel() + layer.w_out.central.numel()
+        return [
+            ["experts per layer", str(c.num_experts)],
+            ["FFN width", str(c.intermediate_size)],
+            [
+                "MPO factors (hidden -> FFN)",
+                f"in {in_factors}, out {out_factors} (the FFN -> hidden matrix swaps them)",
+            ],
+            [
+                "MPO bonds",
+                f"{mpo.bond_dims(in_factors, out_factors, c.mpo_max_bond)} "
+                + ("(full: exact)" if c.mpo_max_bond is None else f"(at most {c.mpo_max_bond})"),
+            ],
+            [
+                "central tensor (shared)",
+                (
+                    f"{list(layer.w_in.central.shape)} and {list(layer.w_out.central.shape)}, "
+                    f"{central:,} parameters per layer"
+                ),
+            ],
+            ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
+            ["MPO forward", str(c.mpo_forward)],
+        ]
