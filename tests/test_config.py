@@ -529,6 +529,14 @@ def test_each_kinds_keys_are_the_ones_the_schema_declares_for_it():
     assert STUDENTS["mpoe"].distill_keys == ("load_balance", "gradient_mask")
 
 
+def test_a_kind_named_like_part_of_trained_owns_no_key_of_every_trained_kind():
+    """`students: trained` is a word, not a list of names: a kind called "rain" owns none of its keys."""
+    from moebert.students.base import StudentKind
+
+    rain = type("Rain", (StudentKind,), {"name": "rain"})()
+    assert rain.keys == () and rain.accepted == ("distill_scope", "teacher_dropout")
+
+
 @pytest.mark.parametrize(
     ("stage", "cls", "own"),
     [

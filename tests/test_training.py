@@ -3,6 +3,7 @@ divergence, weight decay, devices and which checkpoints may be resumed."""
 
 import itertools
 import json
+import math
 import os
 import signal
 
@@ -560,7 +561,7 @@ def test_sigterm_saves_a_checkpoint_and_stops_then_the_rerun_resumes(mrpc_rows, 
         ("2:03:04", 7384),
         ("03:04", 184),
         ("0:00", 0),
-        ("UNLIMITED", None),
+        ("UNLIMITED", math.inf),
         ("INVALID", None),
     ],
 )
@@ -573,14 +574,21 @@ def test_the_time_left_is_this_jobs_from_squeue(tmp_path, monkeypatch, capsys):
     squeue.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/asked\necho 1:00:00\n')
     squeue.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    assert time_limit.seconds_left() is None and not (tmp_path / "asked").exists()  # not a SLURM job
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert time_limit.seconds_left() == math.inf and not (tmp_path / "asked").exists()  # not a SLURM job
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     assert time_limit.seconds_left() == 3600
     assert (tmp_path / "asked").read_text() == "--noheader --jobs 4242 --format %L\n"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4240")  # an array's task: squeue would list the whole array
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert time_limit.seconds_left() == 3600
+    assert (tmp_path / "asked").read_text() == "--noheader --jobs 4240_2 --format %L\n"
+    squeue.write_text("#!/bin/sh\necho 1:00:00; echo 2:00:00\n")
+    assert time_limit.seconds_left() is None  # not one job's answer: not known
     squeue.write_text("#!/bin/sh\nexit 1\n")
     assert time_limit.seconds_left() is None
-    assert "no time limit read for SLURM job 4242" in capsys.readouterr().err
+    assert "no time limit read for SLURM job 4240_2" in capsys.readouterr().err
 
 
 def test_the_time_left_is_asked_again_every_five_minutes(monkeypatch):
@@ -595,6 +603,17 @@ def test_the_time_left_is_asked_again_every_five_minutes(monkeypatch):
     for now in (0, 299, 300, 599, 819, 820):
         ups.append(clock.time_up(now))
     assert ups == [False] * 5 + [True] and asked == [0, 300, 819]
+
+
+def test_a_deadline_known_survives_a_poll_squeue_does_not_answer(monkeypatch):
+    """1000 s left at 0 (time up at 820); at 700 squeue fails: the deadline stays. No limit: never up."""
+    from moebert.training.trainer import CheckpointClock
+
+    answers = iter([1000, None, math.inf])
+    monkeypatch.setattr(time_limit, "seconds_left", lambda: next(answers))
+    clock = CheckpointClock(15, margin_s=180)
+    assert [clock.time_up(now) for now in (0, 700, 819, 820)] == [False, False, False, True]
+    assert not clock.time_up(10**9)  # polled again: no limit now
 
 
 def test_the_margin_is_180_s_unless_set_and_at_least_60(monkeypatch):

@@ -19,7 +19,7 @@ from moebert.config.options import (
     TrainOptions,
     flag,
 )
-from moebert.config.validation import TEACHER, hyper_parameters, validate
+from moebert.config.validation import TEACHER, hyper_parameters, method_keys, validate
 from moebert.students import StudentKind, get_student
 from moebert.tasks import QaTask, Task, get_task
 
@@ -213,14 +213,16 @@ class Settings:
         )
 
     def distill_options(self, method: str, task: str) -> DistillOptions:
-        options = self.methods[method].options
+        """`distill` of a method's student on a task: the method's keys that distillation reads (schema
+        `stage: distill`), and the task's distillation weight where it distils."""
+        kind, options = self.methods[method].kind, self.methods[method].options
+        keys = method_keys()
+        distill = {
+            key: options[key] for key in kind.accepted if key in options and keys[key]["stage"] == "distill"
+        }
         distills = options["distill_scope"] != "none"
         return DistillOptions(
-            distill_weight=self.tasks[task].distill.distill_weight if distills else None,
-            load_balance=options.get("load_balance"),
-            distill_scope=options["distill_scope"],
-            gradient_mask=options.get("gradient_mask"),
-            teacher_dropout=options.get("teacher_dropout", False),
+            distill_weight=self.tasks[task].distill.distill_weight if distills else None, **distill
         )
 
     def importance_options(self, task: str) -> ImportanceOptions:

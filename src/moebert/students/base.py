@@ -49,9 +49,13 @@ class StudentKind:
     @property
     def keys(self) -> tuple[str, ...]:
         """Its own method keys: those whose declaration in the config schema names this kind, in its order."""
-        from moebert.config.validation import method_keys
+        from moebert.config.validation import TRAINED, method_keys
 
-        return tuple(key for key, prop in method_keys().items() if self.name in prop["students"])
+        return tuple(
+            key
+            for key, prop in method_keys().items()
+            if prop["students"] != TRAINED and self.name in prop["students"]
+        )
 
     @property
     def distill_keys(self) -> tuple[str, ...]:

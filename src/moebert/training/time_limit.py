@@ -9,6 +9,7 @@ same margin by itself; the signal remains the way to stop it early (scancel --si
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -33,8 +34,10 @@ def signal_margin_s() -> int:
     return int(text)
 
 
-def parse_time_left(text: str) -> int | None:
-    """Seconds of squeue's %L field; None for a job without a limit (or one squeue cannot say)."""
+def parse_time_left(text: str) -> float | None:
+    """Seconds of squeue's %L field: inf for a job without a limit, None where squeue cannot say."""
+    if text.strip() == "UNLIMITED":
+        return math.inf
     match = _LEFT.match(text.strip())
     if not match:
         return None
@@ -42,12 +45,19 @@ def parse_time_left(text: str) -> int | None:
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
-def seconds_left() -> int | None:
-    """Seconds until this process's SLURM job reaches its time limit; None outside a SLURM job, for a job
-    without a limit, or when squeue does not answer (then only the signal can stop the training early)."""
-    job = os.environ.get("SLURM_JOB_ID")
+def _job() -> str | None:
+    """This process's SLURM job as squeue names it: an array's task as <array>_<task>, since the array's
+    first task shares its job id with the whole array, which squeue would list task by task."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def seconds_left() -> float | None:
+    """Seconds until this process's SLURM job reaches its time limit: inf outside a SLURM job or for a job
+    without a limit; None when squeue does not answer (not known: the caller keeps what it knew)."""
+    job = _job()
     if not job:
-        return None
+        return math.inf
     try:
         answer = subprocess.run(
             ["squeue", "--noheader", "--jobs", job, "--format", "%L"],
@@ -57,6 +67,7 @@ def seconds_left() -> int | None:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
-        print(f"warning: no time limit read for SLURM job {job} ({err}); SIGTERM only", file=sys.stderr)
+        print(f"warning: no time limit read for SLURM job {job} ({err})", file=sys.stderr)
         return None
-    return parse_time_left(answer.splitlines()[0]) if answer.strip() else None
+    lines = answer.split()
+    return parse_time_left(lines[0]) if len(lines) == 1 else None

@@ -338,7 +338,7 @@ class CheckpointClock(TrainerCallback):
         self.margin_s = time_limit.signal_margin_s() if margin_s is None else margin_s
         self.terminating = False
         self.last = monotonic()
-        self.deadline: float | None = None  # monotonic time to stop at; None: no limit known
+        self.deadline = math.inf  # the monotonic time to stop at
         self.polled = -math.inf
 
     @contextlib.contextmanager
@@ -357,8 +357,9 @@ class CheckpointClock(TrainerCallback):
         if now - self.polled >= self.POLL_S:
             self.polled = now
             left = time_limit.seconds_left()
-            self.deadline = None if left is None else now + left - self.margin_s
-        return self.deadline is not None and now >= self.deadline
+            if left is not None:  # squeue did not answer: the deadline it gave before still holds
+                self.deadline = now + left - self.margin_s
+        return now >= self.deadline
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.last = monotonic()
