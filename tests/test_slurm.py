@@ -158,6 +158,18 @@ class Campaign:
         )
         return proc, proc.stdout + proc.stderr
 
+    def first_finetune_log(self, folder: Path) -> str:
+        """The log of the fine-tuning attempt that was stopped, from its MLflow run (the retry overwrites the
+        rule's log file): the tiny config's experiment holds one KILLED and one FINISHED finetune run."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{self.root / 'results' / 'mlflow' / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("moebert-tiny")
+        runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
+        assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+        killed = next(r for r in runs if r.info.status == "KILLED")
+        return Path(client.download_artifacts(killed.info.run_id, "seed0.log", str(folder))).read_text()
+
 
 def _can(user: str, *test) -> bool:
     return subprocess.run(["runuser", "-u", user, "--", "test", *test], check=False).returncode == 0
@@ -488,14 +500,7 @@ def test_a_job_told_its_time_is_up_checkpoints_and_resumes(campaign, glue_dir, t
         r"resuming from checkpoint results/teacher/rte/seed0\.checkpoints/checkpoint-(\d+)", log
     )
     assert resumed and int(resumed[0]) > 0, log[-3000:]
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{campaign.root / 'results' / 'mlflow' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("moebert-tiny")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
-    killed = next(r for r in runs if r.info.status == "KILLED")
-    first = Path(client.download_artifacts(killed.info.run_id, "seed0.log", str(tmp_path))).read_text()
+    first = campaign.first_finetune_log(tmp_path)
     assert re.findall(STOPPED, first) == resumed[:1], first[-3000:]
 
 
@@ -535,15 +540,7 @@ def test_two_processes_told_their_time_is_up_checkpoint_and_resume(campaign, glu
     jobs = list(submissions(output))
     ended = endings(jobs)
     assert len(jobs) == 2 and ended[jobs[0]][0] != "0" and ended[jobs[1]][0] == "0", ended
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{campaign.root / 'results' / 'mlflow' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("moebert-tiny")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.rule = 'finetune'")
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
-    # The first attempt's log (the retry overwrites the rule's log; its run kept a copy).
-    killed = next(r for r in runs if r.info.status == "KILLED")
-    first = Path(client.download_artifacts(killed.info.run_id, "seed0.log", str(tmp_path))).read_text()
+    first = campaign.first_finetune_log(tmp_path)
     stopped = re.findall(STOPPED, first)
     assert len(stopped) == 2 and len(set(stopped)) == 1, first[-3000:]  # both processes, the same step
     if "SIGTERM: checkpoint" in first:  # the signal came first: torchrun passed it on

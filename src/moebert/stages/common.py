@@ -8,7 +8,7 @@ from pathlib import Path
 
 from moebert import tracking
 from moebert.config import schema_default
-from moebert.config.options import TrainOptions, flag, from_args
+from moebert.config.options import TrainOptions, flag
 from moebert.config.validation import declaration, method_keys, taken_by
 from moebert.device import DEVICE_HELP
 from moebert.errors import MoebertError
@@ -238,16 +238,26 @@ def run_params(args: argparse.Namespace) -> dict:
 
 
 def train(
-    args, task, model, tokenizer, train_ds, *, device, run, inputs: dict[str, str], callbacks=(), **trainer
+    args,
+    options: TrainOptions,
+    task,
+    model,
+    tokenizer,
+    train_ds,
+    *,
+    device,
+    run,
+    inputs: dict[str, str],
+    callbacks=(),
+    **trainer,
 ):
-    """Train on `device` with the command's training options (`args`, parsed once into TrainOptions), resuming
-    only a checkpoint of the same run parameters and the same `inputs` (name -> path, fingerprinted by their
+    """Train on `device` with the command's training options (parsed from `args` by the stage), resuming only
+    a checkpoint of the same run parameters and the same `inputs` (name -> path, fingerprinted by their
     files). `trainer`: the trainer class and its own arguments (distillation)."""
     from moebert.tasks import data as task_data
     from moebert.training.trainer import TrainConfig
     from moebert.training.trainer import train as train_model
 
-    options = from_args(TrainOptions, args)
     if options.fp16 and device.type != "cuda":
         raise MoebertError(
             f"--fp16: fp16 mixed precision needs a GPU (this job runs on {device.type}); use --bf16 or fp32"

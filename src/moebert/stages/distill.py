@@ -112,6 +112,7 @@ def run(args) -> None:
     with tracking.tracked_run(args, params) as run_:
         train(
             args,
+            options,
             task,
             student,
             tokenizer,

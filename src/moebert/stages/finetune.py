@@ -58,13 +58,14 @@ def run(args) -> None:
     device = resolve_device(args.device)
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model)
-    train_ds = train_rows(args, task, tokenizer, options)
     model = load_model(args.model, head=task.head, **head_settings(task))
-    check_max_length(model, options.max_length)
+    check_max_length(model, options.max_length)  # before the train split is read and tokenized
+    train_ds = train_rows(args, task, tokenizer, options)
     params = run_params(args)
     with tracking.tracked_run(args, params) as run_:
         train(
             args,
+            options,
             task,
             model,
             tokenizer,
