@@ -5,6 +5,7 @@ import argparse
 import ast
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import yaml
 from conftest import REPO, random_batch, randomize_biases, tiny_bert
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, BertModel
 
-from moebert import tracking
+from moebert import backbones, tracking
 from moebert.cli import main
 from moebert.errors import MoebertError
 from moebert.evaluation import metrics_record
@@ -48,6 +49,10 @@ class Exported:
     original: torch.nn.Module  # the model before export
     metrics: Path | None = None
     teacher_metrics: Path | None = None
+
+
+# Every file of the backbone registry but its base, each shipped under its own name.
+BACKBONE_MODULES = [m.name for m in pkgutil.iter_modules(backbones.__path__) if m.name != "base"]
 
 
 def perturbed(model, seed):
@@ -326,6 +331,10 @@ def test_shipped_sources_are_the_package_modules_with_relative_imports(exported)
         "mpoe_layer.py",
         "mpo.py",
         "errors.py",
+        # the backbone registry: its __init__ and one file per family
+        "backbones.py",
+        "base.py",
+        *(f"{module.rsplit('.', 1)[-1]}.py" for module in BACKBONE_MODULES),
     }
     for name, text in shipped.items():
         for node in ast.walk(ast.parse(text)):
@@ -339,11 +348,14 @@ def test_shipped_sources_are_the_package_modules_with_relative_imports(exported)
     assert reached | {"modeling.py"} == set(shipped)
     # Outside the shipped code, the package's model modules import only each other and moebert.errors.
     package = Path(sys.modules["moebert.models.modeling"].__file__).parent
+    backbones = package.parent / "backbones"
     for name in shipped:
-        source = package / name if name != "errors.py" else package.parent / "errors.py"
+        source = {"errors.py": package.parent / "errors.py", "backbones.py": backbones / "__init__.py"}.get(
+            name, package / name if (package / name).is_file() else backbones / name
+        )
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.startswith("moebert"):
-                assert node.module.startswith("moebert.models") or node.module == "moebert.errors"
+                assert node.module.startswith(("moebert.models", "moebert.backbones", "moebert.errors"))
 
 
 def test_a_dense_teacher_exports_without_code(exported):

@@ -9,7 +9,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.errors import MoebertError
 from moebert.models.loading import load_model, parameter_counts
-from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification, install_ffn
+from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
 from moebert.models.routing import ROUTERS, hash_balance_table
 from moebert.students.moe import adapt, check_expert_shape, expert_indices
 
@@ -226,13 +226,6 @@ def test_config_defaults_are_the_papers():
         r"gate-token, gate-sentence$",
     ):
         MoEBertConfig(router="hash")
-
-
-def test_install_ffn_gives_each_layer_its_own_module():
-    model = tiny_bert()
-    install_ffn(model, lambda i: torch.nn.Linear(1, 1 + i))
-    assert [layer.output.out_features for layer in model.bert.encoder.layer] == [1, 2]
-    assert all(isinstance(layer.intermediate, torch.nn.Identity) for layer in model.bert.encoder.layer)
 
 
 def test_fresh_model_routes_by_the_seed_zero_table():

@@ -8,6 +8,7 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
+from moebert.backbones import PairContract
 from moebert.errors import MoebertError
 from moebert.models import mpo
 from moebert.models.mpoe_layer import MPOEFFN
@@ -37,7 +38,7 @@ def dense():
 
 def from_dense(dense_layer, **overrides) -> MPOEFFN:
     layer = MPOEFFN(config(**overrides))
-    layer.load_dense(dense_layer.intermediate.dense, dense_layer.output.dense, dense_layer.output.LayerNorm)
+    layer.load_dense(PairContract().read(dense_layer), dense_layer.output.LayerNorm)
     return layer.eval()
 
 

@@ -175,7 +175,7 @@ def export(
     with atomic_dir(output) as tmp:
         if moe:
             model.config.auto_map = {
-                "AutoConfig": "modeling.MoEBertConfig",
+                "AutoConfig": f"modeling.{type(model.config).__name__}",
                 AUTO_CLASSES[head]: f"modeling.{type(model).__name__}",
             }
         model.save_pretrained(tmp)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 # The module whose classes auto_map names; every module it imports from this package ships beside it.
 MODEL_MODULE = "moebert.models.modeling"
-# What shipped code may import from this package: the model modules and the error type they raise.
-SHIPPABLE = ("moebert.models.", "moebert.errors")
+# What shipped code may import from this package: the model modules, the backbone registry they are built
+# from, and the error type they raise.
+SHIPPABLE = ("moebert.models.", "moebert.backbones", "moebert.errors")
 
 
 def _module_file(name: str) -> Path:
@@ -76,7 +77,7 @@ def model_sources() -> dict[str, str]:
                 if not target.startswith(SHIPPABLE):
                     raise RuntimeError(
                         f"{module} imports {target}, which an exported model cannot ship: the model modules "
-                        f"may import only moebert.models.* and moebert.errors"
+                        f"may import only moebert.models.*, moebert.backbones and moebert.errors"
                     )
                 todo.append(target)
                 short, renamed = target.rsplit(".", 1)[-1], f" as {alias}" if alias else ""

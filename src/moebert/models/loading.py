@@ -12,19 +12,15 @@ from pathlib import Path
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
+from moebert.backbones import backbone_of
 from moebert.errors import MoebertError
 from moebert.hub import PACKAGED_MINILM
-from moebert.models.modeling import AUTO_HEADS, FFN_TYPES, MoEBertMixin
-
-# Model types whose position ids start after the padding index (RoBERTa's family): their first
-# pad_token_id + 1 position embeddings are no token's. BERT's start at 0.
-OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert"})
+from moebert.models.modeling import AUTO_HEADS, MoEBertMixin
 
 
 def max_positions(config) -> int:
     """The longest input the model embeds: its position embeddings, less any offset of its position ids."""
-    offset = config.pad_token_id + 1 if config.model_type in OFFSET_POSITIONS else 0
-    return config.max_position_embeddings - offset
+    return backbone_of(config).max_positions(config)
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -96,11 +92,11 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Parameters as the paper counts them (docs/method.md §7): the encoder with embeddings and pooler, without the
     task head. `effective` counts one expert per MoE layer, the parameters a token actually uses;
     `per_expert` what one more expert in every layer would add (0 for a dense model)."""
-    encoder = sum(p.numel() for p in model.bert.parameters())
-    per_expert = sum(
-        layer.output.expert_parameters()
-        for layer in model.bert.encoder.layer
-        if isinstance(layer.output, tuple(FFN_TYPES.values()))
+    encoder = sum(p.numel() for p in model.base_model.parameters())
+    per_expert = (
+        sum(layer.expert_parameters() for layer in model.moe_layers())
+        if isinstance(model, MoEBertMixin)
+        else 0
     )
     inactive = (model.config.num_experts - 1) * per_expert if per_expert else 0
     head = sum(p.numel() for p in model.parameters()) - encoder

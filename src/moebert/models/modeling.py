@@ -1,16 +1,18 @@
-"""MoEBERT as a real transformers model: its own config class, save_pretrained / from_pretrained in
-safetensors, loadable through the Auto classes once this module is imported (no remote code).
+"""MoEBERT as a real transformers model, for every registered backbone (moebert.backbones): a config class and
+task models per backbone, save_pretrained / from_pretrained in safetensors, loadable through the Auto classes
+once this module is imported (no remote code).
 
-The FFN-replacement point is `install_ffn`: BertLayer.feed_forward_chunk calls
-`output(intermediate(x), x)`; with `intermediate` an identity, any module with BertOutput's signature
-`forward(hidden_states, input_tensor)` can stand in for the whole FFN: a MoE layer of sliced experts
-(models/moe_layer.py, `ffn="moe"`) or of MPO experts (models/mpoe_layer.py, `ffn="mpoe"`). Hash routes are
-looked up for all layers before the encoder runs; gates route inside their layer.
+A MoE model is the backbone's dense task model (BertForSequenceClassification, RobertaForQuestionAnswering, ...)
+with each layer's FFN replaced by a MoE module through the backbone's FFN contract (backbones/base.py):
+submodules are replaced, never whole layers, since transformers records hidden states with hooks on its layer
+classes. Which MoE module a layer gets follows the config's `ffn` and the contract: importance-sliced narrow
+experts (models/moe_layer.py, `ffn="moe"`) or MPO experts (models/mpoe_layer.py, `ffn="mpoe"`). Hash routes
+are looked up for all layers before the encoder runs; gates route inside their layer.
 
-This module and the ones it imports (moe_layer, bert_experts, routing, mpoe_layer, mpo, and
-moebert.errors) import nothing else of moebert: `moebert export` ships their source beside an exported
-model, its imports made relative, so that transformers loads the model without this package (remote code).
-Loading helpers that need the rest of the package live in models/loading.py.
+This module and the ones it imports (moe_layer, bert_experts, routing, mpoe_layer, mpo, moebert.backbones and
+moebert.errors) import nothing else of moebert: `moebert export` ships their source beside an exported model,
+its imports made relative, so that transformers loads the model without this package (remote code). Loading
+helpers that need the rest of the package live in models/loading.py.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
-    BertConfig,
-    BertForQuestionAnswering,
-    BertForSequenceClassification,
 )
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput
 
+from moebert.backbones import BACKBONES, Backbone, backbone_of
+from moebert.backbones.bert import BERT
 from moebert.errors import MoebertError
 from moebert.models.bert_experts import (
     IMPLEMENTATIONS,
@@ -41,12 +42,13 @@ from moebert.models.mpoe_layer import MPOEFFN, MPOExperts
 from moebert.models.routing import HASH_ROUTERS, ROUTERS, SENTENCE_GATE_BATCH1, hash_random_table
 
 # The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
-# dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE).
-FFN_TYPES = {"moe": MoEFFN, "mpoe": MPOEFFN}
+# dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE). Per FFN contract: the
+# MoE module that takes the place of that contract's FFN.
+FFN_TYPES = {"moe": {"pair": MoEFFN}, "mpoe": {"pair": MPOEFFN}}
 
 
-class MoEBertConfig(BertConfig):
-    model_type = "moebert"
+class MoEConfigMixin:
+    """The MoE settings a MoE model's config adds to its backbone's config class."""
 
     def __init__(
         self,
@@ -74,6 +76,12 @@ class MoEBertConfig(BertConfig):
         ):
             if value not in allowed:
                 raise MoebertError(f"unknown {key} '{value}'; choose one of {', '.join(allowed)}")
+        contract = backbone_of(self.model_type).contract.name
+        if contract not in FFN_TYPES[ffn]:
+            raise MoebertError(
+                f"ffn '{ffn}' has no MoE layer for the {contract} FFN of a {backbone_of(self.model_type).title} "
+                f"(it has one for: {', '.join(FFN_TYPES[ffn])})"
+            )
         if ffn == "mpoe" and router != "gate-token":
             raise MoebertError(
                 f"MPOE experts are routed by a learned token gate (Switch style): use router "
@@ -94,13 +102,6 @@ class MoEBertConfig(BertConfig):
         self.gate_sentence_batch1 = gate_sentence_batch1
 
 
-def install_ffn(model: nn.Module, make_ffn) -> None:
-    """Replace every BertLayer's FFN by `make_ffn(layer_index)` (BertOutput's forward signature)."""
-    for i, layer in enumerate(model.bert.encoder.layer):
-        layer.intermediate = nn.Identity()
-        layer.output = make_ffn(i)
-
-
 @dataclass
 class MoESequenceClassifierOutput(SequenceClassifierOutput):
     balance_loss: torch.Tensor | None = None
@@ -112,17 +113,18 @@ class MoEQuestionAnsweringOutput(QuestionAnsweringModelOutput):
 
 
 class MoEBertMixin:
-    """What makes a BERT task model a MoEBERT, whatever its head: the FFNs replaced by experts, the routes
-    set before the encoder runs, and the balance loss returned beside the head's outputs."""
+    """What makes a task model of a backbone a MoEBERT, whatever its head and backbone: the FFNs replaced by
+    experts, the routes set before the encoder runs, and the balance loss returned beside the head's outputs.
+    The classes below set `backbone`."""
 
-    config_class = MoEBertConfig
+    backbone: Backbone
 
-    def _install_experts(self, config: MoEBertConfig) -> None:
+    def _install_experts(self, config) -> None:
         self.experts_implementation = ExpertsImplementation()
-        if config.ffn == "moe":
-            install_ffn(self, lambda i: MoEFFN(config, self.experts_implementation))
-        else:
-            install_ffn(self, lambda i: MPOEFFN(config))
+        contract = self.backbone.contract
+        module = FFN_TYPES[config.ffn][contract.name]
+        for layer in self.backbone.layer_list(self):
+            contract.install(layer, module(config, self.experts_implementation))
         if config.router in HASH_ROUTERS:
             # A buffer, not a plain attribute: the routing table is part of the trained model.
             self.register_buffer(
@@ -147,8 +149,9 @@ class MoEBertMixin:
         self.experts_implementation._experts_implementation = chosen
         return chosen
 
-    def moe_layers(self) -> list[MoEFFN | MPOEFFN]:
-        return [layer.output for layer in self.bert.encoder.layer]
+    def moe_layers(self) -> list[nn.Module]:
+        contract = self.backbone.contract
+        return [contract.moe_module(layer) for layer in self.backbone.layer_list(self)]
 
     def no_weight_decay(self) -> set[str]:
         """Parameters AdamW must not decay: the tensors of MPO experts. Decay on each of the n factors of a chain
@@ -186,16 +189,22 @@ class MoEBertMixin:
         else:
             for layer in layers:
                 layer.attention_mask = attention_mask
+        if inputs.get("token_type_ids") is not None and not self.backbone.token_type_ids:
+            raise MoebertError(
+                f"a {self.backbone.title} model takes no token_type_ids; tokenize without them"
+            )
+        # Unset inputs are left out: not every backbone's head names every one (ModernBERT: no token types).
         options = {
             k: v
             for k, v in (
+                *inputs.items(),
                 ("output_hidden_states", output_hidden_states),
                 ("output_attentions", output_attentions),
             )
             if v is not None
         }
         try:
-            out = head_forward(input_ids=input_ids, attention_mask=attention_mask, **inputs, **options)
+            out = head_forward(input_ids=input_ids, attention_mask=attention_mask, **options)
         finally:
             for layer in layers:
                 layer.expert_ids = layer.attention_mask = None
@@ -211,8 +220,10 @@ class MoEBertMixin:
 # scales its loss for gradient accumulation itself.
 
 
-class MoEBertForSequenceClassification(MoEBertMixin, BertForSequenceClassification):
-    def __init__(self, config: MoEBertConfig):
+class MoEClassification:
+    """The forward of a MoE sequence classifier."""
+
+    def __init__(self, config):
         super().__init__(config)
         self._install_experts(config)
         self.post_init()
@@ -241,8 +252,10 @@ class MoEBertForSequenceClassification(MoEBertMixin, BertForSequenceClassificati
         )
 
 
-class MoEBertForQuestionAnswering(MoEBertMixin, BertForQuestionAnswering):
-    def __init__(self, config: MoEBertConfig):
+class MoEQuestionAnswering:
+    """The forward of a MoE extractive-QA model."""
+
+    def __init__(self, config):
         super().__init__(config)
         self._install_experts(config)
         self.post_init()
@@ -273,17 +286,46 @@ class MoEBertForQuestionAnswering(MoEBertMixin, BertForQuestionAnswering):
         )
 
 
-# The MoE model of each dense head, and the Auto class that loads each head (task.head).
-MOE_HEADS = {
-    BertForSequenceClassification: MoEBertForSequenceClassification,
-    BertForQuestionAnswering: MoEBertForQuestionAnswering,
-}
+# The MoE forward of each task head (tasks.Task.head), and the Auto class that loads the head.
+HEAD_FORWARDS = {"classification": MoEClassification, "question-answering": MoEQuestionAnswering}
 AUTO_HEADS = {
     "classification": AutoModelForSequenceClassification,
     "question-answering": AutoModelForQuestionAnswering,
 }
 
 
-AutoConfig.register("moebert", MoEBertConfig)
-AutoModelForSequenceClassification.register(MoEBertConfig, MoEBertForSequenceClassification)
-AutoModelForQuestionAnswering.register(MoEBertConfig, MoEBertForQuestionAnswering)
+def _moe_classes(backbone: Backbone) -> tuple[type, dict[type, type]]:
+    """The MoE config class of a backbone and its MoE task model per dense task model, registered with the
+    Auto classes. Named after the dense classes (MoEBertConfig, MoERobertaForSequenceClassification, ...):
+    an exported model's auto_map names them."""
+    dense_config = next(iter(backbone.heads.values())).config_class
+    config_class = type(
+        f"MoE{dense_config.__name__}",
+        (MoEConfigMixin, dense_config),
+        # __init__ named in the class body: transformers would otherwise derive the config's own from its
+        # dataclass fields, without the MoE settings.
+        {"model_type": backbone.moe_model_type, "__module__": __name__, "__init__": MoEConfigMixin.__init__},
+    )
+    AutoConfig.register(backbone.moe_model_type, config_class)
+    models = {}
+    for head, dense in backbone.heads.items():
+        moe = type(
+            f"MoE{dense.__name__}",
+            (HEAD_FORWARDS[head], MoEBertMixin, dense),
+            {"config_class": config_class, "backbone": backbone, "__module__": __name__},
+        )
+        AUTO_HEADS[head].register(config_class, moe)
+        models[dense] = moe
+    return config_class, models
+
+
+# Every backbone's MoE classes, as names of this module (an exported model's auto_map names them there).
+MOE_CONFIGS: dict[str, type] = {}
+MOE_HEADS: dict[type, type] = {}  # dense task model class -> its MoE class
+for _backbone in BACKBONES.values():
+    MOE_CONFIGS[_backbone.name], _heads = _moe_classes(_backbone)
+    MOE_HEADS.update(_heads)
+    globals().update({cls.__name__: cls for cls in (MOE_CONFIGS[_backbone.name], *_heads.values())})
+MoEBertConfig = MOE_CONFIGS["bert"]
+MoEBertForSequenceClassification = MOE_HEADS[BERT.heads["classification"]]
+MoEBertForQuestionAnswering = MOE_HEADS[BERT.heads["question-answering"]]

@@ -97,6 +97,27 @@ class MoEFFN(nn.Module):
             + self.LayerNorm.bias[0].numel()
         )
 
+    @torch.no_grad()
+    def load_experts(self, dense, chosen: list[torch.Tensor], layer_norm: nn.LayerNorm) -> None:
+        """Cut the experts from a dense FFN (`dense`: backbones.FFNWeights): expert e gets the neurons
+        `chosen[e]`, a copy of the FFN's output bias and of its LayerNorm. In a tied layout the first
+        shared_dim neurons of every expert (the same for all) go to the shared FFN once."""
+        private = 0
+        if self.shared is not None:
+            private = self.shared.up_proj.shape[-1]
+            common = dense.select(chosen[0][:private])
+            self.shared.up_proj.copy_(common.up.T)
+            self.shared.up_proj_bias.copy_(common.up_bias)
+            self.shared.down_proj.copy_(common.down.T)
+        for e, idx in enumerate(chosen):
+            own = dense.select(idx[private:])
+            self.experts.up_proj[e].copy_(own.up.T)
+            self.experts.up_proj_bias[e].copy_(own.up_bias)
+            self.experts.down_proj[e].copy_(own.down.T)
+            self.experts.down_proj_bias[e].copy_(dense.down_bias)
+        self.LayerNorm.weight.copy_(layer_norm.weight.expand_as(self.LayerNorm.weight))
+        self.LayerNorm.bias.copy_(layer_norm.bias.expand_as(self.LayerNorm.bias))
+
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         if self.router is not None:
             expert, scale, self.balance_loss = self.router(hidden_states, self.attention_mask)

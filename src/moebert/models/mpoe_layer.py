@@ -127,7 +127,9 @@ class MPOEFFN(nn.Module):
     defaults of moebert.models.mpo.factors_for), mpo_max_bond (an int or one per bond; None: full bond, so
     experts start exactly equal to the dense FFN) and mpo_forward ("rebuild" or "contract")."""
 
-    def __init__(self, config):
+    def __init__(self, config, implementation=None):
+        # `implementation` is the experts-interface kernel the sliced experts share (models/bert_experts.py);
+        # MPO experts contract their own tensors (mpo_forward), so it does not apply to them.
         super().__init__()
         h, n = config.hidden_size, config.num_experts
         in_factors, out_factors = mpo_factors(config)
@@ -152,12 +154,11 @@ class MPOEFFN(nn.Module):
         self.attention_mask: torch.Tensor | None = None
         self.balance_loss: torch.Tensor | None = None
 
-    def load_dense(self, intermediate: nn.Linear, output: nn.Linear, layer_norm: nn.LayerNorm) -> None:
-        """Make every expert the dense FFN (BertIntermediate.dense, BertOutput.dense and its LayerNorm):
-        exact up to float error at full bond, the best chain of the allowed bonds otherwise. The router
-        keeps its init."""
-        self.w_in.load_dense(intermediate.weight.T, intermediate.bias)
-        self.w_out.load_dense(output.weight.T, output.bias)
+    def load_dense(self, dense, layer_norm: nn.LayerNorm) -> None:
+        """Make every expert the dense FFN (`dense`: backbones.FFNWeights) with its LayerNorm: exact up to
+        float error at full bond, the best chain of the allowed bonds otherwise. The router keeps its init."""
+        self.w_in.load_dense(dense.up.T, dense.up_bias)
+        self.w_out.load_dense(dense.down.T, dense.down_bias)
         self.LayerNorm.load_state_dict(layer_norm.state_dict())
 
     def central_parameters(self) -> list[nn.Parameter]:

@@ -10,14 +10,14 @@ config, the CLI, the workflow and the cost model ask the kind; none of them bran
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Collection
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import BertPreTrainedModel
+from transformers import PreTrainedModel
 
+from moebert.backbones import backbone_of
 from moebert.cost import Dims
 from moebert.errors import MoebertError
 
@@ -154,29 +154,25 @@ class StudentKind:
 
     def card_rows(self, model) -> list[list[str]]:
         """The card's architecture rows beyond layers, hidden size and heads: a dense model's FFN."""
-        return [["FFN width", str(model.config.intermediate_size)], ["experts", "none (a dense BERT)"]]
-
-
-def in_ffn(key: str) -> bool:
-    """A weight of a BertLayer's FFN (BertIntermediate, BertOutput), which the experts replace; the attention's
-    own `attention.output` is not one."""
-    return re.search(r"\.layer\.\d+\.(intermediate|output)\.", key) is not None
+        title = backbone_of(model.config).title
+        return [["FFN width", str(model.config.intermediate_size)], ["experts", f"none (a dense {title})"]]
 
 
 def moe_student(teacher: nn.Module, **moe) -> nn.Module:
     """A MoE model with the teacher's head and config plus `moe` (MoEBertConfig fields), holding every teacher
     weight outside the FFNs (embeddings, attention, pooler, head); the caller fills in the FFNs."""
-    from moebert.models.modeling import MOE_HEADS, MoEBertConfig
+    from moebert.models.modeling import MOE_HEADS
 
     if type(teacher) not in MOE_HEADS:
         raise MoebertError(
             f"cannot build experts from a {type(teacher).__name__}: the teacher must be a dense "
-            f"{' or '.join(cls.__name__ for cls in MOE_HEADS)}"
+            f"{', '.join(sorted(cls.__name__ for cls in MOE_HEADS))}"
         )
     moe_class = MOE_HEADS[type(teacher)]
-    config = MoEBertConfig(**moe, **teacher.config.to_diff_dict())
+    config = moe_class.config_class(**moe, **teacher.config.to_diff_dict())
     config.architectures = [moe_class.__name__]
     student = moe_class(config)
+    in_ffn = moe_class.backbone.contract.is_ffn_key
     outside = {k: v for k, v in teacher.state_dict().items() if not in_ffn(k)}
     missing, unexpected = student.load_state_dict(outside, strict=False)
     assert not unexpected and all(in_ffn(k) or k == "hash_table" for k in missing), (missing, unexpected)
@@ -195,7 +191,7 @@ def init_gates(student: nn.Module, seed: int) -> None:
             )
 
 
-def dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:
+def dense_copy(teacher: nn.Module, **config) -> PreTrainedModel:
     """A dense model of the teacher's class (its task head) with the teacher's config changed by `config`,
     holding every teacher weight outside the encoder layers (embeddings, pooler, head; the caller fills in the
     layers)."""
@@ -203,9 +199,10 @@ def dense_copy(teacher: nn.Module, **config) -> BertPreTrainedModel:
     for key, value in config.items():
         setattr(student_config, key, value)
     student = type(teacher)(student_config)
-    outside = {k: v for k, v in teacher.state_dict().items() if not k.startswith("bert.encoder.")}
+    layers = backbone_of(teacher.config).layer_prefix(teacher)
+    outside = {k: v for k, v in teacher.state_dict().items() if not k.startswith(layers)}
     missing, unexpected = student.load_state_dict(outside, strict=False)
-    assert not unexpected and all(k.startswith("bert.encoder.") for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith(layers) for k in missing), (missing, unexpected)
     return student
 
 

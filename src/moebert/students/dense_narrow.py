@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import torch
 from torch import nn
-from transformers import BertPreTrainedModel
+from transformers import PreTrainedModel
 
+from moebert.backbones import backbone_of
 from moebert.cost import Dims
 from moebert.errors import MoebertError
 from moebert.students.base import MOEBERT_METHOD, StudentKind, dense_copy
@@ -16,7 +17,7 @@ from moebert.students.base import MOEBERT_METHOD, StudentKind, dense_copy
 
 def dense_narrow(
     teacher: nn.Module, orders: list[torch.Tensor], width: int
-) -> tuple[BertPreTrainedModel, list[list[int]]]:
+) -> tuple[PreTrainedModel, list[list[int]]]:
     """A dense student whose every FFN keeps the `width` most important neurons of the teacher's (in their
     original order), and those indices per layer."""
     config = teacher.config
@@ -31,13 +32,11 @@ def dense_narrow(
     student = dense_copy(teacher, intermediate_size=width)
     kept = []
     with torch.no_grad():
-        for layer_s, layer_t, order in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, orders):
+        backbone = backbone_of(config)
+        layers = zip(backbone.layer_list(student), backbone.layer_list(teacher), orders, strict=True)
+        for layer_s, layer_t, order in layers:
             idx = order[:width].sort().values
-            state = layer_t.state_dict()
-            state["intermediate.dense.weight"] = state["intermediate.dense.weight"][idx]
-            state["intermediate.dense.bias"] = state["intermediate.dense.bias"][idx]
-            state["output.dense.weight"] = state["output.dense.weight"][:, idx]
-            layer_s.load_state_dict(state)
+            layer_s.load_state_dict(backbone.contract.narrow_state(layer_t.state_dict(), idx))
             kept.append(idx.tolist())
     return student, kept
 

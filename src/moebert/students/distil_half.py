@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from torch import nn
-from transformers import BertPreTrainedModel
+from transformers import PreTrainedModel
 
+from moebert.backbones import backbone_of
 from moebert.cost import Dims
 from moebert.errors import MoebertError
 from moebert.students.base import MOEBERT_METHOD, StudentKind, dense_copy
@@ -21,12 +22,14 @@ def half_depth_layers(num_layers: int) -> list[int]:
     return list(range(1, num_layers, 2))
 
 
-def distil_half(teacher: nn.Module) -> tuple[BertPreTrainedModel, list[int]]:
+def distil_half(teacher: nn.Module) -> tuple[PreTrainedModel, list[int]]:
     """The half-depth student and the teacher layers (0-based) it was made of."""
     layers = half_depth_layers(teacher.config.num_hidden_layers)
     student = dense_copy(teacher, num_hidden_layers=len(layers))
-    for student_layer, index in zip(student.bert.encoder.layer, layers, strict=True):
-        student_layer.load_state_dict(teacher.bert.encoder.layer[index].state_dict())
+    backbone = backbone_of(teacher.config)
+    teacher_layers = backbone.layer_list(teacher)
+    for student_layer, index in zip(backbone.layer_list(student), layers, strict=True):
+        student_layer.load_state_dict(teacher_layers[index].state_dict())
     return student, layers
 
 

@@ -159,7 +159,7 @@ def adapt(
     gate_sentence_batch1: str = "scale",
     hash_balance: str = "reference",
 ) -> tuple[nn.Module, list[list[list[int]]]]:
-    """Build the MoE student from a fine-tuned dense BERT task model (classifier or QA), its experts cut from each
+    """Build the MoE student from a fine-tuned dense task model (classifier or QA), its experts cut from each
     FFN by `construction` (see `construct`), each with a copy of the FFN's output bias and LayerNorm. With
     `shared="tied"` the shared neurons (the first `shared_dim` of every expert) are stored once.
 
@@ -183,26 +183,14 @@ def adapt(
     config = student.config
     indices = []
     with torch.no_grad():
-        for layer_s, layer_t, order in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, orders):
-            w1, b1 = layer_t.intermediate.dense.weight, layer_t.intermediate.dense.bias
-            w2, b2 = layer_t.output.dense.weight, layer_t.output.dense.bias
-            ffn = layer_s.output
-            chosen = construct(construction, order, w1, num_experts, expert_dim, shared_dim, seed)
-            if ffn.shared is not None:  # every expert's first shared_dim neurons are the shared ones
-                common = chosen[0][:shared_dim]
-                ffn.shared.up_proj.copy_(w1[common].T)
-                ffn.shared.up_proj_bias.copy_(b1[common])
-                ffn.shared.down_proj.copy_(w2[:, common].T)
-            private = shared_dim if ffn.shared is not None else 0
-            experts = ffn.experts
-            for e, idx in enumerate(chosen):
-                own = idx[private:]
-                experts.up_proj[e].copy_(w1[own].T)
-                experts.up_proj_bias[e].copy_(b1[own])
-                experts.down_proj[e].copy_(w2[:, own].T)
-                experts.down_proj_bias[e].copy_(b2)
-            ffn.LayerNorm.weight.copy_(layer_t.output.LayerNorm.weight.expand_as(ffn.LayerNorm.weight))
-            ffn.LayerNorm.bias.copy_(layer_t.output.LayerNorm.bias.expand_as(ffn.LayerNorm.bias))
+        backbone = student.backbone
+        contract = backbone.contract
+        for layer_s, layer_t, order in zip(
+            backbone.layer_list(student), backbone.layer_list(teacher), orders
+        ):
+            dense = contract.read(layer_t)
+            chosen = construct(construction, order, dense.up, num_experts, expert_dim, shared_dim, seed)
+            contract.moe_module(layer_s).load_experts(dense, chosen, contract.norm(layer_t))
             indices.append([idx.tolist() for idx in chosen])
         if router in HASH_ROUTERS:
             layers, vocab = config.num_hidden_layers, config.vocab_size

@@ -44,8 +44,10 @@ def adapt_mpo(
         mpo_in_factors=in_factors,
         mpo_out_factors=out_factors,
     )
-    for layer_s, layer_t in zip(student.bert.encoder.layer, teacher.bert.encoder.layer):
-        layer_s.output.load_dense(layer_t.intermediate.dense, layer_t.output.dense, layer_t.output.LayerNorm)
+    backbone = student.backbone
+    contract = backbone.contract
+    for layer_s, layer_t in zip(backbone.layer_list(student), backbone.layer_list(teacher), strict=True):
+        contract.moe_module(layer_s).load_dense(contract.read(layer_t), contract.norm(layer_t))
     init_gates(student, seed)
     return student
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from moebert.backbones import backbone_of
 from moebert.tasks.qa import span_loss
 
 # Batch columns that hold targets, not model inputs (classification/regression; extractive QA).
@@ -36,8 +37,13 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def _ffn_weights(model: nn.Module):
-    for layer in model.bert.encoder.layer:
+    """(fc1, fc2) of every layer: the post-norm pair's `intermediate.dense` and `output.dense`."""
+    for layer in _layers(model):
         yield layer.intermediate.dense, layer.output.dense
+
+
+def _layers(model: nn.Module) -> nn.ModuleList:
+    return backbone_of(model.config).layer_list(model)
 
 
 def _forward_loss(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -63,7 +69,7 @@ def importance_scores(model: nn.Module, batches: Iterable[dict], progress: bool 
     handles = [fc1.register_forward_hook(lambda m, a, out: z_seen.append(out)) for fc1, _ in layers]
     handles += [
         layer.intermediate.register_forward_hook(lambda m, a, out: h_seen.append(out))
-        for layer in model.bert.encoder.layer
+        for layer in _layers(model)
     ]
     scores = [torch.zeros(fc1.out_features, dtype=torch.float64, device=device) for fc1, _ in layers]
     try:
