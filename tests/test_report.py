@@ -244,7 +244,13 @@ def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
     # Average main metric (RTE accuracy, MRPC F1): teacher (62 + 88) / 2 = 75, moebert (73 + 93) / 2 = 83.
     claims = [
         {"claim": "moebert at least 8 ahead", "method": "moebert", "vs": "teacher", "at_least": 8.0},
-        {"claim": "moebert at least 8.5 ahead", "method": "moebert", "vs": "teacher", "at_least": 8.5},
+        {
+            "claim": "moebert at least 8.5 ahead",
+            "method": "moebert",
+            "vs": "teacher",
+            "at_least": 8.5,
+            "note": "Distilling 8 epochs instead of 3 gives +8.6 (`snakemake ...`).",
+        },
         {"claim": "about equal", "methods": ["teacher", "moebert"], "spread_at_most": 7.5},
         {"claim": "about equal, loosely", "methods": ["moebert", "teacher"], "spread_at_most": 8.0},
         {"claim": "narrow ahead", "method": "dense-narrow", "vs": "teacher", "at_least": 0.0},
@@ -289,6 +295,12 @@ def test_claims_are_stated_with_their_numbers_and_whether_they_hold(tmp_path):
     assert table.difference.tolist()[:4] == ["8.0", "8.0", "8.0", "8.0"] and table.ci_low[0] == ""
     text = (tmp_path / "tables" / "claims.md").read_text()
     assert text.count("| fails (no interval)") == 3 and "| not measured" in text
+    # A claim's note goes under the table, with its verdict; claims without one leave no line.
+    assert text.endswith(
+        "\n## Notes\n\n- **moebert at least 8.5 ahead** (fails (no interval)): Distilling 8 epochs instead "
+        "of 3 gives +8.6 (`snakemake ...`).\n"
+    )
+    assert table.note.tolist() == [""] + [claims[1]["note"]] + [""] * 5
 
 
 def test_no_claims_and_no_sweeps_write_no_tables(tmp_path):

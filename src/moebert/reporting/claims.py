@@ -22,7 +22,7 @@ import pandas as pd
 from moebert.files import atomic_file
 from moebert.reporting.bootstrap import interval, verdict
 
-COLUMNS = ["verdict", "claim", "difference", "ci_low", "ci_high", "measured", "routing"]
+COLUMNS = ["verdict", "claim", "difference", "ci_low", "ci_high", "measured", "routing", "note"]
 
 
 def _statistic(
@@ -45,7 +45,7 @@ def _statistic(
 
 
 def check(claim: dict, main: pd.DataFrame, average: str, boot=None, collapsed: dict | None = None) -> dict:
-    """{verdict, claim, difference, ci_low, ci_high, measured, routing}. `boot`: a bootstrap.Replicates (None:
+    """{verdict, claim, difference, ci_low, ci_high, measured, routing, note}. `boot`: a bootstrap.Replicates (None:
     no interval); `collapsed`: method -> where its router collapsed. Without an interval the verdict is the
     point estimate's, marked as such; "not measured" when a method it names has no average."""
     names = [claim["method"], claim["vs"]] if "method" in claim else list(claim["methods"])
@@ -53,7 +53,7 @@ def check(claim: dict, main: pd.DataFrame, average: str, boot=None, collapsed: d
     averages = main[average].dropna()
     keys = list(per_task.columns)
     flags = "; ".join(f"{m}: {collapsed[m]}" for m in dict.fromkeys(names) if collapsed and m in collapsed)
-    row = {"claim": claim["claim"], "routing": flags}
+    row = {"claim": claim["claim"], "routing": flags, "note": claim.get("note", "")}
     absent = [m for m in names if m not in averages.index]
     if absent:
         return {
@@ -131,6 +131,10 @@ def write_claims(
     if table.routing.fillna("").str.len().any():
         shown = shown.assign(routing=table.routing.fillna(""))
     text = f"# {TITLE}\n\n{NOTE}\n\n" + shown.to_markdown(index=False) + "\n"
+    # Notes under the table, not in a column: they are paragraphs (an experiment and its numbers).
+    notes = [f"- **{row.claim}** ({row.verdict}): {row.note}" for row in table.itertuples() if row.note]
+    if notes:
+        text += "\n## Notes\n\n" + "\n".join(notes) + "\n"
     with atomic_file(tables_dir / "claims.md") as tmp:
         tmp.write_text(text)
     return shown
