@@ -4,6 +4,7 @@ config through the whole DAG, an idle rerun, and a killed training job that resu
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -245,6 +246,27 @@ def test_one_teacher_per_task_with_per_seed_false(tmp_path, glue_dir):
         assert f"results/teacher/{job.wildcards['task']}/seed3" in job.input
     teacher_rows = [job for job in by_rule["evaluate"] if job.wildcards["method"] == "teacher"]
     assert {job.wildcards["seed"] for job in teacher_rows} == {"3"}
+
+
+def test_a_data_directory_with_a_newer_mtime_prepares_nothing_again(tmp_path, glue_dir):
+    """A re-synced or re-mounted data share gets a new mtime; the prepared tasks must not be redone (every
+    job of a campaign follows from them)."""
+    from moebert.dag import dry_run
+
+    data = tmp_path / "glue"
+    for name in ("RTE", "STS-B"):
+        shutil.copytree(glue_dir / name, data / name)
+    config = tmp_path / "config.yaml"
+    raw = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config.write_text(yaml.safe_dump({**raw, "data": str(data)}))
+    for task in ("rte", "stsb"):
+        prepared = tmp_path / "resources" / "data" / task
+        prepared.mkdir(parents=True)
+        os.utime(prepared, (1e9, 1e9))  # 2001, older than the copied data
+    rules = {
+        job.rule for job in dry_run(["--configfile", str(config), "--directory", str(tmp_path), "--nolock"])
+    }
+    assert "finetune" in rules and "prepare_data" not in rules, rules
 
 
 @pytest.mark.skipif(not shutil.which("sbatch"), reason="the slurm executor needs SLURM's commands")

@@ -56,8 +56,10 @@ def data_dir(wildcards):
 
 def data_source(wildcards):
     """Input of prepare_data: the configured directory of the task's family (none for the hub), or a user
-    task's files."""
-    return SETTINGS.data_inputs(wildcards.task)
+    task's files. A directory counts as ancient: its mtime moves when the share is re-synced or re-mounted or
+    an entry is added, never when a file in it is edited, and a newer one would re-prepare every task and so
+    retrain the whole campaign. After changing the data, rerun with `-R prepare_data`."""
+    return [ancient(path) if Path(path).is_dir() else path for path in SETTINGS.data_inputs(wildcards.task)]
 
 
 def _is_hub_model(name: str) -> bool:
