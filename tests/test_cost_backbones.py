@@ -209,3 +209,13 @@ def test_plan_prints_every_job_of_a_hub_models_config_offline(configfile, tmp_pa
     assert counts["distill"] == counts["adapt"] == runs * len(trained)
     total = re.search(r"^total\s+(\d+)\s", done.stdout, re.MULTILINE)
     assert int(total[1]) == sum(counts.values())
+
+
+def test_speed_presets_are_sized_through_their_backbone(monkeypatch):
+    from moebert.speed import measure
+
+    assert jobs._speed_dims("bert-base") == Dims(12, 768, 3072)
+    assert jobs._speed_dims("minilm") == Dims(6, 384, 1536)
+    deberta = {**KNOWN_MODELS["microsoft/deberta-v3-base"], "num_attention_heads": 12}
+    monkeypatch.setitem(measure.PRESETS, "deberta-v3-base", deberta)
+    assert jobs._speed_dims("deberta-v3-base") == model_dims("microsoft/deberta-v3-base")
