@@ -89,12 +89,14 @@ def _trains(settings: Settings, method: str | None) -> bool:
 
 
 def _speed_dims(preset: str) -> cost.Dims:
-    from transformers import BertConfig
+    """A speed preset's dimensions: its config values, of its `model_type` (BERT without one), through the
+    backbone's arithmetic as for a teacher."""
+    from transformers import AutoConfig
 
     from moebert.speed.measure import PRESETS
 
-    bert = BertConfig(**PRESETS[preset])
-    return cost.Dims(bert.num_hidden_layers, bert.hidden_size, bert.intermediate_size)
+    values = dict(PRESETS[preset])
+    return cost.config_dims(AutoConfig.for_model(values.pop("model_type", "bert"), **values))
 
 
 def work(settings: Settings, rule: str, wildcards) -> cost.Work:

@@ -19,6 +19,7 @@ column j of the output projection: `FFNWeights` holds a layer's FFN in those ter
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -147,6 +148,11 @@ class Backbone:
     position_offset: bool = False
     # Student kinds it cannot build, with the reason (refused before any job).
     refuses: dict[str, str] = field(default_factory=dict)
+    # For the cost model (moebert.cost.Dims): the hidden x ffn matrices a token's FFN multiplies, 2 for the
+    # pair (W1, W2), 3 for a GLU (Wi's activated and gate halves, Wo); and, from a config, the columns of
+    # attention scores a token adds per layer beyond QK^T (DeBERTa's relative-position scores).
+    ffn_matrices: int = 2
+    relative_scores: Callable[[object], int] = field(default=lambda config: 0)  # none
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         """The encoder layers of a task model (or of its base model)."""

@@ -259,7 +259,7 @@ class MoE(StudentKind):
             options["shared_dim"],
         )
         own = width - shared if options["shared"] == "tied" else width  # the neurons each expert stores
-        stored = 2 * h * (n * own + (width - own))
+        stored = teacher.ffn_matrices * h * (n * own + (width - own))
         return replace(teacher, ffn=width, moe=True, stored_ffn=stored)
 
     def needs_train_tokens(self, options: dict) -> bool:
