@@ -1,6 +1,7 @@
 """ModernBERT, the pre-norm GLU contract: every student kind equals its dense construction exactly or is refused,
 importance equals its per-example brute force, and the exported folder reloads without the package."""
 
+import copy
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from moebert.export.folder import export
 from moebert.models.glu_layer import GluMoEFFN
 from moebert.models.loading import load_model, parameter_counts
 from moebert.models.routing import HASH_ROUTERS, ROUTERS
+from moebert.speed.reference_style import reference_style
 from moebert.students.dense_narrow import dense_narrow
 from moebert.students.distil_half import distil_half
 from moebert.students.moe import adapt
@@ -354,3 +356,14 @@ def test_exported_folder_reloads_without_the_package(teacher, tmp_path, router):
     assert done.returncode == 0, done.stderr[-3000:]
     got = torch.load(tmp_path / "out.pt")["m"]
     torch.testing.assert_close(got, _forward(student.eval(), inputs).logits, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("router", ["hash-random", "gate-token"])
+def test_the_reference_style_forward_has_the_same_outputs(teacher, router):
+    """`moebert speed --reference` on a ModernBERT: the reference's grouping around the GLU experts."""
+    student, _ = adapt(teacher, random_orders(), 4, 24, 16, router=router, shared="tied", seed=8)
+    inputs = batch(labels=False)
+    fast = _forward(student.eval(), inputs).logits
+    with reference_style(copy.deepcopy(student)) as reference, torch.no_grad():
+        assert all("forward" in vars(layer) for layer in reference.moe_layers())
+        torch.testing.assert_close(reference(**inputs).logits, fast, rtol=1e-5, atol=1e-6)

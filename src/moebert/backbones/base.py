@@ -165,7 +165,7 @@ class Backbone:
     refuses: dict[str, str] = field(default_factory=dict)
 
     def check_student(self, kind: str) -> None:
-        """Refuse a student kind this backbone cannot build, with the reason (before any job is run)."""
+        """Refuse a student kind this backbone lists in `refuses`, with the reason."""
         if kind in self.refuses:
             raise MoebertError(
                 f"student {kind} cannot be built from a {self.title} teacher: {self.refuses[kind]}"
