@@ -367,3 +367,53 @@ def test_the_reference_style_forward_has_the_same_outputs(teacher, router):
     with reference_style(copy.deepcopy(student)) as reference, torch.no_grad():
         assert all("forward" in vars(layer) for layer in reference.moe_layers())
         torch.testing.assert_close(reference(**inputs).logits, fast, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "mlp-bias"])
+@pytest.mark.parametrize("implementation", ["batched_mm", "grouped_mm"])
+def test_every_experts_implementation_computes_the_eager_glu(bias, implementation):
+    """The interface's kernels split the stacked projection as the eager expert does (act of the first half
+    times the second): the same outputs and gradients, with an expert that gets no token."""
+    teacher = tiny_modernbert(mlp_bias=bias, norm_bias=bias)
+    student = adapt(teacher, random_orders(), 4, 24, 16, router="gate-token", seed=9)[0].eval()
+    gen = torch.Generator().manual_seed(10)
+    with torch.no_grad():
+        for param in student.parameters():
+            param.add_(torch.randn(param.shape, generator=gen) * 0.05)
+    layer = student.moe_layers()[1]
+    y = torch.randn(2, 9, 32, generator=gen)
+    results = {}
+    for name in ("eager", implementation):
+        student.set_experts_implementation(name)
+        student.zero_grad()
+        layer.expert_ids = torch.randint(3, (18,), generator=torch.Generator().manual_seed(11))  # no expert 3
+        layer.router = None
+        out = layer(y)
+        out.pow(2).sum().backward()
+        results[name] = (out.detach(), [p.grad.clone() for p in layer.experts.parameters()])
+    torch.testing.assert_close(results[implementation][0], results["eager"][0], rtol=1e-5, atol=1e-6)
+    for got, expected in zip(results[implementation][1], results["eager"][1], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tied_shared_weights_get_the_sum_of_the_copies_gradients(teacher):
+    built = {
+        shared: adapt(teacher, random_orders(), 4, 24, 16, expert_dropout=0.0, shared=shared)[0]
+        for shared in ("copied", "tied")
+    }
+    b = batch()
+    for student in built.values():
+        no_dropout(student).train()
+        student(**b).loss.backward()
+    for copied, tied in zip(built["copied"].moe_layers(), built["tied"].moe_layers(), strict=True):
+        copies, shared = copied.experts, tied.shared
+        # gate_up_proj's columns: the activated half, then the gate half, each shared neurons first.
+        halves = copies.gate_up_proj.grad.split(24, dim=-1)
+        torch.testing.assert_close(
+            shared.gate_up_proj.grad, torch.cat([h[..., :16] for h in halves], -1).sum(0)
+        )
+        torch.testing.assert_close(shared.down_proj.grad, copies.down_proj.grad[:, :16].sum(0))
+        torch.testing.assert_close(
+            tied.experts.gate_up_proj.grad, torch.cat([h[..., 16:] for h in halves], -1)
+        )
+        assert shared.gate_up_proj.grad.abs().sum() > 0
