@@ -417,3 +417,71 @@ def test_tied_shared_weights_get_the_sum_of_the_copies_gradients(teacher):
             tied.experts.gate_up_proj.grad, torch.cat([h[..., 16:] for h in halves], -1)
         )
         assert shared.gate_up_proj.grad.abs().sum() > 0
+
+
+def tiny_modernbert_dir(path):
+    """A saved random ModernBERT with the packaged MiniLM's word pieces, tokenized without token types (as
+    ModernBERT's own tokenizer does), its special ids the tokenizer's."""
+    from moebert.hub import PACKAGED_MINILM
+    from moebert.models.loading import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model(PACKAGED_MINILM), model_input_names=["input_ids", "attention_mask"]
+    )
+    special = {"pad_token_id": tokenizer.pad_token_id, "cls_token_id": tokenizer.cls_token_id}
+    special |= {"sep_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id}
+    model = tiny_modernbert(max_position_embeddings=128, eos_token_id=tokenizer.sep_token_id, **special)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_tiny_modernbert_config_runs_end_to_end(tmp_path, glue_dir):
+    """The workflow on a random ModernBERT teacher: every stage through report, export and predict, the MoE
+    student under a tied token gate, dense-narrow and majority."""
+    import yaml
+    from test_workflow import REPO, SNAKEFILE, snakemake
+
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config["teacher"]["model"] = str(tiny_modernbert_dir(tmp_path / "modernbert"))
+    config["tasks"] = ["rte"]
+    config["methods"] = {
+        "moebert": {
+            "num_experts": 4,
+            "expert_dim": 24,
+            "shared_dim": 16,
+            "router": "gate-token",
+            "shared": "tied",
+        },
+        "dense-narrow": {"student": "dense-narrow", "expert_dim": 24},
+        "majority": {"student": "majority"},
+    }
+    for key in ("sweeps", "claims"):
+        config.pop(key)
+    del config["task_settings"]["stsb"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    argv = ["-s", SNAKEFILE, "--directory", tmp_path / "run", "--configfile", tmp_path / "config.yaml"]
+    proc = snakemake(*argv, "--config", f"data={glue_dir}", "--cores", 2, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    results = tmp_path / "run" / "results"
+    table = (results / "tables" / "glue.md").read_text()
+    assert all(name in table for name in ("teacher", "moebert", "dense-narrow", "majority"))
+    metrics = json.loads((results / "metrics" / "rte" / "moebert" / "seed0.json").read_text())
+    assert metrics["params"]["effective"] < metrics["params"]["total"]
+    exported = results / "export" / "rte" / "moebert" / "seed0"
+    assert {"glu_layer.py", "modernbert.py", "modeling.py"} <= {p.name for p in exported.iterdir()}
+    assert json.loads((exported / "config.json").read_text())["model_type"] == "moe-modernbert"
+    rows = (results / "predictions" / "moebert" / "seed0" / "rte" / "RTE.tsv").read_text().splitlines()
+    assert len(rows) == 3001
+
+
+def test_tied_equals_copied_with_biases():
+    """mlp_bias: the shared GLU keeps its neurons' input biases, every expert its own and the output bias."""
+    teacher = tiny_modernbert(mlp_bias=True, norm_bias=True)
+    built = [
+        adapt(teacher, random_orders(), 4, 24, 16, seed=3, shared=s)[0].eval() for s in ("copied", "tied")
+    ]
+    assert built[1].moe_layers()[0].shared.gate_up_proj_bias.shape == (32,)
+    inputs = batch(labels=False)
+    _assert_same(_forward(built[1], inputs), _forward(built[0], inputs), inputs["attention_mask"].bool())

@@ -21,6 +21,8 @@ GLU acts neuron by neuron, the two are the same function at initialisation.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -35,7 +37,9 @@ class _GluExperts(nn.Module):
     """N GLU FFNs of `width` neurons, weights in the interface's transposed layout [experts, in, out]. The
     output bias is the dense layer's, one per expert (as the reference's experts each copy BERT's)."""
 
-    def __init__(self, implementation: ExpertsImplementation, config, width: int, bias: bool):
+    bias: ClassVar[bool]  # the experts have biases (config.mlp_bias)
+
+    def __init__(self, implementation: ExpertsImplementation, config, width: int):
         super().__init__()
         n, h = config.num_experts, config.hidden_size
         self.num_experts = n
@@ -43,7 +47,7 @@ class _GluExperts(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(n, width, h))  # Wo columns of the neurons, transposed
         for w in (self.gate_up_proj, self.down_proj):
             nn.init.normal_(w, std=config.initializer_range)
-        if bias:
+        if self.bias:
             self.gate_up_proj_bias = nn.Parameter(torch.zeros(n, 2 * width))
             self.down_proj_bias = nn.Parameter(torch.zeros(n, h))
         self.act_fn = ACT2FN[backbone_of(config.model_type).activation(config)]
@@ -88,12 +92,12 @@ class _GluExperts(nn.Module):
 # The interface fixes at decoration whether the experts have biases: one class per case (config.mlp_bias).
 @use_experts_implementation(is_transposed=True, has_bias=False, has_gate=True)
 class GluExperts(_GluExperts):
-    pass
+    bias = False
 
 
 @use_experts_implementation(is_transposed=True, has_bias=True, has_gate=True)
 class GluExpertsWithBias(_GluExperts):
-    pass
+    bias = True
 
 
 class SharedGlu(nn.Module):
@@ -131,7 +135,7 @@ class GluMoEFFN(nn.Module):
         tied = config.shared == "tied" and config.shared_dim > 0
         self.shared = SharedGlu(config, bias) if tied else None
         width = config.expert_dim - config.shared_dim if tied else config.expert_dim
-        self.experts = (GluExpertsWithBias if bias else GluExperts)(implementation, config, width, bias)
+        self.experts = (GluExpertsWithBias if bias else GluExperts)(implementation, config, width)
         self.router = None
         if config.router in GATE_ROUTERS:
             self.router = GateRouter(
