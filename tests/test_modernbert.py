@@ -421,7 +421,7 @@ def test_tied_shared_weights_get_the_sum_of_the_copies_gradients(teacher):
 
 def tiny_modernbert_dir(path):
     """A saved random ModernBERT with the packaged MiniLM's word pieces, tokenized without token types (as
-    ModernBERT's own tokenizer does), its special ids the tokenizer's."""
+    ModernBERT's own tokenizer does), its special ids the tokenizer's; a head of RTE's two labels."""
     from moebert.hub import PACKAGED_MINILM
     from moebert.models.loading import resolve_model
 
@@ -430,7 +430,9 @@ def tiny_modernbert_dir(path):
     )
     special = {"pad_token_id": tokenizer.pad_token_id, "cls_token_id": tokenizer.cls_token_id}
     special |= {"sep_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id}
-    model = tiny_modernbert(max_position_embeddings=128, eos_token_id=tokenizer.sep_token_id, **special)
+    model = tiny_modernbert(
+        max_position_embeddings=128, eos_token_id=tokenizer.sep_token_id, num_labels=2, **special
+    )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
