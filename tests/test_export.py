@@ -326,6 +326,7 @@ def test_shipped_sources_are_the_package_modules_with_relative_imports(exported)
     assert set(shipped) == {
         "modeling.py",
         "moe_layer.py",
+        "glu_layer.py",
         "bert_experts.py",
         "routing.py",
         "mpoe_layer.py",

@@ -7,10 +7,13 @@ from moebert.backbones.base import Backbone, FFNContract, FFNWeights, PairContra
 from moebert.backbones.bert import BERT
 from moebert.backbones.deberta_v2 import DEBERTA_V2
 from moebert.backbones.electra import ELECTRA
+from moebert.backbones.modernbert import MODERNBERT
 from moebert.backbones.roberta import ROBERTA, XLM_ROBERTA
 from moebert.errors import MoebertError
 
-BACKBONES: dict[str, Backbone] = {b.name: b for b in (BERT, ROBERTA, XLM_ROBERTA, ELECTRA, DEBERTA_V2)}
+BACKBONES: dict[str, Backbone] = {
+    b.name: b for b in (BERT, ROBERTA, XLM_ROBERTA, ELECTRA, DEBERTA_V2, MODERNBERT)
+}
 _BY_MODEL_TYPE = {t: b for b in BACKBONES.values() for t in (*b.model_types, b.moe_model_type)}
 
 

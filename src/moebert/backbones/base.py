@@ -26,6 +26,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from moebert.errors import MoebertError
+
 
 @dataclass(frozen=True)
 class FFNWeights:
@@ -89,6 +91,17 @@ class FFNContract:
         """The LayerNorm inside the FFN block (post-norm), which every expert copies; None when it is outside."""
         return None
 
+    def importance_linears(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
+        """The dense FFN's input projection (its output: the neurons' pre-activations, one row of its weight
+        per output) and output projection (its input: the neurons' activations, one column per neuron), whose
+        weight x gradient terms make a neuron's importance (training/importance.py)."""
+        raise NotImplementedError
+
+    def neuron_terms(self, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """A neuron's weight x gradient term [..., ffn] from those of the input projection's rows [..., rows]
+        and of the output projection's columns [..., ffn]: one row per neuron, their sum."""
+        return rows + columns
+
 
 class PairContract(FFNContract):
     """BERT's `intermediate` (dense W1, activation) + `output` (dense W2, dropout, LayerNorm, residual): a module
@@ -124,6 +137,9 @@ class PairContract(FFNContract):
     def norm(self, layer):
         return layer.output.LayerNorm
 
+    def importance_linears(self, layer):
+        return layer.intermediate.dense, layer.output.dense
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -153,6 +169,13 @@ class Backbone:
     # attention scores a token adds per layer beyond QK^T (DeBERTa's relative-position scores).
     ffn_matrices: int = 2
     relative_scores: Callable[[object], int] = field(default=lambda config: 0)  # none
+
+    def check_student(self, kind: str) -> None:
+        """Refuse a student kind this backbone lists in `refuses`, with the reason."""
+        if kind in self.refuses:
+            raise MoebertError(
+                f"student {kind} cannot be built from a {self.title} teacher: {self.refuses[kind]}"
+            )
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         """The encoder layers of a task model (or of its base model)."""

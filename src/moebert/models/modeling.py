@@ -36,6 +36,7 @@ from moebert.models.bert_experts import (
     ExpertsImplementation,
     resolve_implementation,
 )
+from moebert.models.glu_layer import GluMoEFFN
 from moebert.models.moe_layer import SHARED_LAYOUTS, MoEFFN
 from moebert.models.mpo import DEFAULT_FORWARD
 from moebert.models.mpoe_layer import MPOEFFN, MPOExperts
@@ -44,7 +45,7 @@ from moebert.models.routing import HASH_ROUTERS, ROUTERS, SENTENCE_GATE_BATCH1, 
 # The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
 # dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE). Per FFN contract: the
 # MoE module that takes the place of that contract's FFN.
-FFN_TYPES = {"moe": {"pair": MoEFFN}, "mpoe": {"pair": MPOEFFN}}
+FFN_TYPES = {"moe": {"pair": MoEFFN, "glu": GluMoEFFN}, "mpoe": {"pair": MPOEFFN}}
 
 
 class MoEConfigMixin:
@@ -143,7 +144,7 @@ class MoEBertMixin:
         weights = next(self.parameters())
         dims = [self.config.hidden_size]
         if self.config.ffn == "moe":
-            dims += [self.moe_layers()[0].experts.up_proj.shape[-1]]
+            dims += [self.moe_layers()[0].experts.down_proj.shape[-2]]  # the experts' width
         device = device or weights.device
         chosen = resolve_implementation(name, torch.device(device).type, dims, weights.dtype)
         self.experts_implementation._experts_implementation = chosen

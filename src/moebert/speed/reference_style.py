@@ -8,9 +8,9 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from transformers import BertForSequenceClassification
 
-from moebert.models.modeling import MoEBertForSequenceClassification
+from moebert.models.glu_layer import GluMoEFFN
+from moebert.models.modeling import MoEBertForSequenceClassification, MoEBertMixin
 from moebert.models.moe_layer import MoEFFN
 from moebert.models.routing import HASH_ROUTERS
 
@@ -43,6 +43,29 @@ def _reference_ffn_forward(
     return y.view_as(input_tensor)
 
 
+def _reference_glu_forward(layer: GluMoEFFN, routes, hidden_states: torch.Tensor) -> torch.Tensor:
+    """The same grouping for a pre-norm GLU's experts (models/glu_layer.py), which have no LayerNorm and no
+    residual of their own."""
+    expert_ids, scale = routes(hidden_states)
+    y = hidden_states.reshape(-1, hidden_states.shape[-1])
+    order = expert_ids.argsort()
+    sizes = torch.bincount(expert_ids, minlength=layer.num_experts).tolist()
+    outputs = []
+    for e, tokens in enumerate(y[order].split(sizes)):
+        out = layer.experts.expert(e, tokens)
+        if layer.shared is not None:
+            out = out + layer.shared(tokens, layer.experts.dropout)
+        outputs.append(out)
+    out = torch.vstack(outputs)[order.argsort()]
+    if scale is not None:
+        out = out * scale.unsqueeze(-1)
+    return out.view_as(hidden_states)
+
+
+# The reference-style forward of each FFN contract's MoE layer (backbones/base.py), with that layer's signature.
+REFERENCE_FORWARDS = {"pair": _reference_ffn_forward, "glu": _reference_glu_forward}
+
+
 def _gate_routes(layer: MoEFFN):
     """A gate's expert per token and its probability, as the fast forward's gate decides."""
 
@@ -66,14 +89,16 @@ def reference_style(model: MoEBertForSequenceClassification):
 
         def model_forward(input_ids=None, **kwargs):
             ids["flat"] = input_ids.reshape(-1)
-            return BertForSequenceClassification.forward(model, input_ids=input_ids, **kwargs)
+            # The dense head's forward (BertForSequenceClassification's, ...), under the MoE head's.
+            return super(MoEBertMixin, model).forward(input_ids=input_ids, **kwargs)
 
         model.forward = model_forward
         routes = [lambda _, i=i: (model.hash_table[i][ids["flat"]], None) for i in range(len(layers))]
     else:
         routes = [_gate_routes(layer) for layer in layers]
+    reference_forward = REFERENCE_FORWARDS[model.backbone.contract.name]
     for layer, layer_routes in zip(layers, routes):
-        layer.forward = lambda h, r, layer=layer, f=layer_routes: _reference_ffn_forward(layer, f, h, r)
+        layer.forward = lambda *args, layer=layer, f=layer_routes: reference_forward(layer, f, *args)
     try:
         yield model
     finally:

@@ -95,7 +95,10 @@ def importance_orders(path: str, layers: int):
 
 
 def run(args) -> None:
-    from moebert.models.loading import load_model, load_tokenizer
+    from transformers import AutoConfig
+
+    from moebert.backbones import backbone_of
+    from moebert.models.loading import load_model, load_tokenizer, resolve_model
 
     adapt = from_args(AdaptOptions, args)
     kind = get_student(adapt.student)
@@ -112,6 +115,7 @@ def run(args) -> None:
             f"{', '.join(rows)}: only a student routed by hash-balance counts train tokens; leave "
             f"{'them' if len(rows) > 1 else 'it'} out"
         )
+    backbone_of(AutoConfig.from_pretrained(resolve_model(args.model))).check_student(kind.name)
     tokenizer = load_tokenizer(args.model)
     teacher = load_model(args.model)
     orders = (

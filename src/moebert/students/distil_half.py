@@ -24,9 +24,10 @@ def half_depth_layers(num_layers: int) -> list[int]:
 
 def distil_half(teacher: nn.Module) -> tuple[PreTrainedModel, list[int]]:
     """The half-depth student and the teacher layers (0-based) it was made of."""
+    backbone = backbone_of(teacher.config)
+    backbone.check_student(DistilHalf.name)
     layers = half_depth_layers(teacher.config.num_hidden_layers)
     student = dense_copy(teacher, num_hidden_layers=len(layers))
-    backbone = backbone_of(teacher.config)
     teacher_layers = backbone.layer_list(teacher)
     for student_layer, index in zip(backbone.layer_list(student), layers, strict=True):
         student_layer.load_state_dict(teacher_layers[index].state_dict())

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from moebert.backbones import backbone_of
 from moebert.cost import Dims
 from moebert.models import mpo
 from moebert.models.mpo import DEFAULT_FORWARD
@@ -34,6 +35,7 @@ def adapt_mpo(
     seed: int = 0,
 ) -> nn.Module:
     """The MPOE student of `teacher`: full bonds (max_bond None) make every expert exactly the dense FFN."""
+    backbone_of(teacher.config).check_student(MPOE.name)
     student = moe_student(
         teacher,
         ffn="mpoe",

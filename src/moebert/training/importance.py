@@ -5,12 +5,14 @@ output weight,
 
     I_j = sum over examples (x, y) of | w1_j . grad_{w1_j} L(x, y) + w2_j . grad_{w2_j} L(x, y) |.
 
-Both dot products follow from activations and their gradients: with z = W1 a + b1 and h = act(z),
+Both dot products follow from activations and their gradients: with z = W1 a + b1 and h the input of W2,
 w1_j . grad_{w1_j} L = sum_t dL/dz_tj (z_tj - b1_j) and w2_j . grad_{w2_j} L = sum_t h_tj dL/dh_tj.
 Examples are independent in eval mode, so one backward pass of the summed per-example loss gives every
 example's terms at once (`importance_scores`), instead of one autograd call per example per matrix as in
 the reference (`importance_scores_autograd`, kept as the slow ground truth for tests and benchmarks).
-The hooks keep the intermediate pre-activation z and activation h of every layer of the last forward.
+The backbone's FFN contract names the two projections and turns their per-row and per-column terms into a
+neuron's (a GLU neuron has two rows of its input projection: backbones/modernbert.py); hooks keep the input
+projection's output z and the output projection's input h of every layer of the last forward.
 """
 
 from __future__ import annotations
@@ -36,14 +38,11 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits, labels, reduction="none")
 
 
-def _ffn_weights(model: nn.Module):
-    """(fc1, fc2) of every layer: the post-norm pair's `intermediate.dense` and `output.dense`."""
-    for layer in _layers(model):
-        yield layer.intermediate.dense, layer.output.dense
-
-
-def _layers(model: nn.Module) -> nn.ModuleList:
-    return backbone_of(model.config).layer_list(model)
+def _ffn_linears(model: nn.Module):
+    """(input projection, output projection) of every layer's dense FFN, as its backbone's contract names them."""
+    contract = backbone_of(model.config).contract
+    for layer in backbone_of(model.config).layer_list(model):
+        yield contract.importance_linears(layer)
 
 
 def _forward_loss(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -63,15 +62,13 @@ def importance_scores(model: nn.Module, batches: Iterable[dict], progress: bool 
     """Eq. 4 with one backward pass per batch; returns one score vector per layer (float64)."""
     model.eval()
     device = next(model.parameters()).device
-    layers = list(_ffn_weights(model))
+    contract = backbone_of(model.config).contract
+    layers = list(_ffn_linears(model))
     z_seen: list[torch.Tensor] = []
     h_seen: list[torch.Tensor] = []
     handles = [fc1.register_forward_hook(lambda m, a, out: z_seen.append(out)) for fc1, _ in layers]
-    handles += [
-        layer.intermediate.register_forward_hook(lambda m, a, out: h_seen.append(out))
-        for layer in _layers(model)
-    ]
-    scores = [torch.zeros(fc1.out_features, dtype=torch.float64, device=device) for fc1, _ in layers]
+    handles += [fc2.register_forward_pre_hook(lambda m, a: h_seen.append(a[0])) for _, fc2 in layers]
+    scores = [torch.zeros(fc2.in_features, dtype=torch.float64, device=device) for _, fc2 in layers]
     try:
         for batch in tqdm(batches, desc="importance", disable=not progress):
             z_seen.clear()
@@ -83,10 +80,10 @@ def importance_scores(model: nn.Module, batches: Iterable[dict], progress: bool 
             dz, dh = grads[: len(layers)], grads[len(layers) :]
             with torch.no_grad():
                 for i, (fc1, _) in enumerate(layers):
-                    per_example = (dz[i] * (z_seen[i] - fc1.bias) + h_seen[i] * dh[i]).sum(
-                        dim=1
-                    )  # [batch, ffn]
-                    scores[i] += per_example.abs().sum(0).double()
+                    z = z_seen[i] if fc1.bias is None else z_seen[i] - fc1.bias
+                    rows = (dz[i] * z).sum(dim=1)  # [batch, rows of fc1]
+                    columns = (h_seen[i] * dh[i]).sum(dim=1)  # [batch, ffn]
+                    scores[i] += contract.neuron_terms(rows, columns).abs().sum(0).double()
     finally:
         for handle in handles:
             handle.remove()
@@ -98,15 +95,16 @@ def importance_scores_autograd(model: nn.Module, batches: Iterable[dict]) -> lis
     call per weight matrix (2 x layers x batch backward passes through the batch's graph)."""
     model.eval()
     device = next(model.parameters()).device
-    weights = [(fc1.weight, fc2.weight) for fc1, fc2 in _ffn_weights(model)]
-    scores = [torch.zeros(w1.shape[0], dtype=torch.float64, device=device) for w1, _ in weights]
+    contract = backbone_of(model.config).contract
+    weights = [(fc1.weight, fc2.weight) for fc1, fc2 in _ffn_linears(model)]
+    scores = [torch.zeros(w2.shape[1], dtype=torch.float64, device=device) for _, w2 in weights]
     for batch in batches:
         losses = _forward_loss(model, {k: v.to(device) for k, v in batch.items()})
         for loss in losses:
             for i, (w1, w2) in enumerate(weights):
                 (g1,) = torch.autograd.grad(loss, w1, retain_graph=True)
                 (g2,) = torch.autograd.grad(loss, w2, retain_graph=True)
-                scores[i] += ((w1 * g1).sum(1) + (w2 * g2).sum(0)).abs().double()
+                scores[i] += contract.neuron_terms((w1 * g1).sum(1), (w2 * g2).sum(0)).abs().double()
     return [s.cpu() for s in scores]
 
 
