@@ -26,11 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "lib"))
 import jobs
 
-MODERNBERT = pytest.mark.skipif(
-    "modernbert" not in {t for b in BACKBONES.values() for t in b.model_types},
-    reason="the ModernBERT backbone is not registered",
-)
-
 
 def test_flops_and_parameters_of_a_tiny_pair_glu_and_relative_attention_by_hand():
     # Pair, 2 layers of hidden 8, FFN 32: per layer 4 * 8^2 attention + 2 * 8 * 32 FFN weights.
@@ -148,7 +143,6 @@ def test_known_hub_models_have_their_config_jsons_dimensions():
     assert all("model_type" in values for values in KNOWN_MODELS.values())
 
 
-@MODERNBERT
 def test_modernbert_base_is_known_with_its_glu():
     assert model_dims("answerdotai/ModernBERT-base") == Dims(22, 768, 1152, 50368, ffn_matrices=3)
 
@@ -170,7 +164,7 @@ def test_a_configs_teacher_work_follows_its_per_task_recipe():
 HUB_CONFIGS = [
     pytest.param("roberta.yaml", id="roberta"),
     pytest.param("deberta-v3.yaml", id="deberta-v3"),
-    pytest.param("modernbert.yaml", id="modernbert", marks=MODERNBERT),
+    pytest.param("modernbert.yaml", id="modernbert"),
 ]
 
 

@@ -66,6 +66,8 @@ class FFNContract:
     `FFNWeights`, which state-dict keys belong to it, and where importance finds its activations."""
 
     name: ClassVar[str]
+    # The hidden x ffn matrices a token's FFN multiplies (the cost model's count).
+    matrices: ClassVar[int]
 
     def read(self, layer: nn.Module) -> FFNWeights:
         raise NotImplementedError
@@ -109,6 +111,7 @@ class PairContract(FFNContract):
     becomes the identity."""
 
     name = "pair"
+    matrices = 2  # W1, W2
     _key = re.compile(r"\.layer\.\d+\.(intermediate|output)\.")
 
     def read(self, layer):
@@ -164,11 +167,14 @@ class Backbone:
     position_offset: bool = False
     # Student kinds it cannot build, with the reason (refused before any job).
     refuses: dict[str, str] = field(default_factory=dict)
-    # For the cost model (moebert.cost.Dims): the hidden x ffn matrices a token's FFN multiplies, 2 for the
-    # pair (W1, W2), 3 for a GLU (Wi's activated and gate halves, Wo); and, from a config, the columns of
-    # attention scores a token adds per layer beyond QK^T (DeBERTa's relative-position scores).
-    ffn_matrices: int = 2
+    # For the cost model (moebert.cost.Dims), from a config: the columns of attention scores a token adds per
+    # layer beyond QK^T (DeBERTa's relative-position scores).
     relative_scores: Callable[[object], int] = field(default=lambda config: 0)  # none
+
+    @property
+    def ffn_matrices(self) -> int:
+        """For the cost model: the hidden x ffn matrices a token's FFN multiplies (its contract's)."""
+        return self.contract.matrices
 
     def check_student(self, kind: str) -> None:
         """Refuse a student kind this backbone lists in `refuses`, with the reason."""

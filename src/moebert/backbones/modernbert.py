@@ -21,6 +21,7 @@ class GluContract(FFNContract):
     """ModernBERT's `mlp` (Wi, act, dropout, Wo): a module with its signature `forward(y)` replaces it."""
 
     name = "glu"
+    matrices = 3  # Wi's activated and gate halves, Wo
     _key = re.compile(r"\.layers\.\d+\.mlp\.")
 
     def read(self, layer):
