@@ -4,8 +4,10 @@ through transformers' experts interface (`transformers.integrations.moe`).
 `forward(hidden_states [tokens, hidden], top_k_index [tokens, k], top_k_weights [tokens, k])` returns the
 weighted sum of each token's experts. Which kernel computes it is the model's experts implementation: "eager" (this class's own forward below, one matmul pair per expert that has
 tokens), "batched_mm" (every token multiplies its own copy of its expert's weights: cheap for a handful of
-tokens, gigabytes for a batch) or "grouped_mm" (tokens sorted by expert, one grouped GEMM per weight: torch's
-grouped kernel on a recent GPU and on CPU; no host synchronisation). `model.set_experts_implementation(name)`
+tokens, gigabytes for a batch), "grouped_mm" (tokens sorted by expert, one grouped GEMM per weight: torch's
+grouped kernel on a recent GPU and on CPU; no host synchronisation) or "padded_bmm" (this module's: every
+expert's tokens padded to the largest group, one batched GEMM per weight over the stacked experts; one host
+read, the largest group's size). `model.set_experts_implementation(name)`
 switches it for every layer of a MoEBERT model.
 
 The interface reads the choice from the experts module's `config._experts_implementation`. Here that
@@ -21,9 +23,39 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
-from transformers.integrations.moe import use_experts_implementation
+from transformers.integrations.moe import ExpertsInterface, use_experts_implementation
 
-IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
+
+def padded_bmm_experts_forward(
+    self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """The "padded_bmm" implementation: the tokens grouped by expert into [experts, largest group, hidden]
+    (zero rows pad the smaller groups), fc1 -> act -> fc2 as two batched GEMMs over the stacked experts, the
+    real rows weighted and added back to their tokens. A few GEMMs of a quarter of the rows run below a
+    CPU's GEMM efficiency; one batched call over all experts recovers part of it. The padded rows cost their
+    multiply-adds and receive no gradient (their outputs are never read)."""
+    num_top_k, hidden = top_k_index.shape[-1], hidden_states.shape[-1]
+    flat = top_k_index.reshape(-1)
+    experts, order = torch.sort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=self.num_experts)
+    starts = torch.cumsum(counts, 0) - counts
+    row = torch.arange(len(flat), device=flat.device) - starts[experts]  # the slot's row within its group
+    tokens = torch.div(order, num_top_k, rounding_mode="floor")
+    rows = int(counts.max()) if len(flat) else 0  # the padded groups' shape: a host read
+    padded = hidden_states.new_zeros(self.num_experts, rows, hidden)
+    padded = padded.index_put((experts, row), hidden_states.index_select(0, tokens))
+    up = self.act_fn(torch.baddbmm(self.up_proj_bias.unsqueeze(1), padded, self.up_proj))
+    down = torch.baddbmm(self.down_proj_bias.unsqueeze(1), up, self.down_proj)
+    y = down[experts, row] * top_k_weights.reshape(-1, 1).index_select(0, order)
+    return torch.zeros_like(hidden_states).index_add_(0, tokens, y)
+
+
+# transformers' experts interface with this module's kernels added: an instance's own mapping, so the
+# library-wide registry that other models dispatch through is left as it is.
+EXPERTS_FUNCTIONS = ExpertsInterface()
+EXPERTS_FUNCTIONS["padded_bmm"] = padded_bmm_experts_forward
+
+IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm", "padded_bmm")
 # What "auto" picks per device type. CPU: the fastest of benchmarks/moe_speed.py (README, Benchmarks), where
 # torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, not yet measured,
 # for the host synchronisation it avoids; run benchmarks/gpu_check.py on one.
@@ -48,7 +80,9 @@ class ExpertsImplementation:
         self._experts_implementation = name
 
 
-@use_experts_implementation(is_transposed=True, has_bias=True, has_gate=False)
+@use_experts_implementation(
+    experts_interface=EXPERTS_FUNCTIONS, is_transposed=True, has_bias=True, has_gate=False
+)
 class BertExperts(nn.Module):
     def __init__(self, implementation: ExpertsImplementation, config, width: int):
         super().__init__()
