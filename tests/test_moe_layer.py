@@ -377,6 +377,43 @@ def test_auto_picks_the_devices_default_where_the_grouped_kernel_can_run(monkeyp
     )
 
 
+def test_auto_on_a_cpu_is_padded_bmm_up_to_the_measured_group_size_then_eager(monkeypatch):
+    """ "auto" resolves once, at setup, to auto_cpu on a CPU; auto_cpu chooses per forward: padded_bmm while
+    the slots (tokens x k) are at most PADDED_BMM_MAX_ROWS per expert, the eager loop above, both exact."""
+    from moebert.models import bert_experts
+
+    model = MoEBertForSequenceClassification(layer_config())
+    assert model.set_experts_implementation("auto", torch.device("cpu")) == "auto_cpu"
+    assert model.set_experts_implementation("auto", torch.device("cuda")) == "grouped_mm"
+    calls = []
+    for name in ("padded_bmm", "eager"):
+        kernel = getattr(bert_experts, f"{name}_experts_forward")
+        monkeypatch.setattr(
+            bert_experts,
+            f"{name}_experts_forward",
+            lambda *args, _name=name, _kernel=kernel: calls.append(_name) or _kernel(*args),
+        )
+    limit = bert_experts.PADDED_BMM_MAX_ROWS
+    auto, eager = padded_and_eager_experts("eval", num_experts=4)
+    auto.config._experts_implementation = "auto_cpu"
+    for tokens, k, chosen in [
+        (4 * limit, 1, "padded_bmm"),
+        (4 * limit + 1, 1, "eager"),
+        (2 * limit, 2, "padded_bmm"),
+        (2 * limit + 1, 2, "eager"),
+    ]:
+        gen = torch.Generator().manual_seed(tokens)
+        index = torch.randint(4, (tokens, k), generator=gen)
+        weights, x = torch.rand(tokens, k, generator=gen), torch.randn(tokens, HIDDEN, generator=gen)
+        calls.clear()
+        with torch.no_grad():
+            out = auto(x, index, weights)
+            assert calls == [chosen]
+            torch.testing.assert_close(
+                out, eager(x, index, weights), rtol=1e-6, atol=1e-6 * out.abs().max().item()
+            )
+
+
 def refuse_host_reads(monkeypatch) -> None:
     """Every read of a tensor's value into Python (what makes a GPU forward wait for the device) raises."""
     for name in ("tolist", "item", "nonzero"):
