@@ -9,7 +9,15 @@ runs; the table gives the ratio of the medians, the median and quartiles of thos
 spread says how far to trust the ratio on a shared machine) and the ratio of the fastest runs (what the
 machine gives without other load). The load average before and after is printed, since other processes
 skew every timing. batched_mm copies every token's expert weights, so it is timed only where that copy
-stays under --batched-mm-limit-gb. Writes CSV and JSON.
+stays under --batched-mm-limit-gb.
+
+The bound (moebert.speed.bound), measured in the same run after each batch size's models: the experts'
+GEMMs alone (fc1 -> act -> fc2 per expert on the model's routes, with every kernel: the eager loop of
+matmul pairs, torch's grouped GEMM where it runs on the device, the padded batched GEMM) against
+dense-narrow's FFN GEMM pair on the same tokens, and beside them the whole MoE FFN layer with every experts
+implementation against dense-narrow's FFN layer. Its table gives per batch size the best kernel's ratio (the
+bound), the best layer's and the whole model's ratio to dense-narrow, and how far the layer is above the
+bound. Writes CSV and JSON.
 
     python benchmarks/moe_speed.py --threads 2
 """
@@ -26,6 +34,7 @@ import torch
 
 from moebert.files import atomic_file, write_json
 from moebert.models.bert_experts import IMPLEMENTATIONS
+from moebert.speed.bound import KERNELS, bound_table, grouped_mm_available, parts, time_parts
 from moebert.speed.measure import (
     PRESETS,
     REFERENCE_SUFFIX,
@@ -134,7 +143,10 @@ def main() -> None:
     built = random_models(dimensions(args.dims)[1], num_experts=4, router="hash-random")
     dtype = getattr(torch, args.dtype)
     width, hidden = built[MOE].config.expert_dim, built[MOE].config.hidden_size
-    timings = []
+    kernels = [
+        k for k in KERNELS if k != "grouped_mm" or grouped_mm_available(torch.device(args.device), dtype)
+    ]
+    timings, part_timings = [], []
     with contextlib.ExitStack() as stack:
         base = {name: built[name] for name in ("teacher", "dense-narrow")}
         for layout in (MOE, TIED):
@@ -156,12 +168,25 @@ def main() -> None:
             timings.append(
                 measure(models, [batch], [args.seq_len], repeats=rounds, warmup=1, device=args.device)
             )
+            moe = {
+                name[len(MOE) + 1 : -1]: model for name, model in models.items() if name.startswith(MOE + "[")
+            }
+            timed = parts(moe, base["dense-narrow"], batch * args.seq_len, kernels, args.device)
+            part_timings.append(time_parts(timed, rounds, device=args.device).assign(batch_size=batch))
     timings = pd.concat(timings, ignore_index=True)
+    part_timings = pd.concat(part_timings, ignore_index=True)
     latency = summarise(timings)
     quartiles = timings.assign(ms=timings.seconds * 1e3).groupby(["model", "batch_size"]).ms
     for name, q in (("latency_ms_q1", 0.25), ("latency_ms_q3", 0.75)):
         latency = latency.merge(quartiles.quantile(q).rename(name).reset_index(), on=["model", "batch_size"])
     table = ratios(timings, args.batch_sizes, args.implementations)
+    model_ratios = {
+        batch: frame.paired_median.min()
+        for batch, frame in table[table.ratio.str.startswith(f"latency vs dense-narrow ({MOE}[")].groupby(
+            "batch"
+        )
+    }
+    bound = bound_table(part_timings, model_ratios)
     hw = hardware(torch.device(args.device))
     hw["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
 
@@ -184,7 +209,14 @@ def main() -> None:
     print(latency[columns].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     print()
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for suffix, frame in (("", table), ("_latency", latency)):
+    print()
+    print(
+        f"The bound ({MOE}, copied layout): experts' GEMMs / dense-narrow's FFN GEMMs per kernel, the best "
+        "kernel's; MoE FFN layer / dense-narrow's per implementation, the best; the model's best ratio; the "
+        "best layer's distance above the bound"
+    )
+    print(bound.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for suffix, frame in (("", table), ("_latency", latency), ("_bound", bound)):
         with atomic_file(f"{args.out}{suffix}.csv") as tmp:
             frame.round(4).to_csv(tmp, index=False)
     write_json(
@@ -194,7 +226,9 @@ def main() -> None:
             "settings": vars(args),
             "ratios": table.to_dict(orient="records"),
             "latency": latency.to_dict(orient="records"),
+            "bound": bound.to_dict(orient="records"),
             "timings": timings.to_dict(orient="records"),
+            "bound_timings": part_timings.to_dict(orient="records"),
         },
     )
 

@@ -21,6 +21,7 @@ from moebert.backbones import MODERNBERT, backbone_of
 from moebert.cli import main
 from moebert.errors import MoebertError
 from moebert.export.folder import export
+from moebert.models.bert_experts import IMPLEMENTATIONS
 from moebert.models.glu_layer import GluMoEFFN
 from moebert.models.loading import load_model, parameter_counts
 from moebert.models.routing import HASH_ROUTERS, ROUTERS
@@ -370,7 +371,7 @@ def test_the_reference_style_forward_has_the_same_outputs(teacher, router):
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "mlp-bias"])
-@pytest.mark.parametrize("implementation", ["batched_mm", "grouped_mm"])
+@pytest.mark.parametrize("implementation", [i for i in (*IMPLEMENTATIONS, "auto") if i != "eager"])
 def test_every_experts_implementation_computes_the_eager_glu(bias, implementation):
     """The interface's kernels split the stacked projection as the eager expert does (act of the first half
     times the second): the same outputs and gradients, with an expert that gets no token."""

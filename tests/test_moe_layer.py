@@ -258,7 +258,7 @@ DEVICES = [
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("router", ROUTERS)
-@pytest.mark.parametrize("implementation", ["batched_mm", "grouped_mm"])
+@pytest.mark.parametrize("implementation", ["batched_mm", "grouped_mm", "padded_bmm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("tokens", ["empty-expert", "one-token", "batch"])
 def test_implementations_match_eager_outputs_and_gradients(device, router, implementation, dtype, tokens):
@@ -298,11 +298,65 @@ def test_unknown_implementation_is_refused():
     with pytest.raises(
         MoebertError,
         match=r"^unknown experts implementation 'fast'; choose one of auto, eager, "
-        r"batched_mm, grouped_mm$",
+        r"batched_mm, grouped_mm, padded_bmm$",
     ):
         model.set_experts_implementation("fast")
     assert model.set_experts_implementation("batched_mm") == "batched_mm"
     assert {layer.experts.config._experts_implementation for layer in model.moe_layers()} == {"batched_mm"}
+
+
+def padded_and_eager_experts(mode, num_experts=EXPERTS, seed=13):
+    """Two BertExperts with the same random weights and biases: padded_bmm and the eager loop."""
+    from moebert.models.bert_experts import BertExperts, ExpertsImplementation
+
+    config = layer_config(num_experts=num_experts)
+    pair = []
+    for name in ("eager", "padded_bmm"):
+        torch.manual_seed(seed)
+        experts = BertExperts(ExpertsImplementation(name), config, 16).train(mode == "train")
+        with torch.no_grad():
+            for p in experts.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
+        pair.append(experts)
+    return pair
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize(
+    "routes",
+    [
+        [0, 3, 3, 1, 3, 0, 3, 3, 1],  # expert 2 gets none, expert 3 twice the largest other group
+        [2],  # one token: three empty experts and a group of one row
+        [[0, 3], [3, 1], [2, 3], [3, 0], [1, 2]],  # two experts per token, expert 3 in four of five
+    ],
+    ids=["empty-expert", "one-token", "top-2"],
+)
+def test_padded_bmm_equals_the_eager_loop(mode, routes):
+    """Outputs and the gradients of the input, the weights and both biases equal the per-expert loop's to
+    float32 rounding (1e-6 of the tensor's largest entry: a batched GEMM rounds its sums in another order
+    than one GEMM per expert), with empty experts, a single token and two weighted experts per token."""
+    index = torch.tensor(routes).reshape(len(routes), -1)
+    weights = torch.rand(index.shape, generator=torch.Generator().manual_seed(14)) + 0.5
+    x = torch.randn(len(routes), HIDDEN, generator=torch.Generator().manual_seed(15))
+    results = []
+    for experts in padded_and_eager_experts(mode, num_experts=4):
+        inputs = x.clone().requires_grad_(mode == "train")
+        with torch.set_grad_enabled(mode == "train"):
+            out = experts(inputs, index, weights)
+            if mode == "train":
+                (out * torch.linspace(-1, 1, HIDDEN)).sum().backward()
+        results.append(
+            [out, *(() if mode == "eval" else (inputs.grad, *(p.grad for p in experts.parameters())))]
+        )
+    eager, padded = results
+    assert len(eager) == (1 if mode == "eval" else 6)
+    for a, b in zip(eager, padded, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6 * a.abs().max().item())
+    if mode == "train":
+        grads = dict(zip(("input", "up", "up_bias", "down", "down_bias"), eager[1:]))
+        idle = sorted(set(range(4)) - set(index.flatten().tolist()))
+        for name in ("up", "up_bias", "down", "down_bias"):  # an expert without tokens learns nothing
+            assert grads[name][idle].abs().sum() == 0 and grads[name].abs().sum() > 0
 
 
 def test_auto_picks_the_devices_default_where_the_grouped_kernel_can_run(monkeypatch):
@@ -321,6 +375,43 @@ def test_auto_picks_the_devices_default_where_the_grouped_kernel_can_run(monkeyp
         aligned.set_experts_implementation("auto", torch.device("cuda"))
         == bert_experts.EXPERTS_DEFAULT["cuda"]
     )
+
+
+def test_auto_on_a_cpu_is_padded_bmm_up_to_the_measured_group_size_then_eager(monkeypatch):
+    """ "auto" resolves once, at setup, to auto_cpu on a CPU; auto_cpu chooses per forward: padded_bmm while
+    the slots (tokens x k) are at most PADDED_BMM_MAX_ROWS per expert, the eager loop above, both exact."""
+    from moebert.models import bert_experts
+
+    model = MoEBertForSequenceClassification(layer_config())
+    assert model.set_experts_implementation("auto", torch.device("cpu")) == "auto_cpu"
+    assert model.set_experts_implementation("auto", torch.device("cuda")) == "grouped_mm"
+    calls = []
+    for name in ("padded_bmm", "eager"):
+        kernel = getattr(bert_experts, f"{name}_experts_forward")
+        monkeypatch.setattr(
+            bert_experts,
+            f"{name}_experts_forward",
+            lambda *args, _name=name, _kernel=kernel: calls.append(_name) or _kernel(*args),
+        )
+    limit = bert_experts.PADDED_BMM_MAX_ROWS
+    auto, eager = padded_and_eager_experts("eval", num_experts=4)
+    auto.config._experts_implementation = "auto_cpu"
+    for tokens, k, chosen in [
+        (4 * limit, 1, "padded_bmm"),
+        (4 * limit + 1, 1, "eager"),
+        (2 * limit, 2, "padded_bmm"),
+        (2 * limit + 1, 2, "eager"),
+    ]:
+        gen = torch.Generator().manual_seed(tokens)
+        index = torch.randint(4, (tokens, k), generator=gen)
+        weights, x = torch.rand(tokens, k, generator=gen), torch.randn(tokens, HIDDEN, generator=gen)
+        calls.clear()
+        with torch.no_grad():
+            out = auto(x, index, weights)
+            assert calls == [chosen]
+            torch.testing.assert_close(
+                out, eager(x, index, weights), rtol=1e-6, atol=1e-6 * out.abs().max().item()
+            )
 
 
 def refuse_host_reads(monkeypatch) -> None:

@@ -10,6 +10,7 @@ import weakref
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import random_batch, tiny_bert
 
 from moebert.errors import MoebertError
@@ -370,3 +371,127 @@ def test_random_moe_names_exactly_the_random_models_with_moe_layers():
     models = speed.random_models(dims)
     assert set(models) == set(speed.RANDOM_MODELS)
     assert {name for name, model in models.items() if hasattr(model, "moe_layers")} == set(speed.RANDOM_MOE)
+
+
+# --- the bound of benchmarks/moe_speed.py ------------------------------------------------------------------
+
+
+def test_the_bounds_kernels_compute_the_models_experts_and_dense_narrows_ffn():
+    """Each kernel's output rows are the model's experts applied to the tokens it routes to them (computed
+    token by token here), and the dense part is dense-narrow's FFN before its residual and LayerNorm."""
+    from moebert.speed import bound
+
+    models = speed.random_models(TINY, ["moebert", "dense-narrow"])
+    moe, dense = models["moebert"], models["dense-narrow"]
+    with torch.no_grad():
+        for p in moe.moe_layers()[1].experts.parameters():  # biases not zero, so that they count
+            p.normal_(0, 0.5)
+    tokens, kernels = 13, ["eager", "padded_bmm"]
+    if bound.grouped_mm_available(torch.device("cpu"), torch.float32):
+        kernels.append("grouped_mm")
+    timed = bound.parts({"eager": moe}, dense, tokens, kernels, seed=5)
+    assert set(timed) == {
+        *(bound.GEMM_PREFIX + k for k in kernels),
+        bound.DENSE_GEMMS,
+        bound.LAYER_PREFIX + "eager",
+        bound.DENSE_LAYER,
+    }
+    gen = torch.Generator().manual_seed(5)  # what `parts` draws: the token ids, then the hidden states
+    ids = torch.randint(TINY["vocab_size"], (tokens,), generator=gen)
+    x = torch.randn(tokens, TINY["hidden_size"], generator=gen)
+    with torch.no_grad():
+        outputs = {name: timed[bound.GEMM_PREFIX + name]() for name in kernels}
+        for i, layer in enumerate(moe.moe_layers()):
+            routes = moe.hash_table[i][ids]
+            e = layer.experts
+            expected = torch.stack(
+                [
+                    F.gelu(x[t] @ e.up_proj[r] + e.up_proj_bias[r]) @ e.down_proj[r] + e.down_proj_bias[r]
+                    for r, t in sorted(zip(routes.tolist(), range(tokens)))
+                ]
+            )
+            counts = torch.bincount(routes, minlength=EXPERTS).tolist()
+            assert max(counts) > min(counts)  # padding to the largest group pads something
+            padded = torch.cat([outputs["padded_bmm"][i][r, :n] for r, n in enumerate(counts)])
+            for name, got in {**outputs, "padded_bmm": [None] * i + [padded]}.items():
+                torch.testing.assert_close(got[i], expected, rtol=1e-5, atol=1e-5, msg=name)
+        for (intermediate, output), got in zip(
+            [(layer.intermediate, layer.output) for layer in dense.bert.encoder.layer],
+            timed[bound.DENSE_GEMMS](),
+        ):
+            torch.testing.assert_close(got, output.dense(intermediate(x)))
+
+
+def test_the_bound_table_is_the_best_kernel_and_the_best_layer_against_dense_narrow():
+    """Known timings: ratios are medians of round-by-round ratios, the bound the smallest kernel's."""
+    from moebert.speed import bound
+
+    seconds = {
+        bound.GEMM_PREFIX + "eager": [2.0, 4.0, 6.0],
+        bound.GEMM_PREFIX + "padded_bmm": [1.5, 3.0, 9.0],  # round ratios 1.5, 1.5, 3: median 1.5
+        bound.DENSE_GEMMS: [1.0, 2.0, 3.0],
+        bound.LAYER_PREFIX + "eager": [3.0, 6.0, 3.0],
+        bound.LAYER_PREFIX + "padded_bmm": [1.6, 3.2, 1.0],  # 1.6, 1.6, 0.5: median 1.6
+        bound.DENSE_LAYER: [1.0, 2.0, 2.0],
+    }
+    timings = pd.DataFrame(
+        [
+            {"part": part, "repeat": r, "seconds": s, "batch_size": 8}
+            for part, runs in seconds.items()
+            for r, s in enumerate(runs)
+        ]
+    )
+    (row,) = bound.bound_table(timings, {8: 1.3, 32: 9.9}).to_dict(orient="records")
+    assert row == pytest.approx(
+        {
+            "batch": 8,
+            "gemms[eager]": 2.0,
+            "gemms[padded_bmm]": 1.5,
+            "bound": 1.5,
+            "bound_kernel": "padded_bmm",
+            "layer[eager]": 3.0,
+            "layer[padded_bmm]": 1.6,
+            "layer": 1.6,
+            "layer_implementation": "padded_bmm",
+            "model": 1.3,
+            "layer_over_bound": 1.6 / 1.5 - 1,
+            "rounds": 3,
+        }
+    )
+
+
+def test_the_speed_benchmark_writes_the_bound_on_a_tiny_config(tmp_path, monkeypatch, capsys):
+    """benchmarks/moe_speed.py end to end on tiny dimensions: every kernel and implementation in the bound."""
+    import runpy
+    from pathlib import Path
+
+    from transformers import BertConfig
+
+    # Experts of 24 with 16 shared: every width a multiple of 16 bytes, as torch's grouped GEMM needs.
+    BertConfig(**{**TINY, "intermediate_size": 96}).save_pretrained(tmp_path / "dims")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "moe_speed.py"
+    argv = [
+        "--dims",
+        str(tmp_path / "dims"),
+        "--batch-sizes",
+        "1",
+        "2",
+        "--seq-len",
+        "8",
+        "--rounds",
+        "2",
+        "--threads",
+        "1",
+    ]
+    monkeypatch.setattr("sys.argv", [str(script), *argv, "--out", str(tmp_path / "speed")])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    table = pd.read_csv(tmp_path / "speed_bound.csv")
+    assert table.batch.tolist() == [1, 2]
+    assert {f"layer[{name}]" for name in IMPLEMENTATIONS} <= set(table.columns)
+    assert {"gemms[eager]", "gemms[padded_bmm]", "bound", "layer", "model", "layer_over_bound"} <= set(table)
+    assert (table.bound <= table[[c for c in table if c.startswith("gemms[")]].min(axis=1) + 1e-4).all()
+    assert "The bound (moebert, copied layout)" in capsys.readouterr().out

@@ -2,11 +2,14 @@
 through transformers' experts interface (`transformers.integrations.moe`).
 
 `forward(hidden_states [tokens, hidden], top_k_index [tokens, k], top_k_weights [tokens, k])` returns the
-weighted sum of each token's experts. Which kernel computes it is the model's experts implementation: "eager" (this class's own forward below, one matmul pair per expert that has
-tokens), "batched_mm" (every token multiplies its own copy of its expert's weights: cheap for a handful of
-tokens, gigabytes for a batch) or "grouped_mm" (tokens sorted by expert, one grouped GEMM per weight: torch's
-grouped kernel on a recent GPU and on CPU; no host synchronisation). `model.set_experts_implementation(name)`
-switches it for every layer of a MoEBERT model.
+weighted sum of each token's experts. Which kernel computes it is the model's experts implementation:
+"eager" (one matmul pair per expert that has tokens), "batched_mm" (every token multiplies its own copy of
+its expert's weights: cheap for a handful of tokens, gigabytes for a batch), "grouped_mm" (tokens sorted by
+expert, one grouped GEMM per weight: torch's grouped kernel on a recent GPU and on CPU; no host
+synchronisation) or this module's "padded_bmm" (every expert's tokens padded to the largest group, one
+batched GEMM per weight over the stacked experts; one host read, the largest group's size). "auto" on a CPU
+is "auto_cpu": padded_bmm or eager, chosen per forward by the size of the groups.
+`model.set_experts_implementation(name)` switches it for every layer of a MoEBERT model.
 
 The interface reads the choice from the experts module's `config._experts_implementation`. Here that
 "config" is an `ExpertsImplementation` the model's layers share, not the model's config: transformers checks
@@ -21,13 +24,87 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
-from transformers.integrations.moe import use_experts_implementation
+from transformers.integrations.moe import ExpertsInterface, use_experts_implementation
 
-IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
-# What "auto" picks per device type. CPU: the fastest of benchmarks/moe_speed.py (README, Benchmarks), where
-# torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, not yet measured,
-# for the host synchronisation it avoids; run benchmarks/gpu_check.py on one.
-EXPERTS_DEFAULT = {"cpu": "eager", "cuda": "grouped_mm"}
+
+def eager_experts_forward(
+    self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """The "eager" implementation: each expert's tokens gathered, one matmul pair, added back weighted.
+    The group sizes are read on the host once (a device sync on a GPU, which grouped_mm avoids)."""
+    out = torch.zeros_like(hidden_states)
+    flat = top_k_index.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    start = 0
+    for e, count in enumerate(torch.bincount(flat, minlength=self.num_experts).tolist()):
+        if count:
+            slots = order[start : start + count]
+            tokens = torch.div(slots, top_k_index.shape[-1], rounding_mode="floor")
+            y = self.expert(e, hidden_states.index_select(0, tokens))
+            out.index_add_(0, tokens, y * top_k_weights.reshape(-1, 1).index_select(0, slots))
+        start += count
+    return out
+
+
+def padded_bmm_experts_forward(
+    self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """The "padded_bmm" implementation: the tokens grouped by expert into [experts, largest group, hidden]
+    (zero rows pad the smaller groups), fc1 -> act -> fc2 as two batched GEMMs over the stacked experts, the
+    real rows weighted and added back to their tokens. A few GEMMs of a quarter of the rows run below a
+    CPU's GEMM efficiency; one batched call over all experts recovers part of it. The padded rows cost their
+    multiply-adds and receive no gradient (their outputs are never read)."""
+    num_top_k, hidden = top_k_index.shape[-1], hidden_states.shape[-1]
+    flat = top_k_index.reshape(-1)
+    experts, order = torch.sort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=self.num_experts)
+    starts = torch.cumsum(counts, 0) - counts
+    row = torch.arange(len(flat), device=flat.device) - starts[experts]  # the slot's row within its group
+    tokens = torch.div(order, num_top_k, rounding_mode="floor")
+    rows = int(counts.max()) if len(flat) else 0  # the padded groups' shape: a host read
+    padded = hidden_states.new_zeros(self.num_experts, rows, hidden)
+    padded = padded.index_put((experts, row), hidden_states.index_select(0, tokens))
+    # BERT's experts (fc1 -> act -> fc2) and a GLU's (gate_up -> act(first half) * second half -> down), as
+    # the interface's has_gate / has_bias say.
+    up = torch.bmm(padded, self.gate_up_proj if self.has_gate else self.up_proj)
+    if self.has_bias:
+        up = up + (self.gate_up_proj_bias if self.has_gate else self.up_proj_bias).unsqueeze(1)
+    up = self._apply_gate(up) if self.has_gate else self.act_fn(up)
+    down = torch.bmm(up, self.down_proj)
+    if self.has_bias:
+        down = down + self.down_proj_bias.unsqueeze(1)
+    y = down[experts, row] * top_k_weights.reshape(-1, 1).index_select(0, order)
+    return torch.zeros_like(hidden_states).index_add_(0, tokens, y)
+
+
+# transformers' experts interface with this module's kernels added: an instance's own mapping, so the
+# library-wide registry that other models dispatch through is left as it is.
+EXPERTS_FUNCTIONS = ExpertsInterface()
+EXPERTS_FUNCTIONS["padded_bmm"] = padded_bmm_experts_forward
+
+# "auto" on a CPU, per forward: padded_bmm while the experts' groups are small (at most this many rows each on
+# average, tokens x k / experts), the eager loop above. 12 MoE FFN layers of BERT-base dims, 4 experts of 768,
+# hash routes, 2 threads of an AMD EPYC, load 0.7, median ms eager / padded_bmm: 84 / 63 at 128 tokens (32
+# rows an expert), 252 / 234 at 1024 (256 rows), 1057 / 1224 at 4096 (1024 rows).
+PADDED_BMM_MAX_ROWS = 256
+
+
+def auto_cpu_experts_forward(
+    self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
+    """The "auto_cpu" implementation: padded_bmm or eager by the forward's rows per expert (above)."""
+    small = top_k_index.numel() <= PADDED_BMM_MAX_ROWS * self.num_experts
+    forward = padded_bmm_experts_forward if small else eager_experts_forward
+    return forward(self, hidden_states, top_k_index, top_k_weights)
+
+
+EXPERTS_FUNCTIONS["auto_cpu"] = auto_cpu_experts_forward
+
+IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm", "padded_bmm")
+# What "auto" picks per device type. CPU: auto_cpu, the fastest of benchmarks/moe_speed.py at each size
+# (README, Benchmarks), where torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, not
+# yet measured, for the host synchronisation it avoids; run benchmarks/gpu_check.py on one.
+EXPERTS_DEFAULT = {"cpu": "auto_cpu", "cuda": "grouped_mm"}
 
 
 def resolve_implementation(name: str, device_type: str, dims: list[int], dtype: torch.dtype) -> str:
@@ -48,7 +125,9 @@ class ExpertsImplementation:
         self._experts_implementation = name
 
 
-@use_experts_implementation(is_transposed=True, has_bias=True, has_gate=False)
+@use_experts_implementation(
+    experts_interface=EXPERTS_FUNCTIONS, is_transposed=True, has_bias=True, has_gate=False
+)
 class BertExperts(nn.Module):
     def __init__(self, implementation: ExpertsImplementation, config, width: int):
         super().__init__()
@@ -71,23 +150,7 @@ class BertExperts(nn.Module):
         hidden = self.act_fn(torch.addmm(self.up_proj_bias[e], x, self.up_proj[e]))
         return torch.addmm(self.down_proj_bias[e], hidden, self.down_proj[e])
 
-    def forward(
-        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
-    ) -> torch.Tensor:
-        """The "eager" implementation: each expert's tokens gathered, one matmul pair, added back weighted.
-        The group sizes are read on the host once (a device sync on a GPU, which grouped_mm avoids)."""
-        out = torch.zeros_like(hidden_states)
-        flat = top_k_index.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        start = 0
-        for e, count in enumerate(torch.bincount(flat, minlength=self.num_experts).tolist()):
-            if count:
-                slots = order[start : start + count]
-                tokens = torch.div(slots, top_k_index.shape[-1], rounding_mode="floor")
-                y = self.expert(e, hidden_states.index_select(0, tokens))
-                out.index_add_(0, tokens, y * top_k_weights.reshape(-1, 1).index_select(0, slots))
-            start += count
-        return out
+    forward = eager_experts_forward  # the "eager" implementation; the interface dispatches the others
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds."""

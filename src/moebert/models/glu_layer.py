@@ -29,7 +29,11 @@ from transformers.activations import ACT2FN
 from transformers.integrations.moe import use_experts_implementation
 
 from moebert.backbones import backbone_of
-from moebert.models.bert_experts import ExpertsImplementation
+from moebert.models.bert_experts import (
+    EXPERTS_FUNCTIONS,
+    ExpertsImplementation,
+    eager_experts_forward,
+)
 from moebert.models.routing import GATE_ROUTERS, GateRouter
 
 
@@ -67,22 +71,7 @@ class _GluExperts(nn.Module):
         out = self._apply_gate(gate_up) @ self.down_proj[e]
         return out + self.down_proj_bias[e] if self.has_bias else out
 
-    def forward(
-        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
-    ) -> torch.Tensor:
-        """The "eager" implementation: each expert's tokens gathered, one expert call, added back weighted."""
-        out = torch.zeros_like(hidden_states)
-        flat = top_k_index.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        start = 0
-        for e, count in enumerate(torch.bincount(flat, minlength=self.num_experts).tolist()):
-            if count:
-                slots = order[start : start + count]
-                tokens = torch.div(slots, top_k_index.shape[-1], rounding_mode="floor")
-                y = self.expert(e, hidden_states.index_select(0, tokens))
-                out.index_add_(0, tokens, y * top_k_weights.reshape(-1, 1).index_select(0, slots))
-            start += count
-        return out
+    forward = eager_experts_forward  # the "eager" implementation; the interface dispatches the others
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds."""
@@ -90,12 +79,16 @@ class _GluExperts(nn.Module):
 
 
 # The interface fixes at decoration whether the experts have biases: one class per case (config.mlp_bias).
-@use_experts_implementation(is_transposed=True, has_bias=False, has_gate=True)
+@use_experts_implementation(
+    experts_interface=EXPERTS_FUNCTIONS, is_transposed=True, has_bias=False, has_gate=True
+)
 class GluExperts(_GluExperts):
     bias = False
 
 
-@use_experts_implementation(is_transposed=True, has_bias=True, has_gate=True)
+@use_experts_implementation(
+    experts_interface=EXPERTS_FUNCTIONS, is_transposed=True, has_bias=True, has_gate=True
+)
 class GluExpertsWithBias(_GluExperts):
     bias = True
 
