@@ -85,7 +85,9 @@ EXPERTS_FUNCTIONS["padded_bmm"] = padded_bmm_experts_forward
 # "auto" on a CPU, per forward: padded_bmm while the experts' groups are small (at most this many rows each on
 # average, tokens x k / experts), the eager loop above. 12 MoE FFN layers of BERT-base dims, 4 experts of 768,
 # hash routes, 2 threads of an AMD EPYC, load 0.7, median ms eager / padded_bmm: 84 / 63 at 128 tokens (32
-# rows an expert), 252 / 234 at 1024 (256 rows), 1057 / 1224 at 4096 (1024 rows).
+# rows an expert), 252 / 234 at 1024 (256 rows), 1057 / 1224 at 4096 (1024 rows). benchmarks/moe_speed.py
+# under a load of 7 found padded_bmm ahead at 4096 tokens too (README, Benchmarks): rerun it on a quiet
+# machine before moving the threshold.
 PADDED_BMM_MAX_ROWS = 256
 
 
@@ -101,9 +103,9 @@ def auto_cpu_experts_forward(
 EXPERTS_FUNCTIONS["auto_cpu"] = auto_cpu_experts_forward
 
 IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm", "padded_bmm")
-# What "auto" picks per device type. CPU: auto_cpu, the fastest of benchmarks/moe_speed.py at each size
-# (README, Benchmarks), where torch's grouped GEMM never beats the loop over experts. CUDA: grouped_mm, not
-# yet measured, for the host synchronisation it avoids; run benchmarks/gpu_check.py on one.
+# What "auto" picks per device type. CPU: auto_cpu, by the size of the groups (above; torch's grouped GEMM
+# is no faster there, README, Benchmarks). CUDA: grouped_mm, not yet measured, for the host synchronisation
+# it avoids; run benchmarks/gpu_check.py on one.
 EXPERTS_DEFAULT = {"cpu": "auto_cpu", "cuda": "grouped_mm"}
 
 
