@@ -4,26 +4,58 @@ import re
 
 import pytest
 import torch
-from conftest import inputs, random_batch, tiny_bert
+from conftest import inputs, random_batch, task_batch, tiny_bert, tiny_task_model
 from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.errors import MoebertError
 from moebert.models.loading import load_model, parameter_counts
 from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
-from moebert.models.routing import ROUTERS, hash_balance_table
-from moebert.students.moe import adapt, check_expert_shape, expert_indices
+from moebert.models.routing import HASH_ROUTERS, ROUTERS, hash_balance_table
+from moebert.students import STUDENTS
+from moebert.students.moe import SWITCH_TITLE, adapt, check_expert_shape, expert_indices
+from moebert.training.importance import TARGETS
 
 
-def test_one_full_expert_equals_dense(teacher, teacher_orders):
-    student, _ = adapt(teacher, teacher_orders, num_experts=1, expert_dim=64, shared_dim=0)
-    batch = inputs(random_batch())
+@pytest.mark.parametrize("head", ["classification", "question-answering"])
+@pytest.mark.parametrize("router", ROUTERS)
+def test_experts_holding_every_neuron_equal_the_dense_teacher(pair_backbone, router, head):
+    """On every pair backbone, under every router: hash routers get 4 experts that each hold every neuron (in
+    another order each), so whatever the route a token meets the dense FFN; gate routers get one such expert,
+    whose gate probability is 1 (with several, the gate would scale every output by a probability below 1)."""
+    teacher = tiny_task_model(pair_backbone, head)
+    gen = torch.Generator().manual_seed(0)
+    orders = [torch.randperm(64, generator=gen) for _ in range(2)]
+    n = 4 if router in HASH_ROUTERS else 1
+    student, _ = adapt(teacher, orders, n, 64, 64, router=router, seed=1, token_counts=torch.arange(50))
+    assert type(student).__name__ == f"MoE{type(teacher).__name__}"
+    batch = {k: v for k, v in task_batch(teacher.config, head=head).items() if k not in TARGETS}
     with torch.no_grad():
         dense = teacher(**batch, output_hidden_states=True)
         moe = student.eval()(**batch, output_hidden_states=True)
-    torch.testing.assert_close(moe.logits, dense.logits, atol=1e-5, rtol=1e-5)
+    for key in ("logits",) if head == "classification" else ("start_logits", "end_logits"):
+        torch.testing.assert_close(getattr(moe, key), getattr(dense, key), atol=1e-5, rtol=1e-5)
     mask = batch["attention_mask"].bool()
+    assert len(moe.hidden_states) == 3
     for s, t in zip(moe.hidden_states, dense.hidden_states, strict=True):
         torch.testing.assert_close(s[mask], t[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_switch_student_is_copies_of_the_dense_ffn(pair_teacher):
+    """The Switch-style baseline on every pair backbone: 4 experts of every neuron behind a token gate. Each
+    expert is the teacher's FFN, so with the gate's scale left out any route gives the teacher."""
+    from test_mpoe_layer import FixedRouter
+
+    teacher, teacher_orders = pair_teacher
+    student, _ = adapt(teacher, teacher_orders, 4, 64, 64, router="gate-token")
+    assert STUDENTS["moe"].describe(student.config, {})[0] == SWITCH_TITLE
+    layers = student.moe_layers()
+    for layer in layers:
+        layer.router = FixedRouter(torch.arange(40) % 4, 4)  # batch 4 x length 10, every expert in turn
+    batch = inputs(task_batch(teacher.config))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            student.eval()(**batch).logits, teacher(**batch).logits, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_expert_weights_are_the_dense_rows_and_columns(teacher, teacher_orders):
@@ -364,9 +396,10 @@ def test_moe_model_with_a_dropped_weight_names_no_unexpected_key(teacher, teache
 
 @pytest.mark.parametrize("router", ROUTERS)
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_tied_student_equals_the_copied_one_at_initialisation(teacher, teacher_orders, router, mode):
-    """Same teacher, importance and seed: the same function, under every router, in training mode (dropout
+def test_tied_student_equals_the_copied_one_at_initialisation(pair_teacher, router, mode):
+    """On every pair backbone, same teacher, importance and seed: the same function, under every router, in training mode (dropout
     off) and in eval mode; and each equals the dense FFN restricted to its expert's neurons (test_experts)."""
+    teacher, teacher_orders = pair_teacher
     counts = torch.arange(50)
     built = {
         shared: adapt(
@@ -383,7 +416,7 @@ def test_tied_student_equals_the_copied_one_at_initialisation(teacher, teacher_o
         )[0]
         for shared in ("copied", "tied")
     }
-    batch = inputs(random_batch())
+    batch = inputs(task_batch(teacher.config))
     outputs = {}
     for shared, student in built.items():
         student.train(mode == "train")
