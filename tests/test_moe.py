@@ -10,7 +10,13 @@ from transformers import BertConfig, BertForSequenceClassification
 from moebert.errors import MoebertError
 from moebert.models.loading import load_model, parameter_counts
 from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
-from moebert.models.routing import HASH_ROUTERS, ROUTERS, hash_balance_table
+from moebert.models.routing import (
+    HASH_ROUTERS,
+    ROUTERS,
+    expert_id_dtype,
+    hash_balance_table,
+    hash_random_table,
+)
 from moebert.students import STUDENTS
 from moebert.students.moe import SWITCH_TITLE, adapt, check_expert_shape, expert_indices
 from moebert.training.importance import TARGETS
@@ -121,6 +127,48 @@ def test_outputs_identical_after_save_and_load(teacher, teacher_orders, router, 
         torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)
 
 
+def test_hash_tables_take_the_smallest_type_that_holds_the_expert_ids():
+    assert [expert_id_dtype(n) for n in (1, 4, 256, 257, 32768, 32769, 2**31)] == [
+        torch.uint8,
+        torch.uint8,
+        torch.uint8,
+        torch.int16,
+        torch.int16,
+        torch.int32,
+        torch.int32,
+    ]
+    drawn = torch.randint(300, (2, 50), generator=torch.Generator().manual_seed(5))
+    table = hash_random_table(2, 50, 300, seed=5)
+    assert table.dtype == torch.int16 and torch.equal(table.long(), drawn)  # the routes of an int64 table
+    counts = torch.arange(50) % 7
+    for layout in ("reference", "per-layer"):
+        assert hash_balance_table(counts, 2, 4, seed=0, layout=layout).dtype == torch.uint8
+    # XLM-R-base: 12 layers x 250,002 token ids, 4 experts: 3.0 MB instead of 24.0 MB.
+    assert hash_random_table(12, 250_002, 4, seed=0).nbytes == 3_000_024
+
+
+@pytest.mark.parametrize("router", HASH_ROUTERS)
+def test_a_student_saved_with_an_int64_table_loads_with_the_same_routes(pair_teacher, router, tmp_path):
+    """Students saved before the tables took their smallest type hold an int64 table."""
+    from safetensors.torch import load_file, save_file
+
+    teacher, teacher_orders = pair_teacher
+    student, _ = adapt(
+        teacher, teacher_orders, 4, 32, 24, router=router, seed=2, token_counts=torch.arange(50)
+    )
+    assert student.hash_table.dtype == torch.uint8
+    student.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    assert weights["hash_table"].dtype == torch.uint8
+    weights["hash_table"] = weights["hash_table"].long()
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    reloaded = load_model(str(tmp_path)).eval()
+    assert torch.equal(reloaded.hash_table.long(), student.hash_table.long())
+    batch = inputs(task_batch(teacher.config))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)
+
+
 def test_moe_model_with_missing_weights_fails_to_load(teacher, teacher_orders, tmp_path):
     """An expert tensor under another name (an older layout) must not load as random weights."""
     from safetensors.torch import load_file, save_file
@@ -158,7 +206,7 @@ def test_hash_balance_spreads_train_tokens_evenly(layout):
     counts = (1000 / torch.arange(1, 501).float()).long()[torch.randperm(500, generator=gen)]
     table = hash_balance_table(counts, num_layers=3, num_experts=4, seed=0, layout=layout)
     for layer in table:
-        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, layer, counts)
+        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, layer.long(), counts)
         assert load.max() / load.float().mean() < 1.01, load
     # The reference's one table for every layer; the per-layer layout routes each layer differently.
     assert torch.equal(table[0], table[1]) == (layout == "reference")
