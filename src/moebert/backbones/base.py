@@ -25,6 +25,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from moebert.errors import MoebertError
+
 
 @dataclass(frozen=True)
 class FFNWeights:
@@ -147,6 +149,13 @@ class Backbone:
     position_offset: bool = False
     # Student kinds it cannot build, with the reason (refused before any job).
     refuses: dict[str, str] = field(default_factory=dict)
+
+    def check_student(self, kind: str) -> None:
+        """Refuse a student kind this backbone lists in `refuses`, with the reason."""
+        if kind in self.refuses:
+            raise MoebertError(
+                f"student {kind} cannot be built from a {self.title} teacher: {self.refuses[kind]}"
+            )
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         """The encoder layers of a task model (or of its base model)."""
