@@ -78,7 +78,13 @@ def check_teacher(name_or_path: str, students: Iterable[str] = ()) -> Backbone |
 
 
 def load_tokenizer(name_or_path: str):
-    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    """The model's tokenizer; for a backbone whose heads take no token_type_ids (ModernBERT) one that returns
+    none, whatever its class would, so that no stage, collator or `moebert predict` hands them to the model."""
+    source = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not backbone_of(AutoConfig.from_pretrained(source)).token_type_ids:
+        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    return tokenizer
 
 
 def saved_head(source: str) -> str:
