@@ -500,6 +500,22 @@ def test_the_card_names_the_backbone_and_the_student_kind(exported):
     assert "| student kind |" not in teacher and "A dense BERT: transformers loads it" in teacher
 
 
+def test_a_config_that_did_not_make_the_model_is_refused_for_every_backbone(exported, tmp_path):
+    """The method's settings in the config must be the saved student's, whatever its backbone."""
+    e = exported["roberta-moe"]
+    config = json.loads(resolved_config(tmp_path / "config.json").read_text())
+    methods = config["methods"]
+    methods["roberta-moe"] = dict(methods["moebert"])  # how it was built
+    write_json(tmp_path / "same.json", config)
+    export(e.folder, tmp_path / "same", e.metrics, config=tmp_path / "same.json")
+    methods["roberta-moe"]["num_experts"] = 2
+    write_json(tmp_path / "other.json", config)
+    with pytest.raises(
+        MoebertError, match="sets num_experts=2 for method 'roberta-moe', but the model has num_experts=4"
+    ):
+        export(e.folder, tmp_path / "out", e.metrics, config=tmp_path / "other.json")
+
+
 def test_every_student_kind_states_its_own_card_words():
     """The card's title and Method text of a kind come from the kind's own entry in the student registry: a new
     kind (or a subclass of one) that states none fails here, instead of a card calling it another kind."""
