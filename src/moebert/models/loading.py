@@ -81,8 +81,9 @@ def load_tokenizer(name_or_path: str):
     """The model's tokenizer; for a backbone whose heads take no token_type_ids (ModernBERT) one that returns
     none, whatever its class would, so that no stage, collator or `moebert predict` hands them to the model."""
     source = resolve_model(name_or_path)
+    backbone = backbone_of(AutoConfig.from_pretrained(source))  # an unsupported model refused here
     tokenizer = AutoTokenizer.from_pretrained(source)
-    if not backbone_of(AutoConfig.from_pretrained(source)).token_type_ids:
+    if not backbone.token_type_ids:
         tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
     return tokenizer
 

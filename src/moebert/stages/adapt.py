@@ -95,10 +95,11 @@ def importance_orders(path: str, layers: int):
 
 
 def run(args) -> None:
-    from moebert.models.loading import load_model, load_tokenizer
+    from moebert.models.loading import check_teacher, load_model, load_tokenizer
 
     adapt = from_args(AdaptOptions, args)
     kind = get_student(adapt.student)
+    check_teacher(args.model, [kind.name])
     options = student_options(kind, adapt)
     if kind.needs_importance and adapt.importance is None:
         raise MoebertError(f"--student {kind.name} needs --importance (the teacher's neuron order)")
