@@ -38,6 +38,96 @@ def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenc
     return randomize_biases(BertForSequenceClassification(config), seed).eval()
 
 
+# The post-norm pair backbones (backbones/base.py), each built tiny from its own config class below.
+PAIR_BACKBONES = ("bert", "roberta", "xlm-roberta", "electra", "deberta-v2")
+# What each architecture's tiny config sets beyond BERT's names, for its quirks to be exercised: RoBERTa's
+# family counts positions after its padding id 1 and has one token type; ELECTRA's embeddings are narrower
+# than its hidden size; DeBERTa-v3 has relative attention (both directions, log buckets), no absolute
+# positions and no token types.
+_TINY_QUIRKS = {
+    "bert": {},
+    "roberta": {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "type_vocab_size": 1},
+    "xlm-roberta": {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "type_vocab_size": 1},
+    "electra": {"embedding_size": 8},
+    "deberta-v2": {
+        "relative_attention": True,
+        "pos_att_type": ["p2c", "c2p"],
+        "position_buckets": 8,
+        "max_relative_positions": -1,
+        "position_biased_input": False,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "type_vocab_size": 0,
+    },
+}
+
+
+def tiny_task_model(
+    backbone: str, head: str = "classification", num_labels: int = 3, seed: int = 0, **overrides
+) -> torch.nn.Module:
+    """A random task model of a registered backbone at tiny_bert's size (2 layers, hidden 16, FFN 64, 50
+    token ids), with random biases and LayerNorms, in eval mode."""
+    from moebert.backbones import BACKBONES
+
+    b = BACKBONES[backbone]
+    torch.manual_seed(seed)
+    settings = {
+        "vocab_size": 50,
+        "hidden_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 32,
+        "num_labels": num_labels,
+        "problem_type": "regression" if num_labels == 1 else "single_label_classification",
+        **_TINY_QUIRKS[backbone],
+    }
+    if b.position_offset:
+        settings["max_position_embeddings"] += settings["pad_token_id"] + 1
+    if head != "classification":  # a span head: start and end logits
+        settings.update(num_labels=2, problem_type=None)
+    dense = b.heads[head]
+    config = dense.config_class(**{**settings, **overrides})
+    return randomize_biases(dense(config), seed).eval()
+
+
+def task_batch(
+    config, batch: int = 4, seq: int = 10, num_labels: int = 3, seed: int = 1, head: str = "classification"
+) -> dict:
+    """random_batch as the model of `config` takes it: padding with its pad id (no real token is the pad id),
+    segment ids only where it has token types, span targets for a QA head."""
+    out = random_batch(batch, seq, config.vocab_size, num_labels, seed)
+    pad = config.pad_token_id or 0
+    mask = out["attention_mask"].bool()
+    ids = torch.where(out["input_ids"] == pad, torch.full_like(out["input_ids"], pad + 1), out["input_ids"])
+    out["input_ids"] = torch.where(mask, ids, torch.full_like(ids, pad))
+    if getattr(config, "type_vocab_size", 2) < 2:
+        del out["token_type_ids"]
+    if head == "question-answering":
+        gen = torch.Generator().manual_seed(seed)
+        starts = torch.randint(0, seq // 2, (batch,), generator=gen)
+        del out["labels"]
+        out.update(
+            start_positions=starts, end_positions=starts + torch.randint(0, 3, (batch,), generator=gen)
+        )
+    return out
+
+
+@pytest.fixture(scope="module", params=PAIR_BACKBONES)
+def pair_backbone(request) -> str:
+    """Each post-norm pair backbone in turn."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def pair_teacher(pair_backbone) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """A tiny classifier of each pair backbone and its FFN neurons by importance on one random batch."""
+    from moebert.training.importance import importance_scores, orders
+
+    model = tiny_task_model(pair_backbone)
+    return model, orders(importance_scores(model, [task_batch(model.config)], progress=False))
+
+
 def write_tsv(path: Path, rows: list[list[str]]) -> Path:
     """A tab-separated file of `rows` (no quoting, like the classic GLUE files), its folders made."""
     path.parent.mkdir(parents=True, exist_ok=True)

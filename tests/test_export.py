@@ -15,7 +15,15 @@ from typing import ClassVar
 import pytest
 import torch
 import yaml
-from conftest import REPO, random_batch, randomize_biases, tiny_bert
+from conftest import (
+    PAIR_BACKBONES,
+    REPO,
+    random_batch,
+    randomize_biases,
+    task_batch,
+    tiny_bert,
+    tiny_task_model,
+)
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, BertModel
 
 from moebert import backbones, tracking
@@ -49,6 +57,10 @@ class Exported:
     original: torch.nn.Module  # the model before export
     metrics: Path | None = None
     teacher_metrics: Path | None = None
+    batch: dict | None = None  # what it computes on (default: `inputs()`)
+
+    def inputs(self) -> dict:
+        return inputs() if self.batch is None else self.batch
 
 
 # Every file of the backbone registry but its base, each shipped under its own name.
@@ -130,6 +142,33 @@ def exported(tmp_path_factory, tiny_model_dir) -> dict[str, Exported]:
         "mpoe": adapt_mpo(teacher, 3, in_factors=[2, 4, 2], out_factors=[4, 4, 4], seed=6),
         "qa-moe": adapt(qa_teacher, ORDERS, 2, 32, 16, router="gate-token", seed=7)[0],
         "teacher": teacher,
+        # A MoE student of every other pair backbone, under another router each, and a QA one.
+        **{
+            f"{backbone}-moe": adapt(
+                tiny_task_model(backbone, num_labels=2),
+                ORDERS,
+                4,
+                32,
+                24,
+                router=router,
+                seed=8,
+                token_counts=torch.arange(50),
+            )[0]
+            for backbone, router in zip(
+                PAIR_BACKBONES[1:],
+                ["hash-random", "hash-balance", "gate-token", "gate-sentence"],
+                strict=True,
+            )
+        },
+        "qa-deberta-v2-moe": adapt(
+            tiny_task_model("deberta-v2", "question-answering"),
+            ORDERS,
+            2,
+            32,
+            16,
+            router="hash-random",
+            seed=9,
+        )[0],
     }
     result = {}
     for i, (name, model) in enumerate(models.items()):
@@ -166,7 +205,10 @@ def exported(tmp_path_factory, tiny_model_dir) -> dict[str, Exported]:
         else:
             export(source, folder, metrics, teacher_metrics)
         head = "question-answering" if qa else "classification"
-        result[name] = Exported(folder, head, name != "teacher", model, metrics, teacher_metrics)
+        batch = None
+        if model.config.model_type != "moebert" and name != "teacher":  # RoBERTa's pad id, token types, ...
+            batch = {k: v for k, v in task_batch(model.config).items() if k != "labels"}
+        result[name] = Exported(folder, head, name != "teacher", model, metrics, teacher_metrics, batch)
     return result
 
 
@@ -198,18 +240,20 @@ else:
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
-jobs, batch = json.loads(sys.argv[1]), torch.load(sys.argv[2])
+jobs = json.loads(sys.argv[1])
 out = {}
-for name, (folder, head, remote) in jobs.items():
+for name, (folder, head, remote, batch) in jobs.items():
+    batch = torch.load(batch)
     auto = AutoModelForSequenceClassification if head == "classification" else AutoModelForQuestionAnswering
     model = auto.from_pretrained(folder, **({"trust_remote_code": True} if remote else {})).eval()
     module = type(model).__module__
     assert module.startswith("transformers_modules.") == remote, module
     assert remote or module.startswith("transformers.models.bert"), module
+    assert type(model).__name__.startswith("MoE") == remote, type(model).__name__
     with torch.no_grad():
         o = model(**batch)
     out[name] = o.logits if head == "classification" else torch.stack([o.start_logits, o.end_logits])
-torch.save(out, sys.argv[3])
+torch.save(out, sys.argv[2])
 """
 
 
@@ -219,11 +263,13 @@ def reloaded(exported, tmp_path_factory) -> dict[str, torch.Tensor]:
     (-I: no PYTHONPATH, no current directory; the script drops the package's path and refuses its import), on
     one fixed batch."""
     tmp = tmp_path_factory.mktemp("reload")
-    torch.save(inputs(), tmp / "batch.pt")
-    jobs = {name: (str(e.folder), e.head, e.remote) for name, e in exported.items()}
+    jobs = {}
+    for name, e in exported.items():
+        torch.save(e.inputs(), tmp / f"{name}.pt")
+        jobs[name] = (str(e.folder), e.head, e.remote, str(tmp / f"{name}.pt"))
     env = {**os.environ, "HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-I", "-c", RELOAD, json.dumps(jobs), str(tmp / "batch.pt"), str(tmp / "out.pt")],
+        [sys.executable, "-I", "-c", RELOAD, json.dumps(jobs), str(tmp / "out.pt")],
         check=False,
         cwd=tmp,
         env=env,
@@ -245,15 +291,17 @@ def reloaded(exported, tmp_path_factory) -> dict[str, torch.Tensor]:
         "mpoe",
         "qa-moe",
         "teacher",
+        *(f"{backbone}-moe" for backbone in PAIR_BACKBONES[1:]),
+        "qa-deberta-v2-moe",
     ],
 )
 def test_exported_model_loads_without_the_package_with_the_same_outputs(exported, reloaded, name):
     e = exported[name]
     package = load_model(str(e.folder)).eval()
-    assert type(package).__module__.split(".")[0] in ("moebert", "transformers")
+    assert type(package) is type(e.original)
     with torch.no_grad():
-        own = outputs(package(**inputs()), e.head)
-        before = outputs(e.original(**inputs()), e.head)
+        own = outputs(package(**e.inputs()), e.head)
+        before = outputs(e.original(**e.inputs()), e.head)
     torch.testing.assert_close(reloaded[name], own, rtol=0, atol=1e-6)
     torch.testing.assert_close(own, before, rtol=0, atol=1e-6)
 
@@ -432,6 +480,41 @@ def test_cards_of_the_other_students(exported):
     # No config: the base model and its license are unknown, and the card says so.
     assert meta["license"] == "unknown" and "base_model" not in meta
     assert "License not set" in (qa.folder / "README.md").read_text()
+
+
+def test_the_card_names_the_backbone_and_the_student_kind(exported):
+    roberta = (exported["roberta-moe"].folder / "README.md").read_text()
+    assert "by moebert" in roberta and "built from a RoBERTa fine-tuned on MRPC by moebert" in roberta
+    assert "This model is a MoEBERT student (student kind `moe`) of a RoBERTa teacher." in roberta
+    assert (
+        "|  | |\n" not in roberta
+        and "| backbone | RoBERTa |" in roberta
+        and "| student kind | `moe` |" in roberta
+    )
+    assert "fine-tuned encoder (BERT in the paper)" in roberta and "BERT teacher" not in roberta
+    deberta = (exported["qa-deberta-v2-moe"].folder / "README.md").read_text()
+    assert "of a DeBERTa-v2/v3 teacher." in deberta and "| backbone | DeBERTa-v2/v3 |" in deberta
+    mpoe = (exported["mpoe"].folder / "README.md").read_text()
+    assert "This model is an MPOE student (student kind `mpoe`) of a BERT teacher." in mpoe
+    teacher = (exported["teacher"].folder / "README.md").read_text()
+    assert "This model is the dense BERT teacher." in teacher and "| backbone | BERT |" in teacher
+    assert "| student kind |" not in teacher and "A dense BERT: transformers loads it" in teacher
+
+
+def test_a_config_that_did_not_make_the_model_is_refused_for_every_backbone(exported, tmp_path):
+    """The method's settings in the config must be the saved student's, whatever its backbone."""
+    e = exported["roberta-moe"]
+    config = json.loads(resolved_config(tmp_path / "config.json").read_text())
+    methods = config["methods"]
+    methods["roberta-moe"] = dict(methods["moebert"])  # how it was built
+    write_json(tmp_path / "same.json", config)
+    export(e.folder, tmp_path / "same", e.metrics, config=tmp_path / "same.json")
+    methods["roberta-moe"]["num_experts"] = 2
+    write_json(tmp_path / "other.json", config)
+    with pytest.raises(
+        MoebertError, match="sets num_experts=2 for method 'roberta-moe', but the model has num_experts=4"
+    ):
+        export(e.folder, tmp_path / "out", e.metrics, config=tmp_path / "other.json")
 
 
 def test_every_student_kind_states_its_own_card_words():

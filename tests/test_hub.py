@@ -131,3 +131,30 @@ def test_glue_from_a_local_hub_clone_prepares_the_same_files_as_the_tsv(tmp_path
             tmp_path / "from-tsv" / "MRPC" / f"{split}.tsv",
             shallow=False,
         ), split
+
+
+def test_fetch_refuses_an_unsupported_backbone_or_a_refused_student_and_writes_nothing(
+    mirror, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from moebert.backbones import BACKBONES
+
+    config = mirror / "someorg" / "tiny-bert" / "config.json"
+    out = tmp_path / "model"
+    monkeypatch.setitem(BACKBONES["bert"].refuses, "mpoe", "a test's reason")
+    rc = main(
+        ["fetch-model", "--model", "someorg/tiny-bert", "--output", str(out), "--students", "moe", "mpoe"]
+    )
+    assert rc != 0 and capsys.readouterr().err == (
+        "error: teacher 'someorg/tiny-bert': student mpoe cannot be built from a BERT teacher: a test's reason\n"
+    )
+    assert not out.exists() and not list(tmp_path.glob(".model.tmp-*"))
+    fetch_model("someorg/tiny-bert", out, students=["moe", "distil-half"])
+    assert (out / "config.json").is_file()
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "gpt2"}))
+    with pytest.raises(
+        MoebertError, match=r"^teacher 'someorg/tiny-bert': model type 'gpt2' is not a supported"
+    ):
+        fetch_model("someorg/tiny-bert", tmp_path / "other")
+    assert not (tmp_path / "other").exists()

@@ -2,20 +2,26 @@
 
 import pytest
 import torch
-from conftest import random_batch, randomize_biases, tiny_bert
+from conftest import random_batch, randomize_biases, task_batch, tiny_bert, tiny_task_model
 from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.training.importance import importance_scores, importance_scores_autograd, orders
 
 
-@pytest.mark.parametrize("num_labels", [3, 1], ids=["classification", "regression"])
-def test_one_backward_equals_per_example_autograd(num_labels):
-    model = tiny_bert(num_labels=num_labels).double()
-    batches = [random_batch(num_labels=num_labels, seed=s) for s in (1, 2)]
-    for b in batches:
-        b["labels"] = b["labels"].double() if num_labels == 1 else b["labels"]
+@pytest.mark.parametrize(
+    "head, num_labels",
+    [("classification", 3), ("classification", 1), ("question-answering", 2)],
+    ids=["classification", "regression", "qa"],
+)
+def test_one_backward_equals_per_example_autograd(pair_backbone, head, num_labels):
+    model = tiny_task_model(pair_backbone, head, num_labels=num_labels).double()
+    batches = [task_batch(model.config, num_labels=num_labels, seed=s, head=head) for s in (1, 2)]
+    if num_labels == 1:
+        for b in batches:
+            b["labels"] = b["labels"].double()
     fast = importance_scores(model, batches, progress=False)
     slow = importance_scores_autograd(model, batches)
+    assert len(fast) == len(slow) == 2
     for f, s in zip(fast, slow, strict=True):
         assert f.shape == (64,)
         torch.testing.assert_close(f, s, rtol=1e-5, atol=0)

@@ -4,26 +4,64 @@ import re
 
 import pytest
 import torch
-from conftest import inputs, random_batch, tiny_bert
+from conftest import inputs, random_batch, task_batch, tiny_bert, tiny_task_model
 from transformers import BertConfig, BertForSequenceClassification
 
 from moebert.errors import MoebertError
 from moebert.models.loading import load_model, parameter_counts
 from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
-from moebert.models.routing import ROUTERS, hash_balance_table
-from moebert.students.moe import adapt, check_expert_shape, expert_indices
+from moebert.models.routing import (
+    HASH_ROUTERS,
+    ROUTERS,
+    expert_id_dtype,
+    hash_balance_table,
+    hash_random_table,
+)
+from moebert.students import STUDENTS
+from moebert.students.moe import SWITCH_TITLE, adapt, check_expert_shape, expert_indices
+from moebert.training.importance import TARGETS
 
 
-def test_one_full_expert_equals_dense(teacher, teacher_orders):
-    student, _ = adapt(teacher, teacher_orders, num_experts=1, expert_dim=64, shared_dim=0)
-    batch = inputs(random_batch())
+@pytest.mark.parametrize("head", ["classification", "question-answering"])
+@pytest.mark.parametrize("router", ROUTERS)
+def test_experts_holding_every_neuron_equal_the_dense_teacher(pair_backbone, router, head):
+    """On every pair backbone, under every router: hash routers get 4 experts that each hold every neuron (in
+    another order each), so whatever the route a token meets the dense FFN; gate routers get one such expert,
+    whose gate probability is 1 (with several, the gate would scale every output by a probability below 1)."""
+    teacher = tiny_task_model(pair_backbone, head)
+    gen = torch.Generator().manual_seed(0)
+    orders = [torch.randperm(64, generator=gen) for _ in range(2)]
+    n = 4 if router in HASH_ROUTERS else 1
+    student, _ = adapt(teacher, orders, n, 64, 64, router=router, seed=1, token_counts=torch.arange(50))
+    assert type(student).__name__ == f"MoE{type(teacher).__name__}"
+    batch = {k: v for k, v in task_batch(teacher.config, head=head).items() if k not in TARGETS}
     with torch.no_grad():
         dense = teacher(**batch, output_hidden_states=True)
         moe = student.eval()(**batch, output_hidden_states=True)
-    torch.testing.assert_close(moe.logits, dense.logits, atol=1e-5, rtol=1e-5)
+    for key in ("logits",) if head == "classification" else ("start_logits", "end_logits"):
+        torch.testing.assert_close(getattr(moe, key), getattr(dense, key), atol=1e-5, rtol=1e-5)
     mask = batch["attention_mask"].bool()
+    assert len(moe.hidden_states) == 3
     for s, t in zip(moe.hidden_states, dense.hidden_states, strict=True):
         torch.testing.assert_close(s[mask], t[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_switch_student_is_copies_of_the_dense_ffn(pair_teacher):
+    """The Switch-style baseline on every pair backbone: 4 experts of every neuron behind a token gate. Each
+    expert is the teacher's FFN, so with the gate's scale left out any route gives the teacher."""
+    from test_mpoe_layer import FixedRouter
+
+    teacher, teacher_orders = pair_teacher
+    student, _ = adapt(teacher, teacher_orders, 4, 64, 64, router="gate-token")
+    assert STUDENTS["moe"].describe(student.config, {})[0] == SWITCH_TITLE
+    layers = student.moe_layers()
+    for layer in layers:
+        layer.router = FixedRouter(torch.arange(40) % 4, 4)  # batch 4 x length 10, every expert in turn
+    batch = inputs(task_batch(teacher.config))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            student.eval()(**batch).logits, teacher(**batch).logits, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_expert_weights_are_the_dense_rows_and_columns(teacher, teacher_orders):
@@ -89,6 +127,48 @@ def test_outputs_identical_after_save_and_load(teacher, teacher_orders, router, 
         torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)
 
 
+def test_hash_tables_take_the_smallest_type_that_holds_the_expert_ids():
+    assert [expert_id_dtype(n) for n in (1, 4, 256, 257, 32768, 32769, 2**31)] == [
+        torch.uint8,
+        torch.uint8,
+        torch.uint8,
+        torch.int16,
+        torch.int16,
+        torch.int32,
+        torch.int32,
+    ]
+    drawn = torch.randint(300, (2, 50), generator=torch.Generator().manual_seed(5))
+    table = hash_random_table(2, 50, 300, seed=5)
+    assert table.dtype == torch.int16 and torch.equal(table.long(), drawn)  # the routes of an int64 table
+    counts = torch.arange(50) % 7
+    for layout in ("reference", "per-layer"):
+        assert hash_balance_table(counts, 2, 4, seed=0, layout=layout).dtype == torch.uint8
+    # XLM-R-base: 12 layers x 250,002 token ids, 4 experts: 3.0 MB instead of 24.0 MB.
+    assert hash_random_table(12, 250_002, 4, seed=0).nbytes == 3_000_024
+
+
+@pytest.mark.parametrize("router", HASH_ROUTERS)
+def test_a_student_saved_with_an_int64_table_loads_with_the_same_routes(pair_teacher, router, tmp_path):
+    """Students saved before the tables took their smallest type hold an int64 table."""
+    from safetensors.torch import load_file, save_file
+
+    teacher, teacher_orders = pair_teacher
+    student, _ = adapt(
+        teacher, teacher_orders, 4, 32, 24, router=router, seed=2, token_counts=torch.arange(50)
+    )
+    assert student.hash_table.dtype == torch.uint8
+    student.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    assert weights["hash_table"].dtype == torch.uint8
+    weights["hash_table"] = weights["hash_table"].long()
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    reloaded = load_model(str(tmp_path)).eval()
+    assert torch.equal(reloaded.hash_table.long(), student.hash_table.long())
+    batch = inputs(task_batch(teacher.config))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)
+
+
 def test_moe_model_with_missing_weights_fails_to_load(teacher, teacher_orders, tmp_path):
     """An expert tensor under another name (an older layout) must not load as random weights."""
     from safetensors.torch import load_file, save_file
@@ -126,7 +206,7 @@ def test_hash_balance_spreads_train_tokens_evenly(layout):
     counts = (1000 / torch.arange(1, 501).float()).long()[torch.randperm(500, generator=gen)]
     table = hash_balance_table(counts, num_layers=3, num_experts=4, seed=0, layout=layout)
     for layer in table:
-        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, layer, counts)
+        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, layer.long(), counts)
         assert load.max() / load.float().mean() < 1.01, load
     # The reference's one table for every layer; the per-layer layout routes each layer differently.
     assert torch.equal(table[0], table[1]) == (layout == "reference")
@@ -364,9 +444,10 @@ def test_moe_model_with_a_dropped_weight_names_no_unexpected_key(teacher, teache
 
 @pytest.mark.parametrize("router", ROUTERS)
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_tied_student_equals_the_copied_one_at_initialisation(teacher, teacher_orders, router, mode):
-    """Same teacher, importance and seed: the same function, under every router, in training mode (dropout
+def test_tied_student_equals_the_copied_one_at_initialisation(pair_teacher, router, mode):
+    """On every pair backbone, same teacher, importance and seed: the same function, under every router, in training mode (dropout
     off) and in eval mode; and each equals the dense FFN restricted to its expert's neurons (test_experts)."""
+    teacher, teacher_orders = pair_teacher
     counts = torch.arange(50)
     built = {
         shared: adapt(
@@ -383,7 +464,7 @@ def test_tied_student_equals_the_copied_one_at_initialisation(teacher, teacher_o
         )[0]
         for shared in ("copied", "tied")
     }
-    batch = inputs(random_batch())
+    batch = inputs(task_batch(teacher.config))
     outputs = {}
     for shared, student in built.items():
         student.train(mode == "train")

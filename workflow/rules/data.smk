@@ -42,6 +42,8 @@ rule fetch_model:
         **job_resources("fetch_model"),
     params:
         repo=hub_model,
+        students=teacher_students,
         hub=HUB_ON,
     shell:
-        "{params.hub} moebert fetch-model --model {params.repo:q} --output {output:q} > {log:q} 2>&1"
+        "{params.hub} moebert fetch-model --model {params.repo:q} --output {output:q}"
+        " --students {params.students} > {log:q} 2>&1"

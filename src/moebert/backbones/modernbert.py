@@ -59,7 +59,7 @@ class GluContract(FFNContract):
         """Neuron j's term from Wi's rows j (activated half) and j + I (gate half) and Wo's column j. The gate
         row's term equals the column's (both sum_t h_tj dL/dh_tj without biases): they count once, as their
         mean, so that a neuron has one term for its activated input and one for its output, as a BERT neuron
-        has (docs/method.md §4.1)."""
+        has (docs/method.md §4.2)."""
         activated, gate = rows.chunk(2, dim=-1)
         return activated + (gate + columns) / 2
 

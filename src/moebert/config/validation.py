@@ -170,6 +170,7 @@ def validate(raw: dict, device_kinds: Iterable[str] | None = None) -> dict:
         )
     _check_tasks(config)
     _check_used(raw, config)
+    _check_teacher(config)
     kind = config["resources"]["device_kind"]
     if device_kinds is not None and kind not in set(device_kinds):
         raise ConfigError(
@@ -349,6 +350,26 @@ def _check_used(raw: dict, config: dict) -> None:
             f"{', '.join(sorted({kind.name for kind in kinds.values()}))}), so no importance is scored; "
             f"drop the importance block",
         )
+
+
+def _check_teacher(config: dict) -> None:
+    """The teacher's backbone, from its config.json where it is available here (a local directory, the packaged
+    MiniLM, a fetched or mirrored hub model), supported and able to build every method's student kind; a hub
+    id not fetched yet is checked when fetch_model fetches it."""
+    from moebert.models.loading import check_teacher
+
+    model = config["teacher"]["model"]
+    try:
+        backbone = check_teacher(model)
+    except MoebertError as err:
+        raise ConfigError(["teacher", "model"], str(err)) from None
+    if backbone is None:
+        return
+    for name, method in config["methods"].items():
+        try:
+            backbone.check_student(method["student"])
+        except MoebertError as err:
+            raise ConfigError(["methods", name, "student"], f"teacher '{model}': {err}") from None
 
 
 def _check_custom_tasks(config: dict) -> None:

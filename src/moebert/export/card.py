@@ -10,9 +10,11 @@ from typing import Any
 
 import yaml
 
+from moebert.backbones import backbone_of
 from moebert.config import TEACHER, config_hash
 from moebert.export.metadata import UNKNOWN_LICENSE, front_matter
 from moebert.export.results import parameters_section, results_section, table
+from moebert.models.modeling import MoEConfigMixin
 from moebert.students import STUDENTS
 from moebert.students.base import MOEBERT_METHOD, StudentKind
 
@@ -72,7 +74,8 @@ class ModelCard:
 
     def __post_init__(self):
         self.config = self.model.config
-        self.ffn = getattr(self.config, "ffn", None) if self.config.model_type == "moebert" else None
+        self.backbone = backbone_of(self.config)
+        self.ffn = self.config.ffn if isinstance(self.config, MoEConfigMixin) else None
         self.method = (self.record or {}).get("method")
         methods = (self.resolved or {}).get("methods") or {}
         self.method_config = methods.get(self.method) if self.method else None
@@ -107,7 +110,7 @@ class ModelCard:
         base = (
             f"[{self.base_id}](https://huggingface.co/{self.base_id})"
             if self.base_id
-            else (f"`{self.base}`" if self.base else "a BERT")
+            else (f"`{self.base}`" if self.base else f"a {self.backbone.title}")
         )
         task = f" fine-tuned on {self.task.display}" if self.task and self.kind != "teacher" else ""
         seed = f", seed {self.record['seed']}" if self.record and self.record.get("seed") is not None else ""
@@ -138,6 +141,18 @@ class ModelCard:
             ]
         return "\n".join(lines)
 
+    def model_note(self) -> str:
+        """What this model is, in the terms of the Method text: its backbone and student kind."""
+        title = self.backbone.title
+        if self.kind == TEACHER:
+            return f"This model is the dense {title} teacher."
+        if self.kind == "dense":
+            return f"This model is a dense {title}."
+        return (
+            f"This model is {self.student.describe(self.config, self.method_config or {})[0]} (student kind "
+            f"`{self.kind}`) of a {title} teacher."
+        )
+
     def method_section(self) -> str:
         text = self.student.describe(self.config, self.method_config or {})[1]
         citations = [MOEBERT_CITATION, *self.student.card_citations]
@@ -147,6 +162,8 @@ class ModelCard:
                 "## Method",
                 "",
                 text,
+                "",
+                self.model_note(),
                 *(["", training] if training else []),
                 "",
                 "```bibtex",
@@ -172,6 +189,8 @@ class ModelCard:
     def layout_section(self) -> str:
         c = self.config
         rows = [
+            ["backbone", self.backbone.title],
+            *([["student kind", f"`{self.kind}`"]] if self.kind in STUDENTS else []),
             ["layers", str(c.num_hidden_layers)],
             ["hidden size", str(c.hidden_size)],
             ["attention heads", str(c.num_attention_heads)],
@@ -238,7 +257,9 @@ class ModelCard:
                 ),
             ]
         else:
-            lines += ["A dense BERT: transformers loads it with its own classes, no remote code."]
+            lines += [
+                f"A dense {self.backbone.title}: transformers loads it with its own classes, no remote code."
+            ]
         return "\n".join(lines)
 
     def provenance_section(self) -> str:

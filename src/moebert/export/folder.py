@@ -18,6 +18,7 @@ from moebert.export.card import AUTO_CLASSES, ModelCard
 from moebert.export.metadata import base_model_and_license
 from moebert.export.sources import check_shipped, model_sources
 from moebert.files import atomic_dir, read_json
+from moebert.models.modeling import MoEConfigMixin
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -211,7 +212,7 @@ def _check_method(resolved: dict, config, record: dict, model, metrics) -> None:
     settings = resolved["methods"][method]
     for key in CHECKED_SETTINGS:
         if (
-            model.config.model_type == "moebert"
+            isinstance(model.config, MoEConfigMixin)
             and key in settings
             and settings[key] != getattr(model.config, key)
         ):

@@ -1,4 +1,4 @@
-"""The MoE layer of a pre-norm gated FFN (the "glu" contract, ModernBERT; docs/method.md §4.1): N
+"""The MoE layer of a pre-norm gated FFN (the "glu" contract, ModernBERT; docs/method.md §4.2): N
 experts in place of the layer's `mlp`, one per token, with `mlp`'s signature `forward(y)`, y the output of the
 layer's own pre-norm, which stays outside the experts and is shared by all of them, as is the residual. Expert e
 is the dense GLU cut to its neurons, the teacher's FFN dropout at the expert rate:

@@ -7,14 +7,16 @@ classes: a saved MoEBERT then loads through them with this package's own code, n
 from __future__ import annotations
 
 import importlib.util
+import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
-from moebert.backbones import backbone_of
+from moebert.backbones import Backbone, backbone_of
 from moebert.errors import MoebertError
-from moebert.hub import PACKAGED_MINILM
+from moebert.hub import FETCHED_MODELS, PACKAGED_MINILM, hub_source, model_slug
 from moebert.models.modeling import AUTO_HEADS, MoEBertMixin
 
 
@@ -40,8 +42,50 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def local_config(name_or_path: str) -> Path | None:
+    """The config.json of a model available without the hub: a local directory, the packaged MiniLM, or a hub
+    id's copy fetched into resources/models/ of the working directory (the workflow's fetch_model) or cloned in
+    the hub mirror; None for a hub id available nowhere here."""
+    source = Path(resolve_model(name_or_path))
+    if not source.is_dir():
+        fetched = Path(FETCHED_MODELS) / model_slug(name_or_path)
+        try:
+            source = fetched if fetched.is_dir() else Path(hub_source(name_or_path))
+        except MoebertError:  # a mirror without the model: fetch_model will say so
+            return None
+    config = source / "config.json"
+    return config if config.is_file() else None
+
+
+def teacher_backbone(config: Path, name: str, students: Iterable[str] = ()) -> Backbone:
+    """The backbone of the teacher `name` whose config.json is `config`, refused (naming the teacher) if it is
+    not supported or cannot build one of `students` (student kinds)."""
+    model_type = json.loads(config.read_text()).get("model_type")
+    try:
+        backbone = backbone_of(model_type)
+        for kind in students:
+            backbone.check_student(kind)
+    except MoebertError as err:
+        raise MoebertError(f"teacher '{name}': {err}") from None
+    return backbone
+
+
+def check_teacher(name_or_path: str, students: Iterable[str] = ()) -> Backbone | None:
+    """`teacher_backbone` of a teacher available here (see local_config); None, checking nothing, for a hub id
+    not fetched yet (fetch_model checks it)."""
+    config = local_config(name_or_path)
+    return None if config is None else teacher_backbone(config, name_or_path, students)
+
+
 def load_tokenizer(name_or_path: str):
-    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    """The model's tokenizer; for a backbone whose heads take no token_type_ids (ModernBERT) one that returns
+    none, whatever its class would, so that no stage, collator or `moebert predict` hands them to the model."""
+    source = resolve_model(name_or_path)
+    backbone = backbone_of(AutoConfig.from_pretrained(source))  # an unsupported model refused here
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not backbone.token_type_ids:
+        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    return tokenizer
 
 
 def saved_head(source: str) -> str:

@@ -184,8 +184,9 @@ class MoEBertMixin:
     ):
         layers = self.moe_layers()
         if self.config.router in HASH_ROUTERS:
-            # Routes of all layers follow from the input ids: looked up once, before the encoder runs.
-            for layer, expert_ids in zip(layers, self.hash_table[:, input_ids.reshape(-1)]):
+            # Routes of all layers follow from the input ids: looked up once, before the encoder runs. The
+            # table holds the ids in its smallest type; the experts index with int64.
+            for layer, expert_ids in zip(layers, self.hash_table[:, input_ids.reshape(-1)].long()):
                 layer.expert_ids = expert_ids
         else:
             for layer in layers:

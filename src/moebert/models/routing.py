@@ -23,10 +23,21 @@ SENTENCE_GATE_BATCH1 = ("scale", "skip")
 HASH_BALANCE_LAYOUTS = ("reference", "per-layer")
 
 
+def expert_id_dtype(num_experts: int) -> torch.dtype:
+    """The smallest integer type that holds every expert id: a hash table has an entry per layer and token id
+    (12 x 250,002 for XLM-R-base), a byte each instead of eight up to 256 experts."""
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        if num_experts - 1 <= torch.iinfo(dtype).max:
+            return dtype
+    return torch.int64
+
+
 def hash_random_table(num_layers: int, vocab_size: int, num_experts: int, seed: int) -> torch.Tensor:
-    """A random expert per token id, drawn independently for every layer: shape [layers, vocab]."""
+    """A random expert per token id, drawn independently for every layer: shape [layers, vocab], in
+    `expert_id_dtype` (the draws are those of an int64 table: the routes do not depend on the type)."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.randint(num_experts, (num_layers, vocab_size), generator=gen)
+    table = torch.randint(num_experts, (num_layers, vocab_size), generator=gen)
+    return table.to(expert_id_dtype(num_experts))
 
 
 def hash_balance_table(
@@ -42,6 +53,8 @@ def hash_balance_table(
     layout "per-layer" (the project's earlier construction) orders equal counts by id (a stable sort), draws
     unseen ids per layer from torch's generator and relabels the experts per layer with a random
     permutation, so that layers differ while each stays balanced.
+
+    The table is in `expert_id_dtype(num_experts)`.
     """
     if layout == "reference":
         counts = token_counts.numpy()
@@ -54,7 +67,7 @@ def hash_balance_table(
             expert = min(range(num_experts), key=load.__getitem__)
             load[expert] += int(counts[token])
             row[token] = expert
-        return torch.from_numpy(row).expand(num_layers, -1).clone()
+        return torch.from_numpy(row).to(expert_id_dtype(num_experts)).expand(num_layers, -1).clone()
     if layout != "per-layer":
         raise ValueError(
             f"unknown hash-balance layout {layout!r}; choose one of {', '.join(HASH_BALANCE_LAYOUTS)}"
@@ -71,7 +84,7 @@ def hash_balance_table(
     gen = torch.Generator().manual_seed(seed + 1)
     for layer in range(num_layers):
         relabel = torch.randperm(num_experts, generator=gen)
-        table[layer, seen] = relabel[balanced]
+        table[layer, seen] = relabel[balanced].to(table.dtype)
     return table
 
 

@@ -95,13 +95,11 @@ def importance_orders(path: str, layers: int):
 
 
 def run(args) -> None:
-    from transformers import AutoConfig
-
-    from moebert.backbones import backbone_of
-    from moebert.models.loading import load_model, load_tokenizer, resolve_model
+    from moebert.models.loading import check_teacher, load_model, load_tokenizer
 
     adapt = from_args(AdaptOptions, args)
     kind = get_student(adapt.student)
+    check_teacher(args.model, [kind.name])
     options = student_options(kind, adapt)
     if kind.needs_importance and adapt.importance is None:
         raise MoebertError(f"--student {kind.name} needs --importance (the teacher's neuron order)")
@@ -115,7 +113,6 @@ def run(args) -> None:
             f"{', '.join(rows)}: only a student routed by hash-balance counts train tokens; leave "
             f"{'them' if len(rows) > 1 else 'it'} out"
         )
-    backbone_of(AutoConfig.from_pretrained(resolve_model(args.model))).check_student(kind.name)
     tokenizer = load_tokenizer(args.model)
     teacher = load_model(args.model)
     orders = (

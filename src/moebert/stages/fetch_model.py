@@ -12,9 +12,15 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--output", required=True, help="model directory to write")
     parser.add_argument("--revision", help="branch, tag or commit of the hub repository")
+    parser.add_argument(
+        "--students",
+        nargs="*",
+        default=[],
+        help="student kinds the workflow builds from it: refused now if its backbone cannot build one",
+    )
 
 
 def run(args) -> None:
     from moebert.hub import fetch_model
 
-    print(f"fetched {args.model} -> {fetch_model(args.model, args.output, args.revision)}")
+    print(f"fetched {args.model} -> {fetch_model(args.model, args.output, args.revision, args.students)}")

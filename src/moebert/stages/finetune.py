@@ -1,4 +1,4 @@
-"""`moebert finetune`: the teacher, a dense BERT fine-tuned on a task (docs/method.md §6)."""
+"""`moebert finetune`: the teacher, a dense encoder fine-tuned on a task (docs/method.md §6)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from moebert.stages.common import (
     train_rows,
 )
 
-HELP = "fine-tune a BERT on a task (the teacher)"
+HELP = "fine-tune an encoder on a task (the teacher)"
 
 
 def add_arguments(parser) -> None:

@@ -209,14 +209,16 @@ def dense_copy(teacher: nn.Module, **config) -> PreTrainedModel:
 # ---------------------------------------------------------------------------------------------
 # The model card's words shared by the kinds
 
-# The method every student of this package comes from, as a model card states it.
+# The method every student of this package comes from, as a model card states it (the card names the backbone
+# and the student kind of its model beside it: export/card.py).
 MOEBERT_METHOD = (
     "MoEBERT (Zuo et al., NAACL 2022, [arXiv:2204.07675](https://arxiv.org/abs/2204.07675)) turns a "
-    "fine-tuned BERT into a mixture of experts: it scores every FFN neuron of the teacher by its "
+    "fine-tuned encoder (BERT in the paper) into a mixture of experts: it scores every FFN neuron of the "
+    "teacher by its "
     "importance (how much the task loss depends on it), cuts each FFN into experts that share the "
     "most important neurons and divide the others, routes each token to one expert, and trains the "
     "student with the task loss and layer-wise distillation from the dense teacher. A token passes "
-    "through one expert per layer, so the model computes like a narrower BERT while keeping most of "
+    "through one expert per layer, so the model computes like a narrower encoder while keeping most of "
     "the teacher's parameters."
 )
 # What each router does, as a model card's architecture table says it.
