@@ -146,6 +146,8 @@ def main() -> None:
     kernels = [
         k for k in KERNELS if k != "grouped_mm" or grouped_mm_available(torch.device(args.device), dtype)
     ]
+    # The bound's kernels are the pair contract's GEMMs (fc1 -> act -> fc2); a GLU's are not written here.
+    bounded = built[MOE].backbone.contract.name == "pair"
     timings, part_timings = [], []
     with contextlib.ExitStack() as stack:
         base = {name: built[name] for name in ("teacher", "dense-narrow")}
@@ -171,10 +173,10 @@ def main() -> None:
             moe = {
                 name[len(MOE) + 1 : -1]: model for name, model in models.items() if name.startswith(MOE + "[")
             }
-            timed = parts(moe, base["dense-narrow"], batch * args.seq_len, kernels, args.device)
-            part_timings.append(time_parts(timed, rounds, device=args.device).assign(batch_size=batch))
+            if bounded:
+                timed = parts(moe, base["dense-narrow"], batch * args.seq_len, kernels, args.device)
+                part_timings.append(time_parts(timed, rounds, device=args.device).assign(batch_size=batch))
     timings = pd.concat(timings, ignore_index=True)
-    part_timings = pd.concat(part_timings, ignore_index=True)
     latency = summarise(timings)
     quartiles = timings.assign(ms=timings.seconds * 1e3).groupby(["model", "batch_size"]).ms
     for name, q in (("latency_ms_q1", 0.25), ("latency_ms_q3", 0.75)):
@@ -186,7 +188,7 @@ def main() -> None:
             "batch"
         )
     }
-    bound = bound_table(part_timings, model_ratios)
+    bound = bound_table(pd.concat(part_timings, ignore_index=True), model_ratios) if bounded else None
     hw = hardware(torch.device(args.device))
     hw["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
 
@@ -210,13 +212,18 @@ def main() -> None:
     print()
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
-    print(
-        f"The bound ({MOE}, copied layout): experts' GEMMs / dense-narrow's FFN GEMMs per kernel, the best "
-        "kernel's; MoE FFN layer / dense-narrow's per implementation, the best; the model's best ratio; the "
-        "best layer's distance above the bound"
-    )
-    print(bound.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for suffix, frame in (("", table), ("_latency", latency), ("_bound", bound)):
+    frames = {"": table, "_latency": latency}
+    if bounded:
+        print(
+            f"The bound ({MOE}, copied layout): experts' GEMMs / dense-narrow's FFN GEMMs per kernel, the best "
+            "kernel's; MoE FFN layer / dense-narrow's per implementation, the best; the model's best ratio; "
+            "the best layer's distance above the bound"
+        )
+        print(bound.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        frames["_bound"] = bound
+    else:
+        print(f"No bound: its kernels are the post-norm pair's GEMMs, and {args.dims} has a GLU FFN.")
+    for suffix, frame in frames.items():
         with atomic_file(f"{args.out}{suffix}.csv") as tmp:
             frame.round(4).to_csv(tmp, index=False)
     write_json(
@@ -226,9 +233,9 @@ def main() -> None:
             "settings": vars(args),
             "ratios": table.to_dict(orient="records"),
             "latency": latency.to_dict(orient="records"),
-            "bound": bound.to_dict(orient="records"),
+            "bound": bound.to_dict(orient="records") if bounded else None,
             "timings": timings.to_dict(orient="records"),
-            "bound_timings": part_timings.to_dict(orient="records"),
+            "bound_timings": pd.concat(part_timings).to_dict(orient="records") if bounded else None,
         },
     )
 

@@ -449,7 +449,7 @@ def test_stages_refuse_an_unsupported_backbone_or_a_refused_student(
     assert run(*argv) == 2
     assert capsys.readouterr().err == (
         "error: model type 'gpt2' is not a supported backbone; supported: bert, roberta, xlm-roberta, electra, "
-        "deberta-v2\n"
+        "deberta-v2, modernbert\n"
     )
     monkeypatch.setitem(BACKBONES["bert"].refuses, "distil-half", "a test's reason")
     assert (

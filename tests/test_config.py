@@ -614,7 +614,7 @@ def _model_dir(path: Path, model_type: str) -> Path:
     return path
 
 
-SUPPORTED = "supported: bert, roberta, xlm-roberta, electra, deberta-v2"
+SUPPORTED = "supported: bert, roberta, xlm-roberta, electra, deberta-v2, modernbert"
 
 
 def test_an_unsupported_teacher_is_refused_naming_the_supported_backbones(tmp_path, monkeypatch):

@@ -495,3 +495,39 @@ def test_the_speed_benchmark_writes_the_bound_on_a_tiny_config(tmp_path, monkeyp
     assert {"gemms[eager]", "gemms[padded_bmm]", "bound", "layer", "model", "layer_over_bound"} <= set(table)
     assert (table.bound <= table[[c for c in table if c.startswith("gemms[")]].min(axis=1) + 1e-4).all()
     assert "The bound (moebert, copied layout)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("model_type", "extra", "teacher"),
+    [
+        ("bert", {}, "BertForSequenceClassification"),
+        (
+            "deberta-v2",
+            {"relative_attention": True, "type_vocab_size": 0},
+            "DebertaV2ForSequenceClassification",
+        ),
+        ("modernbert", {"vocab_size": 50368}, "ModernBertForSequenceClassification"),
+    ],
+)
+def test_random_models_are_of_the_presets_backbone(model_type, extra, teacher):
+    dims = {
+        "model_type": model_type,
+        "hidden_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 48,
+        **extra,
+    }
+    built = speed.random_models(dims, num_experts=4)
+    assert type(built["teacher"]).__name__ == teacher
+    assert type(built["moebert"]).__name__ == "MoE" + teacher
+    assert type(built["dense-narrow"]).__name__ == teacher
+    assert built["dense-narrow"].config.intermediate_size == 12 == built["moebert"].config.expert_dim
+    assert built["moebert-tied"].config.shared == "tied" and built["moebert"].config.shared_dim == 8
+
+
+def test_every_preset_names_a_supported_backbone():
+    from moebert.backbones import backbone_of
+
+    for preset in speed.PRESETS.values():
+        backbone_of(preset.get("model_type", "bert"))

@@ -603,7 +603,7 @@ def description(runs: list[dict], main: pd.DataFrame, record: dict, config_file:
 # The parent run of the config's MLflow runs
 
 HEADLINE = (
-    "MoEBERT reproduction: a fine-tuned BERT teacher per task, its FFNs split into experts that share the most "
+    "MoEBERT reproduction: a fine-tuned encoder teacher per task (BERT in the paper), its FFNs split into experts that share the most "
     "important neurons, one expert per token, trained by layer-wise distillation and evaluated on the dev split."
 )
 

@@ -120,9 +120,9 @@ def parts(
     ids = torch.randint(model.config.vocab_size, (tokens,), generator=gen).to(device)
     x = torch.randn(tokens, model.config.hidden_size, generator=gen).to(device=device, dtype=dtype)
     moe_layers = model.moe_layers()
-    routes = model.hash_table[:, ids]
+    routes = model.hash_table[:, ids].long()  # stored in a small integer type; an index must be int64
     grouped = [group(x, r, layer.num_experts, layer.experts) for layer, r in zip(moe_layers, routes)]
-    dense_layers = [(layer.intermediate, layer.output) for layer in dense.bert.encoder.layer]
+    dense_layers = [(layer.intermediate, layer.output) for layer in model.backbone.layer_list(dense)]
 
     def gemms(kernel):
         return lambda: [kernel(layer.experts, **g) for layer, g in zip(moe_layers, grouped)]

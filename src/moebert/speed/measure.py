@@ -27,22 +27,24 @@ import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoConfig, BertConfig, BertForSequenceClassification
+from transformers import AutoConfig
 
 from moebert import tracking
+from moebert.backbones import backbone_of
 from moebert.device import DEVICE_HELP, cpu_model, resolve_device
 from moebert.errors import MoebertError
 from moebert.files import atomic_file, write_json
 from moebert.models.bert_experts import IMPLEMENTATIONS
 from moebert.models.loading import load_model, parameter_counts, resolve_model
-from moebert.models.modeling import MoEBertConfig, MoEBertForSequenceClassification
+from moebert.models.modeling import MOE_HEADS
 from moebert.models.routing import ROUTERS
 from moebert.speed import COLUMNS
 from moebert.speed.reference_style import reference_style
 
 log = logging.getLogger(__name__)
 
-# Dimensions for models with random weights; any model dir or hub id works too (its config's dimensions).
+# Dimensions for models with random weights: a config's values, of its `model_type` (BERT without one); any
+# model dir or hub id works too (its config's values). The hub models' published config.json values.
 PRESETS = {
     "bert-base": {},  # BertConfig's defaults are BERT-base
     "minilm": {
@@ -51,17 +53,62 @@ PRESETS = {
         "num_attention_heads": 12,
         "intermediate_size": 1536,
     },
+    "deberta-v3-base": {
+        "model_type": "deberta-v2",
+        "vocab_size": 128100,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 512,
+        "type_vocab_size": 0,
+        "layer_norm_eps": 1e-7,
+        "relative_attention": True,
+        "position_buckets": 256,
+        "max_relative_positions": -1,
+        "pos_att_type": ["p2c", "c2p"],
+        "share_att_key": True,
+        "position_biased_input": False,
+        "norm_rel_ebd": "layer_norm",
+        "pad_token_id": 0,
+    },
+    "modernbert-base": {
+        "model_type": "modernbert",
+        "vocab_size": 50368,
+        "hidden_size": 768,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 12,
+        "intermediate_size": 1152,
+        "hidden_activation": "gelu",
+        "max_position_embeddings": 8192,
+        "global_attn_every_n_layers": 3,
+        "local_attention": 128,
+        "norm_eps": 1e-5,
+        "norm_bias": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "pad_token_id": 50283,
+        "bos_token_id": 50281,
+        "eos_token_id": 50282,
+        "cls_token_id": 50281,
+        "sep_token_id": 50282,
+    },
 }
-DIMENSIONS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "layer_norm_eps",
+# What a model dir's config holds beyond its dimensions.
+NOT_DIMENSIONS = (
+    "architectures",
+    "id2label",
+    "label2id",
+    "num_labels",
+    "problem_type",
+    "finetuning_task",
+    "auto_map",
+    "transformers_version",
+    "_name_or_path",
+    "dtype",
+    "torch_dtype",
+    "model_type",
 )
 RANDOM_MODELS = ("teacher", "moebert", "moebert-tied", "dense-narrow")
 # Those of RANDOM_MODELS with MoE layers: `--reference` times each beside its reference-style twin.
@@ -74,7 +121,7 @@ REFERENCE_SUFFIX = "-reference"
 
 
 def dimensions(spec: str) -> tuple[str, dict]:
-    """(name, BertConfig dimensions) of a preset, a model dir or a hub id."""
+    """(name, config values with their model_type) of a preset, a model dir or a hub id."""
     if spec in PRESETS:
         return spec, dict(PRESETS[spec])
     try:
@@ -83,7 +130,15 @@ def dimensions(spec: str) -> tuple[str, dict]:
         raise MoebertError(
             f"--random {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a loadable model config: {err}"
         ) from err
-    return spec, {key: getattr(config, key) for key in DIMENSIONS}
+    backbone_of(config)  # an architecture without MoE classes is refused here
+    values = {k: v for k, v in config.to_diff_dict().items() if k not in NOT_DIMENSIONS}
+    return spec, {"model_type": config.model_type, **values}
+
+
+def _config(dims: dict, **changes):
+    """The dense config of `dims` (a preset's values), with `changes`."""
+    values = {**dims, **changes}
+    return AutoConfig.for_model(values.pop("model_type", "bert"), **values)
 
 
 def random_models(
@@ -94,19 +149,21 @@ def random_models(
     router: str = "hash-random",
     seed: int = 0,
 ) -> dict[str, nn.Module]:
-    """Models with random weights and the given dimensions: the dense teacher, MoEBERT (experts of
+    """Models with random weights and the given dimensions (of their backbone): the dense teacher, MoEBERT (experts of
     `expert_dim`, default a 1/num_experts share of the FFN, two thirds of them shared as in the paper's 512
     of 768) with the shared neurons copied into every expert or tied (stored once), and the dense-narrow
     control (FFN width expert_dim)."""
-    width = expert_dim or BertConfig(**dims).intermediate_size // num_experts
+    dense = _config(dims)
+    teacher = backbone_of(dense).heads["classification"]
+    moe_class = MOE_HEADS[teacher]
+    width = expert_dim or dense.intermediate_size // num_experts
     moe = {"num_experts": num_experts, "expert_dim": width, "shared_dim": 2 * width // 3, "router": router}
+    values = {k: v for k, v in dims.items() if k != "model_type"}
     build = {
-        "teacher": lambda: BertForSequenceClassification(BertConfig(**dims)),
-        "moebert": lambda: MoEBertForSequenceClassification(MoEBertConfig(**dims, **moe)),
-        "moebert-tied": lambda: MoEBertForSequenceClassification(MoEBertConfig(**dims, **moe, shared="tied")),
-        "dense-narrow": lambda: BertForSequenceClassification(
-            BertConfig(**{**dims, "intermediate_size": width})
-        ),
+        "teacher": lambda: teacher(_config(dims)),
+        "moebert": lambda: moe_class(moe_class.config_class(**values, **moe)),
+        "moebert-tied": lambda: moe_class(moe_class.config_class(**values, **moe, shared="tied")),
+        "dense-narrow": lambda: teacher(_config(dims, intermediate_size=width)),
     }
     models = {}
     for name in names:

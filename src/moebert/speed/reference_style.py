@@ -93,7 +93,8 @@ def reference_style(model: MoEBertForSequenceClassification):
             return super(MoEBertMixin, model).forward(input_ids=input_ids, **kwargs)
 
         model.forward = model_forward
-        routes = [lambda _, i=i: (model.hash_table[i][ids["flat"]], None) for i in range(len(layers))]
+        # The table is stored in a small integer type; as an index it must be int64 (uint8 would be a mask).
+        routes = [lambda _, i=i: (model.hash_table[i][ids["flat"]].long(), None) for i in range(len(layers))]
     else:
         routes = [_gate_routes(layer) for layer in layers]
     reference_forward = REFERENCE_FORWARDS[model.backbone.contract.name]
