@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import PAIR_BACKBONES
+import json
 
-from moebert.backbones import BACKBONES, backbone_of
+import pytest
+import torch
+import yaml
+from conftest import PAIR_BACKBONES, REPO
+
+from moebert.backbones import BACKBONES, FFNWeights, backbone_of
+from moebert.cost import KNOWN_MODELS
 from moebert.errors import MoebertError
+from moebert.models.loading import teacher_backbone
 from moebert.models.modeling import FFN_TYPES, MOE_CONFIGS, MOE_HEADS
 from moebert.students import STUDENTS
 from moebert.tasks import TASKS
@@ -43,3 +49,40 @@ def test_an_unknown_model_type_is_refused_naming_the_supported_ones():
         backbone_of("gpt2")
     supported = ", ".join(t for b in BACKBONES.values() for t in b.model_types)
     assert str(err.value) == f"model type 'gpt2' is not a supported backbone; supported: {supported}"
+
+
+def _hub_configs():
+    """The shipped configs whose teacher is a hub model (checked on its config.json only when fetched)."""
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        if (raw.get("teacher") or {}).get("model") in KNOWN_MODELS:
+            yield pytest.param(raw, id=path.stem)
+
+
+@pytest.mark.parametrize("raw", list(_hub_configs()))
+def test_every_hub_config_asks_only_for_students_its_teacher_builds(raw, tmp_path):
+    """A refused student in a hub config would pass the offline checks and stop the campaign at fetch_model."""
+    teacher = raw["teacher"]["model"]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": KNOWN_MODELS[teacher].get("model_type", "bert")}))
+    students = {method.get("student", "moe") for method in raw["methods"].values()}
+    teacher_backbone(config, teacher, students)
+
+
+def test_a_moe_student_is_refused_as_a_teacher(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "moe-roberta"}))
+    with pytest.raises(MoebertError) as err:
+        teacher_backbone(config, "runs/student")
+    assert str(err.value) == (
+        "teacher 'runs/student': it is a MoE student (model type 'moe-roberta'); the teacher is a dense model, "
+        "pretrained or fine-tuned"
+    )
+
+
+def test_a_glu_neurons_inputs_are_its_activated_and_gate_rows():
+    up, gate = torch.arange(6.0).reshape(3, 2), -torch.arange(6.0).reshape(3, 2)
+    weights = FFNWeights(up, None, torch.zeros(2, 3), None, gate=gate)
+    assert torch.equal(weights.inputs, torch.cat([up, gate], 1))
+    assert torch.equal(weights.select(torch.tensor([2, 0])).inputs, torch.cat([up, gate], 1)[[2, 0]])
+    assert FFNWeights(up, None, torch.zeros(2, 3), None).inputs is up

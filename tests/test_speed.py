@@ -531,3 +531,22 @@ def test_every_preset_names_a_supported_backbone():
 
     for preset in speed.PRESETS.values():
         backbone_of(preset.get("model_type", "bert"))
+
+
+def test_a_saved_moe_students_dimensions_are_its_dense_backbones(tmp_path):
+    config = MoEBertConfig(
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_experts=2,
+        expert_dim=16,
+        shared_dim=8,
+    )
+    MoEBertForSequenceClassification(config).save_pretrained(tmp_path)
+    _, dims = speed.dimensions(str(tmp_path))
+    assert dims["model_type"] == "bert" and dims["intermediate_size"] == 64
+    assert not {"num_experts", "expert_dim", "shared_dim", "router"} & set(dims)
+    built = speed.random_models(dims, ["moebert"], num_experts=4)
+    assert built["moebert"].config.num_experts == 4 and built["moebert"].config.expert_dim == 16

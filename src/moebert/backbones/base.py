@@ -42,6 +42,12 @@ class FFNWeights:
     gate_bias: torch.Tensor | None = None
 
     @property
+    def inputs(self) -> torch.Tensor:
+        """Each neuron's input weights, one row per neuron: its `up` row, and its `gate` row beside it for a
+        GLU (what a construction that clusters neurons by their weights compares)."""
+        return self.up if self.gate is None else torch.cat([self.up, self.gate], dim=1)
+
+    @property
     def width(self) -> int:
         return self.up.shape[0]
 
@@ -160,7 +166,8 @@ class Backbone:
     activation_key: str = "hidden_act"
     dropout_key: str = "hidden_dropout_prob"
     norm_eps_key: str = "layer_norm_eps"
-    # Its heads take token_type_ids (sentence-pair segments); RoBERTa's family and ModernBERT have none.
+    # Its heads take token_type_ids (sentence-pair segments; RoBERTa's family takes them with one type, all
+    # zeros); ModernBERT's take none.
     token_type_ids: bool = True
     # Position ids start after the padding index (RoBERTa's family): the first pad_token_id + 1 position
     # embeddings are no token's.

@@ -1,5 +1,6 @@
 """The routed experts of a MoE layer: N BERT FFNs (fc1 -> activation -> fc2, with biases, no gate), run
-through transformers' experts interface (`transformers.integrations.moe`).
+through transformers' experts interface (`transformers.integrations.moe`); the kernels added here to that
+interface (eager's loop, padded_bmm, auto_cpu) also serve the GLU experts of models/glu_layer.py.
 
 `forward(hidden_states [tokens, hidden], top_k_index [tokens, k], top_k_weights [tokens, k])` returns the
 weighted sum of each token's experts. Which kernel computes it is the model's experts implementation:

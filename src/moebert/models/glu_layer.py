@@ -10,9 +10,10 @@ probability), so that the layer adds x + p * expert(y): the reference scales its
 expert's LayerNorm, the residual included; here the residual is outside the module and only the branch is
 scaled. Routers see the module's input y (the pre-normed hidden state).
 
-The experts run through transformers' experts interface with its GLU form (has_gate=True): its default gate
-splits the stacked input projection into halves and computes act(first) * second, ModernBERT's order, so
-an expert's `gate_up_proj` is [Wi_a,e; Wi_g,e] as Wi stacks them (transposed: [experts, hidden, 2 width]).
+The experts run through transformers' experts interface with its GLU form (has_gate=True), whose kernels
+call the experts' `_apply_gate` on the stacked input projection: here act(first half) * second half,
+ModernBERT's order, then the expert dropout; an expert's `gate_up_proj` is [Wi_a,e; Wi_g,e] as Wi stacks
+them (transposed: [experts, hidden, 2 width]).
 
 Shared neurons (`shared`) as in models/moe_layer.py: "copied" gives every expert a copy of them, "tied"
 stores them once as one dense GLU every token runs, beside experts of their private neurons only; since the

@@ -63,6 +63,11 @@ def teacher_backbone(config: Path, name: str, students: Iterable[str] = ()) -> B
     model_type = json.loads(config.read_text()).get("model_type")
     try:
         backbone = backbone_of(model_type)
+        if model_type == backbone.moe_model_type:
+            raise MoebertError(
+                f"it is a MoE student (model type '{model_type}'); the teacher is a dense model, "
+                f"pretrained or fine-tuned"
+            )
         for kind in students:
             backbone.check_student(kind)
     except MoebertError as err:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import inspect
 import logging
 import os
 import platform
@@ -36,7 +37,7 @@ from moebert.errors import MoebertError
 from moebert.files import atomic_file, write_json
 from moebert.models.bert_experts import IMPLEMENTATIONS
 from moebert.models.loading import load_model, parameter_counts, resolve_model
-from moebert.models.modeling import MOE_HEADS
+from moebert.models.modeling import MOE_HEADS, MoEConfigMixin
 from moebert.models.routing import ROUTERS
 from moebert.speed import COLUMNS
 from moebert.speed.reference_style import reference_style
@@ -130,9 +131,12 @@ def dimensions(spec: str) -> tuple[str, dict]:
         raise MoebertError(
             f"--random {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a loadable model config: {err}"
         ) from err
-    backbone_of(config)  # an architecture without MoE classes is refused here
-    values = {k: v for k, v in config.to_diff_dict().items() if k not in NOT_DIMENSIONS}
-    return spec, {"model_type": config.model_type, **values}
+    backbone = backbone_of(config)  # an architecture without MoE classes is refused here
+    # A saved MoE student's dimensions are its dense backbone's: its own MoE settings are left out (the random
+    # models set theirs).
+    moe_keys = set(inspect.signature(MoEConfigMixin.__init__).parameters)
+    values = {k: v for k, v in config.to_diff_dict().items() if k not in NOT_DIMENSIONS and k not in moe_keys}
+    return spec, {"model_type": backbone.model_types[0], **values}
 
 
 def _config(dims: dict, **changes):

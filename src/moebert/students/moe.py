@@ -189,7 +189,7 @@ def adapt(
             backbone.layer_list(student), backbone.layer_list(teacher), orders
         ):
             dense = contract.read(layer_t)
-            chosen = construct(construction, order, dense.up, num_experts, expert_dim, shared_dim, seed)
+            chosen = construct(construction, order, dense.inputs, num_experts, expert_dim, shared_dim, seed)
             contract.moe_module(layer_s).load_experts(dense, chosen, contract.norm(layer_t))
             indices.append([idx.tolist() for idx in chosen])
         if router in HASH_ROUTERS:
