@@ -35,7 +35,7 @@ from moebert.models.bert_experts import (
     ExpertsImplementation,
     eager_experts_forward,
 )
-from moebert.models.routing import GATE_ROUTERS, GateRouter
+from moebert.models.routing import RoutedLayer
 
 
 class _GluExperts(nn.Module):
@@ -120,26 +120,17 @@ def _stack(up: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     return torch.cat([up, gate]).T
 
 
-class GluMoEFFN(nn.Module):
+class GluMoEFFN(RoutedLayer):
     def __init__(self, config, implementation: ExpertsImplementation):
         super().__init__()
-        n, h = config.num_experts, config.hidden_size
+        n = config.num_experts
         bias = config.mlp_bias
         self.num_experts = n
         tied = config.shared == "tied" and config.shared_dim > 0
         self.shared = SharedGlu(config, bias) if tied else None
         width = config.expert_dim - config.shared_dim if tied else config.expert_dim
         self.experts = (GluExpertsWithBias if bias else GluExperts)(implementation, config, width)
-        self.router = None
-        if config.router in GATE_ROUTERS:
-            self.router = GateRouter(
-                h, n, per_sentence=config.router == "gate-sentence", batch1=config.gate_sentence_batch1
-            )
-        # Set by the model for one forward: the hash routes of this layer, or the attention mask a sentence
-        # gate pools with; read after it: a gate's balance loss.
-        self.expert_ids: torch.Tensor | None = None
-        self.attention_mask: torch.Tensor | None = None
-        self.balance_loss: torch.Tensor | None = None
+        self.init_routing(config)
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds: its private neurons and its output bias (no LayerNorm of its own)."""
@@ -172,12 +163,7 @@ class GluMoEFFN(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """hidden_states: [batch, seq, hidden], the pre-normed y; the hash routes index its tokens in that order
         (input_ids.reshape(-1))."""
-        if self.router is not None:
-            expert, scale, self.balance_loss = self.router(hidden_states, self.attention_mask)
-        elif self.expert_ids is None:
-            raise RuntimeError("hash-routed GluMoEFFN called outside the MoE model's forward (no routes set)")
-        else:
-            expert, scale = self.expert_ids, None
+        expert, scale = self.routes(hidden_states)
         y = hidden_states.reshape(-1, hidden_states.shape[-1])
         out = self.experts(y, expert.unsqueeze(-1), y.new_ones(len(y), 1))
         if self.shared is not None:

@@ -26,7 +26,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from moebert.models.bert_experts import BertExperts, ExpertsImplementation
-from moebert.models.routing import GATE_ROUTERS, GateRouter
+from moebert.models.routing import RoutedLayer
 
 SHARED_LAYOUTS = ("copied", "tied")
 
@@ -66,7 +66,7 @@ class SharedNeurons(nn.Module):
         return self.act_fn(torch.addmm(self.up_proj_bias, x, self.up_proj)) @ self.down_proj
 
 
-class MoEFFN(nn.Module):
+class MoEFFN(RoutedLayer):
     def __init__(self, config, implementation: ExpertsImplementation):
         super().__init__()
         n, h = config.num_experts, config.hidden_size
@@ -78,16 +78,7 @@ class MoEFFN(nn.Module):
         )
         self.dropout = nn.Dropout(config.expert_dropout)
         self.LayerNorm = ExpertLayerNorm(n, h, config.layer_norm_eps)
-        self.router = None
-        if config.router in GATE_ROUTERS:
-            self.router = GateRouter(
-                h, n, per_sentence=config.router == "gate-sentence", batch1=config.gate_sentence_batch1
-            )
-        # Set by the model for one forward: the hash routes of this layer, or the attention mask a sentence
-        # gate pools with; read after it: a gate's balance loss.
-        self.expert_ids: torch.Tensor | None = None
-        self.attention_mask: torch.Tensor | None = None
-        self.balance_loss: torch.Tensor | None = None
+        self.init_routing(config)
 
     def expert_parameters(self) -> int:
         """Parameters one more expert adds: its private neurons, its output bias and its LayerNorm."""
@@ -119,12 +110,7 @@ class MoEFFN(nn.Module):
         self.LayerNorm.bias.copy_(layer_norm.bias.expand_as(self.LayerNorm.bias))
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        if self.router is not None:
-            expert, scale, self.balance_loss = self.router(hidden_states, self.attention_mask)
-        elif self.expert_ids is None:
-            raise RuntimeError("hash-routed MoEFFN called outside MoEBert's forward (no routes set)")
-        else:
-            expert, scale = self.expert_ids, None
+        expert, scale = self.routes(hidden_states)
         width = hidden_states.shape[-1]
         x = hidden_states.reshape(-1, width)
         y = self.experts(x, expert.unsqueeze(-1), x.new_ones(len(x), 1))

@@ -132,3 +132,35 @@ class GateRouter(nn.Module):
         if batch == 1 and self.batch1 == "skip":
             return top_expert.expand(seq), None, balance.new_zeros(())
         return top_expert.repeat_interleave(seq), top_prob.repeat_interleave(seq), balance
+
+
+class RoutedLayer(nn.Module):
+    """What a MoE layer of sliced experts (moe_layer.MoEFFN, glu_layer.GluMoEFFN) shares of routing: a gate
+    router for the gate routers, the routes the model sets before a forward, and the balance loss read
+    after it."""
+
+    def init_routing(self, config) -> None:
+        self.router = None
+        if config.router in GATE_ROUTERS:
+            self.router = GateRouter(
+                config.hidden_size,
+                config.num_experts,
+                per_sentence=config.router == "gate-sentence",
+                batch1=config.gate_sentence_batch1,
+            )
+        # Set by the model for one forward: the hash routes of this layer, or the attention mask a sentence
+        # gate pools with; read after it: a gate's balance loss.
+        self.expert_ids: torch.Tensor | None = None
+        self.attention_mask: torch.Tensor | None = None
+        self.balance_loss: torch.Tensor | None = None
+
+    def routes(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(expert of every token, the gate's scale or None) of this forward."""
+        if self.router is not None:
+            expert, scale, self.balance_loss = self.router(hidden_states, self.attention_mask)
+            return expert, scale
+        if self.expert_ids is None:
+            raise RuntimeError(
+                f"hash-routed {type(self).__name__} called outside the MoE model's forward (no routes set)"
+            )
+        return self.expert_ids, None
