@@ -359,6 +359,15 @@ def test_padded_bmm_equals_the_eager_loop(mode, routes):
             assert grads[name][idle].abs().sum() == 0 and grads[name].abs().sum() > 0
 
 
+def test_every_cpu_kernel_takes_a_forward_without_tokens():
+    from moebert.models.bert_experts import BertExperts, ExpertsImplementation
+
+    for name in ("eager", "padded_bmm", "auto_cpu"):
+        experts = BertExperts(ExpertsImplementation(name), layer_config(num_experts=4), 16)
+        out = experts(torch.randn(0, HIDDEN), torch.zeros(0, 1, dtype=torch.long), torch.ones(0, 1))
+        assert out.shape == (0, HIDDEN), name
+
+
 def test_auto_picks_the_devices_default_where_the_grouped_kernel_can_run(monkeypatch):
     from moebert.models import bert_experts
 
@@ -378,8 +387,10 @@ def test_auto_picks_the_devices_default_where_the_grouped_kernel_can_run(monkeyp
 
 
 def test_auto_on_a_cpu_is_padded_bmm_up_to_the_measured_group_size_then_eager(monkeypatch):
-    """ "auto" resolves once, at setup, to auto_cpu on a CPU; auto_cpu chooses per forward: padded_bmm while
-    the slots (tokens x k) are at most PADDED_BMM_MAX_ROWS per expert, the eager loop above, both exact."""
+    """ "auto" resolves once, at setup, to auto_cpu on a CPU; auto_cpu chooses per forward by the largest
+    group: padded_bmm while no expert has more than PADDED_BMM_MAX_ROWS slots (tokens x k), the eager loop
+    above, both exact. A collapsed router (few tokens, all on one expert) goes to the eager loop, where the
+    average group size would have chosen padding."""
     from moebert.models import bert_experts
 
     model = MoEBertForSequenceClassification(layer_config())
@@ -396,19 +407,21 @@ def test_auto_on_a_cpu_is_padded_bmm_up_to_the_measured_group_size_then_eager(mo
     limit = bert_experts.PADDED_BMM_MAX_ROWS
     auto, eager = padded_and_eager_experts("eval", num_experts=4)
     auto.config._experts_implementation = "auto_cpu"
-    for tokens, k, chosen in [
-        (4 * limit, 1, "padded_bmm"),
-        (4 * limit + 1, 1, "eager"),
-        (2 * limit, 2, "padded_bmm"),
-        (2 * limit + 1, 2, "eager"),
+    balanced = torch.arange(4 * limit) % 4  # every expert exactly at the limit
+    for name, index, chosen in [
+        ("balanced at the limit", balanced.unsqueeze(1), "padded_bmm"),
+        ("one slot over", torch.cat([balanced, torch.tensor([2])]).unsqueeze(1), "eager"),
+        ("collapsed", torch.zeros(limit + 1, 1, dtype=torch.long), "eager"),
+        ("top-2 at the limit", balanced.view(-1, 2), "padded_bmm"),
+        ("top-2 one over", torch.cat([balanced, torch.tensor([1, 3])]).view(-1, 2), "eager"),
     ]:
-        gen = torch.Generator().manual_seed(tokens)
-        index = torch.randint(4, (tokens, k), generator=gen)
-        weights, x = torch.rand(tokens, k, generator=gen), torch.randn(tokens, HIDDEN, generator=gen)
+        gen = torch.Generator().manual_seed(len(index))
+        weights = torch.rand(index.shape, generator=gen)
+        x = torch.randn(len(index), HIDDEN, generator=gen)
         calls.clear()
         with torch.no_grad():
             out = auto(x, index, weights)
-            assert calls == [chosen]
+            assert calls == [chosen], name
             torch.testing.assert_close(
                 out, eager(x, index, weights), rtol=1e-6, atol=1e-6 * out.abs().max().item()
             )

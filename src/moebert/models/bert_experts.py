@@ -47,35 +47,53 @@ def eager_experts_forward(
     return out
 
 
+def _slot_ranks(flat: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each slot's row within its expert's group, in slot order; each expert's number of slots). Ranks from
+    a running count per expert: a stable grouping without sorting the slots."""
+    running = torch.cumsum(flat.unsqueeze(1) == torch.arange(num_experts, device=flat.device), 0)
+    counts = running[-1] if len(flat) else running.new_zeros(num_experts)
+    return running.gather(1, flat.unsqueeze(1)).squeeze(1) - 1, counts
+
+
 def padded_bmm_experts_forward(
-    self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    self: nn.Module,
+    hidden_states: torch.Tensor,
+    top_k_index: torch.Tensor,
+    top_k_weights: torch.Tensor,
+    groups: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The "padded_bmm" implementation: the tokens grouped by expert into [experts, largest group, hidden]
-    (zero rows pad the smaller groups), fc1 -> act -> fc2 as two batched GEMMs over the stacked experts, the
-    real rows weighted and added back to their tokens. A few GEMMs of a quarter of the rows run below a
-    CPU's GEMM efficiency; one batched call over all experts recovers part of it. The padded rows cost their
-    multiply-adds and receive no gradient (their outputs are never read)."""
+    """The "padded_bmm" implementation: the slots (token, its j-th expert) placed into [experts, largest group,
+    hidden] (zero rows pad the smaller groups; within a group the slots keep their order), fc1 -> act -> fc2
+    as two batched GEMMs over the stacked experts with the biases fused in, and each slot's row read back,
+    weighted and summed over its token's experts. A few GEMMs of a quarter of the rows run below a CPU's GEMM
+    efficiency; one batched call over all experts recovers part of it. The padded rows cost their
+    multiply-adds and receive no gradient (their outputs are never read). `groups`: _slot_ranks's result,
+    where the caller has it."""
     num_top_k, hidden = top_k_index.shape[-1], hidden_states.shape[-1]
     flat = top_k_index.reshape(-1)
-    experts, order = torch.sort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=self.num_experts)
-    starts = torch.cumsum(counts, 0) - counts
-    row = torch.arange(len(flat), device=flat.device) - starts[experts]  # the slot's row within its group
-    tokens = torch.div(order, num_top_k, rounding_mode="floor")
-    rows = int(counts.max()) if len(flat) else 0  # the padded groups' shape: a host read
-    padded = hidden_states.new_zeros(self.num_experts, rows, hidden)
-    padded = padded.index_put((experts, row), hidden_states.index_select(0, tokens))
+    if not len(flat):
+        return torch.zeros_like(hidden_states)
+    rank, counts = groups if groups is not None else _slot_ranks(flat, self.num_experts)
+    rows = int(counts.max())  # the padded groups' shape: a host read
+    position = flat * rows + rank  # each slot's row in the padded groups, flattened
+    slots = hidden_states if num_top_k == 1 else hidden_states.repeat_interleave(num_top_k, 0)
+    padded = slots.new_zeros(self.num_experts * rows, hidden).index_copy_(0, position, slots)
+    padded = padded.view(self.num_experts, rows, hidden)
     # BERT's experts (fc1 -> act -> fc2) and a GLU's (gate_up -> act(first half) * second half -> down), as
     # the interface's has_gate / has_bias say.
-    up = torch.bmm(padded, self.gate_up_proj if self.has_gate else self.up_proj)
+    up_proj = self.gate_up_proj if self.has_gate else self.up_proj
     if self.has_bias:
-        up = up + (self.gate_up_proj_bias if self.has_gate else self.up_proj_bias).unsqueeze(1)
+        up_bias = self.gate_up_proj_bias if self.has_gate else self.up_proj_bias
+        up = torch.baddbmm(up_bias.unsqueeze(1), padded, up_proj)
+    else:
+        up = torch.bmm(padded, up_proj)
     up = self._apply_gate(up) if self.has_gate else self.act_fn(up)
-    down = torch.bmm(up, self.down_proj)
     if self.has_bias:
-        down = down + self.down_proj_bias.unsqueeze(1)
-    y = down[experts, row] * top_k_weights.reshape(-1, 1).index_select(0, order)
-    return torch.zeros_like(hidden_states).index_add_(0, tokens, y)
+        down = torch.baddbmm(self.down_proj_bias.unsqueeze(1), up, self.down_proj)
+    else:
+        down = torch.bmm(up, self.down_proj)
+    y = down.view(-1, hidden).index_select(0, position) * top_k_weights.reshape(-1, 1)
+    return y if num_top_k == 1 else y.view(-1, num_top_k, hidden).sum(1)
 
 
 # transformers' experts interface with this module's kernels added: an instance's own mapping, so the
@@ -83,22 +101,23 @@ def padded_bmm_experts_forward(
 EXPERTS_FUNCTIONS = ExpertsInterface()
 EXPERTS_FUNCTIONS["padded_bmm"] = padded_bmm_experts_forward
 
-# "auto" on a CPU, per forward: padded_bmm while the experts' groups are small (at most this many rows each on
-# average, tokens x k / experts), the eager loop above. 12 MoE FFN layers of BERT-base dims, 4 experts of 768,
-# hash routes, 2 threads of an AMD EPYC, load 0.7, median ms eager / padded_bmm: 84 / 63 at 128 tokens (32
-# rows an expert), 252 / 234 at 1024 (256 rows), 1057 / 1224 at 4096 (1024 rows). benchmarks/moe_speed.py
-# under a load of 7 found padded_bmm ahead at 4096 tokens too (README, Benchmarks): rerun it on a quiet
-# machine before moving the threshold.
+# "auto" on a CPU, per forward: padded_bmm while the experts' groups are small (the largest at most this many
+# rows: a gate that sends most tokens to one expert would pad every other group to its size), the eager loop
+# above. 12 MoE FFN layers of BERT-base dims, 4 experts of 768, hash routes, 2 threads of an AMD EPYC, load
+# 0.7, median ms eager / padded_bmm: 84 / 63 at 128 tokens (32 rows an expert), 252 / 234 at 1024 (256
+# rows), 1057 / 1224 at 4096 (1024 rows). benchmarks/moe_speed.py under a load of 7 found padded_bmm ahead
+# at 4096 tokens too (README, Benchmarks): rerun it on a quiet machine before moving the threshold.
 PADDED_BMM_MAX_ROWS = 256
 
 
 def auto_cpu_experts_forward(
     self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
-    """The "auto_cpu" implementation: padded_bmm or eager by the forward's rows per expert (above)."""
-    small = top_k_index.numel() <= PADDED_BMM_MAX_ROWS * self.num_experts
-    forward = padded_bmm_experts_forward if small else eager_experts_forward
-    return forward(self, hidden_states, top_k_index, top_k_weights)
+    """The "auto_cpu" implementation: padded_bmm or eager by the forward's largest group (above)."""
+    groups = _slot_ranks(top_k_index.reshape(-1), self.num_experts)
+    if int(groups[1].max()) > PADDED_BMM_MAX_ROWS:
+        return eager_experts_forward(self, hidden_states, top_k_index, top_k_weights)
+    return padded_bmm_experts_forward(self, hidden_states, top_k_index, top_k_weights, groups)
 
 
 EXPERTS_FUNCTIONS["auto_cpu"] = auto_cpu_experts_forward
