@@ -16,21 +16,27 @@ def randomize_biases(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         for name, param in model.named_parameters():
             if name.endswith("bias"):
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
-            elif "LayerNorm.weight" in name:
+            elif name.lower().endswith("norm.weight"):  # BERT's LayerNorm, ModernBERT's *_norm
                 param.copy_(1 + torch.randn(param.shape, generator=gen) * 0.1)
     return model
+
+
+# The size of every tiny random model: 2 layers, hidden 16, FFN 64, 50 token ids.
+TINY_SIZE = {
+    "vocab_size": 50,
+    "hidden_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+}
 
 
 def tiny_bert(num_labels: int = 3, seed: int = 0, **overrides) -> BertForSequenceClassification:
     """A random BERT small enough for exact gradient checks (2 layers, FFN 64), with random biases."""
     torch.manual_seed(seed)
     settings = {
-        "vocab_size": 50,
-        "hidden_size": 16,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 32,
+        **TINY_SIZE,
         "num_labels": num_labels,
         "problem_type": "regression" if num_labels == 1 else "single_label_classification",
     }
@@ -72,12 +78,7 @@ def tiny_task_model(
     b = BACKBONES[backbone]
     torch.manual_seed(seed)
     settings = {
-        "vocab_size": 50,
-        "hidden_size": 16,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 32,
+        **TINY_SIZE,
         "num_labels": num_labels,
         "problem_type": "regression" if num_labels == 1 else "single_label_classification",
         **_TINY_QUIRKS[backbone],

@@ -86,3 +86,40 @@ def test_a_glu_neurons_inputs_are_its_activated_and_gate_rows():
     assert torch.equal(weights.inputs, torch.cat([up, gate], 1))
     assert torch.equal(weights.select(torch.tensor([2, 0])).inputs, torch.cat([up, gate], 1)[[2, 0]])
     assert FFNWeights(up, None, torch.zeros(2, 3), None).inputs is up
+
+
+@pytest.mark.parametrize("shared", ["copied", "tied"])
+def test_the_pair_layers_read_the_activation_dropout_and_epsilon_under_the_backbones_names(
+    monkeypatch, shared
+):
+    """A backbone whose config names them differently (DistilBERT's `activation`, `dropout`) gets its own
+    values in the MoE and MPOE layers, not BERT's attributes of the same config."""
+    import dataclasses
+
+    from moebert import backbones
+    from moebert.models.modeling import MoEBertConfig
+    from moebert.models.moe_layer import MoEFFN
+    from moebert.models.mpoe_layer import MPOEFFN
+
+    renamed = dataclasses.replace(
+        backbones.BERT, activation_key="act_probe", dropout_key="drop_probe", norm_eps_key="eps_probe"
+    )
+    monkeypatch.setitem(backbones._BY_MODEL_TYPE, "moebert", renamed)
+    config = MoEBertConfig(
+        hidden_size=8, intermediate_size=16, num_attention_heads=2, num_experts=2, expert_dim=8,
+        shared_dim=4, shared=shared, hidden_act="gelu", hidden_dropout_prob=0.1, layer_norm_eps=1e-12,
+    )  # fmt: skip
+    config.act_probe, config.drop_probe, config.eps_probe = "relu", 0.25, 0.5
+    config.mpo_in_factors, config.mpo_out_factors = [2, 2, 2], [2, 4, 2]
+    moe = MoEFFN(config, backbones_implementation())
+    activations = [moe.experts.act_fn] + ([moe.shared.act_fn] if moe.shared is not None else [])
+    assert {type(a).__name__ for a in activations} == {"ReLU"} and moe.LayerNorm.eps == 0.5
+    mpoe = MPOEFFN(config)
+    assert type(mpoe.act).__name__ == "ReLU"
+    assert (mpoe.dropout.p, mpoe.LayerNorm.eps) == (0.25, 0.5)
+
+
+def backbones_implementation():
+    from moebert.models.bert_experts import ExpertsImplementation
+
+    return ExpertsImplementation("eager")

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conftest import randomize_biases
 from test_export import RELOAD
 from transformers import (
     AutoTokenizer,
@@ -51,15 +52,7 @@ def tiny_modernbert(head=ModernBertForSequenceClassification, seed=0, **override
         "max_position_embeddings": 64,
         "num_labels": 2 if head is ModernBertForQuestionAnswering else 3,  # QA: start and end
     }
-    model = head(ModernBertConfig(**{**settings, **overrides}))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
-            elif "norm.weight" in name:
-                param.copy_(1 + torch.randn(param.shape, generator=gen) * 0.1)
-    return model.eval()
+    return randomize_biases(head(ModernBertConfig(**{**settings, **overrides})), seed).eval()
 
 
 def batch(size=3, seq=20, seed=1, labels=True):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_batch, tiny_bert
+from conftest import TINY_SIZE, random_batch, tiny_bert
 
 from moebert.errors import MoebertError
 from moebert.models.bert_experts import IMPLEMENTATIONS
@@ -21,14 +21,7 @@ from moebert.reporting import plots
 from moebert.speed import measure as speed
 from moebert.speed.reference_style import reference_style
 
-TINY = {
-    "vocab_size": 50,
-    "hidden_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 32,
-}
+TINY = TINY_SIZE
 EXPERTS = 4
 
 

@@ -27,6 +27,8 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.integrations.moe import ExpertsInterface, use_experts_implementation
 
+from moebert.backbones import backbone_of
+
 
 def eager_experts_forward(
     self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
@@ -165,7 +167,7 @@ class BertExperts(nn.Module):
         self.down_proj_bias = nn.Parameter(torch.zeros(n, h))
         for w in (self.up_proj, self.down_proj):
             nn.init.normal_(w, std=config.initializer_range)
-        self.act_fn = ACT2FN[config.hidden_act]
+        self.act_fn = ACT2FN[backbone_of(config.model_type).activation(config)]
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert `e` on the rows x [rows, hidden]: the FFN of a BERT whose intermediate width is the expert's."""

@@ -222,14 +222,18 @@ class MoEBertMixin:
 # scales its loss for gradient accumulation itself.
 
 
-class MoEClassification:
-    """The forward of a MoE sequence classifier."""
+class _MoEHead:
+    """What a MoE task model does on construction: the dense head's, then the experts in place of the FFNs."""
 
     def __init__(self, config):
         super().__init__(config)
         self._install_experts(config)
         self.post_init()
         self.set_experts_implementation("auto", "cpu")  # a stage sets it again for its device
+
+
+class MoEClassification(_MoEHead):
+    """The forward of a MoE sequence classifier."""
 
     def forward(
         self,
@@ -254,14 +258,8 @@ class MoEClassification:
         )
 
 
-class MoEQuestionAnswering:
+class MoEQuestionAnswering(_MoEHead):
     """The forward of a MoE extractive-QA model."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self._install_experts(config)
-        self.post_init()
-        self.set_experts_implementation("auto", "cpu")  # a stage sets it again for its device
 
     def forward(
         self,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
 
+from moebert.backbones import backbone_of
 from moebert.models.bert_experts import BertExperts, ExpertsImplementation
 from moebert.models.routing import RoutedLayer
 
@@ -60,7 +61,7 @@ class SharedNeurons(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(s, h))
         for w in (self.up_proj, self.down_proj):
             nn.init.normal_(w, std=config.initializer_range)
-        self.act_fn = ACT2FN[config.hidden_act]
+        self.act_fn = ACT2FN[backbone_of(config.model_type).activation(config)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act_fn(torch.addmm(self.up_proj_bias, x, self.up_proj)) @ self.down_proj
@@ -77,7 +78,7 @@ class MoEFFN(RoutedLayer):
             implementation, config, config.expert_dim - config.shared_dim if tied else config.expert_dim
         )
         self.dropout = nn.Dropout(config.expert_dropout)
-        self.LayerNorm = ExpertLayerNorm(n, h, config.layer_norm_eps)
+        self.LayerNorm = ExpertLayerNorm(n, h, backbone_of(config.model_type).norm_eps(config))
         self.init_routing(config)
 
     def expert_parameters(self) -> int:

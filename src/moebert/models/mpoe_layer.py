@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
+from moebert.backbones import backbone_of
 from moebert.errors import MoebertError
 from moebert.models import mpo
 from moebert.models.routing import GateRouter
@@ -121,8 +122,8 @@ class MPOExperts(nn.Module):
 
 
 class MPOEFFN(nn.Module):
-    """Needs from `config`: hidden_size, intermediate_size, num_experts, hidden_act, hidden_dropout_prob,
-    layer_norm_eps, initializer_range. Optional MPO settings: mpo_in_factors / mpo_out_factors (the
+    """Needs from `config`: hidden_size, intermediate_size, num_experts, initializer_range, and the activation,
+    dropout and norm epsilon under its backbone's names. Optional MPO settings: mpo_in_factors / mpo_out_factors (the
     intermediate matrix's factorisation, hidden -> ffn; the output matrix uses them swapped; None: the
     defaults of moebert.models.mpo.factors_for), mpo_max_bond (an int or one per bond; None: full bond, so
     experts start exactly equal to the dense FFN) and mpo_forward ("rebuild" or "contract")."""
@@ -146,9 +147,10 @@ class MPOEFFN(nn.Module):
         self.w_out = MPOExperts(
             n, out_factors, in_factors, max_bond, config.initializer_range
         )  # ffn -> hidden
-        self.act = ACT2FN[config.hidden_act]
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        backbone = backbone_of(config.model_type)
+        self.act = ACT2FN[backbone.activation(config)]
+        self.dropout = nn.Dropout(backbone.dropout(config))
+        self.LayerNorm = nn.LayerNorm(h, eps=backbone.norm_eps(config))
         self.router = GateRouter(h, n, per_sentence=False)
         # Set by the model before a forward, read after it.
         self.attention_mask: torch.Tensor | None = None
