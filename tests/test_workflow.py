@@ -149,6 +149,25 @@ def test_dry_run_of_shipped_configs(
         assert len(masks) == runs
 
 
+def test_a_pinned_teacher_revision_reaches_the_fetch_alone():
+    """config/deberta-v3.yaml pins the commit whose weights are safetensors; RoBERTa's fetch takes main."""
+    for configfile, slug, flag in [
+        (
+            "deberta-v3.yaml",
+            "microsoft--deberta-v3-base",
+            "--revision 82d8d18a7b88346261ba15d8b1044900a452cf90 ",
+        ),
+        ("roberta.yaml", "FacebookAI--roberta-base", None),
+    ]:
+        proc = snakemake(
+            f"resources/models/{slug}", "-n", "-p", "-F", "--nolock", "--configfile", f"config/{configfile}"
+        )
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        commands = re.findall(r"^Shell command: .*moebert fetch-model .*$", proc.stdout, re.MULTILINE)
+        assert len(commands) == 1, proc.stdout
+        assert (flag in commands[0]) if flag else ("--revision" not in commands[0]), commands[0]
+
+
 def test_laptop_default_reads_the_shared_data_beside_the_repo():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert config["data"] == "../shared/data/glue"  # relative to the repository root, where users run

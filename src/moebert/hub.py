@@ -52,6 +52,11 @@ def hub_source(repo_id: str) -> str:
     return str(clone)
 
 
+def is_hub_model(name: str) -> bool:
+    """Whether a teacher's `model` names a hub repository: neither the packaged MiniLM nor a local directory."""
+    return name != PACKAGED_MINILM and not Path(name).expanduser().is_dir()
+
+
 def model_slug(repo_id: str) -> str:
     """Directory name of a fetched model under resources/models/ (org/name -> org--name)."""
     return repo_id.replace("/", "--")

@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from moebert.config import TEACHER, ConfigError, flags, load_settings
-from moebert.hub import PACKAGED_MINILM, model_slug
+from moebert.hub import is_hub_model, model_slug
 
 # The repository: the main Snakefile is its workflow/Snakefile.
 REPOSITORY = Path(workflow.basedir).parent
@@ -62,14 +62,16 @@ def data_source(wildcards):
     return [ancient(path) if Path(path).is_dir() else path for path in SETTINGS.data_inputs(wildcards.task)]
 
 
-def _is_hub_model(name: str) -> bool:
-    return name != PACKAGED_MINILM and not Path(name).expanduser().is_dir()
-
-
 def hub_model(wildcards) -> str:
     """Params function of fetch_model: the hub id of the model fetched into resources/models/<slug>."""
     name = SETTINGS.teacher.model
-    return {model_slug(name): name}[wildcards.model] if _is_hub_model(name) else ""
+    return {model_slug(name): name}[wildcards.model] if is_hub_model(name) else ""
+
+
+def hub_revision(wildcards) -> str:
+    """Params function of fetch_model: the flag of the teacher's pinned revision, if any."""
+    revision = SETTINGS.teacher.revision
+    return f"--revision {shlex.quote(revision)}" if revision else ""
 
 
 def teacher_students(wildcards) -> str:
@@ -81,12 +83,12 @@ def teacher_students(wildcards) -> str:
 def pretrained_model() -> str:
     """What the teacher fine-tunes: its fetched copy for a hub id, else the local or packaged model itself."""
     name = SETTINGS.teacher.model
-    return f"resources/models/{model_slug(name)}" if _is_hub_model(name) else name
+    return f"resources/models/{model_slug(name)}" if is_hub_model(name) else name
 
 
 def pretrained_input(wildcards) -> list[str]:
     """Input of finetune: the fetched model (none for a local or packaged one)."""
-    return [pretrained_model()] if _is_hub_model(SETTINGS.teacher.model) else []
+    return [pretrained_model()] if is_hub_model(SETTINGS.teacher.model) else []
 
 
 def teacher_path(task, seed) -> str:

@@ -42,8 +42,9 @@ rule fetch_model:
         **job_resources("fetch_model"),
     params:
         repo=hub_model,
+        revision=hub_revision,
         students=teacher_students,
         hub=HUB_ON,
     shell:
-        "{params.hub} moebert fetch-model --model {params.repo:q} --output {output:q}"
+        "{params.hub} moebert fetch-model --model {params.repo:q} {params.revision} --output {output:q}"
         " --students {params.students} > {log:q} 2>&1"

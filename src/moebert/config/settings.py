@@ -88,6 +88,7 @@ class Method:
 class Teacher:
     model: str
     per_seed: bool
+    revision: str | None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from moebert.errors import MoebertError
+from moebert.hub import is_hub_model
 from moebert.students import STUDENTS, StudentOptionError, get_student
 from moebert.tasks import TASKS, QaTask, declare, get_task
 
@@ -359,6 +360,11 @@ def _check_teacher(config: dict) -> None:
     from moebert.models.loading import check_teacher
 
     model = config["teacher"]["model"]
+    if config["teacher"]["revision"] is not None and not is_hub_model(model):
+        raise ConfigError(
+            ["teacher", "revision"],
+            f"a revision selects a hub repository's branch, tag or commit; teacher '{model}' is not on the hub",
+        )
     try:
         backbone = check_teacher(model)
     except MoebertError as err:
