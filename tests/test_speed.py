@@ -490,6 +490,26 @@ def test_the_speed_benchmark_writes_the_bound_on_a_tiny_config(tmp_path, monkeyp
     assert "The bound (moebert, copied layout)" in capsys.readouterr().out
 
 
+def test_the_auto_threshold_benchmark_times_both_implementations_at_every_size(tmp_path, monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    from transformers import BertConfig
+
+    BertConfig(**{**TINY, "intermediate_size": 96}).save_pretrained(tmp_path / "dims")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "auto_threshold.py"
+    argv = ["--dims", str(tmp_path / "dims"), "--tokens", "8", "40", "--rounds", "2", "--threads", "1"]
+    monkeypatch.setattr("sys.argv", [str(script), *argv])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "tokens (about" in line]
+    assert [line.split()[0] for line in lines] == ["8", "40"]
+    assert all("eager" in line and "padded_bmm / eager" in line for line in lines)
+
+
 @pytest.mark.parametrize(
     ("model_type", "extra", "teacher"),
     [

@@ -105,10 +105,10 @@ EXPERTS_FUNCTIONS["padded_bmm"] = padded_bmm_experts_forward
 
 # "auto" on a CPU, per forward: padded_bmm while the experts' groups are small (the largest at most this many
 # rows: a gate that sends most tokens to one expert would pad every other group to its size), the eager loop
-# above. 12 MoE FFN layers of BERT-base dims, 4 experts of 768, hash routes, 2 threads of an AMD EPYC, load
-# 0.7, median ms eager / padded_bmm: 84 / 63 at 128 tokens (32 rows an expert), 252 / 234 at 1024 (256
-# rows), 1057 / 1224 at 4096 (1024 rows). benchmarks/moe_speed.py under a load of 7 found padded_bmm ahead
-# at 4096 tokens too (README, Benchmarks): rerun it on a quiet machine before moving the threshold.
+# above. benchmarks/auto_threshold.py (12 MoE FFN layers of BERT-base dims, 4 experts of 768, hash routes, 2
+# threads of an AMD EPYC, quiet), padded_bmm / eager: 0.81 at 128 tokens (about 32 rows an expert), 1.02 at
+# 1024 (256 rows), 1.13 at 2048, 1.06 at 4096; benchmarks/moe_speed.py's layers at 1024 tokens read the other
+# way (1.09 against 1.22 of dense-narrow): near 256 rows the two are within noise (README, Benchmarks).
 PADDED_BMM_MAX_ROWS = 256
 
 
