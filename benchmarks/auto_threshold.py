@@ -1,4 +1,4 @@
-"""Where `auto` on a CPU should switch from padded_bmm to the eager loop: the 12 MoE FFN layers of a
+"""Where `auto` on a CPU should switch from padded_bmm to the eager loop: the MoE FFN layers of a
 hash-routed MoEBERT alone (routing, grouping, GEMMs, LayerNorm; moebert.speed.bound.parts), with each of
 the two implementations, at growing token counts. models/bert_experts.py's PADDED_BMM_MAX_ROWS is read
 from this; medians of round-by-round ratios, the implementations taking turns every round.
@@ -17,6 +17,7 @@ from moebert.speed.bound import parts, time_parts
 from moebert.speed.measure import dimensions, random_models
 
 IMPLEMENTATIONS = ("eager", "padded_bmm")
+EXPERTS = 4
 
 
 def main() -> None:
@@ -29,13 +30,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    built = random_models(dimensions(args.dims)[1], num_experts=4, router="hash-random")
+    built = random_models(
+        dimensions(args.dims)[1], names=("moebert", "dense-narrow"), num_experts=EXPERTS, router="hash-random"
+    )
     models = {}
     for name in IMPLEMENTATIONS:
         models[name] = copy.deepcopy(built["moebert"])
         models[name].set_experts_implementation(name)
+    layers = len(built["moebert"].moe_layers())
     print(
-        f"{args.dims}: 12 MoE FFN layers, 4 experts, hash-random, {args.threads} threads, {args.rounds} rounds"
+        f"{args.dims}: {layers} MoE FFN layers, {EXPERTS} experts, hash-random, {args.threads} threads, "
+        f"{args.rounds} rounds"
     )
     for tokens in args.tokens:
         timed = {
@@ -47,7 +52,7 @@ def main() -> None:
         ms = {name: 1e3 * wide[f"MoE layer {name}"].median() for name in IMPLEMENTATIONS}
         ratio = (wide["MoE layer padded_bmm"] / wide["MoE layer eager"]).median()
         print(
-            f"{tokens:6d} tokens (about {tokens // 4} rows an expert): eager {ms['eager']:.1f} ms, "
+            f"{tokens:6d} tokens ({tokens / EXPERTS:.0f} rows an expert on average): eager {ms['eager']:.1f} ms, "
             f"padded_bmm {ms['padded_bmm']:.1f} ms, padded_bmm / eager {ratio:.3f}"
         )
 

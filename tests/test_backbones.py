@@ -92,11 +92,12 @@ def test_a_glu_neurons_inputs_are_its_activated_and_gate_rows():
 def test_the_pair_layers_read_the_activation_dropout_and_epsilon_under_the_backbones_names(
     monkeypatch, shared
 ):
-    """A backbone whose config names them differently (DistilBERT's `activation`, `dropout`) gets its own
+    """A backbone whose config names them differently (as `activation` and `dropout` would be) gets its own
     values in the MoE and MPOE layers, not BERT's attributes of the same config."""
     import dataclasses
 
     from moebert import backbones
+    from moebert.models.bert_experts import ExpertsImplementation
     from moebert.models.modeling import MoEBertConfig
     from moebert.models.moe_layer import MoEFFN
     from moebert.models.mpoe_layer import MPOEFFN
@@ -111,15 +112,9 @@ def test_the_pair_layers_read_the_activation_dropout_and_epsilon_under_the_backb
     )  # fmt: skip
     config.act_probe, config.drop_probe, config.eps_probe = "relu", 0.25, 0.5
     config.mpo_in_factors, config.mpo_out_factors = [2, 2, 2], [2, 4, 2]
-    moe = MoEFFN(config, backbones_implementation())
+    moe = MoEFFN(config, ExpertsImplementation("eager"))
     activations = [moe.experts.act_fn] + ([moe.shared.act_fn] if moe.shared is not None else [])
     assert {type(a).__name__ for a in activations} == {"ReLU"} and moe.LayerNorm.eps == 0.5
     mpoe = MPOEFFN(config)
     assert type(mpoe.act).__name__ == "ReLU"
     assert (mpoe.dropout.p, mpoe.LayerNorm.eps) == (0.25, 0.5)
-
-
-def backbones_implementation():
-    from moebert.models.bert_experts import ExpertsImplementation
-
-    return ExpertsImplementation("eager")

@@ -4,6 +4,7 @@ through the same functions that reach the hub (MOEBERT_HUB_MIRROR), and the safe
 from __future__ import annotations
 
 import filecmp
+import subprocess
 from pathlib import Path
 
 import datasets
@@ -43,6 +44,28 @@ def test_fetch_copies_the_model_files_and_never_the_pickled_weights(mirror, tmp_
     fetched, original = load_model(str(out)), load_model(str(tiny_model_dir))
     for (name, a), (_, b) in zip(fetched.state_dict().items(), original.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_revision_is_fetched_from_a_mirror_only_where_its_clone_is_checked_out_at_it(mirror, tmp_path):
+    clone = mirror / "someorg" / "tiny-bert"
+    with pytest.raises(MoebertError, match=r"is not a git clone holding revision 'v1'; check that revision"):
+        fetch_model("someorg/tiny-bert", tmp_path / "plain", revision="v1")
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "weights"], check=True)
+    subprocess.run([*git, "tag", "v1"], check=True)
+    (clone / "README.md").write_text("# a newer card\n")
+    subprocess.run([*git, "commit", "-qam", "card"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert (
+        fetch_model("someorg/tiny-bert", tmp_path / "head", revision=head) / "model.safetensors"
+    ).is_file()
+    with pytest.raises(MoebertError, match=rf"is checked out at {head[:12]}, not at revision 'v1' \("):
+        fetch_model("someorg/tiny-bert", tmp_path / "old", revision="v1")
+    assert not (tmp_path / "old").exists()
 
 
 def test_fetch_refuses_a_model_with_only_pickled_weights(mirror, tmp_path):

@@ -505,9 +505,12 @@ def test_the_auto_threshold_benchmark_times_both_implementations_at_every_size(t
         runpy.run_path(str(script), run_name="__main__")
     finally:
         torch.set_num_threads(threads)
-    lines = [line for line in capsys.readouterr().out.splitlines() if "tokens (about" in line]
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path / 'dims'}: 2 MoE FFN layers, 4 experts")
+    lines = [line for line in out.splitlines() if "rows an expert on average" in line]
     assert [line.split()[0] for line in lines] == ["8", "40"]
-    assert all("eager" in line and "padded_bmm / eager" in line for line in lines)
+    assert [line.split("(")[1].split()[0] for line in lines] == ["2", "10"]
+    assert all(float(line.rsplit(" ", 1)[1]) > 0 for line in lines)  # padded_bmm / eager
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,16 +63,44 @@ def model_slug(repo_id: str) -> str:
     return repo_id.replace("/", "--")
 
 
+def _check_clone_revision(clone: Path, repo_id: str, revision: str) -> None:
+    """A mirror's clone holds one checkout: fetching `revision` from it is only right when that is the checkout
+    (a pinned campaign must not silently train on another version of the weights)."""
+    try:
+        head, wanted = (
+            subprocess.run(
+                ["git", "-C", str(clone), "rev-parse", "--verify", ref],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            for ref in ("HEAD^{commit}", f"{revision}^{{commit}}")
+        )
+    except (OSError, subprocess.CalledProcessError):
+        raise MoebertError(
+            f"{MIRROR_ENV}: the clone {clone} of {repo_id} is not a git clone holding revision {revision!r}; "
+            f"check that revision out there, or drop teacher.revision"
+        ) from None
+    if head != wanted:
+        raise MoebertError(
+            f"{MIRROR_ENV}: the clone {clone} of {repo_id} is checked out at {head[:12]}, not at revision "
+            f"{revision!r} ({wanted[:12]}); check that revision out there"
+        )
+
+
 def fetch_model(
     repo_id: str, output: str | os.PathLike, revision: str | None = None, students: Iterable[str] = ()
 ) -> Path:
-    """Download (or copy from the mirror) the files of MODEL_FILES of a hub model into `output`, atomically.
+    """Download (or copy from the mirror) the files of MODEL_FILES of a hub model at `revision` (None: its main
+    branch; a mirror's clone must be checked out at it) into `output`, atomically.
     A repository without safetensors weights is refused: pickled weights can run code when loaded; so is a
     model whose backbone is not supported or cannot build one of `students` (student kinds), before any job
     trains it."""
     from moebert.models.loading import teacher_backbone
 
     source = hub_source(repo_id)
+    if revision is not None and Path(source).is_dir():
+        _check_clone_revision(Path(source), repo_id, revision)
     with atomic_dir(output) as tmp:
         if Path(source).is_dir():
             for path in Path(source).iterdir():

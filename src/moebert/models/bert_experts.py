@@ -51,7 +51,8 @@ def eager_experts_forward(
 
 def _slot_ranks(flat: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(each slot's row within its expert's group, in slot order; each expert's number of slots). Ranks from
-    a running count per expert: a stable grouping without sorting the slots."""
+    a running count per expert: a stable grouping without sorting the slots. `flat` holds int64 expert ids
+    (gather's index type)."""
     running = torch.cumsum(flat.unsqueeze(1) == torch.arange(num_experts, device=flat.device), 0)
     counts = running[-1] if len(flat) else running.new_zeros(num_experts)
     return running.gather(1, flat.unsqueeze(1)).squeeze(1) - 1, counts
