@@ -70,8 +70,20 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
         ("config/mpoe.yaml", 3, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
         ("config/laptop-qa.yaml", 1, 1, 1, 2, 0, {"cpu": "0"}, "auto"),
         ("config/tiny-qa.yaml", 1, 1, 1, 2, 1, {"cpu": "0"}, "auto"),
+        ("config/explain-distill.yaml", 2, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
+        ("config/explain-width.yaml", 2, 0, 2, 4, 0, {"cpu": "0"}, "auto"),
     ],
-    ids=["laptop-default", "paper", "claims", "sweeps", "mpoe", "laptop-qa", "tiny-qa"],
+    ids=[
+        "laptop-default",
+        "paper",
+        "claims",
+        "sweeps",
+        "mpoe",
+        "laptop-qa",
+        "tiny-qa",
+        "explain-distill",
+        "explain-width",
+    ],
 )
 def test_dry_run_of_shipped_configs(
     configfile, tasks, qa_tasks, seeds, trained, majority, speed_gpus, device, glue_dir
