@@ -903,6 +903,7 @@ def test_adapt_refuses_settings_of_other_students(tiny_model_dir, glue_dir, tmp_
             "--gate-sentence-batch1: only router gate-sentence routes whole",
         ),
         ([*moe, "--hash-balance", "per-layer"], "--hash-balance: only router hash-balance builds a balanced"),
+        ([*moe, "--gate-scale", "branch"], "--gate-scale: router hash-random is a fixed table with no gate"),
         (
             [*moe, "--task", "mrpc", "--data", glue_dir],
             "--task, --data: only a student routed by hash-balance counts",

@@ -236,6 +236,10 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
             "key methods.moebert.gate_sentence_batch1: only router gate-sentence routes whole sentences",
         ),
         (
+            {"methods": {"moebert": {"gate_scale": "branch"}}},
+            "key methods.moebert.gate_scale: router hash-random is a fixed table with no gate probability",
+        ),
+        (
             {"methods": {"moebert": {"hash_balance": "per-layer"}}},
             "key methods.moebert.hash_balance: only router hash-balance builds a balanced table",
         ),
@@ -502,6 +506,7 @@ def test_each_kinds_keys_are_the_ones_the_schema_declares_for_it():
             "router",
             "expert_dropout",
             "gate_sentence_batch1",
+            "gate_scale",
             "hash_balance",
             "shared",
             "load_balance",
@@ -582,7 +587,7 @@ def test_the_schemas_allowed_values_are_the_codes():
     from moebert.models.bert_experts import IMPLEMENTATIONS
     from moebert.models.moe_layer import SHARED_LAYOUTS
     from moebert.models.mpo import FORWARD_MODES
-    from moebert.models.routing import HASH_BALANCE_LAYOUTS, ROUTERS, SENTENCE_GATE_BATCH1
+    from moebert.models.routing import GATE_SCALES, HASH_BALANCE_LAYOUTS, ROUTERS, SENTENCE_GATE_BATCH1
     from moebert.students.moe import CONSTRUCTIONS
     from moebert.training.distillation import SCOPES
     from moebert.training.trainer import PADDINGS, SAMPLERS
@@ -596,6 +601,7 @@ def test_the_schemas_allowed_values_are_the_codes():
         (method["mpo_forward"]["enum"], FORWARD_MODES),
         (method["hash_balance"]["enum"], HASH_BALANCE_LAYOUTS),
         (method["gate_sentence_batch1"]["enum"], SENTENCE_GATE_BATCH1),
+        (method["gate_scale"]["enum"], GATE_SCALES),
         (method["distill_scope"]["enum"], (*SCOPES, "none")),
         (top["training"]["properties"]["sampler"]["enum"], SAMPLERS),
         (top["training"]["properties"]["padding"]["enum"], PADDINGS),

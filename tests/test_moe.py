@@ -525,3 +525,18 @@ def test_tied_student_round_trips_through_save_and_load(teacher, teacher_orders,
     batch = inputs(random_batch())
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=0)
+
+
+def test_gate_scale_reaches_every_layer_and_round_trips(teacher, teacher_orders, tmp_path):
+    branch, _ = adapt(teacher, teacher_orders, 4, 32, 24, router="gate-token", gate_scale="branch")
+    output, _ = adapt(teacher, teacher_orders, 4, 32, 24, router="gate-token")
+    assert all(layer.scale_branch for layer in branch.moe_layers())
+    assert not any(layer.scale_branch for layer in output.moe_layers())
+    branch.save_pretrained(tmp_path)
+    reloaded = load_model(str(tmp_path)).eval()
+    assert reloaded.config.gate_scale == "branch"
+    batch = inputs(random_batch())
+    with torch.no_grad():
+        logits = branch.eval()(**batch).logits
+        torch.testing.assert_close(reloaded(**batch).logits, logits, rtol=0, atol=0)
+        assert not torch.allclose(output.eval()(**batch).logits, logits)

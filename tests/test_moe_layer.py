@@ -73,15 +73,19 @@ class ReferenceExpert(nn.Module):
             self.norm.weight.copy_(layer.LayerNorm.weight[e])
             self.norm.bias.copy_(layer.LayerNorm.bias[e])
 
-    def forward(self, x, keep):
-        """`keep`: the dropout mask of these rows (already divided by 1 - p), or None in eval mode."""
+    def forward(self, x, keep, branch_scale=None):
+        """`keep`: the dropout mask of these rows (already divided by 1 - p), or None in eval mode;
+        `branch_scale`: a gate probability per row that scales fc2's output (gate_scale branch)."""
         y = self.fc2(F.gelu(self.fc1(x)))
+        if branch_scale is not None:
+            y = y * branch_scale[:, None]
         return self.norm((y if keep is None else y * keep) + x)
 
 
-def reference_moe(layer: MoEFFN, x, expert_ids=None, attention_mask=None, keep=None):
+def reference_moe(layer: MoEFFN, x, expert_ids=None, attention_mask=None, keep=None, branch=False):
     """The reference MoE layer on x [batch, seq, hidden]: routes, expert-order grouping, experts, the gate
-    probability after each expert's LayerNorm; returns the output and the balance loss (0 for hashes)."""
+    probability after each expert's LayerNorm (or, with `branch`, on fc2's output before it); returns the
+    output and the balance loss (0 for hashes)."""
     batch, seq, _ = x.shape
     experts = [ReferenceExpert(layer, e) for e in range(EXPERTS)]
     flat = x.reshape(-1, HIDDEN)
@@ -109,7 +113,11 @@ def reference_moe(layer: MoEFFN, x, expert_ids=None, attention_mask=None, keep=N
     for e in range(EXPERTS):
         rows = (expert_ids == e).nonzero().flatten()
         if len(rows):
-            out[rows] = experts[e](flat[rows], None if keep is None else keep[rows]) * prob[rows, None]
+            mask = None if keep is None else keep[rows]
+            if branch:
+                out[rows] = experts[e](flat[rows], mask, branch_scale=prob[rows])
+            else:
+                out[rows] = experts[e](flat[rows], mask) * prob[rows, None]
     return out.view_as(x), balance
 
 
@@ -232,6 +240,29 @@ def test_sentence_gate_at_batch_one(batch1):
     assert probs.max() < 0.999  # so scaling is visible
     unscaled = reference_moe(make_layer(seed=10, router="gate-sentence", gate_sentence_batch1="skip"), x)[0]
     assert torch.allclose(out, unscaled, rtol=1e-5, atol=1e-5) != scaled
+
+
+@pytest.mark.parametrize("router", ["gate-token", "gate-sentence"])
+@pytest.mark.parametrize("training", [False, True])
+def test_gate_scale_branch_scales_the_ffn_before_the_residual_and_norm(router, training):
+    """gate_scale branch: LayerNorm_e(x + p * dropout(fc2_e(...))), the gradient reaching the gate through p;
+    the default (output) is the reference's p * LayerNorm_e(x + ...), a different function."""
+    layer = make_layer(seed=11, router=router, gate_scale="branch", expert_dropout=0.3 if training else 0.0)
+    layer.train(training)
+    keep = fixed_dropout(layer, 0.3, seed=4) if training else None
+    x = torch.randn(2, 7, HIDDEN, requires_grad=True)
+    routed(layer, router, x, seed=0)
+    out = layer(x, x)
+    mask = layer.attention_mask
+    expected, balance = reference_moe(layer, x, attention_mask=mask, keep=keep, branch=True)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.balance_loss, balance)
+    grad = torch.autograd.grad(out.square().sum(), layer.router.gate.weight)[0]
+    reference_grad = torch.autograd.grad(expected.square().sum(), layer.router.gate.weight)[0]
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-4)
+    assert grad.abs().sum() > 0
+    scaled_after = reference_moe(layer, x, attention_mask=mask, keep=keep)[0]
+    assert not torch.allclose(out, scaled_after, rtol=1e-3, atol=1e-3)
 
 
 def test_token_gate_balance_counts_every_token():

@@ -72,7 +72,7 @@ def tiny_run_args(workdir: Path, glue: Path, *extra) -> list:
         ("config/tiny-qa.yaml", 1, 1, 1, 2, 1, {"cpu": "0"}, "auto"),
         ("config/explain-distill.yaml", 2, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
         ("config/explain-width.yaml", 2, 0, 2, 4, 0, {"cpu": "0"}, "auto"),
-        ("config/explain-router.yaml", 2, 0, 2, 3, 0, {"cpu": "0"}, "auto"),
+        ("config/explain-router.yaml", 2, 0, 2, 4, 0, {"cpu": "0"}, "auto"),
     ],
     ids=[
         "laptop-default",

@@ -8,7 +8,8 @@ is the dense GLU cut to its neurons, the teacher's FFN dropout at the expert rat
 and the layer returns expert_e(y) for a hash router, p_e(y) * expert_e(y) for a gate router (p the gate's
 probability), so that the layer adds x + p * expert(y): the reference scales its expert's output after the
 expert's LayerNorm, the residual included; here the residual is outside the module and only the branch is
-scaled. Routers see the module's input y (the pre-normed hidden state).
+scaled. Both values of `gate_scale` therefore scale the same thing here: this module's output is the branch.
+Routers see the module's input y (the pre-normed hidden state).
 
 The experts run through transformers' experts interface with its GLU form (has_gate=True), whose kernels
 call the experts' `_apply_gate` on the stacked input projection: here act(first half) * second half,

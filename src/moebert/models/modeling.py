@@ -40,7 +40,7 @@ from moebert.models.glu_layer import GluMoEFFN
 from moebert.models.moe_layer import SHARED_LAYOUTS, MoEFFN
 from moebert.models.mpo import DEFAULT_FORWARD
 from moebert.models.mpoe_layer import MPOEFFN, MPOExperts
-from moebert.models.routing import HASH_ROUTERS, ROUTERS, SENTENCE_GATE_BATCH1, hash_random_table
+from moebert.models.routing import GATE_SCALES, HASH_ROUTERS, ROUTERS, SENTENCE_GATE_BATCH1, hash_random_table
 
 # The expert types a layer can hold: importance-sliced narrow experts (MoEBERT; also N full copies of the
 # dense FFN, the Switch-style baseline) or MPO experts sharing a central tensor (MPOE). Per FFN contract: the
@@ -66,6 +66,7 @@ class MoEConfigMixin:
         mpo_forward: str = DEFAULT_FORWARD,
         shared: str = "copied",
         gate_sentence_batch1: str = "scale",
+        gate_scale: str = "output",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -74,6 +75,7 @@ class MoEConfigMixin:
             ("ffn", ffn, FFN_TYPES),
             ("shared", shared, SHARED_LAYOUTS),
             ("gate_sentence_batch1", gate_sentence_batch1, SENTENCE_GATE_BATCH1),
+            ("gate_scale", gate_scale, GATE_SCALES),
         ):
             if value not in allowed:
                 raise MoebertError(f"unknown {key} '{value}'; choose one of {', '.join(allowed)}")
@@ -101,6 +103,7 @@ class MoEConfigMixin:
         self.mpo_forward = mpo_forward
         self.shared = shared
         self.gate_sentence_batch1 = gate_sentence_batch1
+        self.gate_scale = gate_scale
 
 
 @dataclass

@@ -6,7 +6,8 @@ It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keep
     expert_e(x) = LayerNorm_e(dropout(fc2_e(act(fc1_e(x)))) + x)      (dropout at the expert rate)
 
 with a LayerNorm of its own (each initialised as a copy of the teacher's); a gate router multiplies the
-expert's output, after its LayerNorm, by the gate probability. Three parts, MegaBlocks' split: the router
+expert's output, after its LayerNorm, by the gate probability (`gate_scale: output`, the reference's), or the
+branch fc2_e(...) before the residual and LayerNorm (`gate_scale: branch`, the Switch Transformer's place). Three parts, MegaBlocks' split: the router
 (models/routing.py) picks each token's expert, the experts (models/bert_experts.py, transformers' experts
 interface) compute fc1 -> act -> fc2, and this layer adds the residual and applies the expert's LayerNorm.
 
@@ -78,6 +79,7 @@ class MoEFFN(RoutedLayer):
             implementation, config, config.expert_dim - config.shared_dim if tied else config.expert_dim
         )
         self.dropout = nn.Dropout(config.expert_dropout)
+        self.scale_branch = config.gate_scale == "branch"
         self.LayerNorm = ExpertLayerNorm(n, h, backbone_of(config.model_type).norm_eps(config))
         self.init_routing(config)
 
@@ -117,7 +119,9 @@ class MoEFFN(RoutedLayer):
         y = self.experts(x, expert.unsqueeze(-1), x.new_ones(len(x), 1))
         if self.shared is not None:
             y = y + self.shared(x)
+        if scale is not None and self.scale_branch:
+            y = y * scale.unsqueeze(-1).to(y.dtype)
         out = self.LayerNorm(self.dropout(y) + input_tensor.reshape(-1, width), expert)
-        if scale is not None:
+        if scale is not None and not self.scale_branch:
             out = out * scale.unsqueeze(-1).to(out.dtype)
         return out.view_as(input_tensor)

@@ -18,6 +18,10 @@ ROUTERS = HASH_ROUTERS + GATE_ROUTERS
 # gate-sentence at batch size 1: "scale" by the gate probability as at every other batch size, or "skip" the
 # scaling and the balance loss as the reference does (docs/method.md, difference 7).
 SENTENCE_GATE_BATCH1 = ("scale", "skip")
+# Where a gate's probability scales the layer: "output", the MoE module's output (in BERT's post-norm layer the
+# expert's output after its residual and LayerNorm, as the reference), or "branch", the FFN's output before them
+# (the Switch Transformer's place; docs/method.md §4).
+GATE_SCALES = ("output", "branch")
 # hash-balance: the reference's one table for every layer, or the project's earlier table relabelled per layer
 # (docs/method.md §4).
 HASH_BALANCE_LAYOUTS = ("reference", "per-layer")

@@ -158,6 +158,7 @@ def adapt(
     shared: str = "copied",
     gate_sentence_batch1: str = "scale",
     hash_balance: str = "reference",
+    gate_scale: str = "output",
 ) -> tuple[nn.Module, list[list[list[int]]]]:
     """Build the MoE student from a fine-tuned dense task model (classifier or QA), its experts cut from each
     FFN by `construction` (see `construct`), each with a copy of the FFN's output bias and LayerNorm. With
@@ -179,6 +180,7 @@ def adapt(
         expert_dropout=expert_dropout,
         shared=shared,
         gate_sentence_batch1=gate_sentence_batch1,
+        gate_scale=gate_scale,
     )
     config = student.config
     indices = []
@@ -228,6 +230,8 @@ class MoE(StudentKind):
             )
         if key == "gate_sentence_batch1" and router != "gate-sentence":
             return f"only router gate-sentence routes whole sentences (this one is {router}); leave it out"
+        if key == "gate_scale" and router not in GATE_ROUTERS:
+            return f"router {router} is a fixed table with no gate probability to scale by; leave it out"
         if key == "hash_balance" and router != "hash-balance":
             return f"only router hash-balance builds a balanced table (this one is {router}); leave it out"
         return super().unused(key, options)
