@@ -140,6 +140,9 @@ def test_kind_defaults_and_keys_that_act_only_on_sweep_points():
     assert settings.methods["router-gate-token"].options["load_balance"] == 0.01
     assert "load_balance" not in settings.methods["router-hash-balance"].options
     assert "load_balance" not in settings.methods["moebert"].options
+    # a gate scales the expert's output after its LayerNorm unless told otherwise (the reference's place)
+    assert settings.methods["router-gate-token"].options["gate_scale"] == "output"
+    assert "gate_scale" not in settings.methods["router-hash-balance"].options
     assert settings.sweep_points == {
         "router": {"hash-balance": "router-hash-balance", "gate-token": "router-gate-token"}
     }
