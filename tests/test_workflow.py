@@ -163,6 +163,19 @@ def test_dry_run_of_shipped_configs(
         assert len(masks) == runs
 
 
+def test_dry_run_of_the_teacher_and_majority_config():
+    """explain-majority.yaml: two MRPC teachers on every train row and the majority row, nothing distilled."""
+    proc = snakemake("-n", "-p", "-F", "--nolock", "--configfile", "config/explain-majority.yaml")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    counts = job_counts(proc.stdout)
+    assert counts["finetune"] == 2 and counts["evaluate"] == 4  # two teachers, two majority rows
+    assert not {"importance", "adapt", "distill"} & set(counts)
+    finetunes = re.findall(r"^Shell command: moebert finetune .*$", proc.stdout, re.MULTILINE)
+    assert len(finetunes) == 2 and all(
+        "--task mrpc " in c and "--max-train-samples" not in c for c in finetunes
+    )
+
+
 def test_a_pinned_teacher_revision_reaches_the_fetch_alone():
     """config/deberta-v3.yaml pins the commit whose weights are safetensors; RoBERTa's fetch takes main."""
     for configfile, slug, flag in [
