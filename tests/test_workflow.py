@@ -156,7 +156,8 @@ def test_dry_run_of_shipped_configs(
         mpoe = [c for c in adapts if "--student mpoe" in c]
         assert len(mpoe) == runs and not any("--importance" in c for c in mpoe)
         assert all("--router gate-token" in c for c in mpoe)
-        assert sum("--student moe" in c and "--router gate-token" in c for c in adapts) == runs  # switch
+        switch = [c for c in adapts if "--student moe" in c and "--router gate-token" in c]
+        assert len(switch) == runs and all("--gate-scale branch" in c for c in switch)  # Switch's gate place
         masks = re.findall(
             r"^Shell command: moebert distill .*--gradient-mask 0\.5 .*$", proc.stdout, re.MULTILINE
         )
