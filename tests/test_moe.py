@@ -540,3 +540,11 @@ def test_gate_scale_reaches_every_layer_and_round_trips(teacher, teacher_orders,
         logits = branch.eval()(**batch).logits
         torch.testing.assert_close(reloaded(**batch).logits, logits, rtol=0, atol=0)
         assert not torch.allclose(output.eval()(**batch).logits, logits)
+
+
+def test_a_saved_config_without_gate_scale_loads_with_the_reference_place():
+    """Students saved before gate_scale existed scaled the expert's output after its LayerNorm."""
+    assert MoEBertConfig().gate_scale == "output"
+    assert MoEBertConfig.from_dict({"router": "gate-token"}).gate_scale == "output"
+    with pytest.raises(MoebertError, match="unknown gate_scale 'after'; choose one of output, branch"):
+        MoEBertConfig(gate_scale="after")
