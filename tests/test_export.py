@@ -467,6 +467,12 @@ def test_model_card_metadata_parses_and_its_numbers_are_the_metrics_files(export
 def test_cards_of_the_other_students(exported):
     tied = (exported["moe-tied-gate"].folder / "README.md").read_text()
     assert "stored once (tied)" in tied and "gate-token" in tied
+    assert (
+        "| gate scale | the gate probability scales the expert's output after its residual and LayerNorm"
+        in tied
+    )
+    hashed = (exported["moe-copied-hash"].folder / "README.md").read_text()
+    assert "gate scale" not in hashed  # a hash table has no gate probability
     mpoe = (exported["mpoe"].folder / "README.md").read_text()
     assert "arXiv:2203.01104" in mpoe and "gao-etal-2022-mpoe" in mpoe and "arXiv:2204.07675" in mpoe
     assert "| MPO bonds |" in mpoe and "in [2, 4, 2], out [4, 4, 4]" in mpoe

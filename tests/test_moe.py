@@ -545,6 +545,10 @@ def test_gate_scale_reaches_every_layer_and_round_trips(teacher, teacher_orders,
 def test_a_saved_config_without_gate_scale_loads_with_the_reference_place():
     """Students saved before gate_scale existed scaled the expert's output after its LayerNorm."""
     assert MoEBertConfig().gate_scale == "output"
+    from moebert.models.routing import GATE_SCALES
+    from moebert.students.moe import GATE_SCALE_NOTES
+
+    assert set(GATE_SCALE_NOTES) == set(GATE_SCALES)  # a card can say where every gate scales
     assert MoEBertConfig.from_dict({"router": "gate-token"}).gate_scale == "output"
     with pytest.raises(MoebertError, match="unknown gate_scale 'after'; choose one of output, branch"):
         MoEBertConfig(gate_scale="after")

@@ -20,6 +20,12 @@ from moebert.students.base import (
     moe_student,
 )
 
+# What a card says of a gate router's gate_scale (models/moe_layer.py).
+GATE_SCALE_NOTES = {
+    "output": "the gate probability scales the expert's output after its residual and LayerNorm (the reference's)",
+    "branch": "the gate probability scales the FFN branch before the residual and LayerNorm (the Switch Transformer's)",
+}
+
 
 def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_dim: int) -> None:
     """Fail loudly where the reference silently builds narrower experts."""
@@ -306,5 +312,6 @@ class MoE(StudentKind):
             ["expert width (neurons)", f"{c.expert_dim} (of the teacher's FFN width {c.intermediate_size})"],
             ["shared neurons", f"{c.shared_dim}, {layout}; {c.expert_dim - c.shared_dim} private per expert"],
             ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
+            *([["gate scale", GATE_SCALE_NOTES[c.gate_scale]]] if c.router in GATE_ROUTERS else []),
             ["expert dropout", str(c.expert_dropout)],
         ]
