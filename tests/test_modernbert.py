@@ -174,6 +174,22 @@ def test_a_gate_scales_the_branch_by_its_probability_not_the_residual(teacher):
         assert moe.balance_loss > 0
 
 
+@pytest.mark.parametrize("gate_scale", ["output", "branch"])
+def test_both_gate_scales_are_the_branch_and_the_card_says_so(teacher, gate_scale):
+    """A pre-norm layer's module output is the branch: both values give the same model, and its card names
+    the branch, not a LayerNorm the experts do not have."""
+    from moebert.students.moe import PRE_NORM_GATE_SCALE, MoE
+
+    student, _ = adapt(
+        teacher, random_orders(), 4, 24, 16, router="gate-token", seed=3, gate_scale=gate_scale
+    )
+    reference, _ = adapt(teacher, random_orders(), 4, 24, 16, router="gate-token", seed=3)
+    inputs = batch(labels=False)
+    with torch.no_grad():
+        torch.testing.assert_close(student.eval()(**inputs).logits, reference.eval()(**inputs).logits)
+    assert ["gate scale", PRE_NORM_GATE_SCALE] in MoE().card_rows(student)
+
+
 @pytest.mark.parametrize("router", ROUTERS)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_tied_equals_copied_at_initialisation(teacher, router, mode):

@@ -25,7 +25,7 @@ TINY = TINY_SIZE
 EXPERTS = 4
 
 
-def tiny_moe(router: str, seed: int = 0) -> MoEBertForSequenceClassification:
+def tiny_moe(router: str, seed: int = 0, gate_scale: str = "output") -> MoEBertForSequenceClassification:
     """A tiny MoEBERT with weights large enough that every expert and the gate scale matter."""
     torch.manual_seed(seed)
     model = MoEBertForSequenceClassification(
@@ -37,6 +37,7 @@ def tiny_moe(router: str, seed: int = 0) -> MoEBertForSequenceClassification:
             shared_dim=0,
             router=router,
             expert_dropout=0.0,
+            gate_scale=gate_scale,
         )
     )
     with torch.no_grad():
@@ -143,6 +144,21 @@ def test_fast_forward_equals_per_token_and_reference_style(router, starved, impl
     for f, p, r in zip(fast, plain, reference, strict=True):
         torch.testing.assert_close(f, p, atol=1e-5, rtol=1e-5)  # every position, padding included
         torch.testing.assert_close(f, r, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("router", ["gate-token", "gate-sentence"])
+def test_reference_style_scales_the_branch_where_the_model_does(router):
+    """gate_scale branch: the reference-style twin puts the gate probability where the fast forward does."""
+    model = tiny_moe(router, gate_scale="branch")
+    batch = {k: v for k, v in random_batch(batch=4, seq=10).items() if k != "labels"}
+    with torch.no_grad():
+        fast = outputs(model, batch)
+        with reference_style(model):
+            reference = outputs(model, batch)
+        at_output = outputs(tiny_moe(router), batch)
+    for f, r in zip(fast, reference, strict=True):
+        torch.testing.assert_close(f, r, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast[-1], at_output[-1], atol=1e-3)
 
 
 @pytest.mark.parametrize("router", ["hash-random", "gate-token", "gate-sentence"])

@@ -29,16 +29,22 @@ def _reference_ffn_forward(
     order = expert_ids.argsort()
     sizes = torch.bincount(expert_ids, minlength=layer.num_experts).tolist()
     norm = layer.LayerNorm
+    branch_scale = scale is not None and layer.scale_branch
+    scales = scale[order].split(sizes) if branch_scale else [None] * len(sizes)
     outputs = []
-    for e, (tokens, tokens_residual) in enumerate(zip(x[order].split(sizes), residual[order].split(sizes))):
+    for e, (tokens, tokens_residual, p) in enumerate(
+        zip(x[order].split(sizes), residual[order].split(sizes), scales)
+    ):
         y = layer.experts.expert(e, tokens)
         if layer.shared is not None:
             y = y + layer.shared(tokens)
+        if p is not None:  # gate_scale branch: the gate probability on the FFN's output, before the LayerNorm
+            y = y * p.unsqueeze(-1)
         outputs.append(
             F.layer_norm(layer.dropout(y) + tokens_residual, (width,), norm.weight[e], norm.bias[e], norm.eps)
         )
     y = torch.vstack(outputs)[order.argsort()]
-    if scale is not None:
+    if scale is not None and not branch_scale:
         y = y * scale.unsqueeze(-1)
     return y.view_as(input_tensor)
 

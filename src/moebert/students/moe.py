@@ -8,6 +8,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from moebert.backbones import backbone_of
 from moebert.cost import Dims
 from moebert.errors import MoebertError
 from moebert.models.routing import GATE_ROUTERS, HASH_ROUTERS, hash_balance_table, hash_random_table
@@ -20,11 +21,15 @@ from moebert.students.base import (
     moe_student,
 )
 
-# What a card says of a gate router's gate_scale (models/moe_layer.py).
+# What a card says of a gate router's gate_scale (models/moe_layer.py); a pre-norm layer's experts have no
+# LayerNorm or residual of their own, so there both values scale the branch (models/glu_layer.py).
 GATE_SCALE_NOTES = {
     "output": "the gate probability scales the expert's output after its residual and LayerNorm (the reference's)",
     "branch": "the gate probability scales the FFN branch before the residual and LayerNorm (the Switch Transformer's)",
 }
+PRE_NORM_GATE_SCALE = (
+    "the gate probability scales the FFN branch (a pre-norm layer: the residual is outside the experts)"
+)
 
 
 def check_expert_shape(ffn_dim: int, num_experts: int, expert_dim: int, shared_dim: int) -> None:
@@ -303,6 +308,12 @@ class MoE(StudentKind):
             )
         return self.card_title, self.card_text
 
+    @staticmethod
+    def _gate_scale_note(config) -> str:
+        if backbone_of(config).contract.name == "glu":
+            return PRE_NORM_GATE_SCALE
+        return GATE_SCALE_NOTES[config.gate_scale]
+
     def card_rows(self, model) -> list[list[str]]:
         c = model.config
         tied = c.shared == "tied" and c.shared_dim > 0
@@ -312,6 +323,6 @@ class MoE(StudentKind):
             ["expert width (neurons)", f"{c.expert_dim} (of the teacher's FFN width {c.intermediate_size})"],
             ["shared neurons", f"{c.shared_dim}, {layout}; {c.expert_dim - c.shared_dim} private per expert"],
             ["router", f"{c.router}" + ROUTER_NOTES.get(c.router, "")],
-            *([["gate scale", GATE_SCALE_NOTES[c.gate_scale]]] if c.router in GATE_ROUTERS else []),
+            *([["gate scale", self._gate_scale_note(c)]] if c.router in GATE_ROUTERS else []),
             ["expert dropout", str(c.expert_dropout)],
         ]
