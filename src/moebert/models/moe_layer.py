@@ -7,9 +7,10 @@ It replaces the pair `BertIntermediate` + `BertOutput` of a `BertLayer` and keep
 
 with a LayerNorm of its own (each initialised as a copy of the teacher's); a gate router multiplies the
 expert's output, after its LayerNorm, by the gate probability (`gate_scale: output`, the reference's), or the
-branch fc2_e(...) before the residual and LayerNorm (`gate_scale: branch`, the Switch Transformer's place). Three parts, MegaBlocks' split: the router
-(models/routing.py) picks each token's expert, the experts (models/bert_experts.py, transformers' experts
-interface) compute fc1 -> act -> fc2, and this layer adds the residual and applies the expert's LayerNorm.
+branch fc2_e(...) before the residual and LayerNorm (`gate_scale: branch`, the Switch Transformer's place).
+Three parts, MegaBlocks' split: the router (models/routing.py) picks each token's expert, the experts
+(models/bert_experts.py, transformers' experts interface) compute fc1 -> act -> fc2, and this layer adds the
+residual and applies the expert's LayerNorm.
 
 Shared neurons (`shared`): "copied" (the paper's model) gives every expert its own copy of the shared_dim
 shared neurons, which then train apart; "tied" stores them once, as one dense FFN that every token runs,
